@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""The liftoff CDK app: every configured stage as registry, data and service stacks.
+
+This is the only module that reads CDK context or the environment; everything below it receives
+typed, validated configuration.
+"""
+from __future__ import annotations
+
+import sys
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from config import CONTEXT_KEY, ConfigError, LiftoffConfig, StageConfig, parse_config
+from stacks.data_stack import DataStack
+from stacks.registry_stack import RegistryStack
+from stacks.service_stack import ServiceStack
+
+
+def build(app: cdk.App, config: LiftoffConfig) -> dict[str, cdk.Stack]:
+    """Add every stage's stacks to `app`; return them by stack name."""
+    stacks: dict[str, cdk.Stack] = {}
+    registries: dict[str, RegistryStack] = {}
+    for stage in config.stages:
+        if stage.share_registry_with is None:
+            registries[stage.name] = _add(stacks, RegistryStack(
+                app, stage.registry_stack_name,
+                env=_environment(stage),
+                termination_protection=stage.deletion_protection,
+                description=f"liftoff {stage.name}: image registry (stateful)",
+            ))
+    for stage in config.stages:
+        data = _add(stacks, DataStack(
+            app, stage.data_stack_name,
+            stage=stage,
+            env=_environment(stage),
+            termination_protection=stage.deletion_protection,
+            description=f"liftoff {stage.name}: network and database (stateful)",
+        ))
+        _add(stacks, ServiceStack(
+            app, stage.service_stack_name,
+            stage=stage,
+            vpc=data.network.vpc,
+            repository=registries[stage.registry_stage].registry.repository,
+            database=data.database,
+            env=_environment(stage),
+            description=f"liftoff {stage.name}: load balancer and {stage.compute} service (stateless)",
+        ))
+    for stack in stacks.values():
+        cdk.Tags.of(stack).add("liftoff:project", "liftoff")
+    for stage in config.stages:
+        for stack_name in (stage.data_stack_name, stage.service_stack_name):
+            cdk.Tags.of(stacks[stack_name]).add("liftoff:stage", stage.name)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return stacks
+
+
+def _add(stacks: dict[str, cdk.Stack], stack: cdk.Stack):
+    stacks[stack.stack_name] = stack
+    return stack
+
+
+def _environment(stage: StageConfig) -> cdk.Environment | None:
+    if stage.account is None:
+        return None
+    return cdk.Environment(account=stage.account, region=stage.region)
+
+
+def main() -> None:
+    app = cdk.App()
+    try:
+        config = parse_config(app.node.try_get_context(CONTEXT_KEY))
+    except ConfigError as error:
+        print(f"liftoff: invalid configuration in cdk.json: {error}", file=sys.stderr)
+        sys.exit(2)
+    build(app, config)
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Stage configuration: parsed once from cdk.json context into frozen, typed objects.
+
+This module is the only place that knows the shape of the `liftoff` context; it imports nothing
+from the CDK so the release tool can read the same stages without a synth.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+CONTEXT_KEY = "liftoff"
+
+# Release tags are immutable by policy: a semantic version or a git commit sha. `latest` and other
+# moving names are refused everywhere (template parameter, release tool, host scripts) so that any
+# running version can be named, found in the registry and started again.
+RELEASE_TAG_PATTERN = r"^(v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?|[0-9a-f]{7,40})$"
+RELEASE_TAG_DESCRIPTION = "a release tag: a semantic version like 1.4.2 or v1.4.2-rc.1, or a 7-40 character git sha"
+
+COMPUTE_MODES = ("ecs", "ec2")
+CPU_ARCHITECTURES = ("arm64", "x86_64")
+FARGATE_CPU_MEMORY = {
+    256: (512, 1024, 2048),
+    512: (1024, 2048, 3072, 4096),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+}
+STAGE_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,20}$"
+ACCOUNT_PATTERN = r"^[0-9]{12}$"
+REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
+CERTIFICATE_ARN_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$"
+INSTANCE_CLASS_PATTERN = r"^[a-z][a-z0-9]*\.[a-z0-9]+$"
+AMI_ID_PATTERN = r"^ami-[0-9a-f]{8,17}$"
+
+
+class ConfigError(ValueError):
+    """A stage configuration that cannot be deployed; the message names stage, key, value and rule."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str
+    compute: str
+    desired_count: int
+    account: str | None = None
+    region: str | None = None
+    cpu_architecture: str = "arm64"
+    # ecs: Fargate task size
+    task_cpu: int = 256
+    task_memory_mib: int = 512
+    # ec2: host size and image; an explicit AMI keeps hosts from being replaced by a new AMI release
+    instance_type: str = "t4g.small"
+    ami_id: str | None = None
+    db_instance_class: str = "t4g.micro"
+    db_allocated_storage_gib: int = 20
+    db_max_allocated_storage_gib: int = 100
+    db_multi_az: bool = False
+    db_backup_retention_days: int = 7
+    deletion_protection: bool = False
+    health_check_path: str = "/healthz"
+    container_port: int = 8080
+    drain_seconds: int = 5
+    stop_timeout_seconds: int = 10
+    log_retention_days: int = 30
+    certificate_arn: str | None = None
+    share_registry_with: str | None = None
+
+    @property
+    def registry_stage(self) -> str:
+        """The stage whose registry stack holds this stage's images."""
+        return self.share_registry_with or self.name
+
+    @property
+    def registry_stack_name(self) -> str:
+        return f"{self.registry_stage}-registry"
+
+    @property
+    def data_stack_name(self) -> str:
+        return f"{self.name}-data"
+
+    @property
+    def service_stack_name(self) -> str:
+        return f"{self.name}-service"
+
+
+@dataclass(frozen=True)
+class LiftoffConfig:
+    stages: tuple[StageConfig, ...]
+
+    def stage(self, name: str) -> StageConfig:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ConfigError(f"unknown stage {name!r}; configured stages: {', '.join(self.stage_names)}")
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(stage.name for stage in self.stages)
+
+
+# Allowed values per key: (type, check, what is allowed). Types are exact: JSON true is not a count.
+_INT_RANGES = {
+    "desired_count": (0, 50),
+    "task_cpu": (256, 4096),
+    "task_memory_mib": (512, 30720),
+    "db_allocated_storage_gib": (20, 65536),
+    "db_max_allocated_storage_gib": (20, 65536),
+    "db_backup_retention_days": (1, 35),
+    "container_port": (1024, 65535),
+    "drain_seconds": (0, 3600),
+    "stop_timeout_seconds": (2, 120),
+}
+_LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+_PATTERNS = {
+    "account": (ACCOUNT_PATTERN, "a 12-digit AWS account id"),
+    "region": (REGION_PATTERN, "an AWS region name like eu-west-1"),
+    "certificate_arn": (CERTIFICATE_ARN_PATTERN, "an ACM certificate ARN"),
+    "db_instance_class": (INSTANCE_CLASS_PATTERN, "an instance class without the db. prefix, like t4g.micro"),
+    "instance_type": (INSTANCE_CLASS_PATTERN, "an EC2 instance type like t4g.small"),
+    "ami_id": (AMI_ID_PATTERN, "an AMI id like ami-0123456789abcdef0"),
+    "health_check_path": (r"^/[A-Za-z0-9/_.-]*$", "an absolute URL path like /healthz"),
+}
+_CHOICES = {
+    "compute": COMPUTE_MODES,
+    "cpu_architecture": CPU_ARCHITECTURES,
+    "log_retention_days": _LOG_RETENTION_DAYS,
+}
+_BOOLS = ("db_multi_az", "deletion_protection")
+_OPTIONAL = ("account", "region", "certificate_arn", "ami_id", "share_registry_with")
+_REQUIRED = ("compute", "desired_count")
+_KEYS = tuple(f.name for f in fields(StageConfig) if f.name != "name")
+
+
+def _fail(stage: str, key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"stage {stage!r}: {key} = {json.dumps(value)} is not allowed; expected {allowed}")
+
+
+def _check_value(stage: str, key: str, value: Any) -> None:
+    if value is None and key in _OPTIONAL:
+        return
+    if key in _INT_RANGES:
+        low, high = _INT_RANGES[key]
+        if type(value) is not int or not low <= value <= high:
+            raise _fail(stage, key, value, f"a whole number from {low} to {high}")
+    elif key in _BOOLS:
+        if type(value) is not bool:
+            raise _fail(stage, key, value, "true or false")
+    elif key in _CHOICES:
+        if value not in _CHOICES[key] or type(value) is bool:
+            raise _fail(stage, key, value, "one of " + ", ".join(str(choice) for choice in _CHOICES[key]))
+    elif key in _PATTERNS:
+        pattern, allowed = _PATTERNS[key]
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise _fail(stage, key, value, allowed)
+    elif key == "share_registry_with":
+        if not isinstance(value, str):
+            raise _fail(stage, key, value, "the name of another stage")
+
+
+def _parse_stage(name: str, raw: Any) -> StageConfig:
+    if not re.fullmatch(STAGE_NAME_PATTERN, name):
+        raise ConfigError(
+            f"stage name {name!r} is not allowed; expected lowercase letters, digits and dashes, "
+            "starting with a letter, 2-21 characters"
+        )
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"stage {name!r}: expected an object of settings, got {json.dumps(raw)}")
+    unknown = sorted(set(raw) - set(_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"stage {name!r}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_KEYS))}"
+        )
+    missing = [key for key in _REQUIRED if key not in raw]
+    if missing:
+        raise ConfigError(f"stage {name!r}: missing required key {missing[0]!r}")
+    for key, value in raw.items():
+        _check_value(name, key, value)
+    stage = StageConfig(name=name, **raw)
+    _check_stage(stage)
+    return stage
+
+
+def _check_stage(stage: StageConfig) -> None:
+    if stage.db_max_allocated_storage_gib < stage.db_allocated_storage_gib:
+        raise _fail(
+            stage.name, "db_max_allocated_storage_gib", stage.db_max_allocated_storage_gib,
+            f"at least db_allocated_storage_gib ({stage.db_allocated_storage_gib})",
+        )
+    if stage.compute == "ecs":
+        allowed_memory = FARGATE_CPU_MEMORY.get(stage.task_cpu)
+        if allowed_memory is None:
+            raise _fail(stage.name, "task_cpu", stage.task_cpu, "one of " + ", ".join(map(str, FARGATE_CPU_MEMORY)))
+        if stage.task_memory_mib not in allowed_memory:
+            raise _fail(
+                stage.name, "task_memory_mib", stage.task_memory_mib,
+                f"a Fargate memory size for {stage.task_cpu} CPU units: " + ", ".join(map(str, allowed_memory)),
+            )
+    graviton = re.match(r"^[a-z]+[0-9]+g", stage.instance_type) is not None
+    if stage.compute == "ec2" and graviton != (stage.cpu_architecture == "arm64"):
+        raise _fail(
+            stage.name, "instance_type", stage.instance_type,
+            f"an instance type built for cpu_architecture {stage.cpu_architecture!r}"
+            + (" (a Graviton type such as t4g.small)" if stage.cpu_architecture == "arm64" else " (such as t3.small)"),
+        )
+    if (stage.account is None) != (stage.region is None):
+        raise ConfigError(
+            f"stage {stage.name!r}: account and region go together; set both for a pinned environment "
+            "or neither for an environment-agnostic one"
+        )
+
+
+def parse_config(context: Any) -> LiftoffConfig:
+    """Validate the whole `liftoff` context before anything is built; raise ConfigError on the first problem."""
+    if not isinstance(context, Mapping):
+        raise ConfigError(f"cdk.json context {CONTEXT_KEY!r} must be an object with a 'stages' key")
+    unknown = sorted(set(context) - {"stages"})
+    if unknown:
+        raise ConfigError(f"context {CONTEXT_KEY!r}: unknown key {unknown[0]!r}; allowed keys: stages")
+    raw_stages = context.get("stages")
+    if not isinstance(raw_stages, Mapping) or not raw_stages:
+        raise ConfigError(f"context {CONTEXT_KEY!r}: 'stages' must be a non-empty object of stage name to settings")
+    stages = tuple(_parse_stage(name, raw) for name, raw in raw_stages.items())
+    by_name = {stage.name: stage for stage in stages}
+    for stage in stages:
+        if stage.share_registry_with is None:
+            continue
+        owner = by_name.get(stage.share_registry_with)
+        if owner is None or owner.name == stage.name or owner.share_registry_with is not None:
+            allowed = [s.name for s in stages if s.name != stage.name and s.share_registry_with is None]
+            raise _fail(
+                stage.name, "share_registry_with", stage.share_registry_with,
+                "another stage that owns its registry: " + (", ".join(allowed) or "none configured"),
+            )
+        if (owner.account, owner.region) != (stage.account, stage.region):
+            raise _fail(
+                stage.name, "share_registry_with", stage.share_registry_with,
+                f"a stage in the same account and region (stage {owner.name!r} is in "
+                f"{owner.account or 'any'}/{owner.region or 'any'})",
+            )
+    return LiftoffConfig(stages=stages)
+
+
+def load_config(cdk_json: Path) -> LiftoffConfig:
+    """Read the stages straight from cdk.json, for tools that run without a synth."""
+    try:
+        context = json.loads(cdk_json.read_text())["context"][CONTEXT_KEY]
+    except FileNotFoundError:
+        raise ConfigError(f"{cdk_json} not found; run from the liftoff checkout") from None
+    except (KeyError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{cdk_json}: no readable context.{CONTEXT_KEY} ({error})") from None
+    return parse_config(context)
+
+
+def check_release_tag(tag: str) -> str:
+    if not isinstance(tag, str) or not re.fullmatch(RELEASE_TAG_PATTERN, tag):
+        raise ConfigError(f"image tag {tag!r} is not allowed; expected {RELEASE_TAG_DESCRIPTION}")
+    return tag

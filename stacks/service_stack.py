@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, CfnParameter, Stack, Validations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from components.database import Database
+from components.retention import log_retention
+from components.ecs_service import EcsService
+from components.load_balancer import LoadBalancer
+from components.nag import acknowledge
+from config import RELEASE_TAG_DESCRIPTION, RELEASE_TAG_PATTERN, StageConfig
+
+IMAGE_TAG_PARAMETER = "ImageTag"
+
+
+class ServiceStack(Stack):
+    """Stateless: the load balancer and the compute. Safe to destroy and recreate at any time."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        vpc: ec2.IVpc,
+        repository: ecr.IRepository,
+        database: Database,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        # The activation gate: changing this parameter is what switches the running version. No
+        # default, so a first deploy must name a release explicitly.
+        image_tag = CfnParameter(
+            self,
+            IMAGE_TAG_PARAMETER,
+            type="String",
+            description=f"The active release: {RELEASE_TAG_DESCRIPTION}. Changing it rolls the service to that image.",
+            allowed_pattern=RELEASE_TAG_PATTERN,
+            constraint_description=f"must be {RELEASE_TAG_DESCRIPTION}; mutable tags such as latest are refused",
+        )
+        retention = log_retention(stage.log_retention_days)
+        self.load_balancer = LoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            target_type=elbv2.TargetType.IP if stage.compute == "ecs" else elbv2.TargetType.INSTANCE,
+            container_port=stage.container_port,
+            health_check_path=stage.health_check_path,
+            drain_seconds=stage.drain_seconds,
+            certificate_arn=stage.certificate_arn,
+        )
+        self.compute = EcsService(
+            self,
+            "Ecs",
+            vpc=vpc,
+            repository=repository,
+            image_tag=image_tag.value_as_string,
+            target_group=self.load_balancer.target_group,
+            db_host=database.instance.db_instance_endpoint_address,
+            db_port=database.instance.db_instance_endpoint_port,
+            db_name=database.database_name,
+            db_secret=database.secret,
+            desired_count=stage.desired_count,
+            task_cpu=stage.task_cpu,
+            task_memory_mib=stage.task_memory_mib,
+            arm64=stage.cpu_architecture == "arm64",
+            container_port=stage.container_port,
+            stop_timeout_seconds=stage.stop_timeout_seconds,
+            log_retention=retention,
+        )
+        self.load_balancer.allow_to_service(self.compute.security_group, stage.container_port)
+        # The rule lives here, not in the data stack, so the stateful stack never depends on this one.
+        ec2.CfnSecurityGroupIngress(
+            self,
+            "DatabaseFromService",
+            group_id=database.security_group.security_group_id,
+            source_security_group_id=self.compute.security_group.security_group_id,
+            ip_protocol="tcp",
+            from_port=database.instance.instance_endpoint.port,
+            to_port=database.instance.instance_endpoint.port,
+            description=f"{stage.name} service to its database",
+        )
+        acknowledge(
+            self.load_balancer.security_group, "AwsSolutions-EC23",
+            "The load balancer is the service's public entry point: its listener ports are open to the internet by design.",
+        )
+        acknowledge(
+            self.load_balancer.load_balancer, "AwsSolutions-ELB2",
+            "Access logs need an S3 bucket and its costs; the stage relies on target-group metrics and service logs until traffic warrants them.",
+        )
+        CfnOutput(self, "ServiceUrl", value=f"{self.load_balancer.url_scheme}://{self.load_balancer.load_balancer.load_balancer_dns_name}")
+        CfnOutput(self, "TargetGroupArn", value=self.load_balancer.target_group.target_group_arn)
+        CfnOutput(self, "ComputeMode", value=stage.compute)
+        CfnOutput(self, "ClusterName", value=self.compute.service.cluster.cluster_name)
+        CfnOutput(self, "EcsServiceName", value=self.compute.service.service_name)
