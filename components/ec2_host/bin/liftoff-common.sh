@@ -47,7 +47,7 @@ require_release_tag() {
     if [[ ${#tag} -le 128 ]] && { [[ "$tag" =~ $TAG_SEMVER_RE ]] || [[ "$tag" =~ $TAG_SHA_RE ]]; }; then
         return 0
     fi
-    die 2 "refusing image tag $(printf '%q' "$tag"): allowed are release tags only," \
+    die 2 "refusing image tag ${tag@Q}: allowed are release tags only," \
         "semver like 1.4.2, v1.4.2 or 1.4.2-rc.1, or a 7-40 character lowercase hex git sha" \
         "(mutable tags such as 'latest' are never deployed)"
 }
@@ -154,7 +154,7 @@ wait_healthy() {
 
 imds_get() {
     local token
-    token="$(curl -fsS --max-time 5 -X PUT "$LIFTOFF_IMDS_URL/latest/api/token" \
-        -H "X-aws-ec2-metadata-token-ttl-seconds: 60")"
+    token="$(curl -fsS --max-time 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" \
+        "$LIFTOFF_IMDS_URL/latest/api/token")"
     curl -fsS --max-time 5 -H "X-aws-ec2-metadata-token: $token" "$LIFTOFF_IMDS_URL/latest/meta-data/$1"
 }

@@ -1,0 +1,543 @@
+"""On-host side of the EC2 compute mode: liftoff-app.service and the liftoff-* scripts.
+
+The scripts run for real here, with stand-ins for docker, systemctl, curl and aws
+(tests/components/fakes/) first on PATH. Each stand-in appends its argv to a call
+log and answers from files the test controls, so the tests assert on what the
+scripts would have done to a host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_DIR = REPO / "components" / "ec2_host"
+BIN = HOST_DIR / "bin"
+UNIT = HOST_DIR / "liftoff-app.service"
+FAKES = Path(__file__).resolve().parent / "fakes"
+
+REPOSITORY_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/liftoff-app"
+REGISTRY = REPOSITORY_URI.split("/", 1)[0]
+INSTANCE_ID = "i-0aaaaaaaaaaaaaaa1"
+OTHER_INSTANCE_ID = "i-0bbbbbbbbbbbbbbb2"
+TG_ARN = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/liftoff/0123456789abcdef"
+
+HOST_ENV_KEYS = (
+    "AWS_REGION",
+    "REPOSITORY_URI",
+    "CONTAINER_PORT",
+    "HEALTH_CHECK_PATH",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_SECRET_ARN",
+    "LOG_GROUP",
+    "STOP_TIMEOUT_SECONDS",
+    "DRAIN_SECONDS",
+    "TARGET_GROUP_ARN",
+    "HEALTH_TIMEOUT_SECONDS",
+    "ACTIVE_TAG_PARAMETER",
+)
+
+
+def ref(tag: str) -> str:
+    return f"{REPOSITORY_URI}:{tag}"
+
+
+@dataclass
+class Host:
+    """A fake host: config dir, stand-in state and the environment the scripts run with."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "fake"
+
+    def host_env(self, **overrides: str) -> None:
+        values = {
+            "AWS_REGION": "eu-west-1",
+            "REPOSITORY_URI": REPOSITORY_URI,
+            "CONTAINER_PORT": "8080",
+            "HEALTH_CHECK_PATH": "/healthz",
+            "DB_HOST": "db.internal",
+            "DB_PORT": "5432",
+            "DB_NAME": "liftoff",
+            "DB_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:liftoff-db-AbCdEf",
+            "LOG_GROUP": "/liftoff/app",
+            "STOP_TIMEOUT_SECONDS": "20",
+            "DRAIN_SECONDS": "0",
+            "TARGET_GROUP_ARN": "",
+            "HEALTH_TIMEOUT_SECONDS": "1",
+            "ACTIVE_TAG_PARAMETER": "/liftoff/active-image-tag",
+        }
+        values.update(overrides)
+        (self.config / "host.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+    def running(self, tag: str, *, image_present: bool = True) -> None:
+        """The host as left by an earlier activation of `tag`."""
+        (self.config / "active.env").write_text(f"IMAGE_TAG={tag}\n")
+        (self.state / "running_tag").write_text(f"{tag}\n")
+        if image_present:
+            self.has_images(tag)
+
+    def has_images(self, *tags: str) -> None:
+        with (self.state / "images").open("a") as f:
+            f.writelines(f"{ref(t)}\n" for t in tags)
+
+    def unhealthy(self, *tags: str) -> None:
+        (self.state / "unhealthy_tags").write_text("".join(f"{t}\n" for t in tags))
+
+    def behind_load_balancer(self, *healthy_others: str) -> None:
+        self.host_env(TARGET_GROUP_ARN=TG_ARN)
+        targets = [INSTANCE_ID, *healthy_others]
+        (self.state / "target_health.json").write_text(
+            json.dumps(
+                {
+                    "TargetHealthDescriptions": [
+                        {"Target": {"Id": t, "Port": 8080}, "TargetHealth": {"State": "healthy"}}
+                        for t in targets
+                    ]
+                }
+            )
+        )
+
+    def run(self, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(self.root),
+            "LIFTOFF_CONFIG_DIR": str(self.config),
+            "LIFTOFF_RUN_DIR": str(self.root / "run" / "liftoff"),
+            "LIFTOFF_LOCK_FILE": str(self.root / "run" / "lock" / "liftoff.lock"),
+            "LIFTOFF_HEALTH_POLL_SECONDS": "0.1",
+            "FAKE_STATE": str(self.state),
+        }
+        return subprocess.run(
+            [str(BIN / script), *args], env=env, capture_output=True, text=True, timeout=30
+        )
+
+    def calls(self, program: str | None = None) -> list[list[str]]:
+        log = self.state / "calls.log"
+        if not log.exists():
+            return []
+        rows = [line.split("\t") for line in log.read_text().splitlines()]
+        return [r for r in rows if program is None or r[0] == program]
+
+    def called(self, *prefix: str) -> bool:
+        return any(c[: len(prefix)] == list(prefix) for c in self.calls())
+
+    def index_of(self, *prefix: str) -> int:
+        """Position of the first call starting with prefix (fails the test when absent)."""
+        for i, c in enumerate(self.calls()):
+            if c[: len(prefix)] == list(prefix):
+                return i
+        raise AssertionError(f"no call {prefix} in {self.calls()}")
+
+    def restarts(self) -> list[str]:
+        """The tag active.env held at each (re)start of liftoff-app, in order."""
+        path = self.state / "restarts"
+        return path.read_text().split() if path.exists() else []
+
+    def active(self) -> str:
+        return (self.config / "active.env").read_text()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    h = Host(tmp_path)
+    h.config.mkdir()
+    h.state.mkdir()
+    (h.state / "instance_id").write_text(INSTANCE_ID)
+    h.host_env()
+    return h
+
+
+# --- the unit -----------------------------------------------------------------
+
+
+def test_unit_passes_systemd_analyze_verify_without_warnings(tmp_path: Path) -> None:
+    # `systemd-analyze verify` exits 0 on unknown keys and bad values (it only warns
+    # on stderr), and exits 1 when docker.service or an Exec binary is missing. So:
+    # a stub docker.service on SYSTEMD_UNIT_PATH ("dir:" = that dir, then the
+    # defaults), and a rendered copy whose host paths (/usr/bin/docker,
+    # /opt/liftoff/bin) point at files that exist on this machine.
+    assert shutil.which("systemd-analyze"), "needs systemd-analyze (apt-get install systemd)"
+    text = UNIT.read_text()
+    assert "/usr/bin/docker " in text and "/opt/liftoff/bin/liftoff-db-env" in text
+    rendered = text.replace("/usr/bin/docker ", f"{FAKES / 'docker'} ").replace(
+        "/opt/liftoff/bin/", f"{BIN}/"
+    )
+    assert "/usr/bin/docker" not in rendered and "/opt/liftoff" not in rendered.split("[Service]")[1]
+    (tmp_path / "liftoff-app.service").write_text(rendered)
+    (tmp_path / "docker.service").write_text("[Unit]\nDescription=stub\n[Service]\nExecStart=/bin/true\n")
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "liftoff-app.service")],
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def _unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    logical = UNIT.read_text().replace("\\\n", " ")
+    for line in logical.splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(" ".join(value.split()))
+    return settings
+
+
+def test_unit_runs_the_active_tag_with_config_and_secrets_from_files() -> None:
+    s = _unit_settings()
+    assert s["Restart"] == ["always"]
+    assert "docker.service" in s["Requires"][0] and "docker.service" in s["After"][0]
+    assert s["EnvironmentFile"] == ["/etc/liftoff/host.env", "/etc/liftoff/active.env"]
+    assert s["ExecStartPre"][0] == "/opt/liftoff/bin/liftoff-db-env"
+    run = s["ExecStart"][0]
+    for expected in (
+        "--env APP_VERSION=${IMAGE_TAG}",
+        "--env PORT=${CONTAINER_PORT}",
+        "--env DB_HOST=${DB_HOST}",
+        "--env DB_PORT=${DB_PORT}",
+        "--env DB_NAME=${DB_NAME}",
+        "--env-file /run/liftoff/db.env",
+        "--publish ${CONTAINER_PORT}:${CONTAINER_PORT}",
+        "--log-driver awslogs",
+        "--log-opt awslogs-region=${AWS_REGION}",
+        "--log-opt awslogs-group=${LOG_GROUP}",
+    ):
+        assert expected in run
+    assert run.endswith("${REPOSITORY_URI}:${IMAGE_TAG}")
+    assert s["ExecStop"] == ["/usr/bin/docker stop --time ${STOP_TIMEOUT_SECONDS} liftoff-app"]
+    # Credentials reach the container only through the 0600 file.
+    assert "DB_PASSWORD" not in UNIT.read_text() and "DB_USER" not in UNIT.read_text()
+
+
+def test_unit_only_references_documented_host_env_keys() -> None:
+    # A typo in ${...} expands to an empty string silently under systemd.
+    referenced = set(re.findall(r"\$\{(\w+)\}", UNIT.read_text()))
+    assert referenced <= set(HOST_ENV_KEYS) | {"IMAGE_TAG"}, referenced - set(HOST_ENV_KEYS)
+
+
+# --- shellcheck -----------------------------------------------------------------
+
+
+def _shell_files(directory: Path) -> list[Path]:
+    found = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        head = path.read_text(errors="replace").split("\n", 2)[:2]
+        if path.suffix == ".sh" or (head and re.match(r"#!.*\b(ba)?sh\b", head[0])) or any(
+            "shellcheck shell=" in line for line in head
+        ):
+            found.append(path)
+    return found
+
+
+def test_every_host_script_passes_shellcheck() -> None:
+    assert shutil.which("shellcheck"), "needs shellcheck: apt-get install -y shellcheck"
+    scripts = _shell_files(HOST_DIR) + _shell_files(FAKES)
+    names = {p.name for p in scripts}
+    assert {"liftoff-common.sh", "liftoff-stage", "liftoff-activate", "liftoff-boot", "liftoff-db-env"} <= names
+    result = subprocess.run(
+        ["shellcheck", "--external-sources", *map(str, scripts)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_host_scripts_are_executable_and_strict() -> None:
+    for name in ("liftoff-stage", "liftoff-activate", "liftoff-boot", "liftoff-db-env"):
+        path = BIN / name
+        assert path.stat().st_mode & stat.S_IXUSR, f"{name} is not executable"
+        assert "set -euo pipefail" in path.read_text()
+
+
+# --- tag gate ---------------------------------------------------------------------
+
+BAD_TAGS = [
+    "latest",
+    "1.2",
+    "foo;rm -rf /",
+    "",
+    "V1.2.3",
+    "1.2.3+build.5",
+    "01.2.3",
+    "1.2.3\n",
+    "$(reboot)",
+    "ABCDEF1",  # upper-case is not how git prints a sha
+    "abc123",  # 6 hex digits: too short to name a commit
+    "a" * 41,
+]
+
+
+@pytest.mark.parametrize("script", ["liftoff-stage", "liftoff-activate"])
+@pytest.mark.parametrize("tag", BAD_TAGS)
+def test_bad_tag_is_refused_before_anything_runs(host: Host, script: str, tag: str) -> None:
+    host.running("1.0.0")
+    result = host.run(script, tag)
+    assert result.returncode == 2, result.stderr
+    assert host.calls() == []
+    assert host.active() == "IMAGE_TAG=1.0.0\n"
+    assert not (host.config / "active.env.previous").exists()
+    assert "semver" in result.stderr and "git sha" in result.stderr
+    if tag.strip():
+        assert tag.strip() in result.stderr
+
+
+@pytest.mark.parametrize("script", ["liftoff-stage", "liftoff-activate"])
+@pytest.mark.parametrize("args", [(), ("1.0.0", "1.1.0")])
+def test_wrong_argument_count_is_a_usage_error(host: Host, script: str, args: tuple[str, ...]) -> None:
+    result = host.run(script, *args)
+    assert result.returncode == 2
+    assert "usage" in result.stderr
+    assert host.calls() == []
+
+
+@pytest.mark.parametrize("tag", ["1.4.2", "v1.4.2", "1.4.2-rc.1", "0.0.1", "abcdef0", "0123456789abcdef0123456789abcdef01234567"])
+def test_release_tags_are_accepted(host: Host, tag: str) -> None:
+    result = host.run("liftoff-stage", tag)
+    assert result.returncode == 0, result.stderr
+    assert ["docker", "pull", "--quiet", ref(tag)] in host.calls("docker")
+
+
+def test_missing_host_config_key_is_named(host: Host) -> None:
+    (host.config / "host.env").write_text("AWS_REGION=eu-west-1\n")
+    result = host.run("liftoff-stage", "1.0.0")
+    assert result.returncode == 1
+    assert "REPOSITORY_URI" in result.stderr and "DB_SECRET_ARN" in result.stderr
+    assert host.calls() == []
+
+
+# --- stage ------------------------------------------------------------------------
+
+
+def test_stage_logs_in_to_ecr_and_pulls_without_restarting(host: Host) -> None:
+    host.running("1.0.0")
+    result = host.run("liftoff-stage", "1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert host.called("aws", "ecr", "get-login-password", "--region", "eu-west-1")
+    assert ["docker", "login", "--username", "AWS", "--password-stdin", REGISTRY] in host.calls("docker")
+    assert (host.state / "docker_login_stdin").read_text().strip() == "fake-ecr-password"
+    assert host.index_of("docker", "login") < host.index_of("docker", "pull")
+    assert ["docker", "pull", "--quiet", ref("1.1.0")] in host.calls("docker")
+    assert host.calls("systemctl") == []
+    assert host.active() == "IMAGE_TAG=1.0.0\n"
+    assert not (host.config / "active.env.previous").exists()
+
+
+def test_stage_fails_when_the_pull_fails(host: Host) -> None:
+    (host.state / "pull_fails").touch()
+    result = host.run("liftoff-stage", "1.1.0")
+    assert result.returncode != 0
+    assert host.calls("systemctl") == []
+
+
+# --- activate -----------------------------------------------------------------------
+
+
+def test_activate_pulls_a_missing_image_restarts_and_waits_for_health(host: Host) -> None:
+    host.running("1.0.0")
+    (host.state / "health_failures").write_text("2")  # the new container needs a moment
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert ["docker", "image", "inspect", ref("1.1.0")] in host.calls("docker")
+    assert ["docker", "pull", "--quiet", ref("1.1.0")] in host.calls("docker")
+    assert host.index_of("docker", "pull") < host.index_of("systemctl", "restart")
+    assert ["systemctl", "restart", "liftoff-app.service"] in host.calls("systemctl")
+    assert host.restarts() == ["1.1.0"]
+    assert host.active() == "IMAGE_TAG=1.1.0\n"
+    assert (host.config / "active.env.previous").read_text() == "IMAGE_TAG=1.0.0\n"
+    restart = host.index_of("systemctl", "restart")
+    health = [i for i, c in enumerate(host.calls()) if c[0] == "curl" and c[-1] == "http://127.0.0.1:8080/healthz"]
+    assert len([i for i in health if i > restart]) == 3  # polled through the two failures
+    # No target group configured: nothing to drain.
+    assert host.calls("aws") == [c for c in host.calls("aws") if c[1] == "ecr"]
+
+
+def test_activate_does_not_pull_an_image_already_present(host: Host) -> None:
+    host.running("1.0.0")
+    host.has_images("1.1.0")
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert not host.called("docker", "pull")
+    assert not host.called("aws", "ecr")
+    assert host.restarts() == ["1.1.0"]
+
+
+def test_activate_rolls_back_when_health_never_comes(host: Host) -> None:
+    host.running("1.0.0")
+    host.unhealthy("1.1.0")
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 1
+    assert host.restarts() == ["1.1.0", "1.0.0"]
+    assert host.active() == "IMAGE_TAG=1.0.0\n"
+    assert "1.0.0 is serving again" in result.stderr
+
+
+def test_activate_says_so_when_the_old_version_is_unhealthy_too(host: Host) -> None:
+    host.running("1.0.0")
+    host.unhealthy("1.0.0", "1.1.0")
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 1
+    assert host.restarts() == ["1.1.0", "1.0.0"]
+    assert host.active() == "IMAGE_TAG=1.0.0\n"
+    assert "not healthy either" in result.stderr
+    assert "serving again" not in result.stderr
+
+
+def test_activating_the_active_healthy_tag_is_a_no_op(host: Host) -> None:
+    host.running("1.0.0")
+    host.behind_load_balancer(OTHER_INSTANCE_ID)
+    result = host.run("liftoff-activate", "1.0.0")
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do" in result.stderr
+    assert host.restarts() == []
+    assert not host.called("docker", "pull")
+    assert host.calls("aws") == []
+
+
+def test_activating_the_active_tag_when_unhealthy_restarts_it(host: Host) -> None:
+    host.running("1.0.0")
+    (host.state / "running_tag").unlink()  # the unit is down
+    result = host.run("liftoff-activate", "1.0.0")
+    assert result.returncode == 0, result.stderr
+    assert host.restarts() == ["1.0.0"]
+    assert not (host.config / "active.env.previous").exists()
+
+
+def test_single_instance_restarts_in_place_without_deregistering(host: Host) -> None:
+    host.running("1.0.0")
+    host.behind_load_balancer()  # only this instance is healthy
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert host.called("aws", "elbv2", "describe-target-health")
+    assert not host.called("aws", "elbv2", "deregister-targets")
+    assert not host.called("aws", "elbv2", "register-targets")
+    assert host.restarts() == ["1.1.0"]
+
+
+def test_several_instances_drain_this_one_around_the_restart(host: Host) -> None:
+    host.running("1.0.0")
+    host.behind_load_balancer(OTHER_INSTANCE_ID)
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 0, result.stderr
+    targets = ["--target-group-arn", TG_ARN, "--targets", f"Id={INSTANCE_ID}"]
+    region = ["--region", "eu-west-1"]
+    assert ["aws", "elbv2", "deregister-targets", *region, *targets] in host.calls("aws")
+    assert ["aws", "elbv2", "register-targets", *region, *targets] in host.calls("aws")
+    assert ["aws", "elbv2", "wait", "target-in-service", *region, *targets] in host.calls("aws")
+    deregister = host.index_of("aws", "elbv2", "deregister-targets")
+    restart = host.index_of("systemctl", "restart")
+    register = host.index_of("aws", "elbv2", "register-targets")
+    assert deregister < restart < register
+    # The instance id came from IMDSv2, token first.
+    token = host.index_of("curl", "-fsS", "--max-time", "5", "-X", "PUT")
+    assert token < host.index_of("curl", "-fsS", "--max-time", "5", "-H", "X-aws-ec2-metadata-token: fake-imds-token")
+
+
+def test_several_instances_rollback_re_registers_after_the_old_version_is_back(host: Host) -> None:
+    host.running("1.0.0")
+    host.behind_load_balancer(OTHER_INSTANCE_ID)
+    host.unhealthy("1.1.0")
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 1
+    assert host.restarts() == ["1.1.0", "1.0.0"]
+    registers = [c for c in host.calls("aws") if c[1:3] == ["elbv2", "register-targets"]]
+    assert len(registers) == 1
+    restarts = [i for i, c in enumerate(host.calls()) if c[:2] == ["systemctl", "restart"]]
+    assert restarts[-1] < host.index_of("aws", "elbv2", "register-targets")
+    assert host.active() == "IMAGE_TAG=1.0.0\n"
+
+
+def test_unhealthy_other_targets_do_not_count_as_serving(host: Host) -> None:
+    host.running("1.0.0")
+    host.behind_load_balancer()
+    health = json.loads((host.state / "target_health.json").read_text())
+    health["TargetHealthDescriptions"].append(
+        {"Target": {"Id": OTHER_INSTANCE_ID}, "TargetHealth": {"State": "unhealthy"}}
+    )
+    (host.state / "target_health.json").write_text(json.dumps(health))
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert not host.called("aws", "elbv2", "deregister-targets")
+
+
+def test_activate_reports_when_the_load_balancer_never_takes_it_back(host: Host) -> None:
+    host.running("1.0.0")
+    host.behind_load_balancer(OTHER_INSTANCE_ID)
+    (host.state / "wait_fails").touch()
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 3
+    assert host.called("aws", "elbv2", "register-targets")
+    assert host.active() == "IMAGE_TAG=1.1.0\n"
+
+
+# --- boot and the secret ---------------------------------------------------------------
+
+
+def test_boot_starts_the_tag_recorded_in_ssm(host: Host) -> None:
+    (host.state / "ssm_active_tag").write_text("1.3.0\n")
+    result = host.run("liftoff-boot")
+    assert result.returncode == 0, result.stderr
+    assert [
+        "aws", "ssm", "get-parameter", "--region", "eu-west-1",
+        "--name", "/liftoff/active-image-tag", "--query", "Parameter.Value", "--output", "text",
+    ] in host.calls("aws")
+    assert host.active() == "IMAGE_TAG=1.3.0\n"
+    assert host.index_of("systemctl", "enable", "--now", "docker.service") < host.index_of("docker", "pull")
+    assert ["docker", "pull", "--quiet", ref("1.3.0")] in host.calls("docker")
+    assert host.index_of("docker", "pull") < host.index_of("systemctl", "enable", "--now", "liftoff-app.service")
+    assert host.restarts() == ["1.3.0"]
+
+
+def test_boot_refuses_a_mutable_tag_in_ssm(host: Host) -> None:
+    (host.state / "ssm_active_tag").write_text("latest\n")
+    result = host.run("liftoff-boot")
+    assert result.returncode == 2
+    assert "latest" in result.stderr
+    assert not (host.config / "active.env").exists()
+    assert host.calls("systemctl") == [] and host.calls("docker") == []
+
+
+def test_db_env_writes_credentials_root_only_and_literally(host: Host) -> None:
+    password = "p@ss w0rd$HOME\"'`"
+    (host.state / "secret_string").write_text(
+        json.dumps({"username": "liftoff", "password": password, "engine": "postgres"})
+    )
+    result = host.run("liftoff-db-env")
+    assert result.returncode == 0, result.stderr
+    run_dir = host.root / "run" / "liftoff"
+    db_env = run_dir / "db.env"
+    assert db_env.read_text() == f"DB_USER=liftoff\nDB_PASSWORD={password}\n"
+    assert stat.S_IMODE(db_env.stat().st_mode) == 0o600
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    assert [
+        "aws", "secretsmanager", "get-secret-value", "--region", "eu-west-1",
+        "--secret-id", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:liftoff-db-AbCdEf",
+        "--query", "SecretString", "--output", "text",
+    ] in host.calls("aws")
+    assert password not in result.stderr + result.stdout
+
+
+def test_db_env_refuses_a_secret_without_username_and_password(host: Host) -> None:
+    (host.state / "secret_string").write_text(json.dumps({"user": "liftoff"}))
+    result = host.run("liftoff-db-env")
+    assert result.returncode != 0
+    assert not (host.root / "run" / "liftoff" / "db.env").exists()
+    assert list((host.root / "run" / "liftoff").iterdir()) == []
