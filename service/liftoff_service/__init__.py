@@ -1,0 +1,1 @@
+"""liftoff's reference service: the behaviour a service needs to live on liftoff."""

@@ -1,0 +1,67 @@
+"""The image's entry point: `serve` (the default CMD) or `migrate`.
+
+    python -m liftoff_service serve      # exec gunicorn, which becomes PID 1 and gets SIGTERM
+    python -m liftoff_service migrate    # apply what is safe, then exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .config import ConfigError, database_settings_from_env, settings_from_env
+from .logs import configure_logging
+from .releases import ReleaseLedgerError
+
+log = logging.getLogger("liftoff.service")
+
+
+def serve(release: str | None) -> None:
+    # Fail here, with a clear message, rather than inside every gunicorn worker.
+    settings_from_env(os.environ)
+    app_spec = "liftoff_service.wsgi:create()" if release is None else (
+        f"liftoff_service.wsgi:create(release={release!r})"
+    )
+    gunicorn_args = [
+        sys.executable, "-m", "gunicorn", "--config", "python:liftoff_service.gunicorn_conf",
+        app_spec,
+    ]
+    os.execv(sys.executable, gunicorn_args)
+
+
+def migrate() -> int:
+    from .migrations import MigrationError, migrate_database
+
+    try:
+        migrate_database(database_settings_from_env(os.environ))
+    except MigrationError as error:
+        log.error("migration refused", extra={"reason": str(error)})
+        return 3
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="liftoff_service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="serve HTTP on $PORT (default)")
+    serve_parser.add_argument(
+        "--release", help="serve another live release's API (tests and demos); default: VERSION"
+    )
+    commands.add_parser("migrate", help="apply pending migrations that are safe now, then exit")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        if args.command == "serve":
+            serve(args.release)
+            return 0  # not reached: exec
+        return migrate()
+    except (ConfigError, ReleaseLedgerError) as error:
+        log.error("cannot start", extra={"reason": str(error)})
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+-- liftoff: contract after-retiring 1.0.0
+-- Every note gets a title. 1.0.0 inserts notes without one, so this must wait until no 1.0.0
+-- instance can run: `migrate` holds it while releases.json declares 1.0.0 (or older) live.
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '60s';
+
+UPDATE notes
+SET title = left(split_part(btrim(body, E' \t\r\n'), E'\n', 1), 200)
+WHERE title IS NULL;
+
+-- Backward-incompatible on purpose (it is the contract step); notes is small, so the
+-- validating scan under ACCESS EXCLUSIVE is brief.
+-- squawk-ignore adding-not-nullable-field
+ALTER TABLE notes ALTER COLUMN title SET NOT NULL;
