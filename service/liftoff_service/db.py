@@ -9,8 +9,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .config import DatabaseSettings
 
-# How long a request waits for a pooled connection before answering 503.
-CHECKOUT_TIMEOUT_SECONDS = 5.0
+# How long a request waits for a pooled connection before answering 503. The pool keeps
+# retrying a DB that refuses connections until then, so this is also the outage latency.
+CHECKOUT_TIMEOUT_SECONDS = 3.0
 
 DatabaseUnavailable = (psycopg.OperationalError, PoolTimeout)
 
@@ -38,8 +39,14 @@ class Database:
                 )
             return self._pool
 
-    def connection(self, timeout: float | None = None):
-        return self._get_pool().connection(timeout=timeout)
+    def connection(self):
+        return self._get_pool().connection()
+
+    def ping(self, *, timeout_seconds: int) -> None:
+        """One round trip on a new connection: what a new instance would meet, not the pool."""
+        kwargs = {**self._settings.conninfo_kwargs(), "connect_timeout": timeout_seconds}
+        with psycopg.connect(**kwargs) as conn:
+            conn.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ log = logging.getLogger("liftoff.service")
 MAX_REQUEST_BYTES = 64 * 1024
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 200
-READINESS_TIMEOUT_SECONDS = 2.0
+READINESS_TIMEOUT_SECONDS = 2
 _NOTE_PATH = re.compile(r"^/notes/(\d{1,18})$")
 
 _REASONS = {
@@ -149,8 +149,7 @@ class ServiceApp:
 
     def readiness(self) -> tuple[int, object]:
         try:
-            with self.database.connection(timeout=READINESS_TIMEOUT_SECONDS) as conn:
-                conn.execute("SELECT 1").fetchone()
+            self.database.ping(timeout_seconds=READINESS_TIMEOUT_SECONDS)
         except DatabaseUnavailable as error:
             log.warning("readiness check failed", extra={"error": str(error)})
             return 503, {"status": "unavailable", "database": "unreachable"}

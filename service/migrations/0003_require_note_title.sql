@@ -5,7 +5,7 @@ SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '60s';
 
 UPDATE notes
-SET title = left(split_part(btrim(body, E' \t\r\n'), E'\n', 1), 200)
+SET title = left(rtrim(split_part(btrim(body, E' \t\r\n'), E'\n', 1), E' \t\r'), 200)
 WHERE title IS NULL;
 
 -- Backward-incompatible on purpose (it is the contract step); notes is small, so the

@@ -17,7 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from service_harness import (  # noqa: E402
-    DatabaseSettings, PostgresServer, ServiceProcess, free_port, postgres_bin_dir,
+    DatabaseSettings, PostgresServer, ServiceProcess, create_database, free_port,
+    postgres_bin_dir,
 )
 
 _database_numbers = itertools.count(1)
@@ -57,19 +58,20 @@ def postgres_server():
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def database(postgres_server) -> DatabaseSettings:
-    """A fresh, empty database (and its own role) on the session server."""
-    name = f"notes_{os.getpid()}_{next(_database_numbers)}"
-    with postgres_server.admin_connect() as conn:
-        conn.execute(f'CREATE ROLE "{name}" LOGIN PASSWORD \'pw-{name}\'')
-        conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
-    return DatabaseSettings(host=postgres_server.host, port=postgres_server.port,
-                            name=name, user=name, password=f"pw-{name}")
+@pytest.fixture(scope="session")
+def make_database(postgres_server):
+    """Creates a fresh, empty database each call (for fixtures wider than one test)."""
+    return lambda: create_database(
+        postgres_server, f"notes_{os.getpid()}_{next(_database_numbers)}"
+    )
 
 
 @pytest.fixture
-def start_service():
+def database(make_database) -> DatabaseSettings:
+    return make_database()
+
+
+def _service_starter():
     started: list[ServiceProcess] = []
 
     def start(database: DatabaseSettings, **kwargs) -> ServiceProcess:
@@ -80,3 +82,15 @@ def start_service():
     yield start
     for service in started:
         service.stop()
+
+
+@pytest.fixture
+def start_service():
+    """Starts `serve` processes that are stopped (SIGTERM) when the test ends."""
+    yield from _service_starter()
+
+
+@pytest.fixture(scope="module")
+def start_module_service():
+    """Like start_service, for a process shared by a whole test module."""
+    yield from _service_starter()

@@ -158,3 +158,18 @@ class ServiceProcess:
         return self.process.returncode
 
 
+
+
+def create_database(server: PostgresServer, name: str) -> DatabaseSettings:
+    """A fresh, empty database owned by its own login role, as RDS gives the service."""
+    password = f"pw-{name}"
+    with server.admin_connect() as conn:
+        conn.execute(f'CREATE ROLE "{name}" LOGIN PASSWORD \'{password}\'')
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+    return DatabaseSettings(host=server.host, port=server.port, name=name, user=name,
+                            password=password)
+
+
+def connect(database: DatabaseSettings) -> psycopg.Connection:
+    return psycopg.connect(host=database.host, port=database.port, dbname=database.name,
+                           user=database.user, password=database.password, autocommit=True)

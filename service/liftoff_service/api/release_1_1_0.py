@@ -16,7 +16,8 @@ TITLE_MAX_LENGTH = 200
 
 def derive_title(body: str) -> str:
     # Must match the backfill in migrations/0003 so a note reads the same before and after it.
-    return body.strip(" \t\r\n").split("\n", 1)[0][:TITLE_MAX_LENGTH]
+    first_line = body.strip(" \t\r\n").split("\n", 1)[0]
+    return first_line.rstrip(" \t\r")[:TITLE_MAX_LENGTH]
 
 
 def _row_to_note(row: tuple) -> dict:
