@@ -393,6 +393,7 @@ def test_activate_rolls_back_when_health_never_comes(host: Host) -> None:
 def test_activate_says_so_when_the_old_version_is_unhealthy_too(host: Host) -> None:
     host.running("1.0.0")
     host.unhealthy("1.0.0", "1.1.0")
+    host.host_env(HEALTH_TIMEOUT_SECONDS="0")  # one probe each: keeps the test fast
     result = host.run("liftoff-activate", "1.1.0")
     assert result.returncode == 1
     assert host.restarts() == ["1.1.0", "1.0.0"]
@@ -454,6 +455,7 @@ def test_several_instances_drain_this_one_around_the_restart(host: Host) -> None
 def test_several_instances_rollback_re_registers_after_the_old_version_is_back(host: Host) -> None:
     host.running("1.0.0")
     host.behind_load_balancer(OTHER_INSTANCE_ID)
+    host.host_env(TARGET_GROUP_ARN=TG_ARN, HEALTH_TIMEOUT_SECONDS="0")  # one probe: fast
     host.unhealthy("1.1.0")
     result = host.run("liftoff-activate", "1.1.0")
     assert result.returncode == 1
@@ -463,6 +465,19 @@ def test_several_instances_rollback_re_registers_after_the_old_version_is_back(h
     restarts = [i for i, c in enumerate(host.calls()) if c[:2] == ["systemctl", "restart"]]
     assert restarts[-1] < host.index_of("aws", "elbv2", "register-targets")
     assert host.active() == "IMAGE_TAG=1.0.0\n"
+
+
+def test_a_version_that_fails_to_start_is_rolled_back_and_re_registered(host: Host) -> None:
+    host.running("1.0.0")
+    host.behind_load_balancer(OTHER_INSTANCE_ID)
+    host.host_env(TARGET_GROUP_ARN=TG_ARN, HEALTH_TIMEOUT_SECONDS="0")  # one probe: fast
+    (host.state / "unstartable_tags").write_text("1.1.0\n")
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 1
+    assert host.restarts() == ["1.1.0", "1.0.0"]
+    assert host.active() == "IMAGE_TAG=1.0.0\n"
+    assert host.called("aws", "elbv2", "register-targets")
+    assert "1.0.0 is serving again" in result.stderr
 
 
 def test_unhealthy_other_targets_do_not_count_as_serving(host: Host) -> None:

@@ -139,13 +139,15 @@ app_healthy_once() {
 }
 
 # Polls until healthy or HEALTH_TIMEOUT_SECONDS have passed (always tries once).
+# Microseconds from bash 5's EPOCHREALTIME (digits only: the decimal separator
+# follows the locale); a whole-second clock would cut short timeouts by up to 1 s.
 wait_healthy() {
-    local deadline=$(($(date +%s) + HEALTH_TIMEOUT_SECONDS))
+    local deadline=$((${EPOCHREALTIME//[!0-9]/} + HEALTH_TIMEOUT_SECONDS * 1000000))
     while true; do
         if app_healthy_once; then
             return 0
         fi
-        if [[ $(date +%s) -ge $deadline ]]; then
+        if [[ ${EPOCHREALTIME//[!0-9]/} -ge $deadline ]]; then
             return 1
         fi
         sleep "$LIFTOFF_HEALTH_POLL_SECONDS"
