@@ -13,7 +13,8 @@ import sys
 
 from .config import ConfigError, database_settings_from_env, settings_from_env
 from .logs import configure_logging
-from .releases import ReleaseLedgerError
+from .api import load_release_api
+from .releases import ReleaseLedgerError, read_current_version
 
 log = logging.getLogger("liftoff.service")
 
@@ -21,6 +22,7 @@ log = logging.getLogger("liftoff.service")
 def serve(release: str | None) -> None:
     # Fail here, with a clear message, rather than inside every gunicorn worker.
     settings_from_env(os.environ)
+    load_release_api(release or read_current_version())
     app_spec = "liftoff_service.wsgi:create()" if release is None else (
         f"liftoff_service.wsgi:create(release={release!r})"
     )
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(args.release)
             return 0  # not reached: exec
         return migrate()
-    except (ConfigError, ReleaseLedgerError) as error:
+    except (ConfigError, ReleaseLedgerError, LookupError) as error:
         log.error("cannot start", extra={"reason": str(error)})
         return 2
 

@@ -18,6 +18,7 @@ import logging
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def read_step(path: Path, ledger: ReleaseLedger) -> Step:
                 f"{path.name}: a contract step must name the newest release that needs the "
                 "old shape: '-- liftoff: contract after-retiring X.Y.Z'"
             )
+        parse_version(release)
         ledger.get(release)  # a typo here would silently never (or always) block
     elif release is not None:
         raise MigrationError(f"{path.name}: 'after-retiring' only applies to a contract step")
@@ -160,7 +162,9 @@ def migrate_database(
 
 
 def squawk_command(paths: list[Path], squawk: str | None = None) -> list[str]:
-    binary = squawk or shutil.which("squawk")
+    # squawk-cli installs the binary next to the venv's python, which may not be on PATH.
+    beside_python = Path(sys.executable).parent / "squawk"
+    binary = squawk or (str(beside_python) if beside_python.exists() else shutil.which("squawk"))
     if binary is None:
         raise MigrationError("squawk is not installed: pip install -r service/requirements-dev.txt")
     return [binary, "--config", str(SQUAWK_CONFIG), "--reporter", "gcc", *map(str, paths)]

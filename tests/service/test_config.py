@@ -1,0 +1,68 @@
+"""Configuration comes only from the platform's environment; bad values stop the start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from service_harness import SERVICE_DIR, json_lines
+
+from liftoff_service.config import ConfigError, settings_from_env
+
+PLATFORM_ENV = {
+    "APP_VERSION": "1.1.0", "DB_HOST": "db.internal", "DB_NAME": "notes",
+    "DB_USER": "app", "DB_PASSWORD": "s3cret",
+}
+
+
+def test_defaults_and_values():
+    settings = settings_from_env(PLATFORM_ENV)
+    assert settings.port == 8080 and settings.app_version == "1.1.0"
+    assert (settings.database.host, settings.database.port) == ("db.internal", 5432)
+    assert settings_from_env({**PLATFORM_ENV, "PORT": "9000", "DB_PORT": "6543"}).port == 9000
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected_error"),
+    [
+        ({"APP_VERSION": ""}, "APP_VERSION is required"),
+        ({"DB_HOST": " "}, "DB_HOST is required"),
+        ({"DB_NAME": ""}, "DB_NAME is required"),
+        ({"DB_USER": ""}, "DB_USER is required"),
+        ({"PORT": "http"}, "PORT='http' must be a TCP port, 1-65535"),
+        ({"PORT": "70000"}, "PORT='70000' must be a TCP port"),
+        ({"DB_PORT": "-1"}, "DB_PORT='-1' must be a TCP port"),
+    ],
+)
+def test_bad_environment_is_refused_with_the_variable_named(overrides, expected_error):
+    with pytest.raises(ConfigError) as raised:
+        settings_from_env({**PLATFORM_ENV, **overrides})
+    assert expected_error in str(raised.value)
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_the_entry_point_exits_with_a_json_error_before_serving(command):
+    env = {"PYTHONPATH": str(SERVICE_DIR), **PLATFORM_ENV, "DB_HOST": ""}
+    result = subprocess.run([sys.executable, "-m", "liftoff_service", command], env=env,
+                            cwd=SERVICE_DIR, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    [line] = json_lines(result.stdout)
+    assert line["level"] == "error" and "DB_HOST is required" in line["reason"]
+
+
+def test_an_unknown_command_is_a_usage_error():
+    result = subprocess.run([sys.executable, "-m", "liftoff_service", "serv"],
+                            env={"PYTHONPATH": str(SERVICE_DIR)}, cwd=SERVICE_DIR,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "invalid choice: 'serv'" in result.stderr
+
+
+def test_serving_a_release_without_code_is_refused():
+    env = {"PYTHONPATH": str(SERVICE_DIR), **PLATFORM_ENV}
+    result = subprocess.run([sys.executable, "-m", "liftoff_service", "serve", "--release", "0.1.0"],
+                            env=env, cwd=SERVICE_DIR, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "no API module liftoff_service.api.release_0_1_0" in json_lines(result.stdout)[0]["reason"]
