@@ -26,7 +26,10 @@ def build(app: cdk.App, config: LiftoffConfig) -> dict[str, cdk.Stack]:
             registries[stage.name] = _add(stacks, RegistryStack(
                 app, stage.registry_stack_name,
                 env=_environment(stage),
-                termination_protection=stage.deletion_protection,
+                # Protected as soon as any stage that pulls from it is protected.
+                termination_protection=any(
+                    user.deletion_protection for user in config.stages if user.registry_stage == stage.name
+                ),
                 description=f"liftoff {stage.name}: image registry (stateful)",
             ))
     for stage in config.stages:

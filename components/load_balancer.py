@@ -78,8 +78,3 @@ class LoadBalancer(Construct):
                 "Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP, default_target_groups=[self.target_group]
             )
             self.url_scheme = "http"
-
-    def allow_to_service(self, service_security_group: ec2.ISecurityGroup, port: int) -> None:
-        """Open the service port from this load balancer only, and nothing else."""
-        service_security_group.add_ingress_rule(self.security_group, ec2.Port.tcp(port), "from the load balancer")
-        self.security_group.add_egress_rule(service_security_group, ec2.Port.tcp(port), "to the service")

@@ -72,7 +72,6 @@ class ServiceStack(Stack):
             stop_timeout_seconds=stage.stop_timeout_seconds,
             log_retention=retention,
         )
-        self.load_balancer.allow_to_service(self.compute.security_group, stage.container_port)
         # The rule lives here, not in the data stack, so the stateful stack never depends on this one.
         ec2.CfnSecurityGroupIngress(
             self,

@@ -1,0 +1,40 @@
+# liftoff: the two commands a newcomer needs are `make deploy` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAGE ?= staging
+TARGET ?= aws
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup synth test report snapshots deploy
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt $(wildcard service/requirements*.txt)
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+synth: setup
+	npx cdk synth --quiet
+
+test: setup
+	$(PYTHON) -m pytest
+
+report: synth
+	$(PYTHON) -m tools.report
+
+snapshots: setup
+	UPDATE_SNAPSHOTS=1 $(PYTHON) -m pytest -q tests/test_snapshots.py
+
+# A real account: AWS credentials in the environment; IMAGE_TAG is required on the first deploy and
+# optional later (the CLI keeps the running version when it is omitted).
+deploy: setup
+	@test "$(TARGET)" = aws || { echo "make deploy: TARGET=$(TARGET) is not supported; use TARGET=aws" >&2; exit 2; }
+	npx cdk deploy --require-approval never $(if $(IMAGE_TAG),--parameters $(STAGE)-service:ImageTag=$(IMAGE_TAG)) "$(STAGE)-*"

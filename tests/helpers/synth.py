@@ -1,0 +1,40 @@
+"""Synthesis helpers shared by the test modules."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+REPO = Path(__file__).resolve().parents[2]
+CDK_JSON = REPO / "cdk.json"
+
+
+def cdk_context() -> dict:
+    return json.loads(CDK_JSON.read_text())["context"]
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    outdir: Path
+    templates: dict[str, dict]
+
+    def template(self, stack_name: str):
+        from aws_cdk.assertions import Template
+
+        return Template.from_json(self.templates[stack_name])
+
+
+def synthesize(context: dict, outdir: Path) -> Synthesis:
+    """Build the app exactly as app.py does, with the given context, and write the cloud assembly."""
+    import aws_cdk as cdk
+
+    from app import build
+    from config import CONTEXT_KEY, parse_config
+
+    app = cdk.App(outdir=str(outdir), context=context)
+    build(app, parse_config(context[CONTEXT_KEY]))
+    assembly = app.synth()
+    return Synthesis(outdir=outdir, templates={stack.stack_name: stack.template for stack in assembly.stacks})

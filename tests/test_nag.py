@@ -1,0 +1,43 @@
+"""cdk-nag AwsSolutions runs on every synth; the shipped app has no unacknowledged finding."""
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_ec2 as ec2
+from cdk_nag import AwsSolutionsChecks
+
+
+def report(outdir) -> dict:
+    reports = json.loads((outdir / "validation-report.json").read_text())["pluginReports"]
+    return next(r for r in reports if r["pluginName"] == "AwsSolutions")
+
+
+def test_no_unacknowledged_findings(shipped):
+    nag = report(shipped.outdir)
+    assert nag["conclusion"] == "success"
+    assert nag["violations"] == []
+
+
+def test_every_acknowledgement_is_resource_level_with_a_reason(shipped):
+    suppressed = report(shipped.outdir)["suppressedViolations"]
+    assert suppressed, "the shipped app acknowledges some findings; an empty list means the report is not read"
+    for finding in suppressed:
+        stack_name, _, construct_path = finding["acknowledgedAt"].partition("/")
+        assert construct_path, f"{finding['ruleName']} is acknowledged for a whole stack ({stack_name})"
+        assert len(finding["reason"]) > 40, f"{finding['ruleName']} needs a specific reason"
+
+
+def test_nag_fails_synth_on_a_real_finding(tmp_path):
+    # Proves the plugin is live: a security group open to the world without acknowledgement fails synth.
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "nag-probe")
+    vpc = ec2.Vpc(stack, "Vpc", nat_gateways=0, restrict_default_security_group=False)
+    group = ec2.SecurityGroup(stack, "Open", vpc=vpc)
+    group.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(22))
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    with pytest.raises(Exception, match="ValidationFailed"):
+        app.synth()
+    rules = {v["ruleName"] for v in report(tmp_path)["violations"]}
+    assert "AwsSolutions-EC23" in rules

@@ -1,0 +1,60 @@
+"""The modelled targets, computed from synthesized templates (no timing in tests)."""
+from __future__ import annotations
+
+import pytest
+
+from config import parse_config
+from tests.helpers.synth import cdk_context
+from tools.report import ReportError, monthly_cost, rollout_wave, stage_report
+
+MAX_WAVE_SECONDS = 30
+MAX_ONE_INSTANCE_MONTHLY_USD = 62
+
+
+@pytest.fixture(scope="module")
+def config():
+    return parse_config(cdk_context()["liftoff"])
+
+
+@pytest.mark.parametrize("stage", ["staging", "production"])
+def test_rollout_floor_per_wave_is_at_most_30_seconds(shipped, config, stage):
+    report = stage_report(config.stage(stage), shipped.outdir)
+    assert report.wave_seconds <= MAX_WAVE_SECONDS, report.wave_parts
+    assert report.wave_seconds == sum(report.wave_parts.values())
+
+
+def test_aws_defaults_model_to_eight_minutes():
+    # The same formula on an untuned target group and container gives AWS's 480 s.
+    template = {
+        "Resources": {
+            "Tg": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {}},
+            "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"ContainerDefinitions": [{}]}},
+        }
+    }
+    assert sum(rollout_wave(template).values()) == 480
+
+
+def test_one_instance_stage_costs_at_most_62_dollars(shipped, config):
+    one_instance = [s for s in config.stages if s.desired_count == 1]
+    assert one_instance, "the shipped config has a one-instance stage"
+    for stage in one_instance:
+        report = stage_report(stage, shipped.outdir)
+        assert report.monthly_usd <= MAX_ONE_INSTANCE_MONTHLY_USD, report.monthly_parts
+        assert not any("NAT" in part for part in report.monthly_parts)
+
+
+def test_cost_counts_multi_az_and_desired_count(shipped):
+    staging = monthly_cost(shipped.templates["staging-data"], shipped.templates["staging-service"])
+    production = monthly_cost(shipped.templates["production-data"], shipped.templates["production-service"])
+    assert production["RDS db.t4g.micro Multi-AZ"] == 2 * staging["RDS db.t4g.micro"]
+    assert production["service public IPv4"] == 2 * staging["service public IPv4"]
+
+
+def test_unknown_price_is_named(shipped):
+    data = {**shipped.templates["staging-data"]}
+    data["Resources"] = {
+        key: ({**value, "Properties": {**value["Properties"], "DBInstanceClass": "db.x9.huge"}} if value["Type"] == "AWS::RDS::DBInstance" else value)
+        for key, value in data["Resources"].items()
+    }
+    with pytest.raises(ReportError, match="no list price for 'db.x9.huge'"):
+        monthly_cost(data, shipped.templates["staging-service"])

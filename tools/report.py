@@ -1,0 +1,183 @@
+"""Rollout-speed and cost report, read from synthesized templates (`make report`).
+
+Both figures are models of what AWS will do, computed from the templates that would be deployed:
+- the rollout floor per wave: the waits AWS itself imposes while replacing one task or host
+  (health-check interval x healthy threshold + deregistration delay + container stop timeout);
+- the always-on monthly list price of a stage, before traffic-dependent charges (LCUs, data
+  transfer, log volume).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HOURS_PER_MONTH = 730
+
+# us-east-1 list prices (USD), from AWS's public price pages as summarised 2025-2026; verify before quoting.
+PRICES = {
+    "alb_hour": 0.0225,
+    "public_ipv4_hour": 0.005,
+    "nat_gateway_hour": 0.045,
+    "secret_month": 0.40,
+    "rds_gp3_gb_month": 0.115,
+    "fargate_vcpu_hour": {"ARM64": 0.03238, "X86_64": 0.04048},
+    "fargate_gb_hour": {"ARM64": 0.00356, "X86_64": 0.004445},
+    "rds_instance_hour": {"db.t4g.micro": 0.016, "db.t4g.small": 0.032, "db.t4g.medium": 0.065, "db.t3.micro": 0.018},
+    "ec2_instance_hour": {"t4g.nano": 0.0042, "t4g.micro": 0.0084, "t4g.small": 0.0168, "t4g.medium": 0.0336, "t3.small": 0.0208},
+}
+# An application load balancer in two AZs holds one public address per AZ.
+ALB_PUBLIC_ADDRESSES = 2
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class StageReport:
+    stage: str
+    compute: str
+    desired_count: int
+    wave_seconds: int
+    wave_parts: dict[str, int]
+    monthly_usd: float
+    monthly_parts: dict[str, float]
+
+
+def _resources(template: dict, resource_type: str) -> list[dict]:
+    return [r.get("Properties", {}) for r in template["Resources"].values() if r["Type"] == resource_type]
+
+
+def _one(template: dict, resource_type: str) -> dict:
+    found = _resources(template, resource_type)
+    if len(found) != 1:
+        raise ReportError(f"expected one {resource_type}, found {len(found)}")
+    return found[0]
+
+
+def _int(value) -> int:
+    if isinstance(value, (int, str)) and str(value).isdigit():
+        return int(value)
+    raise ReportError(f"cannot model a value CloudFormation resolves at deploy time: {json.dumps(value)}")
+
+
+def rollout_wave(service_template: dict, *, host_stop_timeout_seconds: int | None = None) -> dict[str, int]:
+    target_group = _one(service_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    attributes = {a["Key"]: a["Value"] for a in target_group.get("TargetGroupAttributes", [])}
+    tasks = _resources(service_template, "AWS::ECS::TaskDefinition")
+    if tasks:
+        stop_timeout = _int(tasks[0]["ContainerDefinitions"][0].get("StopTimeout", 30))
+    elif host_stop_timeout_seconds is not None:
+        stop_timeout = host_stop_timeout_seconds
+    else:
+        raise ReportError("no ECS task definition and no host stop timeout given")
+    return {
+        "health check (interval x healthy threshold)": _int(target_group.get("HealthCheckIntervalSeconds", 30))
+        * _int(target_group.get("HealthyThresholdCount", 5)),
+        "deregistration delay": _int(attributes.get("deregistration_delay.timeout_seconds", 300)),
+        "container stop timeout": stop_timeout,
+    }
+
+
+def _price(table: str, key: str) -> float:
+    try:
+        return PRICES[table][key]
+    except KeyError:
+        raise ReportError(f"no list price for {key!r} in {table}; known: {', '.join(PRICES[table])}") from None
+
+
+def running_count(service_template: dict) -> int:
+    services = _resources(service_template, "AWS::ECS::Service")
+    groups = _resources(service_template, "AWS::AutoScaling::AutoScalingGroup")
+    if services:
+        return _int(services[0]["DesiredCount"])
+    if groups:
+        return _int(groups[0]["DesiredCapacity"])
+    raise ReportError("no ECS service and no Auto Scaling group in the service template")
+
+
+def monthly_cost(data_template: dict, service_template: dict) -> dict[str, float]:
+    desired_count = running_count(service_template)
+    month = HOURS_PER_MONTH
+    ipv4 = PRICES["public_ipv4_hour"] * month
+    parts: dict[str, float] = {}
+    albs = len(_resources(service_template, "AWS::ElasticLoadBalancingV2::LoadBalancer"))
+    parts["load balancer"] = albs * PRICES["alb_hour"] * month
+    parts["load balancer public IPv4"] = albs * ALB_PUBLIC_ADDRESSES * ipv4
+    nats = len(_resources(data_template, "AWS::EC2::NatGateway"))
+    if nats:
+        parts["NAT gateways (+ addresses)"] = nats * (PRICES["nat_gateway_hour"] * month + ipv4)
+    tasks = _resources(service_template, "AWS::ECS::TaskDefinition")
+    if tasks:
+        task = tasks[0]
+        arch = task.get("RuntimePlatform", {}).get("CpuArchitecture", "X86_64")
+        vcpu, gib = _int(task["Cpu"]) / 1024, _int(task["Memory"]) / 1024
+        per_task = (vcpu * _price("fargate_vcpu_hour", arch) + gib * _price("fargate_gb_hour", arch)) * month
+        parts[f"Fargate {desired_count} x {vcpu:g} vCPU / {gib:g} GB {arch}"] = desired_count * per_task
+    for launch_template in _resources(service_template, "AWS::EC2::LaunchTemplate"):
+        instance_type = launch_template["LaunchTemplateData"]["InstanceType"]
+        parts[f"EC2 {desired_count} x {instance_type}"] = desired_count * _price("ec2_instance_hour", instance_type) * month
+    parts["service public IPv4"] = desired_count * ipv4
+    database = _one(data_template, "AWS::RDS::DBInstance")
+    copies = 2 if database.get("MultiAZ") else 1
+    instance_class = database["DBInstanceClass"]
+    parts[f"RDS {instance_class}{' Multi-AZ' if copies == 2 else ''}"] = copies * _price("rds_instance_hour", instance_class) * month
+    parts[f"RDS gp3 {database['AllocatedStorage']} GB"] = copies * _int(database["AllocatedStorage"]) * PRICES["rds_gp3_gb_month"]
+    secrets = len(_resources(data_template, "AWS::SecretsManager::Secret"))
+    parts["Secrets Manager"] = secrets * PRICES["secret_month"]
+    return {name: round(value, 2) for name, value in parts.items()}
+
+
+def stage_report(stage, cdk_out: Path) -> StageReport:
+    def load(stack_name: str) -> dict:
+        path = cdk_out / f"{stack_name}.template.json"
+        if not path.exists():
+            raise ReportError(f"{path} not found; run `make synth` first")
+        return json.loads(path.read_text())
+
+    service = load(stage.service_stack_name)
+    wave = rollout_wave(service, host_stop_timeout_seconds=stage.stop_timeout_seconds)
+    cost = monthly_cost(load(stage.data_stack_name), service)
+    return StageReport(
+        stage=stage.name,
+        compute=stage.compute,
+        desired_count=running_count(service),
+        wave_seconds=sum(wave.values()),
+        wave_parts=wave,
+        monthly_usd=round(sum(cost.values()), 2),
+        monthly_parts=cost,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from config import ConfigError, load_config
+
+    parser = argparse.ArgumentParser(prog="report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"))
+    parser.add_argument("--cdk-json", type=Path, default=Path("cdk.json"))
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        reports = [stage_report(stage, args.cdk_out) for stage in load_config(args.cdk_json).stages]
+    except (ConfigError, ReportError) as error:
+        print(f"report: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([report.__dict__ for report in reports], indent=2))
+        return 0
+    for report in reports:
+        print(f"{report.stage} ({report.compute}, {report.desired_count} running)")
+        print(f"  rollout floor per wave: {report.wave_seconds} s  (AWS defaults: 480 s)")
+        for name, seconds in report.wave_parts.items():
+            print(f"    {seconds:>4} s  {name}")
+        print(f"  always-on list price: {report.monthly_usd:.2f} $/month")
+        for name, usd in report.monthly_parts.items():
+            print(f"    {usd:>7.2f} $  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
