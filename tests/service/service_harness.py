@@ -118,7 +118,8 @@ class ServiceProcess:
     """`python -m liftoff_service serve` as the image's CMD runs it (gunicorn, real sockets)."""
 
     def __init__(self, database: DatabaseSettings, *, release: str | None = None,
-                 version: str = "test", env_overrides: dict[str, str] | None = None):
+                 version: str = "test", env_overrides: dict[str, str] | None = None,
+                 cwd: Path = SERVICE_DIR):
         self.port = free_port()
         env = service_env(database, port=self.port, version=version)
         env.update(env_overrides or {})
@@ -126,7 +127,7 @@ class ServiceProcess:
         if release is not None:
             args += ["--release", release]
         self.log_file = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(args, env=env, cwd=SERVICE_DIR,
+        self.process = subprocess.Popen(args, env=env, cwd=cwd,
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
 
     def wait_healthy(self) -> "ServiceProcess":
