@@ -8,11 +8,12 @@ from components.database import Database
 from components.retention import log_retention
 from components.nag import acknowledge
 from components.network import Network
+from components.release_ledger import ReleaseLedger
 from config import StageConfig
 
 
 class DataStack(Stack):
-    """Stateful: the network and the database. Construct ids are pinned by a test; never rename them."""
+    """Stateful: the network, the database and the release ledger. Construct ids are pinned by a test; never rename them."""
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -42,5 +43,7 @@ class DataStack(Stack):
             instance.node.find_child("Secret"), "AwsSolutions-SMG4",
             "No automatic rotation: the rotation Lambda would need a NAT gateway or VPC endpoints in the isolated subnets, and several live versions read the same credentials; rotate by hand with the runbook in docs/.",
         )
+        self.ledger = ReleaseLedger(self, "ReleaseLedger")
+        CfnOutput(self, "ReleaseLedgerTable", value=self.ledger.table.table_name)
         CfnOutput(self, "DatabaseEndpoint", value=instance.db_instance_endpoint_address)
         CfnOutput(self, "DatabaseSecretArn", value=self.database.secret.secret_arn)

@@ -10,6 +10,7 @@ PINNED = [
     ("staging-registry", "RegistryRepositoryC6C96DCD", "AWS::ECR::Repository"),
     ("staging-data", "NetworkVpc7FB7348F", "AWS::EC2::VPC"),
     ("staging-data", "DatabaseInstanceAA8A5FDE", "AWS::RDS::DBInstance"),
+    ("staging-data", "ReleaseLedgerTableB497B9C4", "AWS::DynamoDB::Table"),
     ("staging-data", "stagingdataDatabaseInstanceSecretF821F5333fdaad7efa858a3daf9490cf0a702aeb", "AWS::SecretsManager::Secret"),
     ("production-data", "DatabaseInstanceAA8A5FDE", "AWS::RDS::DBInstance"),
     ("production-data", "productiondataDatabaseInstanceSecret2E1C39C53fdaad7efa858a3daf9490cf0a702aeb", "AWS::SecretsManager::Secret"),

@@ -90,3 +90,22 @@ def test_production_is_protected(shipped):
     # production pulls from the staging registry, so that registry is protected too
     assert artifacts["staging-registry"]["properties"]["terminationProtection"] is True
     assert artifacts["staging-data"]["properties"].get("terminationProtection") in (None, False)
+
+
+def test_release_ledger_is_retained_with_point_in_time_recovery(shipped):
+    template = shipped.template("staging-data")
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": Match.object_like(
+                {
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                    "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+                }
+            ),
+        },
+    )
+    assert "ReleaseLedgerTable" in template.find_outputs("*")
