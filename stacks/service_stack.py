@@ -4,7 +4,7 @@ from aws_cdk import CfnOutput, CfnParameter, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from components.database import Database
@@ -15,6 +15,7 @@ from components.nag import acknowledge
 from config import RELEASE_TAG_DESCRIPTION, RELEASE_TAG_PATTERN, StageConfig
 
 IMAGE_TAG_PARAMETER = "ImageTag"
+STAGED_IMAGE_TAG_PARAMETER = "StagedImageTag"
 
 
 class ServiceStack(Stack):
@@ -42,7 +43,26 @@ class ServiceStack(Stack):
             allowed_pattern=RELEASE_TAG_PATTERN,
             constraint_description=f"must be {RELEASE_TAG_DESCRIPTION}; mutable tags such as latest are refused",
         )
-        retention = log_retention(stage.log_retention_days)
+        # The update gate: the version pulled onto the hosts (ec2) or recorded as next (ecs); no traffic moves.
+        staged_image_tag = CfnParameter(
+            self,
+            STAGED_IMAGE_TAG_PARAMETER,
+            type="String",
+            description=f"The staged release: {RELEASE_TAG_DESCRIPTION}. Changing it pre-pulls the image; nothing restarts.",
+            allowed_pattern=RELEASE_TAG_PATTERN,
+            constraint_description=f"must be {RELEASE_TAG_DESCRIPTION}; mutable tags such as latest are refused",
+        )
+        # Both gates are also readable where hosts and people look; a new host boots into the active one.
+        self.active_tag_parameter = ssm.StringParameter(
+            self, "ActiveImageTagParameter",
+            string_value=image_tag.value_as_string,
+            description=f"liftoff {stage.name}: the active release tag (owned by the {construct_id} stack)",
+        )
+        self.staged_tag_parameter = ssm.StringParameter(
+            self, "StagedImageTagParameter",
+            string_value=staged_image_tag.value_as_string,
+            description=f"liftoff {stage.name}: the staged release tag (owned by the {construct_id} stack)",
+        )
         self.load_balancer = LoadBalancer(
             self,
             "LoadBalancer",
@@ -70,7 +90,7 @@ class ServiceStack(Stack):
             arm64=stage.cpu_architecture == "arm64",
             container_port=stage.container_port,
             stop_timeout_seconds=stage.stop_timeout_seconds,
-            log_retention=retention,
+            log_retention=log_retention(stage.log_retention_days),
         )
         # The rule lives here, not in the data stack, so the stateful stack never depends on this one.
         ec2.CfnSecurityGroupIngress(
@@ -94,5 +114,7 @@ class ServiceStack(Stack):
         CfnOutput(self, "ServiceUrl", value=f"{self.load_balancer.url_scheme}://{self.load_balancer.load_balancer.load_balancer_dns_name}")
         CfnOutput(self, "TargetGroupArn", value=self.load_balancer.target_group.target_group_arn)
         CfnOutput(self, "ComputeMode", value=stage.compute)
+        CfnOutput(self, "ActiveImageTagParameterName", value=self.active_tag_parameter.parameter_name)
+        CfnOutput(self, "StagedImageTagParameterName", value=self.staged_tag_parameter.parameter_name)
         CfnOutput(self, "ClusterName", value=self.compute.service.cluster.cluster_name)
         CfnOutput(self, "EcsServiceName", value=self.compute.service.service_name)

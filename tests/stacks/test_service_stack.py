@@ -160,3 +160,18 @@ def test_logs_have_retention(shipped):
 def test_no_stateful_resource_in_the_service_stack(shipped, stack):
     types = {resource["Type"] for resource in shipped.templates[stack]["Resources"].values()}
     assert not types & {"AWS::RDS::DBInstance", "AWS::ECR::Repository", "AWS::EC2::VPC", "AWS::SecretsManager::Secret"}
+
+
+def test_staged_tag_is_a_second_gate_with_the_same_rule(shipped):
+    template = shipped.template("staging-service")
+    parameters = template.find_parameters("*")
+    assert parameters["StagedImageTag"]["AllowedPattern"] == parameters["ImageTag"]["AllowedPattern"]
+    assert "Default" not in parameters["StagedImageTag"]
+
+
+def test_both_gates_are_recorded_in_ssm(shipped):
+    template = shipped.template("staging-service")
+    template.has_resource_properties("AWS::SSM::Parameter", {"Type": "String", "Value": {"Ref": "ImageTag"}})
+    template.has_resource_properties("AWS::SSM::Parameter", {"Type": "String", "Value": {"Ref": "StagedImageTag"}})
+    outputs = template.find_outputs("*")
+    assert {"ActiveImageTagParameterName", "StagedImageTagParameterName"} <= set(outputs)
