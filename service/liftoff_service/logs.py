@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import sys
 from datetime import datetime, timezone
 
@@ -50,7 +51,5 @@ def logging_config_dict(level: str = "INFO") -> dict[str, object]:
 
 
 def configure_logging(level: str = "INFO") -> None:
-    import logging.config
-
     logging.config.dictConfig(logging_config_dict(level))
     sys.stdout.reconfigure(line_buffering=True)

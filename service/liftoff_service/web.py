@@ -8,6 +8,7 @@ import re
 import time
 from types import ModuleType
 from typing import Callable, Iterable
+from urllib.parse import parse_qs
 
 from .api import BadRequest, load_release_api
 from .config import Settings
@@ -54,8 +55,6 @@ def _read_json_body(environ: dict) -> object:
 
 
 def _list_limit(query_string: str) -> int:
-    from urllib.parse import parse_qs
-
     params = parse_qs(query_string, keep_blank_values=True)
     unknown = sorted(set(params) - {"limit"})
     if unknown:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+
 import pytest
 
 from service_harness import free_port, http_request, run_migrate
@@ -91,8 +94,6 @@ def test_invalid_notes_are_rejected_with_the_reason(service, payload, expected_e
 )
 def test_bad_requests_get_a_clear_error(service, method, path, body, headers, status,
                                         expected_error):
-    import http.client
-
     conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers)
@@ -100,8 +101,6 @@ def test_bad_requests_get_a_clear_error(service, method, path, body, headers, st
         payload = response.read()
     finally:
         conn.close()
-    import json
-
     assert response.status == status
     assert expected_error in json.loads(payload)["error"]
     if status == 405:
