@@ -128,3 +128,19 @@ def test_liveness_holds_and_readiness_fails_without_a_database(start_service):
     # After those failures liveness must still answer: the ALB would otherwise kill a healthy
     # instance because of a DB outage.
     assert http_request(service.port, "GET", "/healthz").status == 200
+
+
+def test_every_log_line_is_json_and_requests_carry_the_version(make_database, start_service):
+    database = make_database()
+    assert run_migrate(database).returncode == 0
+    service = start_service(database, version="1.1.0")
+    service.request("POST", "/notes", {"body": "logged"})
+    service.request("GET", "/healthz")
+    assert service.stop() == 0
+
+    lines = [json.loads(line) for line in service.logs().splitlines()]  # fails on any non-JSON
+    requests = [line for line in lines if line["message"] == "request"]
+    assert [(r["method"], r["path"], r["status"], r["version"]) for r in requests] == [
+        ("POST", "/notes", 201, "1.1.0"),  # /healthz is not logged: the ALB probes it constantly
+    ]
+    assert any(line["logger"] == "gunicorn.error" for line in lines)
