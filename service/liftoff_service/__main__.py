@@ -39,7 +39,7 @@ def migrate() -> int:
     try:
         migrate_database(database_settings_from_env(os.environ))
     except MigrationError as error:
-        log.error("migration refused", extra={"reason": str(error)})
+        log.error("migrate failed", extra={"reason": str(error)})
         return 3
     return 0
 

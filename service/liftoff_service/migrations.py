@@ -126,7 +126,12 @@ def migrate_database(
     steps = read_steps(migrations_dir, ledger)
     migrations = read_migrations(str(migrations_dir))
     by_id = {migration.id: migration for migration in migrations}
-    backend = _backend(settings)
+    try:
+        backend = _backend(settings)
+    except Exception as error:
+        raise MigrationError(
+            f"cannot reach the database {settings.host}:{settings.port}/{settings.name}: {error}"
+        ) from error
     try:
         # yoyo's lock serialises two tasks that run `migrate` at the same moment.
         with backend.lock():

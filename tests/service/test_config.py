@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from service_harness import SERVICE_DIR, json_lines
+from service_harness import SERVICE_DIR, free_port, json_lines
 
 from liftoff_service.config import ConfigError, settings_from_env
 
@@ -66,3 +66,14 @@ def test_serving_a_release_without_code_is_refused():
                             env=env, cwd=SERVICE_DIR, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "no API module liftoff_service.api.release_0_1_0" in json_lines(result.stdout)[0]["reason"]
+
+
+def test_migrate_without_a_reachable_database_fails_clearly():
+    env = {"PYTHONPATH": str(SERVICE_DIR), **PLATFORM_ENV, "DB_HOST": "127.0.0.1",
+           "DB_PORT": str(free_port())}
+    result = subprocess.run([sys.executable, "-m", "liftoff_service", "migrate"], env=env,
+                            cwd=SERVICE_DIR, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    [line] = json_lines(result.stdout)
+    assert line["message"] == "migrate failed"
+    assert line["reason"].startswith("cannot reach the database 127.0.0.1:")
