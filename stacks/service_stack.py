@@ -9,6 +9,7 @@ from constructs import Construct
 
 from components.database import Database
 from components.retention import log_retention
+from components.ec2_service import Ec2Service
 from components.ecs_service import EcsService
 from components.load_balancer import LoadBalancer
 from components.nag import acknowledge
@@ -73,25 +74,49 @@ class ServiceStack(Stack):
             drain_seconds=stage.drain_seconds,
             certificate_arn=stage.certificate_arn,
         )
-        self.compute = EcsService(
-            self,
-            "Ecs",
-            vpc=vpc,
-            repository=repository,
-            image_tag=image_tag.value_as_string,
-            target_group=self.load_balancer.target_group,
+        database_settings = dict(
             db_host=database.instance.db_instance_endpoint_address,
             db_port=database.instance.db_instance_endpoint_port,
             db_name=database.database_name,
             db_secret=database.secret,
+        )
+        common = dict(
+            vpc=vpc,
+            repository=repository,
+            image_tag=image_tag.value_as_string,
+            target_group=self.load_balancer.target_group,
             desired_count=stage.desired_count,
-            task_cpu=stage.task_cpu,
-            task_memory_mib=stage.task_memory_mib,
             arm64=stage.cpu_architecture == "arm64",
             container_port=stage.container_port,
             stop_timeout_seconds=stage.stop_timeout_seconds,
             log_retention=log_retention(stage.log_retention_days),
+            **database_settings,
         )
+        if stage.compute == "ecs":
+            self.compute = EcsService(
+                self, "Ecs", task_cpu=stage.task_cpu, task_memory_mib=stage.task_memory_mib, **common
+            )
+            compute_outputs = {
+                "ClusterName": self.compute.service.cluster.cluster_name,
+                "EcsServiceName": self.compute.service.service_name,
+            }
+        else:
+            self.compute = Ec2Service(
+                self,
+                "Ec2",
+                staged_image_tag=staged_image_tag.value_as_string,
+                active_tag_parameter=self.active_tag_parameter,
+                instance_type=stage.instance_type,
+                ami_id=stage.ami_id,
+                health_check_path=stage.health_check_path,
+                drain_seconds=stage.drain_seconds,
+                **common,
+            )
+            compute_outputs = {
+                "AutoScalingGroupName": self.compute.auto_scaling_group.auto_scaling_group_name,
+                "StageAssociationId": self.compute.stage_association.attr_association_id,
+                "ActivateAssociationId": self.compute.activate_association.attr_association_id,
+            }
         # The rule lives here, not in the data stack, so the stateful stack never depends on this one.
         ec2.CfnSecurityGroupIngress(
             self,
@@ -116,5 +141,6 @@ class ServiceStack(Stack):
         CfnOutput(self, "ComputeMode", value=stage.compute)
         CfnOutput(self, "ActiveImageTagParameterName", value=self.active_tag_parameter.parameter_name)
         CfnOutput(self, "StagedImageTagParameterName", value=self.staged_tag_parameter.parameter_name)
-        CfnOutput(self, "ClusterName", value=self.compute.service.cluster.cluster_name)
-        CfnOutput(self, "EcsServiceName", value=self.compute.service.service_name)
+        CfnOutput(self, "LogGroupName", value=self.compute.log_group.log_group_name)
+        for name, value in compute_outputs.items():
+            CfnOutput(self, name, value=value)

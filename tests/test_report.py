@@ -43,9 +43,26 @@ def test_one_instance_stage_costs_at_most_62_dollars(shipped, config):
         assert not any("NAT" in part for part in report.monthly_parts)
 
 
+def test_one_instance_ec2_stage_costs_at_most_62_dollars(synth_variant, tmp_path):
+    import copy
+
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    staging = context["stages"]["staging"]
+    for key in ("task_cpu", "task_memory_mib"):
+        staging.pop(key)
+    staging.update(compute="ec2", instance_type="t4g.small", desired_count=1)
+    synthesis = synth_variant(context)
+    report = stage_report(parse_config(context).stage("staging"), synthesis.outdir)
+    assert report.compute == "ec2" and report.desired_count == 1
+    assert "EC2 1 x t4g.small" in report.monthly_parts and "EBS gp3 1 x 20 GB" in report.monthly_parts
+    assert report.monthly_usd <= MAX_ONE_INSTANCE_MONTHLY_USD, report.monthly_parts
+    assert report.wave_seconds <= MAX_WAVE_SECONDS
+
+
 def test_cost_counts_multi_az_and_desired_count(shipped):
     staging = monthly_cost(shipped.templates["staging-data"], shipped.templates["staging-service"])
     production = monthly_cost(shipped.templates["production-data"], shipped.templates["production-service"])
+    assert production["EC2 2 x t4g.small"] == round(2 * 730 * 0.0168, 2)
     assert production["RDS db.t4g.micro Multi-AZ"] == 2 * staging["RDS db.t4g.micro"]
     assert production["service public IPv4"] == 2 * staging["service public IPv4"]
 

@@ -23,6 +23,7 @@ PRICES = {
     "nat_gateway_hour": 0.045,
     "secret_month": 0.40,
     "rds_gp3_gb_month": 0.115,
+    "ebs_gp3_gb_month": 0.08,
     "fargate_vcpu_hour": {"ARM64": 0.03238, "X86_64": 0.04048},
     "fargate_gb_hour": {"ARM64": 0.00356, "X86_64": 0.004445},
     "rds_instance_hour": {"db.t4g.micro": 0.016, "db.t4g.small": 0.032, "db.t4g.medium": 0.065, "db.t3.micro": 0.018},
@@ -120,6 +121,8 @@ def monthly_cost(data_template: dict, service_template: dict) -> dict[str, float
     for launch_template in _resources(service_template, "AWS::EC2::LaunchTemplate"):
         instance_type = launch_template["LaunchTemplateData"]["InstanceType"]
         parts[f"EC2 {desired_count} x {instance_type}"] = desired_count * _price("ec2_instance_hour", instance_type) * month
+        disk_gib = sum(_int(b["Ebs"]["VolumeSize"]) for b in launch_template["LaunchTemplateData"].get("BlockDeviceMappings", []))
+        parts[f"EBS gp3 {desired_count} x {disk_gib} GB"] = desired_count * disk_gib * PRICES["ebs_gp3_gb_month"]
     parts["service public IPv4"] = desired_count * ipv4
     database = _one(data_template, "AWS::RDS::DBInstance")
     copies = 2 if database.get("MultiAZ") else 1

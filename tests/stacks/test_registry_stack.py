@@ -41,6 +41,5 @@ def test_registry_outputs(shipped):
 def test_production_shares_the_staging_registry(shipped):
     # One image, promoted: production deploys exactly the bytes staging ran.
     assert "production-registry" not in shipped.templates
-    task = next(iter(shipped.template("production-service").find_resources("AWS::ECS::TaskDefinition").values()))
-    image = json.dumps(task["Properties"]["ContainerDefinitions"][0]["Image"])
-    assert "staging-registry:ExportsOutput" in image
+    launch_template = next(iter(shipped.template("production-service").find_resources("AWS::EC2::LaunchTemplate").values()))
+    assert "staging-registry:ExportsOutput" in json.dumps(launch_template["Properties"]["LaunchTemplateData"]["UserData"])

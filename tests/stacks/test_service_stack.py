@@ -64,7 +64,6 @@ def test_rolling_update_keeps_capacity_and_rolls_back(shipped):
             "NetworkConfiguration": {"AwsvpcConfiguration": Match.object_like({"AssignPublicIp": "ENABLED"})},
         },
     )
-    shipped.template("production-service").has_resource_properties("AWS::ECS::Service", {"DesiredCount": 2})
 
 
 def test_health_check_and_drain_are_tuned(shipped):
@@ -147,7 +146,7 @@ def test_database_port_is_opened_from_the_service_side(shipped):
 
 def test_outputs_name_what_a_user_needs(shipped):
     outputs = shipped.template("staging-service").find_outputs("*")
-    assert {"ServiceUrl", "TargetGroupArn", "ComputeMode", "ClusterName", "EcsServiceName"} <= set(outputs)
+    assert {"ServiceUrl", "TargetGroupArn", "ComputeMode", "ClusterName", "EcsServiceName", "LogGroupName"} <= set(outputs)
     assert outputs["ComputeMode"]["Value"] == "ecs"
 
 

@@ -1,0 +1,299 @@
+"""The EC2 service: the startup stage. Each host runs the active version as a systemd unit.
+
+Versions move on the hosts in place, through two State Manager associations whose parameters are
+the stack's gate parameters: changing `StagedImageTag` pulls the image everywhere (no restart);
+changing `ImageTag` restarts the unit on the new image one host at a time and fails the stack update
+(so CloudFormation rolls the parameter back) if a host does not come back healthy. Instances are
+replaced only when the launch template changes (AMI, instance type, host files), never on a version
+switch or a desired-count edit.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import jsii
+
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from components.nag import acknowledge
+from config import RELEASE_TAG_PATTERN
+
+HOST_FILES = Path(__file__).parent / "ec2_host"
+UNIT_PATH = "etc/systemd/system/liftoff-app.service"
+SCRIPTS_PATH = "opt/liftoff/bin"
+# AL2023 publishes its current AMI under these names; resolved when an instance launches, so the
+# launch template (and hence the fleet) does not change when AWS publishes a new image.
+LATEST_AL2023_PARAMETER = {
+    "arm64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+    "x86_64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+}
+HEALTH_TIMEOUT_SECONDS = 60
+PULL_ALLOWANCE_SECONDS = 120
+BOOT_SIGNAL_TIMEOUT = Duration.minutes(15)
+ROOT_VOLUME_GIB = 20
+
+
+def host_files_archive() -> bytes:
+    """The unit and scripts as a reproducible .tar.gz: same files, same bytes, same launch template."""
+    buffer = io.BytesIO()
+    # mtime=0 and fixed owners keep the archive (and so the launch template) identical across synths.
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        entries = [(HOST_FILES / "liftoff-app.service", UNIT_PATH, 0o644)]
+        entries += [
+            (path, f"{SCRIPTS_PATH}/{path.name}", 0o644 if path.suffix == ".sh" else 0o755)
+            for path in sorted((HOST_FILES / "bin").iterdir())
+        ]
+        for source, name, mode in entries:
+            data = source.read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = len(data), mode, 0, 0, 0, "root", "root"
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def gate_document(*, description: str, script: str, timeout_seconds: int) -> dict:
+    """An SSM Command document running one host script with the validated tag as its only input."""
+    return {
+        "schemaVersion": "2.2",
+        "description": description,
+        "parameters": {
+            "ImageTag": {
+                "type": "String",
+                "description": "A release tag (semantic version or git sha)",
+                # SSM refuses anything else before a shell sees it, so the tag cannot inject commands.
+                "allowedPattern": RELEASE_TAG_PATTERN,
+            }
+        },
+        "mainSteps": [
+            {
+                "action": "aws:runShellScript",
+                "name": "run",
+                "inputs": {"runCommand": [f"/opt/liftoff/bin/{script} '{{{{ImageTag}}}}'"], "timeoutSeconds": str(timeout_seconds)},
+            }
+        ],
+    }
+
+
+class Ec2Service(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        repository: ecr.IRepository,
+        image_tag: str,
+        staged_image_tag: str,
+        active_tag_parameter: ssm.IStringParameter,
+        target_group: elbv2.ApplicationTargetGroup,
+        db_host: str,
+        db_port: str,
+        db_name: str,
+        db_secret: secretsmanager.ISecret,
+        desired_count: int,
+        instance_type: str,
+        arm64: bool,
+        ami_id: str | None,
+        container_port: int,
+        health_check_path: str,
+        stop_timeout_seconds: int,
+        drain_seconds: int,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        region = Stack.of(self).region
+        self.security_group = ec2.SecurityGroup(self, "SecurityGroup", vpc=vpc, description="liftoff service")
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+
+        role = iam.Role(
+            self,
+            "HostRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="liftoff host: pull images, read the DB secret and active tag, write logs, drain itself",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+        )
+        repository.grant_pull(role)
+        db_secret.grant_read(role)
+        active_tag_parameter.grant_read(role)
+        self.log_group.grant_write(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                resources=[target_group.target_group_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["elasticloadbalancing:DescribeTargetHealth"], resources=["*"])
+        )
+
+        architecture = "arm64" if arm64 else "x86_64"
+        if ami_id:
+            machine_image: ec2.IMachineImage = PinnedImage(ami_id)
+        else:
+            machine_image = ec2.MachineImage.resolve_ssm_parameter_at_launch(
+                LATEST_AL2023_PARAMETER[architecture], os=ec2.OperatingSystemType.LINUX
+            )
+        host_env = {
+            "AWS_REGION": region,
+            "REPOSITORY_URI": repository.repository_uri,
+            "CONTAINER_PORT": str(container_port),
+            "HEALTH_CHECK_PATH": health_check_path,
+            "DB_HOST": db_host,
+            "DB_PORT": db_port,
+            "DB_NAME": db_name,
+            "DB_SECRET_ARN": db_secret.secret_arn,
+            "LOG_GROUP": self.log_group.log_group_name,
+            "STOP_TIMEOUT_SECONDS": str(stop_timeout_seconds),
+            "DRAIN_SECONDS": str(drain_seconds),
+            "TARGET_GROUP_ARN": target_group.target_group_arn,
+            "HEALTH_TIMEOUT_SECONDS": str(HEALTH_TIMEOUT_SECONDS),
+            "ACTIVE_TAG_PARAMETER": active_tag_parameter.parameter_name,
+        }
+        user_data = ec2.UserData.for_linux()
+        launch_template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            instance_type=ec2.InstanceType(instance_type),
+            machine_image=machine_image,
+            user_data=user_data,
+            role=role,
+            security_group=self.security_group,
+            require_imdsv2=True,
+            # No NAT gateway: hosts reach ECR, SSM and logs through their own public address; the
+            # security group admits only the load balancer, and there is no SSH key.
+            associate_public_ip_address=True,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(ROOT_VOLUME_GIB, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
+                )
+            ],
+        )
+        self.auto_scaling_group = autoscaling.AutoScalingGroup(
+            self,
+            "Hosts",
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            launch_template=launch_template,
+            min_capacity=desired_count,
+            desired_capacity=desired_count,
+            # One spare slot so a host can be replaced before its predecessor leaves; never autoscaled.
+            max_capacity=desired_count + 1,
+            signals=autoscaling.Signals.wait_for_all(timeout=BOOT_SIGNAL_TIMEOUT),
+            update_policy=autoscaling.UpdatePolicy.rolling_update(
+                max_batch_size=1, min_instances_in_service=desired_count
+            ),
+        )
+        # Resetting the size on every deploy is the design: desired_count in cdk.json is the fleet size.
+        Annotations.of(self.auto_scaling_group).acknowledge_warning(
+            "@aws-cdk/aws-autoscaling:desiredCapacitySet", "desired_count in cdk.json is the source of truth"
+        )
+        self.auto_scaling_group.attach_to_application_target_group(target_group)
+        user_data.add_signal_on_exit_command(self.auto_scaling_group)
+        user_data.add_commands(
+            "set -euo pipefail",
+            "dnf install -y docker jq aws-cfn-bootstrap",
+            "base64 -d > /tmp/liftoff-host.tgz <<'ARCHIVE'",
+            base64.b64encode(host_files_archive()).decode(),
+            "ARCHIVE",
+            "tar -xzf /tmp/liftoff-host.tgz -C / && rm /tmp/liftoff-host.tgz",
+            "install -d -m 0755 /etc/liftoff",
+            "cat > /etc/liftoff/host.env <<'HOSTENV'",
+            *[f"{key}={value}" for key, value in host_env.items()],
+            "HOSTENV",
+            "/opt/liftoff/bin/liftoff-boot",
+        )
+
+        group_target = ssm.CfnAssociation.TargetProperty(
+            key="tag:aws:autoscaling:groupName", values=[self.auto_scaling_group.auto_scaling_group_name]
+        )
+        stage_document = ssm.CfnDocument(
+            self,
+            "StageDocument",
+            document_type="Command",
+            update_method="NewVersion",
+            content=gate_document(
+                description="liftoff update gate: pull a release image onto this host; nothing restarts",
+                script="liftoff-stage",
+                timeout_seconds=PULL_ALLOWANCE_SECONDS * 3,
+            ),
+        )
+        activate_document = ssm.CfnDocument(
+            self,
+            "ActivateDocument",
+            document_type="Command",
+            update_method="NewVersion",
+            content=gate_document(
+                description="liftoff activation gate: restart this host's service on a release, drained and health-checked",
+                script="liftoff-activate",
+                timeout_seconds=PULL_ALLOWANCE_SECONDS + drain_seconds + stop_timeout_seconds + HEALTH_TIMEOUT_SECONDS * 2 + 60,
+            ),
+        )
+        per_host_seconds = PULL_ALLOWANCE_SECONDS + drain_seconds + stop_timeout_seconds + HEALTH_TIMEOUT_SECONDS * 2
+        self.stage_association = ssm.CfnAssociation(
+            self,
+            "StageAssociation",
+            name=stage_document.ref,
+            parameters={"ImageTag": [staged_image_tag]},
+            targets=[group_target],
+            max_concurrency="1",
+            max_errors="0",
+            wait_for_success_timeout_seconds=300 + PULL_ALLOWANCE_SECONDS * (desired_count + 1),
+        )
+        self.activate_association = ssm.CfnAssociation(
+            self,
+            "ActivateAssociation",
+            name=activate_document.ref,
+            parameters={"ImageTag": [image_tag]},
+            targets=[group_target],
+            # One host at a time, and stop at the first failure: the rest keep the old version.
+            max_concurrency="1",
+            max_errors="0",
+            wait_for_success_timeout_seconds=300 + per_host_seconds * (desired_count + 1),
+        )
+        # The group's name (a Ref) already orders the gates after its hosts have signalled; when both gates
+        # change in one update, the pull runs first.
+        self.activate_association.node.add_dependency(self.stage_association)
+
+        acknowledge(
+            role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+            "The AWS-maintained policy is the documented minimum for Session Manager access and State Manager associations.",
+        )
+        acknowledge(
+            role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken and elasticloadbalancing:DescribeTargetHealth support no resource-level permission.",
+        )
+        acknowledge(
+            self.auto_scaling_group, "AwsSolutions-AS3",
+            "Scaling events are visible in the group's activity history; no one subscribes to notifications at this stage.",
+        )
+        acknowledge(
+            self.auto_scaling_group, "AwsSolutions-EC26",
+            "The root volume is encrypted in the launch template; the rule cannot see through the launch template.",
+        )
+
+
+@jsii.implements(ec2.IMachineImage)
+class PinnedImage:
+    """One AMI id for every region the stack deploys to: the engineer chose it, nothing moves it."""
+
+    def __init__(self, ami_id: str) -> None:
+        self.ami_id = ami_id
+
+    def get_image(self, scope: Construct) -> ec2.MachineImageConfig:
+        return ec2.MachineImageConfig(
+            image_id=self.ami_id, os_type=ec2.OperatingSystemType.LINUX, user_data=ec2.UserData.for_linux()
+        )

@@ -1,0 +1,191 @@
+"""EC2 mode (the shipped `production` stage): hosts run the active version from a systemd unit."""
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+from aws_cdk.assertions import Match
+
+from components.ec2_service import HOST_FILES, host_files_archive
+from config import RELEASE_TAG_PATTERN
+from tests.helpers.synth import cdk_context
+
+STACK = "production-service"
+
+
+def resources(template: dict, resource_type: str) -> dict:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+def only(template: dict, resource_type: str) -> dict:
+    found = list(resources(template, resource_type).values())
+    assert len(found) == 1, f"{len(found)} {resource_type}"
+    return found[0]
+
+
+def rendered_user_data(template: dict) -> str:
+    """The user data script with every CloudFormation token replaced by a placeholder word."""
+    launch_template = only(template, "AWS::EC2::LaunchTemplate")
+    parts = launch_template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    return "".join(part if isinstance(part, str) else "CFNTOKEN" for part in parts)
+
+
+def test_auto_scaling_group_is_sized_from_config_with_one_spare(shipped):
+    group = only(shipped.templates[STACK], "AWS::AutoScaling::AutoScalingGroup")
+    assert (group["Properties"]["MinSize"], group["Properties"]["DesiredCapacity"], group["Properties"]["MaxSize"]) == ("2", "2", "3")
+    assert group["Properties"]["TargetGroupARNs"]
+    # No scaling policy: the fleet size is desired_count, edited in cdk.json.
+    assert not resources(shipped.templates[STACK], "AWS::AutoScaling::ScalingPolicy")
+
+
+def test_launch_template_changes_roll_hosts_one_at_a_time_keeping_capacity(shipped):
+    group = only(shipped.templates[STACK], "AWS::AutoScaling::AutoScalingGroup")
+    rolling = group["UpdatePolicy"]["AutoScalingRollingUpdate"]
+    assert rolling["MaxBatchSize"] == 1
+    assert rolling["MinInstancesInService"] == 2
+    assert rolling["WaitOnResourceSignals"] is True
+    assert group["CreationPolicy"]["ResourceSignal"]["Count"] == 2
+
+
+def test_hosts_are_graviton_imdsv2_no_ssh_public_address_encrypted_disk(shipped):
+    template = shipped.template(STACK)
+    template.has_resource_properties(
+        "AWS::EC2::LaunchTemplate",
+        {
+            "LaunchTemplateData": Match.object_like(
+                {
+                    "InstanceType": "t4g.small",
+                    "MetadataOptions": {"HttpTokens": "required"},
+                    "NetworkInterfaces": [Match.object_like({"AssociatePublicIpAddress": True, "DeviceIndex": 0})],
+                    "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"Encrypted": True, "VolumeSize": 20, "VolumeType": "gp3"}}],
+                    # AL2023 resolved when a host launches: a new AMI release never changes the template.
+                    "ImageId": "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+                }
+            )
+        },
+    )
+    data = only(shipped.templates[STACK], "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    assert "KeyName" not in data
+
+
+def test_pinned_ami_from_config(synth_variant):
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["production"]["ami_id"] = "ami-0123456789abcdef0"
+    template = synth_variant(context).templates[STACK]
+    data = only(template, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    assert data["ImageId"] == "ami-0123456789abcdef0"
+
+
+def test_only_the_load_balancer_reaches_the_hosts(shipped):
+    template = shipped.templates[STACK]
+    groups = resources(template, "AWS::EC2::SecurityGroup")
+    host_group = next(k for k, v in groups.items() if v["Properties"]["GroupDescription"] == "liftoff service")
+    assert "SecurityGroupIngress" not in groups[host_group]["Properties"]
+    into_hosts = [
+        r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [host_group, "GroupId"]}
+    ]
+    assert [(r["FromPort"], r["ToPort"], "SourceSecurityGroupId" in r) for r in into_hosts] == [(8080, 8080, True)]
+
+
+def test_host_role_is_limited_to_what_the_host_needs(shipped):
+    template = shipped.templates[STACK]
+    role = only(template, "AWS::IAM::Role")
+    assert json.dumps(role["Properties"]["ManagedPolicyArns"]).count("AmazonSSMManagedInstanceCore") == 1
+    statements = only(template, "AWS::IAM::Policy")["Properties"]["PolicyDocument"]["Statement"]
+    actions = {action for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == {
+        "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:GetAuthorizationToken",
+        "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+        "ssm:DescribeParameters", "ssm:GetParameter", "ssm:GetParameterHistory", "ssm:GetParameters",
+        "logs:CreateLogStream", "logs:PutLogEvents",
+        "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetHealth",
+        "cloudformation:SignalResource",
+    }
+    wildcard = [s for s in statements if s["Resource"] == "*"]
+    assert {a for s in wildcard for a in s["Action"]} == {"ecr:GetAuthorizationToken", "elasticloadbalancing:DescribeTargetHealth"}
+
+
+@pytest.mark.parametrize(("association", "parameter", "script"), [("Stage", "StagedImageTag", "liftoff-stage"), ("Activate", "ImageTag", "liftoff-activate")])
+def test_each_gate_is_an_association_driven_by_its_parameter(shipped, association, parameter, script):
+    template = shipped.templates[STACK]
+    associations = resources(template, "AWS::SSM::Association")
+    name = next(k for k in associations if k.startswith(f"Ec2{association}Association"))
+    properties = associations[name]["Properties"]
+    assert properties["Parameters"] == {"ImageTag": [{"Ref": parameter}]}
+    assert properties["MaxConcurrency"] == "1" and properties["MaxErrors"] == "0"
+    assert properties["WaitForSuccessTimeoutSeconds"] >= 300
+    group = next(iter(resources(template, "AWS::AutoScaling::AutoScalingGroup")))
+    assert properties["Targets"] == [{"Key": "tag:aws:autoscaling:groupName", "Values": [{"Ref": group}]}]
+    document = resources(template, "AWS::SSM::Document")[properties["Name"]["Ref"]]["Properties"]
+    assert document["DocumentType"] == "Command"
+    assert document["Content"]["parameters"]["ImageTag"]["allowedPattern"] == RELEASE_TAG_PATTERN
+    assert document["Content"]["mainSteps"][0]["inputs"]["runCommand"] == [f"/opt/liftoff/bin/{script} '{{{{ImageTag}}}}'"]
+
+
+def test_activation_waits_for_staging_when_both_change(shipped):
+    associations = resources(shipped.templates[STACK], "AWS::SSM::Association")
+    activate = next(v for k, v in associations.items() if k.startswith("Ec2ActivateAssociation"))
+    assert any(dep.startswith("Ec2StageAssociation") for dep in activate["DependsOn"])
+
+
+def test_version_switch_never_touches_the_launch_template(shipped, synth_variant):
+    template = shipped.templates[STACK]
+    launch_template = json.dumps(only(template, "AWS::EC2::LaunchTemplate"))
+    assert '"Ref": "ImageTag"' not in launch_template and '"Ref": "StagedImageTag"' not in launch_template
+    # Scaling out changes the group's size only, not what a host is made of.
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["production"]["desired_count"] = 3
+    scaled = synth_variant(context).templates[STACK]
+    assert only(scaled, "AWS::EC2::LaunchTemplate") == only(template, "AWS::EC2::LaunchTemplate")
+    assert only(scaled, "AWS::AutoScaling::AutoScalingGroup")["Properties"]["DesiredCapacity"] == "3"
+
+
+def test_active_tag_lives_in_ssm_for_new_hosts(shipped):
+    template = shipped.templates[STACK]
+    user_data = rendered_user_data(template)
+    assert "ACTIVE_TAG_PARAMETER=CFNTOKEN" in user_data
+    assert user_data.rstrip().endswith("/opt/liftoff/bin/liftoff-boot")
+
+
+def test_user_data_carries_the_repository_host_files_and_no_secret(shipped):
+    user_data = rendered_user_data(shipped.templates[STACK])
+    archive = re.search(r"<<'ARCHIVE'\n(.*)\nARCHIVE", user_data, re.S).group(1)
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive)), mode="r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    assert members["etc/systemd/system/liftoff-app.service"] == (HOST_FILES / "liftoff-app.service").read_bytes()
+    for script in (HOST_FILES / "bin").iterdir():
+        assert members[f"opt/liftoff/bin/{script.name}"] == script.read_bytes()
+    assert "password" not in user_data.lower().replace("db_password", "")
+    assert "DB_SECRET_ARN=CFNTOKEN" in user_data
+
+
+def test_host_archive_is_reproducible():
+    assert host_files_archive() == host_files_archive()
+
+
+def test_user_data_passes_shellcheck(shipped, tmp_path):
+    script = tmp_path / "user-data.sh"
+    script.write_text(rendered_user_data(shipped.templates[STACK]))
+    result = subprocess.run([shutil.which("shellcheck") or "shellcheck", "--shell=bash", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_ec2_outputs(shipped):
+    outputs = shipped.template(STACK).find_outputs("*")
+    assert {"AutoScalingGroupName", "StageAssociationId", "ActivateAssociationId", "LogGroupName", "ServiceUrl"} <= set(outputs)
+    assert outputs["ComputeMode"]["Value"] == "ec2"
+    assert "ClusterName" not in outputs
+
+
+def test_instance_targets_for_ec2(shipped):
+    shipped.template(STACK).has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup", {"TargetType": "instance", "Port": 8080}
+    )
