@@ -7,7 +7,10 @@ from liftoff_service.wsgi import THREADS_PER_WORKER
 
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8080')}"]
 worker_class = "gthread"
-workers = 2
+# One worker per instance: scale out with instances (Fargate tasks are often < 1 vCPU), and a
+# SIGTERM that lands while gunicorn is still forking a second worker is lost by that worker,
+# which then holds the exit for the whole graceful_timeout (seen with 2 workers, 1 run in 25).
+workers = 1
 threads = THREADS_PER_WORKER
 # The platform sends SIGKILL 10-15 s after SIGTERM; finish in-flight requests well before that.
 graceful_timeout = 8

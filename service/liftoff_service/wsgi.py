@@ -8,7 +8,8 @@ from .config import settings_from_env
 from .releases import read_current_version
 from .web import ServiceApp, create_app
 
-THREADS_PER_WORKER = 4
+# Requests are mostly waiting on PostgreSQL; threads (and pool connections) carry concurrency.
+THREADS_PER_WORKER = 8
 
 
 def create(release: str | None = None) -> ServiceApp:
