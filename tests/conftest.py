@@ -5,6 +5,8 @@ import pytest
 
 from tests.helpers.synth import Synthesis, cdk_context, synthesize
 
+pytest_plugins = ["tests.helpers.emulator_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def shipped(tmp_path_factory) -> Synthesis:

@@ -1,0 +1,100 @@
+"""The boto3 calls the emulated flow needs besides CloudFormation's own: out-of-band secrets, images, reads.
+
+Every function takes a boto3 Session so the same code serves the in-process emulator (`mock_aws`)
+and a `moto_server` reached through AWS_ENDPOINT_URL.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import string
+from typing import Mapping
+
+import boto3
+
+from local.assembly import BOOTSTRAP_VERSION_SSM_NAME
+
+# The fake identity every emulator run uses; moto accepts any credentials.
+FAKE_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+# moto's default account id; the CDK CLI bootstraps it as the current account.
+EMULATED_ACCOUNT = "123456789012"
+BOOTSTRAP_VERSION = "30"
+
+
+def create_secrets(session: boto3.Session, to_create: Mapping[tuple[str, str], dict]) -> dict[tuple[str, str], str]:
+    """Create (or find, on a later deploy) each secret a template would have generated; return their ARNs."""
+    client = session.client("secretsmanager")
+    arns = {}
+    for (stack, logical_id), properties in to_create.items():
+        name = f"{stack}/{logical_id}"
+        try:
+            arns[(stack, logical_id)] = client.describe_secret(SecretId=name)["ARN"]
+            continue
+        except client.exceptions.ResourceNotFoundException:
+            pass
+        arns[(stack, logical_id)] = client.create_secret(
+            Name=name,
+            Description=f"liftoff emulator: stands in for {stack}/{logical_id}",
+            SecretString=_generated_secret_string(properties.get("GenerateSecretString", {})),
+        )["ARN"]
+    return arns
+
+
+def _generated_secret_string(generate: dict) -> str:
+    """What CloudFormation's GenerateSecretString produces: the template JSON plus a random password."""
+    excluded = set(generate.get("ExcludeCharacters", ""))
+    alphabet = [c for c in string.ascii_letters + string.digits + string.punctuation if c not in excluded]
+    password = "".join(secrets.choice(alphabet) for _ in range(generate.get("PasswordLength", 32)))
+    if "SecretStringTemplate" not in generate:
+        return password
+    value = json.loads(generate["SecretStringTemplate"])
+    value[generate.get("GenerateStringKey", "password")] = password
+    return json.dumps(value)
+
+
+def mark_bootstrapped(session: boto3.Session) -> None:
+    """What `cdk bootstrap` leaves that the templates read: the SSM parameter behind BootstrapVersion."""
+    session.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION_SSM_NAME, Value=BOOTSTRAP_VERSION, Type="String", Overwrite=True)
+
+
+def push_images(session: boto3.Session, repository_name: str, tags: list[str] | tuple[str, ...]) -> list[str]:
+    """Put one small image manifest per tag (distinct per tag: the repository's tags are immutable); return digests."""
+    client = session.client("ecr")
+    digests = []
+    for tag in tags:
+        config_digest = "sha256:" + hashlib.sha256(f"liftoff {tag}".encode()).hexdigest()
+        manifest = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": config_digest},
+            "layers": [],
+        })
+        image = client.put_image(repositoryName=repository_name, imageManifest=manifest, imageTag=tag)["image"]
+        digests.append(image["imageId"]["imageDigest"])
+    return digests
+
+
+def image_tags(session: boto3.Session, repository_name: str) -> list[str]:
+    images = session.client("ecr").describe_images(repositoryName=repository_name)["imageDetails"]
+    return sorted(tag for image in images for tag in image.get("imageTags", []))
+
+
+def stack_outputs(session: boto3.Session, stack_name: str) -> dict[str, str]:
+    stack = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def stack_parameters(session: boto3.Session, stack_name: str) -> dict[str, str]:
+    stack = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {parameter["ParameterKey"]: parameter["ParameterValue"] for parameter in stack.get("Parameters", [])}
+
+
+def stack_status(session: boto3.Session, stack_name: str) -> str:
+    return session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
