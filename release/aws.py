@@ -1,0 +1,215 @@
+"""Thin boto3 adapters: AWS responses in, plain `release.decisions` data out. No decisions here.
+
+Clients are created on first use, never at import, so tests can start moto first and a missing
+region or credential surfaces as a clear error at the call that needs it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from release.decisions import Image, Stack
+from release.ledger import Ledger
+
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+
+
+class StackNotFound(Exception):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+class MissingOutput(Exception):
+    def __init__(self, stack: str, output: str):
+        super().__init__(f"{stack}.{output}")
+        self.stack, self.output = stack, output
+
+
+class Aws:
+    def __init__(self, *, region: str | None = None, session: boto3.session.Session | None = None):
+        self._region = region
+        self._session = session
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str):
+        if service not in self._clients:
+            if self._session is None:
+                self._session = boto3.session.Session(region_name=self._region)
+            self._clients[service] = self._session.client(service, config=Config(retries={"mode": "standard"}))
+        return self._clients[service]
+
+    # --- identity -------------------------------------------------------------------------------
+
+    def caller_arn(self) -> str:
+        return self.client("sts").get_caller_identity()["Arn"]
+
+    # --- CloudFormation -------------------------------------------------------------------------
+
+    def stack(self, name: str) -> Stack:
+        try:
+            stack = self.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ValidationError" and "does not exist" in error.response["Error"]["Message"]:
+                raise StackNotFound(name) from None
+            raise
+        return Stack(
+            name=name,
+            status=stack["StackStatus"],
+            parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])},
+            outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+            status_reason=stack.get("StackStatusReason", ""),
+        )
+
+    def output(self, stack_name: str, key: str) -> str:
+        value = self.stack(stack_name).outputs.get(key)
+        if not value:
+            raise MissingOutput(stack_name, key)
+        return value
+
+    def stack_event_ids(self, name: str) -> set[str]:
+        return {event["EventId"] for event in self._events(name)}
+
+    def new_stack_events(self, name: str, seen: set[str]) -> list[dict]:
+        """Events not in `seen`, oldest first; adds them to `seen`."""
+        fresh = [event for event in self._events(name) if event["EventId"] not in seen]
+        seen.update(event["EventId"] for event in fresh)
+        return [_event(event) for event in reversed(fresh)]
+
+    def _events(self, name: str) -> list[dict]:
+        # Newest first; the first page covers any one update of these small stacks.
+        return self.client("cloudformation").describe_stack_events(StackName=name).get("StackEvents", [])
+
+    def parameter_inputs(self, stack: Stack) -> dict[str, str]:
+        """The values to pass back to keep every parameter as it is.
+
+        For an SSM-typed parameter CloudFormation reports the parameter *name* as ParameterValue (and
+        the value as ResolvedValue), so passing ParameterValue back keeps it. moto reports the resolved
+        value without ResolvedValue; passing that back would name a non-existent SSM parameter, so in
+        that case only the template's default (the SSM name it was created from) is correct.
+        """
+        described = self.client("cloudformation").describe_stacks(StackName=stack.name)["Stacks"][0].get("Parameters", [])
+        body = self.client("cloudformation").get_template(StackName=stack.name, TemplateStage="Original")["TemplateBody"]
+        declared = (json.loads(body) if isinstance(body, str) else body).get("Parameters", {})
+        inputs = {}
+        for parameter in described:
+            key, value = parameter["ParameterKey"], parameter.get("ParameterValue", "")
+            spec = declared.get(key, {})
+            if spec.get("Type", "").startswith("AWS::SSM::Parameter::Value") and "ResolvedValue" not in parameter and spec.get("Default"):
+                value = spec["Default"]
+            inputs[key] = value
+        return inputs
+
+    def update_parameters(self, name: str, parameters: list[dict[str, str]]) -> None:
+        self.client("cloudformation").update_stack(
+            StackName=name, UsePreviousTemplate=True, Parameters=parameters, Capabilities=CAPABILITIES,
+        )
+
+    # --- ECR ------------------------------------------------------------------------------------
+
+    def images(self, repository: str) -> dict[str, Image]:
+        """Every tagged image by tag, with its scan summary (untagged images are not releases)."""
+        ecr = self.client("ecr")
+        images: dict[str, Image] = {}
+        for page in ecr.get_paginator("describe_images").paginate(repositoryName=repository, filter={"tagStatus": "TAGGED"}):
+            for detail in page["imageDetails"]:
+                status, counts = self._scan(repository, detail)
+                for tag in detail.get("imageTags", []):
+                    pushed = detail.get("imagePushedAt")
+                    images[tag] = Image(
+                        tag=tag, digest=detail["imageDigest"],
+                        pushed_at=pushed.isoformat(timespec="seconds") if hasattr(pushed, "isoformat") else str(pushed or ""),
+                        size_bytes=int(detail.get("imageSizeInBytes", 0)),
+                        scan_status=status, severity_counts=counts,
+                    )
+        return images
+
+    def _scan(self, repository: str, detail: dict) -> tuple[str, dict[str, int]]:
+        try:
+            findings = self.client("ecr").describe_image_scan_findings(
+                repositoryName=repository, imageId={"imageDigest": detail["imageDigest"]},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ScanNotFoundException":
+                return "NONE", {}
+            raise
+        return (
+            findings.get("imageScanStatus", {}).get("status", "NONE"),
+            dict(findings.get("imageScanFindings", {}).get("findingSeverityCounts", {})),
+        )
+
+    # --- what runs ------------------------------------------------------------------------------
+
+    def ecs_running(self, cluster: str, service: str) -> dict:
+        ecs = self.client("ecs")
+        described = ecs.describe_services(cluster=cluster, services=[service])["services"]
+        if not described:
+            return {"task_definition_image": "", "tasks": [], "desired_count": 0}
+        svc = described[0]
+        primary = next((d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), None)
+        task_definition = (primary or {}).get("taskDefinition") or svc.get("taskDefinition", "")
+        image = ""
+        if task_definition:
+            containers = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]["containerDefinitions"]
+            image = containers[0].get("image", "") if containers else ""
+        task_arns = ecs.list_tasks(cluster=cluster, serviceName=service, desiredStatus="RUNNING").get("taskArns", [])
+        tasks = []
+        if task_arns:
+            for task in ecs.describe_tasks(cluster=cluster, tasks=task_arns)["tasks"]:
+                tasks.append({
+                    "task": task["taskArn"].rsplit("/", 1)[-1],
+                    "status": task.get("lastStatus", ""),
+                    "image": next((c.get("image", "") for c in task.get("containers", [])), ""),
+                })
+        return {"task_definition_image": image, "tasks": tasks, "desired_count": svc.get("desiredCount", 0)}
+
+    def target_health(self, target_group_arn: str) -> list[dict]:
+        descriptions = self.client("elbv2").describe_target_health(TargetGroupArn=target_group_arn)["TargetHealthDescriptions"]
+        return [
+            {"target": d["Target"]["Id"], "state": d.get("TargetHealth", {}).get("State", "unknown"),
+             "reason": d.get("TargetHealth", {}).get("Reason", "")}
+            for d in descriptions
+        ]
+
+    def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
+        group = self.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[auto_scaling_group])["AutoScalingGroups"]
+        instances = [
+            {"instance": i["InstanceId"], "state": i.get("LifecycleState", ""), "health": i.get("HealthStatus", "")}
+            for i in (group[0]["Instances"] if group else [])
+        ]
+        association = self.client("ssm").describe_association(AssociationId=activate_association_id)["AssociationDescription"]
+        tags = association.get("Parameters", {}).get("ImageTag", [""])
+        return {
+            "instances": instances,
+            "desired_count": group[0].get("DesiredCapacity", 0) if group else 0,
+            "association_parameter": tags[0] if tags else "",
+            "association_status": association.get("Overview", {}).get("Status", ""),
+        }
+
+    # --- the ledger -----------------------------------------------------------------------------
+
+    def ledger(self, table_name: str) -> Ledger:
+        return Ledger(self.client("dynamodb"), table_name)
+
+
+def _event(event: dict) -> dict:
+    timestamp = event.get("Timestamp")
+    return {
+        "time": timestamp.isoformat(timespec="seconds") if hasattr(timestamp, "isoformat") else str(timestamp or ""),
+        "LogicalResourceId": event.get("LogicalResourceId", ""),
+        "ResourceType": event.get("ResourceType", ""),
+        "ResourceStatus": event.get("ResourceStatus", ""),
+        "ResourceStatusReason": event.get("ResourceStatusReason", ""),
+    }
+
+
+def healthy_and_unhealthy(targets: Iterable[dict]) -> tuple[int, list[str]]:
+    targets = list(targets)
+    healthy = sum(1 for t in targets if t["state"] == "healthy")
+    # draining targets are leaving on purpose; anything else that is not healthy blocks the verdict
+    unhealthy = [f"{t['target']} {t['state']}" for t in targets if t["state"] not in ("healthy", "draining")]
+    return healthy, unhealthy

@@ -1,0 +1,387 @@
+"""Pure release decisions: no AWS, no clock, no I/O. Everything AWS-shaped arrives as plain data.
+
+Each gate is a function from the facts (images, stack, lock, ledger) to a Decision. The CLI gathers
+the facts through `release.aws`, asks here, and only then changes anything, so a refusal can never
+have changed anything.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from config import RELEASE_TAG_DESCRIPTION, RELEASE_TAG_PATTERN
+
+# Exit codes, shared by every verb (documented in docs/release-tool.md and `liftoff --help`).
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad input: unknown stage, malformed or mutable tag, unknown version, no confirmation
+EXIT_REFUSED = 3  # refused by a gate: lock held, not staged, scan findings/no scan, image gone
+EXIT_AWS = 4  # AWS error: no credentials, access denied, stack missing, busy or broken
+EXIT_ROLLED_BACK = 5  # CloudFormation failed the update and rolled back: the old version is active
+EXIT_UNVERIFIED = 6  # the stack took the new version but it was not seen running healthy in time
+
+IMAGE_TAG = "ImageTag"
+STAGED_IMAGE_TAG = "StagedImageTag"
+GATES = ("stage", "activate", "rollback")
+GATE_PARAMETER = {"stage": STAGED_IMAGE_TAG, "activate": IMAGE_TAG, "rollback": IMAGE_TAG}
+
+# Lowest first. UNDEFINED/UNTRIAGED carry no severity, so they never reach a threshold on their own.
+SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+DEFAULT_FAIL_SEVERITY = "CRITICAL"
+
+STABLE_STATUSES = frozenset({
+    "CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE",
+    "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE",
+})
+MASKED_VALUE = "****"
+MUTABLE_TAGS = frozenset({"latest", "stable", "main", "master", "head", "current", "prod", "production", "staging", "edge", "dev"})
+
+RESULT_IN_PROGRESS = "in_progress"
+RESULT_SUCCEEDED = "succeeded"
+RESULT_ROLLED_BACK = "rolled_back"
+RESULT_FAILED = "failed"
+RESULT_UNVERIFIED = "unverified"
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    digest: str
+    pushed_at: str = ""
+    size_bytes: int = 0
+    # COMPLETE, IN_PROGRESS, FAILED, ... or NONE when the image was never scanned.
+    scan_status: str = "NONE"
+    severity_counts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    status: str
+    parameters: Mapping[str, str]
+    outputs: Mapping[str, str]
+    status_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Lock:
+    holder: str
+    release_id: str
+    gate: str
+    version: str
+    acquired_at: int
+    expires_at: int
+
+    def expired(self, now: int) -> bool:
+        return self.expires_at <= now
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One release in the ledger: written when it starts, completed once with its outcome."""
+
+    release_id: str
+    gate: str
+    from_version: str
+    to_version: str
+    who: str
+    started_at: str
+    digest: str = ""
+    result: str = RESULT_IN_PROGRESS
+    finished_at: str = ""
+    duration_seconds: float | None = None
+    forced: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "proceed", "noop" or "refuse"
+    exit_code: int = EXIT_OK
+    message: str = ""
+    hint: str = ""
+
+    @property
+    def proceeds(self) -> bool:
+        return self.action == "proceed"
+
+
+def proceed(message: str = "") -> Decision:
+    return Decision("proceed", EXIT_OK, message)
+
+
+def noop(message: str) -> Decision:
+    return Decision("noop", EXIT_OK, message)
+
+
+def refuse(exit_code: int, message: str, hint: str = "") -> Decision:
+    return Decision("refuse", exit_code, message, hint)
+
+
+# --- single checks ------------------------------------------------------------------------------
+
+def check_tag(tag: str) -> Decision | None:
+    """A release tag must be immutable: `latest` and friends could mean a different image tomorrow."""
+    if tag.lower() in MUTABLE_TAGS:
+        return refuse(
+            EXIT_USAGE, f"{tag!r} is a mutable tag: it can point at a different image tomorrow",
+            f"name an immutable release tag ({RELEASE_TAG_DESCRIPTION}); `liftoff versions` lists them",
+        )
+    if not re.fullmatch(RELEASE_TAG_PATTERN, tag):
+        return refuse(
+            EXIT_USAGE, f"{tag!r} is not a release tag",
+            f"expected {RELEASE_TAG_DESCRIPTION}; `liftoff versions` lists the release images",
+        )
+    return None
+
+
+def check_stack(stack: Stack) -> Decision | None:
+    if stack.status in STABLE_STATUSES:
+        return None
+    if stack.status.endswith("_IN_PROGRESS"):
+        return refuse(
+            EXIT_AWS, f"stack {stack.name} is busy ({stack.status})",
+            f"wait for the running update to finish (`liftoff status`), then try again",
+        )
+    return refuse(
+        EXIT_AWS, f"stack {stack.name} is in {stack.status}, not a state a release can start from"
+        + (f": {stack.status_reason}" if stack.status_reason else ""),
+        "repair the stack first (UPDATE_ROLLBACK_FAILED: `aws cloudformation continue-update-rollback`; "
+        "a failed create: delete it and `cdk deploy` again)",
+    )
+
+
+def check_image(tag: str, images: Mapping[str, Image], known_versions: Iterable[str] = ()) -> Decision | None:
+    """Unknown tag = probably a typo (bad input); a tag we once released whose image is gone = a gate."""
+    if tag in images:
+        return None
+    if tag in set(known_versions):
+        return refuse(
+            EXIT_REFUSED, f"the image for {tag} is gone from the repository",
+            "push the same build again under a new tag and release that; a missing image cannot start",
+        )
+    near = nearest_tags(tag, images)
+    return refuse(
+        EXIT_USAGE, f"no release image {tag!r} in the repository",
+        ("nearest existing tags: " + ", ".join(near)) if near else "the repository holds no release images yet; push one first",
+    )
+
+
+def scan_blockers(image: Image, fail_severity: str = DEFAULT_FAIL_SEVERITY) -> dict[str, int]:
+    """The findings at or above `fail_severity`, by severity."""
+    threshold = SEVERITIES.index(fail_severity)
+    return {
+        severity: count for severity, count in image.severity_counts.items()
+        if severity in SEVERITIES and SEVERITIES.index(severity) >= threshold and count > 0
+    }
+
+
+def check_scan(image: Image, fail_severity: str = DEFAULT_FAIL_SEVERITY) -> Decision | None:
+    if image.scan_status != "COMPLETE":
+        # No scan is not a clean scan: refuse rather than guess.
+        return refuse(
+            EXIT_REFUSED, f"image {image.tag} has no completed scan (scan status {image.scan_status})",
+            f"run `aws ecr start-image-scan --repository-name <repo> --image-id imageTag={image.tag}` and try again when it is COMPLETE",
+        )
+    blockers = scan_blockers(image, fail_severity)
+    if blockers:
+        found = ", ".join(f"{count} {severity}" for severity, count in sorted(blockers.items(), key=lambda kv: -SEVERITIES.index(kv[0])))
+        return refuse(
+            EXIT_REFUSED, f"image {image.tag} failed its scan: {found} (refusing at {fail_severity} or above)",
+            "fix the findings and push a new tag, or accept the risk explicitly with --fail-severity",
+        )
+    return None
+
+
+def check_lock(lock: Lock | None, now: int) -> Decision | None:
+    if lock is None or lock.expired(now):
+        return None
+    return refuse(
+        EXIT_REFUSED,
+        f"another release holds the lock: {lock.gate} {lock.version} by {lock.holder} (release {lock.release_id}), "
+        f"expires in {max(0, lock.expires_at - now) // 60 + 1} min",
+        "wait for it to finish (`liftoff status`); an abandoned lock is taken over automatically once it expires",
+    )
+
+
+def _first(*checks: Decision | None) -> Decision | None:
+    return next((check for check in checks if check is not None), None)
+
+
+# --- gates --------------------------------------------------------------------------------------
+
+def decide_stage(
+    tag: str, *, images: Mapping[str, Image], stack: Stack, lock: Lock | None, now: int,
+    fail_severity: str = DEFAULT_FAIL_SEVERITY, known_versions: Iterable[str] = (),
+) -> Decision:
+    """The update gate: may `tag` be pulled onto the stage?"""
+    refusal = _first(check_tag(tag), check_stack(stack), check_image(tag, images, known_versions))
+    if refusal:
+        return refusal
+    if stack.parameters.get(STAGED_IMAGE_TAG) == tag:
+        return noop(f"{tag} is already staged on {stack.name}")
+    refusal = _first(check_scan(images[tag], fail_severity), check_lock(lock, now))
+    return refusal or proceed(f"stage {tag} (staged now: {stack.parameters.get(STAGED_IMAGE_TAG, '-')})")
+
+
+def decide_activate(
+    tag: str, *, images: Mapping[str, Image], stack: Stack, lock: Lock | None, now: int,
+    gate: str = "activate", force: bool = False,
+    fail_severity: str = DEFAULT_FAIL_SEVERITY, known_versions: Iterable[str] = (),
+) -> Decision:
+    """The activation gate (also the rollback path): may `tag` become the running version now?
+
+    Activation must follow staging unless forced; a rollback targets a version that already ran, so it
+    needs no staging. Every path re-checks the scan: `--force` skips the staging step, not the scan.
+    """
+    refusal = _first(check_tag(tag), check_stack(stack), check_image(tag, images, known_versions))
+    if refusal:
+        return refusal
+    active = stack.parameters.get(IMAGE_TAG)
+    if active == tag:
+        return noop(f"{tag} is already active on {stack.name}")
+    staged = stack.parameters.get(STAGED_IMAGE_TAG)
+    if gate == "activate" and staged != tag and not force:
+        return refuse(
+            EXIT_REFUSED, f"{tag} is not staged on {stack.name} (staged: {staged or '-'})",
+            f"run `liftoff stage {tag}` first, or pass --force to activate without staging (recorded as forced)",
+        )
+    refusal = _first(check_scan(images[tag], fail_severity), check_lock(lock, now))
+    return refusal or proceed(f"{gate} {active or '-'} -> {tag}")
+
+
+def parameters_for(current: Mapping[str, str], gate: str, tag: str) -> list[dict[str, str]]:
+    """Every stack parameter, explicitly: the gate's own parameter set to `tag`, all others kept.
+
+    Explicit values (never UsePreviousValue) so the update means exactly what was decided here.
+    """
+    key = GATE_PARAMETER[gate]
+    if key not in current:
+        raise ValueError(f"the stack has no {key} parameter; deploy a service stack with the release gates first")
+    masked = sorted(name for name, value in current.items() if value == MASKED_VALUE and name != key)
+    if masked:
+        raise ValueError(f"parameters {', '.join(masked)} are NoEcho; their values cannot be passed on explicitly")
+    return [
+        {"ParameterKey": name, "ParameterValue": tag if name == key else value}
+        for name, value in sorted(current.items())
+    ]
+
+
+def changed_parameters(current: Mapping[str, str], parameters: Sequence[Mapping[str, str]]) -> dict[str, tuple[str, str]]:
+    """What an update would change: name -> (old, new)."""
+    return {
+        p["ParameterKey"]: (current.get(p["ParameterKey"], ""), p["ParameterValue"])
+        for p in parameters if current.get(p["ParameterKey"]) != p["ParameterValue"]
+    }
+
+
+# --- the ledger ---------------------------------------------------------------------------------
+
+def previous_version(entries: Sequence[Entry], active: str | None) -> str | None:
+    """The version that ran before `active`: the `from` of the newest successful switch to it.
+
+    `entries` newest first. Only completed activations count: a stage never ran, a rolled-back
+    activation never took over.
+    """
+    for entry in entries:
+        if entry.gate in ("activate", "rollback") and entry.result == RESULT_SUCCEEDED and entry.to_version == active:
+            return entry.from_version or None
+    return None
+
+
+def released_versions(entries: Iterable[Entry]) -> set[str]:
+    return {v for e in entries for v in (e.from_version, e.to_version) if v}
+
+
+def decide_rollback_target(to: str | None, *, active: str | None, entries: Sequence[Entry]) -> Decision:
+    """Which version a rollback goes to; the chosen tag is in `message` when it proceeds."""
+    if to is not None:
+        return proceed(to)
+    previous = previous_version(entries, active)
+    if previous is None:
+        return refuse(
+            EXIT_USAGE, f"the ledger records no version before {active or 'the active one'}",
+            "name the version with `liftoff rollback --to VERSION` (`liftoff versions` lists them)",
+        )
+    return proceed(previous)
+
+
+def nearest_tags(tag: str, existing: Iterable[str], limit: int = 3) -> list[str]:
+    """The existing tags that look most like `tag`, best first (for "did you mean")."""
+    candidates = sorted(set(existing))
+    return difflib.get_close_matches(tag, candidates, n=limit, cutoff=0.0)
+
+
+def mark_versions(tags: Iterable[str], *, active: str | None, staged: str | None, previous: str | None) -> dict[str, list[str]]:
+    marks: dict[str, list[str]] = {}
+    for tag in tags:
+        marks[tag] = [name for name, value in (("ACTIVE", active), ("STAGED", staged), ("PREVIOUS", previous)) if value == tag]
+    return marks
+
+
+def version_sort_key(tag: str) -> tuple:
+    """Semantic versions by number (1.10.0 after 1.9.0); shas after them, alphabetically."""
+    match = re.fullmatch(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)(-.*)?", tag)
+    if match:
+        major, minor, patch, pre = match.groups()
+        # A pre-release sorts before its release.
+        return (0, int(major), int(minor), int(patch), 0 if pre else 1, pre or "")
+    return (1, 0, 0, 0, 0, tag)
+
+
+# --- outcomes -----------------------------------------------------------------------------------
+
+def stack_outcome(status: str) -> str:
+    """What a finished update's final status means for the release."""
+    if status == "UPDATE_COMPLETE":
+        return RESULT_SUCCEEDED
+    if status == "UPDATE_ROLLBACK_COMPLETE":
+        return RESULT_ROLLED_BACK
+    return RESULT_FAILED
+
+
+def failing_events(events: Iterable[Mapping[str, str]]) -> list[Mapping[str, str]]:
+    """The events that say why an update failed (oldest first as given), without the cancellation noise."""
+    return [
+        event for event in events
+        if event.get("ResourceStatus", "").endswith("_FAILED")
+        and "Resource update cancelled" not in event.get("ResourceStatusReason", "")
+    ]
+
+
+def verify_ecs(tag: str, *, task_definition_image: str, running_images: Sequence[str], desired_count: int,
+               healthy_targets: int, unhealthy_targets: Sequence[str]) -> tuple[bool, str]:
+    """Is `tag` what the ECS service runs: its task definition, every running task, healthy targets?"""
+    if not _image_has_tag(task_definition_image, tag):
+        return False, f"the service's task definition runs {task_definition_image or 'no image'}, not {tag}"
+    stale = [image for image in running_images if not _image_has_tag(image, tag)]
+    if stale:
+        return False, f"{len(stale)} task(s) still run another image ({', '.join(sorted(set(stale)))})"
+    if len(running_images) < desired_count:
+        return False, f"{len(running_images)} of {desired_count} task(s) running {tag}"
+    if unhealthy_targets:
+        return False, f"targets not healthy: {', '.join(unhealthy_targets)}"
+    if healthy_targets < desired_count:
+        return False, f"{healthy_targets} of {desired_count} target(s) healthy"
+    return True, f"{len(running_images)} task(s) run {tag}; {healthy_targets} target(s) healthy"
+
+
+def verify_ec2(tag: str, *, association_parameter: str, association_status: str, instance_count: int,
+               desired_count: int, healthy_targets: int, unhealthy_targets: Sequence[str]) -> tuple[bool, str]:
+    """Is `tag` what the hosts run: the activate association targets it, succeeded, targets healthy?"""
+    if association_parameter != tag:
+        return False, f"the activate association runs {association_parameter or 'nothing'}, not {tag}"
+    if association_status != "Success":
+        return False, f"the activate association is {association_status or 'not reported yet'}"
+    if instance_count < desired_count:
+        return False, f"{instance_count} of {desired_count} host(s) in service"
+    if unhealthy_targets:
+        return False, f"targets not healthy: {', '.join(unhealthy_targets)}"
+    if healthy_targets < desired_count:
+        return False, f"{healthy_targets} of {desired_count} target(s) healthy"
+    return True, f"{instance_count} host(s) activated {tag}; {healthy_targets} target(s) healthy"
+
+
+def _image_has_tag(image: str, tag: str) -> bool:
+    return image.rsplit("/", 1)[-1].endswith(f":{tag}")
