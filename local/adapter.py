@@ -121,8 +121,10 @@ def adapt_template(stack: str, template: dict, *, secret_arns: Mapping[tuple[str
     return adapted, done
 
 
-def adapt_assembly(source: Path, target: Path, *, secret_arns: Mapping[tuple[str, str], str]) -> list[Adaptation]:
-    """Copy the cloud assembly `source` to `target` (replacing `target`) and adapt the copy's templates."""
+def adapt_assembly(source: Path, target: Path, *, stack_names: tuple[str, ...] | list[str],
+                   secret_arns: Mapping[tuple[str, str], str]) -> list[Adaptation]:
+    """Copy the cloud assembly `source` to `target` (replacing `target`) and adapt the copy's templates of
+    `stack_names` (the stacks to deploy; the others are copied unchanged)."""
     source, target = source.resolve(), target.resolve()
     if target == source or source in target.parents or target in source.parents:
         raise ValueError(f"the adapted assembly {target} must not overlap the synthesized one {source}")
@@ -130,7 +132,12 @@ def adapt_assembly(source: Path, target: Path, *, secret_arns: Mapping[tuple[str
         shutil.rmtree(target)
     shutil.copytree(source, target)
     done: list[Adaptation] = []
-    for stack, path in template_files(target).items():
+    files = template_files(target)
+    missing = [name for name in stack_names if name not in files]
+    if missing:
+        raise LookupError(f"{source} has no stack {missing[0]!r}")
+    for stack in stack_names:
+        path = files[stack]
         adapted, changes = adapt_template(stack, json.loads(path.read_text()), secret_arns=secret_arns)
         if changes:
             path.write_text(json.dumps(adapted, indent=1))
@@ -168,10 +175,10 @@ def _find_refs(template: dict, logical_ids: set[str]) -> set[str]:
             attribute = node.get("Fn::GetAtt")
             if isinstance(attribute, list) and attribute and attribute[0] in logical_ids:
                 found.add(attribute[0])
-            for dependency in ([node["DependsOn"]] if isinstance(node.get("DependsOn"), str) else node.get("DependsOn") or []):
-                if dependency in logical_ids:
-                    found.add(dependency)
         return node
 
     _walk(template, visit)
+    for resource in template.get("Resources", {}).values():
+        depends_on = resource.get("DependsOn") or []
+        found.update(set([depends_on] if isinstance(depends_on, str) else depends_on) & logical_ids)
     return found

@@ -1,0 +1,257 @@
+"""`make deploy` against the local emulator: the real CDK CLI deploying the real stacks, then a version switch.
+
+Each step prints what it does and how long it took. `switch_version` is the seam the release tool
+will take over (stage -> activate -> rollback); for now it is the plain stack-parameter update.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import boto3
+
+from config import StageConfig
+from local import aws
+from local.adapter import adapt_assembly, secrets_to_create
+from local.assembly import StageStacks, read_templates
+from local.emulator import Emulator
+
+REPO = Path(__file__).resolve().parents[1]
+SYNTH_DIR = REPO / "cdk.out"
+ADAPTED_DIR = REPO / "cdk.local.out"
+STATE_DIR = REPO / ".local"
+RELEASES_FILE = REPO / "service" / "releases.json"
+VERSION_FILE = REPO / "service" / "VERSION"
+
+EMULATOR_NOTE = (
+    "This was a local AWS emulator (moto), not AWS. It records what CloudFormation would create and "
+    "answers the AWS APIs, but no container runs, no load balancer serves traffic, no health check or "
+    "rollout wave happens, and no host executes an SSM document. `make deploy TARGET=aws STAGE=...` "
+    "deploys the same stacks to a real account."
+)
+
+
+class DeployError(RuntimeError):
+    """A step of the local deploy failed; the message names the step and what to look at."""
+
+
+def log(message: str) -> None:
+    print(f"liftoff local: {message}", flush=True)
+
+
+@contextmanager
+def step(description: str) -> Iterator[None]:
+    log(f"{description} ...")
+    started = time.monotonic()
+    yield
+    log(f"  done in {time.monotonic() - started:.1f} s")
+
+
+def release_tags() -> tuple[list[str], str]:
+    """The live releases to push and the version to switch to (service/VERSION, else the newest live one)."""
+    releases = [release["version"] for release in json.loads(RELEASES_FILE.read_text())["releases"] if release.get("live", True)]
+    if not releases:
+        raise DeployError(f"{RELEASES_FILE} lists no live release to deploy")
+    target = VERSION_FILE.read_text().strip() if VERSION_FILE.exists() else releases[-1]
+    if target not in releases:
+        releases.append(target)
+    return releases, target
+
+
+def cli_environment(emulator: Emulator) -> dict[str, str]:
+    """The environment for the CDK CLI and boto3: fake credentials, every AWS call to the emulator."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    environment.update(aws.FAKE_ENVIRONMENT)
+    environment["AWS_ENDPOINT_URL"] = emulator.endpoint
+    environment["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+    # Never fall back to a user's real configuration files.
+    environment["AWS_CONFIG_FILE"] = os.devnull
+    environment["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    environment["CDK_DISABLE_VERSION_CHECK"] = "1"
+    return environment
+
+
+def session_for(emulator: Emulator) -> boto3.Session:
+    return boto3.Session(
+        aws_access_key_id=aws.FAKE_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws.FAKE_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=aws.FAKE_ENVIRONMENT["AWS_SESSION_TOKEN"],
+        region_name=aws.FAKE_ENVIRONMENT["AWS_REGION"],
+    )
+
+
+class EmulatorClients:
+    """boto3 clients bound to one emulator endpoint."""
+
+    def __init__(self, emulator: Emulator):
+        self.session = session_for(emulator)
+        self.endpoint = emulator.endpoint
+
+    def client(self, service_name: str):
+        return self.session.client(service_name, endpoint_url=self.endpoint)
+
+
+class _EndpointSession:
+    """A boto3.Session look-alike whose clients all go to the emulator (what local.aws expects)."""
+
+    def __init__(self, clients: EmulatorClients):
+        self._clients = clients
+
+    def client(self, service_name: str):
+        return self._clients.client(service_name)
+
+
+def run_cdk(arguments: list[str], emulator: Emulator, *, what: str) -> None:
+    command = ["npx", "--no-install", "cdk", *arguments]
+    result = subprocess.run(command, cwd=REPO, env=cli_environment(emulator), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        tail = "\n".join(result.stdout.splitlines()[-25:])
+        raise DeployError(f"{what} failed (npx cdk {' '.join(arguments[:2])} exited {result.returncode}):\n{tail}")
+
+
+def synthesize() -> Path:
+    result = subprocess.run(["npx", "--no-install", "cdk", "synth", "--quiet"], cwd=REPO, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_DISABLE_VERSION_CHECK": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise DeployError(f"npx cdk synth failed (exit {result.returncode}):\n" + "\n".join(result.stdout.splitlines()[-25:]))
+    return SYNTH_DIR
+
+
+@dataclass
+class LocalStage:
+    """A stage deployed into a running emulator by the real CDK CLI."""
+
+    stage: StageConfig
+    emulator: Emulator
+    stacks: StageStacks
+    assembly: Path  # the adapted copy the CLI deploys
+
+    @property
+    def clients(self) -> EmulatorClients:
+        return EmulatorClients(self.emulator)
+
+    def outputs(self, stack_name: str) -> dict[str, str]:
+        return aws.stack_outputs(_EndpointSession(self.clients), stack_name)
+
+    def parameters(self, stack_name: str) -> dict[str, str]:
+        return aws.stack_parameters(_EndpointSession(self.clients), stack_name)
+
+    def status(self, stack_name: str) -> str:
+        return aws.stack_status(_EndpointSession(self.clients), stack_name)
+
+    @property
+    def repository_name(self) -> str:
+        return self.outputs(self.stacks.registry)["RepositoryName"]
+
+
+def adapt(source: Path, target: Path, stage: StageConfig, emulator: Emulator) -> list:
+    """Create the stage's secrets in the emulator out of band, then write the adapted copy of `source`."""
+    stacks = StageStacks.of(stage)
+    templates = read_templates(source, stacks.in_order)
+    secret_arns = aws.create_secrets(_EndpointSession(EmulatorClients(emulator)), secrets_to_create(templates))
+    return adapt_assembly(source, target, stack_names=stacks.in_order, secret_arns=secret_arns)
+
+
+def deploy_stage(stage: StageConfig, emulator: Emulator, *, source: Path, target: Path, image_tag: str) -> LocalStage:
+    """Bootstrap the emulated account and `cdk deploy` every stack of the stage (direct method, explicit parameters)."""
+    stacks = StageStacks.of(stage)
+    with step(f"adapting a copy of {source.name} for the emulator into {target.name}/ ({source.name} itself is not changed)"):
+        for adaptation in adapt(source, target, stage, emulator):
+            log(f"  adapted {adaptation}")
+    with step(f"npx cdk bootstrap aws://{aws.EMULATED_ACCOUNT}/{aws.FAKE_ENVIRONMENT['AWS_REGION']} (into the emulator)"):
+        run_cdk(["bootstrap", f"aws://{aws.EMULATED_ACCOUNT}/{aws.FAKE_ENVIRONMENT['AWS_REGION']}", "--app", str(target)],
+                emulator, what="cdk bootstrap into the emulator")
+    with step(f"npx cdk deploy {' '.join(stacks.in_order)} with ImageTag={image_tag}"):
+        run_cdk(["deploy", "--app", str(target), *cdk_deploy_options(stacks, image_tag, image_tag), *stacks.in_order],
+                emulator, what=f"cdk deploy of stage {stage.name!r} into the emulator")
+    return LocalStage(stage=stage, emulator=emulator, stacks=stacks, assembly=target)
+
+
+def cdk_deploy_options(stacks: StageStacks, image_tag: str, staged_image_tag: str) -> list[str]:
+    # direct: moto creates no Outputs/Exports when it executes a change set. Explicit values and no
+    # previous parameters: moto answers HTTP 500 to UsePreviousValue on a parameter that took its default.
+    return [
+        "--method=direct", "--require-approval", "never", "--no-previous-parameters", "--progress", "events",
+        "--parameters", f"{stacks.service}:ImageTag={image_tag}",
+        "--parameters", f"{stacks.service}:StagedImageTag={staged_image_tag}",
+    ]
+
+
+def switch_version(deployed: LocalStage, *, image_tag: str, staged_image_tag: str | None = None) -> None:
+    """Make `image_tag` the running version. The seam for the release tool (stage -> activate); today a
+    plain `cdk deploy` of the service stack with new parameter values."""
+    run_cdk(["deploy", "--app", str(deployed.assembly), "--exclusively",
+             *cdk_deploy_options(deployed.stacks, image_tag, staged_image_tag or image_tag), deployed.stacks.service],
+            deployed.emulator, what=f"version switch of {deployed.stacks.service} to {image_tag}")
+
+
+def observe(deployed: LocalStage) -> dict[str, str]:
+    """What a version switch changes, as the emulator records it: labelled values for a before/after table."""
+    clients = deployed.clients
+    service = deployed.stacks.service
+    outputs = deployed.outputs(service)
+    parameters = deployed.parameters(service)
+    seen = {f"{service} parameter {key}": parameters.get(key, "-") for key in ("ImageTag", "StagedImageTag")}
+    ssm = clients.client("ssm")
+    for key in ("ActiveImageTagParameterName", "StagedImageTagParameterName"):
+        if key in outputs:
+            seen[f"SSM parameter {outputs[key]}"] = ssm.get_parameter(Name=outputs[key])["Parameter"]["Value"]
+    if "EcsServiceName" in outputs:
+        ecs = clients.client("ecs")
+        described = ecs.describe_services(cluster=outputs["ClusterName"], services=[outputs["EcsServiceName"]])["services"]
+        if described:
+            task_definition = described[0]["taskDefinition"]
+            seen["ECS task definition"] = task_definition.rsplit("/", 1)[-1]
+            containers = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]["containerDefinitions"]
+            seen["ECS container image"] = ", ".join(c.get("image", "-") .rsplit("/", 1)[-1] for c in containers)
+            seen["ECS desired count"] = str(described[0]["desiredCount"])
+    if "AutoScalingGroupName" in outputs:
+        groups = clients.client("autoscaling").describe_auto_scaling_groups(
+            AutoScalingGroupNames=[outputs["AutoScalingGroupName"]])["AutoScalingGroups"]
+        if groups:
+            seen["Auto Scaling desired capacity"] = str(groups[0]["DesiredCapacity"])
+            template = groups[0].get("LaunchTemplate") or {}
+            seen["launch template version"] = str(template.get("Version", "-"))
+        associations = clients.client("ssm").list_associations()["Associations"]
+        seen["SSM associations"] = ", ".join(sorted(a.get("Name", "?") for a in associations)) or "none (moto has no CloudFormation model for AWS::SSM::Association)"
+    return seen
+
+
+def print_changes(before: dict[str, str], after: dict[str, str]) -> None:
+    width = max(len(key) for key in {**before, **after})
+    for key in {**before, **after}:
+        old, new = before.get(key, "-"), after.get(key, "-")
+        marker = "changed" if old != new else "unchanged"
+        log(f"  {key:<{width}}  {old} -> {new}  ({marker})")
+
+
+def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, target: Path = ADAPTED_DIR,
+        on_deployed: Callable[[LocalStage], None] | None = None) -> LocalStage:
+    """The whole demo in a running emulator: synth, deploy, push images, switch version, show what changed."""
+    releases, target_version = release_tags()
+    first = releases[0] if releases[0] != target_version else releases[-1]
+    if source is None:
+        with step("npx cdk synth (the real cloud assembly, cdk.out/)"):
+            source = synthesize()
+    deployed = deploy_stage(stage, emulator, source=source, target=target, image_tag=first)
+    for name in deployed.stacks.in_order:
+        log(f"  {name}: {deployed.status(name)}")
+    with step(f"pushing release images {', '.join(releases)} (from {RELEASES_FILE.relative_to(REPO)}) into the emulated ECR"):
+        aws.push_images(_EndpointSession(deployed.clients), deployed.repository_name, releases)
+    before = observe(deployed)
+    with step(f"switching {stage.name} from {first} to {target_version} (stack parameter update)"):
+        switch_version(deployed, image_tag=target_version)
+    after = observe(deployed)
+    log("what the version switch changed (before -> after):")
+    print_changes(before, after)
+    if on_deployed is not None:
+        on_deployed(deployed)
+    return deployed

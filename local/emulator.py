@@ -1,0 +1,186 @@
+"""The emulator process: `moto_server` on a loopback port, recorded in .local/ so it can be stopped by PID.
+
+`start` refuses a port that is taken (naming it), waits until the server answers, and kills what it
+started if it does not; `stop` ends the process group it started and removes the record. Nothing
+here ever signals a process it did not start: `stop_recorded` checks the recorded PID is still a
+moto_server on the recorded port before it sends anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+# Clients use the name, not the address: moto derives the S3 bucket of a TemplateURL from the host.
+ENDPOINT_HOST = "localhost"
+RECORD_NAME = "emulator.json"
+START_TIMEOUT_SECONDS = 20.0
+
+
+class EmulatorError(RuntimeError):
+    """The emulator could not be started, reached or stopped; the message says what to do next."""
+
+
+@dataclass(frozen=True)
+class Emulator:
+    pid: int
+    port: int
+    log: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{ENDPOINT_HOST}:{self.port}"
+
+
+def moto_server_command(port: int) -> list[str]:
+    return [str(Path(sys.executable).parent / "moto_server"), "-H", HOST, "-p", str(port)]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            raise EmulatorError(
+                f"port {port} on {HOST} is already in use; stop what listens there or pick another port "
+                f"(LOCAL_PORT=<port>, or leave it unset for a free one)"
+            ) from None
+
+
+def answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://{HOST}:{port}/moto-api/data.json", timeout=1).read(1)
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def start(state_dir: Path, *, port: int | None = None, command: list[str] | None = None,
+          timeout: float = START_TIMEOUT_SECONDS) -> Emulator:
+    """Start the emulator, wait until it answers, record it in `state_dir`; on any failure leave nothing running."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if port is None:
+        port = free_port()
+    check_port_free(port)
+    log = state_dir / f"moto-{port}.log"
+    with open(log, "wb") as log_file:
+        # Its own session: a Ctrl-C in the terminal reaches us, and we stop it in order.
+        process = subprocess.Popen(command or moto_server_command(port), stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    emulator = Emulator(pid=process.pid, port=port, log=str(log))
+    deadline = time.monotonic() + timeout
+    try:
+        while not answers(port):
+            if process.poll() is not None:
+                raise EmulatorError(f"the emulator exited with status {process.returncode} before answering on port {port}; "
+                                    f"its log:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise EmulatorError(f"the emulator did not answer on port {port} within {timeout:.0f} s; its log:\n{_tail(log)}")
+            time.sleep(0.1)
+        (state_dir / RECORD_NAME).write_text(json.dumps(asdict(emulator)))
+    except BaseException:
+        _terminate(process.pid)
+        process.wait()
+        raise
+    return emulator
+
+
+def stop(emulator: Emulator, state_dir: Path) -> None:
+    _terminate(emulator.pid)
+    _reap(emulator.pid)
+    record = state_dir / RECORD_NAME
+    if record.exists() and recorded(state_dir) == emulator:
+        record.unlink()
+
+
+def recorded(state_dir: Path) -> Emulator | None:
+    try:
+        return Emulator(**json.loads((state_dir / RECORD_NAME).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def is_ours(emulator: Emulator) -> bool:
+    """True if the recorded PID is still a moto_server on the recorded port (PIDs get reused)."""
+    try:
+        arguments = Path(f"/proc/{emulator.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(b"moto_server" in argument for argument in arguments) and str(emulator.port).encode() in arguments
+
+
+def stop_recorded(state_dir: Path) -> Emulator | None:
+    """Stop the emulator recorded in `state_dir`; return it, or None if nothing was recorded."""
+    emulator = recorded(state_dir)
+    if emulator is None:
+        return None
+    if is_ours(emulator):
+        stop(emulator, state_dir)
+    else:
+        # Already gone (or the PID now belongs to something else): only the stale record goes.
+        (state_dir / RECORD_NAME).unlink()
+    return emulator
+
+
+def _terminate(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (started by an earlier `make local-up`): ask the kernel instead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
+    except OSError:
+        return "(no log)"
