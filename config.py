@@ -111,7 +111,8 @@ _INT_RANGES = {
     "db_backup_retention_days": (1, 35),
     "container_port": (1024, 65535),
     "drain_seconds": (0, 3600),
-    "stop_timeout_seconds": (2, 120),
+    # The host unit allows systemd 120 s to stop the container; stay below it with room for docker.
+    "stop_timeout_seconds": (2, 110),
 }
 _LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 _PATTERNS = {

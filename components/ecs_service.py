@@ -13,6 +13,7 @@ from constructs import Construct
 from components.nag import acknowledge
 
 CONTAINER_NAME = "app"
+MIGRATE_CONTAINER_NAME = "migrate"
 HEALTH_CHECK_GRACE_SECONDS = 15
 
 
@@ -52,23 +53,35 @@ class EcsService(Construct):
             ),
         )
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        task_definition.add_container(
+        image = ecs.ContainerImage.from_ecr_repository(repository, image_tag)
+        environment = {"APP_VERSION": image_tag, "DB_HOST": db_host, "DB_PORT": db_port, "DB_NAME": db_name}
+        secrets = {
+            "DB_USER": ecs.Secret.from_secrets_manager(db_secret, "username"),
+            "DB_PASSWORD": ecs.Secret.from_secrets_manager(db_secret, "password"),
+        }
+        # Every task migrates before it serves: migrations only expand the schema (the version still
+        # running ignores the additions), the service's lock serialises tasks starting together, and
+        # applied ones are skipped. A failed migration keeps the app container from starting.
+        migrate = task_definition.add_container(
+            MIGRATE_CONTAINER_NAME,
+            image=image,
+            command=["migrate"],
+            essential=False,
+            environment=environment,
+            secrets=secrets,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="migrate", log_group=self.log_group),
+        )
+        app = task_definition.add_container(
             CONTAINER_NAME,
-            image=ecs.ContainerImage.from_ecr_repository(repository, image_tag),
+            image=image,
             port_mappings=[ecs.PortMapping(container_port=container_port)],
-            environment={
-                "PORT": str(container_port),
-                "APP_VERSION": image_tag,
-                "DB_HOST": db_host,
-                "DB_PORT": db_port,
-                "DB_NAME": db_name,
-            },
-            secrets={
-                "DB_USER": ecs.Secret.from_secrets_manager(db_secret, "username"),
-                "DB_PASSWORD": ecs.Secret.from_secrets_manager(db_secret, "password"),
-            },
+            environment={**environment, "PORT": str(container_port)},
+            secrets=secrets,
             logging=ecs.LogDrivers.aws_logs(stream_prefix="app", log_group=self.log_group),
             stop_timeout=Duration.seconds(stop_timeout_seconds),
+        )
+        app.add_container_dependencies(
+            ecs.ContainerDependency(container=migrate, condition=ecs.ContainerDependencyCondition.SUCCESS)
         )
         self.service = ecs.FargateService(
             self,

@@ -70,7 +70,10 @@ def rollout_wave(service_template: dict, *, host_stop_timeout_seconds: int | Non
     attributes = {a["Key"]: a["Value"] for a in target_group.get("TargetGroupAttributes", [])}
     tasks = _resources(service_template, "AWS::ECS::TaskDefinition")
     if tasks:
-        stop_timeout = _int(tasks[0]["ContainerDefinitions"][0].get("StopTimeout", 30))
+        # The container behind the load balancer is the one whose stop the rollout waits for.
+        containers = tasks[0]["ContainerDefinitions"]
+        serving = next((c for c in containers if c.get("PortMappings")), containers[0])
+        stop_timeout = _int(serving.get("StopTimeout", 30))
     elif host_stop_timeout_seconds is not None:
         stop_timeout = host_stop_timeout_seconds
     else:

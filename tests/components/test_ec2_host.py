@@ -210,6 +210,11 @@ def test_unit_runs_the_active_tag_with_config_and_secrets_from_files() -> None:
     assert "docker.service" in s["Requires"][0] and "docker.service" in s["After"][0]
     assert s["EnvironmentFile"] == ["/etc/liftoff/host.env", "/etc/liftoff/active.env"]
     assert s["ExecStartPre"][0] == "/opt/liftoff/bin/liftoff-db-env"
+    # The schema is migrated (expand only) by the version itself before it serves.
+    migrate = s["ExecStartPre"][2]
+    assert migrate.startswith("/usr/bin/docker run --rm --name liftoff-migrate")
+    assert migrate.endswith("${REPOSITORY_URI}:${IMAGE_TAG} migrate")
+    assert "--env-file /run/liftoff/db.env" in migrate
     run = s["ExecStart"][0]
     for expected in (
         "--env APP_VERSION=${IMAGE_TAG}",

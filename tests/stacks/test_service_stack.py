@@ -24,7 +24,8 @@ def test_image_tag_is_a_required_parameter_that_refuses_mutable_tags(shipped):
 def test_container_runs_the_image_tag_parameter(shipped):
     template = shipped.template("staging-service")
     task = next(iter(template.find_resources("AWS::ECS::TaskDefinition").values()))
-    container = task["Properties"]["ContainerDefinitions"][0]
+    containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+    container = containers["app"]
     assert {"Ref": "ImageTag"} in container["Image"]["Fn::Join"][1]
     environment = {item["Name"]: item["Value"] for item in container["Environment"]}
     assert environment["APP_VERSION"] == {"Ref": "ImageTag"}
@@ -35,6 +36,18 @@ def test_container_runs_the_image_tag_parameter(shipped):
     assert all(":username::" in str(s["ValueFrom"]) or ":password::" in str(s["ValueFrom"]) for s in container["Secrets"])
     assert container["StopTimeout"] == 10
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    assert container["Essential"] is True
+
+
+def test_every_task_migrates_before_the_app_starts(shipped):
+    task = next(iter(shipped.template("staging-service").find_resources("AWS::ECS::TaskDefinition").values()))
+    containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+    migrate, app = containers["migrate"], containers["app"]
+    assert migrate["Command"] == ["migrate"]
+    assert migrate["Essential"] is False
+    assert migrate["Image"] == app["Image"]
+    assert {s["Name"] for s in migrate["Secrets"]} == {"DB_USER", "DB_PASSWORD"}
+    assert app["DependsOn"] == [{"Condition": "SUCCESS", "ContainerName": "migrate"}]
 
 
 def test_fargate_task_is_arm64_and_sized_from_config(shipped):
