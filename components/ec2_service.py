@@ -280,10 +280,6 @@ class Ec2Service(Construct):
             self.auto_scaling_group, "AwsSolutions-AS3",
             "Scaling events are visible in the group's activity history; no one subscribes to notifications at this stage.",
         )
-        acknowledge(
-            self.auto_scaling_group, "AwsSolutions-EC26",
-            "The root volume is encrypted in the launch template; the rule cannot see through the launch template.",
-        )
 
 
 @jsii.implements(ec2.IMachineImage)

@@ -29,6 +29,29 @@ def test_every_acknowledgement_is_resource_level_with_a_reason(shipped):
         assert len(finding["reason"]) > 40, f"{finding['ruleName']} needs a specific reason"
 
 
+def test_acknowledged_findings_are_exactly_the_reviewed_ones(shipped):
+    # A new acknowledgement is a security decision: it shows up here and in review.
+    acknowledged = {(f["ruleName"].split("[")[0], f["acknowledgedAt"]) for f in report(shipped.outdir)["suppressedViolations"]}
+    assert acknowledged == {
+        ("AwsSolutions-AS3", "production-service/Ec2/Hosts"),
+        ("AwsSolutions-EC23", "production-service/LoadBalancer/SecurityGroup"),
+        ("AwsSolutions-EC23", "staging-service/LoadBalancer/SecurityGroup"),
+        ("AwsSolutions-ECS2", "staging-service/Ecs/Task"),
+        ("AwsSolutions-ECS4", "staging-service/Ecs/Cluster"),
+        ("AwsSolutions-ELB2", "production-service/LoadBalancer/Alb"),
+        ("AwsSolutions-ELB2", "staging-service/LoadBalancer/Alb"),
+        ("AwsSolutions-IAM4", "production-service/Ec2/HostRole"),
+        ("AwsSolutions-IAM5", "production-service/Ec2/HostRole/DefaultPolicy"),
+        ("AwsSolutions-IAM5", "staging-service/Ecs/Task/ExecutionRole"),
+        ("AwsSolutions-RDS10", "staging-data/Database/Instance"),
+        ("AwsSolutions-RDS11", "production-data/Database/Instance"),
+        ("AwsSolutions-RDS11", "staging-data/Database/Instance"),
+        ("AwsSolutions-RDS3", "staging-data/Database/Instance"),
+        ("AwsSolutions-SMG4", "production-data/Database/Instance/Secret"),
+        ("AwsSolutions-SMG4", "staging-data/Database/Instance/Secret"),
+    }
+
+
 def test_nag_fails_synth_on_a_real_finding(tmp_path):
     # Proves the plugin is live: a security group open to the world without acknowledgement fails synth.
     app = cdk.App(outdir=str(tmp_path))
