@@ -3,11 +3,11 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAGE ?= staging
-TARGET ?= aws
+TARGET ?= local
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup synth test report snapshots deploy
+.PHONY: setup synth test report snapshots deploy local-up local-down
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -33,8 +33,22 @@ report: synth
 snapshots: setup
 	UPDATE_SNAPSHOTS=1 $(PYTHON) -m pytest -q tests/test_snapshots.py
 
-# A real account: AWS credentials in the environment; IMAGE_TAG is required on the first deploy and
-# optional later (the CLI keeps the running version when it is omitted).
+# TARGET=local (the default): a local AWS emulator (moto on loopback, fake credentials) gets the real
+# stacks from the real CDK CLI, then a version switch; see docs/local-emulator.md. Nothing stays running.
+# TARGET=aws: a real account, AWS credentials in the environment; IMAGE_TAG is required on the first
+# deploy and optional later (the CLI keeps the running version when it is omitted).
 deploy: setup
-	@test "$(TARGET)" = aws || { echo "make deploy: TARGET=$(TARGET) is not supported; use TARGET=aws" >&2; exit 2; }
-	npx cdk deploy --require-approval never $(if $(IMAGE_TAG),--parameters $(STAGE)-service:ImageTag=$(IMAGE_TAG)) "$(STAGE)-*"
+ifeq ($(TARGET),local)
+	$(PYTHON) -m local deploy --stage $(STAGE) $(if $(LOCAL_PORT),--port $(LOCAL_PORT))
+else ifeq ($(TARGET),aws)
+	npx cdk deploy --require-approval never $(if $(IMAGE_TAG),--parameters $(STAGE)-service:ImageTag=$(IMAGE_TAG) --parameters $(STAGE)-service:StagedImageTag=$(or $(STAGED_IMAGE_TAG),$(IMAGE_TAG))) "$(STAGE)-*"
+else
+	@echo "make deploy: TARGET=$(TARGET) is not supported; use TARGET=local (the default) or TARGET=aws" >&2; exit 2
+endif
+
+# An emulator with the stage deployed, left running in the background for you to explore; local-down stops it.
+local-up: setup
+	$(PYTHON) -m local up --stage $(STAGE) $(if $(LOCAL_PORT),--port $(LOCAL_PORT))
+
+local-down:
+	$(PYTHON) -m local down

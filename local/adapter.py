@@ -22,6 +22,7 @@ SECRET_TYPE = "AWS::SecretsManager::Secret"
 SECRET_ATTACHMENT_TYPE = "AWS::SecretsManager::SecretTargetAttachment"
 REPOSITORY_TYPE = "AWS::ECR::Repository"
 SSM_PARAMETER_TYPE = "AWS::SSM::Parameter"
+SSM_DOCUMENT_TYPE = "AWS::SSM::Document"
 
 ADAPTATIONS: dict[str, str] = {
     "secret-out-of-band": (
@@ -44,7 +45,23 @@ ADAPTATIONS: dict[str, str] = {
         f"{SSM_PARAMETER_TYPE} Tags, a key-value map in CloudFormation, become a list of Key/Value "
         "pairs. moto reads them as the API's list shape and fails the create with a TypeError."
     ),
+    "ssm-document-format": (
+        f"{SSM_DOCUMENT_TYPE} gets DocumentFormat JSON (CloudFormation's default) and its Content, an "
+        "object in the template, as a JSON string. moto takes no default format (\"Invalid document "
+        "format None\") and parses Content only as text."
+    ),
+    "output-of-unmodelled-resource": (
+        "An Output that reads an attribute (Fn::GetAtt) of a resource type moto has no model for (today "
+        "AWS::SSM::Association: the ec2 mode's stage/activate associations) is removed. moto skips the "
+        "resource itself but then fails the whole create with HTTP 500 while validating that Output."
+    ),
 }
+
+
+def _modelled_types() -> set[str]:
+    from moto.cloudformation.parsing import get_model_map
+
+    return set(get_model_map())
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,21 @@ def adapt_template(stack: str, template: dict, *, secret_arns: Mapping[tuple[str
             resource["Properties"]["Tags"] = [{"Key": k, "Value": v} for k, v in resource["Properties"]["Tags"].items()]
             done.append(Adaptation(stack, logical_id, SSM_PARAMETER_TYPE, "ssm-parameter-tags"))
 
+        if resource["Type"] == SSM_DOCUMENT_TYPE and "DocumentFormat" not in resource["Properties"]:
+            resource["Properties"]["DocumentFormat"] = "JSON"
+            if isinstance(resource["Properties"].get("Content"), dict):
+                resource["Properties"]["Content"] = {"Fn::ToJsonString": resource["Properties"]["Content"]} \
+                    if _has_intrinsics(resource["Properties"]["Content"]) else json.dumps(resource["Properties"]["Content"])
+            done.append(Adaptation(stack, logical_id, SSM_DOCUMENT_TYPE, "ssm-document-format"))
+
+    modelled = _modelled_types()
+    for output_key, output in list(adapted.get("Outputs", {}).items()):
+        attribute = output.get("Value", {}).get("Fn::GetAtt") if isinstance(output.get("Value"), dict) else None
+        target_type = resources.get(attribute[0], {}).get("Type") if isinstance(attribute, list) else None
+        if target_type and target_type not in modelled:
+            del adapted["Outputs"][output_key]
+            done.append(Adaptation(stack, f"Outputs.{output_key}", target_type, "output-of-unmodelled-resource"))
+
     leftover = _find_refs(adapted, set(replacements))
     if leftover:
         raise ValueError(f"{stack}: references to removed resources remain: {sorted(leftover)}")
@@ -143,6 +175,14 @@ def adapt_assembly(source: Path, target: Path, *, stack_names: tuple[str, ...] |
             path.write_text(json.dumps(adapted, indent=1))
             done.extend(changes)
     return done
+
+
+def _has_intrinsics(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(key == "Ref" or key.startswith("Fn::") or _has_intrinsics(value) for key, value in node.items())
+    if isinstance(node, list):
+        return any(_has_intrinsics(value) for value in node)
+    return False
 
 
 def _walk(node: Any, visit: Callable[[Any], Any]) -> Any:
