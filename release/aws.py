@@ -117,8 +117,8 @@ class Aws:
         images: dict[str, Image] = {}
         for page in ecr.get_paginator("describe_images").paginate(repositoryName=repository, filter={"tagStatus": "TAGGED"}):
             for detail in page["imageDetails"]:
-                status, counts = self._scan(repository, detail)
                 for tag in detail.get("imageTags", []):
+                    status, counts = self._scan(repository, tag)
                     pushed = detail.get("imagePushedAt")
                     images[tag] = Image(
                         tag=tag, digest=detail["imageDigest"],
@@ -128,11 +128,9 @@ class Aws:
                     )
         return images
 
-    def _scan(self, repository: str, detail: dict) -> tuple[str, dict[str, int]]:
+    def _scan(self, repository: str, tag: str) -> tuple[str, dict[str, int]]:
         try:
-            findings = self.client("ecr").describe_image_scan_findings(
-                repositoryName=repository, imageId={"imageDigest": detail["imageDigest"]},
-            )
+            findings = self.client("ecr").describe_image_scan_findings(repositoryName=repository, imageId={"imageTag": tag})
         except ClientError as error:
             if error.response["Error"]["Code"] == "ScanNotFoundException":
                 return "NONE", {}

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from release.aws import Aws
 from release.cli import main
+from release.ledger import Ledger
 from tests.helpers.emulated_stage import EmulatedStage
 from tests.helpers.synth import CDK_JSON
 
@@ -38,12 +40,12 @@ class ReleaseStage:
         for tag in tags:
             ecr.start_image_scan(repositoryName=self.emulated.repository_name, imageId={"imageTag": tag})
 
-    def run(self, *argv: str, stdin: io.StringIO | None = None, aws=None, clock=None) -> Run:
+    def run(self, *argv: str, stage: str | None = None, stdin: io.StringIO | None = None, aws=None, clock=None) -> Run:
         out, err = io.StringIO(), io.StringIO()
-        full = [*argv, "--stage", self.name, "--config", str(CDK_JSON)]
+        full = [*argv, "--stage", stage or self.name, "--config", str(CDK_JSON)]
         if argv and argv[0] in ("stage", "activate", "rollback"):
             full += ["--poll-interval", "0"]
-        kwargs = {"aws": aws} if aws is not None else {}
+        kwargs = {"aws": aws if aws is not None else EmulatedRuntime(self.emulated)}
         if clock is not None:
             kwargs["clock"] = clock
         code = main(full, stdin=stdin or io.StringIO(""), stdout=out, stderr=err, sleep=lambda _: None, **kwargs)
@@ -51,3 +53,92 @@ class ReleaseStage:
 
     def parameters(self) -> dict[str, str]:
         return self.emulated.service_parameters()
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.emulated.client("dynamodb"), self.emulated.ledger_table)
+
+    def entries(self) -> list:
+        return self.ledger().entries()
+
+
+class EmulatedRuntime(Aws):
+    """The real adapter, except for what moto cannot show: ECS running the new version.
+
+    moto registers the new task definition revision on a stack update but leaves the service on the
+    old one and runs no tasks or targets, so the real `ecs_running`/`target_health` never see a
+    rollout. Here they report what the stack itself recorded as active (the ActiveImageTag SSM
+    parameter that CloudFormation updated from ImageTag): `desired_count` tasks running that image,
+    each a healthy target, or unhealthy ones when `healthy=False`. Every decision, the ledger and the
+    lock still run for real.
+    """
+
+    def __init__(self, emulated: EmulatedStage, *, healthy: bool = True):
+        super().__init__(region=emulated.region)
+        self.emulated, self.healthy = emulated, healthy
+
+    def _active_image(self) -> str:
+        outputs = self.emulated.outputs
+        name = self.stack(self.emulated.stack_names["service"]).outputs["ActiveImageTagParameterName"]
+        tag = self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+        uri = outputs[self.emulated.stack_names["registry"]]["RepositoryUri"]
+        return f"{uri}:{tag}"
+
+    def ecs_running(self, cluster: str, service: str) -> dict:
+        desired = self.emulated.stage.desired_count
+        image = self._active_image()
+        return {"task_definition_image": image, "desired_count": desired,
+                "tasks": [{"task": f"task{i}", "status": "RUNNING", "image": image} for i in range(desired)]}
+
+    def target_health(self, target_group_arn: str) -> list[dict]:
+        state = "healthy" if self.healthy else "unhealthy"
+        return [{"target": f"10.0.0.{i}", "state": state, "reason": "" if self.healthy else "Target.ResponseCodeMismatch"}
+                for i in range(self.emulated.stage.desired_count)]
+
+
+class RollsBack(EmulatedRuntime):
+    """A CloudFormation failure mid-update, injected at the adapter boundary.
+
+    moto applies an update synchronously and has no resource that fails on a parameter value (no ECS
+    circuit breaker, no health checks), so it cannot roll back. This adapter accepts the update
+    without applying it (the stack keeps its old parameters, as after a real rollback) and reports
+    the events and final status CloudFormation gives when the ECS deployment circuit breaker trips.
+    """
+
+    REASON = "ECS Deployment Circuit Breaker was triggered"
+
+    def __init__(self, emulated: EmulatedStage):
+        super().__init__(emulated)
+        self.updated_with: list | None = None
+
+    def update_parameters(self, name: str, parameters: list[dict[str, str]]) -> None:
+        self.updated_with = parameters
+        self._injected = [
+            ("UPDATE_IN_PROGRESS", name, "AWS::CloudFormation::Stack", "User Initiated"),
+            ("UPDATE_IN_PROGRESS", "EcsService5196398A", "AWS::ECS::Service", ""),
+            ("UPDATE_FAILED", "EcsService5196398A", "AWS::ECS::Service", self.REASON),
+            ("UPDATE_FAILED", "ActiveImageTagParameter8263EC80", "AWS::SSM::Parameter", "Resource update cancelled"),
+            ("UPDATE_ROLLBACK_IN_PROGRESS", name, "AWS::CloudFormation::Stack", "The following resource(s) failed to update: [EcsService5196398A]."),
+            ("UPDATE_ROLLBACK_COMPLETE", name, "AWS::CloudFormation::Stack", ""),
+        ]
+
+    def _events(self, name: str) -> list[dict]:
+        injected = [
+            {"EventId": f"injected-{i}", "LogicalResourceId": logical, "ResourceType": kind, "ResourceStatus": status,
+             "ResourceStatusReason": reason, "Timestamp": None}
+            for i, (status, logical, kind, reason) in enumerate(getattr(self, "_injected", []))
+        ]
+        return list(reversed(injected)) + super()._events(name)
+
+    def stack(self, name: str):
+        stack = super().stack(name)
+        if getattr(self, "_injected", None) and name == self.emulated.stack_names["service"]:
+            return replace(stack, status="UPDATE_ROLLBACK_COMPLETE")
+        return stack
+
+
+class Busy(EmulatedRuntime):
+    """A service stack in the middle of another update (moto finishes updates before answering)."""
+
+    def stack(self, name: str):
+        stack = super().stack(name)
+        return replace(stack, status="UPDATE_IN_PROGRESS") if name == self.emulated.stack_names["service"] else stack
