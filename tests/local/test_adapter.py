@@ -1,0 +1,67 @@
+"""The adapter changes only a separate copy, only in the documented ways."""
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from local.adapter import ADAPTATIONS, adapt_assembly, adapt_template, secrets_to_create
+from local.assembly import read_templates, template_files
+from tests.helpers.synth import REPO
+
+DOC = REPO / "docs" / "local-emulator.md"
+ALL_STACKS = ("staging-registry", "staging-data", "staging-service", "production-data", "production-service")
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def _fake_arns(templates) -> dict:
+    return {key: f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{key[0]}-{key[1]}-AbCdEf" for key in secrets_to_create(templates)}
+
+
+def test_the_assembly_bound_for_aws_is_never_changed(shipped, tmp_path):
+    before = _digests(shipped.outdir)
+    templates = read_templates(shipped.outdir, ALL_STACKS)
+    done = adapt_assembly(shipped.outdir, tmp_path / "adapted", stack_names=ALL_STACKS, secret_arns=_fake_arns(templates))
+    assert done, "the shipped stacks need adapting; if moto caught up, drop the adaptation and this guard"
+    assert _digests(shipped.outdir) == before
+    # The copy differs exactly in the adapted templates.
+    adapted = _digests(tmp_path / "adapted")
+    changed = {name for name in adapted if adapted[name] != before.get(name)}
+    assert changed == {template_files(shipped.outdir)[stack].name for stack in {a.stack for a in done}}
+
+
+@pytest.mark.parametrize("target", [".", "inside"])
+def test_the_copy_may_not_overlap_the_synthesized_assembly(shipped, target):
+    with pytest.raises(ValueError, match="must not overlap"):
+        adapt_assembly(shipped.outdir, shipped.outdir / target if target != "." else shipped.outdir,
+                       stack_names=("staging-registry",), secret_arns={})
+
+
+def test_adapt_template_leaves_its_input_alone_and_removes_every_reference_to_the_secret(shipped):
+    templates = read_templates(shipped.outdir, ("staging-data", "staging-service"))
+    original = copy.deepcopy(templates["staging-data"])
+    arns = _fake_arns(templates)
+    adapted, done = adapt_template("staging-data", templates["staging-data"], secret_arns=arns)
+    assert templates["staging-data"] == original
+    assert {a.kind for a in done} == {"secret-out-of-band"}
+    assert not any(r["Type"].startswith("AWS::SecretsManager::") for r in adapted["Resources"].values())
+    (arn,) = arns.values()
+    assert adapted["Outputs"]["DatabaseSecretArn"]["Value"] == arn
+
+
+def test_a_secret_without_an_out_of_band_arn_is_refused(shipped):
+    templates = read_templates(shipped.outdir, ("staging-data",))
+    with pytest.raises(KeyError, match="no out-of-band secret ARN"):
+        adapt_template("staging-data", templates["staging-data"], secret_arns={})
+
+
+def test_every_adaptation_is_documented_with_its_reason():
+    text = DOC.read_text()
+    for kind in ADAPTATIONS:
+        assert f"`{kind}`" in text, f"docs/local-emulator.md does not list the adaptation {kind!r}"

@@ -1,0 +1,81 @@
+"""Emulator process management: clear failures and nothing left running."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from local import emulator as emulators
+from tests.helpers.synth import REPO
+
+
+def _moto_processes_on(port: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(b"moto_server" in a for a in arguments) and str(port).encode() in arguments:
+                found.append(int(entry.name))
+    return found
+
+
+def test_start_answers_records_and_stop_leaves_nothing(tmp_path):
+    emulator = emulators.start(tmp_path)
+    try:
+        assert emulators.answers(emulator.port)
+        assert emulators.recorded(tmp_path) == emulator
+        assert emulators.is_ours(emulator)
+    finally:
+        emulators.stop(emulator, tmp_path)
+    assert emulators.recorded(tmp_path) is None
+    assert _moto_processes_on(emulator.port) == []
+
+
+def test_a_taken_port_is_named_and_nothing_is_started(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "local", "deploy", "--port", str(port), "--state-dir", str(tmp_path)],
+                                cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr and "already in use" in result.stderr
+    assert emulators.recorded(tmp_path) is None
+    assert _moto_processes_on(port) == []
+
+
+def test_an_emulator_that_never_answers_is_stopped(tmp_path):
+    port = emulators.free_port()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with pytest.raises(emulators.EmulatorError, match=f"did not answer on port {port}"):
+        emulators.start(tmp_path, port=port, command=sleeper, timeout=1)
+    assert emulators.recorded(tmp_path) is None
+    leftovers = subprocess.run(["pgrep", "-f", "time.sleep\\(60\\)"], capture_output=True, text=True).stdout.split()
+    assert [pid for pid in leftovers if int(pid) != os.getpid()] == []
+
+
+def test_an_emulator_that_exits_at_once_is_reported(tmp_path):
+    with pytest.raises(emulators.EmulatorError, match="exited with status 3"):
+        emulators.start(tmp_path, command=[sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], timeout=5)
+    assert emulators.recorded(tmp_path) is None
+
+
+def test_local_down_stops_a_recorded_emulator_and_tolerates_a_stale_record(tmp_path):
+    emulator = emulators.start(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "local", "down", "--state-dir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert f"pid {emulator.pid}" in result.stdout
+    assert _moto_processes_on(emulator.port) == []
+    assert emulators.recorded(tmp_path) is None
+    # A record whose PID is no moto_server is only removed, never signalled.
+    (tmp_path / emulators.RECORD_NAME).write_text(f'{{"pid": {os.getpid()}, "port": 1, "log": "x"}}')
+    assert emulators.stop_recorded(tmp_path).pid == os.getpid()
+    assert emulators.recorded(tmp_path) is None
