@@ -260,6 +260,8 @@ def _run_release(ctx: Context, gate, tag, force, decide, ledger: Ledger, release
     outcome: dict[str, Any] = {"result": d.RESULT_IN_PROGRESS}
 
     def finish(result: str, detail: str) -> None:
+        # The start's own note (e.g. forced) stays in front of the outcome: the entry is completed, not rewritten.
+        detail = "; ".join(part for part in (entry.detail, detail) if part)
         outcome.update(result=result, detail=detail, finished=True)
         ledger.finish(entry, result=result, finished_at=ctx.iso(), duration_seconds=ctx.clock() - started, detail=detail)
 

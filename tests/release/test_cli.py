@@ -190,7 +190,7 @@ class TestActivate:
         assert run.code == 0, run.err
         (entry,) = released_staging.entries()
         assert (entry.forced, entry.result, entry.to_version) == (True, d.RESULT_SUCCEEDED, "1.1.0")
-        assert "activate (forced)" in released_staging.run("history").out and entry.detail == "forced: not staged"
+        assert "activate (forced)" in released_staging.run("history").out and entry.detail.startswith("forced: not staged; 1 task(s) run 1.1.0")
         parameters = released_staging.parameters()
         assert (parameters["ImageTag"], parameters["StagedImageTag"]) == ("1.1.0", "1.0.0")
 
