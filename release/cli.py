@@ -433,7 +433,7 @@ def _aws_error(error: Exception, ctx: Context | None) -> Abort:
         return Abort(d.EXIT_AWS, "no AWS credentials found",
                      "set AWS_PROFILE (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) for the stage's account; `aws sts get-caller-identity` checks them")
     if isinstance(error, NoRegionError):
-        return Abort(d.EXIT_AWS, "no AWS region configured", "pass --region, set AWS_REGION, or pin region in cdk.json")
+        return Abort(d.EXIT_AWS, "no AWS region configured", "pass --region, set AWS_DEFAULT_REGION (or region in your AWS profile), or pin the stage's region in cdk.json")
     if isinstance(error, StackNotFound):
         return Abort(d.EXIT_AWS, f"stack {error.name} does not exist in this account/region",
                      f"deploy the stage first (`make deploy STAGE={stage}`) or check AWS_PROFILE/--region")
