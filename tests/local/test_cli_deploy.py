@@ -98,8 +98,9 @@ def test_a_failing_deploy_exits_non_zero_with_the_cli_error_and_stops_the_emulat
     shutil.copytree(shipped.outdir, broken)
     service_template = broken / "staging-service.template.json"
     template = json.loads(service_template.read_text())
-    # A reference to a resource that does not exist: CloudFormation (and moto) refuse the template.
-    template["Outputs"]["Broken"] = {"Value": {"Fn::GetAtt": ["NoSuchResource", "Arn"]}}
+    # A required parameter nobody passes: the deploy of the service stack is refused (quickly; a moto
+    # HTTP 500 would cost the CLI's retries).
+    template["Parameters"]["NobodyPassesThis"] = {"Type": "String"}
     service_template.write_text(json.dumps(template))
     state = tmp_path / "state"
     result = subprocess.run([sys.executable, "-m", "local", "deploy", "--assembly", str(broken), "--adapted",

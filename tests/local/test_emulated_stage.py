@@ -32,3 +32,15 @@ def test_a_refused_tag_fails_the_update_and_keeps_the_running_version(emulated_s
     with pytest.raises(Exception, match="ImageTag|AllowedPattern|pattern"):
         emulated_staging.update_service(image_tag="latest", staged_image_tag="1.0.0")
     assert emulated_staging.service_parameters()["ImageTag"] == "1.0.0"
+
+
+def test_production_in_ec2_mode_deploys_in_process_after_staging_sharing_its_registry(deploy_emulated_stage):
+    staging = deploy_emulated_stage("staging")
+    production = deploy_emulated_stage("production", image_tag="1.0.0")
+    assert production.repository_name == staging.repository_name
+    assert production.service_outputs["ComputeMode"] == "ec2"
+    production.update_service(image_tag="1.1.0", staged_image_tag="1.1.0")
+    assert production.service_parameters()["ImageTag"] == "1.1.0"
+    groups = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[production.service_outputs["AutoScalingGroupName"]])["AutoScalingGroups"]
+    assert groups[0]["DesiredCapacity"] == production.stage.desired_count
