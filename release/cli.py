@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--fail-severity", choices=d.SEVERITIES, default=d.DEFAULT_FAIL_SEVERITY,
                       help="refuse an image with a scan finding at or above this severity (default: CRITICAL)")
     gate.add_argument("--poll-interval", type=float, default=5.0, help="seconds between stack event polls (default 5)")
-    gate.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for CloudFormation (default 3600)")
-    gate.add_argument("--lock-minutes", type=int, default=30, help="lock expiry; an expired lock can be taken over (default 30)")
+    gate.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for CloudFormation (default 1800)")
+    gate.add_argument("--lock-minutes", type=int, default=30, help="lock expiry, at least this run's waits + 5 min; an expired lock (a crashed run) is taken over (default 30)")
 
     switch = argparse.ArgumentParser(add_help=False)
     switch.add_argument("--yes", action="store_true", help="do not ask for confirmation (required when stdin is not a terminal)")
@@ -220,7 +220,7 @@ def cmd_release(ctx: Context, gate: str) -> dict:
     release_id = new_release_id()
     try:
         taken_over = ledger.acquire(holder=who, release_id=release_id, gate=gate, version=tag,
-                                    now=ctx.now(), ttl_seconds=args.lock_minutes * 60)
+                                    now=ctx.now(), ttl_seconds=lock_seconds(args))
     except LockHeld as held:
         refusal = d.check_lock(held.lock, ctx.now()) or d.refuse(d.EXIT_REFUSED, "another release took the lock just now", "try again shortly")
         raise Abort(refusal.exit_code, refusal.message, refusal.hint) from None
@@ -233,6 +233,12 @@ def cmd_release(ctx: Context, gate: str) -> dict:
                 **{k: v for k, v in _run_release(ctx, gate, tag, force, decide, ledger, release_id, who, images).items() if k != "finished"}}
     finally:
         ledger.release(release_id)
+
+
+def lock_seconds(args) -> int:
+    """The lock must outlive this run's own waits, or a second release could take it over mid-update."""
+    waits = args.timeout + getattr(args, "verify_timeout", 0.0) + 300
+    return int(max(args.lock_minutes * 60, waits))
 
 
 def _run_release(ctx: Context, gate, tag, force, decide, ledger: Ledger, release_id, who, images) -> dict:

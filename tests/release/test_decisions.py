@@ -250,3 +250,13 @@ class TestOutcomes:
         assert not d.verify_ec2("1.1.0", **{**ok, "association_status": "Failed"})[0]
         assert not d.verify_ec2("1.1.0", **{**ok, "instance_count": 1})[0]
         assert not d.verify_ec2("1.1.0", **{**ok, "healthy_targets": 1})[0]
+
+
+def test_the_lock_outlives_the_runs_own_waits():
+    from argparse import Namespace
+
+    from release.cli import lock_seconds
+
+    # A lock shorter than the CloudFormation wait could be taken over while this release still runs.
+    assert lock_seconds(Namespace(lock_minutes=30, timeout=1800.0, verify_timeout=600.0)) == 2700
+    assert lock_seconds(Namespace(lock_minutes=120, timeout=60.0)) == 7200
