@@ -256,11 +256,13 @@ def _run_release(ctx: Context, gate, tag, force, decide, ledger: Ledger, release
     except ValueError as error:
         raise Abort(d.EXIT_AWS, f"cannot update {stack.name}: {error}") from None
     changes = d.changed_parameters(inputs, parameters)
+    # Recorded as forced only when --force actually skipped the staging requirement.
+    forced = force and gate == "activate" and stack.parameters.get(d.STAGED_IMAGE_TAG) != tag
     started = ctx.clock()
     entry = d.Entry(
         release_id=release_id, gate=gate, from_version=stack.parameters.get(d.GATE_PARAMETER[gate], ""), to_version=tag,
-        who=who, started_at=ctx.iso(started), digest=images[tag].digest, forced=force and gate == "activate",
-        detail="forced: not staged" if force and gate == "activate" and stack.parameters.get(d.STAGED_IMAGE_TAG) != tag else "",
+        who=who, started_at=ctx.iso(started), digest=images[tag].digest, forced=forced,
+        detail="forced: not staged" if forced else "",
     )
     ledger.start(entry, ctx.stage.name)
     outcome: dict[str, Any] = {"result": d.RESULT_IN_PROGRESS}

@@ -194,6 +194,25 @@ class TestActivate:
         parameters = released_staging.parameters()
         assert (parameters["ImageTag"], parameters["StagedImageTag"]) == ("1.1.0", "1.0.0")
 
+    def test_force_on_a_staged_version_is_not_recorded_as_forced(self, released_staging):
+        released_staging.run("stage", "1.1.0")
+        assert released_staging.run("activate", "1.1.0", "--yes", "--force").code == 0
+        assert released_staging.entries()[0].forced is False
+
+    def test_an_update_cloudformation_refuses_is_recorded_as_failed(self, released_staging):
+        from botocore.exceptions import ClientError
+
+        class Refuses(EmulatedRuntime):
+            def update_parameters(self, name, parameters):
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed to update"}}, "UpdateStack")
+
+        run = released_staging.run("stage", "1.1.0", aws=Refuses(released_staging.emulated))
+        assert run.code == d.EXIT_AWS and "AccessDenied: not allowed to update" in run.err
+        (entry,) = released_staging.entries()
+        assert entry.result == d.RESULT_FAILED and "AccessDenied" in entry.detail
+        assert released_staging.ledger().read_lock() is None
+        assert released_staging.parameters()["StagedImageTag"] == "1.0.0"
+
     def test_non_interactive_without_yes_is_refused(self, released_staging):
         released_staging.run("stage", "1.1.0")
         run = released_staging.run("activate", "1.1.0")  # stdin is a StringIO: not a terminal
