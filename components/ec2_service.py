@@ -217,52 +217,24 @@ class Ec2Service(Construct):
             "/opt/liftoff/bin/liftoff-boot",
         )
 
-        group_target = ssm.CfnAssociation.TargetProperty(
-            key="tag:aws:autoscaling:groupName", values=[self.auto_scaling_group.auto_scaling_group_name]
-        )
-        stage_document = ssm.CfnDocument(
-            self,
-            "StageDocument",
-            document_type="Command",
-            update_method="NewVersion",
-            content=gate_document(
-                description="liftoff update gate: pull a release image onto this host; nothing restarts",
-                script="liftoff-stage",
-                timeout_seconds=PULL_ALLOWANCE_SECONDS * 3,
-            ),
-        )
-        activate_document = ssm.CfnDocument(
-            self,
-            "ActivateDocument",
-            document_type="Command",
-            update_method="NewVersion",
-            content=gate_document(
-                description="liftoff activation gate: restart this host's service on a release, drained and health-checked",
-                script="liftoff-activate",
-                timeout_seconds=PULL_ALLOWANCE_SECONDS + drain_seconds + stop_timeout_seconds + HEALTH_TIMEOUT_SECONDS * 2 + 60,
-            ),
-        )
+        # Per host: a pull, the drain, the old container's stop, and health waits for the new and,
+        # on failure, the old version.
         per_host_seconds = PULL_ALLOWANCE_SECONDS + drain_seconds + stop_timeout_seconds + HEALTH_TIMEOUT_SECONDS * 2
-        self.stage_association = ssm.CfnAssociation(
-            self,
-            "StageAssociation",
-            name=stage_document.ref,
-            parameters={"ImageTag": [staged_image_tag]},
-            targets=[group_target],
-            max_concurrency="1",
-            max_errors="0",
-            wait_for_success_timeout_seconds=300 + PULL_ALLOWANCE_SECONDS * (desired_count + 1),
+        self.stage_association = self._gate(
+            "Stage",
+            description="liftoff update gate: pull a release image onto this host; nothing restarts",
+            script="liftoff-stage",
+            image_tag=staged_image_tag,
+            per_host_seconds=PULL_ALLOWANCE_SECONDS,
+            desired_count=desired_count,
         )
-        self.activate_association = ssm.CfnAssociation(
-            self,
-            "ActivateAssociation",
-            name=activate_document.ref,
-            parameters={"ImageTag": [image_tag]},
-            targets=[group_target],
-            # One host at a time, and stop at the first failure: the rest keep the old version.
-            max_concurrency="1",
-            max_errors="0",
-            wait_for_success_timeout_seconds=300 + per_host_seconds * (desired_count + 1),
+        self.activate_association = self._gate(
+            "Activate",
+            description="liftoff activation gate: restart this host's service on a release, drained and health-checked",
+            script="liftoff-activate",
+            image_tag=image_tag,
+            per_host_seconds=per_host_seconds,
+            desired_count=desired_count,
         )
         # The group's name (a Ref) already orders the gates after its hosts have signalled; when both gates
         # change in one update, the pull runs first.
@@ -279,6 +251,36 @@ class Ec2Service(Construct):
         acknowledge(
             self.auto_scaling_group, "AwsSolutions-AS3",
             "Scaling events are visible in the group's activity history; no one subscribes to notifications at this stage.",
+        )
+
+
+    def _gate(
+        self, name: str, *, description: str, script: str, image_tag: str, per_host_seconds: int, desired_count: int
+    ) -> ssm.CfnAssociation:
+        """A Command document running `script TAG`, and the association that runs it on every host of
+        the group whenever `image_tag` (a stack parameter) changes."""
+        document = ssm.CfnDocument(
+            self,
+            f"{name}Document",
+            document_type="Command",
+            update_method="NewVersion",
+            content=gate_document(description=description, script=script, timeout_seconds=per_host_seconds + 60),
+        )
+        return ssm.CfnAssociation(
+            self,
+            f"{name}Association",
+            name=document.ref,
+            parameters={"ImageTag": [image_tag]},
+            targets=[
+                ssm.CfnAssociation.TargetProperty(
+                    key="tag:aws:autoscaling:groupName", values=[self.auto_scaling_group.auto_scaling_group_name]
+                )
+            ],
+            # One host at a time, and stop at the first failure: the rest keep the old version.
+            max_concurrency="1",
+            max_errors="0",
+            # CloudFormation waits for every host (one spare during a replacement) before it succeeds.
+            wait_for_success_timeout_seconds=300 + per_host_seconds * (desired_count + 1),
         )
 
 
