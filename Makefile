@@ -41,6 +41,7 @@ deploy: setup
 ifeq ($(TARGET),local)
 	$(PYTHON) -m local deploy --stage $(STAGE) $(if $(LOCAL_PORT),--port $(LOCAL_PORT))
 else ifeq ($(TARGET),aws)
+	$(PYTHON) -m config $(STAGE)
 	npx cdk deploy --require-approval never $(if $(IMAGE_TAG),--parameters $(STAGE)-service:ImageTag=$(IMAGE_TAG) --parameters $(STAGE)-service:StagedImageTag=$(or $(STAGED_IMAGE_TAG),$(IMAGE_TAG))) "$(STAGE)-*"
 else
 	@echo "make deploy: TARGET=$(TARGET) is not supported; use TARGET=local (the default) or TARGET=aws" >&2; exit 2

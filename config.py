@@ -259,3 +259,24 @@ def check_release_tag(tag: str) -> str:
     if not isinstance(tag, str) or not re.fullmatch(RELEASE_TAG_PATTERN, tag):
         raise ConfigError(f"image tag {tag!r} is not allowed; expected {RELEASE_TAG_DESCRIPTION}")
     return tag
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m config [STAGE]`: validate cdk.json (and a stage name) without a synth; print the stage's stacks."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        config = load_config(Path("cdk.json"))
+        stages = [config.stage(args[0])] if args else list(config.stages)
+    except ConfigError as error:
+        print(f"liftoff config: {error}", file=sys.stderr)
+        return 2
+    for stage in stages:
+        print(f"{stage.name}: {stage.compute}, {stage.desired_count} running; stacks "
+              f"{stage.registry_stack_name} {stage.data_stack_name} {stage.service_stack_name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

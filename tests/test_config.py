@@ -135,3 +135,13 @@ def test_release_tags_accepted(tag):
 def test_mutable_or_malformed_tags_refused(tag):
     with pytest.raises(ConfigError, match=f"image tag {json.dumps(tag)[1:-1]!r}|image tag '{tag}' is not allowed"):
         check_release_tag(tag)
+
+
+def test_config_command_checks_a_stage_name(capsys, monkeypatch):
+    from config import main
+
+    monkeypatch.chdir(CDK_JSON.parent)
+    assert main(["production"]) == 0
+    assert "production: ec2, 2 running; stacks staging-registry production-data production-service" in capsys.readouterr().out
+    assert main(["prod"]) == 2
+    assert "unknown stage 'prod'; configured stages: staging, production" in capsys.readouterr().err
