@@ -1,7 +1,8 @@
 """python -m local deploy|up|down [--stage NAME] [--port N]: liftoff on a local AWS emulator.
 
-deploy  start an emulator, deploy the stage with the real CDK CLI, switch the version, stop the emulator
-up      the same deploy, but leave the emulator running (recorded in .local/) for you to explore
+deploy  start an emulator, deploy the stage with the real CDK CLI, walk stage -> activate -> rollback with
+        the release tool and print its ledger, stop the emulator
+up      the same deploy and walk, but leave the emulator running (recorded in .local/) for you to explore
 down    stop the emulator `up` left running, by its recorded PID, and remove the record
 """
 from __future__ import annotations

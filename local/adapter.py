@@ -23,6 +23,8 @@ SECRET_ATTACHMENT_TYPE = "AWS::SecretsManager::SecretTargetAttachment"
 REPOSITORY_TYPE = "AWS::ECR::Repository"
 SSM_PARAMETER_TYPE = "AWS::SSM::Parameter"
 SSM_DOCUMENT_TYPE = "AWS::SSM::Document"
+# The value an Output of an unmodelled resource gets: obviously not an AWS id, so nobody mistakes it for one.
+UNMODELLED_OUTPUT_PLACEHOLDER = "emulator-placeholder-not-modelled"
 
 ADAPTATIONS: dict[str, str] = {
     "secret-out-of-band": (
@@ -52,8 +54,11 @@ ADAPTATIONS: dict[str, str] = {
     ),
     "output-of-unmodelled-resource": (
         "An Output that reads an attribute (Fn::GetAtt) of a resource type moto has no model for (today "
-        "AWS::SSM::Association: the ec2 mode's stage/activate associations) is removed. moto skips the "
-        "resource itself but then fails the whole create with HTTP 500 while validating that Output."
+        "AWS::SSM::Association: the ec2 mode's StageAssociationId/ActivateAssociationId) keeps its key "
+        f"but gets the constant value {UNMODELLED_OUTPUT_PLACEHOLDER!r}. moto skips the resource itself "
+        "but then fails the whole create with HTTP 500 while validating the GetAtt; removing the Output "
+        "instead would make the release tool stop with a missing output on an ec2 stage (it reads "
+        "ActivateAssociationId, and the emulator's stand-in runtime answers for the association)."
     ),
 }
 
@@ -144,7 +149,7 @@ def adapt_template(stack: str, template: dict, *, secret_arns: Mapping[tuple[str
         attribute = output.get("Value", {}).get("Fn::GetAtt") if isinstance(output.get("Value"), dict) else None
         target_type = resources.get(attribute[0], {}).get("Type") if isinstance(attribute, list) else None
         if target_type and target_type not in modelled:
-            del adapted["Outputs"][output_key]
+            output["Value"] = UNMODELLED_OUTPUT_PLACEHOLDER
             done.append(Adaptation(stack, f"Outputs.{output_key}", target_type, "output-of-unmodelled-resource"))
 
     leftover = _find_refs(adapted, set(replacements))

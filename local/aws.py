@@ -28,6 +28,27 @@ EMULATED_ACCOUNT = "123456789012"
 BOOTSTRAP_VERSION = "30"
 
 
+class EndpointSession:
+    """A boto3 Session look-alike whose every client goes to one endpoint (the emulator), whatever the
+    environment says: AWS_ENDPOINT_URL may be unset, and nothing may reach a real account."""
+
+    def __init__(self, session: boto3.Session, endpoint_url: str):
+        self._session, self.endpoint_url = session, endpoint_url
+
+    def client(self, service_name: str, **kwargs):
+        return self._session.client(service_name, endpoint_url=self.endpoint_url, **kwargs)
+
+
+def fake_session() -> boto3.Session:
+    """A session with the fake identity and region, reading no credentials or config from the environment."""
+    return boto3.Session(
+        aws_access_key_id=FAKE_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_ENVIRONMENT["AWS_SESSION_TOKEN"],
+        region_name=FAKE_ENVIRONMENT["AWS_REGION"],
+    )
+
+
 def create_secrets(session: boto3.Session, to_create: Mapping[tuple[str, str], dict]) -> dict[tuple[str, str], str]:
     """Create (or find, on a later deploy) each secret a template would have generated; return their ARNs."""
     client = session.client("secretsmanager")
@@ -65,18 +86,26 @@ def mark_bootstrapped(session: boto3.Session) -> None:
 
 
 def push_images(session: boto3.Session, repository_name: str, tags: list[str] | tuple[str, ...]) -> list[str]:
-    """Put one small image manifest per tag (distinct per tag: the repository's tags are immutable); return digests."""
+    """Put one small image manifest per tag and start its scan; return the digests (one per tag, all distinct).
+
+    moto derives an image's digest from its layers, so each tag gets its own small layer: with none,
+    every tag would name the same image (and the repository's tags are immutable). On AWS the
+    repository's scan-on-push starts a scan on every push; moto ignores scan-on-push, and the release
+    tool refuses an image without a completed scan, so the scan is started here, as AWS would.
+    """
     client = session.client("ecr")
     digests = []
     for tag in tags:
-        config_digest = "sha256:" + hashlib.sha256(f"liftoff {tag}".encode()).hexdigest()
+        config_digest = "sha256:" + hashlib.sha256(f"liftoff config {tag}".encode()).hexdigest()
+        layer_digest = "sha256:" + hashlib.sha256(f"liftoff layer {tag}".encode()).hexdigest()
         manifest = json.dumps({
             "schemaVersion": 2,
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
             "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": config_digest},
-            "layers": [],
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 32, "digest": layer_digest}],
         })
         image = client.put_image(repositoryName=repository_name, imageManifest=manifest, imageTag=tag)["image"]
+        client.start_image_scan(repositoryName=repository_name, imageId={"imageTag": tag})
         digests.append(image["imageId"]["imageDigest"])
     return digests
 

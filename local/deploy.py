@@ -1,38 +1,43 @@
-"""`make deploy` against the local emulator: the real CDK CLI deploying the real stacks, then a version switch.
+"""`make deploy` against the local emulator: the real CDK CLI deploys the real stacks, then the release tool
+walks stage -> activate -> rollback on them and prints its ledger.
 
-Each step prints what it does and how long it took. `switch_version` is the seam the release tool
-will take over (stage -> activate -> rollback); for now it is the plain stack-parameter update.
+Each step prints what it does and how long it took. The release tool (`release.cli.main`) runs
+in-process with `local.runtime.EmulatedRuntime`, the emulator's stand-in for what really runs.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
-
-import boto3
+from typing import Iterator
 
 from config import StageConfig
 from local import aws
 from local.adapter import adapt_assembly, secrets_to_create
 from local.assembly import StageStacks, read_templates
 from local.emulator import Emulator
+from local.runtime import STAND_IN_NOTE, EmulatedRuntime
+from release import cli as release_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH_DIR = REPO / "cdk.out"
 ADAPTED_DIR = REPO / "cdk.local.out"
 STATE_DIR = REPO / ".local"
+CONFIG_FILE = REPO / "cdk.json"
 RELEASES_FILE = REPO / "service" / "releases.json"
 VERSION_FILE = REPO / "service" / "VERSION"
 
 EMULATOR_NOTE = (
     "This was a local AWS emulator (moto), not AWS. It records what CloudFormation would create and "
     "answers the AWS APIs, but no container runs, no load balancer serves traffic, no health check or "
-    "rollout wave happens, and no host executes an SSM document. `make deploy TARGET=aws STAGE=...` "
+    "rollout wave happens, and no host executes an SSM document: what `liftoff` saw running was the "
+    "emulator's stand-in (local/runtime.py) repeating the stack's record. `make deploy TARGET=aws STAGE=...` "
     "deploys the same stacks to a real account."
 )
 
@@ -77,36 +82,6 @@ def cli_environment(emulator: Emulator) -> dict[str, str]:
     return environment
 
 
-def session_for(emulator: Emulator) -> boto3.Session:
-    return boto3.Session(
-        aws_access_key_id=aws.FAKE_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=aws.FAKE_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=aws.FAKE_ENVIRONMENT["AWS_SESSION_TOKEN"],
-        region_name=aws.FAKE_ENVIRONMENT["AWS_REGION"],
-    )
-
-
-class EmulatorClients:
-    """boto3 clients bound to one emulator endpoint."""
-
-    def __init__(self, emulator: Emulator):
-        self.session = session_for(emulator)
-        self.endpoint = emulator.endpoint
-
-    def client(self, service_name: str):
-        return self.session.client(service_name, endpoint_url=self.endpoint)
-
-
-class _EndpointSession:
-    """A boto3.Session look-alike whose clients all go to the emulator (what local.aws expects)."""
-
-    def __init__(self, clients: EmulatorClients):
-        self._clients = clients
-
-    def client(self, service_name: str):
-        return self._clients.client(service_name)
-
-
 def run_cdk(arguments: list[str], emulator: Emulator, *, what: str) -> None:
     command = ["npx", "--no-install", "cdk", *arguments]
     result = subprocess.run(command, cwd=REPO, env=cli_environment(emulator), stdin=subprocess.DEVNULL,
@@ -125,6 +100,11 @@ def synthesize() -> Path:
     return SYNTH_DIR
 
 
+def emulator_session(emulator: Emulator) -> aws.EndpointSession:
+    """boto3 clients with the fake identity, all bound to the emulator's endpoint (never a real account)."""
+    return aws.EndpointSession(aws.fake_session(), emulator.endpoint)
+
+
 @dataclass
 class LocalStage:
     """A stage deployed into a running emulator by the real CDK CLI."""
@@ -135,17 +115,22 @@ class LocalStage:
     assembly: Path  # the adapted copy the CLI deploys
 
     @property
-    def clients(self) -> EmulatorClients:
-        return EmulatorClients(self.emulator)
+    def clients(self) -> aws.EndpointSession:
+        return emulator_session(self.emulator)
 
     def outputs(self, stack_name: str) -> dict[str, str]:
-        return aws.stack_outputs(_EndpointSession(self.clients), stack_name)
+        return aws.stack_outputs(self.clients, stack_name)
 
     def parameters(self, stack_name: str) -> dict[str, str]:
-        return aws.stack_parameters(_EndpointSession(self.clients), stack_name)
+        return aws.stack_parameters(self.clients, stack_name)
 
     def status(self, stack_name: str) -> str:
-        return aws.stack_status(_EndpointSession(self.clients), stack_name)
+        return aws.stack_status(self.clients, stack_name)
+
+    def runtime(self) -> EmulatedRuntime:
+        """The release tool's adapter for this stage: every client to the emulator, what runs from the stand-in."""
+        return EmulatedRuntime(service_stack=self.stacks.service, registry_stack=self.stacks.registry,
+                               region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=self.clients)
 
     @property
     def repository_name(self) -> str:
@@ -156,7 +141,7 @@ def adapt(source: Path, target: Path, stage: StageConfig, emulator: Emulator) ->
     """Create the stage's secrets in the emulator out of band, then write the adapted copy of `source`."""
     stacks = StageStacks.of(stage)
     templates = read_templates(source, stacks.in_order)
-    secret_arns = aws.create_secrets(_EndpointSession(EmulatorClients(emulator)), secrets_to_create(templates))
+    secret_arns = aws.create_secrets(emulator_session(emulator), secrets_to_create(templates))
     return adapt_assembly(source, target, stack_names=stacks.in_order, secret_arns=secret_arns)
 
 
@@ -183,14 +168,6 @@ def cdk_deploy_options(stacks: StageStacks, image_tag: str, staged_image_tag: st
         "--parameters", f"{stacks.service}:ImageTag={image_tag}",
         "--parameters", f"{stacks.service}:StagedImageTag={staged_image_tag}",
     ]
-
-
-def switch_version(deployed: LocalStage, *, image_tag: str, staged_image_tag: str | None = None) -> None:
-    """Make `image_tag` the running version. The seam for the release tool (stage -> activate); today a
-    plain `cdk deploy` of the service stack with new parameter values."""
-    run_cdk(["deploy", "--app", str(deployed.assembly), "--exclusively",
-             *cdk_deploy_options(deployed.stacks, image_tag, staged_image_tag or image_tag), deployed.stacks.service],
-            deployed.emulator, what=f"version switch of {deployed.stacks.service} to {image_tag}")
 
 
 def observe(deployed: LocalStage) -> dict[str, str]:
@@ -233,25 +210,51 @@ def print_changes(before: dict[str, str], after: dict[str, str]) -> None:
         log(f"  {key:<{width}}  {old} -> {new}  ({marker})")
 
 
-def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, target: Path = ADAPTED_DIR,
-        on_deployed: Callable[[LocalStage], None] | None = None) -> LocalStage:
-    """The whole demo in a running emulator: synth, deploy, push images, switch version, show what changed."""
+def liftoff(deployed: LocalStage, runtime: EmulatedRuntime, *argv: str) -> None:
+    """Run one verb of the release tool in-process on the emulated stage; a non-zero exit fails the deploy."""
+    verb = argv[0]
+    options = ["--config", str(CONFIG_FILE), "--stage", deployed.stage.name]
+    if verb in ("stage", "activate", "rollback"):
+        options += ["--poll-interval", "0"]  # moto finishes an update before it answers
+    if verb in ("activate", "rollback"):
+        options += ["--yes"]
+    shown = " ".join(["liftoff", *argv, "--stage", deployed.stage.name])
+    with step(f"{shown} (the release tool, in-process)"):
+        code = release_cli.main([*argv, *options], stdin=io.StringIO(""), stdout=sys.stdout, stderr=sys.stderr, aws=runtime)
+        if code != 0:
+            raise DeployError(f"`{shown}` exited {code} (its message is above); the local deploy stops here")
+
+
+def release_walk(deployed: LocalStage, *, first: str, target: str) -> None:
+    """What issue 5 asks of `make deploy`: stage -> activate -> rollback with the release tool, then its ledger."""
+    runtime = deployed.runtime()
+    log(f"release walk {first} -> {target} -> {first} with liftoff; {STAND_IN_NOTE}")
+    liftoff(deployed, runtime, "versions")
+    before = observe(deployed)
+    liftoff(deployed, runtime, "stage", target)
+    liftoff(deployed, runtime, "activate", target)
+    log(f"what `liftoff stage` + `liftoff activate {target}` changed (before -> after):")
+    print_changes(before, observe(deployed))
+    liftoff(deployed, runtime, "rollback")
+    liftoff(deployed, runtime, "history")
+    liftoff(deployed, runtime, "status")
+
+
+def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, target: Path = ADAPTED_DIR) -> LocalStage:
+    """The whole demo in a running emulator: synth, deploy, push images, the release walk."""
     releases, target_version = release_tags()
     first = releases[0] if releases[0] != target_version else releases[-1]
+    if first == target_version:
+        raise DeployError(f"{RELEASES_FILE.relative_to(REPO)} and {VERSION_FILE.relative_to(REPO)} name only {first}; "
+                          "the release walk needs a second live release to stage, activate and roll back")
     if source is None:
         with step("npx cdk synth (the real cloud assembly, cdk.out/)"):
             source = synthesize()
     deployed = deploy_stage(stage, emulator, source=source, target=target, image_tag=first)
     for name in deployed.stacks.in_order:
         log(f"  {name}: {deployed.status(name)}")
-    with step(f"pushing release images {', '.join(releases)} (from {RELEASES_FILE.relative_to(REPO)}) into the emulated ECR"):
-        aws.push_images(_EndpointSession(deployed.clients), deployed.repository_name, releases)
-    before = observe(deployed)
-    with step(f"switching {stage.name} from {first} to {target_version} (stack parameter update)"):
-        switch_version(deployed, image_tag=target_version)
-    after = observe(deployed)
-    log("what the version switch changed (before -> after):")
-    print_changes(before, after)
-    if on_deployed is not None:
-        on_deployed(deployed)
+    with step(f"pushing release images {', '.join(releases)} (from {RELEASES_FILE.relative_to(REPO)}) into the emulated ECR, "
+              "starting each image's scan"):
+        aws.push_images(deployed.clients, deployed.repository_name, releases)
+    release_walk(deployed, first=first, target=target_version)
     return deployed

@@ -1,9 +1,10 @@
 """Fixtures for the release tool: the emulated staging stage plus what the tool needs on top of it.
 
-The emulator fixture (tests/helpers/emulator_fixtures.py) pushes images 1.0.0 and 1.1.0 but starts no
-image scan (moto ignores scan-on-push), and the tool refuses an image without a completed scan; so
-`released_staging` starts one per image. moto's default scan result is one HIGH finding, under the
-default CRITICAL threshold.
+The emulator fixture (tests/helpers/emulator_fixtures.py) pushes images 1.0.0 and 1.1.0 through
+`local.aws.push_images`, which also starts each image's scan (what scan-on-push does on AWS; moto
+ignores it), and the tool refuses an image without a completed scan. moto's default scan result is
+one HIGH finding, under the default CRITICAL threshold. Images a test pushes itself it scans itself
+(`ReleaseStage.scan`): moto refuses a second scan of the same image on the same day.
 """
 from __future__ import annotations
 
@@ -17,6 +18,4 @@ from tests.release.helpers import ReleaseStage
 
 @pytest.fixture
 def released_staging(emulated_staging) -> ReleaseStage:
-    stage = ReleaseStage(emulated_staging)
-    stage.scan("1.0.0", "1.1.0")
-    return stage
+    return ReleaseStage(emulated_staging)

@@ -5,7 +5,7 @@ import io
 import json
 from dataclasses import dataclass, replace
 
-from release.aws import Aws
+from local import runtime
 from release.cli import main
 from release.ledger import Ledger
 from tests.helpers.emulated_stage import EmulatedStage
@@ -61,38 +61,17 @@ class ReleaseStage:
         return self.ledger().entries()
 
 
-class EmulatedRuntime(Aws):
-    """The real adapter, except for what moto cannot show: ECS running the new version.
+class EmulatedRuntime(runtime.EmulatedRuntime):
+    """`local.runtime.EmulatedRuntime` (the emulator's stand-in for what runs) bound to an in-process EmulatedStage.
 
-    moto registers the new task definition revision on a stack update but leaves the service on the
-    old one and runs no tasks or targets, so the real `ecs_running`/`target_health` never see a
-    rollout. Here they report what the stack itself recorded as active (the ActiveImageTag SSM
-    parameter that CloudFormation updated from ImageTag): `desired_count` tasks running that image,
-    each a healthy target, or unhealthy ones when `healthy=False`. Every decision, the ledger and the
-    lock still run for real.
+    Everything but the reads of what runs is the real adapter; those report what the stack recorded
+    as active. `healthy=False` reports the targets unhealthy.
     """
 
     def __init__(self, emulated: EmulatedStage, *, healthy: bool = True):
-        super().__init__(region=emulated.region)
-        self.emulated, self.healthy = emulated, healthy
-
-    def _active_image(self) -> str:
-        outputs = self.emulated.outputs
-        name = self.stack(self.emulated.stack_names["service"]).outputs["ActiveImageTagParameterName"]
-        tag = self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
-        uri = outputs[self.emulated.stack_names["registry"]]["RepositoryUri"]
-        return f"{uri}:{tag}"
-
-    def ecs_running(self, cluster: str, service: str) -> dict:
-        desired = self.emulated.stage.desired_count
-        image = self._active_image()
-        return {"task_definition_image": image, "desired_count": desired,
-                "tasks": [{"task": f"task{i}", "status": "RUNNING", "image": image} for i in range(desired)]}
-
-    def target_health(self, target_group_arn: str) -> list[dict]:
-        state = "healthy" if self.healthy else "unhealthy"
-        return [{"target": f"10.0.0.{i}", "state": state, "reason": "" if self.healthy else "Target.ResponseCodeMismatch"}
-                for i in range(self.emulated.stage.desired_count)]
+        super().__init__(service_stack=emulated.stack_names["service"], registry_stack=emulated.stack_names["registry"],
+                         region=emulated.region, healthy=healthy)
+        self.emulated = emulated
 
 
 class RollsBack(EmulatedRuntime):

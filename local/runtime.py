@@ -1,0 +1,91 @@
+"""The emulator's stand-in for what really runs: a `release.aws.Aws` that reports the version the stack recorded.
+
+moto registers a stack update but runs nothing: no ECS task starts, no load balancer checks a target,
+no SSM association executes (moto has no association API at all). So the release tool's real
+adapter never sees a new version run and could never verify an activation. `EmulatedRuntime` is the
+real adapter (CloudFormation, ECR, the ledger and the lock all go to the emulator for real) except
+for the three reads of what runs, which it answers from what the stack itself recorded as active:
+the `ActiveImageTagParameterName` SSM parameter, which CloudFormation updates from `ImageTag`.
+
+- ecs: the service's desired count (as moto's `describe_services` reports it) tasks RUNNING the
+  repository's image with that tag, and as many targets, healthy (or unhealthy with `healthy=False`);
+- ec2: the Auto Scaling group's instances as moto reports them (or desired-capacity stand-ins if it
+  reports none), one target each, and an activate association whose ImageTag parameter is the
+  active tag with status Success.
+
+On AWS these answers come from ECS, the target group and State Manager; here they only repeat the
+stack's own record, so an emulated activation always "runs" what it set. Every decision the tool
+makes on top of them is its own.
+"""
+from __future__ import annotations
+
+import boto3
+
+from local.aws import EndpointSession
+from release.aws import Aws
+
+# Said wherever the stand-in's answers are shown, so nobody mistakes them for a real rollout.
+STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emulator's stand-in "
+                 "(local/runtime.py): they report the version the stack recorded as active; nothing runs")
+
+
+class EmulatedRuntime(Aws):
+    """The release tool's adapter on an emulated stage; see the module docstring for what it stands in for."""
+
+    def __init__(self, *, service_stack: str, registry_stack: str, region: str | None = None,
+                 session: boto3.session.Session | EndpointSession | None = None, healthy: bool = True):
+        super().__init__(region=region, session=session)
+        self.service_stack, self.registry_stack, self.healthy = service_stack, registry_stack, healthy
+
+    # --- what the stack recorded --------------------------------------------------------------
+
+    def active_tag(self) -> str:
+        name = self.output(self.service_stack, "ActiveImageTagParameterName")
+        return self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+
+    def active_image(self) -> str:
+        return f"{self.output(self.registry_stack, 'RepositoryUri')}:{self.active_tag()}"
+
+    # --- what runs (the stand-in) -------------------------------------------------------------
+
+    def ecs_running(self, cluster: str, service: str) -> dict:
+        desired = self._ecs_desired_count(cluster, service)
+        image = self.active_image()
+        return {"task_definition_image": image, "desired_count": desired,
+                "tasks": [{"task": f"emulated-task-{i}", "status": "RUNNING", "image": image} for i in range(desired)]}
+
+    def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
+        desired, instances = self._auto_scaling_group(auto_scaling_group)
+        return {"instances": instances, "desired_count": desired,
+                "association_parameter": self.active_tag(), "association_status": "Success"}
+
+    def target_health(self, target_group_arn: str) -> list[dict]:
+        state, reason = ("healthy", "") if self.healthy else ("unhealthy", "Target.ResponseCodeMismatch")
+        return [{"target": target, "state": state, "reason": reason} for target in self._targets()]
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _ecs_desired_count(self, cluster: str, service: str) -> int:
+        described = self.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
+        return int(described[0].get("desiredCount", 0)) if described else 0
+
+    def _auto_scaling_group(self, name: str) -> tuple[int, list[dict]]:
+        groups = self.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        if not groups:
+            return 0, []
+        desired = int(groups[0].get("DesiredCapacity", 0))
+        instances = [{"instance": i["InstanceId"], "state": i.get("LifecycleState", ""), "health": i.get("HealthStatus", "")}
+                     for i in groups[0].get("Instances", [])]
+        if not instances:  # the emulator recorded the group but started no instance for it
+            instances = [{"instance": f"emulated-host-{i}", "state": "InService", "health": "Healthy"} for i in range(desired)]
+        return desired, instances
+
+    def _targets(self) -> list[str]:
+        # Fargate registers task IPs, the ec2 mode registers instances: one target per task or host.
+        outputs = self.stack(self.service_stack).outputs
+        if outputs.get("AutoScalingGroupName"):
+            return [host["instance"] for host in self._auto_scaling_group(outputs["AutoScalingGroupName"])[1]]
+        if outputs.get("ClusterName") and outputs.get("EcsServiceName"):
+            return [f"10.0.0.{i}" for i in range(self._ecs_desired_count(outputs["ClusterName"], outputs["EcsServiceName"]))]
+        return []
+
