@@ -21,7 +21,8 @@ HTTP 500 to UsePreviousValue on a parameter that took its default.
         templates: {stack name: adapted template}     (deep copies; edit one and pass it to update_service)
         session: boto3.Session        client(service_name) -> boto3 client in `region`
         service_outputs -> outputs of the service stack
-        push_images(*tags) -> list of image digests (one small manifest per tag in emulated ECR)
+        push_images(*tags) -> list of image digests (one small image per tag in emulated ECR, each its own
+            digest, each scan started as scan-on-push would on AWS; moto refuses a second scan the same day)
         service_parameters() -> {"ImageTag": ..., "StagedImageTag": ..., ...} as the stack holds them now
         update_service(*, image_tag, staged_image_tag, template=None) -> service outputs after the update
             (a plain stack-parameter update; `template` replaces the service template, e.g. a copy of

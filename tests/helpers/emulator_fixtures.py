@@ -5,7 +5,7 @@
 - `fake_aws_env` (function): fake credentials and region us-east-1 in the environment, any
   endpoint/profile settings removed, so boto3 clients created in a test can only reach moto.
 - `emulated_aws` (function): `fake_aws_env` plus an active `moto.mock_aws()`; yields nothing useful.
-- `emulated_staging` (function): an `EmulatedStage` for `staging` with images 1.0.0 and 1.1.0 pushed
+- `emulated_staging` (function): an `EmulatedStage` for `staging` with images 1.0.0 and 1.1.0 pushed and scanned
   and ImageTag = StagedImageTag = 1.0.0.
 - `deploy_emulated_stage` (function): `deploy_emulated_stage(stage_name, **deploy_stage_kwargs)` ->
   `EmulatedStage`, for other stages (production after staging reuses the shared registry stack).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local.adapter import ADAPTATIONS, adapt_assembly, adapt_template, secrets_to_create
+from local.adapter import ADAPTATIONS, UNMODELLED_OUTPUT_PLACEHOLDER, adapt_assembly, adapt_template, secrets_to_create
 from local.assembly import read_templates, template_files
 from tests.helpers.synth import REPO
 
@@ -65,3 +65,17 @@ def test_every_adaptation_is_documented_with_its_reason():
     text = DOC.read_text()
     for kind in ADAPTATIONS:
         assert f"`{kind}`" in text, f"docs/local-emulator.md does not list the adaptation {kind!r}"
+
+
+def test_an_output_of_an_unmodelled_resource_keeps_its_key_with_a_placeholder_value(shipped):
+    # The release tool reads ActivateAssociationId on an ec2 stage: a removed output would stop it there.
+    templates = read_templates(shipped.outdir, ("production-service",))
+    original = templates["production-service"]["Outputs"]
+    adapted, done = adapt_template("production-service", templates["production-service"], secret_arns={})
+    kept = {a.logical_id for a in done if a.kind == "output-of-unmodelled-resource"}
+    assert kept == {"Outputs.StageAssociationId", "Outputs.ActivateAssociationId"}
+    assert set(adapted["Outputs"]) == set(original)
+    for key in ("StageAssociationId", "ActivateAssociationId"):
+        assert "Fn::GetAtt" in original[key]["Value"]
+        assert adapted["Outputs"][key]["Value"] == UNMODELLED_OUTPUT_PLACEHOLDER
+    assert UNMODELLED_OUTPUT_PLACEHOLDER in DOC.read_text()

@@ -19,6 +19,20 @@ def test_staging_is_deployed_from_the_app_templates_with_both_demo_images(emulat
     assert emulated_staging.service_outputs["ComputeMode"] == emulated_staging.stage.compute
 
 
+def test_every_pushed_tag_is_its_own_image_with_a_completed_scan(emulated_staging):
+    ecr = boto3.client("ecr")
+    images = ecr.describe_images(repositoryName=emulated_staging.repository_name)["imageDetails"]
+    digests = {tag: image["imageDigest"] for image in images for tag in image["imageTags"]}
+    assert sorted(digests) == ["1.0.0", "1.1.0"] and len(set(digests.values())) == 2
+    for tag in digests:
+        # On AWS scan-on-push starts the scan; local.aws.push_images does it for moto, which ignores it.
+        scan = ecr.describe_image_scan_findings(repositoryName=emulated_staging.repository_name, imageId={"imageTag": tag})
+        assert scan["imageScanStatus"]["status"] == "COMPLETE"
+    # A new tag gets a new digest too (and the images already there keep theirs).
+    (new_digest,) = emulated_staging.push_images("1.2.0")
+    assert new_digest not in digests.values()
+
+
 def test_version_switch_updates_the_stack_parameters_and_the_ssm_record(emulated_staging):
     outputs = emulated_staging.update_service(image_tag="1.1.0", staged_image_tag="1.1.0")
     assert emulated_staging.service_parameters()["ImageTag"] == "1.1.0"
