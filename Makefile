@@ -34,7 +34,8 @@ snapshots: setup
 	UPDATE_SNAPSHOTS=1 $(PYTHON) -m pytest -q tests/test_snapshots.py
 
 # TARGET=local (the default): a local AWS emulator (moto on loopback, fake credentials) gets the real
-# stacks from the real CDK CLI, then a version switch; see docs/local-emulator.md. Nothing stays running.
+# stacks from the real CDK CLI, then a release walk with liftoff (stage, activate, rollback, ledger);
+# see docs/local-emulator.md. Nothing stays running.
 # TARGET=aws: a real account, AWS credentials in the environment; IMAGE_TAG is required on the first
 # deploy and optional later (the CLI keeps the running version when it is omitted).
 deploy: setup

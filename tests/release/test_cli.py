@@ -362,9 +362,9 @@ def test_help_documents_the_exit_codes():
         assert line in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="moto models no AWS::SSM::Association (nor the SSM association API), so the emulator "
-                   "removes the associations and the ec2 stage has no ActivateAssociationId to read the hosts' activation "
-                   "from; verify_ec2 is tested directly in test_decisions.py")
+@pytest.mark.xfail(strict=True, reason="moto has no SSM association API: the real adapter cannot read the ec2 stage's "
+                   "activate association (its id is an emulator placeholder); the stand-in runtime covers the walk "
+                   "(tests/local/test_runtime.py) and verify_ec2 is tested directly in test_decisions.py")
 def test_an_ec2_stage_reports_its_hosts(deploy_emulated_stage):
     deploy_emulated_stage("staging", image_tag="1.0.0", push_tags=("1.0.0",))
     production = deploy_emulated_stage("production", image_tag="1.0.0")
