@@ -360,10 +360,9 @@ def verify_ecs(tag: str, *, task_definition_image: str, running_images: Sequence
         return False, f"{len(stale)} task(s) still run another image ({', '.join(sorted(set(stale)))})"
     if len(running_images) < desired_count:
         return False, f"{len(running_images)} of {desired_count} task(s) running {tag}"
-    if unhealthy_targets:
-        return False, f"targets not healthy: {', '.join(unhealthy_targets)}"
-    if healthy_targets < desired_count:
-        return False, f"{healthy_targets} of {desired_count} target(s) healthy"
+    not_healthy = _targets_not_healthy(desired_count, healthy_targets, unhealthy_targets)
+    if not_healthy:
+        return False, not_healthy
     return True, f"{len(running_images)} task(s) run {tag}; {healthy_targets} target(s) healthy"
 
 
@@ -376,11 +375,19 @@ def verify_ec2(tag: str, *, association_parameter: str, association_status: str,
         return False, f"the activate association is {association_status or 'not reported yet'}"
     if instance_count < desired_count:
         return False, f"{instance_count} of {desired_count} host(s) in service"
-    if unhealthy_targets:
-        return False, f"targets not healthy: {', '.join(unhealthy_targets)}"
-    if healthy_targets < desired_count:
-        return False, f"{healthy_targets} of {desired_count} target(s) healthy"
+    not_healthy = _targets_not_healthy(desired_count, healthy_targets, unhealthy_targets)
+    if not_healthy:
+        return False, not_healthy
     return True, f"{instance_count} host(s) activated {tag}; {healthy_targets} target(s) healthy"
+
+
+def _targets_not_healthy(desired_count: int, healthy_targets: int, unhealthy_targets: Sequence[str]) -> str:
+    """Why the load balancer does not yet serve the new version from every target ('' when it does)."""
+    if unhealthy_targets:
+        return f"targets not healthy: {', '.join(unhealthy_targets)}"
+    if healthy_targets < desired_count:
+        return f"{healthy_targets} of {desired_count} target(s) healthy"
+    return ""
 
 
 def _image_has_tag(image: str, tag: str) -> bool:
