@@ -142,7 +142,7 @@ def check_stack(stack: Stack) -> Decision | None:
     if stack.status.endswith("_IN_PROGRESS"):
         return refuse(
             EXIT_AWS, f"stack {stack.name} is busy ({stack.status})",
-            f"wait for the running update to finish (`liftoff status`), then try again",
+            "wait for the running update to finish (`liftoff status`), then try again",
         )
     return refuse(
         EXIT_AWS, f"stack {stack.name} is in {stack.status}, not a state a release can start from"

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from components.database import Database

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.emulator_fixtures import (  # noqa: F401  (fixtures, used by name)
-    deploy_emulated_stage, emulated_aws, emulated_staging, emulator_assembly, fake_aws_env,
-)
 from tests.release.helpers import ReleaseStage
 
 

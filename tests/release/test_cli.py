@@ -7,7 +7,6 @@ helpers.py say what they replace; the decisions, the ledger and the lock always 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import subprocess
 import sys
