@@ -139,6 +139,10 @@ class ServiceStack(Stack):
         CfnOutput(self, "ServiceUrl", value=f"{self.load_balancer.url_scheme}://{self.load_balancer.load_balancer.load_balancer_dns_name}")
         CfnOutput(self, "TargetGroupArn", value=self.load_balancer.target_group.target_group_arn)
         CfnOutput(self, "ComputeMode", value=stage.compute)
+        # Where the repository URI and the database endpoint are (outputs of those stacks; re-exporting
+        # an imported value here is what cfn-lint W6001 warns against).
+        CfnOutput(self, "RegistryStackName", value=stage.registry_stack_name)
+        CfnOutput(self, "DataStackName", value=stage.data_stack_name)
         CfnOutput(self, "ActiveImageTagParameterName", value=self.active_tag_parameter.parameter_name)
         CfnOutput(self, "StagedImageTagParameterName", value=self.staged_tag_parameter.parameter_name)
         CfnOutput(self, "LogGroupName", value=self.compute.log_group.log_group_name)

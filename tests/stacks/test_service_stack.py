@@ -161,6 +161,8 @@ def test_outputs_name_what_a_user_needs(shipped):
     outputs = shipped.template("staging-service").find_outputs("*")
     assert {"ServiceUrl", "TargetGroupArn", "ComputeMode", "ClusterName", "EcsServiceName", "LogGroupName"} <= set(outputs)
     assert outputs["ComputeMode"]["Value"] == "ecs"
+    assert outputs["RegistryStackName"]["Value"] == "staging-registry"
+    assert outputs["DataStackName"]["Value"] == "staging-data"
 
 
 def test_logs_have_retention(shipped):
