@@ -115,7 +115,8 @@ class Host:
             )
         )
 
-    def run(self, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        extra = env or {}
         env = {
             "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
             "HOME": str(self.root),
@@ -124,6 +125,7 @@ class Host:
             "LIFTOFF_LOCK_FILE": str(self.root / "run" / "lock" / "liftoff.lock"),
             "LIFTOFF_HEALTH_POLL_SECONDS": "0.1",
             "FAKE_STATE": str(self.state),
+            **extra,
         }
         return subprocess.run(
             [str(BIN / script), *args], env=env, capture_output=True, text=True, timeout=30
@@ -267,7 +269,7 @@ def test_every_host_script_passes_shellcheck() -> None:
 
 
 def test_host_scripts_are_executable_and_strict() -> None:
-    for name in ("liftoff-stage", "liftoff-activate", "liftoff-boot", "liftoff-db-env"):
+    for name in ("liftoff-stage", "liftoff-activate", "liftoff-boot", "liftoff-db-env", "liftoff-unit-event"):
         path = BIN / name
         assert path.stat().st_mode & stat.S_IXUSR, f"{name} is not executable"
         assert "set -euo pipefail" in path.read_text()
@@ -561,3 +563,53 @@ def test_db_env_refuses_a_secret_without_username_and_password(host: Host) -> No
     assert result.returncode != 0
     assert not (host.root / "run" / "liftoff" / "db.env").exists()
     assert list((host.root / "run" / "liftoff").iterdir()) == []
+
+
+# --- unit events in CloudWatch -----------------------------------------------------
+
+
+def _put_events(host: Host) -> list[dict]:
+    calls = [c for c in host.calls("aws") if c[1:3] == ["logs", "put-log-events"]]
+    return [json.loads(c[c.index("--log-events") + 1])[0] for c in calls]
+
+
+def test_unit_reports_its_starts_and_stops_without_failing_on_them() -> None:
+    s = _unit_settings()
+    # "-": a CloudWatch outage must never keep the service from starting or restarting.
+    assert s["ExecStartPost"] == ["-/opt/liftoff/bin/liftoff-unit-event started"]
+    assert s["ExecStopPost"] == ["-/opt/liftoff/bin/liftoff-unit-event stopped"]
+
+
+def test_a_crash_reaches_the_log_group_with_systemds_verdict(host: Host) -> None:
+    host.running("1.2.0")
+    env_crash = {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "3"}
+    stopped = host.run("liftoff-unit-event", "stopped", env=env_crash)
+    started = host.run("liftoff-unit-event", "started")
+    assert (stopped.returncode, started.returncode) == (0, 0), stopped.stderr + started.stderr
+    events = _put_events(host)
+    assert [e["message"] for e in events] == [
+        "liftoff-app stopped version=1.2.0 result=exit-code exit=exited/3",
+        "liftoff-app started version=1.2.0",
+    ]
+    assert all(isinstance(e["timestamp"], int) and e["timestamp"] > 1_600_000_000_000 for e in events)
+    put = next(c for c in host.calls("aws") if c[1:3] == ["logs", "put-log-events"])
+    assert put[put.index("--log-group-name") + 1] == "/liftoff/app"
+    assert put[put.index("--log-stream-name") + 1] == f"{INSTANCE_ID}/liftoff-app.service"
+
+
+def test_an_existing_stream_is_reused_and_a_logs_outage_is_reported(host: Host) -> None:
+    host.running("1.2.0")
+    (host.state / "log_stream_exists").touch()
+    assert host.run("liftoff-unit-event", "started").returncode == 0
+    (host.state / "logs_fail").touch()
+    failed = host.run("liftoff-unit-event", "started")
+    # Non-zero for the journal; the unit's "-" prefix keeps the service running regardless.
+    assert failed.returncode != 0
+    assert len(_put_events(host)) == 2
+
+
+def test_unit_event_takes_only_started_or_stopped(host: Host) -> None:
+    result = host.run("liftoff-unit-event", "crashed")
+    assert result.returncode == 2
+    assert "usage: liftoff-unit-event started|stopped" in result.stderr
+    assert host.calls() == []
