@@ -40,7 +40,7 @@ class DataStack(Stack):
             acknowledge(instance, "AwsSolutions-RDS10", f"Stage {stage.name!r} is disposable (deletion_protection: false); deleting the stack still leaves a final snapshot.")
         acknowledge(
             instance.node.find_child("Secret"), "AwsSolutions-SMG4",
-            "No automatic rotation: the rotation Lambda would need a NAT gateway or VPC endpoints in the isolated subnets, and several live versions read the same credentials; rotate by hand with the runbook in docs/.",
+            "No automatic rotation: the rotation Lambda would need a NAT gateway or VPC endpoints in the isolated subnets, and several live versions read the same credentials; rotate by hand with the runbook in README.md (Operations).",
         )
         self.ledger = ReleaseLedger(self, "ReleaseLedger")
         CfnOutput(self, "ReleaseLedgerTable", value=self.ledger.table.table_name)
