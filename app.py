@@ -40,7 +40,7 @@ def build(app: cdk.App, config: LiftoffConfig) -> dict[str, cdk.Stack]:
             termination_protection=stage.deletion_protection,
             description=f"liftoff {stage.name}: network and database (stateful)",
         ))
-        _add(stacks, ServiceStack(
+        service = _add(stacks, ServiceStack(
             app, stage.service_stack_name,
             stage=stage,
             vpc=data.network.vpc,
@@ -49,11 +49,10 @@ def build(app: cdk.App, config: LiftoffConfig) -> dict[str, cdk.Stack]:
             env=_environment(stage),
             description=f"liftoff {stage.name}: load balancer and {stage.compute} service (stateless)",
         ))
+        for stack in (data, service):
+            cdk.Tags.of(stack).add("liftoff:stage", stage.name)
     for stack in stacks.values():
         cdk.Tags.of(stack).add("liftoff:project", "liftoff")
-    for stage in config.stages:
-        for stack_name in (stage.data_stack_name, stage.service_stack_name):
-            cdk.Tags.of(stacks[stack_name]).add("liftoff:stage", stage.name)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return stacks
 

@@ -74,12 +74,6 @@ class ServiceStack(Stack):
             drain_seconds=stage.drain_seconds,
             certificate_arn=stage.certificate_arn,
         )
-        database_settings = dict(
-            db_host=database.instance.db_instance_endpoint_address,
-            db_port=database.instance.db_instance_endpoint_port,
-            db_name=database.database_name,
-            db_secret=database.secret,
-        )
         common = dict(
             vpc=vpc,
             repository=repository,
@@ -90,7 +84,10 @@ class ServiceStack(Stack):
             container_port=stage.container_port,
             stop_timeout_seconds=stage.stop_timeout_seconds,
             log_retention=log_retention(stage.log_retention_days),
-            **database_settings,
+            db_host=database.instance.db_instance_endpoint_address,
+            db_port=database.instance.db_instance_endpoint_port,
+            db_name=database.database_name,
+            db_secret=database.secret,
         )
         if stage.compute == "ecs":
             self.compute = EcsService(
