@@ -55,7 +55,7 @@ class EmulatedRuntime(Aws):
                 "tasks": [{"task": f"emulated-task-{i}", "status": "RUNNING", "image": image} for i in range(desired)]}
 
     def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
-        desired, instances = self._auto_scaling_group(auto_scaling_group)
+        desired, instances = self._emulated_hosts(auto_scaling_group)
         return {"instances": instances, "desired_count": desired,
                 "association_parameter": self.active_tag(), "association_status": "Success"}
 
@@ -69,13 +69,8 @@ class EmulatedRuntime(Aws):
         described = self.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
         return int(described[0].get("desiredCount", 0)) if described else 0
 
-    def _auto_scaling_group(self, name: str) -> tuple[int, list[dict]]:
-        groups = self.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
-        if not groups:
-            return 0, []
-        desired = int(groups[0].get("DesiredCapacity", 0))
-        instances = [{"instance": i["InstanceId"], "state": i.get("LifecycleState", ""), "health": i.get("HealthStatus", "")}
-                     for i in groups[0].get("Instances", [])]
+    def _emulated_hosts(self, name: str) -> tuple[int, list[dict]]:
+        desired, instances = self.auto_scaling_group(name)
         if not instances:  # the emulator recorded the group but started no instance for it
             instances = [{"instance": f"emulated-host-{i}", "state": "InService", "health": "Healthy"} for i in range(desired)]
         return desired, instances
@@ -84,7 +79,7 @@ class EmulatedRuntime(Aws):
         # Fargate registers task IPs, the ec2 mode registers instances: one target per task or host.
         outputs = self.stack(self.service_stack).outputs
         if outputs.get("AutoScalingGroupName"):
-            return [host["instance"] for host in self._auto_scaling_group(outputs["AutoScalingGroupName"])[1]]
+            return [host["instance"] for host in self._emulated_hosts(outputs["AutoScalingGroupName"])[1]]
         if outputs.get("ClusterName") and outputs.get("EcsServiceName"):
             return [f"10.0.0.{i}" for i in range(self._ecs_desired_count(outputs["ClusterName"], outputs["EcsServiceName"]))]
         return []

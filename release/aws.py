@@ -173,17 +173,24 @@ class Aws:
             for d in descriptions
         ]
 
-    def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
-        group = self.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[auto_scaling_group])["AutoScalingGroups"]
+    def auto_scaling_group(self, name: str) -> tuple[int, list[dict]]:
+        """The group's desired capacity and its instances (0 and none when the group is gone)."""
+        groups = self.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        if not groups:
+            return 0, []
         instances = [
             {"instance": i["InstanceId"], "state": i.get("LifecycleState", ""), "health": i.get("HealthStatus", "")}
-            for i in (group[0]["Instances"] if group else [])
+            for i in groups[0].get("Instances", [])
         ]
+        return int(groups[0].get("DesiredCapacity", 0)), instances
+
+    def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
+        desired, instances = self.auto_scaling_group(auto_scaling_group)
         association = self.client("ssm").describe_association(AssociationId=activate_association_id)["AssociationDescription"]
         tags = association.get("Parameters", {}).get("ImageTag", [""])
         return {
             "instances": instances,
-            "desired_count": group[0].get("DesiredCapacity", 0) if group else 0,
+            "desired_count": desired,
             "association_parameter": tags[0] if tags else "",
             "association_status": association.get("Overview", {}).get("Status", ""),
         }
