@@ -1,0 +1,137 @@
+"""Docker for the local harness: the machine's daemon when one answers, else one we start and stop by pid.
+
+The harness (image builds, the ECR stand-in, host boxes, the load balancer's backends) talks to one
+daemon through the `docker` CLI. `connect_or_start` uses a daemon that already answers on the socket
+(it is not ours: we never stop it) or starts Debian's `dockerd` with a pid file under the state
+directory; `stop` ends only a daemon this module started, by that pid.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+START_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 30.0
+INSTALL_HINT = "install it with `apt-get install docker.io iptables` (Debian) and run as root, or start a daemon and set DOCKER_HOST"
+
+
+class DockerError(RuntimeError):
+    """Docker is missing, did not start, or a docker command failed; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Daemon:
+    host: str
+    pid: int | None = None  # set only when this module started the daemon
+    log: str | None = None
+
+    @property
+    def ours(self) -> bool:
+        return self.pid is not None
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def run(self, *arguments: str, check: bool = True, input: str | bytes | None = None,
+            timeout: float | None = 600, text: bool = True) -> subprocess.CompletedProcess:
+        """`docker ARGS` against this daemon; a non-zero exit raises DockerError with docker's own message."""
+        command = ["docker", *arguments]
+        try:
+            result = subprocess.run(command, env=self.environment(), input=input, capture_output=True,
+                                    timeout=timeout, text=text, stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise DockerError(f"`{' '.join(command[:4])} ...` did not finish within {timeout:.0f} s") from None
+        if check and result.returncode != 0:
+            stderr = result.stderr if text else result.stderr.decode(errors="replace")
+            raise DockerError(f"`{' '.join(command[:6])}` exited {result.returncode}: {stderr.strip()[-2000:]}")
+        return result
+
+    def answers(self) -> bool:
+        return self.run("version", "--format", "{{.Server.Version}}", check=False, timeout=10).returncode == 0
+
+
+def connect_or_start(state_dir: Path, *, host: str | None = None) -> Daemon:
+    """The daemon at DOCKER_HOST (or the default socket) if it answers; else start one and wait until it does."""
+    if shutil.which("docker") is None:
+        raise DockerError(f"no `docker` command on PATH: {INSTALL_HINT}")
+    existing = Daemon(host=host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST)
+    if existing.answers():
+        return existing
+    if not existing.host.startswith("unix://"):
+        raise DockerError(f"the Docker daemon at DOCKER_HOST={existing.host} does not answer; start it or unset DOCKER_HOST")
+    dockerd = shutil.which("dockerd")
+    if dockerd is None:
+        raise DockerError(f"no Docker daemon answers on {existing.host} and there is no `dockerd` to start: {INSTALL_HINT}")
+    if os.geteuid() != 0:
+        raise DockerError(f"no Docker daemon answers on {existing.host}, and starting one needs root: {INSTALL_HINT}")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = state_dir / "dockerd.log"
+    pid_file = state_dir / "dockerd.pid"
+    socket_path = existing.host.removeprefix("unix://")
+    with open(log, "wb") as log_file:
+        # Its own session: a Ctrl-C in the terminal reaches us, and we stop the daemon in order.
+        process = subprocess.Popen(
+            [dockerd, "--host", existing.host, "--pidfile", str(pid_file), "--storage-driver", "overlay2"],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    daemon = Daemon(host=existing.host, pid=process.pid, log=str(log))
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    try:
+        while not (Path(socket_path).exists() and daemon.answers()):
+            if process.poll() is not None:
+                raise DockerError(f"dockerd exited with status {process.returncode} before answering; its log:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise DockerError(f"dockerd did not answer within {START_TIMEOUT_SECONDS:.0f} s; its log:\n{_tail(log)}")
+            time.sleep(0.2)
+    except BaseException:
+        _stop_pid(process.pid)
+        raise
+    return daemon
+
+
+def stop(daemon: Daemon) -> None:
+    """Stop the daemon if this module started it (by its pid); a daemon found running is left alone."""
+    if daemon.pid is not None:
+        _stop_pid(daemon.pid)
+
+
+def _stop_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
+    except OSError:
+        return "(no log)"

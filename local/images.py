@@ -1,0 +1,134 @@
+"""Images for the local harness: the service image built for real, and the host box image.
+
+The service image is `service/Dockerfile`, built unchanged with `--build-arg PYTHON_IMAGE=...`:
+- `registry`: the Dockerfile's own base (python:3.11-slim-bookworm) pulled from the public registry;
+- `local`: a Python base made here from the Debian archive with mmdebstrap (Debian's python3 is 3.11),
+  trusting this machine's extra CA certificates so pip inside the build passes a TLS-intercepting proxy;
+- `auto` (the default): `registry` when the pull works, else `local`, saying so in one line.
+
+Root filesystems made with mmdebstrap are cached as tar files under `.cache/images/` (keyed by their
+package list), so only the first run on a machine pays for them (about 30 s and 60 s).
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from local.docker import Daemon, DockerError
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE_DIR = REPO / ".cache" / "images"
+SERVICE_DIR = REPO / "service"
+BOX_DIR = Path(__file__).parent / "box"
+REGISTRY_PYTHON_IMAGE = "python:3.11-slim-bookworm"
+BASE_CHOICES = ("auto", "registry", "local")
+SUITE = "bookworm"
+PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+# What an AL2023 host gets from dnf in user data (docker, jq, cfn-bootstrap) or has by default (curl, the
+# AWS CLI, systemd, iproute), plus what the stand-ins need: dnsmasq (the box's DNS), python3 (IMDS),
+# postgresql and docker-registry (the RDS and ECR stand-in containers run from this same image).
+BOX_PACKAGES = ("systemd", "systemd-sysv", "dbus", "docker.io", "iptables", "jq", "curl", "ca-certificates",
+                "python3", "iproute2", "procps", "awscli", "dnsmasq-base", "postgresql", "docker-registry",
+                "util-linux", "openssl", "less")
+SERVICE_BUILD_IMAGE = "liftoff/service:build"
+BOX_IMAGE = "liftoff/host-box:latest-build"
+RELEASE_IMAGE = "liftoff/service"
+EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
+# mmdebstrap runs this inside the new root filesystem's host side: copy the machine's extra CAs in.
+CA_HOOK = """#!/bin/sh
+set -e
+for certificate in {ca_dir}/*.crt; do
+    [ -e "$certificate" ] && cp "$certificate" "$1/usr/local/share/ca-certificates/"
+done
+chroot "$1" update-ca-certificates >/dev/null 2>&1
+"""
+
+Say = Callable[[str], None]
+
+
+class ImageError(DockerError):
+    """An image could not be made; the message names the step and shows its output."""
+
+
+def rootfs_tar(name: str, packages: tuple[str, ...], *, cache_dir: Path = CACHE_DIR) -> Path:
+    """A Debian root filesystem with `packages`, made once by mmdebstrap and cached by its package list."""
+    key = hashlib.sha256(" ".join((SUITE, *packages)).encode() + CA_HOOK.encode()).hexdigest()[:12]
+    tar = cache_dir / f"{name}-{SUITE}-{key}.tar"
+    if tar.exists():
+        return tar
+    if shutil.which("mmdebstrap") is None:
+        raise ImageError(f"no cached {tar.name} and no mmdebstrap to make it: apt-get install mmdebstrap")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        hook = Path(scratch) / "ca-hook.sh"
+        hook.write_text(CA_HOOK.format(ca_dir=EXTRA_CA_DIR))
+        hook.chmod(0o755)
+        partial = Path(scratch) / tar.name
+        result = subprocess.run(
+            ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(packages)}",
+             f"--customize-hook={hook}", SUITE, str(partial)],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise ImageError(f"mmdebstrap of {name} ({SUITE}) exited {result.returncode}:\n{result.stderr.strip()[-2000:]}")
+        # Moved into place only when whole: an interrupted run never leaves a truncated cache entry.
+        shutil.move(partial, tar)
+    return tar
+
+
+def has_image(daemon: Daemon, image: str) -> bool:
+    return daemon.run("image", "inspect", image, check=False, timeout=30).returncode == 0
+
+
+def imported_rootfs(daemon: Daemon, name: str, packages: tuple[str, ...], *, cache_dir: Path = CACHE_DIR) -> str:
+    tar = rootfs_tar(name, packages, cache_dir=cache_dir)
+    image = f"liftoff/{name}:{tar.stem.rsplit('-', 1)[-1]}"
+    if not has_image(daemon, image):
+        daemon.run("import", "--change", 'CMD ["/bin/bash"]', str(tar), image, timeout=600)
+    return image
+
+
+def python_base(daemon: Daemon, choice: str = "auto", *, say: Say = print, cache_dir: Path = CACHE_DIR) -> str:
+    """The image `service/Dockerfile` builds on, per `choice` (see the module docstring)."""
+    if choice not in BASE_CHOICES:
+        raise ImageError(f"base image choice {choice!r} is not one of {', '.join(BASE_CHOICES)}")
+    if choice in ("auto", "registry"):
+        pulled = daemon.run("pull", "--quiet", REGISTRY_PYTHON_IMAGE, check=False, timeout=120)
+        if pulled.returncode == 0:
+            return REGISTRY_PYTHON_IMAGE
+        reason = (pulled.stderr.strip().splitlines() or ["no output"])[-1]
+        if choice == "registry":
+            raise ImageError(f"cannot pull {REGISTRY_PYTHON_IMAGE}: {reason}")
+        say(f"{REGISTRY_PYTHON_IMAGE} cannot be pulled ({reason}); using a Python base made from the Debian archive")
+    return imported_rootfs(daemon, "python-base", PYTHON_PACKAGES, cache_dir=cache_dir)
+
+
+def build_service_image(daemon: Daemon, python_image: str, *, tag: str = SERVICE_BUILD_IMAGE) -> str:
+    """`service/Dockerfile`, built unchanged but for its PYTHON_IMAGE build argument."""
+    try:
+        daemon.run("build", "--quiet", "--build-arg", f"PYTHON_IMAGE={python_image}", "--tag", tag, str(SERVICE_DIR), timeout=900)
+    except DockerError as error:
+        raise ImageError(f"building service/Dockerfile on {python_image} failed: {error}") from None
+    return tag
+
+
+def release_image(daemon: Daemon, built: str, version: str) -> str:
+    """The built image as release `version`: one label more, so each release has its own digest, as
+    separate builds would."""
+    image = f"{RELEASE_IMAGE}:{version}"
+    dockerfile = f"FROM {built}\nLABEL org.opencontainers.image.version={version}\n"
+    daemon.run("build", "--quiet", "--tag", image, "-", input=dockerfile, timeout=300)
+    return image
+
+
+def box_image(daemon: Daemon, *, cache_dir: Path = CACHE_DIR) -> str:
+    """The host box image: the box root filesystem plus local/box/ (stand-ins and their units)."""
+    rootfs = imported_rootfs(daemon, "box-rootfs", BOX_PACKAGES, cache_dir=cache_dir)
+    try:
+        daemon.run("build", "--quiet", "--build-arg", f"ROOTFS_IMAGE={rootfs}", "--tag", BOX_IMAGE, str(BOX_DIR), timeout=600)
+    except DockerError as error:
+        raise ImageError(f"building the host box image (local/box/) failed: {error}") from None
+    return BOX_IMAGE
