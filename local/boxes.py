@@ -1,0 +1,341 @@
+"""Host boxes: emulated EC2 instances that boot from the user data the emulator's launch template holds.
+
+A *box world* is everything the hosts of one emulated stage reach, on one Docker network of its own:
+- the AWS endpoints: `socat` on the network's gateway terminates TLS for `*.<region>.amazonaws.com`
+  (a certificate from a CA made for this world) and forwards to the emulator on loopback, so the
+  hosts' AWS CLI and Docker's awslogs driver call the real endpoint names, unchanged;
+- the ECR stand-in: a real registry (Debian's docker-registry) serving TLS as
+  `<account>.dkr.ecr.<region>.amazonaws.com`, also published on loopback for pushes from this machine;
+- the RDS stand-in: a real PostgreSQL server with the stage secret's user and password;
+- one box per instance: a systemd container (Debian standing in for AL2023) with its own Docker
+  daemon, an IMDSv2 stand-in on 169.254.169.254, DNS that answers AWS names with the addresses above
+  and nothing else, and a cloud-init stand-in that runs the user data bytes once.
+
+Everything is started by this module and recorded (container ids, the proxy's pid) in the state
+directory, and `stop_world` removes exactly that. docs/local-emulator.md lists every substitution.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from local.docker import Daemon, DockerError
+
+BOX_RUN_OPTIONS = (
+    # systemd as PID 1 (verified on these machines; --privileged fails here: no cap_sys_resource).
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
+    # The box's own Docker keeps its images on a volume: overlayfs cannot stack on the box's own overlay.
+    "--volume", "/var/lib/docker",
+    # The box's DNS (dnsmasq, no upstream): no name lookup ever leaves the box world.
+    "--dns", "127.0.0.1",
+)
+SIGNAL_FILE = "/var/lib/liftoff-box/cfn-signal.json"
+BOOT_TIMEOUT_SECONDS = 300.0
+WORLD_RECORD = "boxes.json"
+Say = Callable[[str], None]
+
+
+class BoxError(DockerError):
+    """A box or a piece of its world failed; the message names it and shows what to read."""
+
+
+@dataclass
+class Box:
+    instance_id: str
+    container: str
+    address: str
+    local_ipv4: str
+
+
+@dataclass
+class BoxWorld:
+    name: str
+    network: str
+    gateway: str
+    region: str
+    registry_container: str
+    registry_address: str
+    registry_port: int  # on loopback, for pushes from this machine
+    database_container: str
+    database_address: str
+    proxy_pid: int
+    pki_dir: str
+    boxes: dict[str, Box] = field(default_factory=dict)
+
+    @property
+    def registry_host(self) -> str:
+        return f"127.0.0.1:{self.registry_port}"
+
+    def record(self, state_dir: Path) -> None:
+        (state_dir / WORLD_RECORD).write_text(json.dumps(asdict(self), indent=2))
+
+    @staticmethod
+    def recorded(state_dir: Path) -> "BoxWorld | None":
+        try:
+            data = json.loads((state_dir / WORLD_RECORD).read_text())
+        except FileNotFoundError:
+            return None
+        data["boxes"] = {key: Box(**value) for key, value in data.get("boxes", {}).items()}
+        return BoxWorld(**data)
+
+
+# --- certificates ------------------------------------------------------------------------------
+
+def make_pki(directory: Path, region: str) -> Path:
+    """A CA for this world and one server certificate for the AWS endpoint and registry names."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [f"*.{region}.amazonaws.com", f"*.ecr.{region}.amazonaws.com", f"*.dkr.ecr.{region}.amazonaws.com"]
+
+    def openssl(*arguments: str) -> None:
+        result = subprocess.run(["openssl", *arguments], cwd=directory, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise BoxError(f"openssl {arguments[0]} failed: {result.stderr.strip()[-500:]}")
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "7",
+            "-subj", "/CN=liftoff local emulator CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "endpoints.key", "-out", "endpoints.csr",
+            "-subj", f"/CN={names[0]}")
+    (directory / "endpoints.ext").write_text(
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=" + ",".join(f"DNS:{name}" for name in names) + "\n")
+    openssl("x509", "-req", "-in", "endpoints.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "endpoints.crt", "-days", "7", "-extfile", "endpoints.ext")
+    (directory / "endpoints.pem").write_text((directory / "endpoints.crt").read_text() + (directory / "endpoints.key").read_text())
+    for path in directory.iterdir():
+        path.chmod(0o644 if path.suffix == ".crt" else 0o600)
+    # The registry container's user reads the key through a bind mount.
+    (directory / "endpoints.key").chmod(0o644)
+    return directory
+
+
+# --- the world ---------------------------------------------------------------------------------
+
+def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, region: str, state_dir: Path,
+                database: dict[str, str], say: Say = print) -> BoxWorld:
+    """Network, AWS endpoint proxy, ECR and RDS stand-ins; on any failure, nothing stays behind."""
+    if shutil.which("socat") is None:
+        raise BoxError("no `socat` on this machine (it forwards the boxes' AWS calls to the emulator): apt-get install socat")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    pki = make_pki(state_dir / f"{name}-pki", region)
+    started: list[tuple[str, str]] = []
+    proxy: subprocess.Popen | None = None
+    try:
+        network = daemon.run("network", "create", "--label", f"liftoff.harness={name}", f"{name}-net").stdout.strip()
+        started.append(("network", network))
+        gateway = _inspect(daemon, network, "{{(index .IPAM.Config 0).Gateway}}")
+        proxy = _start_endpoint_proxy(gateway, emulator_port, pki, state_dir / f"{name}-endpoints.log")
+        registry = daemon.run(
+            "run", "--detach", "--name", f"{name}-ecr", "--label", f"liftoff.harness={name}", "--network", network,
+            "--publish", "127.0.0.1::443", "--volume", f"{pki}:/etc/liftoff-pki:ro",
+            "--entrypoint", "/usr/bin/docker-registry", image, "serve", "/etc/liftoff-box/registry.yml").stdout.strip()
+        started.append(("container", registry))
+        db = daemon.run(
+            "run", "--detach", "--name", f"{name}-rds", "--label", f"liftoff.harness={name}", "--network", network,
+            *[argument for key, value in database.items() for argument in ("--env", f"{key}={value}")],
+            "--entrypoint", "/usr/local/lib/liftoff-box/rds", image).stdout.strip()
+        started.append(("container", db))
+        world = BoxWorld(
+            name=name, network=network, gateway=gateway, region=region,
+            registry_container=registry, registry_address=_address(daemon, registry, network),
+            registry_port=int(daemon.run("port", registry, "443/tcp").stdout.strip().splitlines()[0].rsplit(":", 1)[1]),
+            database_container=db, database_address=_address(daemon, db, network),
+            proxy_pid=proxy.pid, pki_dir=str(pki))
+        world.record(state_dir)
+        _wait(lambda: _registry_answers(world), 30, f"the ECR stand-in ({name}-ecr) did not answer",
+              lambda: daemon.run("logs", "--tail", "20", registry, check=False).stderr)
+        _wait(lambda: daemon.run("exec", db, "pg_isready", "-q", "-h", "127.0.0.1", "-p", database["DB_PORT"],
+                                 check=False).returncode == 0,
+              60, f"the RDS stand-in ({name}-rds) did not accept connections",
+              lambda: daemon.run("logs", "--tail", "20", db, check=False).stderr)
+        return world
+    except BaseException:
+        if proxy is not None:
+            _stop_pid(proxy.pid)
+        for kind, identifier in reversed(started):
+            daemon.run(kind, "rm", *(["--force", "--volumes"] if kind == "container" else []), identifier, check=False)
+        (state_dir / WORLD_RECORD).unlink(missing_ok=True)
+        raise
+
+
+def stop_world(daemon: Daemon, world: BoxWorld, state_dir: Path) -> None:
+    """Remove the boxes, the stand-ins and the network this world started, and stop its proxy by pid."""
+    containers = [box.container for box in world.boxes.values()] + [world.registry_container, world.database_container]
+    if containers:
+        daemon.run("rm", "--force", "--volumes", *containers, check=False, timeout=120)
+    daemon.run("network", "rm", world.network, check=False)
+    _stop_pid(world.proxy_pid)
+    (state_dir / WORLD_RECORD).unlink(missing_ok=True)
+
+
+def dnsmasq_config(world: BoxWorld) -> str:
+    return "\n".join([
+        "no-resolv", "no-hosts", "bind-dynamic", "listen-address=127.0.0.1",
+        # The box's own Docker bridge (local/box/rootfs/etc/docker/daemon.json): its containers ask here.
+        "listen-address=192.168.239.1",
+        f"address=/amazonaws.com/{world.gateway}",
+        f"address=/dkr.ecr.{world.region}.amazonaws.com/{world.registry_address}",
+        f"address=/rds.amazonaws.com/{world.database_address}",
+        "",
+    ])
+
+
+# --- boxes -------------------------------------------------------------------------------------
+
+def boot_box(daemon: Daemon, world: BoxWorld, *, image: str, instance_id: str, local_ipv4: str, user_data: bytes,
+             availability_zone: str, state_dir: Path) -> Box:
+    """Create the box for one instance, give it its user data and metadata, start it (not waiting)."""
+    container = daemon.run(
+        "create", "--name", f"{world.name}-{instance_id}", "--label", f"liftoff.harness={world.name}",
+        "--hostname", instance_id, "--network", world.network, *BOX_RUN_OPTIONS, image).stdout.strip()
+    box = Box(instance_id=instance_id, container=container, address="", local_ipv4=local_ipv4)
+    world.boxes[instance_id] = box
+    world.record(state_dir)
+    instance = {"instance_id": instance_id, "region": world.region, "availability_zone": availability_zone,
+                "local_ipv4": local_ipv4, "role": "liftoff-host"}
+    files = {
+        "etc/liftoff-box/instance.json": (json.dumps(instance).encode(), 0o644),
+        "etc/liftoff-box/dnsmasq.conf": (dnsmasq_config(world).encode(), 0o644),
+        "etc/liftoff-box/ca.crt": ((Path(world.pki_dir) / "ca.crt").read_bytes(), 0o644),
+        "var/lib/cloud/instance/user-data.txt": (user_data, 0o700),
+    }
+    daemon.run("cp", "-", f"{container}:/", input=_tar(files), text=False)
+    daemon.run("start", container)
+    box.address = _address(daemon, container, world.network)
+    world.record(state_dir)
+    return box
+
+
+def wait_signalled(daemon: Daemon, box: Box, *, timeout: float = BOOT_TIMEOUT_SECONDS) -> dict:
+    """Wait for the box's cfn-signal; a FAILURE or no signal in time raises with the user data's output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = daemon.run("exec", box.container, "cat", SIGNAL_FILE, check=False, timeout=30)
+        if shown.returncode == 0 and shown.stdout.strip():
+            signal_sent = json.loads(shown.stdout)
+            if signal_sent["status"] != "SUCCESS":
+                raise BoxError(f"host {box.instance_id} signalled {signal_sent['status']} (user data exited "
+                               f"{signal_sent['exit_code']}); its user data output:\n{boot_output(daemon, box)}")
+            return signal_sent
+        running = daemon.run("inspect", "--format", "{{.State.Running}}", box.container, check=False).stdout.strip()
+        if running != "true":
+            raise BoxError(f"host {box.instance_id} stopped before it signalled; its log:\n"
+                           + daemon.run("logs", "--tail", "30", box.container, check=False).stdout)
+        if time.monotonic() > deadline:
+            raise BoxError(f"host {box.instance_id} did not signal within {timeout:.0f} s (CloudFormation would fail "
+                           f"the Auto Scaling group's creation); its user data output so far:\n{boot_output(daemon, box)}")
+        time.sleep(1)
+
+
+def boot_output(daemon: Daemon, box: Box, lines: int = 40) -> str:
+    shown = daemon.run("exec", box.container, "tail", "-n", str(lines), "/var/log/cloud-init-output.log", check=False)
+    return shown.stdout.strip() or "(no output yet)"
+
+
+def run_on_box(daemon: Daemon, box: Box, *command: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """A command on the host as SSM Run Command would: as root, its exit status and output returned."""
+    return daemon.run("exec", box.container, *command, check=False, timeout=timeout)
+
+
+def active_tag(daemon: Daemon, box: Box) -> str:
+    shown = run_on_box(daemon, box, "sed", "-n", "s/^IMAGE_TAG=//p", "/etc/liftoff/active.env", timeout=30)
+    return shown.stdout.strip().splitlines()[-1] if shown.stdout.strip() else ""
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path) -> subprocess.Popen:
+    with socket.socket() as probe:
+        try:
+            probe.bind((gateway, 443))
+        except OSError as error:
+            raise BoxError(f"port 443 on the boxes' gateway {gateway} is taken ({error}); stop what listens there") from None
+    with open(log, "wb") as log_file:
+        proxy = subprocess.Popen(
+            ["socat", f"OPENSSL-LISTEN:443,bind={gateway},reuseaddr,fork,cert={pki / 'endpoints.pem'},verify=0",
+             f"TCP:127.0.0.1:{emulator_port}"],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait(lambda: _accepts(gateway, 443), 10, "the AWS endpoint proxy (socat) did not start", lambda: log.read_text())
+    except BaseException:
+        _stop_pid(proxy.pid)
+        raise
+    return proxy
+
+
+def _registry_answers(world: BoxWorld) -> bool:
+    return _accepts("127.0.0.1", world.registry_port)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(check: Callable[[], bool], timeout: float, failure: str, details: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise BoxError(f"{failure} within {timeout:.0f} s:\n{details()[-2000:]}")
+        time.sleep(0.2)
+
+
+def _inspect(daemon: Daemon, network: str, template: str) -> str:
+    return daemon.run("network", "inspect", "--format", template, network).stdout.strip()
+
+
+def _address(daemon: Daemon, container: str, network: str) -> str:
+    template = "{{range $name, $net := .NetworkSettings.Networks}}{{$net.IPAddress}}{{end}}"
+    return daemon.run("inspect", "--format", template, container).stdout.strip()
+
+
+def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        # Parents a Debian root already has are left alone (a tar entry would reset their mode and times).
+        existing = {"etc", "var", "var/lib"}
+        directories = sorted({"/".join(Path(path).parts[:depth]) for path in files
+                              for depth in range(1, len(Path(path).parts))} - existing)
+        for directory in directories:
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for path, (data, mode) in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _stop_pid(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        try:
+            waited, _ = os.waitpid(pid, os.WNOHANG)
+            if waited == pid:
+                return
+        except ChildProcessError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
