@@ -5,7 +5,7 @@ import pytest
 
 from tests.helpers.synth import Synthesis, cdk_context, synthesize
 
-pytest_plugins = ["tests.helpers.emulator_fixtures"]
+pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
 
 
 @pytest.fixture(scope="session")

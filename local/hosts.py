@@ -1,0 +1,284 @@
+"""An emulated ec2 stage's hosts, for real: host boxes booted from the launch template, and the gates run on them.
+
+- The Auto Scaling group stand-in: for each instance the emulator lists in the stage's group, a host
+  box (local/boxes.py) boots from the user data bytes the emulator's launch template holds, and
+  `boot` waits for each host's cfn-signal as CloudFormation's creation policy would.
+- The ECR stand-in is filled the way a pipeline fills ECR: `push` sends each release image to the
+  box world's registry and records the same manifest in the emulator's ECR (same digest), with the
+  scan a scan-on-push repository starts.
+- The State Manager stand-in (`StateManagerStandIn`): the emulator has no association model, so a
+  thread follows the service stack's `StagedImageTag` and `ImageTag` parameters and, whenever one
+  changes (and once at start, as an association's creation does), runs the gate's document command
+  (`/opt/liftoff/bin/liftoff-stage TAG` or `liftoff-activate TAG`) on the hosts one at a time,
+  stopping at the first failure (MaxConcurrency 1, MaxErrors 0).
+- `HostsRuntime`: the release tool's adapter for such a stage; what runs is read from the hosts
+  (the activate gate's runs, each host's health answer), not from the stack's own record.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from local import boxes
+from local.docker import Daemon
+from local.runtime import EmulatedRuntime
+
+GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", "liftoff-activate"))
+FOLLOW_INTERVAL_SECONDS = 0.5
+MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
+Say = Callable[[str], None]
+
+
+@dataclass
+class GateRun:
+    gate: str
+    tag: str
+    instance_id: str
+    exit_code: int
+    seconds: float
+    output: str = field(repr=False)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0
+
+
+class StageHosts:
+    """The hosts of one emulated ec2 stage as boxes, with their world; `stop` removes all of it."""
+
+    def __init__(self, *, daemon: Daemon, session, emulator_port: int, service_stack: str, registry_stack: str,
+                 state_dir: Path, name: str, box_image: str, say: Say = print):
+        self.daemon, self.session, self.emulator_port = daemon, session, emulator_port
+        self.service_stack, self.registry_stack = service_stack, registry_stack
+        self.state_dir, self.name, self.box_image, self.say = state_dir, name, box_image, say
+        self.world: boxes.BoxWorld | None = None
+        self._lock = threading.Lock()  # one gate command at a time on the stage, as the host lock would
+
+    # --- what the emulator recorded ------------------------------------------------------------
+
+    def _outputs(self, stack: str) -> dict[str, str]:
+        described = self.session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+        return {output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs", [])}
+
+    def group(self) -> dict:
+        name = self._outputs(self.service_stack)["AutoScalingGroupName"]
+        return self.session.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+
+    def user_data(self) -> bytes:
+        template = self.group()["LaunchTemplate"]
+        versions = self.session.client("ec2").describe_launch_template_versions(
+            LaunchTemplateId=template["LaunchTemplateId"], Versions=[str(template.get("Version", "$Latest"))])["LaunchTemplateVersions"]
+        return base64.b64decode(versions[0]["LaunchTemplateData"]["UserData"])
+
+    def host_environment(self) -> dict[str, str]:
+        """host.env as the user data writes it (the settings every host gets)."""
+        found = re.search(r"<<'HOSTENV'\n(.*?)\nHOSTENV\n", self.user_data().decode(), re.S)
+        if not found:
+            raise boxes.BoxError("the launch template's user data writes no host.env (<<'HOSTENV' ... HOSTENV)")
+        return dict(line.split("=", 1) for line in found.group(1).splitlines())
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> boxes.BoxWorld:
+        environment = self.host_environment()
+        secret = json.loads(self.session.client("secretsmanager").get_secret_value(
+            SecretId=environment["DB_SECRET_ARN"])["SecretString"])
+        self.world = boxes.start_world(
+            self.daemon, name=self.name, image=self.box_image, emulator_port=self.emulator_port,
+            region=environment["AWS_REGION"], state_dir=self.state_dir, say=self.say,
+            database={"DB_USER": secret["username"], "DB_PASSWORD": secret["password"],
+                      "DB_NAME": environment["DB_NAME"], "DB_PORT": environment["DB_PORT"]})
+        return self.world
+
+    def stop(self) -> None:
+        if self.world is not None:
+            boxes.stop_world(self.daemon, self.world, self.state_dir)
+            self.world = None
+
+    def push(self, images: dict[str, str]) -> dict[str, str]:
+        """Push each `version -> local image` to the ECR stand-in and record it in the emulator's ECR; return digests."""
+        world = self._require_world()
+        repository = self._outputs(self.registry_stack)["RepositoryName"]
+        ecr = self.session.client("ecr")
+        digests = {}
+        for version, image in images.items():
+            reference = f"{world.registry_host}/{repository}:{version}"
+            self.daemon.run("tag", image, reference)
+            self.daemon.run("push", "--quiet", reference, timeout=600)
+            self.daemon.run("rmi", reference, check=False)
+            manifest, media_type = self._manifest(repository, version)
+            recorded = ecr.put_image(repositoryName=repository, imageTag=version, imageManifest=manifest,
+                                     imageManifestMediaType=media_type)["image"]
+            ecr.start_image_scan(repositoryName=repository, imageId={"imageTag": version})
+            digests[version] = recorded["imageId"]["imageDigest"]
+        return digests
+
+    def boot(self) -> dict[str, float]:
+        """Boot a box per instance of the group (all at once, as a group launches), wait for each signal;
+        return seconds from boot to signal per instance."""
+        world = self._require_world()
+        user_data = self.user_data()
+        instances = self._instances()
+        started = {}
+        for instance in instances:
+            boxes.boot_box(self.daemon, world, image=self.box_image, instance_id=instance["InstanceId"],
+                           local_ipv4=instance.get("PrivateIpAddress", ""), user_data=user_data,
+                           availability_zone=instance.get("Placement", {}).get("AvailabilityZone", f"{world.region}a"),
+                           state_dir=self.state_dir)
+            started[instance["InstanceId"]] = time.monotonic()
+        seconds = {}
+        for instance_id, began in started.items():
+            boxes.wait_signalled(self.daemon, world.boxes[instance_id])
+            seconds[instance_id] = time.monotonic() - began
+        return seconds
+
+    def _instances(self) -> list[dict]:
+        ids = [instance["InstanceId"] for instance in self.group().get("Instances", [])]
+        if not ids:
+            raise boxes.BoxError(f"the emulator lists no instance in {self.service_stack}'s Auto Scaling group")
+        reservations = self.session.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+        return [instance for reservation in reservations for instance in reservation["Instances"]]
+
+    # --- the hosts -----------------------------------------------------------------------------
+
+    @property
+    def hosts(self) -> list[boxes.Box]:
+        return list(self._require_world().boxes.values())
+
+    def run_gate(self, gate: str, tag: str) -> list[GateRun]:
+        """The gate's document command on each host in turn, stopping at the first failure."""
+        script = {name: command for name, _, command in GATES}[gate]
+        runs = []
+        with self._lock:
+            for box in self.hosts:
+                began = time.monotonic()
+                result = boxes.run_on_box(self.daemon, box, f"/opt/liftoff/bin/{script}", tag)
+                runs.append(GateRun(gate=gate, tag=tag, instance_id=box.instance_id, exit_code=result.returncode,
+                                    seconds=time.monotonic() - began, output=result.stdout + result.stderr))
+                if result.returncode != 0:
+                    break
+        return runs
+
+    def answer(self, box: boxes.Box, path: str, *, timeout: float = 2.0) -> tuple[int, str]:
+        """What the host's service answers on `path` (its own port, as the load balancer reaches it)."""
+        port = self.host_environment_cached()["CONTAINER_PORT"]
+        try:
+            with urllib.request.urlopen(f"http://{box.address}:{port}{path}", timeout=timeout) as response:
+                return response.status, response.read().decode(errors="replace")
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+        except OSError as error:
+            return 0, str(error)
+
+    def serving_version(self, box: boxes.Box) -> str:
+        status, body = self.answer(box, "/version")
+        return json.loads(body).get("version", "") if status == 200 else ""
+
+    def active_tags(self) -> dict[str, str]:
+        return {box.instance_id: boxes.active_tag(self.daemon, box) for box in self.hosts}
+
+    def host_environment_cached(self) -> dict[str, str]:
+        if not hasattr(self, "_host_environment"):
+            self._host_environment = self.host_environment()
+        return self._host_environment
+
+    def _manifest(self, repository: str, tag: str) -> tuple[str, str]:
+        world = self._require_world()
+        context = ssl.create_default_context(cafile=str(Path(world.pki_dir) / "ca.crt"))
+        context.check_hostname = False  # the certificate names the ECR host; we reach it on loopback
+        request = urllib.request.Request(f"https://{world.registry_host}/v2/{repository}/manifests/{tag}",
+                                         headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
+            return response.read().decode(), response.headers.get("Content-Type", MANIFEST_TYPES[0])
+
+    def _require_world(self) -> boxes.BoxWorld:
+        if self.world is None:
+            raise boxes.BoxError("the hosts' world is not started (call start() first)")
+        return self.world
+
+
+class StateManagerStandIn:
+    """Runs the gates on the hosts when the stack's gate parameters change (see the module docstring)."""
+
+    def __init__(self, hosts: StageHosts, *, say: Say = print):
+        self.hosts, self.say = hosts, say
+        self.status: dict[str, dict] = {}
+        self.runs: list[GateRun] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._changed = threading.Condition()
+
+    def parameters(self) -> dict[str, str]:
+        described = self.hosts.session.client("cloudformation").describe_stacks(StackName=self.hosts.service_stack)["Stacks"][0]
+        return {p["ParameterKey"]: p["ParameterValue"] for p in described.get("Parameters", [])}
+
+    def apply_once(self) -> list[GateRun]:
+        """Run every gate whose parameter differs from what it last ran (stage before activate)."""
+        parameters = self.parameters()
+        done = []
+        for gate, parameter, _ in GATES:
+            tag = parameters.get(parameter, "")
+            if not tag or self.status.get(gate, {}).get("tag") == tag:
+                continue
+            with self._changed:
+                self.status[gate] = {"tag": tag, "status": "InProgress"}
+            runs = self.hosts.run_gate(gate, tag)
+            failed = [run for run in runs if not run.succeeded]
+            with self._changed:
+                self.status[gate] = {"tag": tag, "status": "Failed" if failed else "Success"}
+                self.runs.extend(runs)
+                self._changed.notify_all()
+            for run in runs:
+                self.say(f"  host {run.instance_id}: {gate} {tag} -> exit {run.exit_code} in {run.seconds:.1f} s")
+            done.extend(runs)
+        return done
+
+    def start(self) -> None:
+        self.apply_once()
+        self._thread = threading.Thread(target=self._follow, name="state-manager-stand-in", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=900)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(FOLLOW_INTERVAL_SECONDS):
+            try:
+                self.apply_once()
+            except Exception as error:  # a transient emulator error must not end the follower
+                self.say(f"  State Manager stand-in: {error}")
+
+
+class HostsRuntime(EmulatedRuntime):
+    """The release tool's adapter on an emulated ec2 stage whose hosts are real boxes."""
+
+    def __init__(self, *, hosts: StageHosts, state_manager: StateManagerStandIn, **kwargs):
+        super().__init__(**kwargs)
+        self.hosts, self.state_manager = hosts, state_manager
+
+    def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
+        desired, _ = self.auto_scaling_group(auto_scaling_group)
+        activate = self.state_manager.status.get("activate", {})
+        return {"instances": [{"instance": box.instance_id, "state": "InService", "health": "Healthy"} for box in self.hosts.hosts],
+                "desired_count": desired, "association_parameter": activate.get("tag", ""),
+                "association_status": activate.get("status", "")}
+
+    def target_health(self, target_group_arn: str) -> list[dict]:
+        path = self.hosts.host_environment_cached()["HEALTH_CHECK_PATH"]
+        health = []
+        for box in self.hosts.hosts:
+            status, detail = self.hosts.answer(box, path)
+            health.append({"target": box.instance_id, "state": "healthy" if status == 200 else "unhealthy",
+                           "reason": "" if status == 200 else f"{path} answered {status or detail}"})
+        return health
