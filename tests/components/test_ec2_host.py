@@ -217,6 +217,8 @@ def test_unit_runs_the_active_tag_with_config_and_secrets_from_files() -> None:
     assert migrate.startswith("/usr/bin/docker run --rm --name liftoff-migrate")
     assert migrate.endswith("${REPOSITORY_URI}:${IMAGE_TAG} migrate")
     assert "--env-file /run/liftoff/db.env" in migrate
+    assert "--volume /run/liftoff/db-password:/run/secrets/db-password:ro" in migrate
+    assert "--env DB_PASSWORD_FILE=/run/secrets/db-password" in migrate
     run = s["ExecStart"][0]
     for expected in (
         "--env APP_VERSION=${IMAGE_TAG}",
@@ -225,6 +227,8 @@ def test_unit_runs_the_active_tag_with_config_and_secrets_from_files() -> None:
         "--env DB_PORT=${DB_PORT}",
         "--env DB_NAME=${DB_NAME}",
         "--env-file /run/liftoff/db.env",
+        "--volume /run/liftoff/db-password:/run/secrets/db-password:ro",
+        "--env DB_PASSWORD_FILE=/run/secrets/db-password",
         "--publish ${CONTAINER_PORT}:${CONTAINER_PORT}",
         "--log-driver awslogs",
         "--log-opt awslogs-region=${AWS_REGION}",
@@ -233,8 +237,8 @@ def test_unit_runs_the_active_tag_with_config_and_secrets_from_files() -> None:
         assert expected in run
     assert run.endswith("${REPOSITORY_URI}:${IMAGE_TAG}")
     assert s["ExecStop"] == ["/usr/bin/docker stop --time ${STOP_TIMEOUT_SECONDS} liftoff-app"]
-    # Credentials reach the container only through the 0600 file.
-    assert "DB_PASSWORD" not in UNIT.read_text() and "DB_USER" not in UNIT.read_text()
+    # Credentials reach the container only through the files in the root-only directory.
+    assert "DB_PASSWORD=" not in UNIT.read_text() and "DB_USER" not in UNIT.read_text()
 
 
 def test_unit_only_references_documented_host_env_keys() -> None:
@@ -546,9 +550,14 @@ def test_db_env_writes_credentials_root_only_and_literally(host: Host) -> None:
     assert result.returncode == 0, result.stderr
     run_dir = host.root / "run" / "liftoff"
     db_env = run_dir / "db.env"
-    assert db_env.read_text() == f"DB_USER=liftoff\nDB_PASSWORD={password}\n"
+    assert db_env.read_text() == "DB_USER=liftoff\n"
     assert stat.S_IMODE(db_env.stat().st_mode) == 0o600
+    db_password = run_dir / "db-password"
+    assert db_password.read_text() == password
+    # Read by the container's own user through the bind mount; the directory keeps the host's users out.
+    assert stat.S_IMODE(db_password.stat().st_mode) == 0o444
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    assert sorted(path.name for path in run_dir.iterdir()) == ["db-password", "db.env"]
     assert [
         "aws", "secretsmanager", "get-secret-value", "--region", "eu-west-1",
         "--secret-id", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:liftoff-db-AbCdEf",
@@ -562,6 +571,7 @@ def test_db_env_refuses_a_secret_without_username_and_password(host: Host) -> No
     result = host.run("liftoff-db-env")
     assert result.returncode != 0
     assert not (host.root / "run" / "liftoff" / "db.env").exists()
+    assert not (host.root / "run" / "liftoff" / "db-password").exists()
     assert list((host.root / "run" / "liftoff").iterdir()) == []
 
 
