@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from container_harness import Containers, database_env, nowhere_env
-from service_harness import connect, json_lines, run_migrate, wait_until
+from service_harness import SERVICE_DIR, connect, json_lines, run_migrate, wait_until
 
 # The platform's stop timeout (ECS and the EC2 unit): SIGKILL follows it.
 STOP_TIMEOUT_SECONDS = 10
@@ -49,6 +49,38 @@ def image_config(docker_daemon, image: str) -> dict:
 
 def test_the_image_is_configured_to_run_as_a_numeric_non_root_user(docker_daemon, service_image):
     assert image_config(docker_daemon, service_image)["User"] == f"{SERVICE_UID}:{SERVICE_UID}"
+
+
+def test_the_image_serves_by_default_takes_migrate_as_argument_and_stops_on_sigterm(docker_daemon,
+                                                                                    service_image):
+    config = image_config(docker_daemon, service_image)
+    assert config["Entrypoint"] == ["python", "-m", "liftoff_service"]
+    assert config["Cmd"] == ["serve"]
+    assert config["StopSignal"] == "SIGTERM"
+    assert config["ExposedPorts"] == {"8080/tcp": {}} and "PORT=8080" in config["Env"]
+
+
+INSTALLED = """import importlib.metadata as metadata, json, sys
+print(json.dumps({"python": list(sys.version_info[:2]),
+                  "installed": {d.metadata["Name"].lower().replace("_", "-"): d.version
+                                for d in metadata.distributions()}}))"""
+
+
+def test_the_image_runs_python_3_11_with_exactly_the_pinned_requirements(containers, service_image):
+    result = containers.run_to_exit(service_image, "-c", INSTALLED, env={},
+                                    options=("--entrypoint", "python", "--read-only"))
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    # The registry base (python:3.11-slim) and the one made from Debian bookworm are both 3.11.
+    assert found["python"] == [3, 11]
+    pins = [line for line in (SERVICE_DIR / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert pins
+    for pin in pins:
+        name, separator, version = pin.partition("==")
+        assert separator, f"unpinned requirement in service/requirements.txt: {pin}"
+        name = name.split("[")[0].lower().replace("_", "-")
+        assert found["installed"].get(name) == version, (pin, found["installed"].get(name))
 
 
 def test_the_server_is_pid_1_and_runs_as_the_non_root_user(without_database):
