@@ -9,9 +9,19 @@ removed by that id when the test ends, whatever happened.
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
 import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
-from service_harness import DatabaseSettings, Response, free_port, http_request, wait_until
+import psycopg
+
+from service_harness import (
+    DatabaseSettings, Response, free_port, http_request, postgres_bin_dir, wait_until,
+)
 
 STARTUP_DEADLINE_SECONDS = 30.0
 # A port nothing listens on: the database "is not there" (connection refused at once).
@@ -95,3 +105,42 @@ class Containers:
         for container_id in self.ids:
             self.daemon.run("rm", "--force", "--volumes", container_id, check=False, timeout=60)
         self.ids.clear()
+
+
+@contextmanager
+def password_checking_postgres(database_name: str, user: str, password: str):
+    """A PostgreSQL that checks passwords (scram-sha-256) on TCP, as RDS does; the session's server
+    trusts every connection, so it cannot show which password a container used. Yields the
+    database's settings; the server is stopped and its files removed afterwards."""
+    bin_dir = postgres_bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="liftoff-pg-scram-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root
+        postgres_user = pwd.getpwnam("postgres")
+        os.chown(root, postgres_user.pw_uid, postgres_user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data_dir, port = root / "data", free_port()
+    try:
+        subprocess.run(
+            [*run_as, str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres",
+             "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8",
+             "--locale=C.UTF-8"],
+            check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(root / "server.log"),
+             "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", "start"],
+            check=True, capture_output=True, timeout=60)
+        # The superuser has no password: it comes in over the Unix socket, which trusts it.
+        with psycopg.connect(host=str(root), port=port, user="postgres", dbname="postgres",
+                             autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                psycopg.sql.Identifier(user), psycopg.sql.Literal(password)))
+            admin.execute(psycopg.sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                psycopg.sql.Identifier(database_name), psycopg.sql.Identifier(user)))
+        yield DatabaseSettings(host="127.0.0.1", port=port, name=database_name, user=user,
+                               password=password)
+    finally:
+        if (data_dir / "postmaster.pid").exists():
+            subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate",
+                            "stop"], check=False, capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from container_harness import Containers, database_env, nowhere_env
+from container_harness import Containers, database_env, nowhere_env, password_checking_postgres
 from service_harness import SERVICE_DIR, connect, json_lines, run_migrate, wait_until
 
 # The platform's stop timeout (ECS and the EC2 unit): SIGKILL follows it.
@@ -186,6 +186,29 @@ def test_migrate_refuses_a_password_file_its_user_cannot_read(containers, servic
     [line] = json_lines(result.stdout)
     assert line["reason"] == f"DB_PASSWORD_FILE='{PASSWORD_MOUNT}' cannot be read: Permission denied"
     assert columns(database) == {}
+
+
+@pytest.fixture(scope="module")
+def password_database():
+    with password_checking_postgres("notes", "app", "correct horse battery") as database:
+        yield database
+
+
+def test_the_password_file_is_what_the_database_checks_and_never_in_docker_inspect(
+        containers, service_image, password_database, tmp_path, docker_daemon):
+    readiness = {}
+    for label, password in (("right", password_database.password), ("wrong", "not the password")):
+        (tmp_path / label).mkdir()
+        secret = password_file(tmp_path / label, password, 0o444)
+        container = containers.serve(
+            service_image, options=("--volume", f"{secret}:{PASSWORD_MOUNT}:ro"),
+            env={**database_env(password_database, with_password=False),
+                 "DB_PASSWORD_FILE": PASSWORD_MOUNT, "APP_VERSION": "1.1.0"})
+        readiness[label] = container.request("GET", "/readyz").status
+        inspected = docker_daemon.run("inspect", container.id, timeout=30).stdout
+        assert password not in inspected
+        assert "DB_PASSWORD=" not in inspected
+    assert readiness == {"right": 200, "wrong": 503}
 
 
 def service_backend_waiting_on_a_lock(database) -> bool:
