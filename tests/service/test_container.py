@@ -51,7 +51,7 @@ def test_the_image_is_configured_to_run_as_a_numeric_non_root_user(docker_daemon
     assert image_config(docker_daemon, service_image)["User"] == f"{SERVICE_UID}:{SERVICE_UID}"
 
 
-def test_the_image_serves_by_default_takes_migrate_as_argument_and_stops_on_sigterm(docker_daemon,
+def test_the_image_config_serves_by_default_takes_migrate_as_argument_stops_on_sigterm(docker_daemon,
                                                                                     service_image):
     config = image_config(docker_daemon, service_image)
     assert config["Entrypoint"] == ["python", "-m", "liftoff_service"]
@@ -66,7 +66,7 @@ print(json.dumps({"python": list(sys.version_info[:2]),
                                 for d in metadata.distributions()}}))"""
 
 
-def test_the_image_runs_python_3_11_with_exactly_the_pinned_requirements(containers, service_image):
+def test_the_image_runs_python_3_11_with_the_pinned_requirements(containers, service_image):
     result = containers.run_to_exit(service_image, "-c", INSTALLED, env={},
                                     options=("--entrypoint", "python", "--read-only"))
     assert result.returncode == 0, result.stderr
