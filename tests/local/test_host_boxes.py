@@ -1,0 +1,190 @@
+"""The ec2 mode for real: hosts boot from the synthesized user data in systemd boxes with their own Docker,
+pull the real image from a real registry, and the gate scripts switch versions on them.
+
+One emulator (moto_server) and one box world per module: production (ec2, two hosts) deployed from
+the shipped synthesis, the real release images 1.0.0 and 1.1.0 pushed, both hosts booted.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from config import load_config
+from local import boxes, emulator as emulators
+from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
+from local.hosts import StageHosts, StateManagerStandIn
+from tests.helpers.emulated_stage import deploy_stage
+from tests.helpers.synth import CDK_JSON, REPO
+
+STATE_DIR = REPO / ".local" / "test-boxes"
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    running = emulators.start(tmp_path_factory.mktemp("emulator"))
+    try:
+        yield running
+    finally:
+        emulators.stop(running, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def production(emulator, emulator_assembly):
+    config = load_config(CDK_JSON)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+        deploy_stage(emulator_assembly, config.stage("staging"), image_tag="1.0.0")
+        yield deploy_stage(emulator_assembly, config.stage("production"), image_tag="1.0.0")
+
+
+@pytest.fixture(scope="module")
+def hosts(docker_daemon, box_image, release_images, emulator, production):
+    stage_hosts = StageHosts(
+        daemon=docker_daemon, session=EndpointSession(fake_session(), emulator.endpoint), emulator_port=emulator.port,
+        service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
+        state_dir=STATE_DIR, name=f"lt-{uuid.uuid4().hex[:6]}", box_image=box_image, say=lambda _: None)
+    try:
+        stage_hosts.start()
+        stage_hosts.push(release_images)
+        stage_hosts.boot_seconds = stage_hosts.boot()
+        yield stage_hosts
+    finally:
+        stage_hosts.stop()
+
+
+def on_host(hosts: StageHosts, box: boxes.Box, *command: str) -> str:
+    result = boxes.run_on_box(hosts.daemon, box, *command, timeout=120)
+    assert result.returncode == 0, f"{' '.join(command)} on {box.instance_id}: {result.stdout}{result.stderr}"
+    return result.stdout.strip()
+
+
+def app_container(hosts: StageHosts, box: boxes.Box) -> str:
+    return on_host(hosts, box, "docker", "inspect", "--format", "{{.Id}}", "liftoff-app")
+
+
+def test_each_instance_boots_the_active_version_from_the_launch_template_user_data(hosts, production):
+    instances = [i["InstanceId"] for i in production.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[production.service_outputs["AutoScalingGroupName"]])["AutoScalingGroups"][0]["Instances"]]
+    assert sorted(box.instance_id for box in hosts.hosts) == sorted(instances) and len(instances) == 2
+    assert set(hosts.boot_seconds) == set(instances)
+    for box in hosts.hosts:
+        # cloud-init's stand-in ran the launch template's bytes; liftoff-boot read the active tag from SSM.
+        signal = json.loads(on_host(hosts, box, "cat", boxes.SIGNAL_FILE))
+        assert signal["status"] == "SUCCESS" and signal["stack"] == production.stack_names["service"]
+        assert hosts.serving_version(box) == "1.0.0"
+        assert boxes.active_tag(hosts.daemon, box) == "1.0.0"
+        # The image came from the registry under the repository's ECR name, pulled by the host's own Docker.
+        assert on_host(hosts, box, "docker", "inspect", "--format", "{{.Config.Image}}", "liftoff-app").endswith(
+            f"/{production.repository_name}:1.0.0")
+
+
+def test_hosts_do_not_see_each_others_containers(hosts):
+    first, second = hosts.hosts
+    assert app_container(hosts, first) != app_container(hosts, second)
+    assert on_host(hosts, first, "docker", "ps", "--quiet", "--no-trunc") == app_container(hosts, first)
+
+
+def test_stage_pulls_the_image_and_changes_nothing_else(hosts, production):
+    before = {box.instance_id: app_container(hosts, box) for box in hosts.hosts}
+    runs = hosts.run_gate("stage", "1.1.0")
+    assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]
+    for box in hosts.hosts:
+        on_host(hosts, box, "docker", "image", "inspect", f"{hosts.host_environment()['REPOSITORY_URI']}:1.1.0")
+        assert app_container(hosts, box) == before[box.instance_id]
+        assert boxes.active_tag(hosts.daemon, box) == "1.0.0"
+        assert hosts.serving_version(box) == "1.0.0"
+
+
+def test_activate_switches_every_host_and_back(hosts):
+    runs = hosts.run_gate("activate", "1.1.0")
+    assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]
+    for box in hosts.hosts:
+        assert hosts.serving_version(box) == "1.1.0"
+        assert on_host(hosts, box, "cat", "/etc/liftoff/active.env.previous") == "IMAGE_TAG=1.0.0"
+    runs = hosts.run_gate("activate", "1.0.0")
+    assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]
+    assert [hosts.serving_version(box) for box in hosts.hosts] == ["1.0.0", "1.0.0"]
+
+
+def test_activate_of_an_image_the_registry_lacks_fails_before_changing_anything(hosts):
+    box = hosts.hosts[0]
+    before = app_container(hosts, box)
+    result = boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", "7.7.7")
+    assert result.returncode != 0
+    assert "7.7.7" in result.stdout + result.stderr
+    assert boxes.active_tag(hosts.daemon, box) == "1.0.0"
+    assert app_container(hosts, box) == before and hosts.serving_version(box) == "1.0.0"
+
+
+def test_state_manager_stand_in_runs_a_changed_gate_one_host_at_a_time(hosts, production):
+    state_manager = StateManagerStandIn(hosts, say=lambda _: None)
+    state_manager.status = {"stage": {"tag": "1.0.0", "status": "Success"}, "activate": {"tag": "1.0.0", "status": "Success"}}
+    production.update_service(image_tag="1.0.0", staged_image_tag="1.1.0")
+    runs = state_manager.apply_once()
+    assert [(run.gate, run.tag, run.exit_code) for run in runs] == [("stage", "1.1.0", 0)] * 2
+    assert state_manager.status["stage"] == {"tag": "1.1.0", "status": "Success"}
+    assert state_manager.apply_once() == []  # nothing changed since: nothing runs
+
+
+def test_a_crashed_container_is_restarted_by_systemd(hosts):
+    box = hosts.hosts[1]
+    before = app_container(hosts, box)
+    on_host(hosts, box, "docker", "kill", "liftoff-app")
+    wait_until(lambda: hosts.serving_version(box) == "1.0.0" and app_container(hosts, box) != before, 60,
+               "the killed container was not replaced by a serving one")
+    # Serving comes before the unit's start-up report (ExecStartPost) finishes and systemd calls it active.
+    wait_until(lambda: boxes.run_on_box(hosts.daemon, box, "systemctl", "is-active", "liftoff-app.service").stdout.strip() == "active",
+               30, "liftoff-app.service did not become active again")
+
+
+def test_a_rebooted_host_comes_back_on_the_active_version_without_rerunning_user_data(hosts):
+    box = hosts.hosts[1]
+    hosts.daemon.run("restart", "--time", "60", box.container, timeout=120)
+    wait_until(lambda: hosts.serving_version(box) == "1.0.0", 120, f"{box.instance_id} did not serve 1.0.0 after a reboot")
+    log = on_host(hosts, box, "cat", "/var/log/cloud-init-output.log")
+    assert log.count("liftoff-boot: active tag from") == 1
+
+
+def test_db_password_is_root_only_and_never_in_docker_inspect_or_the_journal(hosts):
+    box = hosts.hosts[0]
+    secret = json.loads(hosts.session.client("secretsmanager").get_secret_value(
+        SecretId=hosts.host_environment()["DB_SECRET_ARN"])["SecretString"])
+    password = secret["password"]
+    assert on_host(hosts, box, "stat", "--format", "%a %U", "/run/liftoff") == "700 root"
+    denied = boxes.run_on_box(hosts.daemon, box, "runuser", "-u", "nobody", "--", "cat", "/run/liftoff/db-password")
+    assert denied.returncode != 0 and password not in denied.stdout
+    assert password not in on_host(hosts, box, "docker", "inspect", "liftoff-app")
+    assert password not in on_host(hosts, box, "journalctl", "--no-pager", "--output", "cat")
+    # ... and yet the service reaches its database with it.
+    assert hosts.answer(box, "/readyz")[0] == 200
+
+
+def test_container_output_and_unit_events_reach_the_stage_log_group(hosts):
+    logs = hosts.session.client("logs")
+    group = hosts.host_environment()["LOG_GROUP"]
+    streams = [stream["logStreamName"] for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]]
+    for box in hosts.hosts:
+        unit_stream = f"{box.instance_id}/liftoff-app.service"
+        assert unit_stream in streams
+        events = [event["message"] for event in logs.get_log_events(logGroupName=group, logStreamName=unit_stream)["events"]]
+        assert any(message.startswith("liftoff-app started version=1.0.0") for message in events)
+    container_messages = [event["message"] for stream in streams if "/" not in stream
+                          for event in logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]]
+    assert any('"logger": "liftoff.migrate"' in message for message in container_messages)
+    assert any('"logger": "gunicorn.error"' in message for message in container_messages)
