@@ -253,19 +253,19 @@ def active_tag(daemon: Daemon, box: Box) -> str:
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path) -> subprocess.Popen:
+def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path, *, port: int = 443) -> subprocess.Popen:
     with socket.socket() as probe:
         try:
-            probe.bind((gateway, 443))
+            probe.bind((gateway, port))
         except OSError as error:
-            raise BoxError(f"port 443 on the boxes' gateway {gateway} is taken ({error}); stop what listens there") from None
+            raise BoxError(f"port {port} on the boxes' gateway {gateway} is taken ({error}); stop what listens there") from None
     with open(log, "wb") as log_file:
         proxy = subprocess.Popen(
-            ["socat", f"OPENSSL-LISTEN:443,bind={gateway},reuseaddr,fork,cert={pki / 'endpoints.pem'},verify=0",
+            ["socat", f"OPENSSL-LISTEN:{port},bind={gateway},reuseaddr,fork,cert={pki / 'endpoints.pem'},verify=0",
              f"TCP:127.0.0.1:{emulator_port}"],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait(lambda: _accepts(gateway, 443), 10, "the AWS endpoint proxy (socat) did not start", lambda: log.read_text())
+        _wait(lambda: _accepts(gateway, port), 10, "the AWS endpoint proxy (socat) did not start", lambda: log.read_text())
     except BaseException:
         _stop_pid(proxy.pid)
         raise

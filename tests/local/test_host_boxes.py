@@ -20,6 +20,7 @@ from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON, REPO
 
 STATE_DIR = REPO / ".local" / "test-boxes"
+BROKEN = "1.9.9-broken"
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.5):
@@ -61,7 +62,8 @@ def hosts(docker_daemon, box_image, release_images, emulator, production):
         state_dir=STATE_DIR, name=f"lt-{uuid.uuid4().hex[:6]}", box_image=box_image, say=lambda _: None)
     try:
         stage_hosts.start()
-        stage_hosts.push(release_images)
+        # A release whose service cannot start: no API module answers for 1.9.9-broken.
+        stage_hosts.push({**release_images, BROKEN: release_images["1.1.0"]})
         stage_hosts.boot_seconds = stage_hosts.boot()
         yield stage_hosts
     finally:
@@ -130,6 +132,17 @@ def test_activate_of_an_image_the_registry_lacks_fails_before_changing_anything(
     assert "7.7.7" in result.stdout + result.stderr
     assert boxes.active_tag(hosts.daemon, box) == "1.0.0"
     assert app_container(hosts, box) == before and hosts.serving_version(box) == "1.0.0"
+
+
+def test_activate_of_a_release_that_never_gets_healthy_returns_to_the_previous_version(hosts):
+    box = hosts.hosts[0]
+    result = boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", BROKEN)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"activation of {BROKEN} failed and was rolled back; the old version 1.0.0 is serving again" in output
+    assert boxes.active_tag(hosts.daemon, box) == "1.0.0" and hosts.serving_version(box) == "1.0.0"
+    # The drained host is back in the target group.
+    assert "registering" in output
 
 
 def test_state_manager_stand_in_runs_a_changed_gate_one_host_at_a_time(hosts, production):

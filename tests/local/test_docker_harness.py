@@ -1,0 +1,84 @@
+"""The container harness's failure paths: a clear error, and nothing left behind."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+from local import boxes, docker, images
+from local.emulator import free_port
+
+
+def test_no_docker_command_names_the_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(docker.DockerError, match=r"no `docker` command on PATH: install it with `apt-get install docker.io"):
+        docker.connect_or_start(tmp_path)
+
+
+def test_a_daemon_named_by_docker_host_that_does_not_answer_is_not_replaced(tmp_path):
+    port = free_port()
+    with pytest.raises(docker.DockerError, match=rf"DOCKER_HOST=tcp://127.0.0.1:{port} does not answer"):
+        docker.connect_or_start(tmp_path, host=f"tcp://127.0.0.1:{port}")
+    assert not (tmp_path / "dockerd.pid").exists()
+
+
+def test_a_found_daemon_is_never_stopped(docker_daemon):
+    found = docker.Daemon(host=docker_daemon.host)
+    docker.stop(found)  # not ours: nothing is signalled
+    assert docker_daemon.answers()
+
+
+def test_a_build_on_a_missing_base_fails_naming_it(docker_daemon):
+    with pytest.raises(images.ImageError, match=r"building service/Dockerfile on liftoff/no-such-base:0 failed"):
+        images.build_service_image(docker_daemon, "liftoff/no-such-base:0", tag=f"liftoff/test-broken:{uuid.uuid4().hex[:6]}")
+
+
+def test_an_unknown_base_choice_is_refused(docker_daemon):
+    with pytest.raises(images.ImageError, match=r"'pypi' is not one of auto, registry, local"):
+        images.python_base(docker_daemon, "pypi")
+
+
+def test_the_endpoint_proxy_refuses_a_taken_port(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(boxes.BoxError, match=rf"port {port} on the boxes' gateway 127.0.0.1 is taken"):
+            boxes._start_endpoint_proxy("127.0.0.1", free_port(), tmp_path, tmp_path / "log", port=port)
+
+
+@pytest.fixture
+def bare_world(docker_daemon, box_image, tmp_path):
+    name = f"lt-{uuid.uuid4().hex[:6]}"
+    world = boxes.start_world(docker_daemon, name=name, image=box_image, emulator_port=free_port(), region="us-east-1",
+                              state_dir=tmp_path, database={"DB_USER": "u", "DB_PASSWORD": "p", "DB_NAME": "d", "DB_PORT": "5432"})
+    yield world
+    boxes.stop_world(docker_daemon, world, tmp_path)
+    leftovers = docker_daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={name}").stdout.split()
+    networks = docker_daemon.run("network", "ls", "--quiet", "--filter", f"label=liftoff.harness={name}").stdout.split()
+    assert leftovers == [] and networks == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(world.proxy_pid, 0)
+    assert not (tmp_path / boxes.WORLD_RECORD).exists()
+
+
+def boot(docker_daemon, world, box_image, tmp_path, user_data: str) -> boxes.Box:
+    return boxes.boot_box(docker_daemon, world, image=box_image, instance_id=f"i-{uuid.uuid4().hex[:17]}", local_ipv4="10.0.0.9",
+                          user_data=user_data.encode(), availability_zone="us-east-1a", state_dir=tmp_path)
+
+
+def test_a_host_that_never_signals_fails_with_its_output_and_leaves_nothing(docker_daemon, box_image, bare_world, tmp_path):
+    box = boot(docker_daemon, bare_world, box_image, tmp_path, "#!/bin/bash\necho 'user data ran, no signal'\n")
+    with pytest.raises(boxes.BoxError, match=rf"host {box.instance_id} did not signal within 20 s(.|\n)*user data ran, no signal"):
+        boxes.wait_signalled(docker_daemon, box, timeout=20)
+
+
+def test_a_host_whose_user_data_fails_signals_failure_with_its_output(docker_daemon, box_image, bare_world, tmp_path):
+    user_data = ("#!/bin/bash\nfunction exitTrap(){\nexitCode=$?\n"
+                 "/opt/aws/bin/cfn-signal --stack s --resource Hosts --region us-east-1 -e $exitCode\n}\ntrap exitTrap EXIT\n"
+                 "set -euo pipefail\ndnf install -y docker nginx\n")
+    box = boot(docker_daemon, bare_world, box_image, tmp_path, user_data)
+    with pytest.raises(boxes.BoxError, match=r"signalled FAILURE \(user data exited 1\)(.|\n)*package 'nginx' is not in the box image"):
+        boxes.wait_signalled(docker_daemon, box, timeout=120)
