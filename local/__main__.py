@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         with flow.step(f"starting the emulator (moto_server on {emulators.HOST}, port {args.port or 'free'})"):
             emulator = emulators.start(args.state_dir, port=args.port)
         flow.log(f"  emulator pid {emulator.pid} at {emulator.endpoint}")
-        flow.run(stage, emulator, source=args.assembly, target=args.adapted)
+        deployed = flow.run(stage, emulator, source=args.assembly, target=args.adapted)
         keep = args.command == "up"
     except (emulators.EmulatorError, flow.DeployError) as error:
         print(f"liftoff local: {error}", file=sys.stderr)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             emulators.stop(emulator, args.state_dir)
             flow.log(f"stopped the emulator (pid {emulator.pid})")
     flow.log(f"total {time.monotonic() - started_at:.1f} s")
-    flow.log(flow.EMULATOR_NOTE)
+    flow.log(flow.HOSTS_NOTE if deployed.real_hosts else flow.EMULATOR_NOTE)
     if keep:
         flow.log(f"the emulator keeps running (pid {emulator.pid}, recorded in {args.state_dir}/{emulators.RECORD_NAME}). Reach it with:")
         print(f"  export AWS_ENDPOINT_URL={emulator.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1")

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Iterator
 
 from config import StageConfig
-from local import aws
+from local import aws, boxes, docker, images
 from local.adapter import adapt_assembly, secrets_to_create
 from local.assembly import StageStacks, read_templates
 from local.emulator import Emulator
+from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.runtime import STAND_IN_NOTE, EmulatedRuntime
 from release import cli as release_cli
 
@@ -39,6 +40,14 @@ EMULATOR_NOTE = (
     "rollout wave happens, and no host executes an SSM document: what `liftoff` saw running was the "
     "emulator's stand-in (local/runtime.py) repeating the stack's record. `make deploy TARGET=aws STAGE=...` "
     "deploys the same stacks to a real account."
+)
+
+
+HOSTS_NOTE = (
+    "The control plane was a local AWS emulator (moto); the hosts were real: systemd boxes that ran the launch "
+    "template's user data, pulled the real image from a real registry and ran the gate scripts. What stood in for "
+    "AWS (IMDS, cfn-signal, State Manager, the endpoints' names) is listed in docs/local-emulator.md; no load balancer "
+    "served traffic. `make deploy TARGET=aws STAGE=...` deploys the same stacks to a real account."
 )
 
 
@@ -113,6 +122,7 @@ class LocalStage:
     emulator: Emulator
     stacks: StageStacks
     assembly: Path  # the adapted copy the CLI deploys
+    real_hosts: bool = False  # the walk ran on host boxes (ec2 with Docker), not on the stand-in
 
     @property
     def clients(self) -> aws.EndpointSession:
@@ -215,7 +225,8 @@ def liftoff(deployed: LocalStage, runtime: EmulatedRuntime, *argv: str) -> None:
     verb = argv[0]
     options = ["--config", str(CONFIG_FILE), "--stage", deployed.stage.name]
     if verb in ("stage", "activate", "rollback"):
-        options += ["--poll-interval", "0"]  # moto finishes an update before it answers
+        # moto finishes an update before it answers; real hosts take seconds per gate, polled each second.
+        options += ["--poll-interval", "1" if isinstance(runtime, HostsRuntime) else "0"]
     if verb in ("activate", "rollback"):
         options += ["--yes"]
     shown = " ".join(["liftoff", *argv, "--stage", deployed.stage.name])
@@ -225,19 +236,86 @@ def liftoff(deployed: LocalStage, runtime: EmulatedRuntime, *argv: str) -> None:
             raise DeployError(f"`{shown}` exited {code} (its message is above); the local deploy stops here")
 
 
-def release_walk(deployed: LocalStage, *, first: str, target: str) -> None:
-    """What issue 5 asks of `make deploy`: stage -> activate -> rollback with the release tool, then its ledger."""
-    runtime = deployed.runtime()
-    log(f"release walk {first} -> {target} -> {first} with liftoff; {STAND_IN_NOTE}")
+def release_walk(deployed: LocalStage, *, first: str, target: str, runtime: EmulatedRuntime | None = None,
+                 hosts: StageHosts | None = None) -> None:
+    """stage -> activate -> rollback with the release tool, then its ledger; on real hosts, what each one serves."""
+    runtime = runtime or deployed.runtime()
+    if hosts is None:
+        log(f"release walk {first} -> {target} -> {first} with liftoff; {STAND_IN_NOTE}")
+    else:
+        log(f"release walk {first} -> {target} -> {first} with liftoff on {len(hosts.hosts)} real host(s); "
+            "each gate runs on the hosts one at a time (the State Manager stand-in, local/hosts.py)")
     liftoff(deployed, runtime, "versions")
     before = observe(deployed)
     liftoff(deployed, runtime, "stage", target)
     liftoff(deployed, runtime, "activate", target)
     log(f"what `liftoff stage` + `liftoff activate {target}` changed (before -> after):")
     print_changes(before, observe(deployed))
+    if hosts is not None:
+        print_hosts(hosts)
     liftoff(deployed, runtime, "rollback")
+    if hosts is not None:
+        print_hosts(hosts)
     liftoff(deployed, runtime, "history")
     liftoff(deployed, runtime, "status")
+
+
+def print_hosts(hosts: StageHosts) -> None:
+    active = hosts.active_tags()
+    for box in hosts.hosts:
+        log(f"  host {box.instance_id} ({box.address}): active {active[box.instance_id] or '-'}, "
+            f"answers /version with {hosts.serving_version(box) or 'nothing'}")
+
+
+@contextmanager
+def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False) -> Iterator[tuple[StageHosts, StateManagerStandIn] | None]:
+    """An ec2 stage's hosts as boxes on this machine's Docker (yields None, saying why, where Docker is missing)."""
+    try:
+        daemon = docker.connect_or_start(STATE_DIR)
+    except docker.DockerError as error:
+        log(f"no Docker here ({error}); the walk stays control-plane only")
+        yield None
+        return
+    if daemon.ours:
+        log(f"  started dockerd (pid {daemon.pid}); it is stopped at the end")
+    hosts = state_manager = None
+    try:
+        with step("building the service image from service/Dockerfile, and the host box image"):
+            base = images.python_base(daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda line: log(f"  {line}"))
+            built = images.build_service_image(daemon, base)
+            release_images = {version: images.release_image(daemon, built, version) for version in releases}
+            box_image = images.box_image(daemon)
+        stale = boxes.BoxWorld.recorded(STATE_DIR)
+        if stale is not None:  # left by a run that was killed: recorded by us, so ours to remove
+            log(f"  removing the hosts' world {stale.name} a killed run left behind")
+            boxes.stop_world(daemon, stale, STATE_DIR)
+        hosts = StageHosts(daemon=daemon, session=deployed.clients, emulator_port=deployed.emulator.port,
+                           service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry,
+                           state_dir=STATE_DIR, name=f"liftoff-{deployed.stage.name}", box_image=box_image,
+                           say=lambda line: log(line))
+        with step("starting the hosts' world: AWS endpoints (TLS, to the emulator), the ECR and RDS stand-ins"):
+            hosts.start()
+        with step(f"pushing release images {', '.join(releases)} into the ECR stand-in (a real registry) and the emulated ECR"):
+            for version, digest in hosts.push(release_images).items():
+                log(f"  {version}: {digest}")
+        with step("booting one host box per instance of the Auto Scaling group from its launch template's user data"):
+            for instance_id, seconds in hosts.boot().items():
+                log(f"  host {instance_id} signalled SUCCESS {seconds:.1f} s after boot")
+        print_hosts(hosts)
+        state_manager = StateManagerStandIn(hosts, say=lambda line: log(line))
+        with step("the stage and activate associations' first run on every host (as their creation does on AWS)"):
+            state_manager.start()
+        yield hosts, state_manager
+    except (docker.DockerError, KeyError) as error:
+        raise DeployError(f"the ec2 hosts could not run here: {error}") from None
+    finally:
+        if state_manager is not None:
+            state_manager.stop()
+        if hosts is not None and not keep:
+            with step("removing the hosts, the stand-ins and their network"):
+                hosts.stop()
+        if not keep:
+            docker.stop(daemon)
 
 
 def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, target: Path = ADAPTED_DIR) -> LocalStage:
@@ -253,6 +331,16 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
     deployed = deploy_stage(stage, emulator, source=source, target=target, image_tag=first)
     for name in deployed.stacks.in_order:
         log(f"  {name}: {deployed.status(name)}")
+    if stage.compute == "ec2":
+        with real_hosts(deployed, releases) as running:
+            if running is not None:
+                hosts, state_manager = running
+                runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,
+                                       registry_stack=deployed.stacks.registry,
+                                       region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.clients)
+                release_walk(deployed, first=first, target=target_version, runtime=runtime, hosts=hosts)
+                deployed.real_hosts = True
+                return deployed
     with step(f"pushing release images {', '.join(releases)} (from {RELEASES_FILE.relative_to(REPO)}) into the emulated ECR, "
               "starting each image's scan"):
         aws.push_images(deployed.clients, deployed.repository_name, releases)

@@ -116,11 +116,14 @@ def build_service_image(daemon: Daemon, python_image: str, *, tag: str = SERVICE
 
 
 def release_image(daemon: Daemon, built: str, version: str) -> str:
-    """The built image as release `version`: one label more, so each release has its own digest, as
-    separate builds would."""
+    """The built image as release `version`: a label and a one-file layer more, so each release has its own
+    manifest and layers (ECR, and the emulator's ECR, derive the digest from them), as separate builds would."""
     image = f"{RELEASE_IMAGE}:{version}"
-    dockerfile = f"FROM {built}\nLABEL org.opencontainers.image.version={version}\n"
-    daemon.run("build", "--quiet", "--tag", image, "-", input=dockerfile, timeout=300)
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "RELEASE").write_text(f"{version}\n")
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {built}\nLABEL org.opencontainers.image.version={version}\nCOPY RELEASE /srv/service/RELEASE\n")
+        daemon.run("build", "--quiet", "--tag", image, context, timeout=300)
     return image
 
 

@@ -201,3 +201,9 @@ def test_container_output_and_unit_events_reach_the_stage_log_group(hosts):
                           for event in logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]]
     assert any('"logger": "liftoff.migrate"' in message for message in container_messages)
     assert any('"logger": "gunicorn.error"' in message for message in container_messages)
+
+
+def test_each_release_has_its_own_digest_in_the_registry_and_the_emulated_ecr(hosts, production):
+    details = production.client("ecr").describe_images(repositoryName=production.repository_name)["imageDetails"]
+    by_tag = {tag: detail["imageDigest"] for detail in details for tag in detail.get("imageTags", [])}
+    assert by_tag["1.0.0"] != by_tag["1.1.0"]
