@@ -1,0 +1,52 @@
+"""`make deploy STAGE=production` with Docker: the ec2 hosts boot as boxes and the release walk runs on them;
+without Docker, one line says so and the control-plane walk runs as before."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from local.emulator import free_port
+from tests.helpers.synth import REPO
+
+FIRST, TARGET = "1.0.0", "1.1.0"
+
+
+def deploy_production(shipped, tmp_path, **environment) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "local", "deploy", "--stage", "production", "--assembly", str(shipped.outdir),
+                           "--adapted", str(tmp_path / "adapted"), "--state-dir", str(tmp_path / "state")],
+                          cwd=REPO, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **environment})
+
+
+def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp_path, docker_daemon, box_image, service_image):
+    result = deploy_production(shipped, tmp_path, DOCKER_HOST=docker_daemon.host)
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    booted = re.findall(r"host (i-[0-9a-f]+) signalled SUCCESS (\d+\.\d) s after boot", out)
+    assert len(booted) == 2
+    hosts = [instance for instance, _ in booted]
+    for instance in hosts:
+        # Booted on the first release, switched host by host to the target, then rolled back.
+        assert re.search(rf"host {instance} \(.*\): active {FIRST}, answers /version with {FIRST}", out)
+        assert re.search(rf"host {instance}: stage {TARGET} -> exit 0 in \d+\.\d s", out)
+        assert re.search(rf"host {instance}: activate {TARGET} -> exit 0 in \d+\.\d s", out)
+        assert re.search(rf"host {instance} \(.*\): active {TARGET}, answers /version with {TARGET}", out)
+        assert re.search(rf"host {instance}: activate {FIRST} -> exit 0 in \d+\.\d s", out)
+    # One host at a time: the second host's activation is printed after the first's.
+    activations = re.findall(rf"host (i-[0-9a-f]+): activate {TARGET} -> exit 0", out)
+    assert activations == hosts
+    assert f"verified: 2 host(s) activated {TARGET}; 2 target(s) healthy" in out
+    assert "the hosts were real" in out and "removing the hosts, the stand-ins and their network" in out
+    left = docker_daemon.run("ps", "--all", "--quiet", "--filter", "label=liftoff.harness=liftoff-production").stdout.split()
+    assert left == []
+    assert docker_daemon.run("network", "ls", "--quiet", "--filter", "label=liftoff.harness=liftoff-production").stdout.split() == []
+
+
+def test_without_docker_the_walk_says_so_in_one_line_and_stays_control_plane(shipped, tmp_path):
+    result = deploy_production(shipped, tmp_path, DOCKER_HOST=f"tcp://127.0.0.1:{free_port()}")
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    assert len([line for line in out.splitlines() if "no Docker here" in line]) == 1
+    assert "the emulator's stand-in (local/runtime.py)" in out and "signalled SUCCESS" not in out
