@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         stopped = emulators.stop_recorded(args.state_dir)
         flow.log(f"stopped the emulator (pid {stopped.pid}, port {stopped.port})" if stopped else "no emulator recorded; nothing to stop")
+        for what in flow.stop_kept_hosts():
+            flow.log(f"stopped {what}")
         return 0
 
     try:
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         with flow.step(f"starting the emulator (moto_server on {emulators.HOST}, port {args.port or 'free'})"):
             emulator = emulators.start(args.state_dir, port=args.port)
         flow.log(f"  emulator pid {emulator.pid} at {emulator.endpoint}")
-        deployed = flow.run(stage, emulator, source=args.assembly, target=args.adapted)
+        deployed = flow.run(stage, emulator, source=args.assembly, target=args.adapted, keep_hosts=args.command == "up")
         keep = args.command == "up"
     except (emulators.EmulatorError, flow.DeployError) as error:
         print(f"liftoff local: {error}", file=sys.stderr)
@@ -79,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         flow.log(f"the emulator keeps running (pid {emulator.pid}, recorded in {args.state_dir}/{emulators.RECORD_NAME}). Reach it with:")
         print(f"  export AWS_ENDPOINT_URL={emulator.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1")
         print(f"  aws cloudformation describe-stacks --stack-name {stage.service_stack_name}")
-        print("  make local-down   # stops it")
+        for instance_id, container, address in deployed.hosts:
+            print(f"  curl http://{address}:{stage.container_port}/version   # host {instance_id}; "
+                  f"docker exec -it {container[:12]} bash for a shell on it")
+        print("  make local-down   # stops it" + (" and the hosts" if deployed.hosts else ""))
     return 0
 
 

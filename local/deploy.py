@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -123,6 +123,7 @@ class LocalStage:
     stacks: StageStacks
     assembly: Path  # the adapted copy the CLI deploys
     real_hosts: bool = False  # the walk ran on host boxes (ec2 with Docker), not on the stand-in
+    hosts: list[tuple[str, str, str]] = field(default_factory=list)  # (instance id, container, address)
 
     @property
     def clients(self) -> aws.EndpointSession:
@@ -279,6 +280,7 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False)
     if daemon.ours:
         log(f"  started dockerd (pid {daemon.pid}); it is stopped at the end")
     hosts = state_manager = None
+    walked = False
     try:
         with step("building the service image from service/Dockerfile, and the host box image"):
             base = images.python_base(daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda line: log(f"  {line}"))
@@ -306,19 +308,22 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False)
         with step("the stage and activate associations' first run on every host (as their creation does on AWS)"):
             state_manager.start()
         yield hosts, state_manager
+        walked = True
     except (docker.DockerError, KeyError) as error:
         raise DeployError(f"the ec2 hosts could not run here: {error}") from None
     finally:
         if state_manager is not None:
             state_manager.stop()
-        if hosts is not None and not keep:
+        kept = keep and walked  # a failed `up` leaves nothing behind either
+        if hosts is not None and not kept:
             with step("removing the hosts, the stand-ins and their network"):
                 hosts.stop()
-        if not keep:
+        if not kept:
             docker.stop(daemon)
 
 
-def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, target: Path = ADAPTED_DIR) -> LocalStage:
+def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, target: Path = ADAPTED_DIR,
+        keep_hosts: bool = False) -> LocalStage:
     """The whole demo in a running emulator: synth, deploy, push images, the release walk."""
     releases, target_version = release_tags()
     first = releases[0] if releases[0] != target_version else releases[-1]
@@ -332,7 +337,7 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
     for name in deployed.stacks.in_order:
         log(f"  {name}: {deployed.status(name)}")
     if stage.compute == "ec2":
-        with real_hosts(deployed, releases) as running:
+        with real_hosts(deployed, releases, keep=keep_hosts) as running:
             if running is not None:
                 hosts, state_manager = running
                 runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,
@@ -340,9 +345,25 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
                                        region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.clients)
                 release_walk(deployed, first=first, target=target_version, runtime=runtime, hosts=hosts)
                 deployed.real_hosts = True
+                deployed.hosts = [(box.instance_id, box.container, box.address) for box in hosts.hosts]
                 return deployed
     with step(f"pushing release images {', '.join(releases)} (from {RELEASES_FILE.relative_to(REPO)}) into the emulated ECR, "
               "starting each image's scan"):
         aws.push_images(deployed.clients, deployed.repository_name, releases)
     release_walk(deployed, first=first, target=target_version)
     return deployed
+
+
+def stop_kept_hosts(state_dir: Path = STATE_DIR) -> list[str]:
+    """What `local down` removes besides the emulator: the hosts' world and the Docker daemon `up` started."""
+    stopped = []
+    world = boxes.BoxWorld.recorded(state_dir)
+    if world is not None:
+        daemon = docker.Daemon(host=docker.DEFAULT_HOST)
+        boxes.stop_world(daemon, world, state_dir)
+        stopped.append(f"the hosts' world {world.name} ({len(world.boxes)} host(s), registry, database, network, proxy pid {world.proxy_pid})")
+    daemon_pid = docker.recorded_daemon(state_dir)
+    if daemon_pid is not None:
+        docker.stop(docker.Daemon(host=docker.DEFAULT_HOST, pid=daemon_pid))
+        stopped.append(f"dockerd (pid {daemon_pid})")
+    return stopped

@@ -100,6 +100,16 @@ def stop(daemon: Daemon) -> None:
         _stop_pid(daemon.pid)
 
 
+def recorded_daemon(state_dir: Path) -> int | None:
+    """The pid of a dockerd this module started with `state_dir`, if it still runs (pids get reused)."""
+    try:
+        pid = int((state_dir / "dockerd.pid").read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if command and command[0].endswith(b"dockerd") and str(state_dir / "dockerd.pid").encode() in command else None
+
+
 def _stop_pid(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
