@@ -1,9 +1,10 @@
 """Host boxes: emulated EC2 instances that boot from the user data the emulator's launch template holds.
 
 A *box world* is everything the hosts of one emulated stage reach, on one Docker network of its own:
-- the AWS endpoints: `socat` on the network's gateway terminates TLS for `*.<region>.amazonaws.com`
-  (a certificate from a CA made for this world) and forwards to the emulator on loopback, so the
-  hosts' AWS CLI and Docker's awslogs driver call the real endpoint names, unchanged;
+- the AWS endpoints: `python -m local.endpoints` on the network's gateway terminates TLS for
+  `*.<region>.amazonaws.com` (a certificate from a CA made for this world) and forwards to the
+  emulator on loopback, so the hosts' AWS CLI and Docker's awslogs driver call the real endpoint
+  names, unchanged (and target health comes from the load balancer stand-in, local/lb.py);
 - the ECR stand-in: a real registry (Debian's docker-registry) serving TLS as
   `<account>.dkr.ecr.<region>.amazonaws.com`, also published on loopback for pushes from this machine;
 - the RDS stand-in: a real PostgreSQL server with the stage secret's user and password;
@@ -20,9 +21,9 @@ import io
 import json
 import os
 import signal
-import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from typing import Callable
 
 from local.docker import Daemon, DockerError
 
+REPO = Path(__file__).resolve().parents[1]
 BOX_RUN_OPTIONS = (
     # systemd as PID 1 (verified on these machines; --privileged fails here: no cap_sys_resource).
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
@@ -71,6 +73,7 @@ class BoxWorld:
     database_address: str
     proxy_pid: int
     pki_dir: str
+    health_file: str  # target states the load balancer stand-in writes, for the endpoint proxy
     boxes: dict[str, Box] = field(default_factory=dict)
 
     @property
@@ -123,8 +126,6 @@ def make_pki(directory: Path, region: str) -> Path:
 def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, region: str, state_dir: Path,
                 database: dict[str, str], say: Say = print) -> BoxWorld:
     """Network, AWS endpoint proxy, ECR and RDS stand-ins; on any failure, nothing stays behind."""
-    if shutil.which("socat") is None:
-        raise BoxError("no `socat` on this machine (it forwards the boxes' AWS calls to the emulator): apt-get install socat")
     state_dir.mkdir(parents=True, exist_ok=True)
     pki = make_pki(state_dir / f"{name}-pki", region)
     started: list[tuple[str, str]] = []
@@ -133,7 +134,8 @@ def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, re
         network = daemon.run("network", "create", "--label", f"liftoff.harness={name}", f"{name}-net").stdout.strip()
         started.append(("network", network))
         gateway = _inspect(daemon, network, "{{(index .IPAM.Config 0).Gateway}}")
-        proxy = _start_endpoint_proxy(gateway, emulator_port, pki, state_dir / f"{name}-endpoints.log")
+        health_file = state_dir / f"{name}-target-health.json"
+        proxy = _start_endpoint_proxy(gateway, emulator_port, pki, state_dir / f"{name}-endpoints.log", health_file=health_file)
         registry = daemon.run(
             "run", "--detach", "--name", f"{name}-ecr", "--label", f"liftoff.harness={name}", "--network", network,
             "--publish", "127.0.0.1::443", "--volume", f"{pki}:/etc/liftoff-pki:ro",
@@ -149,7 +151,7 @@ def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, re
             registry_container=registry, registry_address=_address(daemon, registry, network),
             registry_port=int(daemon.run("port", registry, "443/tcp").stdout.strip().splitlines()[0].rsplit(":", 1)[1]),
             database_container=db, database_address=_address(daemon, db, network),
-            proxy_pid=proxy.pid, pki_dir=str(pki))
+            proxy_pid=proxy.pid, pki_dir=str(pki), health_file=str(health_file))
         world.record(state_dir)
         _wait(lambda: _registry_answers(world), 30, f"the ECR stand-in ({name}-ecr) did not answer",
               lambda: daemon.run("logs", "--tail", "20", registry, check=False).stderr)
@@ -253,7 +255,8 @@ def active_tag(daemon: Daemon, box: Box) -> str:
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path, *, port: int = 443) -> subprocess.Popen:
+def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path, *, port: int = 443,
+                          health_file: Path | None = None) -> subprocess.Popen:
     with socket.socket() as probe:
         try:
             probe.bind((gateway, port))
@@ -261,11 +264,12 @@ def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path
             raise BoxError(f"port {port} on the boxes' gateway {gateway} is taken ({error}); stop what listens there") from None
     with open(log, "wb") as log_file:
         proxy = subprocess.Popen(
-            ["socat", f"OPENSSL-LISTEN:{port},bind={gateway},reuseaddr,fork,cert={pki / 'endpoints.pem'},verify=0",
-             f"TCP:127.0.0.1:{emulator_port}"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            [sys.executable, "-m", "local.endpoints", "--bind", gateway, "--port", str(port),
+             "--certificate", str(pki / "endpoints.pem"), "--emulator-port", str(emulator_port),
+             *(["--health-file", str(health_file)] if health_file else [])],
+            cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait(lambda: _accepts(gateway, port), 10, "the AWS endpoint proxy (socat) did not start", lambda: log.read_text())
+        _wait(lambda: _accepts(gateway, port), 10, "the AWS endpoint proxy did not start", lambda: log.read_text())
     except BaseException:
         _stop_pid(proxy.pid)
         raise

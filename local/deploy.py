@@ -303,6 +303,9 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False)
         with step("booting one host box per instance of the Auto Scaling group from its launch template's user data"):
             for instance_id, seconds in hosts.boot().items():
                 log(f"  host {instance_id} signalled SUCCESS {seconds:.1f} s after boot")
+        with step("starting the load balancer stand-in (HAProxy, health checks and draining from the synthesized target group)"):
+            balancer = hosts.start_load_balancer()
+            log(f"  {balancer.url} -> the targets registered in the emulated target group")
         print_hosts(hosts)
         state_manager = StateManagerStandIn(hosts, say=lambda line: log(line))
         with step("the stage and activate associations' first run on every host (as their creation does on AWS)"):

@@ -11,8 +11,10 @@
   changes (and once at start, as an association's creation does), runs the gate's document command
   (`/opt/liftoff/bin/liftoff-stage TAG` or `liftoff-activate TAG`) on the hosts one at a time,
   stopping at the first failure (MaxConcurrency 1, MaxErrors 0).
+- The load balancer stand-in (local/lb.py, `start_load_balancer`): HAProxy in front of the hosts,
+  configured from the synthesized target group, following the emulator's registrations.
 - `HostsRuntime`: the release tool's adapter for such a stage; what runs is read from the hosts
-  (the activate gate's runs, each host's health answer), not from the stack's own record.
+  (the activate gate's runs) and the load balancer stand-in (target health), not from the stack's record.
 """
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from local import boxes
+from local import boxes, lb
 from local.docker import Daemon
+from local.emulator import free_port
 from local.runtime import EmulatedRuntime
 
 GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", "liftoff-activate"))
@@ -61,6 +64,8 @@ class StageHosts:
         self.service_stack, self.registry_stack = service_stack, registry_stack
         self.state_dir, self.name, self.box_image, self.say = state_dir, name, box_image, say
         self.world: boxes.BoxWorld | None = None
+        self.balancer: lb.LoadBalancer | None = None
+        self.controller: lb.Controller | None = None
         self._lock = threading.Lock()  # one gate command at a time on the stage, as the host lock would
 
     # --- what the emulator recorded ------------------------------------------------------------
@@ -99,7 +104,29 @@ class StageHosts:
                       "DB_NAME": environment["DB_NAME"], "DB_PORT": environment["DB_PORT"]})
         return self.world
 
+    def start_load_balancer(self, *, listen_port: int | None = None) -> lb.LoadBalancer:
+        """HAProxy configured from the synthesized target group, following the emulator's registrations."""
+        world = self._require_world()
+        template = self.session.client("cloudformation").get_template(StackName=self.service_stack)["TemplateBody"]
+        template = json.loads(template) if isinstance(template, str) else template
+        settings = lb.TargetGroupSettings.from_template(template)
+        self.balancer = lb.LoadBalancer(settings, state_dir=self.state_dir, name=self.name, listen_port=listen_port or free_port())
+        self.balancer.start()
+        target_group = self._outputs(self.service_stack).get("TargetGroupArn") or self.host_environment()["TARGET_GROUP_ARN"]
+        self.controller = lb.Controller(
+            self.balancer, elbv2=self.session.client("elbv2"), target_group_arn=target_group,
+            address_of=lambda target: world.boxes[target].address if target in world.boxes else None,
+            health_file=Path(world.health_file), say=self.say)
+        self.controller.start()
+        return self.balancer
+
     def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+        if self.balancer is not None:
+            self.balancer.stop()
+            self.balancer = None
         if self.world is not None:
             boxes.stop_world(self.daemon, self.world, self.state_dir)
             self.world = None
@@ -275,10 +302,8 @@ class HostsRuntime(EmulatedRuntime):
                 "association_status": activate.get("status", "")}
 
     def target_health(self, target_group_arn: str) -> list[dict]:
-        path = self.hosts.host_environment_cached()["HEALTH_CHECK_PATH"]
-        health = []
-        for box in self.hosts.hosts:
-            status, detail = self.hosts.answer(box, path)
-            health.append({"target": box.instance_id, "state": "healthy" if status == 200 else "unhealthy",
-                           "reason": "" if status == 200 else f"{path} answered {status or detail}"})
-        return health
+        """The load balancer stand-in's states (its real health checks and draining), as an ALB reports them."""
+        if self.hosts.controller is None:
+            raise boxes.BoxError("the load balancer stand-in is not running (StageHosts.start_load_balancer)")
+        return [{"target": target, "state": state, "reason": "" if state == "healthy" else state}
+                for target, state in self.hosts.controller.states().items()]

@@ -65,6 +65,9 @@ def hosts(docker_daemon, box_image, release_images, emulator, production):
         # A release whose service cannot start: no API module answers for 1.9.9-broken.
         stage_hosts.push({**release_images, BROKEN: release_images["1.1.0"]})
         stage_hosts.boot_seconds = stage_hosts.boot()
+        stage_hosts.start_load_balancer()
+        wait_until(lambda: set(stage_hosts.controller.states().values()) == {"healthy"}, 30,
+                   "the load balancer stand-in did not see both hosts healthy")
         yield stage_hosts
     finally:
         stage_hosts.stop()
@@ -116,6 +119,13 @@ def test_stage_pulls_the_image_and_changes_nothing_else(hosts, production):
 def test_activate_switches_every_host_and_back(hosts):
     runs = hosts.run_gate("activate", "1.1.0")
     assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]
+    # Each host drained first (the other was healthy in the load balancer), and was back in service
+    # (healthy by the stand-in's checks) before the next one started.
+    for run in runs:
+        assert "other healthy target(s) keep serving" in run.output, run.output
+    assert set(hosts.controller.states().values()) == {"healthy"}
+    response = __import__("urllib.request").request.urlopen(f"{hosts.balancer.url}/version", timeout=5)
+    assert json.loads(response.read())["version"] == "1.1.0"
     for box in hosts.hosts:
         assert hosts.serving_version(box) == "1.1.0"
         assert on_host(hosts, box, "cat", "/etc/liftoff/active.env.previous") == "IMAGE_TAG=1.0.0"

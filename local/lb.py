@@ -1,0 +1,264 @@
+"""The load balancer stand-in: a real HAProxy in front of the host boxes, behaving like the ALB where a
+release depends on it.
+
+- Its health check (path, matcher, interval, timeout, healthy/unhealthy thresholds) and its
+  deregistration delay are read from the synthesized target group (`TargetGroupSettings.from_template`).
+- Its backends are the targets registered in the emulator's target group (by the Auto Scaling group
+  at launch, and by the hosts' own `register-targets`/`deregister-targets` calls): `Controller`
+  follows them (`poll_seconds`, 0.25 s) and adds each new target to HAProxy as *initial*: marked
+  down until it passes `healthy threshold` checks in a row (an ALB sends a new target no traffic
+  before that); a deregistered target is *draining*: no new requests, in-flight ones finish, for the
+  deregistration delay, then it is removed.
+- What `describe-target-health` answers (to the hosts through local/endpoints.py, and to `liftoff`
+  through `states`) is these states, from HAProxy's real checks.
+
+What an ALB does that this does not: cross-zone balancing, fail-open to all targets when none is
+healthy (HAProxy answers 503), slow start, connection multiplexing, HTTP/2, its own timeouts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+HAPROXY = "haproxy"
+BACKEND = "targets"
+Say = Callable[[str], None]
+
+
+class LoadBalancerError(RuntimeError):
+    """HAProxy could not start or be driven; the message says what and shows its output."""
+
+
+@dataclass(frozen=True)
+class TargetGroupSettings:
+    health_check_path: str
+    matcher: str
+    interval_seconds: int
+    timeout_seconds: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+    deregistration_delay_seconds: int
+    port: int
+
+    @classmethod
+    def from_template(cls, template: dict) -> "TargetGroupSettings":
+        """From the one AWS::ElasticLoadBalancingV2::TargetGroup of a synthesized template (AWS defaults where unset)."""
+        groups = [resource["Properties"] for resource in template.get("Resources", {}).values()
+                  if resource.get("Type") == "AWS::ElasticLoadBalancingV2::TargetGroup"]
+        if len(groups) != 1:
+            raise LoadBalancerError(f"expected one target group in the service template, found {len(groups)}")
+        group = groups[0]
+        attributes = {item["Key"]: item["Value"] for item in group.get("TargetGroupAttributes", [])}
+        return cls(
+            health_check_path=group.get("HealthCheckPath", "/"),
+            matcher=str(group.get("Matcher", {}).get("HttpCode", "200")),
+            interval_seconds=int(group.get("HealthCheckIntervalSeconds", 30)),
+            timeout_seconds=int(group.get("HealthCheckTimeoutSeconds", 5)),
+            healthy_threshold=int(group.get("HealthyThresholdCount", 5)),
+            unhealthy_threshold=int(group.get("UnhealthyThresholdCount", 2)),
+            deregistration_delay_seconds=int(attributes.get("deregistration_delay.timeout_seconds", 300)),
+            port=int(group.get("Port", 80)),
+        )
+
+    def server_options(self) -> str:
+        return (f"check inter {self.interval_seconds}s rise {self.healthy_threshold} fall {self.unhealthy_threshold}")
+
+
+def haproxy_config(settings: TargetGroupSettings, *, listen_port: int, admin_socket: Path) -> str:
+    matcher = settings.matcher.replace(",", " ").split()
+    expect = f"status {matcher[0]}" if len(matcher) == 1 and matcher[0].isdigit() else f"rstatus ^({'|'.join(matcher)})$"
+    return "\n".join([
+        "global",
+        f"    stats socket {admin_socket} mode 600 level admin",
+        "defaults",
+        "    mode http",
+        "    timeout connect 3s",
+        "    timeout client 60s",
+        "    timeout server 60s",
+        f"    timeout check {settings.timeout_seconds}s",
+        "frontend service",
+        # Loopback only: the load generator runs on this machine.
+        f"    bind 127.0.0.1:{listen_port}",
+        f"    default_backend {BACKEND}",
+        f"backend {BACKEND}",
+        "    balance roundrobin",
+        f"    option httpchk GET {settings.health_check_path}",
+        f"    http-check expect {expect}",
+        "",
+    ])
+
+
+class LoadBalancer:
+    """One HAProxy process, started and stopped by its pid, driven through its admin socket."""
+
+    def __init__(self, settings: TargetGroupSettings, *, state_dir: Path, name: str, listen_port: int):
+        self.settings, self.listen_port = settings, listen_port
+        self.admin_socket = state_dir / f"{name}-haproxy.sock"
+        self.config = state_dir / f"{name}-haproxy.cfg"
+        self.log = state_dir / f"{name}-haproxy.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def start(self) -> None:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", self.listen_port))
+            except OSError as error:
+                raise LoadBalancerError(f"port {self.listen_port} on 127.0.0.1 is taken ({error}); pick another") from None
+        self.config.parent.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(haproxy_config(self.settings, listen_port=self.listen_port, admin_socket=self.admin_socket))
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while not self.admin_socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise LoadBalancerError(f"haproxy did not start; its output:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+        self.admin_socket.unlink(missing_ok=True)
+
+    def command(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(5)
+            connection.connect(str(self.admin_socket))
+            connection.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def servers(self) -> dict[str, str]:
+        """HAProxy's status of each server of the backend: UP, DOWN, UP 1/2, DOWN 1/2, DRAIN, MAINT ..."""
+        rows = self.command("show stat").splitlines()
+        header = rows[0].lstrip("# ").split(",")
+        status = header.index("status")
+        return {fields[1]: fields[status] for fields in (row.split(",") for row in rows[1:] if row)
+                if fields[0] == BACKEND and fields[1] not in ("BACKEND", "FRONTEND")}
+
+    def add(self, target: str, address: str, port: int) -> None:
+        self.command(f"add server {BACKEND}/{target} {address}:{port} {self.settings.server_options()}")
+        # One line, so nothing runs between: checks on, enabled, marked down until `rise` checks pass.
+        self.command(f"enable health {BACKEND}/{target}; enable server {BACKEND}/{target}; "
+                     f"set server {BACKEND}/{target} health down")
+
+    def drain(self, target: str) -> None:
+        self.command(f"set server {BACKEND}/{target} state drain")
+
+    def ready(self, target: str) -> None:
+        self.command(f"set server {BACKEND}/{target} state ready")
+
+    def remove(self, target: str) -> None:
+        self.command(f"set server {BACKEND}/{target} state maint; shutdown sessions server {BACKEND}/{target}; "
+                     f"del server {BACKEND}/{target}")
+
+
+class Controller:
+    """Follows the emulator's registrations into HAProxy and publishes ALB-like target states."""
+
+    poll_seconds = 0.25
+
+    def __init__(self, balancer: LoadBalancer, *, elbv2, target_group_arn: str, address_of: Callable[[str], str | None],
+                 health_file: Path | None = None, say: Say = print):
+        self.balancer, self.elbv2, self.target_group_arn = balancer, elbv2, target_group_arn
+        self.address_of, self.health_file, self.say = address_of, health_file, say
+        self.registered: dict[str, float] = {}  # target -> when it was added
+        self.was_healthy: set[str] = set()
+        self.draining: dict[str, float] = {}  # target -> when its deregistration delay ends
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def registrations(self) -> dict[str, int]:
+        descriptions = self.elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]
+        return {d["Target"]["Id"]: int(d["Target"].get("Port") or self.balancer.settings.port) for d in descriptions}
+
+    def sync(self) -> None:
+        """One pass: new registrations added as initial, deregistrations drained, drains past their delay removed."""
+        with self._lock:
+            now = time.monotonic()
+            registered = self.registrations()
+            for target, port in registered.items():
+                if target in self.draining:
+                    del self.draining[target]
+                    self.balancer.ready(target)
+                    self.say(f"  load balancer: {target} registered again while draining; back in service")
+                elif target not in self.registered:
+                    address = self.address_of(target)
+                    if address is None:
+                        continue  # no host answers for it (yet): an ALB would keep it unhealthy
+                    self.balancer.add(target, address, port)
+                    self.registered[target] = now
+                    self.was_healthy.discard(target)
+            for target in [t for t in self.registered if t not in registered and t not in self.draining]:
+                self.balancer.drain(target)
+                self.draining[target] = now + self.balancer.settings.deregistration_delay_seconds
+            for target, until in list(self.draining.items()):
+                if now >= until:
+                    self.balancer.remove(target)
+                    del self.draining[target]
+                    self.registered.pop(target, None)
+            self._publish()
+
+    def states(self) -> dict[str, str]:
+        """ALB target states from HAProxy's checks: initial, healthy, unhealthy or draining."""
+        servers = self.balancer.servers()
+        states = {}
+        for target in self.registered:
+            status = servers.get(target, "")
+            if target in self.draining:
+                states[target] = "draining"
+            elif status.startswith("UP"):
+                self.was_healthy.add(target)
+                states[target] = "healthy"
+            else:
+                states[target] = "unhealthy" if target in self.was_healthy else "initial"
+        return states
+
+    def _publish(self) -> None:
+        if self.health_file is None:
+            return
+        tmp = self.health_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({self.target_group_arn: self.states()}))
+        tmp.replace(self.health_file)
+
+    def start(self) -> None:
+        self.sync()
+        self._thread = threading.Thread(target=self._follow, name="load-balancer-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.sync()
+            except Exception as error:  # a transient emulator or socket error must not end the follower
+                self.say(f"  load balancer controller: {error}")
