@@ -112,6 +112,7 @@ class Summary:
     longest_gap_s: float
     p50_ms: float | None  # latency of successful responses only: a refusal's 0.1 ms is not a latency
     p99_ms: float | None
+    send_lag_p99_ms: float | None  # how late requests left against their schedule: the generator keeping up
     versions: dict[str, int]
     switch_s: float | None
 
@@ -235,6 +236,7 @@ def summarize(records: Sequence[Record], *, start: float, end: float, since: flo
             versions[record.version] = versions.get(record.version, 0) + 1
     latencies = [r.latency_s * 1000 for r in chosen if r.ok and r.latency_s is not None]
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    lag = percentile([(r.sent - r.scheduled) * 1000 for r in chosen if r.sent is not None], 0.99)
     switch = None
     if version is not None and marker is not None:
         switch = switch_seconds(records, version, marker)
@@ -246,6 +248,7 @@ def summarize(records: Sequence[Record], *, start: float, end: float, since: flo
         longest_gap_s=round(longest_gap(records, lo, hi), 4),
         p50_ms=None if p50 is None else round(p50, 2),
         p99_ms=None if p99 is None else round(p99, 2),
+        send_lag_p99_ms=None if lag is None else round(lag, 2),
         versions=dict(sorted(versions.items())),
         switch_s=None if switch is None else round(switch, 4),
     )
