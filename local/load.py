@@ -221,13 +221,14 @@ def switch_seconds(records: Iterable[Record], version: str, marker: float) -> fl
 
 def summarize(records: Sequence[Record], *, start: float, end: float, since: float | None = None,
               until: float | None = None, version: str | None = None, marker: float | None = None) -> Summary:
-    """Summary of the records scheduled in [since, until] (default: the whole run [start, end]).
+    """Summary of the records scheduled in [since, until] (default: every record; gaps over [start, end]).
 
     The longest gap is measured over [since, until] from every success completing in it (whenever it was
     scheduled). switch_s needs `version` and `marker` and looks at every record, not only the window."""
     lo = start if since is None else since
     hi = end if until is None else until
-    chosen = [r for r in records if lo <= r.scheduled <= hi]
+    # Without bounds every record counts, even those a stopped run never got to schedule.
+    chosen = [r for r in records if (since is None or r.scheduled >= since) and (until is None or r.scheduled <= until)]
     outcomes: dict[str, int] = {}
     versions: dict[str, int] = {}
     for record in chosen:

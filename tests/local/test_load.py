@@ -187,6 +187,18 @@ def test_requests_the_pool_cannot_start_on_time_are_sent_late_or_recorded_as_not
     assert all(r.sent - r.scheduled > 0.2 for r in late)
 
 
+def test_an_error_inside_the_block_stops_the_run_and_records_the_rest_as_not_sent(server):
+    with pytest.raises(RuntimeError, match="boom"):
+        with LoadRun(server.url, rate=20, duration=5) as run:
+            time.sleep(0.3)
+            raise RuntimeError("boom")
+    summary = run.summary()
+    assert len(run.records) == 100
+    assert summary.sent == server.hits and 0 < summary.sent < 100
+    assert summary.not_sent == 100 - summary.sent
+    assert not _load_threads()
+
+
 @pytest.mark.parametrize("url", ["http://10.1.2.3:8080/version", "http://localhost:{port}/version",
                                  "http://example.com/version", "http://[fe80::1]/version"])
 def test_addresses_that_are_not_loopback_or_allowed_are_refused_before_anything_is_sent(server, url):
@@ -281,6 +293,9 @@ def test_summarize_counts_a_window_and_the_whole_run():
     assert whole.longest_gap_s == 3.0  # from 1.0 to 4.0
     assert whole.switch_s == 2.5
     assert whole.p50_ms == pytest.approx(10.0) and whole.p99_ms == pytest.approx(10.0)
+    assert whole.send_lag_p99_ms == 0.0
+    late = Record(6, scheduled=5.5, sent=5.75, ended=5.8, outcome="200", status=200, version="2")
+    assert summarize([*records, late], start=0.0, end=6.0).send_lag_p99_ms == pytest.approx(250.0)
     # The window [1.5, 3.5] holds the two failures (by scheduled time) and no success.
     window = summarize(records, start=0.0, end=6.0, since=1.5, until=3.5)
     assert (window.sent, window.failed, window.versions, window.p50_ms) == (2, 2, {}, None)
