@@ -217,6 +217,8 @@ def test_an_address_the_caller_allows_is_accepted_and_others_are_still_refused()
     assert (target.host, target.port, target.path) == ("172.18.0.5", 8080, "/version")
     with pytest.raises(AddressNotAllowed, match="172.18.0.6"):
         load.check_url("http://172.18.0.6:8080/version", allowed=["172.18.0.5"])
+    assert load.check_url("http://[::1]:9/v?x=1") == load.ParsedTarget("::1", 9, "/v?x=1")
+    assert load.check_url("http://127.0.0.2/").port == 80
     with pytest.raises(ValueError, match="scheme 'https'"):
         load.check_url("https://127.0.0.1/version")
     with pytest.raises(ValueError, match="rate=0"):
