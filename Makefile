@@ -2,12 +2,17 @@
 SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-STAGE ?= staging
 TARGET ?= local
+# Locally the ec2 stage, where real hosts serve real requests; on AWS name the stage you mean.
+ifeq ($(TARGET),local)
+STAGE ?= production
+else
+STAGE ?= staging
+endif
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup synth test report snapshots deploy local-up local-down
+.PHONY: setup synth test report snapshots deploy local-up local-down bench-rollout
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -54,3 +59,8 @@ local-up: setup
 
 local-down:
 	$(PYTHON) -m local down
+
+# What clients see while liftoff switches versions on real hosts (Docker needed): one row per scenario
+# and action, median of runs; BENCH_ARGS="--runs 1 --scenario ec2-2-hosts --json" narrows it.
+bench-rollout: setup
+	$(PYTHON) -m bench.rollout $(BENCH_ARGS)

@@ -90,7 +90,8 @@ class BoxWorld:
         except FileNotFoundError:
             return None
         data["boxes"] = {key: Box(**value) for key, value in data.get("boxes", {}).items()}
-        return BoxWorld(**data)
+        data.setdefault("health_file", "")  # recorded by a version before the load balancer stand-in
+        return BoxWorld(**{key: value for key, value in data.items() if key in BoxWorld.__dataclass_fields__})
 
 
 # --- certificates ------------------------------------------------------------------------------

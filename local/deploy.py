@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from config import StageConfig
 from local import aws, boxes, docker, images
@@ -23,6 +23,7 @@ from local.adapter import adapt_assembly, secrets_to_create
 from local.assembly import StageStacks, read_templates
 from local.emulator import Emulator
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
+from local.load import LoadRun
 from local.runtime import STAND_IN_NOTE, EmulatedRuntime
 from release import cli as release_cli
 
@@ -237,10 +238,28 @@ def liftoff(deployed: LocalStage, runtime: EmulatedRuntime, *argv: str) -> None:
             raise DeployError(f"`{shown}` exited {code} (its message is above); the local deploy stops here")
 
 
+WALK_LOAD_RATE = 20.0  # requests per second through the load balancer stand-in during the walk
+WALK_LOAD_BOUND_SECONDS = 600.0
+
+
 def release_walk(deployed: LocalStage, *, first: str, target: str, runtime: EmulatedRuntime | None = None,
                  hosts: StageHosts | None = None) -> None:
-    """stage -> activate -> rollback with the release tool, then its ledger; on real hosts, what each one serves."""
+    """stage -> activate -> rollback with the release tool, then its ledger; on real hosts, what each one
+    serves, with steady load through the load balancer stand-in during each step."""
     runtime = runtime or deployed.runtime()
+    loads: list[tuple[str, object]] = []
+
+    def step_under_load(*argv: str) -> None:
+        if hosts is None or hosts.balancer is None:
+            liftoff(deployed, runtime, *argv)
+            return
+        with LoadRun(f"{hosts.balancer.url}/version", rate=WALK_LOAD_RATE, duration=WALK_LOAD_BOUND_SECONDS) as run:
+            try:
+                liftoff(deployed, runtime, *argv)
+            finally:
+                run.stop()
+        loads.append((" ".join(argv), run.summary()))
+
     if hosts is None:
         log(f"release walk {first} -> {target} -> {first} with liftoff; {STAND_IN_NOTE}")
     else:
@@ -248,17 +267,23 @@ def release_walk(deployed: LocalStage, *, first: str, target: str, runtime: Emul
             "each gate runs on the hosts one at a time (the State Manager stand-in, local/hosts.py)")
     liftoff(deployed, runtime, "versions")
     before = observe(deployed)
-    liftoff(deployed, runtime, "stage", target)
-    liftoff(deployed, runtime, "activate", target)
+    step_under_load("stage", target)
+    step_under_load("activate", target)
     log(f"what `liftoff stage` + `liftoff activate {target}` changed (before -> after):")
     print_changes(before, observe(deployed))
     if hosts is not None:
         print_hosts(hosts)
-    liftoff(deployed, runtime, "rollback")
+    step_under_load("rollback")
     if hosts is not None:
         print_hosts(hosts)
     liftoff(deployed, runtime, "history")
     liftoff(deployed, runtime, "status")
+    if loads:
+        log(f"what clients saw through the load balancer stand-in ({WALK_LOAD_RATE:.0f} requests/s, a new connection each, "
+            "GET /version; `make bench-rollout` measures more):")
+        for what, summary in loads:
+            log(f"  liftoff {what}: sent {summary.sent}, failed {summary.failed}, longest gap {summary.longest_gap_s:.2f} s, "
+                f"versions {', '.join(f'{v} x{n}' for v, n in summary.versions.items()) or 'none'}")
 
 
 def print_hosts(hosts: StageHosts) -> None:
@@ -269,8 +294,13 @@ def print_hosts(hosts: StageHosts) -> None:
 
 
 @contextmanager
-def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False) -> Iterator[tuple[StageHosts, StateManagerStandIn] | None]:
-    """An ec2 stage's hosts as boxes on this machine's Docker (yields None, saying why, where Docker is missing)."""
+def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False, host_count: int | None = None,
+               extra_images: Callable[[docker.Daemon, str], dict[str, str]] | None = None,
+               ) -> Iterator[tuple[StageHosts, StateManagerStandIn] | None]:
+    """An ec2 stage's hosts as boxes on this machine's Docker (yields None, saying why, where Docker is missing).
+
+    `host_count` sets the Auto Scaling group's capacity in the emulator before the hosts boot (as a
+    `desired_count` change would); `extra_images(daemon, built_image)` adds release images to push."""
     try:
         daemon = docker.connect_or_start(STATE_DIR)
     except docker.DockerError as error:
@@ -286,6 +316,8 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False)
             base = images.python_base(daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda line: log(f"  {line}"))
             built = images.build_service_image(daemon, base)
             release_images = {version: images.release_image(daemon, built, version) for version in releases}
+            if extra_images is not None:
+                release_images.update(extra_images(daemon, built))
             box_image = images.box_image(daemon)
         stale = boxes.BoxWorld.recorded(STATE_DIR)
         if stale is not None:  # left by a run that was killed: recorded by us, so ours to remove
@@ -293,13 +325,15 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False)
             boxes.stop_world(daemon, stale, STATE_DIR)
         hosts = StageHosts(daemon=daemon, session=deployed.clients, emulator_port=deployed.emulator.port,
                            service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry,
-                           state_dir=STATE_DIR, name=f"liftoff-{deployed.stage.name}", box_image=box_image,
+                           state_dir=STATE_DIR, name=f"liftoff-{deployed.stage.name}-{os.getpid()}", box_image=box_image,
                            say=lambda line: log(line))
-        with step("starting the hosts' world: AWS endpoints (TLS, to the emulator), the ECR and RDS stand-ins"):
+        with step(f"starting the hosts' world {hosts.name}: AWS endpoints (TLS, to the emulator), the ECR and RDS stand-ins"):
             hosts.start()
         with step(f"pushing release images {', '.join(releases)} into the ECR stand-in (a real registry) and the emulated ECR"):
             for version, digest in hosts.push(release_images).items():
                 log(f"  {version}: {digest}")
+        if host_count is not None:
+            hosts.set_capacity(host_count)
         with step("booting one host box per instance of the Auto Scaling group from its launch template's user data"):
             for instance_id, seconds in hosts.boot().items():
                 log(f"  host {instance_id} signalled SUCCESS {seconds:.1f} s after boot")

@@ -145,9 +145,22 @@ class StageHosts:
             manifest, media_type = self._manifest(repository, version)
             recorded = ecr.put_image(repositoryName=repository, imageTag=version, imageManifest=manifest,
                                      imageManifestMediaType=media_type)["image"]
-            ecr.start_image_scan(repositoryName=repository, imageId={"imageTag": version})
+            try:
+                ecr.start_image_scan(repositoryName=repository, imageId={"imageTag": version})
+            except ecr.exceptions.LimitExceededException:
+                pass  # the same image under another tag: its scan has started already
+
             digests[version] = recorded["imageId"]["imageDigest"]
         return digests
+
+    def set_capacity(self, count: int) -> None:
+        """The Auto Scaling group's size in the emulator, as a `desired_count` deploy (or the autoscaler) sets it."""
+        name = self.group()["AutoScalingGroupName"]
+        self.session.client("autoscaling").update_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=count, MaxSize=count + 1, DesiredCapacity=count)
+        instances = self.group().get("Instances", [])
+        if len(instances) != count:
+            raise boxes.BoxError(f"the emulator's Auto Scaling group has {len(instances)} instance(s) after setting {count}")
 
     def boot(self) -> dict[str, float]:
         """Boot a box per instance of the group (all at once, as a group launches), wait for each signal;

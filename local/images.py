@@ -35,7 +35,7 @@ BOX_PACKAGES = ("systemd", "systemd-sysv", "dbus", "docker.io", "iptables", "jq"
                 "python3", "iproute2", "procps", "awscli", "dnsmasq-base", "postgresql", "docker-registry",
                 "util-linux", "openssl", "less")
 SERVICE_BUILD_IMAGE = "liftoff/service:build"
-BOX_IMAGE = "liftoff/host-box:latest-build"
+BOX_IMAGE = "liftoff/host-box:build"
 RELEASE_IMAGE = "liftoff/service"
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 # mmdebstrap runs this inside the new root filesystem's host side: copy the machine's extra CAs in.
@@ -79,6 +79,16 @@ def rootfs_tar(name: str, packages: tuple[str, ...], *, cache_dir: Path = CACHE_
     return tar
 
 
+def tree_digest(*roots: Path) -> str:
+    """A short digest of the files under `roots` (paths and contents): an image tag that changes with its
+    inputs, so two checkouts sharing one Docker daemon never run each other's builds."""
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def has_image(daemon: Daemon, image: str) -> bool:
     return daemon.run("image", "inspect", image, check=False, timeout=30).returncode == 0
 
@@ -106,8 +116,9 @@ def python_base(daemon: Daemon, choice: str = "auto", *, say: Say = print, cache
     return imported_rootfs(daemon, "python-base", PYTHON_PACKAGES, cache_dir=cache_dir)
 
 
-def build_service_image(daemon: Daemon, python_image: str, *, tag: str = SERVICE_BUILD_IMAGE) -> str:
-    """`service/Dockerfile`, built unchanged but for its PYTHON_IMAGE build argument."""
+def build_service_image(daemon: Daemon, python_image: str, *, tag: str | None = None) -> str:
+    """`service/Dockerfile`, built unchanged but for its PYTHON_IMAGE build argument (tagged by its inputs)."""
+    tag = tag or f"{SERVICE_BUILD_IMAGE}-{tree_digest(SERVICE_DIR)}"
     try:
         daemon.run("build", "--quiet", "--build-arg", f"PYTHON_IMAGE={python_image}", "--tag", tag, str(SERVICE_DIR), timeout=900)
     except DockerError as error:
@@ -115,14 +126,19 @@ def build_service_image(daemon: Daemon, python_image: str, *, tag: str = SERVICE
     return tag
 
 
-def release_image(daemon: Daemon, built: str, version: str) -> str:
+def release_image(daemon: Daemon, built: str, version: str, *, never_starts: bool = False) -> str:
     """The built image as release `version`: a label and a one-file layer more, so each release has its own
-    manifest and layers (ECR, and the emulator's ECR, derive the digest from them), as separate builds would."""
-    image = f"{RELEASE_IMAGE}:{version}"
+    manifest and layers (ECR, and the emulator's ECR, derive the digest from them), as separate builds would.
+
+    `never_starts`: a bad release for tests and benchmarks; its `migrate` works, but its default command
+    is one the service refuses, so the container exits at every start and never answers a health check."""
+    image = f"{RELEASE_IMAGE}:{version}-{built.rsplit('-', 1)[-1]}"
     with tempfile.TemporaryDirectory() as context:
         (Path(context) / "RELEASE").write_text(f"{version}\n")
-        (Path(context) / "Dockerfile").write_text(
-            f"FROM {built}\nLABEL org.opencontainers.image.version={version}\nCOPY RELEASE /srv/service/RELEASE\n")
+        dockerfile = f"FROM {built}\nLABEL org.opencontainers.image.version={version}\nCOPY RELEASE /srv/service/RELEASE\n"
+        if never_starts:
+            dockerfile += 'CMD ["no-such-command"]\n'
+        (Path(context) / "Dockerfile").write_text(dockerfile)
         daemon.run("build", "--quiet", "--tag", image, context, timeout=300)
     return image
 
@@ -130,8 +146,9 @@ def release_image(daemon: Daemon, built: str, version: str) -> str:
 def box_image(daemon: Daemon, *, cache_dir: Path = CACHE_DIR) -> str:
     """The host box image: the box root filesystem plus local/box/ (stand-ins and their units)."""
     rootfs = imported_rootfs(daemon, "box-rootfs", BOX_PACKAGES, cache_dir=cache_dir)
+    image = f"{BOX_IMAGE}-{tree_digest(BOX_DIR)}"
     try:
-        daemon.run("build", "--quiet", "--build-arg", f"ROOTFS_IMAGE={rootfs}", "--tag", BOX_IMAGE, str(BOX_DIR), timeout=600)
+        daemon.run("build", "--quiet", "--build-arg", f"ROOTFS_IMAGE={rootfs}", "--tag", image, str(BOX_DIR), timeout=600)
     except DockerError as error:
         raise ImageError(f"building the host box image (local/box/) failed: {error}") from None
-    return BOX_IMAGE
+    return image

@@ -39,9 +39,10 @@ def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp
     assert activations == hosts
     assert f"verified: 2 host(s) activated {TARGET}; 2 target(s) healthy" in out
     assert "the hosts were real" in out and "removing the hosts, the stand-ins and their network" in out
-    left = docker_daemon.run("ps", "--all", "--quiet", "--filter", "label=liftoff.harness=liftoff-production").stdout.split()
+    world = re.search(r"starting the hosts' world (liftoff-production-\d+):", out).group(1)
+    left = docker_daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={world}").stdout.split()
     assert left == []
-    assert docker_daemon.run("network", "ls", "--quiet", "--filter", "label=liftoff.harness=liftoff-production").stdout.split() == []
+    assert docker_daemon.run("network", "ls", "--quiet", "--filter", f"label=liftoff.harness={world}").stdout.split() == []
 
 
 def test_without_docker_the_walk_says_so_in_one_line_and_stays_control_plane(shipped, tmp_path):

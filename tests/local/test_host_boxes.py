@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from config import load_config
-from local import boxes, emulator as emulators
+from local import boxes, emulator as emulators, images
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.hosts import StageHosts, StateManagerStandIn
 from tests.helpers.emulated_stage import deploy_stage
@@ -55,15 +55,15 @@ def production(emulator, emulator_assembly):
 
 
 @pytest.fixture(scope="module")
-def hosts(docker_daemon, box_image, release_images, emulator, production):
+def hosts(docker_daemon, box_image, service_image, release_images, emulator, production):
     stage_hosts = StageHosts(
         daemon=docker_daemon, session=EndpointSession(fake_session(), emulator.endpoint), emulator_port=emulator.port,
         service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
         state_dir=STATE_DIR, name=f"lt-{uuid.uuid4().hex[:6]}", box_image=box_image, say=lambda _: None)
     try:
         stage_hosts.start()
-        # A release whose service cannot start: no API module answers for 1.9.9-broken.
-        stage_hosts.push({**release_images, BROKEN: release_images["1.1.0"]})
+        # A release whose service exits at every start (migrate works, serve never answers).
+        stage_hosts.push({**release_images, BROKEN: images.release_image(docker_daemon, service_image, BROKEN, never_starts=True)})
         stage_hosts.boot_seconds = stage_hosts.boot()
         stage_hosts.start_load_balancer()
         wait_until(lambda: set(stage_hosts.controller.states().values()) == {"healthy"}, 30,

@@ -1,0 +1,199 @@
+"""Rollout benchmark: what clients see while `liftoff` switches versions on real hosts (`make bench-rollout`).
+
+Each run starts from nothing: a local AWS emulator, the production stage's stacks deployed from the
+synthesized assembly, the real release images in the ECR stand-in, the hosts booted as boxes from the
+launch template's user data, the load balancer stand-in (HAProxy, configured from the synthesized
+target group) in front of them. Steady load (local/load.py: open loop, a new connection per request,
+GET /version through the load balancer) runs while `liftoff activate` / `liftoff rollback` (in-process,
+`--yes`) switch the version; the State Manager stand-in runs the gates on the hosts, which drain and
+re-register themselves. Everything is torn down after each run.
+
+Scenarios (one table row per scenario and action, median of --runs with min-max):
+  ec2, 1 host:   activate 1.0.0 -> 1.1.0, then rollback
+  ec2, 2 hosts:  activate 1.0.0 -> 1.1.0, then rollback
+  bad release, 2 hosts: activate an image whose service never starts (readiness never passes),
+                        and one that passes its health checks but answers 5xx (bench/faults/)
+
+Columns: requests sent, failed (non-2xx or connection error), longest stretch without a successful
+response, seconds from the command to every response coming from the new version, p50/p99 latency
+during the command, the versions that answered, and the command's exit code.
+
+    python -m bench.rollout [--runs 3] [--rate 50] [--scenario NAME ...] [--json]
+
+Not a test: figures depend on the machine. Loopback only; every run stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import load_config
+from local import aws, deploy as flow, emulator as emulators, images
+from local.hosts import HostsRuntime
+from local.load import LoadRun
+from release import cli as release_cli
+
+REPO = Path(__file__).resolve().parents[1]
+FAULTS = Path(__file__).parent / "faults"
+FIRST, TARGET = "1.0.0", "1.1.0"
+NEVER_READY, ANSWERS_5XX = "1.9.9-never-ready", "1.9.8-answers-5xx"
+SETTLE_SECONDS = 3.0  # steady load before and after each command
+LOAD_BOUND_SECONDS = 400.0  # the longest a load run may last; it is stopped when the command is done
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    hosts: int
+    actions: tuple[tuple[str, str, str], ...]  # (action, verb, version)
+
+
+SCENARIOS = {
+    "ec2-1-host": Scenario("ec2, 1 host", 1, (("activate", "activate", TARGET), ("rollback", "rollback", FIRST))),
+    "ec2-2-hosts": Scenario("ec2, 2 hosts", 2, (("activate", "activate", TARGET), ("rollback", "rollback", FIRST))),
+    "bad-release": Scenario("bad release, 2 hosts", 2, (("bad-release", "activate", NEVER_READY),
+                                                        ("bad-release", "activate", ANSWERS_5XX))),
+}
+
+
+def fault_images(daemon, built: str) -> dict[str, str]:
+    """The two bad releases: one whose service exits at every start, and one that answers 5xx (bench/faults/)."""
+    never_ready = images.release_image(daemon, built, NEVER_READY, never_starts=True)
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "sitecustomize.py").write_text((FAULTS / "sitecustomize.py").read_text())
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {built}\nLABEL org.opencontainers.image.version={ANSWERS_5XX}\nCOPY sitecustomize.py /srv/service/sitecustomize.py\n")
+        daemon.run("build", "--quiet", "--tag", f"{images.RELEASE_IMAGE}:{ANSWERS_5XX}", context, timeout=300)
+    return {NEVER_READY: never_ready, ANSWERS_5XX: f"{images.RELEASE_IMAGE}:{ANSWERS_5XX}"}
+
+
+def liftoff(deployed: flow.LocalStage, runtime: HostsRuntime, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    switch = ["--yes", "--verify-timeout", "240"] if argv[0] in ("activate", "rollback") else []
+    code = release_cli.main([*argv, "--config", str(flow.CONFIG_FILE), "--stage", deployed.stage.name, "--poll-interval", "1",
+                             *switch],
+                            stdin=io.StringIO(""), stdout=out, stderr=out, aws=runtime)
+    return code, out.getvalue()
+
+
+def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action: str, verb: str, version: str) -> dict:
+    with LoadRun(url, rate=rate, duration=LOAD_BOUND_SECONDS) as run:
+        time.sleep(SETTLE_SECONDS)
+        run.mark("command")
+        argv = ("rollback",) if verb == "rollback" else (verb, version, *(("--force",) if version not in (FIRST, TARGET) else ()))
+        code, output = liftoff(deployed, runtime, *argv)
+        run.mark("done")
+        time.sleep(SETTLE_SECONDS)
+        run.stop()
+    whole = run.summary(version=version, marker="command")
+    during = run.summary(since="command", until="done")
+    return {"scenario": scenario.name, "mode": "ec2", "hosts": scenario.hosts, "action": action, "version": version,
+            "sent": whole.sent, "failed": whole.failed, "longest_gap_s": whole.longest_gap_s, "switch_s": whole.switch_s,
+            "p50_ms": during.p50_ms, "p99_ms": during.p99_ms, "versions": whole.versions, "exit": code,
+            "outcomes": whole.outcomes, "tool": output.strip().splitlines()[-1] if output.strip() else ""}
+
+
+def one_run(scenario: Scenario, assembly: Path, rate: float, log) -> list[dict]:
+    stage = load_config(REPO / "cdk.json").stage("production")
+    with tempfile.TemporaryDirectory() as scratch:
+        state = Path(scratch)
+        emulator = emulators.start(state)
+        try:
+            with contextlib.redirect_stdout(log):
+                deployed = flow.deploy_stage(stage, emulator, source=assembly, target=state / "adapted", image_tag=FIRST)
+                extra = fault_images if scenario.name.startswith("bad release") else None
+                with flow.real_hosts(deployed, [FIRST, TARGET], host_count=scenario.hosts, extra_images=extra) as running:
+                    if running is None:
+                        raise SystemExit("bench/rollout.py needs Docker (see README's test prerequisites)")
+                    hosts, state_manager = running
+                    runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,
+                                           registry_stack=deployed.stacks.registry, region=aws.FAKE_ENVIRONMENT["AWS_REGION"],
+                                           session=deployed.clients)
+                    code, output = liftoff(deployed, runtime, "stage", TARGET)
+                    if code != 0:
+                        raise SystemExit(f"liftoff stage {TARGET} exited {code}:\n{output}")
+                    rows = [measure(f"{hosts.balancer.url}/version", rate, deployed, runtime, scenario, action, verb, version)
+                            for action, verb, version in scenario.actions]
+        finally:
+            emulators.stop(emulator, state)
+    return rows
+
+
+def combine(runs: list[list[dict]]) -> list[dict]:
+    """Median (with min-max) of each figure over the runs, per row."""
+    combined = []
+    for rows in zip(*runs):
+        first = rows[0]
+        row = {key: first[key] for key in ("scenario", "mode", "hosts", "action", "version")}
+        row["runs"] = len(rows)
+        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms"):
+            values = [r[key] for r in rows if r[key] is not None]
+            row[key] = statistics.median(values) if values else None
+            row[f"{key}_range"] = [min(values), max(values)] if values else None
+        versions: dict[str, int] = {}
+        for r in rows:
+            for version in r["versions"]:
+                versions[version] = versions.get(version, 0) + 1
+        row["versions"] = sorted(versions)
+        row["exits"] = [r["exit"] for r in rows]
+        row["tool"] = [r["tool"] for r in rows]
+        combined.append(row)
+    return combined
+
+
+def table(rows: list[dict]) -> str:
+    def figure(row, key, digits=2):
+        value, spread = row[key], row[f"{key}_range"]
+        if value is None:
+            return "-"
+        text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+        return text if spread[0] == spread[1] else f"{text} ({spread[0]:.{digits}f}-{spread[1]:.{digits}f})" if isinstance(value, float) else f"{text} ({spread[0]}-{spread[1]})"
+
+    header = "| scenario | action | version | runs | sent | failed | longest gap s | switch s | p50 ms | p99 ms | versions answering | liftoff exit |"
+    lines = [header, "|" + "---|" * 12]
+    for row in rows:
+        lines.append(f"| {row['scenario']} | {row['action']} | {row['version']} | {row['runs']} | {figure(row, 'sent', 0)} | "
+                     f"{figure(row, 'failed', 0)} | {figure(row, 'longest_gap_s')} | {figure(row, 'switch_s')} | "
+                     f"{figure(row, 'p50_ms', 1)} | {figure(row, 'p99_ms', 1)} | {', '.join(row['versions'])} | "
+                     f"{','.join(str(code) for code in row['exits'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.rollout", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=50.0, help="requests per second through the load balancer (default 50)")
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="default: all")
+    parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    parser.add_argument("--log", type=Path, default=REPO / ".local" / "bench-rollout.log", help="where the setup output goes")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
+    if not 1 <= args.rate <= 500:
+        parser.error(f"--rate must be between 1 and 500 requests per second, got {args.rate}")
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.log, "w") as log:
+        with contextlib.redirect_stdout(log):
+            assembly = flow.synthesize()
+        rows = []
+        for key in args.scenario or list(SCENARIOS):
+            scenario = SCENARIOS[key]
+            runs = []
+            for number in range(1, args.runs + 1):
+                print(f"bench/rollout.py: {scenario.name}, run {number}/{args.runs} ...", file=sys.stderr, flush=True)
+                runs.append(one_run(scenario, assembly, args.rate, log))
+            rows.extend(combine(runs))
+    print(json.dumps(rows, indent=2) if args.json else table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
