@@ -33,7 +33,9 @@ API
     with LoadRun(url, rate=100, duration=15, ...) as run:            runs in the background
         run.mark("switch")                     -> float (monotonic); named instants for windows
         ...                                                          leaving the block waits for the end
-    run.records                                -> list[Record], in schedule order
+        run.stop()                             -> LoadRun; end early (the bound is then only a safety net)
+    run.records                                -> list[Record], in schedule order (after stop(): only
+                                                  the requests that were due before it)
     run.summary(since=None, until=None, version=None, marker=None) -> Summary
         since/until/marker: a mark name, or a monotonic time (`run.started + offset` for offsets)
 
@@ -293,6 +295,7 @@ class LoadRun:
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
         self._local = threading.local()
+        self._stopped_at: float | None = None
         self._sending: dict[int, float] = {}  # send times of requests in flight, for the hard bound
 
     # -- lifecycle
@@ -320,6 +323,8 @@ class LoadRun:
             for index in range(self.count):
                 if index not in self._results:
                     scheduled = self.started + index / self.rate
+                    if self._stopped_at is not None and scheduled > self._stopped_at:
+                        break  # never due: a run stopped early has no record for it
                     sent = self._sending.get(index)
                     self._results[index] = (
                         Record(index, scheduled, sent, now, "timeout") if sent is not None
@@ -329,7 +334,10 @@ class LoadRun:
         return self
 
     def stop(self) -> "LoadRun":
-        """Stop scheduling now; requests not yet sent are recorded as not sent."""
+        """Stop now: requests already due but not yet sent are recorded as not sent, later ones not at all;
+        requests in flight finish (each within its timeout)."""
+        if self._stopped_at is None and self.finished is None:
+            self._stopped_at = time.monotonic()
         self._stop.set()
         return self.wait()
 

@@ -190,15 +190,28 @@ def test_requests_the_pool_cannot_start_on_time_are_sent_late_or_recorded_as_not
     assert all(r.sent - r.scheduled > 0.2 for r in late)
 
 
-def test_an_error_inside_the_block_stops_the_run_and_records_the_rest_as_not_sent(server):
+def test_an_error_inside_the_block_stops_the_run_and_records_only_what_was_due(server):
     with pytest.raises(RuntimeError, match="boom"):
         with LoadRun(server.url, rate=20, duration=5) as run:
             time.sleep(0.3)
             raise RuntimeError("boom")
+    records = run.records
     summary = run.summary()
-    assert len(run.records) == 100
     assert summary.sent == server.hits and 0 < summary.sent < 100
-    assert summary.not_sent == 100 - summary.sent
+    assert len(records) == summary.sent + summary.not_sent < 100
+    assert [r.index for r in records] == list(range(len(records)))
+    assert summary.outcomes.get("200") == summary.sent
+    assert not _load_threads()
+
+
+def test_stop_ends_a_long_run_early_and_its_summary_counts_only_what_was_due(server):
+    run = LoadRun(server.url, rate=20, duration=600).start()
+    time.sleep(0.5)
+    run.stop()
+    summary = run.summary()
+    assert 0 < summary.sent == server.hits < 40
+    assert summary.not_sent <= 1 and summary.failed == 0
+    assert run.finished - run.started < 30  # generous: nowhere near the 600 s bound
     assert not _load_threads()
 
 
