@@ -44,7 +44,7 @@ from release import cli as release_cli
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = Path(__file__).parent / "faults"
 FIRST, TARGET = "1.0.0", "1.1.0"
-NEVER_READY, ANSWERS_5XX = "1.9.9-never-ready", "1.9.8-answers-5xx"
+NEVER_READY, ANSWERS_5XX = "1.9.9-neverready", "1.9.8-answers5xx"
 SETTLE_SECONDS = 3.0  # steady load before and after each command
 LOAD_BOUND_SECONDS = 400.0  # the longest a load run may last; it is stopped when the command is done
 

@@ -340,6 +340,8 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False,
         with step("starting the load balancer stand-in (HAProxy, health checks and draining from the synthesized target group)"):
             balancer = hosts.start_load_balancer()
             log(f"  {balancer.url} -> the targets registered in the emulated target group")
+            # As on AWS, where the stack's creation ends with the hosts in service: every target healthy first.
+            hosts.wait_in_service()
         print_hosts(hosts)
         state_manager = StateManagerStandIn(hosts, say=lambda line: log(line))
         with step("the stage and activate associations' first run on every host (as their creation does on AWS)"):

@@ -120,6 +120,17 @@ class StageHosts:
         self.controller.start()
         return self.balancer
 
+    def wait_in_service(self, timeout: float = 120.0) -> None:
+        """Until the load balancer stand-in's checks find every host healthy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.controller.states() if self.controller is not None else {}
+            if states and set(states.values()) == {"healthy"} and set(states) >= {box.instance_id for box in self.hosts}:
+                return
+            if time.monotonic() > deadline:
+                raise boxes.BoxError(f"the hosts were not all healthy in the load balancer within {timeout:.0f} s: {states}")
+            time.sleep(0.25)
+
     def stop(self) -> None:
         if self.controller is not None:
             self.controller.stop()

@@ -38,6 +38,13 @@ def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp
     activations = re.findall(rf"host (i-[0-9a-f]+): activate {TARGET} -> exit 0", out)
     assert activations == hosts
     assert f"verified: 2 host(s) activated {TARGET}; 2 target(s) healthy" in out
+    # Steady load through the load balancer stand-in during each step: with two hosts, each drained
+    # before it restarts, no request fails.
+    for step, first_seen in ((f"stage {TARGET}", FIRST), (f"activate {TARGET}", FIRST), ("rollback", TARGET)):
+        line = re.search(rf"liftoff {step}: sent (\d+), failed (\d+), longest gap (\d+\.\d+) s, versions (.*)$", out, re.M)
+        assert line, f"no load line for {step}"
+        assert int(line.group(1)) > 0 and int(line.group(2)) == 0, line.group(0)
+        assert first_seen in line.group(4)
     assert "the hosts were real" in out and "removing the hosts, the stand-ins and their network" in out
     world = re.search(r"starting the hosts' world (liftoff-production-\d+):", out).group(1)
     left = docker_daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={world}").stdout.split()

@@ -66,8 +66,7 @@ def hosts(docker_daemon, box_image, service_image, release_images, emulator, pro
         stage_hosts.push({**release_images, BROKEN: images.release_image(docker_daemon, service_image, BROKEN, never_starts=True)})
         stage_hosts.boot_seconds = stage_hosts.boot()
         stage_hosts.start_load_balancer()
-        wait_until(lambda: set(stage_hosts.controller.states().values()) == {"healthy"}, 30,
-                   "the load balancer stand-in did not see both hosts healthy")
+        stage_hosts.wait_in_service()
         yield stage_hosts
     finally:
         stage_hosts.stop()
