@@ -353,6 +353,9 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False,
     finally:
         if state_manager is not None:
             state_manager.stop()
+        if hosts is not None:
+            # Its controller is a thread of this process: the load balancer never outlives it, even for `up`.
+            hosts.stop_load_balancer()
         kept = keep and walked  # a failed `up` leaves nothing behind either
         if hosts is not None and not kept:
             with step("removing the hosts, the stand-ins and their network"):

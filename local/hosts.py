@@ -131,13 +131,16 @@ class StageHosts:
                 raise boxes.BoxError(f"the hosts were not all healthy in the load balancer within {timeout:.0f} s: {states}")
             time.sleep(0.25)
 
-    def stop(self) -> None:
+    def stop_load_balancer(self) -> None:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
         if self.balancer is not None:
             self.balancer.stop()
             self.balancer = None
+
+    def stop(self) -> None:
+        self.stop_load_balancer()
         if self.world is not None:
             boxes.stop_world(self.daemon, self.world, self.state_dir)
             self.world = None
