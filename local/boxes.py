@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from local import processes
 from local.docker import Daemon, DockerError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +162,7 @@ def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, re
         return world
     except BaseException:
         if proxy is not None:
-            _stop_pid(proxy.pid)
+            processes.stop(proxy.pid)
         for kind, identifier in reversed(started):
             daemon.run(kind, "rm", *(["--force", "--volumes"] if kind == "container" else []), identifier, check=False)
         (state_dir / WORLD_RECORD).unlink(missing_ok=True)
@@ -176,7 +175,7 @@ def stop_world(daemon: Daemon, world: BoxWorld, state_dir: Path) -> None:
     if containers:
         daemon.run("rm", "--force", "--volumes", *containers, check=False, timeout=120)
     daemon.run("network", "rm", world.network, check=False)
-    _stop_pid(world.proxy_pid)
+    processes.stop(world.proxy_pid)
     (state_dir / WORLD_RECORD).unlink(missing_ok=True)
 
 
@@ -272,7 +271,7 @@ def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path
     try:
         _wait(lambda: _accepts(gateway, port), 10, "the AWS endpoint proxy did not start", lambda: log.read_text())
     except BaseException:
-        _stop_pid(proxy.pid)
+        processes.stop(proxy.pid)
         raise
     return proxy
 
@@ -323,24 +322,3 @@ def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
-
-def _stop_pid(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        try:
-            waited, _ = os.waitpid(pid, os.WNOHANG)
-            if waited == pid:
-                return
-        except ChildProcessError:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from local import processes
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 START_TIMEOUT_SECONDS = 30.0
@@ -84,12 +85,12 @@ def connect_or_start(state_dir: Path, *, host: str | None = None) -> Daemon:
     try:
         while not (Path(socket_path).exists() and daemon.answers()):
             if process.poll() is not None:
-                raise DockerError(f"dockerd exited with status {process.returncode} before answering; its log:\n{_tail(log)}")
+                raise DockerError(f"dockerd exited with status {process.returncode} before answering; its log:\n{processes.tail(log)}")
             if time.monotonic() > deadline:
-                raise DockerError(f"dockerd did not answer within {START_TIMEOUT_SECONDS:.0f} s; its log:\n{_tail(log)}")
+                raise DockerError(f"dockerd did not answer within {START_TIMEOUT_SECONDS:.0f} s; its log:\n{processes.tail(log)}")
             time.sleep(0.2)
     except BaseException:
-        _stop_pid(process.pid)
+        processes.stop(process.pid, grace_seconds=STOP_TIMEOUT_SECONDS)
         raise
     return daemon
 
@@ -97,7 +98,7 @@ def connect_or_start(state_dir: Path, *, host: str | None = None) -> Daemon:
 def stop(daemon: Daemon) -> None:
     """Stop the daemon if this module started it (by its pid); a daemon found running is left alone."""
     if daemon.pid is not None:
-        _stop_pid(daemon.pid)
+        processes.stop(daemon.pid, grace_seconds=STOP_TIMEOUT_SECONDS)
 
 
 def recorded_daemon(state_dir: Path) -> int | None:
@@ -109,39 +110,3 @@ def recorded_daemon(state_dir: Path) -> int | None:
         return None
     return pid if command and command[0].endswith(b"dockerd") and str(state_dir / "dockerd.pid").encode() in command else None
 
-
-def _stop_pid(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _tail(log: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
-    except OSError:
-        return "(no log)"

@@ -8,8 +8,6 @@ moto_server on the recorded port before it sends anything.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +16,8 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from local import processes
 
 HOST = "127.0.0.1"
 # Clients use the name, not the address: moto derives the S3 bucket of a TemplateURL from the host.
@@ -90,21 +90,21 @@ def start(state_dir: Path, *, port: int | None = None, command: list[str] | None
         while not answers(port):
             if process.poll() is not None:
                 raise EmulatorError(f"the emulator exited with status {process.returncode} before answering on port {port}; "
-                                    f"its log:\n{_tail(log)}")
+                                    f"its log:\n{processes.tail(log)}")
             if time.monotonic() > deadline:
-                raise EmulatorError(f"the emulator did not answer on port {port} within {timeout:.0f} s; its log:\n{_tail(log)}")
+                raise EmulatorError(f"the emulator did not answer on port {port} within {timeout:.0f} s; its log:\n{processes.tail(log)}")
             time.sleep(0.1)
         (state_dir / RECORD_NAME).write_text(json.dumps(asdict(emulator)))
     except BaseException:
-        _terminate(process.pid)
+        processes.stop(process.pid)
         process.wait()
         raise
     return emulator
 
 
 def stop(emulator: Emulator, state_dir: Path) -> None:
-    _terminate(emulator.pid)
-    _reap(emulator.pid)
+    processes.stop(emulator.pid)
+    processes.reap(emulator.pid)
     record = state_dir / RECORD_NAME
     if record.exists() and recorded(state_dir) == emulator:
         record.unlink()
@@ -138,49 +138,3 @@ def stop_recorded(state_dir: Path) -> Emulator | None:
         (state_dir / RECORD_NAME).unlink()
     return emulator
 
-
-def _terminate(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child (started by an earlier `make local-up`): ask the kernel instead
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-def _tail(log: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
-    except OSError:
-        return "(no log)"

@@ -18,8 +18,6 @@ healthy (HAProxy answers 503), slow start, connection multiplexing, HTTP/2, its 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import threading
@@ -27,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from local import processes
 
 HAPROXY = "haproxy"
 BACKEND = "targets"
@@ -131,14 +131,7 @@ class LoadBalancer:
     def stop(self) -> None:
         if self.process is None:
             return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        processes.stop(self.process.pid, grace_seconds=10)
         self.process = None
         self.admin_socket.unlink(missing_ok=True)
 
