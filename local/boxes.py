@@ -182,13 +182,23 @@ def stop_world(daemon: Daemon, world: BoxWorld, state_dir: Path) -> None:
 def dnsmasq_config(world: BoxWorld) -> str:
     return "\n".join([
         "no-resolv", "no-hosts", "bind-dynamic", "listen-address=127.0.0.1",
-        # The box's own Docker bridge (local/box/rootfs/etc/docker/daemon.json): its containers ask here.
+        # The box's own Docker bridge (nested_daemon_config): its containers ask here.
         "listen-address=192.168.239.1",
         f"address=/amazonaws.com/{world.gateway}",
         f"address=/dkr.ecr.{world.region}.amazonaws.com/{world.registry_address}",
         f"address=/rds.amazonaws.com/{world.database_address}",
         "",
     ])
+
+
+def nested_daemon_config(instance_id: str) -> str:
+    """The box's own Docker: its bridge (the address its DNS listens on), and a cgroup parent of its own.
+
+    The boxes share the machine's cgroup hierarchy (cgroup v1, host namespace: what systemd needs here),
+    so a box's containers would otherwise land in the machine daemon's own `/docker` cgroups, beside
+    every other box's."""
+    return json.dumps({"bip": "192.168.239.1/24", "dns": ["192.168.239.1"], "storage-driver": "overlay2",
+                       "cgroup-parent": f"/liftoff-box-{instance_id}"}, indent=2) + "\n"
 
 
 # --- boxes -------------------------------------------------------------------------------------
@@ -207,6 +217,7 @@ def boot_box(daemon: Daemon, world: BoxWorld, *, image: str, instance_id: str, l
     files = {
         "etc/liftoff-box/instance.json": (json.dumps(instance).encode(), 0o644),
         "etc/liftoff-box/dnsmasq.conf": (dnsmasq_config(world).encode(), 0o644),
+        "etc/docker/daemon.json": (nested_daemon_config(instance_id).encode(), 0o644),
         "etc/liftoff-box/ca.crt": ((Path(world.pki_dir) / "ca.crt").read_bytes(), 0o644),
         "var/lib/cloud/instance/user-data.txt": (user_data, 0o700),
     }
