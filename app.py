@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import CONTEXT_KEY, ConfigError, LiftoffConfig, StageConfig, parse_config
 from stacks.data_stack import DataStack
+from stacks.github_cd_stack import GithubCdStack
 from stacks.registry_stack import RegistryStack
 from stacks.service_stack import ServiceStack
 
@@ -51,10 +52,30 @@ def build(app: cdk.App, config: LiftoffConfig) -> dict[str, cdk.Stack]:
         ))
         for stack in (data, service):
             cdk.Tags.of(stack).add("liftoff:stage", stage.name)
+    if config.github is not None:
+        _add_github_cd(app, config, stacks)
     for stack in stacks.values():
         cdk.Tags.of(stack).add("liftoff:project", "liftoff")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return stacks
+
+
+def _add_github_cd(app: cdk.App, config: LiftoffConfig, stacks: dict[str, cdk.Stack]) -> None:
+    """One GitHub CD stack per account (IAM and the OIDC provider are account-wide)."""
+    github = config.github
+    by_account: dict[str, list[StageConfig]] = {}
+    for stage in config.stages:
+        if github.stage_access(stage.name) is not None:
+            by_account.setdefault(github.target(stage)[0], []).append(stage)
+    for account, stages in by_account.items():
+        name = "liftoff-github" if account == github.account else f"liftoff-github-{account}"
+        _add(stacks, GithubCdStack(
+            app, name,
+            github=github,
+            stages=stages,
+            env=cdk.Environment(account=account, region=github.target(stages[0])[1]),
+            description=f"liftoff: GitHub Actions OIDC deploy roles for {', '.join(s.name for s in stages)} ({github.repository})",
+        ))
 
 
 def _add(stacks: dict[str, cdk.Stack], stack: cdk.Stack):
