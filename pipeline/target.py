@@ -1,0 +1,59 @@
+"""Where a stage's pipeline jobs go, read from cdk.json: `python3 pipeline/target.py STAGE`.
+
+Prints (or appends to $GITHUB_OUTPUT) role_arn, region, platform and the stage's stack names, so a
+workflow can assume the stage's deploy role before it holds any credentials. Exit 2 names a bad stage
+or a cdk.json without the `github` section switched on. Standard library and config.py only.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config import ConfigError, load_config  # noqa: E402
+
+PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
+
+
+def target(stage_name: str, cdk_json: Path) -> dict[str, str]:
+    config = load_config(cdk_json)
+    stage = config.stage(stage_name)
+    github = config.github
+    if github is None:
+        raise ConfigError(f"{cdk_json}: context.liftoff.github.repository is null; set it (and account) to let "
+                          "GitHub Actions deploy, then deploy the liftoff-github stack (docs/cd-pipeline.md)")
+    if github.stage_access(stage.name) is None:
+        allowed = ", ".join(access.stage for access in github.access)
+        raise ConfigError(f"stage {stage.name!r} is not listed in github.stages; stages GitHub may deploy: {allowed}")
+    account, region = github.target(stage)
+    return {
+        "role_arn": github.role_arn(stage),
+        "region": region,
+        "platform": PLATFORMS[stage.cpu_architecture],
+        "registry_stack": stage.registry_stack_name,
+        "service_stack": stage.service_stack_name,
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python3 pipeline/target.py STAGE", file=sys.stderr)
+        return 2
+    try:
+        values = target(argv[0], Path(os.environ.get("LIFTOFF_CONFIG", "cdk.json")))
+    except ConfigError as error:
+        print(f"pipeline: {error}", file=sys.stderr)
+        return 2
+    lines = "".join(f"{key}={value}\n" for key, value in values.items())
+    if os.environ.get("GITHUB_OUTPUT"):
+        with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
+            out.write(lines)
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
