@@ -1,8 +1,10 @@
 """Where a stage's pipeline jobs go, read from cdk.json: `python3 pipeline/target.py STAGE`.
 
-Prints (or appends to $GITHUB_OUTPUT) role_arn, region, platform and the stage's stack names, so a
-workflow can assume the stage's deploy role before it holds any credentials. Exit 2 names a bad stage
-or a cdk.json without the `github` section switched on. Standard library and config.py only.
+Prints (or appends to $GITHUB_OUTPUT) enabled=true, role_arn, region, the image platform, a GitHub-hosted
+runner of that architecture and the stage's stack names, so a workflow can assume the stage's deploy
+role before it holds any credentials. While cdk.json's `github.repository` is null (as shipped) it prints
+enabled=false and says how to switch it on: the workflows then skip their AWS jobs. Exit 2 names a bad
+stage. Standard library and config.py only (runs before anything is installed).
 """
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import ConfigError, load_config  # noqa: E402
 
 PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
+# Native builds: a runner of the image's own architecture needs no emulation.
+RUNNERS = {"arm64": "ubuntu-24.04-arm", "x86_64": "ubuntu-24.04"}
+OFF_MESSAGE = ("the CD pipeline is off: cdk.json's context.liftoff.github.repository is null. Set it (and account) "
+               "and deploy the liftoff-github stack to let GitHub Actions deploy (docs/cd-pipeline.md)")
 
 
 def target(stage_name: str, cdk_json: Path) -> dict[str, str]:
@@ -22,16 +28,17 @@ def target(stage_name: str, cdk_json: Path) -> dict[str, str]:
     stage = config.stage(stage_name)
     github = config.github
     if github is None:
-        raise ConfigError(f"{cdk_json}: context.liftoff.github.repository is null; set it (and account) to let "
-                          "GitHub Actions deploy, then deploy the liftoff-github stack (docs/cd-pipeline.md)")
+        return {"enabled": "false"}
     if github.stage_access(stage.name) is None:
         allowed = ", ".join(access.stage for access in github.access)
         raise ConfigError(f"stage {stage.name!r} is not listed in github.stages; stages GitHub may deploy: {allowed}")
     account, region = github.target(stage)
     return {
+        "enabled": "true",
         "role_arn": github.role_arn(stage),
         "region": region,
         "platform": PLATFORMS[stage.cpu_architecture],
+        "runner": RUNNERS[stage.cpu_architecture],
         "registry_stack": stage.registry_stack_name,
         "service_stack": stage.service_stack_name,
     }
@@ -46,6 +53,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as error:
         print(f"pipeline: {error}", file=sys.stderr)
         return 2
+    if values["enabled"] == "false":
+        print(f"pipeline: {OFF_MESSAGE}", file=sys.stderr)
     lines = "".join(f"{key}={value}\n" for key, value in values.items())
     if os.environ.get("GITHUB_OUTPUT"):
         with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:

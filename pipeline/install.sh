@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install the release tool for the pipeline's jobs: boto3 at the pin requirements.txt holds, then liftoff
+# itself without the CDK (the gates need no synth). Run from any directory.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+boto3_pin="$(grep -E '^boto3([<>=!~ ]|$)' requirements.txt)" || die "$EXIT_USAGE" "requirements.txt pins no boto3"
+python3 -m pip install --quiet --disable-pip-version-check "$boto3_pin"
+python3 -m pip install --quiet --disable-pip-version-check --no-deps .
+command -v liftoff >/dev/null || die "$EXIT_USAGE" "liftoff is not on PATH after the install (pip's scripts directory: $(python3 -m site --user-base)/bin)"
+log "installed liftoff ($(command -v liftoff)) with $boto3_pin"
