@@ -4,6 +4,7 @@
 # A tag already in the repository is not pushed again (tags are immutable: a re-run of the same
 # commit finds its image there). Logging in to the registry is the CI's job before this step
 # (GitHub: aws-actions/amazon-ecr-login; elsewhere: aws ecr get-login-password | docker login).
+# Outputs the digest the registry answered the push with; wait-scan.sh then finds the image in ECR.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -34,11 +35,13 @@ fi
 [[ -n "$registry" ]] || die "$EXIT_USAGE" "push.sh needs --registry HOST (the registry you logged in to) to push $version"
 remote="$registry/$repository:$version"
 log "docker push $remote"
+docker image inspect "$image" >/dev/null 2>&1 || die "$EXIT_USAGE" "no local image '$image'; run build.sh first"
 docker tag "$image" "$remote"
-docker push "$remote" >&2
-
-liftoff_json versions --stage "$stage"; versions="$LIFTOFF_OUT"
-digest="$(jq -r --arg v "$version" '.images[] | select(.tag == $v) | .digest' <<< "$versions")"
-[[ -n "$digest" ]] || die "$EXIT_AWS" "pushed $remote but liftoff does not see tag $version in $repository"
+docker push "$remote" >&2 || die "$EXIT_AWS" "docker push $remote failed (see above); nothing was tagged $version in $repository"
+# The registry's own digest for what it stored, as docker recorded it from the push.
+digest="$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$remote" \
+  | sed -n "s|^$registry/$repository@||p" | head -n 1)"
+[[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]] || die "$EXIT_AWS" "pushed $remote but docker recorded no digest for it"
+log "pushed $remote ($digest)"
 output digest "$digest"
 summary "### Push" "" "| | |" "|---|---|" "| image | \`$remote\` |" "| digest | \`$digest\` |" "| registry | [$repository]($(console_link ecr "$repository")) |" ""

@@ -1,14 +1,16 @@
-"""The pipeline's own step scripts (pipeline/*.sh, the ones the workflows' `run:` steps call), end to end
-against a moto_server holding the staging and production stages built from the app's templates.
+"""The pipeline's own step scripts (pipeline/*.sh, the ones the workflows' `run:` steps call), end to end:
+a real Docker daemon builds service/Dockerfile, a real OCI registry on loopback takes the push, and a
+moto_server holds the staging and production stages built from the app's templates.
 
-tag -> [push: the seam, see below] -> wait for the scan -> staging: stage + activate -> production:
-stage, (approval: the GitHub Environment's reviewers; here the test simply goes on) activate ->
-rollback -> the ledger. The release tool runs unchanged with the emulator's stand-in runtime
-(tests/helpers/emulated_liftoff.py), as `make deploy` does.
+tag -> build -> push -> [registry -> emulated ECR] -> wait for the scan -> staging: stage + activate ->
+production: stage, (approval: the GitHub Environment's reviewers; here the test simply goes on)
+activate -> rollback -> the ledger, which records the digest the registry gave the real push.
 
-Not run here: `docker build` and `docker push` (pipeline/build.sh, the push half of push.sh). moto's ECR
-has no registry endpoint to push layers to, so the image goes into it through the ECR API
-(`local.aws.push_images`, what `make deploy` does) and everything after the push is real.
+The release tool runs unchanged with the emulator's stand-in runtime (tests/helpers/emulated_liftoff.py),
+as `make deploy` does. Two stand-ins remain: moto's ECR has no registry endpoint, so the manifest the
+real registry stored is put into it through the ECR API under the same digest
+(tests/helpers/local_registry.py); and the image is built for this machine's architecture (the shipped
+stages are arm64: on GitHub the build job runs on an arm64 runner; this machine cannot run arm64 code).
 """
 from __future__ import annotations
 
@@ -19,17 +21,41 @@ import sys
 from pathlib import Path
 from unittest import mock
 
-import boto3
+import platform
+
 import pytest
 
 from config import load_config
 from local import aws as local_aws
+from local import docker as dockers
 from local import emulator as emulators
+from local import images
+from tests.helpers import local_registry
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON, REPO
 
 PIPELINE = REPO / "pipeline"
 FIRST, RELEASE = "1.0.0", "1.4.2"
+HOST_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[platform.machine()]
+
+
+@pytest.fixture(scope="module")
+def docker(tmp_path_factory):
+    """The machine's Docker daemon, or one started (and stopped) by pid, with the service's Python base image."""
+    daemon = dockers.connect_or_start(tmp_path_factory.mktemp("docker"))
+    try:
+        yield {"daemon": daemon, "python_image": images.python_base(daemon, "auto", say=print)}
+    finally:
+        dockers.stop(daemon)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    started = local_registry.start(tmp_path_factory.mktemp("registry"))
+    try:
+        yield started
+    finally:
+        local_registry.stop(started)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +80,8 @@ def session(server) -> local_aws.EndpointSession:
     return local_aws.EndpointSession(local_aws.fake_session(), server["endpoint"])
 
 
-def step(server, tmp_path: Path, script: str, *args: str, extra_env: dict | None = None) -> tuple[int, dict, str, str]:
+def step(server, tmp_path: Path, script: str, *args: str, extra_env: dict | None = None,
+         timeout: float = 120) -> tuple[int, dict, str, str]:
     """Run one pipeline script as a CI would: returns (exit code, step outputs, job summary, stderr)."""
     outputs, summary = tmp_path / f"{script}.outputs", tmp_path / f"{script}.summary"
     outputs.unlink(missing_ok=True)
@@ -68,7 +95,7 @@ def step(server, tmp_path: Path, script: str, *args: str, extra_env: dict | None
         **(extra_env or {}),
     }
     result = subprocess.run([str(PIPELINE / script), *args], cwd=tmp_path, env=environment, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=timeout)
     values = dict(line.split("=", 1) for line in outputs.read_text().splitlines()) if outputs.exists() else {}
     return result.returncode, values, summary.read_text() if summary.exists() else "", result.stderr
 
@@ -85,15 +112,33 @@ def parameters(server, stage: str) -> dict[str, str]:
     return local_aws.stack_parameters(session(server), f"{stage}-service")
 
 
-def test_tag_push_scan_stage_activate_approve_activate_rollback(server, tmp_path):
+def test_tag_build_push_scan_stage_activate_approve_activate_rollback(server, docker, registry, tmp_path):
     code, out, _, err = step(server, tmp_path, "image-tag.sh", extra_env={"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": f"v{RELEASE}"})
     assert (code, out) == (0, {"version": RELEASE}), err
     version = out["version"]
+    daemon, repository = docker["daemon"], server["repository"]
+    docker_env = {"DOCKER_HOST": daemon.host, "PYTHON_IMAGE": docker["python_image"]}
+    remote = f"{registry.host}/{repository}:{version}"
+    try:
+        code, out, summary, err = step(server, tmp_path, "build.sh", "--version", version, "--platform", HOST_PLATFORM,
+                                       extra_env=docker_env, timeout=900)
+        assert (code, out) == (0, {"image": f"liftoff-service:{version}"}), err
+        labels = json.loads(daemon.run("image", "inspect", "--format", "{{json .Config.Labels}}", out["image"]).stdout)
+        assert labels["org.opencontainers.image.version"] == version and f"| platform | {HOST_PLATFORM} |" in summary
 
-    # The seam: what `docker push` would put into ECR, through the ECR API (scan started as scan-on-push does).
-    [digest] = local_aws.push_images(session(server), server["repository"], [version])
-    # push.sh finds the tag already there and does not push again (tags are immutable): no docker call.
-    code, out, summary, err = step(server, tmp_path, "push.sh", "--stage", "staging", "--version", version)
+        code, out, summary, err = step(server, tmp_path, "push.sh", "--stage", "staging", "--version", version,
+                                       "--registry", registry.host, extra_env=docker_env, timeout=300)
+        assert code == 0, err
+        digest = out["digest"]
+        assert local_registry.manifest(registry, repository, version)[2] == digest  # what the registry stored
+        assert remote in summary and digest in summary
+    finally:
+        daemon.run("image", "rm", f"liftoff-service:{version}", remote, check=False)
+
+    # The one stand-in step: the stored manifest into the emulator's ECR under the same digest.
+    assert local_registry.copy_to_ecr(registry, session(server), repository, version) == digest
+    # A re-run of the same commit finds the tag in ECR and does not push again (tags are immutable).
+    code, out, summary, err = step(server, tmp_path, "push.sh", "--stage", "staging", "--version", version, "--registry", registry.host)
     assert (code, out["digest"]) == (0, digest), err
     assert "not pushed again" in summary
 
