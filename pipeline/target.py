@@ -1,10 +1,10 @@
-"""Where a stage's pipeline jobs go, read from cdk.json: `python3 pipeline/target.py STAGE`.
+"""Where a stage's pipeline jobs go, read from cdk.json: `python3 pipeline/target.py [--require-enabled] STAGE`.
 
 Prints (or appends to $GITHUB_OUTPUT) enabled=true, role_arn, region, the image platform, a GitHub-hosted
 runner of that architecture and the stage's stack names, so a workflow can assume the stage's deploy
 role before it holds any credentials. While cdk.json's `github.repository` is null (as shipped) it prints
-enabled=false and says how to switch it on: the workflows then skip their AWS jobs. Exit 2 names a bad
-stage. Standard library and config.py only (runs before anything is installed).
+enabled=false and says how to switch it on: the workflows then skip their AWS jobs (with
+--require-enabled, as in the jobs that assume a role, it exits 2 instead). Exit 2 names a bad stage. Standard library and config.py only (runs before anything is installed).
 """
 from __future__ import annotations
 
@@ -45,16 +45,20 @@ def target(stage_name: str, cdk_json: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python3 pipeline/target.py STAGE", file=sys.stderr)
+    require = argv[:1] == ["--require-enabled"]
+    arguments = argv[1:] if require else argv
+    if len(arguments) != 1 or arguments[0].startswith("-"):
+        print("usage: python3 pipeline/target.py [--require-enabled] STAGE", file=sys.stderr)
         return 2
     try:
-        values = target(argv[0], Path(os.environ.get("LIFTOFF_CONFIG", "cdk.json")))
+        values = target(arguments[0], Path(os.environ.get("LIFTOFF_CONFIG", "cdk.json")))
     except ConfigError as error:
         print(f"pipeline: {error}", file=sys.stderr)
         return 2
     if values["enabled"] == "false":
         print(f"pipeline: {OFF_MESSAGE}", file=sys.stderr)
+        if require:
+            return 2
     lines = "".join(f"{key}={value}\n" for key, value in values.items())
     if os.environ.get("GITHUB_OUTPUT"):
         with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:

@@ -8,7 +8,11 @@ from config import GithubConfig, StageConfig, github_role_name
 
 
 class GithubCdStack(Stack):
-    """Per account: GitHub's OIDC provider and a deploy role for each stage in that account that cdk.json lets GitHub deploy."""
+    """Per account: GitHub's OIDC provider and a deploy role for each stage in that account that cdk.json lets GitHub deploy.
+
+    The provider (one per account) and the roles (fixed names) cannot be replaced in place: their
+    construct ids are pinned by a test; never rename them.
+    """
 
     def __init__(self, scope: Construct, construct_id: str, *, github: GithubConfig, stages: list[StageConfig], **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)

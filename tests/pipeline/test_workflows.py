@@ -130,6 +130,7 @@ def test_each_job_is_one_the_stages_role_trusts():
             targets = [shlex.split(step["run"])[-1] for step in job["steps"] if step.get("run", "").startswith("python3 pipeline/target.py")]
             if not any(step.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for step in job["steps"]):
                 continue
+            assert all("--require-enabled" in step.get("run", "") for step in job["steps"] if "target.py" in step.get("run", "")), name
             [target] = targets
             stages = load(path)["on"]["workflow_dispatch"]["inputs"]["stage"]["options"] if target == "$STAGE" else [target]
             for stage in stages:
@@ -151,13 +152,13 @@ def test_pipeline_scripts_pass_shellcheck():
 
 # --- pipeline/target.py: where a job goes, from cdk.json ------------------------------------------
 
-def target(tmp_path: Path, github: dict | None, stage: str) -> subprocess.CompletedProcess:
+def target(tmp_path: Path, github: dict | None, *arguments: str) -> subprocess.CompletedProcess:
     context = copy.deepcopy(cdk_context())
     if github is not None:
         context["liftoff"]["github"].update(github)
     config = tmp_path / "cdk.json"
     config.write_text(json.dumps({"context": context}))
-    return subprocess.run([sys.executable, str(REPO / "pipeline" / "target.py"), stage], capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(REPO / "pipeline" / "target.py"), *arguments], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "LIFTOFF_CONFIG": str(config)}, cwd=tmp_path)
 
 
@@ -165,6 +166,9 @@ def test_target_is_off_while_the_repository_is_null(tmp_path):
     result = target(tmp_path, None, "staging")
     assert (result.returncode, result.stdout) == (0, "enabled=false\n")
     assert "github.repository is null" in result.stderr
+    # Jobs that assume a role fail clearly instead of handing an empty role ARN to the credentials action.
+    result = target(tmp_path, None, "--require-enabled", "staging")
+    assert result.returncode == 2 and "github.repository is null" in result.stderr
 
 
 def test_target_names_the_stage_role_region_and_a_native_runner(tmp_path):

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -159,11 +162,15 @@ def test_cdk_nag_clean_with_only_the_reviewed_acknowledgements(cd):
 
 
 def test_cfn_lint_passes(cd):
-    import subprocess
-    import sys
-    from pathlib import Path
-
     template = cd.outdir / "liftoff-github.template.json"
     result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(template)],
                             capture_output=True, text=True)
     assert result.stdout == "" and result.returncode == 0, result.stdout + result.stderr
+
+
+def test_logical_ids_are_pinned(cd):
+    # The provider is one per account and the roles have fixed names: a changed logical id would make
+    # CloudFormation create the replacement before deleting the old one, which fails on the name.
+    template = cd.templates["liftoff-github"]
+    assert {key for key, value in template["Resources"].items() if value["Type"] in ("AWS::IAM::OIDCProvider", "AWS::IAM::Role")} == {
+        "GithubOidcProvider76A72F7F", "DeploystagingRole7A182984", "DeployproductionRole98A95B8B"}
