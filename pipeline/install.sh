@@ -6,6 +6,9 @@ source "$(dirname "$0")/lib.sh"
 
 boto3_pin="$(grep -E '^boto3([<>=!~ ]|$)' requirements.txt)" || die "$EXIT_USAGE" "requirements.txt pins no boto3"
 python3 -m pip install --quiet --disable-pip-version-check "$boto3_pin"
+# setuptools leaves a build/ directory behind in the checkout; remove it unless it was there before.
+[[ -e build ]] && had_build=1 || had_build=0
 python3 -m pip install --quiet --disable-pip-version-check --no-deps .
+[[ "$had_build" -eq 1 ]] || rm -rf build
 command -v liftoff >/dev/null || die "$EXIT_USAGE" "liftoff is not on PATH after the install (pip's scripts directory: $(python3 -m site --user-base)/bin)"
 log "installed liftoff ($(command -v liftoff)) with $boto3_pin"
