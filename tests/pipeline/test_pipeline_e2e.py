@@ -27,9 +27,7 @@ import pytest
 
 from config import load_config
 from local import aws as local_aws
-from local import docker as dockers
 from local import emulator as emulators
-from local import images
 from tests.helpers import local_registry
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON, REPO
@@ -39,14 +37,10 @@ FIRST, RELEASE = "1.0.0", "1.4.2"
 HOST_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[platform.machine()]
 
 
-@pytest.fixture(scope="module")
-def docker(tmp_path_factory):
-    """The machine's Docker daemon, or one started (and stopped) by pid, with the service's Python base image."""
-    daemon = dockers.connect_or_start(tmp_path_factory.mktemp("docker"))
-    try:
-        yield {"daemon": daemon, "python_image": images.python_base(daemon, "auto", say=print)}
-    finally:
-        dockers.stop(daemon)
+@pytest.fixture
+def docker(docker_daemon, python_base_image):
+    """The session's Docker daemon and the service's Python base image (tests/helpers/docker_fixtures.py)."""
+    return {"daemon": docker_daemon, "python_image": python_base_image}
 
 
 @pytest.fixture(scope="module")
