@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="default: all")
     parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     parser.add_argument("--log", type=Path, default=REPO / ".local" / "bench-rollout.log", help="where the setup output goes")
+    parser.add_argument("--runs-file", type=Path, default=REPO / ".local" / "bench-rollout-runs.jsonl",
+                        help="each run's rows, appended as it ends (kept if a later run fails)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f"--runs must be at least 1, got {args.runs}")
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(1, args.runs + 1):
                 print(f"bench/rollout.py: {scenario.name}, run {number}/{args.runs} ...", file=sys.stderr, flush=True)
                 runs.append(one_run(scenario, assembly, args.rate, log))
+                with open(args.runs_file, "a") as kept:
+                    kept.write(json.dumps({"scenario": key, "run": number, "rows": runs[-1]}) + "\n")
             rows.extend(combine(runs))
     print(json.dumps(rows, indent=2) if args.json else table(rows))
     return 0
