@@ -322,10 +322,11 @@ def _parse_github(raw: Any, stages: tuple[StageConfig, ...]) -> GithubConfig | N
     unknown = sorted(set(raw) - set(_GITHUB_KEYS))
     if unknown:
         raise ConfigError(f"github: unknown key {unknown[0]!r}; allowed keys: {', '.join(_GITHUB_KEYS)}")
-    for key in ("repository", "stages"):
-        if key not in raw:
-            raise ConfigError(f"github: missing required key {key!r}")
-    repository = raw["repository"]
+    if "stages" not in raw:
+        raise ConfigError("github: missing required key 'stages'")
+    # The CDK CLI drops context keys whose value is null before the app sees them, so the shipped
+    # `"repository": null` arrives as no key at all: both mean off.
+    repository = raw.get("repository")
     if repository is not None and (not isinstance(repository, str) or not re.fullmatch(GITHUB_REPOSITORY_PATTERN, repository)):
         raise _github_fail("repository", repository, "OWNER/NAME of the GitHub repository whose workflows deploy, like my-org/my-service, or null (off)")
     for key, (pattern, allowed) in (("account", _PATTERNS["account"]), ("region", _PATTERNS["region"])):

@@ -23,6 +23,14 @@ def test_shipped_section_is_off_and_valid():
     assert parse_config(liftoff).github is None
 
 
+def test_the_shipped_section_as_the_cdk_cli_passes_it_is_off():
+    # The CLI drops null context values: the app receives the section without `repository` and `account`.
+    liftoff = copy.deepcopy(cdk_context()["liftoff"])
+    liftoff["github"] = {key: value for key, value in liftoff["github"].items() if value is not None}
+    assert "repository" not in liftoff["github"]
+    assert parse_config(liftoff).github is None
+
+
 def test_absent_section_is_off():
     liftoff = copy.deepcopy(cdk_context()["liftoff"])
     del liftoff["github"]
