@@ -237,8 +237,9 @@ class LiftoffConfig:
 
 
 # Allowed values per key: (type, check, what is allowed). Types are exact: JSON true is not a count.
+MAX_DESIRED_COUNT = 50
 _INT_RANGES = {
-    "desired_count": (0, 50),
+    "desired_count": (0, MAX_DESIRED_COUNT),
     "task_cpu": (256, 4096),
     "task_memory_mib": (512, 30720),
     "db_allocated_storage_gib": (20, 65536),
