@@ -28,6 +28,7 @@ class DataStack(Stack):
             multi_az=stage.db_multi_az,
             backup_retention_days=stage.db_backup_retention_days,
             deletion_protection=stage.deletion_protection,
+            enhanced_monitoring=stage.enhanced_monitoring,
         )
         instance = self.database.instance
         acknowledge(
@@ -42,6 +43,11 @@ class DataStack(Stack):
             instance.node.find_child("Secret"), "AwsSolutions-SMG4",
             "No automatic rotation: the rotation Lambda would need a NAT gateway or VPC endpoints in the isolated subnets, and several live versions read the same credentials; rotate by hand with the runbook in README.md (Operations).",
         )
+        if stage.enhanced_monitoring:
+            acknowledge(
+                instance.node.find_child("MonitoringRole"), "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole]",
+                "The AWS-maintained role policy is what RDS documents for enhanced monitoring; it only writes the RDSOSMetrics log group.",
+            )
         self.ledger = ReleaseLedger(self, "ReleaseLedger")
         CfnOutput(self, "ReleaseLedgerTable", value=self.ledger.table.table_name)
         CfnOutput(self, "DatabaseEndpoint", value=instance.db_instance_endpoint_address)
