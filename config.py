@@ -479,6 +479,9 @@ def _check_stage(stage: StageConfig) -> None:
             f"stage {stage.name!r}: account and region go together; set both for a pinned environment "
             "or neither for an environment-agnostic one"
         )
+    if stage.alb_access_logs and stage.region is None:
+        raise _fail(stage.name, "alb_access_logs", True,
+                    "false on a stage without account and region (the log bucket's policy names the region's load balancer account)")
     zone = (stage.hosted_zone_id, stage.hosted_zone_name)
     if stage.domain_name is None and zone != (None, None):
         key = "hosted_zone_id" if stage.hosted_zone_id is not None else "hosted_zone_name"

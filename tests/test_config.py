@@ -277,6 +277,15 @@ def test_paid_switches_are_booleans_and_off_by_default(key):
         parse_config(with_setting("production", key, "yes"))
 
 
+def test_access_logs_need_a_pinned_region():
+    with pytest.raises(ConfigError, match="alb_access_logs = true is not allowed; expected false on a stage without account and region"):
+        parse_config(with_setting("production", "alb_access_logs", True))
+    context = with_setting("production", "alb_access_logs", True)
+    context["stages"]["production"].update(account="123456789012", region="eu-west-1")
+    context["stages"]["staging"].update(account="123456789012", region="eu-west-1")
+    assert parse_config(context).stage("production").alb_access_logs is True
+
+
 def test_config_command_prints_the_plain_http_warning(capsys, monkeypatch):
     from config import main
 
