@@ -122,6 +122,6 @@ def test_options_pass_cfn_lint_and_cdk_nag(options):
     templates = sorted(str(path) for path in Path(options.outdir).glob("*.template.json"))
     # W3010: a stage pinned to an account and region gets its VPC's zones from CDK's lookup, written
     # into the template by design (the shipped, environment-agnostic stages use Fn::GetAZs).
-    result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", "--ignore-checks", "W3010", *templates],
+    result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", "--ignore-checks=W3010", *templates],
                             capture_output=True, text=True)
     assert result.stdout == "" and result.returncode == 0, result.stdout + result.stderr
