@@ -50,6 +50,7 @@ def build(app: cdk.App, config: LiftoffConfig) -> dict[str, cdk.Stack]:
             vpc=data.network.vpc,
             repository=registries[stage.registry_stage].registry.repository,
             database=data.database,
+            access_logs_bucket=data.access_logs.bucket if data.access_logs else None,
             env=_environment(stage),
             description=f"liftoff {stage.name}: load balancer and {stage.compute} service (stateless)",
         ))

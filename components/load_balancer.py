@@ -6,14 +6,12 @@ finishes in-flight requests within seconds, so short intervals and a short drain
 """
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-
-from components.nag import acknowledge
 
 HEALTH_CHECK_INTERVAL_SECONDS = 5
 HEALTH_CHECK_TIMEOUT_SECONDS = 3
@@ -33,7 +31,7 @@ class LoadBalancer(Construct):
         health_check_path: str,
         drain_seconds: int,
         certificate: acm.ICertificate | None,
-        access_log_days: int | None,
+        access_logs_bucket: s3.IBucket | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(
@@ -82,22 +80,5 @@ class LoadBalancer(Construct):
                 "Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP, default_target_groups=[self.target_group]
             )
             self.url_scheme = "http"
-        self.access_logs_bucket: s3.Bucket | None = None
-        if access_log_days is not None:
-            # ALB access logs accept only SSE-S3 encryption. The bucket outlives the stack: it holds
-            # the record of who called the service.
-            self.access_logs_bucket = s3.Bucket(
-                self,
-                "AccessLogs",
-                encryption=s3.BucketEncryption.S3_MANAGED,
-                enforce_ssl=True,
-                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-                lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(access_log_days))],
-                removal_policy=RemovalPolicy.RETAIN,
-            )
-            self.load_balancer.log_access_logs(self.access_logs_bucket)
-            acknowledge(
-                self.access_logs_bucket, "AwsSolutions-S1",
-                "This bucket holds the load balancer's access logs; logging access to the log bucket itself would need another bucket and adds nothing for a stage.",
-            )
+        if access_logs_bucket is not None:
+            self.load_balancer.log_access_logs(access_logs_bucket)

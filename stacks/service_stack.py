@@ -4,6 +4,7 @@ from aws_cdk import CfnOutput, CfnParameter, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -36,6 +37,7 @@ class ServiceStack(Stack):
         vpc: ec2.IVpc,
         repository: ecr.IRepository,
         database: Database,
+        access_logs_bucket: s3.IBucket | None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -85,7 +87,7 @@ class ServiceStack(Stack):
             health_check_path=stage.health_check_path,
             drain_seconds=stage.drain_seconds,
             certificate=self.domain.certificate if self.domain else None,
-            access_log_days=stage.log_retention_days if stage.alb_access_logs else None,
+            access_logs_bucket=access_logs_bucket,
         )
         if self.domain is not None:
             self.domain.point_at(self.load_balancer.load_balancer)

@@ -80,15 +80,18 @@ def test_shipped_stages_serve_plain_http_without_certificates(shipped):
 
 
 def test_alb_access_logs_switch(options, shipped):
+    # The bucket holds data: it lives in the stateful data stack, the load balancer in the service stack.
     template = options.templates["production-service"]
-    (bucket,) = of_type(template, "AWS::S3::Bucket").values()
+    assert not of_type(template, "AWS::S3::Bucket")
+    (bucket,) = of_type(options.templates["production-data"], "AWS::S3::Bucket").values()
     assert bucket["DeletionPolicy"] == "Retain"
     assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
     assert bucket["Properties"]["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 90  # the stage's log_retention_days
     (alb,) = of_type(template, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
     attributes = {a["Key"]: a["Value"] for a in alb["Properties"]["LoadBalancerAttributes"]}
     assert attributes["access_logs.s3.enabled"] == "true"
-    assert not of_type(shipped.templates["production-service"], "AWS::S3::Bucket")
+    assert "Fn::ImportValue" in attributes["access_logs.s3.bucket"]
+    assert not of_type(shipped.templates["production-data"], "AWS::S3::Bucket")
 
 
 def test_container_insights_switch(options, shipped):
@@ -116,7 +119,7 @@ def test_options_pass_cfn_lint_and_cdk_nag(options):
     report = json.loads((options.outdir / "validation-report.json").read_text())["pluginReports"][0]
     assert report["conclusion"] == "success" and report["violations"] == []
     acknowledged = {(f["ruleName"].split("[")[0], f["acknowledgedAt"]) for f in report["suppressedViolations"]}
-    assert ("AwsSolutions-S1", "production-service/LoadBalancer/AccessLogs") in acknowledged
+    assert ("AwsSolutions-S1", "production-data/AccessLogs/Bucket") in acknowledged
     assert ("AwsSolutions-ELB2", "production-service/LoadBalancer/Alb") not in acknowledged
     assert ("AwsSolutions-ECS4", "staging-service/Ecs/Cluster") not in acknowledged
     templates = sorted(str(path) for path in Path(options.outdir).glob("*.template.json"))
