@@ -500,7 +500,10 @@ def _check_stage(stage: StageConfig) -> None:
         raise _fail(stage.name, "alarm_thresholds.db_free_storage_gib", stage.alarm_thresholds.db_free_storage_gib,
                     f"less than db_allocated_storage_gib ({stage.db_allocated_storage_gib})")
     if stage.alarm_thresholds.db_connections is None:
-        db_connections_limit(stage.db_instance_class)  # a class whose limit cannot be estimated needs an explicit threshold
+        try:
+            db_connections_limit(stage.db_instance_class)
+        except ConfigError as error:
+            raise ConfigError(f"stage {stage.name!r}: {error}") from None
 
 
 def parse_config(context: Any) -> LiftoffConfig:

@@ -293,3 +293,20 @@ def test_config_command_prints_the_plain_http_warning(capsys, monkeypatch):
     assert main(["production"]) == 0
     err = capsys.readouterr().err
     assert err.count("serves plain HTTP") == 1
+
+
+def test_a_class_whose_connection_limit_cannot_be_estimated_needs_an_explicit_threshold():
+    # m3.medium (a previous-generation class cfn-lint still lists) has no size the estimate knows.
+    context = with_setting("staging", "db_instance_class", "m3.medium")
+    with pytest.raises(ConfigError, match="stage 'staging': cannot estimate the connection limit of db_instance_class 'm3.medium'; set alarm_thresholds.db_connections"):
+        parse_config(context)
+    context["stages"]["staging"]["alarm_thresholds"] = {"db_connections": 100}
+    assert parse_config(context).stage("staging").db_connections_alarm_threshold == 100
+
+
+def test_every_current_postgres_class_has_an_estimated_connection_limit():
+    from config import db_connections_limit, rds_postgres_instance_classes
+
+    estimated = {c: db_connections_limit(c) for c in rds_postgres_instance_classes(None) if c not in ("m1.medium", "m1.small", "m3.medium")}
+    assert estimated["t4g.micro"] == 112 and estimated["t4g.medium"] == 450 and estimated["r6g.large"] == 1802
+    assert all(0 < limit <= 5000 for limit in estimated.values())
