@@ -325,16 +325,17 @@ def _parse_thresholds(stage: str, raw: Any) -> AlarmThresholds:
     return AlarmThresholds(**raw)
 
 
-def _js_numbers(value: Any) -> Any:
-    """Numbers as the CDK CLI hands them to the app: it reads cdk.json with JavaScript, which has one
-    number type, so `2.0` arrives as 2. `python -m config` and the release tool read cdk.json with
-    Python; normalising here makes every reader judge a value the same way."""
+def _as_the_app_sees_it(value: Any) -> Any:
+    """The context as app.py receives it at synth. The CDK CLI reads cdk.json with JavaScript, which
+    has one number type, so `2.0` arrives as 2; and the context reaches Python through jsii, which
+    drops every key whose value is null. `python -m config`, the release tool and the tests read
+    cdk.json with Python; normalising here makes every reader judge a value the same way."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, Mapping):
-        return {key: _js_numbers(item) for key, item in value.items()}
+        return {key: _as_the_app_sees_it(item) for key, item in value.items() if item is not None}
     if isinstance(value, list):
-        return [_js_numbers(item) for item in value]
+        return [_as_the_app_sees_it(item) for item in value]
     return value
 
 
@@ -354,7 +355,6 @@ def _parse_stage(name: str, raw: Any) -> StageConfig:
     missing = [key for key in _REQUIRED if key not in raw]
     if missing:
         raise ConfigError(f"stage {name!r}: missing required key {missing[0]!r}")
-    raw = _js_numbers(raw)
     settings = dict(raw)
     for key, value in raw.items():
         if key == "alarm_thresholds":
@@ -510,6 +510,7 @@ def parse_config(context: Any) -> LiftoffConfig:
     """Validate the whole `liftoff` context before anything is built; raise ConfigError on the first problem."""
     if not isinstance(context, Mapping):
         raise ConfigError(f"cdk.json context {CONTEXT_KEY!r} must be an object with a 'stages' key")
+    context = _as_the_app_sees_it(context)
     unknown = sorted(set(context) - {"stages", "github"})
     if unknown:
         raise ConfigError(f"context {CONTEXT_KEY!r}: unknown key {unknown[0]!r}; allowed keys: github, stages")

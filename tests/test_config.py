@@ -310,3 +310,15 @@ def test_every_current_postgres_class_has_an_estimated_connection_limit():
     estimated = {c: db_connections_limit(c) for c in rds_postgres_instance_classes(None) if c not in ("m1.medium", "m1.small", "m3.medium")}
     assert estimated["t4g.micro"] == 112 and estimated["t4g.medium"] == 450 and estimated["r6g.large"] == 1802
     assert all(0 < limit <= 5000 for limit in estimated.values())
+
+
+def test_a_null_value_counts_as_absent_as_it_does_at_synth():
+    # At synth the context reaches app.py through jsii, which drops every key whose value is null;
+    # python -m config and the release tool must see the same thing.
+    context = with_setting("production", "alarm_emails", None)
+    context["stages"]["production"]["certificate_arn"] = None
+    assert parse_config(context).stage("production") == parse_config(shipped_stages()).stage("production")
+    context = shipped_stages()
+    assert context["github"]["repository"] is None
+    del context["github"]["repository"]
+    assert parse_config(context).github is None  # absent, like the shipped null: no CD stack
