@@ -41,14 +41,15 @@ snapshots: setup
 # TARGET=local (the default): a local AWS emulator (moto on loopback, fake credentials) gets the real
 # stacks from the real CDK CLI, then a release walk with liftoff (stage, activate, rollback, ledger);
 # see docs/local-emulator.md. Nothing stays running.
-# TARGET=aws: a real account, AWS credentials in the environment; IMAGE_TAG is required on the first
-# deploy and optional later (the CLI keeps the running version when it is omitted).
+# TARGET=aws: a real account. tools/preflight checks the stage, the credentials (and account), the
+# region, and that a first deploy names IMAGE_TAG (later ones may omit it: the CLI keeps the running
+# version); it prints the stage's warnings, so the synth inside `cdk deploy` does not repeat them.
 deploy: setup
 ifeq ($(TARGET),local)
 	$(PYTHON) -m local deploy --stage $(STAGE) $(if $(LOCAL_PORT),--port $(LOCAL_PORT))
 else ifeq ($(TARGET),aws)
-	$(PYTHON) -m config $(STAGE)
-	npx cdk deploy --require-approval never $(if $(IMAGE_TAG),--parameters $(STAGE)-service:ImageTag=$(IMAGE_TAG) --parameters $(STAGE)-service:StagedImageTag=$(or $(STAGED_IMAGE_TAG),$(IMAGE_TAG))) "$(STAGE)-*"
+	$(PYTHON) -m tools.preflight --stage $(STAGE) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+	LIFTOFF_WARNINGS_SHOWN=1 npx cdk deploy --require-approval never $(if $(IMAGE_TAG),--parameters $(STAGE)-service:ImageTag=$(IMAGE_TAG) --parameters $(STAGE)-service:StagedImageTag=$(or $(STAGED_IMAGE_TAG),$(IMAGE_TAG))) "$(STAGE)-*"
 else
 	@echo "make deploy: TARGET=$(TARGET) is not supported; use TARGET=local (the default) or TARGET=aws" >&2; exit 2
 endif

@@ -6,6 +6,7 @@ typed, validated configuration.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import aws_cdk as cdk
@@ -16,6 +17,8 @@ from stacks.data_stack import DataStack
 from stacks.github_cd_stack import GithubCdStack
 from stacks.registry_stack import RegistryStack
 from stacks.service_stack import ServiceStack
+
+WARNINGS_SHOWN_VARIABLE = "LIFTOFF_WARNINGS_SHOWN"
 
 
 def build(app: cdk.App, config: LiftoffConfig) -> dict[str, cdk.Stack]:
@@ -47,6 +50,7 @@ def build(app: cdk.App, config: LiftoffConfig) -> dict[str, cdk.Stack]:
             vpc=data.network.vpc,
             repository=registries[stage.registry_stage].registry.repository,
             database=data.database,
+            access_logs_bucket=data.access_logs.bucket if data.access_logs else None,
             env=_environment(stage),
             description=f"liftoff {stage.name}: load balancer and {stage.compute} service (stateless)",
         ))
@@ -96,6 +100,12 @@ def main() -> None:
     except ConfigError as error:
         print(f"liftoff: invalid configuration in cdk.json: {error}", file=sys.stderr)
         sys.exit(2)
+    # `make deploy TARGET=aws` has printed the warnings already (before the CLI runs) and says so here,
+    # so each shows once.
+    if os.environ.get(WARNINGS_SHOWN_VARIABLE) != "1":
+        for stage in config.stages:
+            for warning in stage.warnings():
+                print(f"liftoff: warning: {warning}", file=sys.stderr)
     build(app, config)
     app.synth()
 

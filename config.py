@@ -5,9 +5,12 @@ from the CDK so the release tool can read the same stages without a synth.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,12 +35,51 @@ STAGE_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,20}$"
 ACCOUNT_PATTERN = r"^[0-9]{12}$"
 REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
 CERTIFICATE_ARN_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$"
-INSTANCE_CLASS_PATTERN = r"^[a-z][a-z0-9]*\.[a-z0-9]+$"
+INSTANCE_CLASS_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
 AMI_ID_PATTERN = r"^ami-[0-9a-f]{8,17}$"
+HOSTNAME_PATTERN = r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+HOSTED_ZONE_ID_PATTERN = r"^Z[A-Z0-9]{1,31}$"
+EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+# Graviton (arm64) families: a1, and every family whose generation digit is followed by "g"
+# (t4g, m7gd, c7gn, im4gn, is4gen, g5g, hpc7g, x2gd ...). Checked against cfn-lint's full list of
+# families: no x86 family matches.
+GRAVITON_FAMILY_PATTERN = r"^(a1|[a-z]+[0-9]+g[a-z0-9]*)$"
+# Keys that only one compute mode reads; set on a stage of the other mode, they would silently do nothing.
+MODE_ONLY_KEYS = {
+    "task_cpu": "ecs",
+    "task_memory_mib": "ecs",
+    "container_insights": "ecs",
+    "instance_type": "ec2",
+    "ami_id": "ec2",
+}
 
 
 class ConfigError(ValueError):
     """A stage configuration that cannot be deployed; the message names stage, key, value and rule."""
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """When an alarm pages someone (cdk.json `alarm_thresholds`); every key has a default."""
+
+    # Share of requests answered 5xx by the targets or the load balancer, over 5 minutes.
+    http_5xx_percent: int = 5
+    # Target response time, 99th percentile, over 5 minutes.
+    latency_p99_ms: int = 1000
+    db_cpu_percent: int = 80
+    # Storage autoscaling acts at 10 % free; this fires when it could not (at the maximum, or cooling down).
+    db_free_storage_gib: int = 2
+    # Open connections; None: 70 % of the instance class's default max_connections (see db_connections_limit).
+    db_connections: int | None = None
+
+
+_THRESHOLD_RANGES = {
+    "http_5xx_percent": (1, 100),
+    "latency_p99_ms": (10, 60000),
+    "db_cpu_percent": (1, 100),
+    "db_free_storage_gib": (1, 65536),
+    "db_connections": (1, 5000),
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +108,18 @@ class StageConfig:
     stop_timeout_seconds: int = 10
     log_retention_days: int = 30
     certificate_arn: str | None = None
+    # HTTPS from a name: liftoff makes the certificate (DNS validation) and the alias record in this zone.
+    domain_name: str | None = None
+    hosted_zone_id: str | None = None
+    hosted_zone_name: str | None = None
     share_registry_with: str | None = None
+    # Operations: who gets the alarm emails, and when the alarms fire.
+    alarm_emails: tuple[str, ...] = ()
+    alarm_thresholds: AlarmThresholds = field(default_factory=AlarmThresholds)
+    # Stricter, paid options (docs/security.md lists each with its monthly cost); off by default.
+    alb_access_logs: bool = False
+    container_insights: bool = False
+    enhanced_monitoring: bool = False
 
     @property
     def registry_stage(self) -> str:
@@ -84,6 +137,26 @@ class StageConfig:
     @property
     def service_stack_name(self) -> str:
         return f"{self.name}-service"
+
+    @property
+    def serves_https(self) -> bool:
+        return self.domain_name is not None or self.certificate_arn is not None
+
+    @property
+    def db_connections_alarm_threshold(self) -> int:
+        if self.alarm_thresholds.db_connections is not None:
+            return self.alarm_thresholds.db_connections
+        return int(db_connections_limit(self.db_instance_class) * 0.7)
+
+    def warnings(self) -> tuple[str, ...]:
+        """What deploys but deserves a person's attention; printed once by synth and by `make deploy TARGET=aws`."""
+        if self.deletion_protection and not self.serves_https:
+            return (
+                f"stage {self.name!r} is protected (deletion_protection: true) but serves plain HTTP: set "
+                "domain_name with hosted_zone_id and hosted_zone_name (liftoff makes the certificate), or "
+                "certificate_arn, in cdk.json",
+            )
+        return ()
 
 
 GITHUB_REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
@@ -164,8 +237,9 @@ class LiftoffConfig:
 
 
 # Allowed values per key: (type, check, what is allowed). Types are exact: JSON true is not a count.
+MAX_DESIRED_COUNT = 50
 _INT_RANGES = {
-    "desired_count": (0, 50),
+    "desired_count": (0, MAX_DESIRED_COUNT),
     "task_cpu": (256, 4096),
     "task_memory_mib": (512, 30720),
     "db_allocated_storage_gib": (20, 65536),
@@ -191,8 +265,16 @@ _CHOICES = {
     "cpu_architecture": CPU_ARCHITECTURES,
     "log_retention_days": _LOG_RETENTION_DAYS,
 }
-_BOOLS = ("db_multi_az", "deletion_protection")
-_OPTIONAL = ("account", "region", "certificate_arn", "ami_id", "share_registry_with")
+_PATTERNS.update({
+    "domain_name": (HOSTNAME_PATTERN, "a lowercase DNS name like app.example.com (no trailing dot)"),
+    "hosted_zone_name": (HOSTNAME_PATTERN, "the hosted zone's lowercase DNS name like example.com (no trailing dot)"),
+    "hosted_zone_id": (HOSTED_ZONE_ID_PATTERN, "a Route 53 hosted zone id like Z0123456789ABCDEFGHIJ"),
+})
+_BOOLS = ("db_multi_az", "deletion_protection", "alb_access_logs", "container_insights", "enhanced_monitoring")
+_OPTIONAL = (
+    "account", "region", "certificate_arn", "ami_id", "share_registry_with",
+    "domain_name", "hosted_zone_id", "hosted_zone_name",
+)
 _REQUIRED = ("compute", "desired_count")
 _KEYS = tuple(f.name for f in fields(StageConfig) if f.name != "name")
 
@@ -221,6 +303,40 @@ def _check_value(stage: str, key: str, value: Any) -> None:
     elif key == "share_registry_with":
         if not isinstance(value, str):
             raise _fail(stage, key, value, "the name of another stage")
+    elif key == "alarm_emails":
+        if not isinstance(value, list) or len(value) > 10 or len(set(map(str, value))) != len(value):
+            raise _fail(stage, key, value, "a list of up to 10 distinct email addresses")
+        for address in value:
+            if not isinstance(address, str) or not re.fullmatch(EMAIL_PATTERN, address):
+                raise _fail(stage, key, value, f"email addresses like ops@example.com ({json.dumps(address)} is not one)")
+
+
+def _parse_thresholds(stage: str, raw: Any) -> AlarmThresholds:
+    allowed = tuple(f.name for f in fields(AlarmThresholds))
+    if not isinstance(raw, Mapping):
+        raise _fail(stage, "alarm_thresholds", raw, "an object with any of " + ", ".join(allowed))
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(f"stage {stage!r}: unknown key 'alarm_thresholds.{unknown[0]}'; allowed keys: {', '.join(allowed)}")
+    for key, value in raw.items():
+        low, high = _THRESHOLD_RANGES[key]
+        if type(value) is not int or not low <= value <= high:
+            raise _fail(stage, f"alarm_thresholds.{key}", value, f"a whole number from {low} to {high}")
+    return AlarmThresholds(**raw)
+
+
+def _as_the_app_sees_it(value: Any) -> Any:
+    """The context as app.py receives it at synth. The CDK CLI reads cdk.json with JavaScript, which
+    has one number type, so `2.0` arrives as 2; and the context reaches Python through jsii, which
+    drops every key whose value is null. `python -m config`, the release tool and the tests read
+    cdk.json with Python; normalising here makes every reader judge a value the same way."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _as_the_app_sees_it(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_as_the_app_sees_it(item) for item in value]
+    return value
 
 
 def _parse_stage(name: str, raw: Any) -> StageConfig:
@@ -239,11 +355,89 @@ def _parse_stage(name: str, raw: Any) -> StageConfig:
     missing = [key for key in _REQUIRED if key not in raw]
     if missing:
         raise ConfigError(f"stage {name!r}: missing required key {missing[0]!r}")
+    settings = dict(raw)
     for key, value in raw.items():
-        _check_value(name, key, value)
-    stage = StageConfig(name=name, **raw)
+        if key == "alarm_thresholds":
+            settings[key] = _parse_thresholds(name, value)
+        else:
+            _check_value(name, key, value)
+    if "alarm_emails" in settings:
+        settings["alarm_emails"] = tuple(settings["alarm_emails"])
+    compute = raw["compute"]
+    for key in sorted(set(raw) & set(MODE_ONLY_KEYS)):
+        if MODE_ONLY_KEYS[key] != compute:
+            raise ConfigError(
+                f"stage {name!r}: {key} has no effect with compute {compute!r}; only compute "
+                f"{MODE_ONLY_KEYS[key]!r} uses it (remove the key, or set compute to {MODE_ONLY_KEYS[key]!r})"
+            )
+    stage = StageConfig(name=name, **settings)
     _check_stage(stage)
     return stage
+
+
+@lru_cache(maxsize=None)
+def _cfn_lint_data(extension: str, file: str) -> dict:
+    # cfn-lint ships AWS's per-region instance lists (refreshed with each release); find them without
+    # importing cfn-lint itself, which would cost a second on every read of the config.
+    spec = importlib.util.find_spec("cfnlint")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("cfn-lint is not installed; it ships the instance type lists the config is checked against (make setup)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "schemas" / "extensions" / extension / file
+    return json.loads(path.read_text())
+
+
+def ec2_instance_types(region: str | None) -> frozenset[str]:
+    """EC2 instance types offered in `region` (every region's when None), as cfn-lint ships them."""
+    data = {name: value["enum"] for name, value in _cfn_lint_data("aws_ec2_instance", "instancetype_enum.json").items()
+            if isinstance(value, Mapping) and value.get("enum")}
+    if region is None:
+        return frozenset(t for types in data.values() for t in types)
+    return frozenset(data.get(region, ()))
+
+
+def rds_postgres_instance_classes(region: str | None) -> frozenset[str]:
+    """RDS for PostgreSQL instance classes (without the db. prefix) in `region` (every region's when None)."""
+    data = _cfn_lint_data("aws_rds_dbinstance", "dbinstanceclass_enum.json")
+    found: dict[str, set[str]] = {}
+    for name, schema in data.items():
+        for rule in schema.get("allOf", ()):
+            condition = rule["if"]["properties"]
+            if condition.get("Engine", {}).get("const") == "postgres" and condition.get("LicenseModel") is False:
+                found.setdefault(name, set()).update(c.removeprefix("db.") for c in rule["then"]["properties"]["DBInstanceClass"]["enum"])
+    if region is None:
+        return frozenset(c for classes in found.values() for c in classes)
+    return frozenset(found.get(region, ()))
+
+
+def known_regions() -> tuple[str, ...]:
+    data = _cfn_lint_data("aws_ec2_instance", "instancetype_enum.json")
+    return tuple(sorted(name for name, value in data.items() if isinstance(value, Mapping) and value.get("enum")))
+
+
+# Memory per vCPU of the general (m), memory-optimised (r, x, z) and compute (c) families, and the
+# burstable sizes; used only to estimate PostgreSQL's default connection limit.
+_GIB_PER_VCPU = {"m": 4, "r": 8, "x": 16, "z": 8, "c": 2}
+_BURSTABLE_GIB = {"micro": 1, "small": 2, "medium": 4, "large": 8, "xlarge": 16, "2xlarge": 32}
+
+
+def db_connections_limit(instance_class: str) -> int:
+    """RDS for PostgreSQL's default max_connections, LEAST(memory / 9531392, 5000), from the class's
+    nominal memory. RDS reserves some memory first, so the real limit is a little lower; the default
+    alarm threshold (70 %) leaves room for that."""
+    family, _, size = instance_class.partition(".")
+    if family.startswith("t"):
+        gib = _BURSTABLE_GIB.get(size)
+    else:
+        match = re.fullmatch(r"([0-9]*)xlarge", size)
+        vcpus = 2 if size == "large" else (4 * int(match.group(1) or 1) if match else None)
+        per_vcpu = _GIB_PER_VCPU.get(family[:1])
+        gib = vcpus * per_vcpu if vcpus and per_vcpu else None
+    if gib is None:
+        raise ConfigError(
+            f"cannot estimate the connection limit of db_instance_class {instance_class!r}; "
+            "set alarm_thresholds.db_connections explicitly"
+        )
+    return min(int(gib * 1024**3 / 9531392), 5000)
 
 
 def _check_stage(stage: StageConfig) -> None:
@@ -261,7 +455,19 @@ def _check_stage(stage: StageConfig) -> None:
                 stage.name, "task_memory_mib", stage.task_memory_mib,
                 f"a Fargate memory size for {stage.task_cpu} CPU units: " + ", ".join(map(str, allowed_memory)),
             )
-    graviton = re.match(r"^[a-z]+[0-9]+g", stage.instance_type) is not None
+    if stage.region is not None and stage.region not in known_regions():
+        raise _fail(stage.name, "region", stage.region, "a region AWS offers (cfn-lint's list: " + ", ".join(known_regions()) + ")")
+    where = f"region {stage.region}" if stage.region else "any region (the stage names no region)"
+    if stage.db_instance_class not in rds_postgres_instance_classes(stage.region):
+        raise _fail(stage.name, "db_instance_class", stage.db_instance_class,
+                    f"an RDS for PostgreSQL instance class offered in {where}, like t4g.micro")
+    if stage.compute == "ec2" and stage.instance_type not in ec2_instance_types(stage.region):
+        raise _fail(stage.name, "instance_type", stage.instance_type, f"an EC2 instance type offered in {where}, like t4g.small")
+    family = stage.instance_type.split(".")[0]
+    if stage.compute == "ec2" and family.startswith("mac"):
+        raise _fail(stage.name, "instance_type", stage.instance_type,
+                    "a Linux instance type (mac families run macOS on dedicated hosts only)")
+    graviton = re.fullmatch(GRAVITON_FAMILY_PATTERN, family) is not None
     if stage.compute == "ec2" and graviton != (stage.cpu_architecture == "arm64"):
         raise _fail(
             stage.name, "instance_type", stage.instance_type,
@@ -273,12 +479,38 @@ def _check_stage(stage: StageConfig) -> None:
             f"stage {stage.name!r}: account and region go together; set both for a pinned environment "
             "or neither for an environment-agnostic one"
         )
+    if stage.alb_access_logs and stage.region is None:
+        raise _fail(stage.name, "alb_access_logs", True,
+                    "false on a stage without account and region (the log bucket's policy names the region's load balancer account)")
+    zone = (stage.hosted_zone_id, stage.hosted_zone_name)
+    if stage.domain_name is None and zone != (None, None):
+        key = "hosted_zone_id" if stage.hosted_zone_id is not None else "hosted_zone_name"
+        raise _fail(stage.name, key, getattr(stage, key), "no hosted zone without domain_name (the zone holds that name's records)")
+    if stage.domain_name is not None:
+        for key in ("hosted_zone_id", "hosted_zone_name"):
+            if getattr(stage, key) is None:
+                raise ConfigError(
+                    f"stage {stage.name!r}: domain_name {stage.domain_name!r} needs {key} too "
+                    "(the Route 53 zone where liftoff validates the certificate and adds the alias record)"
+                )
+        if stage.domain_name != stage.hosted_zone_name and not stage.domain_name.endswith("." + stage.hosted_zone_name):
+            raise _fail(stage.name, "domain_name", stage.domain_name,
+                        f"the zone's name or a name under it (hosted_zone_name is {stage.hosted_zone_name!r})")
+    if stage.alarm_thresholds.db_free_storage_gib >= stage.db_allocated_storage_gib:
+        raise _fail(stage.name, "alarm_thresholds.db_free_storage_gib", stage.alarm_thresholds.db_free_storage_gib,
+                    f"less than db_allocated_storage_gib ({stage.db_allocated_storage_gib})")
+    if stage.alarm_thresholds.db_connections is None:
+        try:
+            db_connections_limit(stage.db_instance_class)
+        except ConfigError as error:
+            raise ConfigError(f"stage {stage.name!r}: {error}") from None
 
 
 def parse_config(context: Any) -> LiftoffConfig:
     """Validate the whole `liftoff` context before anything is built; raise ConfigError on the first problem."""
     if not isinstance(context, Mapping):
         raise ConfigError(f"cdk.json context {CONTEXT_KEY!r} must be an object with a 'stages' key")
+    context = _as_the_app_sees_it(context)
     unknown = sorted(set(context) - {"stages", "github"})
     if unknown:
         raise ConfigError(f"context {CONTEXT_KEY!r}: unknown key {unknown[0]!r}; allowed keys: github, stages")
@@ -390,12 +622,17 @@ def _parse_github(raw: Any, stages: tuple[StageConfig, ...]) -> GithubConfig | N
 def load_config(cdk_json: Path) -> LiftoffConfig:
     """Read the stages straight from cdk.json, for tools that run without a synth."""
     try:
-        context = json.loads(cdk_json.read_text())["context"][CONTEXT_KEY]
+        context = json.loads(cdk_json.read_text(), parse_constant=_refuse_constant)["context"][CONTEXT_KEY]
     except FileNotFoundError:
         raise ConfigError(f"{cdk_json} not found; run from the liftoff checkout") from None
     except (KeyError, json.JSONDecodeError) as error:
         raise ConfigError(f"{cdk_json}: no readable context.{CONTEXT_KEY} ({error})") from None
     return parse_config(context)
+
+
+def _refuse_constant(name: str):
+    # JavaScript's JSON (the CDK CLI's reader) refuses NaN and Infinity; so does this one.
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
 
 
 def check_release_tag(tag: str) -> str:
@@ -418,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     for stage in stages:
         print(f"{stage.name}: {stage.compute}, {stage.desired_count} running; stacks "
               f"{stage.registry_stack_name} {stage.data_stack_name} {stage.service_stack_name}")
+        for warning in stage.warnings():
+            print(f"liftoff config: warning: {warning}", file=sys.stderr)
     return 0
 
 

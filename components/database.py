@@ -25,6 +25,7 @@ class Database(Construct):
         multi_az: bool,
         backup_retention_days: int,
         deletion_protection: bool,
+        enhanced_monitoring: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         # No ingress rule here: the service stack opens the port for its own security group, so this
@@ -52,6 +53,9 @@ class Database(Construct):
             deletion_protection=deletion_protection,
             removal_policy=RemovalPolicy.SNAPSHOT,
             auto_minor_version_upgrade=True,
+            # Per-process OS metrics every 60 s, billed as CloudWatch Logs ingestion; a change applies
+            # without a restart.
+            monitoring_interval=Duration.seconds(60) if enhanced_monitoring else None,
         )
         self.secret = self.instance.secret
         self.database_name = DATABASE_NAME

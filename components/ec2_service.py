@@ -29,7 +29,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from components.nag import acknowledge
-from config import RELEASE_TAG_PATTERN
+from config import MAX_DESIRED_COUNT, RELEASE_TAG_PATTERN
 
 HOST_FILES = Path(__file__).parent / "ec2_host"
 UNIT_PATH = "etc/systemd/system/liftoff-app.service"
@@ -43,6 +43,8 @@ LATEST_AL2023_PARAMETER = {
 HEALTH_TIMEOUT_SECONDS = 60
 PULL_ALLOWANCE_SECONDS = 120
 BOOT_SIGNAL_TIMEOUT = Duration.minutes(15)
+# CloudFormation's ceiling for an association's WaitForSuccessTimeoutSeconds (48 hours).
+MAX_ASSOCIATION_WAIT_SECONDS = 172800
 ROOT_VOLUME_GIB = 20
 
 
@@ -226,7 +228,6 @@ class Ec2Service(Construct):
             script="liftoff-stage",
             image_tag=staged_image_tag,
             per_host_seconds=PULL_ALLOWANCE_SECONDS,
-            desired_count=desired_count,
         )
         self.activate_association = self._gate(
             "Activate",
@@ -234,7 +235,6 @@ class Ec2Service(Construct):
             script="liftoff-activate",
             image_tag=image_tag,
             per_host_seconds=per_host_seconds,
-            desired_count=desired_count,
         )
         # The group's name (a Ref) already orders the gates after its hosts have signalled; when both gates
         # change in one update, the pull runs first.
@@ -255,7 +255,7 @@ class Ec2Service(Construct):
 
 
     def _gate(
-        self, name: str, *, description: str, script: str, image_tag: str, per_host_seconds: int, desired_count: int
+        self, name: str, *, description: str, script: str, image_tag: str, per_host_seconds: int
     ) -> ssm.CfnAssociation:
         """A Command document running `script TAG`, and the association that runs it on every host of
         the group whenever `image_tag` (a stack parameter) changes."""
@@ -279,8 +279,14 @@ class Ec2Service(Construct):
             # One host at a time, and stop at the first failure: the rest keep the old version.
             max_concurrency="1",
             max_errors="0",
-            # CloudFormation waits for every host (one spare during a replacement) before it succeeds.
-            wait_for_success_timeout_seconds=300 + per_host_seconds * (desired_count + 1),
+            # CloudFormation waits for every host before it succeeds. The wait covers the largest fleet
+            # config allows (plus the spare) rather than today's count: a timeout computed from
+            # desired_count changed both associations on every scale deploy, and CloudFormation re-ran
+            # both gates on every host. The wait is only a ceiling: each host's run has its own
+            # timeout, and the first failure (max_errors 0) ends the association.
+            wait_for_success_timeout_seconds=min(
+                300 + per_host_seconds * (MAX_DESIRED_COUNT + 1), MAX_ASSOCIATION_WAIT_SECONDS
+            ),
         )
 
 

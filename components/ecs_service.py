@@ -38,10 +38,15 @@ class EcsService(Construct):
         container_port: int,
         stop_timeout_seconds: int,
         log_retention: logs.RetentionDays,
+        container_insights: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(self, "SecurityGroup", vpc=vpc, description="liftoff service")
-        cluster = ecs.Cluster(self, "Cluster", vpc=vpc)
+        cluster = ecs.Cluster(
+            self, "Cluster", vpc=vpc,
+            # Off: nothing rendered, the account's default applies (off unless someone turned it on).
+            container_insights_v2=ecs.ContainerInsights.ENABLED if container_insights else None,
+        )
         task_definition = ecs.FargateTaskDefinition(
             self,
             "Task",
@@ -100,10 +105,11 @@ class EcsService(Construct):
             health_check_grace_period=Duration.seconds(HEALTH_CHECK_GRACE_SECONDS),
         )
         self.service.attach_to_application_target_group(target_group)
-        acknowledge(
-            cluster, "AwsSolutions-ECS4",
-            "Container Insights is billed per metric; the service's default CPU/memory metrics and the target group's health cover a small stage.",
-        )
+        if not container_insights:
+            acknowledge(
+                cluster, "AwsSolutions-ECS4",
+                "Container Insights is billed per metric (container_insights: false); the service's default CPU/memory metrics and the target group's health cover a small stage.",
+            )
         acknowledge(
             task_definition, "AwsSolutions-ECS2",
             "Only non-secret settings (port, version, database host/port/name) are plain environment; credentials come from Secrets Manager as ECS secrets.",

@@ -10,6 +10,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 HEALTH_CHECK_INTERVAL_SECONDS = 5
@@ -29,7 +30,8 @@ class LoadBalancer(Construct):
         container_port: int,
         health_check_path: str,
         drain_seconds: int,
-        certificate_arn: str | None,
+        certificate: acm.ICertificate | None,
+        access_logs_bucket: s3.IBucket | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(
@@ -61,13 +63,13 @@ class LoadBalancer(Construct):
                 unhealthy_threshold_count=UNHEALTHY_THRESHOLD,
             ),
         )
-        if certificate_arn:
-            certificate = acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn)
+        if certificate is not None:
             self.load_balancer.add_listener(
                 "Https",
                 port=443,
                 protocol=elbv2.ApplicationProtocol.HTTPS,
                 certificates=[elbv2.ListenerCertificate.from_certificate_manager(certificate)],
+                # TLS 1.3 and 1.2 only (ELBSecurityPolicy-TLS13-1-2-2021-06), AWS's recommended policy.
                 ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
                 default_target_groups=[self.target_group],
             )
@@ -78,3 +80,5 @@ class LoadBalancer(Construct):
                 "Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP, default_target_groups=[self.target_group]
             )
             self.url_scheme = "http"
+        if access_logs_bucket is not None:
+            self.load_balancer.log_access_logs(access_logs_bucket)

@@ -23,6 +23,8 @@ SECRET_ATTACHMENT_TYPE = "AWS::SecretsManager::SecretTargetAttachment"
 REPOSITORY_TYPE = "AWS::ECR::Repository"
 SSM_PARAMETER_TYPE = "AWS::SSM::Parameter"
 SSM_DOCUMENT_TYPE = "AWS::SSM::Document"
+DASHBOARD_TYPE = "AWS::CloudWatch::Dashboard"
+TARGET_GROUP_TYPE = "AWS::ElasticLoadBalancingV2::TargetGroup"
 # The value an Output of an unmodelled resource gets: obviously not an AWS id, so nobody mistakes it for one.
 UNMODELLED_OUTPUT_PLACEHOLDER = "emulator-placeholder-not-modelled"
 
@@ -51,6 +53,11 @@ ADAPTATIONS: dict[str, str] = {
         f"{SSM_DOCUMENT_TYPE} gets DocumentFormat JSON (CloudFormation's default) and its Content, an "
         "object in the template, as a JSON string. moto takes no default format (\"Invalid document "
         "format None\") and parses Content only as text."
+    ),
+    "target-group-full-name": (
+        f"In a {DASHBOARD_TYPE}, Fn::GetAtt [target group, TargetGroupFullName] becomes the same value "
+        "cut from the target group's ARN (Fn::Select 5 of Fn::Split ':' of its Ref: targetgroup/NAME/ID). "
+        "moto's target group model answers no Fn::GetAtt and fails the create with HTTP 500."
     ),
     "output-of-unmodelled-resource": (
         "An Output that reads an attribute (Fn::GetAtt) of a resource type moto has no model for (today "
@@ -143,6 +150,22 @@ def adapt_template(stack: str, template: dict, *, secret_arns: Mapping[tuple[str
                 resource["Properties"]["Content"] = {"Fn::ToJsonString": resource["Properties"]["Content"]} \
                     if _has_intrinsics(resource["Properties"]["Content"]) else json.dumps(resource["Properties"]["Content"])
             done.append(Adaptation(stack, logical_id, SSM_DOCUMENT_TYPE, "ssm-document-format"))
+
+    target_groups = {k for k, v in resources.items() if v["Type"] == TARGET_GROUP_TYPE}
+
+    def full_name_from_arn(node):
+        attribute = node.get("Fn::GetAtt") if isinstance(node, dict) and len(node) == 1 else None
+        if isinstance(attribute, list) and attribute[0] in target_groups and attribute[1] == "TargetGroupFullName":
+            return {"Fn::Select": [5, {"Fn::Split": [":", {"Ref": attribute[0]}]}]}
+        return node
+
+    for logical_id, resource in resources.items():
+        if resource["Type"] == DASHBOARD_TYPE:
+            before = resource.get("Properties", {})
+            after = _walk(before, full_name_from_arn)
+            if after != before:
+                resource["Properties"] = after
+                done.append(Adaptation(stack, logical_id, DASHBOARD_TYPE, "target-group-full-name"))
 
     modelled = _modelled_types()
     for output_key, output in list(adapted.get("Outputs", {}).items()):

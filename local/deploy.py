@@ -200,7 +200,9 @@ def observe(deployed: LocalStage) -> dict[str, str]:
             task_definition = described[0]["taskDefinition"]
             seen["ECS task definition"] = task_definition.rsplit("/", 1)[-1]
             containers = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]["containerDefinitions"]
-            seen["ECS container image"] = ", ".join(c.get("image", "-") .rsplit("/", 1)[-1] for c in containers)
+            # The app and its migrate container run the same image: each image once.
+            images = dict.fromkeys(c.get("image", "-").rsplit("/", 1)[-1] for c in containers)
+            seen["ECS container image"] = ", ".join(images)
             seen["ECS desired count"] = str(described[0]["desiredCount"])
     if "AutoScalingGroupName" in outputs:
         groups = clients.client("autoscaling").describe_auto_scaling_groups(
@@ -210,16 +212,47 @@ def observe(deployed: LocalStage) -> dict[str, str]:
             template = groups[0].get("LaunchTemplate") or {}
             seen["launch template version"] = str(template.get("Version", "-"))
         # moto has no CloudFormation model (nor a ListAssociations API) for State Manager associations.
-        seen["SSM stage/activate associations"] = "not modelled by the emulator"
+        seen["SSM stage/activate associations"] = NOT_MODELLED
     return seen
 
 
-def print_changes(before: dict[str, str], after: dict[str, str]) -> None:
-    width = max(len(key) for key in {**before, **after})
-    for key in {**before, **after}:
+NOT_MODELLED = "not modelled by the emulator"
+# Rows that follow the ImageTag parameter on AWS but that moto leaves as they were; when the tag
+# changed and these did not, the table says so rather than "unchanged".
+EMULATOR_KEEPS = {
+    "ECS task definition": "moto keeps the task definition on a stack update; AWS registers a new revision",
+    "ECS container image": "moto keeps the task definition's image; AWS rolls the tasks onto the new one",
+}
+
+
+def change_marker(key: str, old: str, new: str, *, image_tag_changed: bool) -> str:
+    if old != new:
+        return "changed"
+    if image_tag_changed and key in EMULATOR_KEEPS:
+        return f"the emulator cannot show this change: {EMULATOR_KEEPS[key]}"
+    return "unchanged"
+
+
+def change_lines(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The before/after table: never "unchanged" for what the emulator cannot change."""
+    keys = list({**before, **after})
+    width = max(len(key) for key in keys)
+    tag_key = next((key for key in keys if key.endswith(" parameter ImageTag")), None)
+    image_tag_changed = tag_key is not None and before.get(tag_key) != after.get(tag_key)
+    lines = []
+    for key in keys:
         old, new = before.get(key, "-"), after.get(key, "-")
-        marker = "changed" if old != new else "unchanged"
-        log(f"  {key:<{width}}  {old} -> {new}  ({marker})")
+        if old == new == NOT_MODELLED:
+            lines.append(f"  {key:<{width}}  ({NOT_MODELLED}: the change cannot be shown)")
+            continue
+        marker = change_marker(key, old, new, image_tag_changed=image_tag_changed)
+        lines.append(f"  {key:<{width}}  {old} -> {new}  ({marker})")
+    return lines
+
+
+def print_changes(before: dict[str, str], after: dict[str, str]) -> None:
+    for line in change_lines(before, after):
+        log(line)
 
 
 def liftoff(deployed: LocalStage, runtime: EmulatedRuntime, *argv: str) -> None:

@@ -195,6 +195,26 @@ class Aws:
             "association_status": association.get("Overview", {}).get("Status", ""),
         }
 
+    def firing_alarms(self, stack_name: str) -> list[dict]:
+        """The stack's CloudWatch alarms in state ALARM. CloudFormation names each alarm it creates
+        `<stack>-<logical id>-<suffix>`, so the stack name is the prefix."""
+        firing = []
+        for page in self.client("cloudwatch").get_paginator("describe_alarms").paginate(
+            AlarmNamePrefix=f"{stack_name}-", StateValue="ALARM", AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+        ):
+            for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
+                # AWS applies both filters; moto applies only the prefix, so the state is checked here too.
+                if alarm.get("StateValue") != "ALARM":
+                    continue
+                since = alarm.get("StateUpdatedTimestamp")
+                firing.append({
+                    "name": alarm["AlarmName"],
+                    "description": alarm.get("AlarmDescription", ""),
+                    "reason": alarm.get("StateReason", ""),
+                    "since": since.isoformat() if since else "",
+                })
+        return firing
+
     # --- the ledger -----------------------------------------------------------------------------
 
     def ledger(self, table_name: str) -> Ledger:

@@ -155,6 +155,7 @@ def cmd_status(ctx: Context) -> dict:
         "targets": running["targets"], "tasks": running.get("tasks", []), "hosts": running.get("hosts", []),
         "lock": asdict(lock) | {"expired": lock.expired(ctx.now())} if lock else None,
         "releases": [asdict(e) for e in entries[:5]],
+        "alarms_firing": ctx.aws.firing_alarms(stack.name),
     }
     ctx.say(f"stage {ctx.stage.name}: {stack.name} {stack.status}" + (f" ({stack.status_reason})" if stack.status_reason else ""))
     ctx.say(f"  active   {active or '-'}\n  staged   {staged or '-'}\n  previous {result['previous'] or '-'}")
@@ -167,6 +168,10 @@ def cmd_status(ctx: Context) -> dict:
     for host in running.get("hosts", []):
         ctx.say(f"  host {host['instance']} {host['state']} {host['health']} (activate association: "
                 f"{running['association_parameter'] or '-'} {running['association_status'] or '-'})")
+    alarms = result["alarms_firing"]
+    ctx.say(f"  alarms   {len(alarms)} firing" if alarms else "  alarms   none firing")
+    for alarm in alarms:
+        ctx.say(f"    {alarm['name']} since {alarm['since']}: {alarm['description'] or alarm['reason']}")
     if lock:
         ctx.say(f"  lock     {lock.gate} {lock.version} by {lock.holder}" + (" (expired, can be taken over)" if lock.expired(ctx.now()) else ""))
     if entries:

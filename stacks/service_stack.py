@@ -4,10 +4,16 @@ from aws_cdk import CfnOutput, CfnParameter, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from aws_cdk import aws_cloudwatch as cloudwatch
+
+from components.alarms import Alarms
+from components.dashboard import Dashboard
 from components.database import Database
+from components.domain import Domain
 from components.retention import log_retention
 from components.ec2_service import Ec2Service
 from components.ecs_service import EcsService
@@ -31,6 +37,7 @@ class ServiceStack(Stack):
         vpc: ec2.IVpc,
         repository: ecr.IRepository,
         database: Database,
+        access_logs_bucket: s3.IBucket | None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -64,6 +71,13 @@ class ServiceStack(Stack):
             string_value=staged_image_tag.value_as_string,
             description=f"liftoff {stage.name}: the staged release tag (owned by the {construct_id} stack)",
         )
+        self.domain = Domain(
+            self, "Domain",
+            domain_name=stage.domain_name,
+            hosted_zone_id=stage.hosted_zone_id,
+            hosted_zone_name=stage.hosted_zone_name,
+            certificate_arn=stage.certificate_arn,
+        ) if stage.serves_https else None
         self.load_balancer = LoadBalancer(
             self,
             "LoadBalancer",
@@ -72,8 +86,11 @@ class ServiceStack(Stack):
             container_port=stage.container_port,
             health_check_path=stage.health_check_path,
             drain_seconds=stage.drain_seconds,
-            certificate_arn=stage.certificate_arn,
+            certificate=self.domain.certificate if self.domain else None,
+            access_logs_bucket=access_logs_bucket,
         )
+        if self.domain is not None:
+            self.domain.point_at(self.load_balancer.load_balancer)
         common = dict(
             vpc=vpc,
             repository=repository,
@@ -91,7 +108,8 @@ class ServiceStack(Stack):
         )
         if stage.compute == "ecs":
             self.compute = EcsService(
-                self, "Ecs", task_cpu=stage.task_cpu, task_memory_mib=stage.task_memory_mib, **common
+                self, "Ecs", task_cpu=stage.task_cpu, task_memory_mib=stage.task_memory_mib,
+                container_insights=stage.container_insights, **common
             )
             compute_outputs = {
                 "ClusterName": self.compute.service.cluster.cluster_name,
@@ -129,11 +147,58 @@ class ServiceStack(Stack):
             self.load_balancer.security_group, "AwsSolutions-EC23",
             "The load balancer is the service's public entry point: its listener ports are open to the internet by design.",
         )
-        acknowledge(
-            self.load_balancer.load_balancer, "AwsSolutions-ELB2",
-            "Access logs need an S3 bucket and its costs; the stage relies on target-group metrics and service logs until traffic warrants them.",
+        if not stage.alb_access_logs:
+            acknowledge(
+                self.load_balancer.load_balancer, "AwsSolutions-ELB2",
+                "Access logs need an S3 bucket and its costs (alb_access_logs: false); the stage relies on target-group metrics and service logs until traffic warrants them.",
+            )
+        thresholds = stage.alarm_thresholds
+        self.alarms = Alarms(
+            self, "Alarms",
+            stage_name=stage.name,
+            load_balancer=self.load_balancer.load_balancer,
+            target_group=self.load_balancer.target_group,
+            database=database.instance,
+            auto_scaling_group_name=(
+                self.compute.auto_scaling_group.auto_scaling_group_name if stage.compute == "ec2" else None
+            ),
+            emails=stage.alarm_emails,
+            http_5xx_percent=thresholds.http_5xx_percent,
+            latency_p99_ms=thresholds.latency_p99_ms,
+            db_cpu_percent=thresholds.db_cpu_percent,
+            db_free_storage_gib=thresholds.db_free_storage_gib,
+            db_connections=stage.db_connections_alarm_threshold,
         )
-        CfnOutput(self, "ServiceUrl", value=f"{self.load_balancer.url_scheme}://{self.load_balancer.load_balancer.load_balancer_dns_name}")
+        if stage.compute == "ecs":
+            compute_cpu: cloudwatch.IMetric = self.compute.service.metric_cpu_utilization()
+            compute_memory: cloudwatch.IMetric | None = self.compute.service.metric_memory_utilization()
+        else:
+            # Host memory needs the CloudWatch agent, which the hosts do not run; CPU comes from EC2.
+            compute_cpu = cloudwatch.Metric(
+                namespace="AWS/EC2", metric_name="CPUUtilization", statistic="Average",
+                dimensions_map={"AutoScalingGroupName": self.compute.auto_scaling_group.auto_scaling_group_name},
+            )
+            compute_memory = None
+        self.dashboard = Dashboard(
+            self, "Dashboard",
+            stage_name=stage.name,
+            load_balancer=self.load_balancer.load_balancer,
+            target_group=self.load_balancer.target_group,
+            database=database.instance,
+            compute_cpu=compute_cpu,
+            compute_memory=compute_memory,
+            compute_label="Tasks" if stage.compute == "ecs" else "Hosts (CPU only)",
+            multi_az=stage.db_multi_az,
+            alarms=self.alarms,
+            http_5xx_percent=thresholds.http_5xx_percent,
+            latency_p99_ms=thresholds.latency_p99_ms,
+            db_cpu_percent=thresholds.db_cpu_percent,
+            db_connections=stage.db_connections_alarm_threshold,
+        )
+        host = stage.domain_name or self.load_balancer.load_balancer.load_balancer_dns_name
+        CfnOutput(self, "ServiceUrl", value=f"{self.load_balancer.url_scheme}://{host}")
+        CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
         CfnOutput(self, "TargetGroupArn", value=self.load_balancer.target_group.target_group_arn)
         CfnOutput(self, "ComputeMode", value=stage.compute)
         # Where the repository URI and the database endpoint are (outputs of those stacks; re-exporting

@@ -117,8 +117,17 @@ def test_shared_registry_must_name_an_owning_stage_in_the_same_environment():
         parse_config(context)
 
 
+def as_ec2(stage: str = "staging") -> dict:
+    context = shipped_stages()
+    settings = context["stages"][stage]
+    settings["compute"] = "ec2"
+    for key in ("task_cpu", "task_memory_mib", "container_insights"):
+        settings.pop(key, None)
+    return context
+
+
 def test_ec2_instance_type_must_match_architecture():
-    context = with_setting("staging", "compute", "ec2")
+    context = as_ec2()
     context["stages"]["staging"]["instance_type"] = "t3.small"
     with pytest.raises(ConfigError, match="instance_type = \"t3.small\" is not allowed; expected an instance type built for cpu_architecture 'arm64'"):
         parse_config(context)
@@ -145,3 +154,171 @@ def test_config_command_checks_a_stage_name(capsys, monkeypatch):
     assert "production: ec2, 2 running; stacks staging-registry production-data production-service" in capsys.readouterr().out
     assert main(["prod"]) == 2
     assert "unknown stage 'prod'; configured stages: staging, production" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("instance_type", ["a1.medium", "t4g.small", "m7gd.large", "c7gn.xlarge", "im4gn.large", "is4gen.medium", "g5g.xlarge", "x2gd.medium"])
+def test_every_graviton_family_counts_as_arm64(instance_type):
+    context = as_ec2()
+    context["stages"]["staging"]["instance_type"] = instance_type
+    assert parse_config(context).stage("staging").instance_type == instance_type
+    context["stages"]["staging"]["cpu_architecture"] = "x86_64"
+    with pytest.raises(ConfigError, match="built for cpu_architecture 'x86_64'"):
+        parse_config(context)
+
+
+def test_instance_type_is_checked_against_the_regions_real_list():
+    context = as_ec2()
+    context["stages"]["staging"]["instance_type"] = "zz9.mega"
+    with pytest.raises(ConfigError, match='stage \'staging\': instance_type = "zz9.mega" is not allowed; expected an EC2 instance type offered in any region'):
+        parse_config(context)
+    # Offered somewhere, but not in the stage's region: a per-region list, not one global list.
+    from config import ec2_instance_types
+
+    somewhere = ec2_instance_types(None) - ec2_instance_types("af-south-1")
+    assert somewhere, "cfn-lint's data has region-specific types"
+    graviton = sorted(t for t in somewhere if t.split(".")[0].endswith("g"))
+    context["stages"]["staging"].update(instance_type=graviton[0], account="123456789012", region="af-south-1")
+    with pytest.raises(ConfigError, match=f'instance_type = "{graviton[0]}" is not allowed; expected an EC2 instance type offered in region af-south-1'):
+        parse_config(context)
+    context["stages"]["staging"]["region"] = "eu-west-9"
+    with pytest.raises(ConfigError, match='region = "eu-west-9" is not allowed; expected a region AWS offers'):
+        parse_config(context)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("zz9.mega", 'db_instance_class = "zz9.mega" is not allowed; expected an RDS for PostgreSQL instance class offered in any region'),
+    ("t4g.nano", 'db_instance_class = "t4g.nano" is not allowed; expected an RDS for PostgreSQL instance class'),
+])
+def test_database_class_is_checked_against_the_real_list(value, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(with_setting("staging", "db_instance_class", value))
+    assert parse_config(with_setting("staging", "db_instance_class", "m7g.large")).stage("staging").db_instance_class == "m7g.large"
+
+
+@pytest.mark.parametrize(("stage", "key", "value", "mode"), [
+    ("production", "task_cpu", 256, "ecs"),
+    ("production", "task_memory_mib", 512, "ecs"),
+    ("production", "container_insights", True, "ecs"),
+    ("staging", "instance_type", "t4g.small", "ec2"),
+    ("staging", "ami_id", "ami-0123456789abcdef0", "ec2"),
+])
+def test_a_key_without_effect_in_the_compute_mode_names_the_mode_that_uses_it(stage, key, value, mode):
+    compute = shipped_stages()["stages"][stage]["compute"]
+    with pytest.raises(ConfigError, match=f"stage '{stage}': {key} has no effect with compute '{compute}'; only compute '{mode}' uses it"):
+        parse_config(with_setting(stage, key, value))
+
+
+def test_whole_numbers_written_with_a_decimal_point_count_as_whole(tmp_path, monkeypatch):
+    # The CDK CLI reads cdk.json with JavaScript (one number type): the app sees 2 for 2.0. Python's
+    # reader (python -m config, the release tool) must judge it the same way; 2.5 is refused by both.
+    assert parse_config(with_setting("production", "desired_count", 2.0)).stage("production").desired_count == 2
+    assert type(parse_config(with_setting("production", "desired_count", 2.0)).stage("production").desired_count) is int
+    context = with_setting("staging", "alarm_thresholds", {"http_5xx_percent": 3.0})
+    assert parse_config(context).stage("staging").alarm_thresholds.http_5xx_percent == 3
+    with pytest.raises(ConfigError, match="desired_count = 2.5 is not allowed"):
+        parse_config(with_setting("production", "desired_count", 2.5))
+    document = json.loads(CDK_JSON.read_text())
+    text = json.dumps(document).replace('"desired_count": 2,', '"desired_count": NaN,')
+    (tmp_path / "cdk.json").write_text(text)
+    with pytest.raises(ConfigError, match="no readable context.liftoff"):
+        load_config(tmp_path / "cdk.json")
+
+
+def test_domain_name_needs_its_hosted_zone():
+    context = with_setting("production", "domain_name", "app.example.com")
+    with pytest.raises(ConfigError, match="stage 'production': domain_name 'app.example.com' needs hosted_zone_id too"):
+        parse_config(context)
+    context["stages"]["production"].update(hosted_zone_id="Z0123456789ABCDEFGHIJ", hosted_zone_name="example.org")
+    with pytest.raises(ConfigError, match='domain_name = "app.example.com" is not allowed; expected the zone\'s name or a name under it'):
+        parse_config(context)
+    context["stages"]["production"]["hosted_zone_name"] = "example.com"
+    stage = parse_config(context).stage("production")
+    assert stage.serves_https and stage.warnings() == ()
+    with pytest.raises(ConfigError, match='hosted_zone_id = "Z0123456789ABCDEFGHIJ" is not allowed; expected no hosted zone without domain_name'):
+        parse_config(with_setting("production", "hosted_zone_id", "Z0123456789ABCDEFGHIJ"))
+    with pytest.raises(ConfigError, match='domain_name = "App.example.com." is not allowed; expected a lowercase DNS name'):
+        parse_config(with_setting("production", "domain_name", "App.example.com."))
+
+
+def test_a_protected_stage_without_https_warns_and_still_parses():
+    config = parse_config(shipped_stages())
+    (warning,) = config.stage("production").warnings()
+    assert "stage 'production' is protected (deletion_protection: true) but serves plain HTTP" in warning
+    assert config.stage("staging").warnings() == ()
+    arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
+    assert parse_config(with_setting("production", "certificate_arn", arn)).stage("production").warnings() == ()
+
+
+def test_alarm_settings_are_checked():
+    stage = parse_config(shipped_stages()).stage("production")
+    assert stage.alarm_emails == ()
+    assert (stage.alarm_thresholds.http_5xx_percent, stage.alarm_thresholds.latency_p99_ms) == (5, 1000)
+    # 70 % of PostgreSQL's default limit for 1 GiB of memory (112).
+    assert stage.db_connections_alarm_threshold == 78
+    context = with_setting("production", "alarm_emails", ["ops@example.com", "oncall@example.com"])
+    context["stages"]["production"]["alarm_thresholds"] = {"latency_p99_ms": 400, "db_connections": 50}
+    stage = parse_config(context).stage("production")
+    assert stage.alarm_emails == ("ops@example.com", "oncall@example.com")
+    assert (stage.alarm_thresholds.latency_p99_ms, stage.db_connections_alarm_threshold) == (400, 50)
+    with pytest.raises(ConfigError, match='alarm_emails = \\["ops"\\] is not allowed; expected email addresses like ops@example.com'):
+        parse_config(with_setting("production", "alarm_emails", ["ops"]))
+    with pytest.raises(ConfigError, match="unknown key 'alarm_thresholds.cpu'; allowed keys: http_5xx_percent"):
+        parse_config(with_setting("production", "alarm_thresholds", {"cpu": 1}))
+    with pytest.raises(ConfigError, match="alarm_thresholds.http_5xx_percent = 0 is not allowed; expected a whole number from 1 to 100"):
+        parse_config(with_setting("production", "alarm_thresholds", {"http_5xx_percent": 0}))
+    with pytest.raises(ConfigError, match="alarm_thresholds.db_free_storage_gib = 20 is not allowed; expected less than db_allocated_storage_gib"):
+        parse_config(with_setting("production", "alarm_thresholds", {"db_free_storage_gib": 20}))
+
+
+@pytest.mark.parametrize("key", ["alb_access_logs", "enhanced_monitoring"])
+def test_paid_switches_are_booleans_and_off_by_default(key):
+    assert getattr(parse_config(shipped_stages()).stage("production"), key) is False
+    with pytest.raises(ConfigError, match=f'{key} = "yes" is not allowed; expected true or false'):
+        parse_config(with_setting("production", key, "yes"))
+
+
+def test_access_logs_need_a_pinned_region():
+    with pytest.raises(ConfigError, match="alb_access_logs = true is not allowed; expected false on a stage without account and region"):
+        parse_config(with_setting("production", "alb_access_logs", True))
+    context = with_setting("production", "alb_access_logs", True)
+    context["stages"]["production"].update(account="123456789012", region="eu-west-1")
+    context["stages"]["staging"].update(account="123456789012", region="eu-west-1")
+    assert parse_config(context).stage("production").alb_access_logs is True
+
+
+def test_config_command_prints_the_plain_http_warning(capsys, monkeypatch):
+    from config import main
+
+    monkeypatch.chdir(CDK_JSON.parent)
+    assert main(["production"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("serves plain HTTP") == 1
+
+
+def test_a_class_whose_connection_limit_cannot_be_estimated_needs_an_explicit_threshold():
+    # m3.medium (a previous-generation class cfn-lint still lists) has no size the estimate knows.
+    context = with_setting("staging", "db_instance_class", "m3.medium")
+    with pytest.raises(ConfigError, match="stage 'staging': cannot estimate the connection limit of db_instance_class 'm3.medium'; set alarm_thresholds.db_connections"):
+        parse_config(context)
+    context["stages"]["staging"]["alarm_thresholds"] = {"db_connections": 100}
+    assert parse_config(context).stage("staging").db_connections_alarm_threshold == 100
+
+
+def test_every_current_postgres_class_has_an_estimated_connection_limit():
+    from config import db_connections_limit, rds_postgres_instance_classes
+
+    estimated = {c: db_connections_limit(c) for c in rds_postgres_instance_classes(None) if c not in ("m1.medium", "m1.small", "m3.medium")}
+    assert estimated["t4g.micro"] == 112 and estimated["t4g.medium"] == 450 and estimated["r6g.large"] == 1802
+    assert all(0 < limit <= 5000 for limit in estimated.values())
+
+
+def test_a_null_value_counts_as_absent_as_it_does_at_synth():
+    # At synth the context reaches app.py through jsii, which drops every key whose value is null;
+    # python -m config and the release tool must see the same thing.
+    context = with_setting("production", "alarm_emails", None)
+    context["stages"]["production"]["certificate_arn"] = None
+    assert parse_config(context).stage("production") == parse_config(shipped_stages()).stage("production")
+    context = shipped_stages()
+    assert context["github"]["repository"] is None
+    del context["github"]["repository"]
+    assert parse_config(context).github is None  # absent, like the shipped null: no CD stack

@@ -22,6 +22,10 @@ PRICES = {
     "public_ipv4_hour": 0.005,
     "nat_gateway_hour": 0.045,
     "secret_month": 0.40,
+    # CloudWatch: a standard-resolution alarm is billed per metric it reads (a metric-math alarm per
+    # metric in its expression); a dashboard per month (the account's first three are free; not assumed).
+    "alarm_metric_month": 0.10,
+    "dashboard_month": 3.00,
     "rds_gp3_gb_month": 0.115,
     "ebs_gp3_gb_month": 0.08,
     "fargate_vcpu_hour": {"ARM64": 0.03238, "X86_64": 0.04048},
@@ -103,6 +107,13 @@ def running_count(service_template: dict) -> int:
     raise ReportError("no ECS service and no Auto Scaling group in the service template")
 
 
+def alarm_metric_count(alarm: dict) -> int:
+    """The metrics an alarm is billed for: one, or each metric a math expression reads."""
+    if "Metrics" in alarm:
+        return sum(1 for query in alarm["Metrics"] if "MetricStat" in query)
+    return 1
+
+
 def monthly_cost(data_template: dict, service_template: dict) -> dict[str, float]:
     desired_count = running_count(service_template)
     month = HOURS_PER_MONTH
@@ -134,6 +145,13 @@ def monthly_cost(data_template: dict, service_template: dict) -> dict[str, float
     parts[f"RDS gp3 {database['AllocatedStorage']} GB"] = copies * _int(database["AllocatedStorage"]) * PRICES["rds_gp3_gb_month"]
     secrets = len(_resources(data_template, "AWS::SecretsManager::Secret"))
     parts["Secrets Manager"] = secrets * PRICES["secret_month"]
+    alarms = _resources(service_template, "AWS::CloudWatch::Alarm")
+    if alarms:
+        metrics = sum(alarm_metric_count(alarm) for alarm in alarms)
+        parts[f"CloudWatch {len(alarms)} alarms ({metrics} metrics)"] = metrics * PRICES["alarm_metric_month"]
+    dashboards = len(_resources(service_template, "AWS::CloudWatch::Dashboard"))
+    if dashboards:
+        parts["CloudWatch dashboard"] = dashboards * PRICES["dashboard_month"]
     return {name: round(value, 2) for name, value in parts.items()}
 
 

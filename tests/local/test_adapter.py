@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,24 @@ def test_an_output_of_an_unmodelled_resource_keeps_its_key_with_a_placeholder_va
         assert "Fn::GetAtt" in original[key]["Value"]
         assert adapted["Outputs"][key]["Value"] == UNMODELLED_OUTPUT_PLACEHOLDER
     assert UNMODELLED_OUTPUT_PLACEHOLDER in DOC.read_text()
+
+
+def test_dashboard_reads_the_target_group_name_from_its_arn(shipped):
+    templates = read_templates(shipped.outdir, ("staging-service",))
+    original = json.dumps(templates["staging-service"])
+    adapted, done = adapt_template("staging-service", templates["staging-service"], secret_arns={})
+    assert [a.kind for a in done if a.resource_type == "AWS::CloudWatch::Dashboard"] == ["target-group-full-name"]
+    (dashboard,) = [v for v in adapted["Resources"].values() if v["Type"] == "AWS::CloudWatch::Dashboard"]
+    assert "TargetGroupFullName" in original and "TargetGroupFullName" not in json.dumps(dashboard)
+    group = next(k for k, v in adapted["Resources"].items() if v["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert {"Fn::Select": [5, {"Fn::Split": [":", {"Ref": group}]}]} in _nodes(dashboard)
+
+
+def _nodes(node):
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)

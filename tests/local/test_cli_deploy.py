@@ -112,6 +112,12 @@ def test_make_deploy_walks_stage_activate_rollback_and_prints_the_ledger(shipped
     ]
     # What `activate` changed, and where the walk ended: the first version active again.
     assert re.search(rf"parameter ImageTag\s+{FIRST} -> {TARGET}\s+\(changed\)", out)
+    # The table never contradicts itself: what moto keeps is said, and each image is listed once.
+    table = out.split("changed (before -> after):", 1)[1].split("liftoff rollback", 1)[0]
+    assert "ECS task definition" in table and "the emulator cannot show this change" in table
+    assert not re.search(r"ECS (task definition|container image).*\(unchanged\)", table)
+    (image_row,) = [line for line in table.splitlines() if "ECS container image" in line]
+    assert image_row.count(f":{FIRST}") == 2  # once before, once after: the migrate container's copy is not repeated
     assert re.search(rf"^  active   {FIRST}$", out, re.M) and re.search(rf"^  previous {TARGET}$", out, re.M)
     assert f"verified: 1 task(s) run {TARGET}" in out and f"verified: 1 task(s) run {FIRST}" in out
     assert "the emulator's stand-in (local/runtime.py)" in out

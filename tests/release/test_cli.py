@@ -308,6 +308,28 @@ class TestStatusAndHistory:
         assert (doc["stack"]["status"], doc["compute"], doc["previous"], doc["desired_count"], doc["lock"]) == ("UPDATE_COMPLETE", "ecs", "1.0.0", 1, None)
         assert [r["gate"] for r in doc["releases"]] == ["activate", "stage"]
 
+    def test_status_shows_the_stages_firing_alarms(self, released_staging):
+        import boto3
+
+        cloudwatch = boto3.client("cloudwatch")
+        for name, description in (("staging-service-AlarmsHttp5xxShareC5645C0A-ABC123", "liftoff staging: more than 5% of requests answered 5xx"),
+                                  ("staging-service-AlarmsLatencyP997701F6EF-DEF456", "liftoff staging: p99 above 1000 ms"),
+                                  ("production-service-AlarmsHttp5xxShareC5645C0A-GHI789", "another stage's alarm")):
+            cloudwatch.put_metric_alarm(AlarmName=name, AlarmDescription=description, MetricName="RequestCount",
+                                        Namespace="AWS/ApplicationELB", Statistic="Sum", Period=60, EvaluationPeriods=1,
+                                        Threshold=1, ComparisonOperator="GreaterThanThreshold")
+        assert "alarms   none firing" in released_staging.run("status").out
+        cloudwatch.set_alarm_state(AlarmName="staging-service-AlarmsHttp5xxShareC5645C0A-ABC123", StateValue="ALARM", StateReason="3 of 5 datapoints above 5")
+        cloudwatch.set_alarm_state(AlarmName="production-service-AlarmsHttp5xxShareC5645C0A-GHI789", StateValue="ALARM", StateReason="x")
+        run = released_staging.run("status")
+        assert "alarms   1 firing" in run.out
+        assert "staging-service-AlarmsHttp5xxShareC5645C0A-ABC123 since " in run.out
+        assert "more than 5% of requests answered 5xx" in run.out
+        assert "production-service" not in run.out.split("alarms", 1)[1]
+        doc = released_staging.run("status", "--json").json
+        (alarm,) = doc["alarms_firing"]
+        assert alarm["name"] == "staging-service-AlarmsHttp5xxShareC5645C0A-ABC123" and alarm["reason"] == "3 of 5 datapoints above 5"
+
     def test_history(self, released_staging):
         released(released_staging, "1.1.0")
         released_staging.run("rollback", "--yes")

@@ -189,3 +189,50 @@ def test_instance_targets_for_ec2(shipped):
     shipped.template(STACK).has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup", {"TargetType": "instance", "Port": 8080}
     )
+
+
+def differences(old, new, path=()) -> set[tuple]:
+    """Every leaf path where two templates differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: set[tuple] = set()
+        for key in set(old) | set(new):
+            found |= differences(old.get(key), new.get(key), (*path, key))
+        return found
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return {p for i, (a, b) in enumerate(zip(old, new)) for p in differences(a, b, (*path, i))}
+    return set() if old == new else {path}
+
+
+def test_a_desired_count_change_changes_only_the_groups_sizes_and_signals(shipped, synth_variant):
+    # A scale deploy must not touch the SSM gates: a changed association re-runs its gate on every
+    # host, and a failed run would roll the count change back.
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["production"]["desired_count"] = 3
+    scaled = synth_variant(context)
+    old, new = shipped.templates[STACK], scaled.templates[STACK]
+    old["Resources"].pop("CDKMetadata", None)
+    new["Resources"].pop("CDKMetadata", None)
+    group = next(iter(resources(old, "AWS::AutoScaling::AutoScalingGroup")))
+    assert differences(old, new) == {
+        ("Resources", group, "Properties", "MinSize"),
+        ("Resources", group, "Properties", "MaxSize"),
+        ("Resources", group, "Properties", "DesiredCapacity"),
+        ("Resources", group, "CreationPolicy", "ResourceSignal", "Count"),
+        ("Resources", group, "UpdatePolicy", "AutoScalingRollingUpdate", "MinInstancesInService"),
+    }
+    assert new["Resources"][group]["Properties"]["DesiredCapacity"] == "3"
+    assert new["Resources"][group]["Properties"]["MaxSize"] == "4"
+    # The data stack does not change either.
+    assert differences(shipped.templates["production-data"], scaled.templates["production-data"]) <= {("Resources", "CDKMetadata", "Metadata", "aws:cdk:path")}
+
+
+def test_gate_wait_covers_the_largest_fleet_config_allows(shipped):
+    from components.ec2_service import HEALTH_TIMEOUT_SECONDS, MAX_ASSOCIATION_WAIT_SECONDS, PULL_ALLOWANCE_SECONDS
+    from config import MAX_DESIRED_COUNT
+
+    stage = next(s for name, s in cdk_context()["liftoff"]["stages"].items() if name == "production")
+    associations = {k[len("Ec2"):].split("Association")[0]: v["Properties"] for k, v in resources(shipped.templates[STACK], "AWS::SSM::Association").items()}
+    per_host = PULL_ALLOWANCE_SECONDS + stage["drain_seconds"] + stage["stop_timeout_seconds"] + 2 * HEALTH_TIMEOUT_SECONDS
+    assert associations["Activate"]["WaitForSuccessTimeoutSeconds"] == 300 + per_host * (MAX_DESIRED_COUNT + 1)
+    assert associations["Stage"]["WaitForSuccessTimeoutSeconds"] == 300 + PULL_ALLOWANCE_SECONDS * (MAX_DESIRED_COUNT + 1)
+    assert all(a["WaitForSuccessTimeoutSeconds"] <= MAX_ASSOCIATION_WAIT_SECONDS for a in associations.values())
