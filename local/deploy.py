@@ -46,9 +46,10 @@ EMULATOR_NOTE = (
 
 HOSTS_NOTE = (
     "The control plane was a local AWS emulator (moto); the hosts were real: systemd boxes that ran the launch "
-    "template's user data, pulled the real image from a real registry and ran the gate scripts. What stood in for "
-    "AWS (IMDS, cfn-signal, State Manager, the endpoints' names) is listed in docs/local-emulator.md; no load balancer "
-    "served traffic. `make deploy TARGET=aws STAGE=...` deploys the same stacks to a real account."
+    "template's user data, pulled the real image from a real registry and ran the gate scripts, and HAProxy served the "
+    "traffic in the ALB's place. What stood in for AWS (IMDS, cfn-signal, State Manager, the endpoints' names, the "
+    "load balancer) is listed in docs/local-emulator.md. `make deploy TARGET=aws STAGE=...` deploys the same stacks "
+    "to a real account."
 )
 
 
