@@ -2,6 +2,10 @@
 
 Clients are created on first use, never at import, so tests can start moto first and a missing
 region or credential surfaces as a clear error at the call that needs it.
+
+Every client has connect and read timeouts and a bounded retry policy (botocore's defaults are 60 s
+each and several retries: an endpoint that accepts and never answers would hold a command for
+minutes). `bound_waits(seconds)` fits them inside the user's `--timeout`.
 """
 from __future__ import annotations
 
@@ -16,6 +20,20 @@ from release.decisions import Image, Stack
 from release.ledger import Ledger
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+# Per call: AWS's describe/update calls answer in well under a second; 10 s means the endpoint is not answering.
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 10.0
+ATTEMPTS = 2  # one retry for a transient error, no more: the caller's own loops poll again anyway
+
+
+def client_config(budget_seconds: float | None = None) -> Config:
+    """Timeouts and retries for every client; with a budget, the worst case (every attempt timing out,
+    plus backoff) stays inside it."""
+    read = READ_TIMEOUT_SECONDS
+    if budget_seconds is not None:
+        read = max(0.5, min(READ_TIMEOUT_SECONDS, budget_seconds / (ATTEMPTS + 1)))
+    return Config(connect_timeout=min(CONNECT_TIMEOUT_SECONDS, read), read_timeout=read,
+                  retries={"mode": "standard", "total_max_attempts": ATTEMPTS})
 
 
 class StackNotFound(Exception):
@@ -35,12 +53,22 @@ class Aws:
         self._region = region
         self._session = session
         self._clients: dict[str, Any] = {}
+        self._config = client_config()
+
+    def bound_waits(self, budget_seconds: float) -> None:
+        """Fit every call's timeouts and retries inside `budget_seconds` (clients made from now on)."""
+        self._config = client_config(budget_seconds)
+        self._clients.clear()
+
+    @property
+    def read_timeout(self) -> float:
+        return self._config.read_timeout
 
     def client(self, service: str):
         if service not in self._clients:
             if self._session is None:
                 self._session = boto3.session.Session(region_name=self._region)
-            self._clients[service] = self._session.client(service, config=Config(retries={"mode": "standard"}))
+            self._clients[service] = self._session.client(service, config=self._config)
         return self._clients[service]
 
     # --- identity -------------------------------------------------------------------------------

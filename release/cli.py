@@ -1,37 +1,48 @@
 """`liftoff`: pass the release gates of a stage safely (stage -> activate -> rollback), with boto3 only.
 
-`main(argv)` returns the exit code instead of exiting, so `make deploy` and the tests can call it.
+This module parses arguments and prints; what a release does, in order, with the lock held, is
+`release.flow`. `main(argv)` returns the exit code instead of exiting, so `make deploy` and the
+tests can call it; `run()` is the console script (it installs the signal handlers).
 """
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import math
+import os
+import signal
 import sys
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Mapping, TextIO
+from urllib.parse import urlparse
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError,
+                                 NoRegionError, PartialCredentialsError, ReadTimeoutError)
 
-from config import ConfigError, StageConfig, load_config
+from config import ConfigError, load_config
 from release import decisions as d
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
-from release.ledger import Ledger, LockHeld, new_release_id
+from release.flow import Abort, Context, describe_lock, raise_on_signal, run_release, run_unlock, running_now, signal_of
 
 EXIT_CODES = """\
 exit codes:
   0  ok (also: nothing to do, the version was already staged/active)
+  1  internal error (a bug): the message says what was recorded; never a traceback
   2  usage or bad input: unknown stage, malformed or mutable tag (latest), unknown version,
-     no confirmation (non-interactive without --yes)
-  3  refused by a gate: lock held by another release, version not staged, image scan has
+     a bad option value (--timeout inf), no confirmation (non-interactive without --yes)
+  3  refused by a gate: lock held by a live release, version not staged, image scan has
      findings at or above --fail-severity or no completed scan, image gone from the repository
-  4  AWS error: no credentials or region, access denied, stack or output missing, stack busy
-     or in a failed state, CloudFormation refused the update or the wait timed out
+  4  AWS error: no credentials or region, access denied, endpoint not answering, stack or output
+     missing, stack busy or in a failed state, CloudFormation refused the update, the wait timed
+     out (the message says whether the version switched; the ledger records the same)
   5  the rollout failed and CloudFormation rolled back: the previous version is still active
-  6  CloudFormation completed but the new version was not seen running healthy in time
-     (see `liftoff status`; `liftoff rollback` to go back)
+  6  the version switched but was not seen running healthy (verification timed out, or an AWS
+     error came after the switch); `liftoff status`, `liftoff rollback` to go back
+  128+N  interrupted by signal N (129 SIGHUP, 130 Ctrl-C/SIGINT, 143 SIGTERM): the stack was read
+     back, the outcome recorded and the lock released; the message says whether it switched
 Refusals (2, 3, and 4 before an update starts) change nothing."""
 
 DESCRIPTION = """\
@@ -39,16 +50,38 @@ Release gates for a liftoff stage. Every change goes through the service stack's
 (StagedImageTag for `stage`, ImageTag for `activate`/`rollback`), so the next `cdk deploy` keeps it.
 Scaling is not a release: edit desired_count in cdk.json and `cdk deploy`; `status` shows it."""
 
-
-class Abort(Exception):
-    """Stop the verb with an exit code and a message that says what to do."""
-
-    def __init__(self, exit_code: int, message: str, hint: str = ""):
-        super().__init__(message)
-        self.exit_code, self.message, self.hint = exit_code, message, hint
+# Harness seam: which adapter answers "what runs". Unset: AWS (ECS, the target group, State Manager).
+RUNTIME_VARIABLE = "LIFTOFF_RUNTIME"
+EMULATOR_RUNTIMES = {"emulator": True, "emulator:unhealthy": False}  # value -> targets healthy
 
 
 # --- argument parsing -----------------------------------------------------------------------------
+
+def _seconds(option: str, *, minimum: float, maximum: float | None = None, allow_zero: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        low_ok = value >= minimum if not allow_zero else value >= 0
+        if not math.isfinite(value) or not low_ok or (maximum is not None and value > maximum):
+            allowed = f"a finite number of seconds, at least {minimum:g}" if not allow_zero else "a finite number of seconds, 0 or more"
+            if maximum is not None:
+                allowed += f" and at most {maximum:g}"
+            raise argparse.ArgumentTypeError(f"{option} {text!r} is not allowed: expected {allowed} (waits are bounded)")
+        return value
+    return parse
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--limit {text!r} is not allowed: expected a whole number of entries, 1 or more")
+    return value
+
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -57,70 +90,52 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--region", help="AWS region (default: the stage's region in cdk.json, else your AWS config)")
     common.add_argument("--json", action="store_true", help="one JSON document on stdout; progress goes to stderr")
 
+    reads = argparse.ArgumentParser(add_help=False)
+    reads.add_argument("--timeout", type=_seconds("--timeout", minimum=1), default=60.0,
+                       help="seconds any one AWS call may take, retries included (default 60; a silent endpoint fails within it)")
+
     gate = argparse.ArgumentParser(add_help=False)
     gate.add_argument("--fail-severity", choices=d.SEVERITIES, default=d.DEFAULT_FAIL_SEVERITY,
                       help="refuse an image with a scan finding at or above this severity (default: CRITICAL)")
-    gate.add_argument("--poll-interval", type=float, default=5.0, help="seconds between stack event polls (default 5)")
-    gate.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for CloudFormation (default 1800)")
-    gate.add_argument("--lock-minutes", type=int, default=30, help="lock expiry, at least this run's waits + 5 min; an expired lock (a crashed run) is taken over (default 30)")
+    gate.add_argument("--poll-interval", type=_seconds("--poll-interval", minimum=0, maximum=300, allow_zero=True), default=5.0,
+                      help="seconds between stack event polls (default 5)")
+    gate.add_argument("--timeout", type=_seconds("--timeout", minimum=1, maximum=6 * 3600), default=1800.0,
+                      help="seconds to wait for CloudFormation (default 1800); every AWS call's own timeouts fit inside it")
+    gate.add_argument("--lease-seconds", type=_seconds("--lease-seconds", minimum=1, maximum=3600), default=60.0,
+                      help="the lock's lease: renewed every third of it while this run lives; a waiting release takes "
+                           "the lock over once it stays unchanged this long on the waiter's clock (default 60)")
+    # Replaced by the lease (a crashed run now frees the stage within one lease); accepted so old scripts still run.
+    gate.add_argument("--lock-minutes", type=int, default=None, help=argparse.SUPPRESS)
 
     switch = argparse.ArgumentParser(add_help=False)
     switch.add_argument("--yes", action="store_true", help="do not ask for confirmation (required when stdin is not a terminal)")
-    switch.add_argument("--verify-timeout", type=float, default=600.0,
+    switch.add_argument("--verify-timeout", type=_seconds("--verify-timeout", minimum=0, maximum=6 * 3600, allow_zero=True), default=600.0,
                         help="seconds to wait for the new version to run healthy after the update (default 600)")
 
     parser = argparse.ArgumentParser(
         prog="liftoff", description=DESCRIPTION, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    verbs.add_parser("versions", parents=[common], help="release images with digest, push time, size, scan; ACTIVE/STAGED/PREVIOUS")
+    verbs.add_parser("versions", parents=[common, reads], help="release images with digest, push time, size, scan; ACTIVE/STAGED/PREVIOUS")
     p = verbs.add_parser("stage", parents=[common, gate], help="update gate: pull VERSION onto the stage (StagedImageTag); nothing restarts")
     p.add_argument("version")
     p = verbs.add_parser("activate", parents=[common, gate, switch], help="activation gate: switch the running version to a staged VERSION (ImageTag)")
     p.add_argument("version")
     p.add_argument("--force", action="store_true", help="activate a version that was not staged (recorded as forced)")
-    p = verbs.add_parser("rollback", parents=[common, gate, switch], help="activate the previous version (or --to VERSION) through the same path")
-    p.add_argument("--to", dest="version", help="the version to go back to (default: the one before the active one)")
-    verbs.add_parser("status", parents=[common], help="stack state, versions, desired count, target health, what runs, last releases")
-    p = verbs.add_parser("history", parents=[common], help="the release ledger: who, when, gate, from -> to, digest, result, duration")
-    p.add_argument("--limit", type=int, default=50, help="newest entries to show (default 50)")
+    p = verbs.add_parser("rollback", parents=[common, gate, switch],
+                         help="undo the last release (again: one further back), or --to VERSION, through the activation path")
+    p.add_argument("--to", dest="version", help="the version to switch to; it must have run on this stage or be staged, else --force")
+    p.add_argument("--force", action="store_true", help="with --to: switch to a version that never ran here and is not staged (recorded as forced)")
+    verbs.add_parser("status", parents=[common, reads], help="stack state, versions, desired count, target health, what runs, the lock, last releases")
+    p = verbs.add_parser("history", parents=[common, reads], help="the release ledger: one line per attempt, in the ledger's order")
+    p.add_argument("--limit", type=_at_least_one, default=50, help="newest entries to show, 1 or more (default 50)")
+    verbs.add_parser("lock", parents=[common, reads], help="who holds the stage's lock, what that release is doing, since when")
+    p = verbs.add_parser("unlock", parents=[common, reads], help="break the stage's lock after confirmation; recorded, closes the orphaned entry")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (required when stdin is not a terminal)")
     return parser
 
 
-# --- context --------------------------------------------------------------------------------------
-
-class Context:
-    def __init__(self, args, *, aws: Aws, stdin: TextIO, stdout: TextIO, stderr: TextIO,
-                 clock: Callable[[], float], sleep: Callable[[float], None]):
-        self.args, self.aws = args, aws
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.clock, self.sleep = clock, sleep
-        self.json = args.json
-        self.stage: StageConfig = load_config(args.config).stage(args.stage)
-
-    def say(self, text: str = "") -> None:
-        """Human output; in --json mode it goes to stderr so stdout stays one JSON document."""
-        print(text, file=self.stderr if self.json else self.stdout, flush=True)
-
-    def now(self) -> int:
-        return int(self.clock())
-
-    def iso(self, epoch: float | None = None) -> str:
-        moment = datetime.fromtimestamp(self.clock() if epoch is None else epoch, tz=timezone.utc)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-    # Names come from the stacks' outputs, never guessed from naming conventions.
-    def service_stack(self) -> d.Stack:
-        return self.aws.stack(self.stage.service_stack_name)
-
-    def repository(self) -> str:
-        return self.aws.output(self.stage.registry_stack_name, "RepositoryName")
-
-    def ledger(self) -> Ledger:
-        return self.aws.ledger(self.aws.output(self.stage.data_stack_name, "ReleaseLedgerTable"))
-
-
-# --- verbs ----------------------------------------------------------------------------------------
+# --- read verbs -----------------------------------------------------------------------------------
 
 def cmd_versions(ctx: Context) -> dict:
     stack = ctx.service_stack()
@@ -137,7 +152,8 @@ def cmd_versions(ctx: Context) -> dict:
         ["TAG", "DIGEST", "PUSHED", "SIZE", "SCAN", ""],
         [[r["tag"], r["digest"][:19], r["pushed_at"], _size(r["size_bytes"]), _scan_text(r), " ".join(r["marks"])] for r in rows],
     ) if rows else f"no release images in {ctx.repository()}")
-    return {"repository": ctx.repository(), "active": active, "staged": staged, "previous": previous, "images": rows}
+    return {"repository": ctx.repository(), "active": active, "staged": staged, "previous": previous,
+            "rollback_target": d.rollback_target(entries, active), "images": rows}
 
 
 def cmd_status(ctx: Context) -> dict:
@@ -145,20 +161,22 @@ def cmd_status(ctx: Context) -> dict:
     ledger = ctx.ledger()
     entries = ledger.entries(limit=200)
     active, staged = stack.parameters.get(d.IMAGE_TAG), stack.parameters.get(d.STAGED_IMAGE_TAG)
-    running = _running(ctx, stack)
+    running = running_now(ctx, stack)
     lock = ledger.read_lock()
+    back = d.rollback_target(entries, active)
     result = {
         "stack": {"name": stack.name, "status": stack.status, "reason": stack.status_reason},
         "compute": running["compute"],
-        "active": active, "staged": staged, "previous": d.previous_version(entries, active),
+        "active": active, "staged": staged, "previous": d.previous_version(entries, active), "rollback_target": back,
         "desired_count": running["desired_count"], "configured_desired_count": ctx.stage.desired_count,
         "targets": running["targets"], "tasks": running.get("tasks", []), "hosts": running.get("hosts", []),
-        "lock": asdict(lock) | {"expired": lock.expired(ctx.now())} if lock else None,
+        "lock": asdict(lock) if lock else None,
         "releases": [asdict(e) for e in entries[:5]],
         "alarms_firing": ctx.aws.firing_alarms(stack.name),
     }
     ctx.say(f"stage {ctx.stage.name}: {stack.name} {stack.status}" + (f" ({stack.status_reason})" if stack.status_reason else ""))
     ctx.say(f"  active   {active or '-'}\n  staged   {staged or '-'}\n  previous {result['previous'] or '-'}")
+    ctx.say(f"  rollback goes to {back or '- (the ledger has no earlier version: use --to)'}")
     ctx.say(f"  desired count {running['desired_count']} ({running['compute']}; cdk.json desired_count {ctx.stage.desired_count} "
             "- change it there and `cdk deploy`)")
     healthy, unhealthy = healthy_and_unhealthy(running["targets"])
@@ -173,7 +191,8 @@ def cmd_status(ctx: Context) -> dict:
     for alarm in alarms:
         ctx.say(f"    {alarm['name']} since {alarm['since']}: {alarm['description'] or alarm['reason']}")
     if lock:
-        ctx.say(f"  lock     {lock.gate} {lock.version} by {lock.holder}" + (" (expired, can be taken over)" if lock.expired(ctx.now()) else ""))
+        ctx.say(f"  lock     {lock.gate} {lock.version} by {lock.holder}: {lock.activity or '-'} (since {lock.activity_at or '-'}; "
+                "`liftoff lock` for more)")
     if entries:
         ctx.say("last releases:")
         ctx.say(_history_table(entries[:5]))
@@ -186,221 +205,17 @@ def cmd_history(ctx: Context) -> dict:
     return {"entries": [asdict(e) for e in entries]}
 
 
-def cmd_release(ctx: Context, gate: str) -> dict:
-    args = ctx.args
-    stack = ctx.service_stack()
-    ledger = ctx.ledger()
-    entries = ledger.entries()
-    tag = args.version
-    if gate == "rollback":
-        target = d.decide_rollback_target(tag, active=stack.parameters.get(d.IMAGE_TAG), entries=entries)
-        if not target.proceeds:
-            raise Abort(target.exit_code, target.message, target.hint)
-        tag = target.message
-    tag_refusal = d.check_tag(tag)
-    if tag_refusal:  # before touching ECR: a malformed tag needs no image listing to be refused
-        raise Abort(tag_refusal.exit_code, tag_refusal.message, tag_refusal.hint)
-    images = ctx.aws.images(ctx.repository())
-    known = d.released_versions(entries) | {v for v in (stack.parameters.get(d.IMAGE_TAG), stack.parameters.get(d.STAGED_IMAGE_TAG)) if v}
-    force = bool(getattr(args, "force", False))
-
-    def decide(stack: d.Stack, lock: d.Lock | None) -> d.Decision:
-        common = dict(images=images, stack=stack, lock=lock, now=ctx.now(), fail_severity=args.fail_severity, known_versions=known)
-        if gate == "stage":
-            return d.decide_stage(tag, **common)
-        return d.decide_activate(tag, gate=gate, force=force, **common)
-
-    decision = decide(stack, ledger.read_lock())
-    from_version = stack.parameters.get(d.GATE_PARAMETER[gate], "")
-    base = {"gate": gate, "from": from_version, "to": tag, "digest": images[tag].digest if tag in images else "", "forced": force}
-    if decision.action == "refuse":
-        raise Abort(decision.exit_code, decision.message, decision.hint)
-    if decision.action == "noop":
-        ctx.say(f"nothing to do: {decision.message}")
-        return {**base, "result": "noop", "message": decision.message}
-    if gate != "stage":
-        _confirm(ctx, f"{gate} {ctx.stage.name}: switch the running version {from_version or '-'} -> {tag}?")
-
-    who = ctx.aws.caller_arn()
-    release_id = new_release_id()
-    try:
-        taken_over = ledger.acquire(holder=who, release_id=release_id, gate=gate, version=tag,
-                                    now=ctx.now(), ttl_seconds=lock_seconds(args))
-    except LockHeld as held:
-        refusal = d.check_lock(held.lock, ctx.now()) or d.refuse(d.EXIT_REFUSED, "another release took the lock just now", "try again shortly")
-        raise Abort(refusal.exit_code, refusal.message, refusal.hint) from None
-    if taken_over:
-        ctx.say(f"took over an expired lock: {taken_over.gate} {taken_over.version} by {taken_over.holder} "
-                f"(release {taken_over.release_id}) expired at {ctx.iso(taken_over.expires_at)}")
-    try:
-        return {**base, "release_id": release_id, "who": who,
-                "lock_taken_over": asdict(taken_over) if taken_over else None,
-                **{k: v for k, v in _run_release(ctx, gate, tag, force, decide, ledger, release_id, who, images).items() if k != "finished"}}
-    finally:
-        ledger.release(release_id)
-
-
-def lock_seconds(args) -> int:
-    """The lock must outlive this run's own waits, or a second release could take it over mid-update."""
-    waits = args.timeout + getattr(args, "verify_timeout", 0.0) + 300
-    return int(max(args.lock_minutes * 60, waits))
-
-
-def _run_release(ctx: Context, gate, tag, force, decide, ledger: Ledger, release_id, who, images) -> dict:
-    # Re-read under the lock: another release may have finished between our first look and the lock.
-    stack = ctx.service_stack()
-    decision = decide(stack, None)
-    if decision.action == "refuse":
-        raise Abort(decision.exit_code, decision.message, decision.hint)
-    if decision.action == "noop":
-        ctx.say(f"nothing to do: {decision.message}")
-        return {"result": "noop", "message": decision.message}
-    inputs = ctx.aws.parameter_inputs(stack)
-    try:
-        parameters = d.parameters_for(inputs, gate, tag)
-    except ValueError as error:
-        raise Abort(d.EXIT_AWS, f"cannot update {stack.name}: {error}") from None
-    changes = d.changed_parameters(inputs, parameters)
-    # Recorded as forced only when --force actually skipped the staging requirement.
-    forced = force and gate == "activate" and stack.parameters.get(d.STAGED_IMAGE_TAG) != tag
-    started = ctx.clock()
-    entry = d.Entry(
-        release_id=release_id, gate=gate, from_version=stack.parameters.get(d.GATE_PARAMETER[gate], ""), to_version=tag,
-        who=who, started_at=ctx.iso(started), digest=images[tag].digest, forced=forced,
-        detail="forced: not staged" if forced else "",
-    )
-    ledger.start(entry, ctx.stage.name)
-    outcome: dict[str, Any] = {"result": d.RESULT_IN_PROGRESS}
-
-    def finish(result: str, detail: str) -> None:
-        # The start's own note (e.g. forced) stays in front of the outcome: the entry is completed, not rewritten.
-        detail = "; ".join(part for part in (entry.detail, detail) if part)
-        outcome.update(result=result, detail=detail, finished=True)
-        ledger.finish(entry, result=result, finished_at=ctx.iso(), duration_seconds=ctx.clock() - started, detail=detail)
-
-    try:
-        for name, (old, new) in changes.items():
-            ctx.say(f"{stack.name}: {name} {old or '-'} -> {new}")
-        seen = ctx.aws.stack_event_ids(stack.name)
-        try:
-            ctx.aws.update_parameters(stack.name, parameters)
-        except ClientError as error:
-            finish(d.RESULT_FAILED, f"CloudFormation refused the update: {_client_error_text(error)}")
-            raise Abort(d.EXIT_AWS, outcome["detail"], "nothing changed; fix the cause and run the same command again") from None
-        final, events = _wait(ctx, stack.name, seen)
-        outcome["events"] = events
-        result = d.stack_outcome(final.status)
-        if result == d.RESULT_ROLLED_BACK:
-            failing = d.failing_events(events)
-            reasons = "; ".join(f"{e['LogicalResourceId']} {e['ResourceStatus']}: {e['ResourceStatusReason']}" for e in failing)
-            finish(d.RESULT_ROLLED_BACK, reasons or final.status_reason or "rolled back")
-            outcome["failing_events"] = failing
-            ctx.say(f"FAILED: CloudFormation rolled {stack.name} back; {entry.from_version or '-'} is still "
-                    f"{'staged' if gate == 'stage' else 'active'}.")
-            for event in failing:
-                ctx.say(f"  {event['LogicalResourceId']} ({event['ResourceType']}) {event['ResourceStatus']}: {event['ResourceStatusReason']}")
-            outcome["exit_code"] = d.EXIT_ROLLED_BACK
-            return outcome
-        if result != d.RESULT_SUCCEEDED:
-            finish(d.RESULT_FAILED, f"stack ended in {final.status}: {final.status_reason}")
-            raise Abort(d.EXIT_AWS, f"{stack.name} ended in {final.status}", "see the events above and `liftoff status`; repair the stack before the next release")
-        if gate != "stage":
-            verified, message = _verify(ctx, final, tag)
-            outcome["verification"] = {"verified": verified, "message": message}
-            if not verified:
-                finish(d.RESULT_UNVERIFIED, message)
-                ctx.say(f"NOT VERIFIED: {message}")
-                ctx.say(f"  {tag} is set active but not confirmed running healthy; check `liftoff status`, "
-                        f"`liftoff rollback --stage {ctx.stage.name}` returns to {entry.from_version}")
-                outcome["exit_code"] = d.EXIT_UNVERIFIED
-                return outcome
-            ctx.say(f"verified: {message}")
-        finish(d.RESULT_SUCCEEDED, outcome.get("verification", {}).get("message", ""))
-        ctx.say(f"{gate} {tag} on {ctx.stage.name}: succeeded in {ctx.clock() - started:.1f}s (release {release_id})")
-        return outcome
-    except BaseException as error:
-        # Whatever stopped us (AWS error, Ctrl-C), the entry must not stay "in progress" silently.
-        if not outcome.get("finished"):
-            detail = error.message if isinstance(error, Abort) else f"interrupted: {type(error).__name__}: {error}"
-            try:
-                finish(d.RESULT_FAILED, detail + " (the stack update may still be running; see `liftoff status`)")
-            except Exception:  # the original error matters more than a failed ledger write
-                pass
-        raise
-
-
-def _wait(ctx: Context, stack_name: str, seen: set[str]) -> tuple[d.Stack, list[dict]]:
-    """Poll until the stack leaves *_IN_PROGRESS, printing each new event as it comes."""
-    deadline = ctx.clock() + ctx.args.timeout
-    events: list[dict] = []
-    while True:
-        for event in ctx.aws.new_stack_events(stack_name, seen):
-            events.append(event)
-            ctx.say(f"  {event['time']} {event['LogicalResourceId']} {event['ResourceStatus']}"
-                    + (f" {event['ResourceStatusReason']}" if event["ResourceStatusReason"] else ""))
-        stack = ctx.aws.stack(stack_name)
-        if not stack.status.endswith("_IN_PROGRESS"):
-            for event in ctx.aws.new_stack_events(stack_name, seen):
-                events.append(event)
-                ctx.say(f"  {event['time']} {event['LogicalResourceId']} {event['ResourceStatus']}")
-            return stack, events
-        if ctx.clock() >= deadline:
-            raise Abort(d.EXIT_AWS, f"timed out after {ctx.args.timeout:.0f}s waiting for {stack_name} ({stack.status})",
-                        "the update continues in CloudFormation; follow it with `liftoff status`")
-        ctx.sleep(ctx.args.poll_interval)
-
-
-def _verify(ctx: Context, stack: d.Stack, tag: str) -> tuple[bool, str]:
-    deadline = ctx.clock() + ctx.args.verify_timeout
-    while True:
-        running = _running(ctx, stack)
-        healthy, unhealthy = healthy_and_unhealthy(running["targets"])
-        if running["compute"] == "ec2":
-            verified, message = d.verify_ec2(
-                tag, association_parameter=running["association_parameter"], association_status=running["association_status"],
-                instance_count=len([h for h in running["hosts"] if h["state"] == "InService"]),
-                desired_count=running["desired_count"], healthy_targets=healthy, unhealthy_targets=unhealthy,
-            )
-        else:
-            verified, message = d.verify_ecs(
-                tag, task_definition_image=running["task_definition_image"],
-                running_images=[t["image"] for t in running["tasks"]], desired_count=running["desired_count"],
-                healthy_targets=healthy, unhealthy_targets=unhealthy,
-            )
-        if verified or ctx.clock() >= deadline:
-            return verified, message
-        ctx.say(f"  waiting: {message}")
-        ctx.sleep(max(ctx.args.poll_interval, 0.0))
-
-
-def _running(ctx: Context, stack: d.Stack) -> dict:
-    outputs = stack.outputs
-    compute = outputs.get("ComputeMode", ctx.stage.compute)
-    targets = ctx.aws.target_health(outputs["TargetGroupArn"]) if outputs.get("TargetGroupArn") else []
-    if compute == "ec2":
-        for key in ("AutoScalingGroupName", "ActivateAssociationId"):
-            if not outputs.get(key):
-                raise MissingOutput(stack.name, key)
-        ec2 = ctx.aws.ec2_running(outputs["AutoScalingGroupName"], outputs["ActivateAssociationId"])
-        return {"compute": "ec2", "targets": targets, "hosts": ec2["instances"], "desired_count": ec2["desired_count"],
-                "association_parameter": ec2["association_parameter"], "association_status": ec2["association_status"]}
-    for key in ("ClusterName", "EcsServiceName"):
-        if not outputs.get(key):
-            raise MissingOutput(stack.name, key)
-    ecs = ctx.aws.ecs_running(outputs["ClusterName"], outputs["EcsServiceName"])
-    return {"compute": "ecs", "targets": targets, "tasks": ecs["tasks"], "desired_count": ecs["desired_count"],
-            "task_definition_image": ecs["task_definition_image"]}
-
-
-def _confirm(ctx: Context, question: str) -> None:
-    if ctx.args.yes:
-        return
-    if not ctx.stdin.isatty():
-        raise Abort(d.EXIT_USAGE, "refusing to switch versions without confirmation: stdin is not a terminal",
-                    "pass --yes to confirm non-interactively (pipelines)")
-    print(f"{question} [y/N] ", end="", file=ctx.stderr, flush=True)
-    if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise Abort(d.EXIT_USAGE, "not confirmed; nothing changed")
+def cmd_lock(ctx: Context) -> dict:
+    lock = ctx.ledger().read_lock()
+    if lock is None:
+        ctx.say(f"the lock of {ctx.stage.name} is free")
+        return {"lock": None}
+    ctx.say(f"lock of {ctx.stage.name}:")
+    for line in describe_lock(lock):
+        ctx.say(f"  {line}")
+    ctx.say(f"  to break it (its run is gone and you cannot wait {lock.lease_seconds:.0f} s): "
+            f"liftoff unlock --stage {ctx.stage.name}")
+    return {"lock": asdict(lock)}
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -424,8 +239,8 @@ def _size(size_bytes: int) -> str:
 def _history_table(entries: list[d.Entry]) -> str:
     return _table(
         ["STARTED", "WHO", "GATE", "FROM -> TO", "DIGEST", "RESULT", "DURATION"],
-        [[e.started_at, e.who, e.gate + (" (forced)" if e.forced else ""), f"{e.from_version or '-'} -> {e.to_version}",
-          e.digest[:19], e.result + (f": {e.detail}" if e.detail and e.result != d.RESULT_SUCCEEDED else ""),
+        [[e.started_at, d.one_line(e.who), e.gate + (" (forced)" if e.forced else ""), f"{e.from_version or '-'} -> {e.to_version}",
+          e.digest[:19], d.one_line(e.result + (f": {e.detail}" if e.detail and e.result != d.RESULT_SUCCEEDED else "")),
           f"{e.duration_seconds:.1f}s" if e.duration_seconds is not None else "-"] for e in entries],
     )
 
@@ -447,6 +262,14 @@ def _aws_error(error: Exception, ctx: Context | None) -> Abort:
                      "set AWS_PROFILE (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) for the stage's account; `aws sts get-caller-identity` checks them")
     if isinstance(error, NoRegionError):
         return Abort(d.EXIT_AWS, "no AWS region configured", "pass --region, set AWS_DEFAULT_REGION (or region in your AWS profile), or pin the stage's region in cdk.json")
+    if isinstance(error, (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError)):
+        endpoint = error.kwargs.get("endpoint_url", "the AWS endpoint")
+        what = {ReadTimeoutError: "did not answer within", ConnectTimeoutError: "did not accept a connection within"}
+        kind = next((text for cls, text in what.items() if isinstance(error, cls)), "")
+        limit = f" {ctx.aws.read_timeout:.1f} s (per call, {2} attempts)" if (kind and ctx) else ""
+        message = f"{endpoint} {kind}{limit}" if kind else f"cannot connect to {endpoint}"
+        return Abort(d.EXIT_AWS, message + "; nothing changed by this command",
+                     "check the network and AWS_ENDPOINT_URL / --region (`liftoff status` retries the read)")
     if isinstance(error, StackNotFound):
         return Abort(d.EXIT_AWS, f"stack {error.name} does not exist in this account/region",
                      f"deploy the stage first (`make deploy STAGE={stage}`) or check AWS_PROFILE/--region")
@@ -462,13 +285,54 @@ def _aws_error(error: Exception, ctx: Context | None) -> Abort:
     return Abort(d.EXIT_AWS, f"AWS error: {error}", "check connectivity and the AWS endpoint/region")
 
 
+def _adapter(stage, region: str | None, environ: Mapping[str, str]) -> Aws:
+    """The AWS adapter, or (LIFTOFF_RUNTIME=emulator, only against a loopback endpoint) the local
+    emulator's stand-in for what runs. The seam a real-box runtime replaces: docs/local-emulator.md."""
+    runtime = environ.get(RUNTIME_VARIABLE, "")
+    if not runtime:
+        return Aws(region=region)
+    if runtime not in EMULATOR_RUNTIMES:
+        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime!r} is not a runtime liftoff knows",
+                    f"unset it for AWS, or set one of {', '.join(EMULATOR_RUNTIMES)} against the local emulator (docs/local-emulator.md)")
+    endpoint = environ.get("AWS_ENDPOINT_URL", "")
+    if not _loopback(endpoint):
+        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime} reports a stand-in for what runs, so it only works against the "
+                    f"local emulator; AWS_ENDPOINT_URL is {endpoint or 'unset'}, not a loopback address",
+                    "use the export line `make local-up` printed, or unset LIFTOFF_RUNTIME for a real account")
+    from local.runtime import EmulatedRuntime  # harness, imported only when asked for
+
+    return EmulatedRuntime(service_stack=stage.service_stack_name, registry_stack=stage.registry_stack_name, region=region,
+                           healthy=EMULATOR_RUNTIMES[runtime])
+
+
+def _loopback(endpoint: str) -> bool:
+    host = urlparse(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _emit(stream: TextIO, text: str) -> None:
+    try:
+        print(text, file=stream, flush=True)
+    except (BrokenPipeError, ValueError):
+        pass
+    except OSError:
+        pass
+
+
 # --- entry point ----------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None, aws: Aws | None = None, clock: Callable[[], float] = time.time,
-         sleep: Callable[[float], None] = time.sleep) -> int:
-    """Run one verb; return its exit code (see EXIT_CODES). Never raises for expected failures."""
+         sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
+         environ: Mapping[str, str] | None = None) -> int:
+    """Run one verb; return its exit code (see EXIT_CODES). Never raises, never prints a traceback."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    environ = os.environ if environ is None else environ
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # argparse already printed the usage error
@@ -478,36 +342,52 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
     result: dict[str, Any] = {}
     try:
         try:
-            ctx = Context(args, aws=aws or Aws(region=args.region), stdin=stdin, stdout=stdout, stderr=stderr, clock=clock, sleep=sleep)
-        except ConfigError as error:
-            raise Abort(d.EXIT_USAGE, str(error), f"stages are configured in {args.config}") from None
-        if aws is None and args.region is None and ctx.stage.region:
-            ctx.aws = Aws(region=ctx.stage.region)
-        try:
-            if verb == "versions":
-                result = cmd_versions(ctx)
-            elif verb == "status":
-                result = cmd_status(ctx)
-            elif verb == "history":
-                result = cmd_history(ctx)
-            else:
-                result = cmd_release(ctx, verb)
+            try:
+                stage = load_config(args.config).stage(args.stage)
+            except ConfigError as error:
+                raise Abort(d.EXIT_USAGE, str(error), f"stages are configured in {args.config}") from None
+            adapter = aws or _adapter(stage, args.region or stage.region, environ)
+            adapter.bound_waits(args.timeout)
+            ctx = Context(args, stage=stage, aws=adapter, stdin=stdin, stdout=stdout, stderr=stderr,
+                          clock=clock, monotonic=monotonic, sleep=sleep)
+            commands = {"versions": cmd_versions, "status": cmd_status, "history": cmd_history, "lock": cmd_lock, "unlock": run_unlock}
+            result = commands[verb](ctx) if verb in commands else run_release(ctx, verb)
         except (BotoCoreError, ClientError, StackNotFound, MissingOutput) as error:
             raise _aws_error(error, ctx) from None
+        except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGHUP via run(): before any switch began
+            signum = signal_of(error)
+            raise Abort(d.EXIT_SIGNAL_BASE + signum, f"interrupted by {signal.Signals(signum).name} before anything changed") from None
+        except Abort:
+            raise
+        except Exception as error:  # a bug: say so plainly, still no traceback
+            raise Abort(d.EXIT_INTERNAL, f"internal error: {type(error).__name__}: {error}",
+                        "nothing further was changed by this error; `liftoff status` and `liftoff history` show the state; please report it") from None
     except Abort as abort:
-        print(f"liftoff {verb}: {abort.message}" + (f"\n  -> {abort.hint}" if abort.hint else ""), file=stderr, flush=True)
+        _emit(stderr, f"liftoff {verb}: {abort.message}" + (f"\n  -> {abort.hint}" if abort.hint else ""))
         if args.json:
             payload = {"ok": False, "exit_code": abort.exit_code, "command": verb, "stage": args.stage,
-                       "error": {"message": abort.message, "hint": abort.hint}}
-            print(json.dumps(payload, indent=2, default=str), file=stdout)
+                       "error": {"message": abort.message, "hint": abort.hint}, **abort.extra}
+            _emit(stdout, json.dumps(payload, indent=2, default=str))
         return abort.exit_code
     exit_code = result.pop("exit_code", d.EXIT_OK)
     if args.json:
-        print(json.dumps({"ok": exit_code == d.EXIT_OK, "exit_code": exit_code, "command": verb, "stage": args.stage, **result},
-                         indent=2, default=str), file=stdout)
+        _emit(stdout, json.dumps({"ok": exit_code == d.EXIT_OK, "exit_code": exit_code, "command": verb, "stage": args.stage, **result},
+                                 indent=2, default=str))
     return exit_code
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: SIGTERM and SIGHUP end a run the way Ctrl-C does (truth recorded, lock freed)."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, raise_on_signal)
+    code = main()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    # A closed stdout (`liftoff status | head -2`) is a quiet exit: nothing left for Python to flush at exit.
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(code)

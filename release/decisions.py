@@ -20,6 +20,8 @@ EXIT_REFUSED = 3  # refused by a gate: lock held, not staged, scan findings/no s
 EXIT_AWS = 4  # AWS error: no credentials, access denied, stack missing, busy or broken
 EXIT_ROLLED_BACK = 5  # CloudFormation failed the update and rolled back: the old version is active
 EXIT_UNVERIFIED = 6  # the stack took the new version but it was not seen running healthy in time
+EXIT_INTERNAL = 1  # a bug: the message says what was recorded; never a Python traceback
+EXIT_SIGNAL_BASE = 128  # interrupted by signal N: exit 128 + N (SIGHUP 129, SIGINT 130, SIGTERM 143)
 
 IMAGE_TAG = "ImageTag"
 STAGED_IMAGE_TAG = "StagedImageTag"
@@ -42,6 +44,14 @@ RESULT_SUCCEEDED = "succeeded"
 RESULT_ROLLED_BACK = "rolled_back"
 RESULT_FAILED = "failed"
 RESULT_UNVERIFIED = "unverified"
+# The run stopped before the outcome could be read (stack still updating, or unreachable).
+RESULT_INTERRUPTED = "interrupted"
+# Recorded without a switch: a gate or the lock refused, or there was nothing to do.
+RESULT_REFUSED = "refused"
+RESULT_NOOP = "noop"
+# A switch happened (whatever its verification said): these entries move the active version.
+SWITCHED_RESULTS = frozenset({RESULT_SUCCEEDED, RESULT_UNVERIFIED})
+SWITCH_GATES = ("activate", "rollback")
 
 
 @dataclass(frozen=True)
@@ -66,15 +76,20 @@ class Stack:
 
 @dataclass(frozen=True)
 class Lock:
+    """The stage's lease. Times are the holder's own clock, shown to people, never compared across clients:
+    a waiter judges the lease only by `record_version` staying unchanged for `lease_seconds` on its own clock."""
+
     holder: str
     release_id: str
     gate: str
     version: str
-    acquired_at: int
-    expires_at: int
-
-    def expired(self, now: int) -> bool:
-        return self.expires_at <= now
+    acquired_at: str
+    record_version: str
+    lease_seconds: float
+    activity: str = ""
+    activity_at: str = ""
+    heartbeat_at: str = ""
+    entry_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,8 @@ class Entry:
     duration_seconds: float | None = None
     forced: bool = False
     detail: str = ""
+    # Assigned by the table (an atomic counter) when the entry is written; the ledger's order.
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -194,17 +211,6 @@ def check_scan(image: Image, fail_severity: str = DEFAULT_FAIL_SEVERITY) -> Deci
     return None
 
 
-def check_lock(lock: Lock | None, now: int) -> Decision | None:
-    if lock is None or lock.expired(now):
-        return None
-    return refuse(
-        EXIT_REFUSED,
-        f"another release holds the lock: {lock.gate} {lock.version} by {lock.holder} (release {lock.release_id}), "
-        f"expires in {max(0, lock.expires_at - now) // 60 + 1} min",
-        "wait for it to finish (`liftoff status`); an abandoned lock is taken over automatically once it expires",
-    )
-
-
 def _first(*checks: Decision | None) -> Decision | None:
     return next((check for check in checks if check is not None), None)
 
@@ -212,28 +218,30 @@ def _first(*checks: Decision | None) -> Decision | None:
 # --- gates --------------------------------------------------------------------------------------
 
 def decide_stage(
-    tag: str, *, images: Mapping[str, Image], stack: Stack, lock: Lock | None, now: int,
+    tag: str, *, images: Mapping[str, Image], stack: Stack,
     fail_severity: str = DEFAULT_FAIL_SEVERITY, known_versions: Iterable[str] = (),
 ) -> Decision:
-    """The update gate: may `tag` be pulled onto the stage?"""
+    """The update gate: may `tag` be pulled onto the stage? Asked while holding the lock, on fresh reads."""
     refusal = _first(check_tag(tag), check_stack(stack), check_image(tag, images, known_versions))
     if refusal:
         return refusal
     if stack.parameters.get(STAGED_IMAGE_TAG) == tag:
         return noop(f"{tag} is already staged on {stack.name}")
-    refusal = _first(check_scan(images[tag], fail_severity), check_lock(lock, now))
-    return refusal or proceed(f"stage {tag} (staged now: {stack.parameters.get(STAGED_IMAGE_TAG, '-')})")
+    return check_scan(images[tag], fail_severity) or proceed(f"stage {tag} (staged now: {stack.parameters.get(STAGED_IMAGE_TAG, '-')})")
 
 
 def decide_activate(
-    tag: str, *, images: Mapping[str, Image], stack: Stack, lock: Lock | None, now: int,
+    tag: str, *, images: Mapping[str, Image], stack: Stack,
     gate: str = "activate", force: bool = False,
     fail_severity: str = DEFAULT_FAIL_SEVERITY, known_versions: Iterable[str] = (),
+    ran_before: Iterable[str] = (),
 ) -> Decision:
     """The activation gate (also the rollback path): may `tag` become the running version now?
 
-    Activation must follow staging unless forced; a rollback targets a version that already ran, so it
-    needs no staging. Every path re-checks the scan: `--force` skips the staging step, not the scan.
+    Asked while holding the lock, on fresh reads. Activation must follow staging unless forced. A
+    rollback may go without staging only to a version that already ran on this stage or was staged
+    there (`ran_before`); any other `--to` needs staging or `--force`, like `activate`. Every path
+    re-checks the scan: `--force` skips the staging step, not the scan.
     """
     refusal = _first(check_tag(tag), check_stack(stack), check_image(tag, images, known_versions))
     if refusal:
@@ -247,8 +255,12 @@ def decide_activate(
             EXIT_REFUSED, f"{tag} is not staged on {stack.name} (staged: {staged or '-'})",
             f"run `liftoff stage {tag}` first, or pass --force to activate without staging (recorded as forced)",
         )
-    refusal = _first(check_scan(images[tag], fail_severity), check_lock(lock, now))
-    return refusal or proceed(f"{gate} {active or '-'} -> {tag}")
+    if gate == "rollback" and staged != tag and tag not in set(ran_before) and not force:
+        return refuse(
+            EXIT_REFUSED, f"{tag} never ran on {stack.name} and is not staged (staged: {staged or '-'}); a rollback goes back to a version that ran",
+            f"run `liftoff stage {tag}` first, or pass --force to switch to it anyway (recorded as forced)",
+        )
+    return check_scan(images[tag], fail_severity) or proceed(f"{gate} {active or '-'} -> {tag}")
 
 
 def parameters_for(current: Mapping[str, str], gate: str, tag: str) -> list[dict[str, str]]:
@@ -278,16 +290,63 @@ def changed_parameters(current: Mapping[str, str], parameters: Sequence[Mapping[
 
 # --- the ledger ---------------------------------------------------------------------------------
 
-def previous_version(entries: Sequence[Entry], active: str | None) -> str | None:
-    """The version that ran before `active`: the `from` of the newest successful switch to it.
+def switched(entry: Entry) -> bool:
+    """Did this entry move the active version? (Whatever its verification said: an unverified switch ran.)"""
+    return entry.gate in SWITCH_GATES and entry.result in SWITCHED_RESULTS
 
-    `entries` newest first. Only completed activations count: a stage never ran, a rolled-back
-    activation never took over.
+
+def previous_version(entries: Sequence[Entry], active: str | None) -> str | None:
+    """The version that ran before `active`: the `from` of the newest switch to it (newest first).
+
+    A rolled-back or refused activation never took over and a stage never switched anything; an
+    unverified switch did take over, so it counts.
     """
     for entry in entries:
-        if entry.gate in ("activate", "rollback") and entry.result == RESULT_SUCCEEDED and entry.to_version == active:
+        if switched(entry) and entry.to_version == active:
             return entry.from_version or None
     return None
+
+
+def undo_stack(entries: Sequence[Entry]) -> list[str]:
+    """The versions a run of rollbacks walks back through, the next one last (`entries` newest first).
+
+    An activation pushes the version it replaced. A rollback to a version on the stack pops down to
+    it (so a second rollback continues backwards instead of returning to what the first one undid);
+    a rollback to any other version (`--to`, forced) counts as an activation.
+    """
+    stack: list[str] = []
+    for entry in reversed(entries):
+        if not switched(entry):
+            continue
+        if entry.gate == "rollback" and entry.to_version in stack:
+            del stack[len(stack) - 1 - stack[::-1].index(entry.to_version):]
+        elif entry.from_version:
+            stack.append(entry.from_version)
+    return stack
+
+
+def last_switched_to(entries: Sequence[Entry]) -> str | None:
+    return next((entry.to_version for entry in entries if switched(entry)), None)
+
+
+def rollback_target(entries: Sequence[Entry], active: str | None) -> str | None:
+    """Where `liftoff rollback` (no --to) goes: the version active before the current one took over,
+    walking further back on each rollback. None when the ledger cannot say."""
+    if last_switched_to(entries) != active:
+        return None
+    stack = undo_stack(entries)
+    return stack[-1] if stack else None
+
+
+def ran_on_stage(entries: Iterable[Entry]) -> set[str]:
+    """Versions this stage ran or staged (a rollback --to them needs no staging)."""
+    ran: set[str] = set()
+    for entry in entries:
+        if switched(entry):
+            ran.update(v for v in (entry.from_version, entry.to_version) if v)
+        elif entry.gate == "stage" and entry.result == RESULT_SUCCEEDED:
+            ran.update(v for v in (entry.from_version, entry.to_version) if v)
+    return ran
 
 
 def released_versions(entries: Iterable[Entry]) -> set[str]:
@@ -298,13 +357,19 @@ def decide_rollback_target(to: str | None, *, active: str | None, entries: Seque
     """Which version a rollback goes to; the chosen tag is in `message` when it proceeds."""
     if to is not None:
         return proceed(to)
-    previous = previous_version(entries, active)
-    if previous is None:
+    target = rollback_target(entries, active)
+    if target is not None:
+        return proceed(target)
+    last = last_switched_to(entries)
+    if last is not None and last != active:
         return refuse(
-            EXIT_USAGE, f"the ledger records no version before {active or 'the active one'}",
+            EXIT_USAGE, f"the active version {active or '-'} was not set by liftoff (its last switch went to {last})",
             "name the version with `liftoff rollback --to VERSION` (`liftoff versions` lists them)",
         )
-    return proceed(previous)
+    return refuse(
+        EXIT_USAGE, f"the ledger records no version before {active or 'the active one'} to go back to",
+        "name the version with `liftoff rollback --to VERSION` (`liftoff versions` lists them)",
+    )
 
 
 def nearest_tags(tag: str, existing: Iterable[str], limit: int = 3) -> list[str]:
@@ -392,3 +457,86 @@ def _targets_not_healthy(desired_count: int, healthy_targets: int, unhealthy_tar
 
 def _image_has_tag(image: str, tag: str) -> bool:
     return image.rsplit("/", 1)[-1].endswith(f":{tag}")
+
+
+# --- the lease ----------------------------------------------------------------------------------
+
+LOCK_FREE, LOCK_ALIVE, LOCK_WAIT, LOCK_STALE = "free", "alive", "wait", "stale"
+
+
+@dataclass(frozen=True)
+class LockSighting:
+    """A record version of the lock and when this client first saw it, on this client's monotonic clock."""
+
+    record_version: str
+    since: float
+
+
+def judge_lock(lock: Lock | None, seen: LockSighting | None, now: float) -> tuple[str, LockSighting | None]:
+    """Is the lock free, alive (its holder renewed it while we watched), stale (unchanged for a full
+    lease on our clock: its holder is gone) or still to be watched? Never compares clocks across
+    machines: the holder's times in the item are for people only (AWS DynamoDB Lock Client's rule)."""
+    if lock is None:
+        return LOCK_FREE, None
+    if seen is None:
+        return LOCK_WAIT, LockSighting(lock.record_version, now)
+    if seen.record_version != lock.record_version:
+        return LOCK_ALIVE, LockSighting(lock.record_version, now)
+    if now - seen.since >= lock.lease_seconds:
+        return LOCK_STALE, seen
+    return LOCK_WAIT, seen
+
+
+def lock_refusal(lock: Lock, why: str) -> Decision:
+    return refuse(
+        EXIT_REFUSED,
+        f"another release holds the lock: {lock.gate} {lock.version} by {lock.holder} (release {lock.release_id}"
+        + (f", {lock.activity}" if lock.activity else "") + f"); {why}",
+        "wait for it to finish (`liftoff lock` shows what it is doing); a lock whose holder died is taken over "
+        f"once its lease ({lock.lease_seconds:.0f} s) passes without a heartbeat; `liftoff unlock` breaks it by hand",
+    )
+
+
+# --- the truth after an interruption ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Settlement:
+    """What an interrupted or failed release did, read back from the stack."""
+
+    result: str
+    switched: bool | None  # None: cannot tell (stack unreadable or still updating)
+    value: str | None  # the gate parameter's value now (None when unreadable)
+    detail: str
+    exit_code: int
+
+
+def settle(*, gate: str, from_version: str, to_version: str, stack: Stack | None, cause: str) -> Settlement:
+    """The outcome to report and record for a release that stopped before its normal end, from a fresh
+    read of the stack (None when it could not be read). A switch that happened is never `failed`."""
+    key = GATE_PARAMETER[gate]
+    if stack is None:
+        return Settlement(RESULT_INTERRUPTED, None, None,
+                          f"{cause}; the stack could not be read back, so whether {key} became {to_version} is unknown "
+                          "(`liftoff status` tells)", EXIT_AWS)
+    value = stack.parameters.get(key, "")
+    if stack.status.endswith("_IN_PROGRESS"):
+        return Settlement(RESULT_INTERRUPTED, None, value,
+                          f"{cause}; {stack.name} is still {stack.status} ({key} {value or '-'}): the update continues "
+                          f"and may yet switch to {to_version} (`liftoff status` follows it)", EXIT_AWS)
+    if value == to_version and value != from_version:
+        if gate == "stage":
+            return Settlement(RESULT_SUCCEEDED, True, value, f"{cause}; {key} is {value}: the update completed", EXIT_OK)
+        return Settlement(RESULT_UNVERIFIED, True, value,
+                          f"{cause}; {key} is {value}: the switch happened, not verified running healthy", EXIT_UNVERIFIED)
+    if value == from_version:
+        rolled = stack.status == "UPDATE_ROLLBACK_COMPLETE"
+        return Settlement(RESULT_ROLLED_BACK if rolled else RESULT_FAILED, False, value,
+                          f"{cause}; {key} is still {value or '-'}: nothing switched", EXIT_AWS)
+    return Settlement(RESULT_FAILED, False, value,
+                      f"{cause}; {key} is {value or '-'}, neither {from_version or '-'} nor {to_version}: something else changed it",
+                      EXIT_AWS)
+
+
+def one_line(text: str) -> str:
+    """History keeps one line per entry whatever a detail contains (AWS messages carry newlines)."""
+    return " ".join(text.split())

@@ -1,19 +1,26 @@
-"""The release ledger and lock, in the stage's `ReleaseLedgerTable` (pk/sk strings, TTL `expires_at`).
+"""The release ledger and the stage's lock (a lease), in the stage's `ReleaseLedgerTable` (pk/sk strings, TTL `expires_at`).
 
 Item layout (one table per stage, so keys need no stage):
 
-    pk="LOCK"     sk="LOCK"                 the stage's release lock; the only item with `expires_at`
-    pk="RELEASE"  sk="<started ISO>#<id>"   one item per release, sorted by start time
+    pk="LOCK"     sk="LOCK"                 the stage's lease; the only item with `expires_at`
+    pk="SEQ"      sk="SEQ"                  the ledger's counter (`seq`, an atomic ADD)
+    pk="RELEASE"  sk="SEQ#<seq, 12 digits>" one item per release attempt, in the order the table assigned
+    pk="RELEASE"  sk="<started ISO>#<id>"   entries written before the counter existed (they sort after
+                                            every SEQ# key in a descending query, i.e. as older)
 
-A release writes its entry when it starts (`result=in_progress`, conditional on the key not existing)
-and completes it once (conditional on `result=in_progress` and its own release id). Nothing else ever
-writes to an entry, so history cannot be rewritten by this tool; an interrupted release stays visible
-as `in_progress`. All entries share one partition: a stage makes a few releases a day, far below any
-partition limit, and one Query returns them in order.
+An entry is written once (conditional on its key not existing) and, if it was written `in_progress`,
+completed once (conditional on `result=in_progress` and its own release id). Nothing else ever
+writes an entry, so history cannot be rewritten by this tool.
+
+The lock is a lease (the approach of AWS's DynamoDB Lock Client): its holder replaces
+`record_version` on every heartbeat; a waiter takes it over only after seeing one record version
+unchanged for `lease_seconds` on its own clock, with a write conditional on that version. The
+holder's times in the item are for people; no decision compares them with another clock.
 """
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -21,11 +28,14 @@ from botocore.exceptions import ClientError
 from release.decisions import RESULT_IN_PROGRESS, Entry, Lock
 
 LOCK_KEY = {"pk": {"S": "LOCK"}, "sk": {"S": "LOCK"}}
+COUNTER_KEY = {"pk": {"S": "SEQ"}, "sk": {"S": "SEQ"}}
 RELEASE_PK = "RELEASE"
+# DynamoDB's TTL sweep tidies a lock nobody contended for; no decision waits for it or reads it.
+TIDY_SECONDS = 24 * 3600
 
 
 class LockHeld(Exception):
-    """Someone took the lock between our read and our conditional write."""
+    """The conditional write lost: someone holds (or just took, or just renewed) the lock."""
 
     def __init__(self, lock: Lock | None):
         super().__init__("lock held")
@@ -34,6 +44,20 @@ class LockHeld(Exception):
 
 def new_release_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def new_record_version() -> str:
+    return uuid.uuid4().hex
+
+
+def entry_key(entry: Entry) -> str:
+    if entry.seq is not None:
+        return f"SEQ#{entry.seq:012d}"
+    return f"{entry.started_at}#{entry.release_id}"  # an entry from before the counter
+
+
+def _conditional_failed(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class Ledger:
@@ -47,37 +71,47 @@ class Ledger:
         item = self._client.get_item(TableName=self.table_name, Key=LOCK_KEY, ConsistentRead=True).get("Item")
         return _lock_from_item(item) if item else None
 
-    def acquire(self, *, holder: str, release_id: str, gate: str, version: str, now: int, ttl_seconds: int) -> Lock | None:
-        """Take the lock if it is free or expired; return the expired lock taken over, if any.
+    def create_lock(self, lock: Lock, *, epoch: int) -> None:
+        """Take a free lock. Of two releases racing only one wins, whatever each read before."""
+        self._put_lock(lock, epoch, "attribute_not_exists(pk)", {})
 
-        The condition is evaluated by DynamoDB atomically, so of two releases racing only one wins,
-        whatever each read before.
-        """
-        previous = self.read_lock()
-        item = {
-            **LOCK_KEY,
-            "holder": {"S": holder},
-            "release_id": {"S": release_id},
-            "gate": {"S": gate},
-            "version": {"S": version},
-            "acquired_at": {"N": str(now)},
-            # TTL lets DynamoDB sweep an abandoned lock; the condition below does not wait for the sweep.
-            "expires_at": {"N": str(now + ttl_seconds)},
-        }
+    def take_over(self, lock: Lock, *, seen_record_version: str, epoch: int) -> None:
+        """Take a lock whose record version we saw unchanged for a full lease; lose if it moved since."""
+        self._put_lock(lock, epoch, "record_version = :seen", {":seen": {"S": seen_record_version}})
+
+    def _put_lock(self, lock: Lock, epoch: int, condition: str, values: dict) -> None:
         try:
-            self._client.put_item(
-                TableName=self.table_name, Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now",
-                ExpressionAttributeValues={":now": {"N": str(now)}},
-            )
+            self._client.put_item(TableName=self.table_name, Item=_lock_item(lock, epoch), ConditionExpression=condition,
+                                  **({"ExpressionAttributeValues": values} if values else {}))
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _conditional_failed(error):
                 raise LockHeld(self.read_lock()) from None
             raise
-        return previous if previous is not None and previous.expired(now) else None
 
-    def release(self, release_id: str) -> None:
-        """Drop the lock only if it is still ours (it may have expired and been taken over)."""
+    def heartbeat(self, release_id: str, *, record_version: str, at: str, epoch: int,
+                  activity: str | None = None, entry_key: str | None = None) -> bool:
+        """Renew our lease with a new record version; False if the lock is no longer ours."""
+        names, values = {}, {":id": {"S": release_id}, ":rv": {"S": record_version}, ":at": {"S": at},
+                             ":exp": {"N": str(epoch + TIDY_SECONDS)}}
+        sets = ["record_version = :rv", "heartbeat_at = :at", "expires_at = :exp"]
+        if activity is not None:
+            sets += ["activity = :activity", "activity_at = :at"]
+            values[":activity"] = {"S": activity}
+        if entry_key is not None:
+            sets.append("entry_key = :entry")
+            values[":entry"] = {"S": entry_key}
+        try:
+            self._client.update_item(TableName=self.table_name, Key=LOCK_KEY, UpdateExpression="SET " + ", ".join(sets),
+                                     ConditionExpression="release_id = :id", ExpressionAttributeValues=values,
+                                     **({"ExpressionAttributeNames": names} if names else {}))
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def release(self, release_id: str) -> bool:
+        """Drop the lock only if it is still ours (it may have been taken over or broken); True if it was."""
         try:
             self._client.delete_item(
                 TableName=self.table_name, Key=LOCK_KEY,
@@ -85,15 +119,35 @@ class Ledger:
                 ExpressionAttributeValues={":id": {"S": release_id}},
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
 
     # --- entries --------------------------------------------------------------------------------
 
-    def start(self, entry: Entry, stage: str) -> None:
+    def next_seq(self) -> int:
+        """The next position in the ledger, assigned by the table (an atomic counter), never a client clock."""
+        answer = self._client.update_item(
+            TableName=self.table_name, Key=COUNTER_KEY, UpdateExpression="ADD seq :one",
+            ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["seq"]["N"])
+
+    def start(self, entry: Entry, stage: str) -> Entry:
+        """Write an entry `in_progress`; return it with its sequence number."""
+        return self._write(replace(entry, result=RESULT_IN_PROGRESS), stage)
+
+    def record(self, entry: Entry, stage: str) -> Entry:
+        """Write a finished entry in one go (a refusal, a lock collision, a no-op, an unlock)."""
+        return self._write(entry, stage)
+
+    def _write(self, entry: Entry, stage: str) -> Entry:
+        entry = replace(entry, seq=self.next_seq()) if entry.seq is None else entry
         item = {
             "pk": {"S": RELEASE_PK},
-            "sk": {"S": _sort_key(entry)},
+            "sk": {"S": entry_key(entry)},
+            "seq": {"N": str(entry.seq)},
             "stage": {"S": stage},
             "release_id": {"S": entry.release_id},
             "gate": {"S": entry.gate},
@@ -102,32 +156,46 @@ class Ledger:
             "digest": {"S": entry.digest},
             "who": {"S": entry.who},
             "started_at": {"S": entry.started_at},
-            "result": {"S": RESULT_IN_PROGRESS},
+            "result": {"S": entry.result},
             "forced": {"BOOL": entry.forced},
             "detail": {"S": entry.detail},
         }
+        if entry.finished_at:
+            item["finished_at"] = {"S": entry.finished_at}
+        if entry.duration_seconds is not None:
+            item["duration_seconds"] = {"N": f"{entry.duration_seconds:.1f}"}
         self._client.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return entry
 
-    def finish(self, entry: Entry, *, result: str, finished_at: str, duration_seconds: float, detail: str) -> None:
+    def finish(self, entry: Entry, *, result: str, finished_at: str, duration_seconds: float | None, detail: str) -> None:
         """Record the outcome of this same entry, once."""
+        sets = "SET #result = :result, finished_at = :finished, detail = :detail"
+        values = {
+            ":result": {"S": result},
+            ":finished": {"S": finished_at},
+            ":detail": {"S": detail},
+            ":in_progress": {"S": RESULT_IN_PROGRESS},
+            ":id": {"S": entry.release_id},
+        }
+        if duration_seconds is not None:
+            sets += ", duration_seconds = :duration"
+            values[":duration"] = {"N": f"{duration_seconds:.1f}"}
         self._client.update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": RELEASE_PK}, "sk": {"S": _sort_key(entry)}},
-            UpdateExpression="SET #result = :result, finished_at = :finished, duration_seconds = :duration, detail = :detail",
+            Key={"pk": {"S": RELEASE_PK}, "sk": {"S": entry_key(entry)}},
+            UpdateExpression=sets,
             ConditionExpression="#result = :in_progress AND release_id = :id",
             ExpressionAttributeNames={"#result": "result"},
-            ExpressionAttributeValues={
-                ":result": {"S": result},
-                ":finished": {"S": finished_at},
-                ":duration": {"N": f"{duration_seconds:.1f}"},
-                ":detail": {"S": detail},
-                ":in_progress": {"S": RESULT_IN_PROGRESS},
-                ":id": {"S": entry.release_id},
-            },
+            ExpressionAttributeValues=values,
         )
 
+    def entry(self, key: str) -> Entry | None:
+        item = self._client.get_item(TableName=self.table_name, Key={"pk": {"S": RELEASE_PK}, "sk": {"S": key}},
+                                     ConsistentRead=True).get("Item")
+        return _entry_from_item(item) if item else None
+
     def entries(self, limit: int | None = None) -> list[Entry]:
-        """Newest first."""
+        """Newest first, in the table's own order."""
         entries: list[Entry] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
@@ -145,27 +213,50 @@ class Ledger:
         return entries[:limit] if limit is not None else entries
 
 
-def _sort_key(entry: Entry) -> str:
-    return f"{entry.started_at}#{entry.release_id}"
-
-
 def _s(item: dict, key: str) -> str:
     return item.get(key, {}).get("S", "")
 
 
+def _lock_item(lock: Lock, epoch: int) -> dict:
+    return {
+        **LOCK_KEY,
+        "holder": {"S": lock.holder},
+        "release_id": {"S": lock.release_id},
+        "gate": {"S": lock.gate},
+        "version": {"S": lock.version},
+        "acquired_at": {"S": lock.acquired_at},
+        "record_version": {"S": lock.record_version},
+        "lease_seconds": {"N": f"{lock.lease_seconds:g}"},
+        "activity": {"S": lock.activity},
+        "activity_at": {"S": lock.activity_at or lock.acquired_at},
+        "heartbeat_at": {"S": lock.heartbeat_at or lock.acquired_at},
+        "entry_key": {"S": lock.entry_key},
+        "expires_at": {"N": str(epoch + TIDY_SECONDS)},
+    }
+
+
 def _lock_from_item(item: dict) -> Lock:
+    acquired = item.get("acquired_at", {})
     return Lock(
-        holder=_s(item, "holder"), release_id=_s(item, "release_id"), gate=_s(item, "gate"),
-        version=_s(item, "version"), acquired_at=int(item["acquired_at"]["N"]), expires_at=int(item["expires_at"]["N"]),
+        holder=_s(item, "holder"), release_id=_s(item, "release_id"), gate=_s(item, "gate"), version=_s(item, "version"),
+        # A lock written by an older liftoff has an epoch acquired_at and no record version: its
+        # expires_at stands in, so it still changes when (and only when) that holder writes it.
+        acquired_at=acquired.get("S") or acquired.get("N", ""),
+        record_version=_s(item, "record_version") or item.get("expires_at", {}).get("N", ""),
+        lease_seconds=float(item.get("lease_seconds", {}).get("N", "60")),
+        activity=_s(item, "activity"), activity_at=_s(item, "activity_at"), heartbeat_at=_s(item, "heartbeat_at"),
+        entry_key=_s(item, "entry_key"),
     )
 
 
 def _entry_from_item(item: dict) -> Entry:
     duration = item.get("duration_seconds", {}).get("N")
+    seq = item.get("seq", {}).get("N")
     return Entry(
         release_id=_s(item, "release_id"), gate=_s(item, "gate"), from_version=_s(item, "from_version"),
         to_version=_s(item, "to_version"), who=_s(item, "who"), started_at=_s(item, "started_at"),
         digest=_s(item, "digest"), result=_s(item, "result"), finished_at=_s(item, "finished_at"),
         duration_seconds=float(duration) if duration is not None else None,
         forced=item.get("forced", {}).get("BOOL", False), detail=_s(item, "detail"),
+        seq=int(seq) if seq is not None else None,
     )
