@@ -77,7 +77,11 @@ class Ledger:
 
     def take_over(self, lock: Lock, *, seen_record_version: str, epoch: int) -> None:
         """Take a lock whose record version we saw unchanged for a full lease; lose if it moved since."""
-        self._put_lock(lock, epoch, "record_version = :seen", {":seen": {"S": seen_record_version}})
+        condition, values = "record_version = :seen", {":seen": {"S": seen_record_version}}
+        if seen_record_version.isdigit():  # a lock an older liftoff wrote: its expires_at stands in (see _lock_from_item)
+            condition += " OR (attribute_not_exists(record_version) AND expires_at = :seen_epoch)"
+            values[":seen_epoch"] = {"N": seen_record_version}
+        self._put_lock(lock, epoch, condition, values)
 
     def _put_lock(self, lock: Lock, epoch: int, condition: str, values: dict) -> None:
         try:
@@ -91,7 +95,7 @@ class Ledger:
     def heartbeat(self, release_id: str, *, record_version: str, at: str, epoch: int,
                   activity: str | None = None, entry_key: str | None = None) -> bool:
         """Renew our lease with a new record version; False if the lock is no longer ours."""
-        names, values = {}, {":id": {"S": release_id}, ":rv": {"S": record_version}, ":at": {"S": at},
+        values = {":id": {"S": release_id}, ":rv": {"S": record_version}, ":at": {"S": at},
                              ":exp": {"N": str(epoch + TIDY_SECONDS)}}
         sets = ["record_version = :rv", "heartbeat_at = :at", "expires_at = :exp"]
         if activity is not None:
@@ -102,8 +106,7 @@ class Ledger:
             values[":entry"] = {"S": entry_key}
         try:
             self._client.update_item(TableName=self.table_name, Key=LOCK_KEY, UpdateExpression="SET " + ", ".join(sets),
-                                     ConditionExpression="release_id = :id", ExpressionAttributeValues=values,
-                                     **({"ExpressionAttributeNames": names} if names else {}))
+                                     ConditionExpression="release_id = :id", ExpressionAttributeValues=values)
         except ClientError as error:
             if _conditional_failed(error):
                 return False

@@ -40,16 +40,19 @@ class ReleaseStage:
         for tag in tags:
             ecr.start_image_scan(repositoryName=self.emulated.repository_name, imageId={"imageTag": tag})
 
-    def run(self, *argv: str, stage: str | None = None, stdin: io.StringIO | None = None, aws=None, clock=None) -> Run:
-        out, err = io.StringIO(), io.StringIO()
+    def run(self, *argv: str, stage: str | None = None, stdin: io.StringIO | None = None, aws=None, clock=None,
+            monotonic=None, sleep=None, stdout=None) -> Run:
+        out, err = stdout or io.StringIO(), io.StringIO()
         full = [*argv, "--stage", stage or self.name, "--config", str(CDK_JSON)]
         if argv and argv[0] in ("stage", "activate", "rollback"):
             full += ["--poll-interval", "0"]
         kwargs = {"aws": aws if aws is not None else EmulatedRuntime(self.emulated)}
         if clock is not None:
             kwargs["clock"] = clock
-        code = main(full, stdin=stdin or io.StringIO(""), stdout=out, stderr=err, sleep=lambda _: None, **kwargs)
-        return Run(code, out.getvalue(), err.getvalue())
+        if monotonic is not None:
+            kwargs["monotonic"] = monotonic
+        code = main(full, stdin=stdin or io.StringIO(""), stdout=out, stderr=err, sleep=sleep or (lambda _: None), **kwargs)
+        return Run(code, out.getvalue() if stdout is None else "", err.getvalue())
 
     def parameters(self) -> dict[str, str]:
         return self.emulated.service_parameters()
@@ -59,6 +62,23 @@ class ReleaseStage:
 
     def entries(self) -> list:
         return self.ledger().entries()
+
+
+class FakeTime:
+    """A monotonic clock that only moves when the code under test sleeps; `on_sleep` runs at each sleep
+    (e.g. another release's heartbeat), so lease judgements need no real waiting."""
+
+    def __init__(self, on_sleep=None):
+        self.now, self.on_sleep, self.slept = 1000.0, on_sleep, 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+        if self.on_sleep is not None:
+            self.on_sleep()
 
 
 class EmulatedRuntime(runtime.EmulatedRuntime):

@@ -16,7 +16,8 @@ import pytest
 from release import decisions as d
 from release.aws import Aws
 from tests.helpers.synth import REPO
-from tests.release.helpers import Busy, EmulatedRuntime, RollsBack, Tty
+from release.ledger import Ledger
+from tests.release.helpers import Busy, EmulatedRuntime, FakeTime, RollsBack, Tty
 
 RELEASE = ("stage", "activate", "rollback")
 
@@ -43,8 +44,19 @@ def critical_scan(stage, tag):
     })
 
 
-def hold_lock(stage, *, now, ttl=1800, holder="arn:aws:sts::123456789012:assumed-role/ci/other-job"):
-    stage.ledger().acquire(holder=holder, release_id="other", gate="stage", version="1.1.0", now=now, ttl_seconds=ttl)
+OTHER_JOB = "arn:aws:sts::123456789012:assumed-role/ci/other-job"
+
+
+def hold_lock(stage, *, lease=60.0, holder=OTHER_JOB, activity="waiting for CloudFormation"):
+    stage.ledger().create_lock(d.Lock(holder=holder, release_id="other", gate="stage", version="1.1.0",
+                                      acquired_at="2026-01-01T00:00:00.000Z", record_version="v0", lease_seconds=lease,
+                                      activity=activity), epoch=1_800_000_000)
+
+
+def heartbeat(stage):
+    """Another release's heartbeat: a new record version, as its lease thread writes it."""
+    beats = iter(range(1, 1_000_000))
+    return lambda: stage.ledger().heartbeat("other", record_version=f"v{next(beats)}", at="2026-01-01T00:00:20.000Z", epoch=0)
 
 
 def released(stage, *tags):
@@ -93,10 +105,13 @@ class TestStage:
         assert entry.who.startswith("arn:aws:") and entry.digest.startswith("sha256:") and entry.duration_seconds is not None
         assert released_staging.ledger().read_lock() is None  # released in `finally`
 
-    def test_staging_the_staged_version_is_a_noop(self, released_staging):
+    def test_staging_the_staged_version_is_a_noop_and_recorded(self, released_staging):
+        before = released_staging.parameters()
         run = released_staging.run("stage", "1.0.0")
-        assert (run.code, released_staging.entries()) == (0, [])
-        assert "already staged" in run.out
+        assert run.code == 0 and "already staged" in run.out
+        (entry,) = released_staging.entries()
+        assert (entry.gate, entry.to_version, entry.result) == ("stage", "1.0.0", d.RESULT_NOOP)
+        assert released_staging.parameters() == before
 
     @pytest.mark.parametrize("tag, code, says", [
         ("latest", d.EXIT_USAGE, "mutable"),
@@ -107,7 +122,9 @@ class TestStage:
         before = released_staging.parameters()
         run = released_staging.run("stage", tag)
         assert run.code == code and says in run.err
-        assert released_staging.parameters() == before and released_staging.entries() == []
+        assert released_staging.parameters() == before
+        # A malformed tag is the user's typing (never reaches the stage); an unknown version is asked of the stage and recorded.
+        assert [(e.to_version, e.result) for e in released_staging.entries()] == ([(tag, d.RESULT_REFUSED)] if tag == "1.1.1" else [])
 
     def test_a_critical_finding_is_refused(self, released_staging):
         push(released_staging, "1.2.0", scan=False)
@@ -115,7 +132,9 @@ class TestStage:
         released_staging.scan("1.2.0")
         run = released_staging.run("stage", "1.2.0")
         assert run.code == d.EXIT_REFUSED and "1 CRITICAL" in run.err
-        assert released_staging.parameters()["StagedImageTag"] == "1.0.0" and released_staging.entries() == []
+        assert released_staging.parameters()["StagedImageTag"] == "1.0.0"
+        (entry,) = released_staging.entries()
+        assert entry.result == d.RESULT_REFUSED and "1 CRITICAL" in entry.detail and entry.who.startswith("arn:aws:")
 
     def test_the_severity_threshold_is_an_option(self, released_staging):
         run = released_staging.run("stage", "1.1.0", "--fail-severity", "HIGH")
@@ -129,41 +148,69 @@ class TestStage:
     def test_a_busy_stack_is_refused(self, released_staging):
         run = released_staging.run("stage", "1.1.0", aws=Busy(released_staging.emulated))
         assert run.code == d.EXIT_AWS and "busy (UPDATE_IN_PROGRESS)" in run.err
-        assert released_staging.entries() == []
+        assert [e.result for e in released_staging.entries()] == [d.RESULT_REFUSED]
+        assert released_staging.ledger().read_lock() is None
 
-    def test_a_held_lock_is_refused_and_left_alone(self, released_staging):
-        import time
-
-        hold_lock(released_staging, now=int(time.time()))
-        run = released_staging.run("stage", "1.1.0")
-        assert run.code == d.EXIT_REFUSED and "ci/other-job" in run.err
+    def test_a_live_lock_is_refused_recorded_and_left_alone(self, released_staging):
+        hold_lock(released_staging)
+        time = FakeTime(on_sleep=heartbeat(released_staging))  # its holder renews it while we watch
+        run = released_staging.run("stage", "1.1.0", monotonic=time.monotonic, sleep=time.sleep)
+        assert run.code == d.EXIT_REFUSED and "ci/other-job" in run.err and "waiting for CloudFormation" in run.err
         assert released_staging.ledger().read_lock().release_id == "other"
         assert released_staging.parameters()["StagedImageTag"] == "1.0.0"
+        (entry,) = released_staging.entries()  # the collision is in the ledger: who, what was asked, why refused
+        assert (entry.gate, entry.to_version, entry.result) == ("stage", "1.1.0", d.RESULT_REFUSED)
+        assert "lock held" in entry.detail and "ci/other-job" in entry.detail
 
-    def test_an_expired_lock_is_taken_over_and_said_so(self, released_staging):
-        import time
+    @pytest.mark.parametrize("skew", [-3600, 3600])
+    def test_a_client_whose_clock_is_an_hour_off_cannot_take_a_live_lock(self, released_staging, skew):
+        import time as wall
 
-        hold_lock(released_staging, now=int(time.time()) - 3600, ttl=60)
-        run = released_staging.run("stage", "1.1.0")
-        assert run.code == 0 and "took over an expired lock" in run.out and "ci/other-job" in run.out
+        hold_lock(released_staging, lease=60)
+        time = FakeTime(on_sleep=heartbeat(released_staging))
+        run = released_staging.run("activate", "1.1.0", "--yes", "--force", clock=lambda: wall.time() + skew,
+                                   monotonic=time.monotonic, sleep=time.sleep)
+        assert run.code == d.EXIT_REFUSED and "another release holds the lock" in run.err
+        assert released_staging.ledger().read_lock().release_id == "other"
+        assert released_staging.parameters()["ImageTag"] == "1.0.0"
+
+    def test_a_lock_unchanged_for_a_full_lease_is_taken_over_and_said_so(self, released_staging):
+        hold_lock(released_staging, lease=45)  # its holder died: no heartbeat comes
+        time = FakeTime()
+        run = released_staging.run("stage", "1.1.0", monotonic=time.monotonic, sleep=time.sleep)
+        assert run.code == 0, run.err
+        assert "took over the lock of release other" in run.out and "ci/other-job" in run.out
+        # It watched one whole lease (on its own clock) before taking it, not less.
+        assert 45 <= time.slept < 47
         assert released_staging.ledger().read_lock() is None
+        assert released_staging.parameters()["StagedImageTag"] == "1.1.0"
+
+    def test_the_lock_is_checked_before_nothing_to_do(self, released_staging):
+        # Another release is switching to 1.0.0's neighbour and may fail: "already staged" must wait for it.
+        hold_lock(released_staging)
+        time = FakeTime(on_sleep=heartbeat(released_staging))
+        run = released_staging.run("stage", "1.0.0", monotonic=time.monotonic, sleep=time.sleep)
+        assert run.code == d.EXIT_REFUSED and "nothing to do" not in run.out
 
 
 class TestConcurrentReleases:
-    def test_a_release_started_while_another_runs_is_refused_by_the_lock(self, released_staging):
-        """The second release starts from inside the first one's CloudFormation call, while it holds the lock."""
+    def test_a_release_started_while_another_runs_is_refused_by_the_lock_and_recorded(self, released_staging):
+        """The second release starts from inside the first one's CloudFormation call, while it holds the lock
+        and its heartbeat thread renews the lease (real time: a 1.5 s lease, a beat every 0.5 s)."""
+        import time as real
+
         second = {}
 
         class StartsAnotherRelease(EmulatedRuntime):
             def update_parameters(self, name, parameters):
-                second["run"] = released_staging.run("activate", "1.1.0", "--yes", "--force")
+                second["run"] = released_staging.run("activate", "1.1.0", "--yes", "--force", sleep=real.sleep)
                 super().update_parameters(name, parameters)
 
-        first = released_staging.run("stage", "1.1.0", aws=StartsAnotherRelease(released_staging.emulated))
-        assert first.code == 0
+        first = released_staging.run("stage", "1.1.0", "--lease-seconds", "1.5", aws=StartsAnotherRelease(released_staging.emulated))
+        assert first.code == 0, first.err
         assert second["run"].code == d.EXIT_REFUSED and "another release holds the lock: stage 1.1.0" in second["run"].err
-        # One release recorded, the refused one left no trace, and the lock is free again.
-        assert [e.gate for e in released_staging.entries()] == ["stage"]
+        # One release went through; the refused one is recorded as refused; the lock is free again.
+        assert [(e.gate, e.result) for e in released_staging.entries()] == [("activate", d.RESULT_REFUSED), ("stage", d.RESULT_SUCCEEDED)]
         assert released_staging.parameters()["ImageTag"] == "1.0.0"
         assert released_staging.ledger().read_lock() is None
 
@@ -182,7 +229,8 @@ class TestActivate:
     def test_an_unstaged_version_is_refused(self, released_staging):
         run = released_staging.run("activate", "1.1.0", "--yes")
         assert run.code == d.EXIT_REFUSED and "liftoff stage 1.1.0" in run.err
-        assert released_staging.parameters()["ImageTag"] == "1.0.0" and released_staging.entries() == []
+        assert released_staging.parameters()["ImageTag"] == "1.0.0"
+        assert [(e.gate, e.result) for e in released_staging.entries()] == [("activate", d.RESULT_REFUSED)]
 
     def test_force_activates_an_unstaged_version_and_records_it(self, released_staging):
         run = released_staging.run("activate", "1.1.0", "--yes", "--force")
@@ -340,7 +388,8 @@ class TestStatusAndHistory:
         doc = released_staging.run("history", "--json").json
         entry = doc["entries"][0]
         assert set(entry) == {"release_id", "gate", "from_version", "to_version", "who", "started_at", "digest", "result",
-                              "finished_at", "duration_seconds", "forced", "detail"}
+                              "finished_at", "duration_seconds", "forced", "detail", "seq"}
+        assert [e["seq"] for e in doc["entries"]] == [3, 2, 1]
         assert (entry["from_version"], entry["to_version"], entry["result"]) == ("1.1.0", "1.0.0", "succeeded")
 
 

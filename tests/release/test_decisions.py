@@ -23,18 +23,18 @@ def stack(active="1.0.0", staged="1.0.0", status="UPDATE_COMPLETE"):
     )
 
 
-def lock(expires_at=NOW + 600):
+def lock(record_version="v1", lease=60.0):
     return d.Lock(holder="arn:aws:sts::000000000000:assumed-role/ci/job", release_id="r1", gate="stage",
-                  version="1.1.0", acquired_at=NOW - 60, expires_at=expires_at)
+                  version="1.1.0", acquired_at="2026-01-01T00:00:00.000Z", record_version=record_version, lease_seconds=lease)
 
 
 def stage(tag, **overrides):
-    facts = dict(images=IMAGES, stack=stack(), lock=None, now=NOW)
+    facts = dict(images=IMAGES, stack=stack())
     return d.decide_stage(tag, **{**facts, **overrides})
 
 
 def activate(tag, **overrides):
-    facts = dict(images=IMAGES, stack=stack(staged="1.1.0"), lock=None, now=NOW)
+    facts = dict(images=IMAGES, stack=stack(staged="1.1.0"))
     return d.decide_activate(tag, **{**facts, **overrides})
 
 
@@ -105,14 +105,6 @@ class TestStageGate:
         assert decision.exit_code == d.EXIT_REFUSED
         assert "start-image-scan" in decision.hint
 
-    def test_a_held_lock_refuses_and_names_the_holder(self):
-        decision = stage("1.1.0", lock=lock())
-        assert decision.exit_code == d.EXIT_REFUSED
-        assert "assumed-role/ci/job" in decision.message and "r1" in decision.message
-
-    def test_an_expired_lock_does_not_block(self):
-        assert stage("1.1.0", lock=lock(expires_at=NOW)).proceeds
-
     def test_staging_the_staged_version_again_changes_nothing(self):
         decision = stage("1.0.0")
         assert (decision.action, decision.exit_code) == ("noop", d.EXIT_OK)
@@ -136,14 +128,19 @@ class TestActivateGate:
         images = {**IMAGES, "1.2.0": image("1.2.0", counts={"CRITICAL": 1})}
         assert activate("1.2.0", force=True, images=images).exit_code == d.EXIT_REFUSED
 
-    def test_a_rollback_needs_no_staging(self):
-        assert activate("1.2.0", gate="rollback").proceeds
+    def test_a_rollback_to_a_version_that_ran_needs_no_staging(self):
+        assert activate("1.2.0", gate="rollback", ran_before={"1.2.0"}).proceeds
+
+    def test_a_rollback_to_a_version_that_never_ran_passes_the_staging_gate(self):
+        decision = activate("1.2.0", gate="rollback", ran_before={"1.0.0"})
+        assert decision.exit_code == d.EXIT_REFUSED and "never ran" in decision.message and "--force" in decision.hint
+        assert activate("1.1.0", gate="rollback").proceeds  # staged
+        assert activate("1.2.0", gate="rollback", force=True).proceeds
+        images = {**IMAGES, "1.2.0": image("1.2.0", counts={"CRITICAL": 1})}
+        assert activate("1.2.0", gate="rollback", force=True, images=images).exit_code == d.EXIT_REFUSED
 
     def test_the_active_version_is_a_noop(self):
         assert activate("1.0.0").action == "noop"
-
-    def test_a_held_lock_refuses(self):
-        assert activate("1.1.0", lock=lock()).exit_code == d.EXIT_REFUSED
 
     def test_a_missing_image_refuses_even_when_forced(self):
         assert activate("0.9.0", force=True, known_versions={"0.9.0"}).exit_code == d.EXIT_REFUSED
@@ -182,15 +179,56 @@ class TestLedgerDecisions:
         ]
         assert d.previous_version(entries, "1.2.0") == "1.1.0"
 
-    def test_rolled_back_and_unfinished_activations_do_not_count(self):
+    def test_rolled_back_refused_and_unfinished_activations_do_not_count(self):
         entries = [
             entry("activate", "1.1.0", "1.2.0", result=d.RESULT_ROLLED_BACK),
             entry("activate", "1.1.0", "1.2.0", result=d.RESULT_IN_PROGRESS),
+            entry("activate", "1.1.0", "1.2.0", result=d.RESULT_REFUSED),
+            entry("activate", "1.1.0", "1.2.0", result=d.RESULT_INTERRUPTED),
             entry("activate", "1.0.0", "1.1.0"),
         ]
         assert d.previous_version(entries, "1.1.0") == "1.0.0"
+        assert d.rollback_target(entries, "1.1.0") == "1.0.0"
+
+    def test_an_unverified_switch_did_take_over(self):
+        # exit 6: the stack switched; "undo the last release" goes to what served before it.
+        entries = [entry("activate", "1.1.0", "1.2.0", result=d.RESULT_UNVERIFIED), entry("activate", "1.0.0", "1.1.0")]
+        assert d.rollback_target(entries, "1.2.0") == "1.1.0"
+        assert d.previous_version(entries, "1.2.0") == "1.1.0"
+
+    def test_rollbacks_walk_backwards_and_never_ping_pong(self):
+        entries = [entry("activate", "1.2.0", "1.3.0"), entry("activate", "1.1.0", "1.2.0"), entry("activate", "1.0.0", "1.1.0")]
+        assert d.rollback_target(entries, "1.3.0") == "1.2.0"
+        entries.insert(0, entry("rollback", "1.3.0", "1.2.0"))
+        assert d.rollback_target(entries, "1.2.0") == "1.1.0"
+        entries.insert(0, entry("rollback", "1.2.0", "1.1.0"))
+        assert d.rollback_target(entries, "1.1.0") == "1.0.0"
+        entries.insert(0, entry("rollback", "1.1.0", "1.0.0"))
+        assert d.rollback_target(entries, "1.0.0") is None
+
+    def test_a_rollback_to_jumps_back_over_the_versions_between(self):
+        entries = [entry("rollback", "1.3.0", "1.1.0"), entry("activate", "1.2.0", "1.3.0"),
+                   entry("activate", "1.1.0", "1.2.0"), entry("activate", "1.0.0", "1.1.0")]
+        assert d.rollback_target(entries, "1.1.0") == "1.0.0"
+
+    def test_reactivating_an_older_version_is_undone_by_the_next_rollback(self):
+        entries = [entry("activate", "1.1.0", "1.0.0"), entry("activate", "1.0.0", "1.1.0")]
+        assert d.rollback_target(entries, "1.0.0") == "1.1.0"
+        entries.insert(0, entry("rollback", "1.0.0", "1.1.0"))
+        assert d.rollback_target(entries, "1.1.0") == "1.0.0"
+
+    def test_an_active_version_set_outside_liftoff_has_no_automatic_target(self):
+        entries = [entry("activate", "1.0.0", "1.1.0")]
+        decision = d.decide_rollback_target(None, active="1.2.0", entries=entries)
+        assert decision.exit_code == d.EXIT_USAGE and "not set by liftoff" in decision.message
+
+    def test_versions_that_ran_or_were_staged(self):
+        entries = [entry("stage", "1.1.0", "1.2.0"), entry("stage", "1.2.0", "1.3.0", result=d.RESULT_REFUSED),
+                   entry("activate", "1.0.0", "1.1.0", result=d.RESULT_UNVERIFIED)]
+        assert d.ran_on_stage(entries) == {"1.0.0", "1.1.0", "1.2.0"}
 
     def test_after_a_rollback_previous_is_the_version_rolled_back_from(self):
+        # "previous" is history (what ran before the active one); the rollback target walks further back.
         entries = [entry("rollback", "1.1.0", "1.0.0"), entry("activate", "1.0.0", "1.1.0")]
         assert d.previous_version(entries, "1.0.0") == "1.1.0"
 
@@ -252,11 +290,73 @@ class TestOutcomes:
         assert not d.verify_ec2("1.1.0", **{**ok, "healthy_targets": 1})[0]
 
 
-def test_the_lock_outlives_the_runs_own_waits():
-    from argparse import Namespace
+class TestLease:
+    def test_a_free_lock(self):
+        assert d.judge_lock(None, None, 0.0) == (d.LOCK_FREE, None)
 
-    from release.cli import lock_seconds
+    def test_a_held_lock_is_watched_first(self):
+        verdict, seen = d.judge_lock(lock(), None, 100.0)
+        assert verdict == d.LOCK_WAIT and seen == d.LockSighting("v1", 100.0)
 
-    # A lock shorter than the CloudFormation wait could be taken over while this release still runs.
-    assert lock_seconds(Namespace(lock_minutes=30, timeout=1800.0, verify_timeout=600.0)) == 2700
-    assert lock_seconds(Namespace(lock_minutes=120, timeout=60.0)) == 7200
+    def test_a_renewed_lock_is_alive(self):
+        _, seen = d.judge_lock(lock(), None, 100.0)
+        assert d.judge_lock(lock(record_version="v2"), seen, 101.0)[0] == d.LOCK_ALIVE
+
+    def test_unchanged_for_a_full_lease_on_the_waiters_clock_is_stale(self):
+        _, seen = d.judge_lock(lock(lease=60), None, 100.0)
+        assert d.judge_lock(lock(lease=60), seen, 159.9)[0] == d.LOCK_WAIT
+        assert d.judge_lock(lock(lease=60), seen, 160.0)[0] == d.LOCK_STALE
+
+    def test_the_holders_wall_clock_plays_no_part(self):
+        # A lock stamped a day in the future or the past: only the record version and our own clock count.
+        for stamped in ("2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z"):
+            held = d.Lock(holder="h", release_id="r", gate="stage", version="1.1.0", acquired_at=stamped,
+                          record_version="v1", lease_seconds=60, heartbeat_at=stamped)
+            _, seen = d.judge_lock(held, None, 0.0)
+            assert d.judge_lock(held, seen, 30.0)[0] == d.LOCK_WAIT
+
+    def test_the_refusal_names_holder_and_what_it_does(self):
+        refusal = d.lock_refusal(d.Lock(holder="arn:aws:sts::0:assumed-role/ci/job", release_id="r1", gate="activate", version="1.1.0",
+                                        acquired_at="", record_version="v", lease_seconds=60, activity="verifying 1.1.0 runs"), "renewed")
+        assert refusal.exit_code == d.EXIT_REFUSED
+        assert "ci/job" in refusal.message and "r1" in refusal.message and "verifying 1.1.0 runs" in refusal.message
+        assert "liftoff unlock" in refusal.hint
+
+
+class TestSettle:
+    def settle(self, gate="activate", **stack_facts):
+        return d.settle(gate=gate, from_version="1.0.0", to_version="1.1.0",
+                        stack=stack(**stack_facts) if stack_facts is not None else None, cause="interrupted by SIGTERM")
+
+    def test_a_switch_that_happened_is_unverified_not_failed(self):
+        settled = self.settle(active="1.1.0")
+        assert (settled.result, settled.switched, settled.exit_code) == (d.RESULT_UNVERIFIED, True, d.EXIT_UNVERIFIED)
+        assert "ImageTag is 1.1.0" in settled.detail and "interrupted by SIGTERM" in settled.detail
+
+    def test_a_completed_stage_update_succeeded(self):
+        settled = self.settle(gate="stage", staged="1.1.0")
+        assert (settled.result, settled.switched) == (d.RESULT_SUCCEEDED, True)
+
+    def test_nothing_switched_is_failed(self):
+        settled = self.settle(active="1.0.0")
+        assert (settled.result, settled.switched, settled.exit_code) == (d.RESULT_FAILED, False, d.EXIT_AWS)
+        assert "nothing switched" in settled.detail
+
+    def test_a_cloudformation_rollback_is_rolled_back(self):
+        assert self.settle(active="1.0.0", status="UPDATE_ROLLBACK_COMPLETE").result == d.RESULT_ROLLED_BACK
+
+    def test_an_update_still_running_is_interrupted_and_unknown(self):
+        settled = self.settle(active="1.1.0", status="UPDATE_IN_PROGRESS")
+        assert (settled.result, settled.switched) == (d.RESULT_INTERRUPTED, None)
+        assert "still UPDATE_IN_PROGRESS" in settled.detail
+
+    def test_an_unreadable_stack_is_interrupted_and_unknown(self):
+        settled = d.settle(gate="activate", from_version="1.0.0", to_version="1.1.0", stack=None, cause="lost connection")
+        assert (settled.result, settled.switched, settled.value) == (d.RESULT_INTERRUPTED, None, None)
+
+    def test_a_third_value_says_something_else_changed_it(self):
+        assert "something else" in self.settle(active="1.2.0").detail
+
+
+def test_one_line():
+    assert d.one_line("a\nb\r\n  c\td") == "a b c d"

@@ -34,8 +34,13 @@ def ledger(fake_aws_env):
         yield Ledger(client, "ledger")
 
 
-def take(ledger, holder=ME, release_id="r1", now=NOW, ttl=1800):
-    return ledger.acquire(holder=holder, release_id=release_id, gate="stage", version="1.1.0", now=now, ttl_seconds=ttl)
+def lock(holder=ME, release_id="r1", record_version="v1", lease=60.0):
+    return d.Lock(holder=holder, release_id=release_id, gate="stage", version="1.1.0", acquired_at="2026-01-01T00:00:00.000Z",
+                  record_version=record_version, lease_seconds=lease, activity="checking the gates")
+
+
+def take(ledger, **fields):
+    ledger.create_lock(lock(**fields), epoch=NOW)
 
 
 def entry(release_id, started, **fields):
@@ -44,30 +49,44 @@ def entry(release_id, started, **fields):
 
 
 class TestLock:
-    def test_a_free_lock_is_taken_with_holder_and_expiry(self, ledger):
-        assert take(ledger) is None
-        lock = ledger.read_lock()
-        assert (lock.holder, lock.release_id, lock.expires_at) == (ME, "r1", NOW + 1800)
+    def test_a_free_lock_is_taken_with_holder_lease_and_record_version(self, ledger):
+        take(ledger)
+        held = ledger.read_lock()
+        assert (held.holder, held.release_id, held.record_version, held.lease_seconds, held.activity) == (
+            ME, "r1", "v1", 60.0, "checking the gates")
 
     def test_a_held_lock_refuses_the_second_release(self, ledger):
         take(ledger)
         with pytest.raises(LockHeld) as held:
-            take(ledger, holder=YOU, release_id="r2", now=NOW + 60)
+            take(ledger, holder=YOU, release_id="r2")
         assert held.value.lock.holder == ME  # the refusal can name who holds it
         assert ledger.read_lock().release_id == "r1"
 
-    def test_an_expired_lock_is_taken_over_and_reported(self, ledger):
-        take(ledger, ttl=60)
-        taken_over = take(ledger, holder=YOU, release_id="r2", now=NOW + 61)
-        assert taken_over.release_id == "r1"
+    def test_a_heartbeat_replaces_the_record_version_and_says_what_the_release_does(self, ledger):
+        take(ledger)
+        assert ledger.heartbeat("r1", record_version="v2", at="2026-01-01T00:00:20.000Z", epoch=NOW + 20,
+                                activity="verifying 1.1.0 runs", entry_key="SEQ#000000000007")
+        held = ledger.read_lock()
+        assert (held.record_version, held.activity, held.activity_at, held.entry_key) == (
+            "v2", "verifying 1.1.0 runs", "2026-01-01T00:00:20.000Z", "SEQ#000000000007")
+        assert not ledger.heartbeat("someone-else", record_version="v3", at="x", epoch=NOW)  # not theirs to renew
+        assert ledger.read_lock().record_version == "v2"
+
+    def test_a_take_over_needs_the_record_version_the_waiter_watched(self, ledger):
+        take(ledger)
+        ledger.heartbeat("r1", record_version="v2", at="x", epoch=NOW)  # the holder is alive after all
+        with pytest.raises(LockHeld):
+            ledger.take_over(lock(holder=YOU, release_id="r2"), seen_record_version="v1", epoch=NOW)
+        assert ledger.read_lock().release_id == "r1"
+        ledger.take_over(lock(holder=YOU, release_id="r2"), seen_record_version="v2", epoch=NOW)
         assert ledger.read_lock().holder == YOU
 
     def test_releasing_drops_only_our_own_lock(self, ledger):
-        take(ledger, ttl=60)
-        take(ledger, holder=YOU, release_id="r2", now=NOW + 61)
-        ledger.release("r1")  # r1 came back late: its lock expired and is r2's now
+        take(ledger)
+        ledger.take_over(lock(holder=YOU, release_id="r2"), seen_record_version="v1", epoch=NOW)
+        assert not ledger.release("r1")  # r1 came back late: its lock was taken over and is r2's now
         assert ledger.read_lock().release_id == "r2"
-        ledger.release("r2")
+        assert ledger.release("r2")
         assert ledger.read_lock() is None
 
     def test_only_the_lock_item_carries_the_ttl_attribute(self, ledger):
@@ -76,6 +95,15 @@ class TestLock:
         items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="ledger")["Items"]
         with_ttl = [item["pk"]["S"] for item in items if EXPIRY_ATTRIBUTE in item]
         assert with_ttl == ["LOCK"]
+
+    def test_a_lock_written_by_an_older_liftoff_can_still_be_judged(self, ledger):
+        boto3.client("dynamodb", region_name="us-east-1").put_item(TableName="ledger", Item={
+            "pk": {"S": "LOCK"}, "sk": {"S": "LOCK"}, "holder": {"S": ME}, "release_id": {"S": "old"}, "gate": {"S": "stage"},
+            "version": {"S": "1.1.0"}, "acquired_at": {"N": str(NOW)}, "expires_at": {"N": str(NOW + 1800)}})
+        held = ledger.read_lock()
+        assert (held.record_version, held.lease_seconds, held.acquired_at) == (str(NOW + 1800), 60.0, str(NOW))
+        ledger.take_over(lock(holder=YOU, release_id="r2"), seen_record_version=held.record_version, epoch=NOW)
+        assert ledger.read_lock().holder == YOU
 
     def test_two_releases_racing_for_the_lock_one_wins(self, ledger):
         # Real threads against the same table: the conditional put, not our read, decides.
@@ -100,24 +128,39 @@ class TestLock:
 
 
 class TestEntries:
-    def test_entries_come_back_newest_first_with_their_outcome(self, ledger):
-        first, second = entry("r1", "2026-01-01T00:00:00.000Z"), entry("r2", "2026-01-02T00:00:00.000Z", forced=True)
-        ledger.start(first, "staging")
-        ledger.start(second, "staging")
-        ledger.finish(first, result=d.RESULT_SUCCEEDED, finished_at="2026-01-01T00:01:00.000Z", duration_seconds=60.04, detail="ok")
+    def test_entries_come_back_in_the_tables_order_not_the_clients_clocks(self, ledger):
+        # The second writer's clock is a day behind: the table's counter still puts it after the first.
+        first, second = entry("r1", "2026-01-02T00:00:00.000Z"), entry("r2", "2026-01-01T00:00:00.000Z", forced=True)
+        first = ledger.start(first, "staging")
+        second = ledger.start(second, "staging")
+        assert (first.seq, second.seq) == (1, 2)
+        ledger.finish(first, result=d.RESULT_SUCCEEDED, finished_at="2026-01-02T00:01:00.000Z", duration_seconds=60.04, detail="ok")
         newest, oldest = ledger.entries()
-        assert (newest.release_id, newest.result, newest.forced) == ("r2", d.RESULT_IN_PROGRESS, True)
+        assert (newest.release_id, newest.result, newest.forced, newest.seq) == ("r2", d.RESULT_IN_PROGRESS, True, 2)
         assert (oldest.result, oldest.duration_seconds, oldest.who, oldest.digest) == (d.RESULT_SUCCEEDED, 60.0, ME, "sha256:abc")
         assert [e.release_id for e in ledger.entries(limit=1)] == ["r2"]
 
+    def test_entries_from_before_the_counter_read_as_older(self, ledger):
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.put_item(TableName="ledger", Item={"pk": {"S": "RELEASE"}, "sk": {"S": "2026-01-01T00:00:00.000Z#old"},
+                                                  "release_id": {"S": "old"}, "gate": {"S": "stage"}, "result": {"S": "succeeded"}})
+        ledger.record(entry("new", "2025-01-01T00:00:00.000Z", result=d.RESULT_REFUSED), "staging")
+        assert [e.release_id for e in ledger.entries()] == ["new", "old"]
+
+    def test_a_finished_entry_is_recorded_in_one_write(self, ledger):
+        written = ledger.record(entry("r1", "2026-01-01T00:00:00.000Z", result=d.RESULT_REFUSED, detail="lock held",
+                                      finished_at="2026-01-01T00:00:00.000Z", duration_seconds=0.0), "staging")
+        (read,) = ledger.entries()
+        assert read == written and read.result == d.RESULT_REFUSED
+        assert ledger.entry("SEQ#000000000001") == written
+
     def test_an_entry_is_never_written_twice(self, ledger):
-        ledger.start(entry("r1", "2026-01-01T00:00:00.000Z"), "staging")
+        started = ledger.start(entry("r1", "2026-01-01T00:00:00.000Z"), "staging")
         with pytest.raises(ClientError, match="ConditionalCheckFailed"):
-            ledger.start(entry("r1", "2026-01-01T00:00:00.000Z"), "staging")
+            ledger.start(started, "staging")
 
     def test_an_outcome_is_recorded_once(self, ledger):
-        first = entry("r1", "2026-01-01T00:00:00.000Z")
-        ledger.start(first, "staging")
+        first = ledger.start(entry("r1", "2026-01-01T00:00:00.000Z"), "staging")
         ledger.finish(first, result=d.RESULT_ROLLED_BACK, finished_at="x", duration_seconds=1, detail="why")
         with pytest.raises(ClientError, match="ConditionalCheckFailed"):
             ledger.finish(first, result=d.RESULT_SUCCEEDED, finished_at="y", duration_seconds=2, detail="rewrite")
