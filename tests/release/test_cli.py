@@ -7,6 +7,7 @@ helpers.py say what they replace; the decisions, the ledger and the lock always 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -338,6 +339,206 @@ class TestRollback:
     def test_without_history_asks_for_a_version(self, released_staging):
         run = released_staging.run("rollback", "--yes")
         assert run.code == d.EXIT_USAGE and "--to VERSION" in run.err
+
+
+class TestRollbackSemantics:
+    def test_after_an_unverified_activation_rollback_returns_to_what_served_before(self, released_staging):
+        released_staging.run("stage", "1.1.0")
+        unverified = released_staging.run("activate", "1.1.0", "--yes", "--verify-timeout", "0",
+                                          aws=EmulatedRuntime(released_staging.emulated, healthy=False))
+        assert unverified.code == d.EXIT_UNVERIFIED and "`liftoff rollback --stage staging` returns to 1.0.0" in unverified.out
+        run = released_staging.run("rollback", "--yes")
+        assert run.code == 0, run.err
+        assert "plan: rollback staging: ImageTag 1.1.0 -> 1.0.0 (undo the last release)" in run.out
+        assert released_staging.parameters()["ImageTag"] == "1.0.0"
+
+    def test_two_rollbacks_walk_back_twice_and_a_third_stops_at_the_start(self, released_staging):
+        push(released_staging, "1.2.0")
+        push(released_staging, "1.3.0")
+        released(released_staging, "1.1.0", "1.2.0", "1.3.0")
+        for expected in ("1.2.0", "1.1.0", "1.0.0"):
+            run = released_staging.run("rollback", "--yes")
+            assert run.code == 0, run.err
+            assert released_staging.parameters()["ImageTag"] == expected
+        run = released_staging.run("rollback", "--yes")
+        assert run.code == d.EXIT_USAGE and "no version before 1.0.0" in run.err
+        assert [e.result for e in released_staging.entries()][0] == d.RESULT_REFUSED
+
+    def test_the_plan_shown_before_the_confirmation_is_the_target_used(self, released_staging):
+        push(released_staging, "1.2.0")
+        released(released_staging, "1.1.0", "1.2.0")
+        run = released_staging.run("rollback", stdin=Tty("y\n"))
+        assert run.code == 0, run.err
+        assert "ImageTag 1.2.0 -> 1.1.0" in run.out and "1.2.0 -> 1.1.0? [y/N]" in run.err
+        assert released_staging.parameters()["ImageTag"] == "1.1.0"
+
+    def test_rollback_to_an_unstaged_version_that_never_ran_needs_force(self, released_staging):
+        push(released_staging, "1.2.0")
+        released(released_staging, "1.1.0")
+        run = released_staging.run("rollback", "--to", "1.2.0", "--yes")
+        assert run.code == d.EXIT_REFUSED and "never ran" in run.err and "--force" in run.err
+        assert released_staging.parameters()["ImageTag"] == "1.1.0"
+        assert released_staging.entries()[0].result == d.RESULT_REFUSED
+        run = released_staging.run("rollback", "--to", "1.2.0", "--yes", "--force")
+        assert run.code == 0, run.err
+        newest = released_staging.entries()[0]
+        assert (newest.gate, newest.to_version, newest.forced, newest.result) == ("rollback", "1.2.0", True, d.RESULT_SUCCEEDED)
+
+    def test_rollback_to_passes_the_scan_gate(self, released_staging):
+        push(released_staging, "1.2.0", scan=False)
+        critical_scan(released_staging, "1.2.0")
+        released_staging.scan("1.2.0")
+        run = released_staging.run("rollback", "--to", "1.2.0", "--yes", "--force")
+        assert run.code == d.EXIT_REFUSED and "1 CRITICAL" in run.err
+
+
+class TestTheTruthAfterAFailure:
+    def test_an_aws_error_after_the_update_was_accepted_reports_and_records_the_switch(self, released_staging):
+        from botocore.exceptions import EndpointConnectionError
+
+        class LosesTheConnection(EmulatedRuntime):
+            """CloudFormation took the update; then the network went (the first event poll fails)."""
+            updated = False
+
+            def update_parameters(self, name, parameters):
+                super().update_parameters(name, parameters)
+                self.updated = True
+
+            def new_stack_events(self, name, seen):
+                if self.updated:
+                    self.updated = False
+                    raise EndpointConnectionError(endpoint_url="https://cloudformation.us-east-1.amazonaws.com/")
+                return super().new_stack_events(name, seen)
+
+        released_staging.run("stage", "1.1.0")
+        run = released_staging.run("activate", "1.1.0", "--yes", "--json", aws=LosesTheConnection(released_staging.emulated))
+        assert run.code == d.EXIT_UNVERIFIED, run.err
+        assert "nothing changed" not in run.err
+        assert "ImageTag is now 1.1.0: the switch happened" in run.err and "recorded as unverified" in run.err
+        doc = run.json
+        assert (doc["ok"], doc["result"], doc["switched"], doc["value_now"]) == (False, d.RESULT_UNVERIFIED, True, "1.1.0")
+        newest = released_staging.entries()[0]
+        assert (newest.to_version, newest.result) == ("1.1.0", d.RESULT_UNVERIFIED) and "Could not connect" in newest.detail
+        assert released_staging.ledger().read_lock() is None
+        # ...and rollback knows where to go.
+        assert released_staging.run("rollback", "--yes").code == 0
+        assert released_staging.parameters()["ImageTag"] == "1.0.0"
+
+    def test_a_ctrl_c_while_waiting_records_what_the_stack_says(self, released_staging):
+        class CtrlCWhileWaiting(EmulatedRuntime):
+            def stack(self, name):
+                stack = super().stack(name)
+                if getattr(self, "armed", False):
+                    self.armed = False
+                    raise KeyboardInterrupt
+                return stack
+
+            def update_parameters(self, name, parameters):
+                super().update_parameters(name, parameters)
+                self.armed = True
+
+        released_staging.run("stage", "1.1.0")
+        run = released_staging.run("activate", "1.1.0", "--yes", aws=CtrlCWhileWaiting(released_staging.emulated))
+        assert run.code == 130 and "interrupted by SIGINT" in run.err and "Traceback" not in run.err
+        assert "ImageTag is now 1.1.0" in run.err
+        assert released_staging.entries()[0].result == d.RESULT_UNVERIFIED
+        assert released_staging.ledger().read_lock() is None
+
+    def test_a_ctrl_c_at_the_confirmation_changes_nothing(self, released_staging):
+        class CtrlC(Tty):
+            def readline(self):
+                raise KeyboardInterrupt
+
+        released_staging.run("stage", "1.1.0")
+        run = released_staging.run("activate", "1.1.0", stdin=CtrlC(""))
+        assert run.code == 130 and "before anything changed" in run.err
+        assert released_staging.parameters()["ImageTag"] == "1.0.0"
+        assert released_staging.ledger().read_lock() is None
+
+    def test_a_closed_stdout_is_a_quiet_end_and_never_stops_a_release(self, released_staging):
+        class Closed(io.StringIO):
+            def write(self, _text):
+                raise BrokenPipeError(32, "Broken pipe")
+
+        run = released_staging.run("stage", "1.1.0", stdout=Closed())
+        assert run.code == 0 and run.err == ""
+        assert released_staging.parameters()["StagedImageTag"] == "1.1.0"
+        assert released_staging.run("status", stdout=Closed()).code == 0
+
+
+class TestLockVerbs:
+    def test_lock_shows_holder_activity_and_since_when(self, released_staging):
+        assert "is free" in released_staging.run("lock").out
+        hold_lock(released_staging, activity="verifying 1.1.0 runs")
+        run = released_staging.run("lock")
+        assert run.code == 0
+        for expected in ("held by   " + OTHER_JOB, "release   other: stage 1.1.0", "doing     verifying 1.1.0 runs (since",
+                         "liftoff unlock --stage staging"):
+            assert expected in run.out
+        assert released_staging.run("lock", "--json").json["lock"]["activity"] == "verifying 1.1.0 runs"
+
+    def test_unlock_needs_confirmation(self, released_staging):
+        hold_lock(released_staging)
+        run = released_staging.run("unlock")
+        assert run.code == d.EXIT_USAGE and "--yes" in run.err
+        assert released_staging.ledger().read_lock().release_id == "other"
+
+    def test_unlock_breaks_the_lock_records_it_and_closes_the_orphaned_entry(self, released_staging):
+        # A release that died after CloudFormation took ImageTag=1.1.0 left its lock and an in_progress entry.
+        released_staging.run("stage", "1.1.0")
+        ledger = released_staging.ledger()
+        orphan = ledger.start(d.Entry(release_id="other", gate="activate", from_version="1.0.0", to_version="1.1.0",
+                                      who=OTHER_JOB, started_at="2026-01-01T00:00:00.000Z"), "staging")
+        hold_lock(released_staging)
+        from release.ledger import entry_key
+        ledger.heartbeat("other", record_version="v1", at="x", epoch=0, entry_key=entry_key(orphan))
+        released_staging.emulated.update_service(image_tag="1.1.0", staged_image_tag="1.1.0")
+        run = released_staging.run("unlock", stdin=Tty("y\n"))
+        assert run.code == 0, run.err
+        assert ledger.read_lock() is None
+        unlock, closed, *_ = released_staging.entries()
+        assert (unlock.gate, unlock.result) == ("unlock", d.RESULT_SUCCEEDED) and "broke the lock of release other" in unlock.detail
+        assert unlock.who.startswith("arn:aws:")
+        assert (closed.release_id, closed.result) == ("other", d.RESULT_UNVERIFIED)
+        assert "broken by" in closed.detail and "ImageTag is 1.1.0" in closed.detail
+        assert "unlock" in released_staging.run("history").out
+
+    def test_unlock_without_a_lock_says_so(self, released_staging):
+        run = released_staging.run("unlock", "--yes")
+        assert run.code == 0 and "free" in run.out and released_staging.entries() == []
+
+
+class TestBoundedInput:
+    @pytest.mark.parametrize("argv, says", [
+        (("stage", "1.1.0", "--timeout", "inf"), "--timeout 'inf' is not allowed"),
+        (("stage", "1.1.0", "--timeout", "nan"), "--timeout 'nan' is not allowed"),
+        (("activate", "1.1.0", "--verify-timeout", "-1"), "--verify-timeout '-1' is not allowed"),
+        (("stage", "1.1.0", "--lease-seconds", "0"), "--lease-seconds '0' is not allowed"),
+        (("history", "--limit", "0"), "--limit '0' is not allowed"),
+        (("history", "--limit", "-3"), "--limit '-3' is not allowed"),
+        (("status", "--timeout", "inf"), "--timeout 'inf' is not allowed"),
+    ])
+    def test_unbounded_or_senseless_values_are_refused_naming_them(self, released_staging, argv, says, capsys):
+        before = released_staging.parameters()
+        run = released_staging.run(*argv)
+        assert run.code == d.EXIT_USAGE
+        err = capsys.readouterr().err  # argparse writes to the process's stderr
+        assert says in err and "Traceback" not in err
+        assert released_staging.parameters() == before and released_staging.entries() == []
+
+    def test_history_keeps_one_line_per_entry_whatever_a_detail_contains(self, released_staging):
+        from botocore.exceptions import ClientError
+
+        class RefusesWithALongMessage(EmulatedRuntime):
+            def update_parameters(self, name, parameters):
+                raise ClientError({"Error": {"Code": "ValidationError", "Message": "line one\nline two\r\nline three"}}, "UpdateStack")
+
+        released_staging.run("stage", "1.1.0", aws=RefusesWithALongMessage(released_staging.emulated))
+        released_staging.run("stage", "1.1.0")
+        run = released_staging.run("history")
+        assert len(run.out.splitlines()) == 1 + 2
+        assert "line one line two line three" in run.out
+        assert len(released_staging.run("history", "--limit", "1").out.splitlines()) == 2
 
 
 class TestStatusAndHistory:
