@@ -16,6 +16,7 @@ from pathlib import Path
 from config import ConfigError, load_config
 from local import deploy as flow
 from local import emulator as emulators
+from local.runtime import shell_exports
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -78,9 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     flow.log(f"total {time.monotonic() - started_at:.1f} s")
     flow.log(flow.HOSTS_NOTE if deployed.real_hosts else flow.EMULATOR_NOTE)
     if keep:
-        flow.log(f"the emulator keeps running (pid {emulator.pid}, recorded in {args.state_dir}/{emulators.RECORD_NAME}). Reach it with:")
-        print(f"  export AWS_ENDPOINT_URL={emulator.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1")
+        flow.log(f"the emulator keeps running (pid {emulator.pid}, recorded in {args.state_dir}/{emulators.RECORD_NAME}). "
+                 "Reach it from another shell with:")
+        print(f"  {shell_exports(emulator.endpoint)}")
+        print(f"  cd {flow.REPO}")
         print(f"  aws cloudformation describe-stacks --stack-name {stage.service_stack_name}")
+        print(f"  .venv/bin/liftoff status --stage {stage.name}")
+        print(f"  .venv/bin/liftoff activate {flow.release_tags()[1]} --stage {stage.name}   # staged by the walk; asks, switches, verifies")
+        print(f"  .venv/bin/liftoff rollback --stage {stage.name}")
         for instance_id, container, address in deployed.hosts:
             print(f"  curl http://{address}:{stage.container_port}/version   # host {instance_id}; "
                   f"docker exec -it {container[:12]} bash for a shell on it")

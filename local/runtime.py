@@ -16,17 +16,31 @@ the `ActiveImageTagParameterName` SSM parameter, which CloudFormation updates fr
 On AWS these answers come from ECS, the target group and State Manager; here they only repeat the
 stack's own record, so an emulated activation always "runs" what it set. Every decision the tool
 makes on top of them is its own.
+
+The seam: `liftoff` run from any shell picks this adapter when `LIFTOFF_RUNTIME=emulator` (or
+`emulator:unhealthy`) is set and AWS_ENDPOINT_URL is a loopback address (`release.cli._adapter`);
+`shell_exports` is the line `make local-up` prints. A runtime that really runs the version (host
+boxes, a State Manager stand-in) replaces the three reads below and nothing else: the release flow,
+the ledger and the lock do not change.
 """
 from __future__ import annotations
 
 import boto3
 
-from local.aws import EndpointSession
+from local.aws import FAKE_ENVIRONMENT, EndpointSession
 from release.aws import Aws
 
 # Said wherever the stand-in's answers are shown, so nobody mistakes them for a real rollout.
 STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emulator's stand-in "
                  "(local/runtime.py): they report the version the stack recorded as active; nothing runs")
+
+
+def shell_exports(endpoint: str) -> str:
+    """The one line that points a fresh shell (the AWS CLI, boto3 and `liftoff`) at the emulator.
+
+    botocore and the AWS CLI read the region from AWS_DEFAULT_REGION, not AWS_REGION: both are set."""
+    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT, "LIFTOFF_RUNTIME": "emulator"}
+    return "export " + " ".join(f"{key}={value}" for key, value in values.items())
 
 
 class EmulatedRuntime(Aws):

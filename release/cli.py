@@ -299,7 +299,14 @@ def _adapter(stage, region: str | None, environ: Mapping[str, str]) -> Aws:
         raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime} reports a stand-in for what runs, so it only works against the "
                     f"local emulator; AWS_ENDPOINT_URL is {endpoint or 'unset'}, not a loopback address",
                     "use the export line `make local-up` printed, or unset LIFTOFF_RUNTIME for a real account")
-    from local.runtime import EmulatedRuntime  # harness, imported only when asked for
+    checkout = str(Path(__file__).resolve().parents[1])
+    if checkout not in sys.path:  # the harness is not installed with the console script: it lives next to release/
+        sys.path.append(checkout)
+    try:
+        from local.runtime import EmulatedRuntime  # harness, imported only when asked for
+    except ImportError as error:
+        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime} needs the local harness (local/ in the liftoff checkout): {error}",
+                    "run liftoff from the checkout's .venv (`make setup`)") from None
 
     return EmulatedRuntime(service_stack=stage.service_stack_name, registry_stack=stage.registry_stack_name, region=region,
                            healthy=EMULATOR_RUNTIMES[runtime])
