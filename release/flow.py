@@ -151,13 +151,13 @@ class Lease:
         while not self._stop.wait(self.lock.lease_seconds / 3):
             self.renew()
 
-    def renew(self, *, activity: str | None = None, entry: d.Entry | None = None) -> None:
+    def renew(self, *, activity: str | None = None, entry: d.Entry | None = None, version: str | None = None) -> None:
         with self._mutex:
             if self.lost or (self._stop.is_set() and activity is None and entry is None):
                 return
             try:
                 ours = self.ledger.heartbeat(self.lock.release_id, record_version=new_record_version(), at=self.ctx.iso(),
-                                             epoch=self.ctx.now(), activity=activity,
+                                             epoch=self.ctx.now(), activity=activity, version=version,
                                              entry_key=entry_key(entry) if entry is not None else None)
             except Exception:  # a missed beat; the lease spans three, and the flow's own next call reports a real outage
                 return
@@ -279,7 +279,7 @@ def _record(ctx: Context, ledger: Ledger, *, gate, release_id, who, from_version
 
 def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str, release_id: str, base: dict) -> dict:
     args = ctx.args
-    lease.doing("checking the gates")
+    lease.doing("checking the gates (fresh reads under the lock)")
     stack = ctx.service_stack()
     entries = ledger.entries()
     key = d.GATE_PARAMETER[gate]
@@ -337,11 +337,14 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
         _confirm(ctx, f"{gate} {ctx.stage.name}: switch the running version {from_version or '-'} -> {tag}?")
 
     started = ctx.clock()
-    entry = ledger.start(d.Entry(
+    # The entry's place is reserved and named in the lock before the entry is written, so whoever takes
+    # the lock over after a crash finds it (and finds nothing to close if the crash came first).
+    entry = d.Entry(
         release_id=release_id, gate=gate, from_version=from_version, to_version=tag, who=who, started_at=ctx.iso(started),
-        digest=digest, forced=forced, detail="forced: not staged" if forced else "",
-    ), ctx.stage.name)
-    lease.renew(activity=f"updating {stack.name}: {key} {from_version or '-'} -> {tag}", entry=entry)
+        digest=digest, forced=forced, detail="forced: not staged" if forced else "", seq=ledger.next_seq(),
+    )
+    lease.renew(activity=f"updating {stack.name}: {key} {from_version or '-'} -> {tag}", entry=entry, version=tag)
+    entry = ledger.start(entry, ctx.stage.name)
     outcome: dict[str, Any] = {"result": d.RESULT_IN_PROGRESS, "seq": entry.seq}
 
     def finish(result: str, detail: str) -> None:

@@ -93,7 +93,7 @@ class Ledger:
             raise
 
     def heartbeat(self, release_id: str, *, record_version: str, at: str, epoch: int,
-                  activity: str | None = None, entry_key: str | None = None) -> bool:
+                  activity: str | None = None, entry_key: str | None = None, version: str | None = None) -> bool:
         """Renew our lease with a new record version; False if the lock is no longer ours."""
         values = {":id": {"S": release_id}, ":rv": {"S": record_version}, ":at": {"S": at},
                              ":exp": {"N": str(epoch + TIDY_SECONDS)}}
@@ -104,6 +104,9 @@ class Ledger:
         if entry_key is not None:
             sets.append("entry_key = :entry")
             values[":entry"] = {"S": entry_key}
+        if version is not None:
+            sets.append("version = :version")
+            values[":version"] = {"S": version}
         try:
             self._client.update_item(TableName=self.table_name, Key=LOCK_KEY, UpdateExpression="SET " + ", ".join(sets),
                                      ConditionExpression="release_id = :id", ExpressionAttributeValues=values)
