@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
     except Abort as abort:
         _emit(stderr, f"liftoff {verb}: {abort.message}" + (f"\n  -> {abort.hint}" if abort.hint else ""))
         if args.json:
-            payload = {"ok": False, "exit_code": abort.exit_code, "command": verb, "stage": args.stage,
+            payload = {"ok": abort.exit_code == d.EXIT_OK, "exit_code": abort.exit_code, "command": verb, "stage": args.stage,
                        "error": {"message": abort.message, "hint": abort.hint}, **abort.extra}
             _emit(stdout, json.dumps(payload, indent=2, default=str))
         return abort.exit_code

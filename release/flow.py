@@ -140,6 +140,9 @@ class Lease:
     def __init__(self, ctx: Context, ledger: Ledger, lock: d.Lock):
         self.ctx, self.ledger, self.lock = ctx, ledger, lock
         self.lost = False
+        # Set when an outcome could not be written: the lock then stays until its lease passes, so the
+        # next release takes it over and closes the entry from the stack (nothing stays `in_progress`).
+        self.keep_for_takeover = False
         self._stop = threading.Event()
         self._mutex = threading.Lock()
         self._thread = threading.Thread(target=self._beat, name=f"liftoff-heartbeat-{lock.release_id}", daemon=True)
@@ -172,6 +175,8 @@ class Lease:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.ctx.aws.read_timeout * 3)
+        if self.keep_for_takeover:
+            return True
         try:
             self.ledger.release(self.lock.release_id)
             return True
@@ -350,8 +355,9 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
     def finish(result: str, detail: str) -> None:
         # The start's own note (e.g. forced) stays in front of the outcome: the entry is completed, not rewritten.
         detail = "; ".join(part for part in (entry.detail, detail) if part)
-        outcome.update(result=result, detail=detail, finished=True)
+        outcome.update(result=result, detail=detail)
         ledger.finish(entry, result=result, finished_at=ctx.iso(), duration_seconds=ctx.clock() - started, detail=detail)
+        outcome["finished"] = True  # only once written: a failed write still gets the read-back path
 
     try:
         if lease.lost:
@@ -409,14 +415,15 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
         if outcome.get("finished") or isinstance(error, Abort):
             raise
         raise _told_truth(ctx, error, gate=gate, from_version=from_version, tag=tag, stack_name=stack.name,
-                          finish=finish, outcome=outcome, base=base) from None
+                          finish=finish, outcome=outcome, base=base, lease=lease) from None
 
 
 def _public(outcome: dict) -> dict:
     return {k: v for k, v in outcome.items() if k != "finished"}
 
 
-def _told_truth(ctx: Context, error: BaseException, *, gate, from_version, tag, stack_name, finish, outcome, base) -> Abort:
+def _told_truth(ctx: Context, error: BaseException, *, gate, from_version, tag, stack_name, finish, outcome, base,
+                lease: Lease) -> Abort:
     """Something stopped the release after its entry was written: read the stack back, record that, say it."""
     signum = signal_of(error)
     if signum is not None:
@@ -433,14 +440,20 @@ def _told_truth(ctx: Context, error: BaseException, *, gate, from_version, tag, 
         except Exception:
             stack = None
         settled = d.settle(gate=gate, from_version=from_version, to_version=tag, stack=stack, cause=cause)
+        verification = outcome.get("verification", {})
+        if settled.switched and verification.get("verified"):  # it got as far as seeing the version run
+            settled = replace(settled, result=d.RESULT_SUCCEEDED, exit_code=d.EXIT_OK,
+                              detail=f"{settled.detail.replace(', not verified running healthy', '')}; verified: {verification['message']}")
         recorded = True
         try:
             finish(settled.result, settled.detail)
         except Exception:
             recorded = False
+            lease.keep_for_takeover = True
     key = d.GATE_PARAMETER[gate]
     if settled.switched:
-        now = f"{key} is now {settled.value}: the switch happened" + ("" if gate == "stage" else ", not verified")
+        now = f"{key} is now {settled.value}: the switch happened" + (
+            "" if gate == "stage" else ", verified" if settled.result == d.RESULT_SUCCEEDED else ", not verified")
         hint = (f"check `liftoff status --stage {ctx.stage.name}`" +
                 ("" if gate == "stage" else f"; `liftoff rollback --stage {ctx.stage.name}` returns to {from_version or '-'}"))
     elif settled.switched is False:
@@ -450,8 +463,9 @@ def _told_truth(ctx: Context, error: BaseException, *, gate, from_version, tag, 
         now = f"whether {key} became {tag} is not known yet" + (f" ({stack_name} {stack.status})" if stack is not None else "")
         hint = f"follow it with `liftoff status --stage {ctx.stage.name}`; the update may still complete"
     if not recorded:
-        hint += (f"; the ledger could not be written now: the next release (after the lease) or `liftoff unlock` "
-                 f"records the outcome of release {base['release_id']}")
+        hint += (f"; the ledger could not be written now, so the lock is kept: the next release takes it over after "
+                 f"its lease ({lease.lock.lease_seconds:.0f} s) and records the outcome of release {base['release_id']} "
+                 "from the stack (or `liftoff unlock` does)")
     exit_code = d.EXIT_SIGNAL_BASE + signum if signum is not None else settled.exit_code
     extra = {**base, **_public(outcome), "result": settled.result, "switched": settled.switched, "value_now": settled.value}
     return Abort(exit_code, f"{cause}; {now} (recorded as {settled.result})" if recorded else f"{cause}; {now}", hint, extra)

@@ -424,6 +424,34 @@ class TestTheTruthAfterAFailure:
         assert released_staging.run("rollback", "--yes").code == 0
         assert released_staging.parameters()["ImageTag"] == "1.0.0"
 
+    def test_an_outcome_that_cannot_be_written_keeps_the_lock_for_the_next_release_to_close(self, released_staging):
+        from botocore.exceptions import EndpointConnectionError
+
+        class LedgerGoesAway(Ledger):
+            def finish(self, entry, **kwargs):
+                raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
+
+        class Runtime(EmulatedRuntime):
+            def ledger(self, table_name):
+                return LedgerGoesAway(self.client("dynamodb"), table_name)
+
+        released_staging.run("stage", "1.1.0")
+        run = released_staging.run("activate", "1.1.0", "--yes", aws=Runtime(released_staging.emulated))
+        # It verified the switch; only the record is missing, and it says what happens to it.
+        assert run.code == 0 and "ImageTag is now 1.1.0: the switch happened, verified" in run.err
+        assert "the lock is kept" in run.err
+        assert released_staging.entries()[0].result == d.RESULT_IN_PROGRESS
+        held = released_staging.ledger().read_lock()
+        assert held is not None and held.entry_key
+        # The next release, once the lease passed unchanged, takes over and closes the entry from the stack.
+        time = FakeTime()
+        follow = released_staging.run("history", "--limit", "1")
+        assert "in_progress" in follow.out
+        nxt = released_staging.run("stage", "1.1.0", monotonic=time.monotonic, sleep=time.sleep)
+        assert nxt.code == 0 and "took over the lock" in nxt.out
+        closed = next(e for e in released_staging.entries() if e.gate == "activate")
+        assert closed.result == d.RESULT_UNVERIFIED and "ImageTag is 1.1.0" in closed.detail
+
     def test_a_ctrl_c_while_waiting_records_what_the_stack_says(self, released_staging):
         class CtrlCWhileWaiting(EmulatedRuntime):
             def stack(self, name):
