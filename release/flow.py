@@ -227,7 +227,12 @@ def close_orphan(ctx: Context, ledger: Ledger, lock: d.Lock, cause: str) -> d.En
         stack = None
     settled = d.settle(gate=entry.gate, from_version=entry.from_version, to_version=entry.to_version, stack=stack, cause=cause)
     detail = "; ".join(part for part in (entry.detail, settled.detail) if part)
-    ledger.finish(entry, result=settled.result, finished_at=ctx.iso(), duration_seconds=None, detail=detail)
+    try:
+        ledger.finish(entry, result=settled.result, finished_at=ctx.iso(), duration_seconds=None, detail=detail)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        return None  # closed meanwhile (by its own run's last write, or an unlock): nothing left to tell
     ctx.say(f"closed release {entry.release_id} ({entry.gate} {entry.from_version or '-'} -> {entry.to_version}) "
             f"as {settled.result}: {settled.detail}")
     return replace(entry, result=settled.result, detail=detail)
