@@ -295,19 +295,39 @@ def switched(entry: Entry) -> bool:
     return entry.gate in SWITCH_GATES and entry.result in SWITCHED_RESULTS
 
 
+def switches(entries: Sequence[Entry], active: str | None) -> list[Entry]:
+    """The entries that moved the active version, oldest first (`entries` newest first).
+
+    An `interrupted` entry (its run stopped while CloudFormation was still updating) counts when the
+    update turned out to complete: the next release's `from` (every activate/rollback entry, refused or
+    not, records the version active when it looked), or for the newest one the active version now, is
+    its `to`. Entries stay write-once; this is read from what came after.
+    """
+    ordered = list(reversed(entries))
+    moved: list[Entry] = []
+    for index, entry in enumerate(ordered):
+        if switched(entry):
+            moved.append(entry)
+        elif entry.gate in SWITCH_GATES and entry.result == RESULT_INTERRUPTED:
+            later = next((e.from_version for e in ordered[index + 1:] if e.gate in SWITCH_GATES and e.from_version), active)
+            if later == entry.to_version:
+                moved.append(entry)
+    return moved
+
+
 def previous_version(entries: Sequence[Entry], active: str | None) -> str | None:
     """The version that ran before `active`: the `from` of the newest switch to it (newest first).
 
     A rolled-back or refused activation never took over and a stage never switched anything; an
     unverified switch did take over, so it counts.
     """
-    for entry in entries:
-        if switched(entry) and entry.to_version == active:
+    for entry in reversed(switches(entries, active)):
+        if entry.to_version == active:
             return entry.from_version or None
     return None
 
 
-def undo_stack(entries: Sequence[Entry]) -> list[str]:
+def undo_stack(entries: Sequence[Entry], active: str | None = None) -> list[str]:
     """The versions a run of rollbacks walks back through, the next one last (`entries` newest first).
 
     An activation pushes the version it replaced. A rollback to a version on the stack pops down to
@@ -315,9 +335,7 @@ def undo_stack(entries: Sequence[Entry]) -> list[str]:
     a rollback to any other version (`--to`, forced) counts as an activation.
     """
     stack: list[str] = []
-    for entry in reversed(entries):
-        if not switched(entry):
-            continue
+    for entry in switches(entries, active):
         if entry.gate == "rollback" and entry.to_version in stack:
             del stack[len(stack) - 1 - stack[::-1].index(entry.to_version):]
         elif entry.from_version:
@@ -325,26 +343,27 @@ def undo_stack(entries: Sequence[Entry]) -> list[str]:
     return stack
 
 
-def last_switched_to(entries: Sequence[Entry]) -> str | None:
-    return next((entry.to_version for entry in entries if switched(entry)), None)
+def last_switched_to(entries: Sequence[Entry], active: str | None = None) -> str | None:
+    moved = switches(entries, active)
+    return moved[-1].to_version if moved else None
 
 
 def rollback_target(entries: Sequence[Entry], active: str | None) -> str | None:
     """Where `liftoff rollback` (no --to) goes: the version active before the current one took over,
     walking further back on each rollback. None when the ledger cannot say."""
-    if last_switched_to(entries) != active:
+    if last_switched_to(entries, active) != active:
         return None
-    stack = undo_stack(entries)
+    stack = undo_stack(entries, active)
     return stack[-1] if stack else None
 
 
-def ran_on_stage(entries: Iterable[Entry]) -> set[str]:
+def ran_on_stage(entries: Sequence[Entry], active: str | None = None) -> set[str]:
     """Versions this stage ran or staged (a rollback --to them needs no staging)."""
     ran: set[str] = set()
+    for entry in switches(entries, active):
+        ran.update(v for v in (entry.from_version, entry.to_version) if v)
     for entry in entries:
-        if switched(entry):
-            ran.update(v for v in (entry.from_version, entry.to_version) if v)
-        elif entry.gate == "stage" and entry.result == RESULT_SUCCEEDED:
+        if entry.gate == "stage" and entry.result == RESULT_SUCCEEDED:
             ran.update(v for v in (entry.from_version, entry.to_version) if v)
     return ran
 
@@ -360,7 +379,7 @@ def decide_rollback_target(to: str | None, *, active: str | None, entries: Seque
     target = rollback_target(entries, active)
     if target is not None:
         return proceed(target)
-    last = last_switched_to(entries)
+    last = last_switched_to(entries, active)
     if last is not None and last != active:
         return refuse(
             EXIT_USAGE, f"the active version {active or '-'} was not set by liftoff (its last switch went to {last})",

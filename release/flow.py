@@ -314,7 +314,7 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
             raise refused(refusal, tag)
     images = ctx.aws.images(ctx.repository())
     known = d.released_versions(entries) | {v for v in (active, staged) if v}
-    ran_before = d.ran_on_stage(entries) | {v for v in (active,) if v}
+    ran_before = d.ran_on_stage(entries, active) | {v for v in (active,) if v}
     common = dict(images=images, stack=stack, fail_severity=args.fail_severity, known_versions=known)
     if gate == "stage":
         decision = d.decide_stage(tag, **common)

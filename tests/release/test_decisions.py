@@ -217,6 +217,15 @@ class TestLedgerDecisions:
         entries.insert(0, entry("rollback", "1.0.0", "1.1.0"))
         assert d.rollback_target(entries, "1.1.0") == "1.0.0"
 
+    def test_an_interrupted_switch_counts_once_the_stack_shows_it_completed(self):
+        # Ctrl-C while CloudFormation was still updating: recorded `interrupted`; the update then completed.
+        entries = [entry("activate", "1.1.0", "1.2.0", result=d.RESULT_INTERRUPTED), entry("activate", "1.0.0", "1.1.0")]
+        assert d.rollback_target(entries, "1.2.0") == "1.1.0"
+        assert d.rollback_target(entries, "1.1.0") == "1.0.0"  # it did not complete after all
+        # A later release saw 1.2.0 active (its `from`), even one that was refused.
+        entries.insert(0, entry("activate", "1.2.0", "1.3.0", result=d.RESULT_REFUSED))
+        assert d.previous_version(entries, "1.2.0") == "1.1.0"
+
     def test_an_active_version_set_outside_liftoff_has_no_automatic_target(self):
         entries = [entry("activate", "1.0.0", "1.1.0")]
         decision = d.decide_rollback_target(None, active="1.2.0", entries=entries)
