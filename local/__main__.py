@@ -81,12 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     if keep:
         flow.log(f"the emulator keeps running (pid {emulator.pid}, recorded in {args.state_dir}/{emulators.RECORD_NAME}). "
                  "Reach it from another shell with:")
-        print(f"  {shell_exports(emulator.endpoint)}")
+        print(f"  {shell_exports(emulator.endpoint, kept_hosts=bool(deployed.hosts))}")
         print(f"  cd {flow.REPO}")
         print(f"  aws cloudformation describe-stacks --stack-name {stage.service_stack_name}")
         print(f"  .venv/bin/liftoff status --stage {stage.name}")
-        print(f"  .venv/bin/liftoff activate {flow.release_tags()[1]} --stage {stage.name}   # staged by the walk; asks, switches, verifies")
-        print(f"  .venv/bin/liftoff rollback --stage {stage.name}")
+        if deployed.hosts:
+            # The hosts' State Manager stand-in runs inside the walk only: a shell's activate would switch the stack, not them.
+            print(f"  .venv/bin/liftoff history --stage {stage.name}   # activate/rollback on these hosts: `make deploy` "
+                  "(from another shell they would switch the stack, not the hosts, and say so)")
+        else:
+            print(f"  .venv/bin/liftoff activate {flow.release_tags()[1]} --stage {stage.name}   # staged by the walk; asks, switches, verifies")
+            print(f"  .venv/bin/liftoff rollback --stage {stage.name}")
         for instance_id, container, address in deployed.hosts:
             print(f"  curl http://{address}:{stage.container_port}/version   # host {instance_id}; "
                   f"docker exec -it {container[:12]} bash for a shell on it")

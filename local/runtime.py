@@ -18,8 +18,11 @@ stack's own record, so an emulated activation always "runs" what it set. Every d
 makes on top of them is its own.
 
 The seam: `liftoff` run from any shell picks this adapter when `LIFTOFF_RUNTIME=emulator` (or
-`emulator:unhealthy`) is set and AWS_ENDPOINT_URL is a loopback address (`release.cli._adapter`);
-`shell_exports` is the line `make local-up` prints. A runtime that really runs the version (host
+`emulator:unhealthy`, or `emulator:hosts`) is set and AWS_ENDPOINT_URL is a loopback address
+(`release.cli._adapter`); `shell_exports` is the line `make local-up` prints. `emulator:hosts` is
+for an ec2 stage whose hosts are real boxes `make local-up` kept: their gates run only inside
+`make deploy`'s walk (local/hosts.py's State Manager stand-in does not outlive it), so here the
+activate association reports Failed, naming why, instead of pretending the boxes switched. A runtime that really runs the version (host
 boxes, a State Manager stand-in) replaces the three reads below and nothing else: the release flow,
 the ledger and the lock do not change.
 """
@@ -35,11 +38,15 @@ STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emula
                  "(local/runtime.py): they report the version the stack recorded as active; nothing runs")
 
 
-def shell_exports(endpoint: str) -> str:
+KEPT_HOSTS_NOT_RUN = ("Failed (not run: the hosts are real boxes kept by `make local-up`, and their gates run only "
+                      "inside `make deploy`'s walk; docs/local-emulator.md)")
+
+
+def shell_exports(endpoint: str, *, kept_hosts: bool = False) -> str:
     """The one line that points a fresh shell (the AWS CLI, boto3 and `liftoff`) at the emulator.
 
     botocore and the AWS CLI read the region from AWS_DEFAULT_REGION, not AWS_REGION: both are set."""
-    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT, "LIFTOFF_RUNTIME": "emulator"}
+    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT, "LIFTOFF_RUNTIME": "emulator:hosts" if kept_hosts else "emulator"}
     return "export " + " ".join(f"{key}={value}" for key, value in values.items())
 
 
@@ -47,9 +54,11 @@ class EmulatedRuntime(Aws):
     """The release tool's adapter on an emulated stage; see the module docstring for what it stands in for."""
 
     def __init__(self, *, service_stack: str, registry_stack: str, region: str | None = None,
-                 session: boto3.session.Session | EndpointSession | None = None, healthy: bool = True):
+                 session: boto3.session.Session | EndpointSession | None = None, healthy: bool = True,
+                 kept_hosts: bool = False):
         super().__init__(region=region, session=session)
         self.service_stack, self.registry_stack, self.healthy = service_stack, registry_stack, healthy
+        self.kept_hosts = kept_hosts
 
     # --- what the stack recorded --------------------------------------------------------------
 
@@ -70,8 +79,8 @@ class EmulatedRuntime(Aws):
 
     def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
         desired, instances = self._emulated_hosts(auto_scaling_group)
-        return {"instances": instances, "desired_count": desired,
-                "association_parameter": self.active_tag(), "association_status": "Success"}
+        return {"instances": instances, "desired_count": desired, "association_parameter": self.active_tag(),
+                "association_status": KEPT_HOSTS_NOT_RUN if self.kept_hosts else "Success"}
 
     def target_health(self, target_group_arn: str) -> list[dict]:
         state, reason = ("healthy", "") if self.healthy else ("unhealthy", "Target.ResponseCodeMismatch")

@@ -52,7 +52,8 @@ Scaling is not a release: edit desired_count in cdk.json and `cdk deploy`; `stat
 
 # Harness seam: which adapter answers "what runs". Unset: AWS (ECS, the target group, State Manager).
 RUNTIME_VARIABLE = "LIFTOFF_RUNTIME"
-EMULATOR_RUNTIMES = {"emulator": True, "emulator:unhealthy": False}  # value -> targets healthy
+# value -> (targets healthy, the stage's hosts are real boxes kept by `make local-up`)
+EMULATOR_RUNTIMES = {"emulator": (True, False), "emulator:unhealthy": (False, False), "emulator:hosts": (True, True)}
 
 
 # --- argument parsing -----------------------------------------------------------------------------
@@ -308,8 +309,9 @@ def _adapter(stage, region: str | None, environ: Mapping[str, str]) -> Aws:
         raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime} needs the local harness (local/ in the liftoff checkout): {error}",
                     "run liftoff from the checkout's .venv (`make setup`)") from None
 
+    healthy, kept_hosts = EMULATOR_RUNTIMES[runtime]
     return EmulatedRuntime(service_stack=stage.service_stack_name, registry_stack=stage.registry_stack_name, region=region,
-                           healthy=EMULATOR_RUNTIMES[runtime])
+                           healthy=healthy, kept_hosts=kept_hosts)
 
 
 def _loopback(endpoint: str) -> bool:

@@ -513,7 +513,9 @@ def _verify(ctx: Context, stack: d.Stack, tag: str) -> tuple[bool, str]:
                 running_images=[t["image"] for t in running["tasks"]], desired_count=running["desired_count"],
                 healthy_targets=healthy, unhealthy_targets=unhealthy,
             )
-        if verified or ctx.monotonic() >= deadline:
+        # A State Manager association that ran for this tag and Failed will not turn healthy by waiting.
+        final = running["compute"] == "ec2" and running["association_parameter"] == tag and running["association_status"].startswith("Failed")
+        if verified or final or ctx.monotonic() >= deadline:
             return verified, message
         ctx.say(f"  waiting: {message}")
         ctx.sleep(max(ctx.args.poll_interval, 0.0))
