@@ -189,7 +189,11 @@ def test_a_gate_refusal_is_liftoffs_exit_code_and_changes_nothing(server, tmp_pa
     code, out, summary, err = step(server, tmp_path, "release.sh", "activate", "--stage", "production", "--version", "2.0.0")
     assert code == 3, err
     assert out["result"] == "refused" and "refused by a gate (exit 3)" in summary
-    assert parameters(server, "production") == before and len(ledger(server, "production")) == entries
+    assert parameters(server, "production") == before
+    # The ledger records the refusal (who, what was asked, why), and nothing else (issue 9).
+    after = sorted(ledger(server, "production"), key=lambda entry: entry["sk"])
+    assert len(after) == entries + 1
+    assert (after[-1]["gate"], after[-1]["to_version"], after[-1]["result"]) == ("activate", "2.0.0", "refused")
 
 
 def test_bad_input_exits_2_naming_the_value(server, tmp_path):
