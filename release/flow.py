@@ -270,7 +270,8 @@ def run_release(ctx: Context, gate: str) -> dict:
                                   f"heartbeat; taken over by release {release_id})")
         base["lock_taken_over"] = asdict(taken_over) if taken_over else None
         base["orphan_closed"] = asdict(orphan) if orphan else None
-        return {**base, **_under_lock(ctx, gate, ledger, lease, who, release_id, base)}
+        outcome = _under_lock(ctx, gate, ledger, lease, who, release_id, base)  # fills in base's from/to/digest/forced
+        return {**base, **outcome}
     finally:
         with Shielded():
             if not lease.end():

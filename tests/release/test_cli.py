@@ -286,6 +286,8 @@ class TestActivate:
         assert f"EcsService5196398A (AWS::ECS::Service) UPDATE_FAILED: {RollsBack.REASON}" in run.err
         doc = run.json
         assert (doc["ok"], doc["exit_code"], doc["result"]) == (False, 5, d.RESULT_ROLLED_BACK)
+        assert (doc["gate"], doc["from"], doc["to"], doc["forced"]) == ("activate", "1.0.0", "1.1.0", False)
+        assert doc["digest"].startswith("sha256:") and doc["seq"] == 2
         assert [e["LogicalResourceId"] for e in doc["failing_events"]] == ["EcsService5196398A"]
         assert released_staging.parameters()["ImageTag"] == "1.0.0"
         newest = released_staging.entries()[0]
