@@ -174,3 +174,19 @@ def create_database(server: PostgresServer, name: str) -> DatabaseSettings:
 def connect(database: DatabaseSettings) -> psycopg.Connection:
     return psycopg.connect(host=database.host, port=database.port, dbname=database.name,
                            user=database.user, password=database.password, autocommit=True)
+
+
+# What a migration left behind, read back from the database (the migration and container tests share them).
+def columns(database) -> dict[str, str]:
+    with connect(database) as conn:
+        rows = conn.execute(
+            "SELECT column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'notes' ORDER BY ordinal_position"
+        ).fetchall()
+    return dict(rows)
+
+
+def applied_ids(database) -> list[str]:
+    with connect(database) as conn:
+        rows = conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc")
+        return [row[0] for row in rows]

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from container_harness import Containers, database_env, nowhere_env, password_checking_postgres
-from service_harness import SERVICE_DIR, connect, json_lines, run_migrate, wait_until
+from service_harness import SERVICE_DIR, applied_ids, columns, connect, json_lines, run_migrate, wait_until
 
 # The platform's stop timeout (ECS and the EC2 unit): SIGKILL follows it.
 STOP_TIMEOUT_SECONDS = 10
@@ -135,21 +135,6 @@ def test_readyz_follows_the_database(containers, service_image, postgres_server,
     with postgres_server.admin_connect() as admin:
         admin.execute(f'CREATE DATABASE "{database.name}" OWNER "{database.user}"')
     assert container.request("GET", "/readyz").status == 200
-
-
-def columns(database) -> dict[str, str]:
-    with connect(database) as conn:
-        rows = conn.execute(
-            "SELECT column_name, is_nullable FROM information_schema.columns "
-            "WHERE table_name = 'notes' ORDER BY ordinal_position"
-        ).fetchall()
-    return dict(rows)
-
-
-def applied_ids(database) -> list[str]:
-    with connect(database) as conn:
-        rows = conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc")
-        return [row[0] for row in rows]
 
 
 def password_file(tmp_path, password: str, mode: int):

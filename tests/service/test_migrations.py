@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from service_harness import connect, json_lines, run_migrate
+from service_harness import applied_ids, columns, connect, json_lines, run_migrate
 
 from liftoff_service.migrations import (
     MIGRATIONS_DIR, MigrationError, Step, lint_migrations, migrate_database, plan_steps,
@@ -20,21 +20,6 @@ TWO_LIVE = parse_ledger({"releases": [{"version": "1.0.0", "live": True},
                                       {"version": "1.1.0", "live": True}]})
 OLD_RETIRED = parse_ledger({"releases": [{"version": "1.0.0", "live": False},
                                          {"version": "1.1.0", "live": True}]})
-
-
-def columns(database) -> dict[str, str]:
-    with connect(database) as conn:
-        rows = conn.execute(
-            "SELECT column_name, is_nullable FROM information_schema.columns "
-            "WHERE table_name = 'notes' ORDER BY ordinal_position"
-        ).fetchall()
-    return dict(rows)
-
-
-def applied_ids(database) -> list[str]:
-    with connect(database) as conn:
-        rows = conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc")
-        return [row[0] for row in rows]
 
 
 def test_migrate_from_empty_applies_expands_and_holds_the_contract(database):
