@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import re
 from dataclasses import dataclass, field, fields
 from functools import lru_cache

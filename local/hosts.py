@@ -66,6 +66,7 @@ class StageHosts:
         self.world: boxes.BoxWorld | None = None
         self.balancer: lb.LoadBalancer | None = None
         self.controller: lb.Controller | None = None
+        self._host_environment: dict[str, str] | None = None
         self._lock = threading.Lock()  # one gate command at a time on the stage, as the host lock would
 
     # --- what the emulator recorded ------------------------------------------------------------
@@ -85,7 +86,13 @@ class StageHosts:
         return base64.b64decode(versions[0]["LaunchTemplateData"]["UserData"])
 
     def host_environment(self) -> dict[str, str]:
-        """host.env as the user data writes it (the settings every host gets)."""
+        """host.env as the user data writes it (the settings every host gets); read once, the launch template
+        never changes while the stage's hosts run."""
+        if self._host_environment is None:
+            self._host_environment = self._parse_host_environment()
+        return self._host_environment
+
+    def _parse_host_environment(self) -> dict[str, str]:
         found = re.search(r"<<'HOSTENV'\n(.*?)\nHOSTENV\n", self.user_data().decode(), re.S)
         if not found:
             raise boxes.BoxError("the launch template's user data writes no host.env (<<'HOSTENV' ... HOSTENV)")
@@ -224,7 +231,7 @@ class StageHosts:
 
     def answer(self, box: boxes.Box, path: str, *, timeout: float = 2.0) -> tuple[int, str]:
         """What the host's service answers on `path` (its own port, as the load balancer reaches it)."""
-        port = self.host_environment_cached()["CONTAINER_PORT"]
+        port = self.host_environment()["CONTAINER_PORT"]
         try:
             with urllib.request.urlopen(f"http://{box.address}:{port}{path}", timeout=timeout) as response:
                 return response.status, response.read().decode(errors="replace")
@@ -239,11 +246,6 @@ class StageHosts:
 
     def active_tags(self) -> dict[str, str]:
         return {box.instance_id: boxes.active_tag(self.daemon, box) for box in self.hosts}
-
-    def host_environment_cached(self) -> dict[str, str]:
-        if not hasattr(self, "_host_environment"):
-            self._host_environment = self.host_environment()
-        return self._host_environment
 
     def _manifest(self, repository: str, tag: str) -> tuple[str, str]:
         world = self._require_world()
