@@ -50,7 +50,19 @@ MODE_ONLY_KEYS = {
     "container_insights": "ecs",
     "instance_type": "ec2",
     "ami_id": "ec2",
+    "activation": "ec2",
+    "container_memory_mib": "ec2",
+    "deployment_strategy": "ecs",
 }
+# How an EC2 host switches versions: `slots` starts the new version beside the old one behind the
+# host's own proxy and flips traffic once it is healthy (no failed request, and the old version stays
+# warm for `bake_seconds`); `restart` replaces the container in place (needs memory for one copy only,
+# fails requests for the restart on a single host).
+EC2_ACTIVATIONS = ("slots", "restart")
+# ECS's own deployment controller strategies (aws-cdk-lib's `deployment_strategy`).
+ECS_DEPLOYMENT_STRATEGIES = ("rolling", "blue_green", "canary", "linear")
+# What an EC2 host keeps for itself beside the containers: the OS, Docker, the SSM and proxy daemons.
+HOST_RESERVED_MIB = 512
 
 
 class ConfigError(ValueError):
@@ -95,6 +107,15 @@ class StageConfig:
     # ec2: host size and image; an explicit AMI keeps hosts from being replaced by a new AMI release
     instance_type: str = "t4g.small"
     ami_id: str | None = None
+    activation: str = "slots"
+    # The container's memory limit on a host (`docker run --memory`); `slots` needs room for two.
+    container_memory_mib: int = 512
+    # ecs: how ECS replaces tasks on a release.
+    deployment_strategy: str = "rolling"
+    # After an activation the previous version stays warm (ec2: its slot keeps running; ecs blue/green:
+    # the old task set keeps its tasks) and the release's alarms are watched; a rollback inside the
+    # window is a traffic flip.
+    bake_seconds: int = 300
     db_instance_class: str = "t4g.micro"
     db_allocated_storage_gib: int = 20
     db_max_allocated_storage_gib: int = 100
@@ -248,6 +269,9 @@ _INT_RANGES = {
     "drain_seconds": (0, 3600),
     # The host unit allows systemd 120 s to stop the container; stay below it with room for docker.
     "stop_timeout_seconds": (2, 110),
+    "container_memory_mib": (128, 65536),
+    # ECS blue/green bake time is at most 1440 minutes; a warm window of an hour is plenty for a flip.
+    "bake_seconds": (0, 3600),
 }
 _LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 _PATTERNS = {
@@ -263,6 +287,8 @@ _CHOICES = {
     "compute": COMPUTE_MODES,
     "cpu_architecture": CPU_ARCHITECTURES,
     "log_retention_days": _LOG_RETENTION_DAYS,
+    "activation": EC2_ACTIVATIONS,
+    "deployment_strategy": ECS_DEPLOYMENT_STRATEGIES,
 }
 _PATTERNS.update({
     "domain_name": (HOSTNAME_PATTERN, "a lowercase DNS name like app.example.com (no trailing dot)"),
@@ -439,6 +465,45 @@ def db_connections_limit(instance_class: str) -> int:
     return min(int(gib * 1024**3 / 9531392), 5000)
 
 
+# Sizes of the burstable (t) families and vCPUs of the fixed ones; memory per vCPU as in _GIB_PER_VCPU.
+_BURSTABLE_MIB = {"nano": 512, "micro": 1024, "small": 2048, "medium": 4096, "large": 8192, "xlarge": 16384, "2xlarge": 32768}
+_HOST_GIB_PER_VCPU = {**_GIB_PER_VCPU, "a": 2, "i": 8, "d": 8, "g": 4, "im": 4, "is": 6}
+
+
+def ec2_instance_memory_mib(instance_type: str) -> int | None:
+    """Nominal memory of an EC2 instance type, or None for a family this table does not know."""
+    family, _, size = instance_type.partition(".")
+    if family.startswith("t"):
+        return _BURSTABLE_MIB.get(size)
+    match = re.fullmatch(r"([0-9]*)xlarge", size)
+    vcpus = {"medium": 1, "large": 2}.get(size) or (4 * int(match.group(1) or 1) if match else None)
+    letters = re.match(r"[a-z]+", family).group(0)
+    per_vcpu = _HOST_GIB_PER_VCPU.get(letters) or _HOST_GIB_PER_VCPU.get(letters[:1])
+    return vcpus * per_vcpu * 1024 if vcpus and per_vcpu else None
+
+
+def containers_per_activation(stage: StageConfig) -> int:
+    return 2 if stage.activation == "slots" else 1
+
+
+def _check_host_memory(stage: StageConfig) -> None:
+    memory = ec2_instance_memory_mib(stage.instance_type)
+    if memory is None:
+        return
+    copies = containers_per_activation(stage)
+    needed = copies * stage.container_memory_mib + HOST_RESERVED_MIB
+    if needed > memory:
+        how = ("two containers side by side (activation: slots)" if copies == 2 else "the container")
+        fits = (memory - HOST_RESERVED_MIB) // copies
+        raise _fail(
+            stage.name, "container_memory_mib", stage.container_memory_mib,
+            f"at most {fits} MiB: instance_type {stage.instance_type} has {memory} MiB and must hold {how} "
+            f"plus {HOST_RESERVED_MIB} MiB for the host"
+            + ("; or set activation: restart (one container, requests fail during a single host's restart), "
+               "or a larger instance_type" if copies == 2 else "; or a larger instance_type"),
+        )
+
+
 def _check_stage(stage: StageConfig) -> None:
     if stage.db_max_allocated_storage_gib < stage.db_allocated_storage_gib:
         raise _fail(
@@ -473,6 +538,8 @@ def _check_stage(stage: StageConfig) -> None:
             f"an instance type built for cpu_architecture {stage.cpu_architecture!r}"
             + (" (a Graviton type such as t4g.small)" if stage.cpu_architecture == "arm64" else " (such as t3.small)"),
         )
+    if stage.compute == "ec2":
+        _check_host_memory(stage)
     if (stage.account is None) != (stage.region is None):
         raise ConfigError(
             f"stage {stage.name!r}: account and region go together; set both for a pinned environment "

@@ -322,3 +322,63 @@ def test_a_null_value_counts_as_absent_as_it_does_at_synth():
     assert context["github"]["repository"] is None
     del context["github"]["repository"]
     assert parse_config(context).github is None  # absent, like the shipped null: no CD stack
+
+
+# Release shape: how a host switches, how long the old version stays warm, how ECS deploys.
+
+def test_shipped_ec2_stage_activates_with_two_slots_and_fits_two_containers():
+    production = parse_config(shipped_stages()).stage("production")
+    assert production.activation == "slots"
+    assert production.bake_seconds > 0
+
+
+@pytest.mark.parametrize("key, value", [
+    ("activation", "blue"), ("activation", True), ("bake_seconds", -1), ("bake_seconds", 3601),
+    ("container_memory_mib", 64), ("container_memory_mib", 512.5),
+])
+def test_release_shape_values_are_checked(key, value):
+    with pytest.raises(ConfigError, match=rf"stage 'production': {key} = {json.dumps(value)} is not allowed"):
+        parse_config(with_setting("production", key, value))
+
+
+def test_deployment_strategy_is_an_ecs_choice():
+    with pytest.raises(ConfigError, match="deployment_strategy = \"waves\" is not allowed; expected one of rolling, blue_green"):
+        parse_config(with_setting("staging", "deployment_strategy", "waves"))
+    with pytest.raises(ConfigError, match="deployment_strategy has no effect with compute 'ec2'"):
+        parse_config(with_setting("production", "deployment_strategy", "blue_green"))
+    with pytest.raises(ConfigError, match="activation has no effect with compute 'ecs'"):
+        parse_config(with_setting("staging", "activation", "restart"))
+
+
+def test_two_slots_need_memory_for_two_containers_and_the_host():
+    context = with_setting("production", "container_memory_mib", 1024)  # t4g.small: 2048 MiB
+    with pytest.raises(ConfigError) as refused:
+        parse_config(context)
+    message = str(refused.value)
+    assert "container_memory_mib = 1024 is not allowed; expected at most 768 MiB" in message
+    assert "t4g.small has 2048 MiB" in message and "activation: restart" in message
+    # One container in place fits where two do not.
+    context["stages"]["production"]["activation"] = "restart"
+    assert parse_config(context).stage("production").activation == "restart"
+
+
+def test_a_larger_host_holds_two_slots():
+    context = with_setting("production", "container_memory_mib", 1024)
+    context["stages"]["production"]["instance_type"] = "t4g.medium"
+    assert parse_config(context).stage("production").container_memory_mib == 1024
+
+
+def test_restart_still_needs_room_for_one_container():
+    context = with_setting("production", "activation", "restart")
+    context["stages"]["production"]["container_memory_mib"] = 2048
+    with pytest.raises(ConfigError, match="at most 1536 MiB: instance_type t4g.small has 2048 MiB and must hold the container"):
+        parse_config(context)
+
+
+@pytest.mark.parametrize("instance_type, mib", [
+    ("t4g.nano", 512), ("t4g.small", 2048), ("m7g.large", 8192), ("c7g.2xlarge", 16384),
+    ("r8g.medium", 8192), ("m7g.metal", None), ("u7i-12tb.224xlarge", None),
+])
+def test_instance_memory_table(instance_type, mib):
+    from config import ec2_instance_memory_mib
+    assert ec2_instance_memory_mib(instance_type) == mib
