@@ -32,7 +32,11 @@ from components.nag import acknowledge
 from config import MAX_DESIRED_COUNT, RELEASE_TAG_PATTERN
 
 HOST_FILES = Path(__file__).parent / "ec2_host"
-UNIT_PATH = "etc/systemd/system/liftoff-app.service"
+UNIT_DIR = "etc/systemd/system"
+UNITS = ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service")
+# The slots' loopback ports: two fixed ports unless the container's own port is one of them.
+SLOT_PORTS = (18081, 18082)
+SLOT_PORTS_ALTERNATE = (28081, 28082)
 SCRIPTS_PATH = "opt/liftoff/bin"
 # AL2023 publishes its current AMI under these names; resolved when an instance launches, so the
 # launch template (and hence the fleet) does not change when AWS publishes a new image.
@@ -53,7 +57,7 @@ def host_files_archive() -> bytes:
     buffer = io.BytesIO()
     # mtime=0 and fixed owners keep the archive (and so the launch template) identical across synths.
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        entries = [(HOST_FILES / "liftoff-app.service", UNIT_PATH, 0o644)]
+        entries = [(HOST_FILES / unit, f"{UNIT_DIR}/{unit}", 0o644) for unit in UNITS]
         entries += [
             (path, f"{SCRIPTS_PATH}/{path.name}", 0o644 if path.suffix == ".sh" else 0o755)
             for path in sorted((HOST_FILES / "bin").iterdir())
@@ -113,6 +117,9 @@ class Ec2Service(Construct):
         health_check_path: str,
         stop_timeout_seconds: int,
         drain_seconds: int,
+        activation: str,
+        container_memory_mib: int,
+        bake_seconds: int,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -163,7 +170,18 @@ class Ec2Service(Construct):
             "TARGET_GROUP_ARN": target_group.target_group_arn,
             "HEALTH_TIMEOUT_SECONDS": str(HEALTH_TIMEOUT_SECONDS),
             "ACTIVE_TAG_PARAMETER": active_tag_parameter.parameter_name,
+            "ACTIVATION": activation,
+            "CONTAINER_MEMORY_MIB": str(container_memory_mib),
         }
+        if activation == "slots":
+            slot_ports = SLOT_PORTS if container_port not in SLOT_PORTS else SLOT_PORTS_ALTERNATE
+            host_env.update({
+                "SLOT_A_PORT": str(slot_ports[0]),
+                "SLOT_B_PORT": str(slot_ports[1]),
+                "BAKE_SECONDS": str(bake_seconds),
+            })
+        # The host proxy (HAProxy) and its admin-socket client come from AL2023's own repository.
+        packages = "docker jq aws-cfn-bootstrap" + (" haproxy socat" if activation == "slots" else "")
         user_data = ec2.UserData.for_linux()
         launch_template = ec2.LaunchTemplate(
             self,
@@ -207,7 +225,7 @@ class Ec2Service(Construct):
         user_data.add_signal_on_exit_command(self.auto_scaling_group)
         user_data.add_commands(
             "set -euo pipefail",
-            "dnf install -y docker jq aws-cfn-bootstrap",
+            f"dnf install -y {packages}",
             "base64 -d > /tmp/liftoff-host.tgz <<'ARCHIVE'",
             base64.b64encode(host_files_archive()).decode(),
             "ARCHIVE",

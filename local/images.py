@@ -28,12 +28,12 @@ REGISTRY_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 BASE_CHOICES = ("auto", "registry", "local")
 SUITE = "bookworm"
 PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
-# What an AL2023 host gets from dnf in user data (docker, jq, cfn-bootstrap) or has by default (curl, the
+# What an AL2023 host gets from dnf in user data (docker, jq, cfn-bootstrap; haproxy and socat for slots) or has by default (curl, the
 # AWS CLI, systemd, iproute), plus what the stand-ins need: dnsmasq (the box's DNS), python3 (IMDS),
 # postgresql and docker-registry (the RDS and ECR stand-in containers run from this same image).
 BOX_PACKAGES = ("systemd", "systemd-sysv", "dbus", "docker.io", "iptables", "jq", "curl", "ca-certificates",
                 "python3", "iproute2", "procps", "awscli", "dnsmasq-base", "postgresql", "docker-registry",
-                "util-linux", "openssl", "less")
+                "util-linux", "openssl", "less", "haproxy", "socat")
 SERVICE_BUILD_IMAGE = "liftoff/service:build"
 BOX_IMAGE = "liftoff/host-box:build"
 RELEASE_IMAGE = "liftoff/service"

@@ -125,6 +125,9 @@ class ServiceStack(Stack):
                 ami_id=stage.ami_id,
                 health_check_path=stage.health_check_path,
                 drain_seconds=stage.drain_seconds,
+                activation=stage.activation,
+                container_memory_mib=stage.container_memory_mib,
+                bake_seconds=stage.bake_seconds,
                 **common,
             )
             compute_outputs = {

@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 HOST_DIR = REPO / "components" / "ec2_host"
 BIN = HOST_DIR / "bin"
 UNIT = HOST_DIR / "liftoff-app.service"
+SLOT_UNIT = HOST_DIR / "liftoff-slot@.service"
+PROXY_UNIT = HOST_DIR / "liftoff-proxy.service"
 FAKES = Path(__file__).resolve().parent / "fakes"
 
 REPOSITORY_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/liftoff-app"
@@ -46,6 +48,11 @@ HOST_ENV_KEYS = (
     "TARGET_GROUP_ARN",
     "HEALTH_TIMEOUT_SECONDS",
     "ACTIVE_TAG_PARAMETER",
+    "ACTIVATION",
+    "CONTAINER_MEMORY_MIB",
+    "SLOT_A_PORT",
+    "SLOT_B_PORT",
+    "BAKE_SECONDS",
 )
 
 
@@ -83,6 +90,10 @@ class Host:
             "TARGET_GROUP_ARN": "",
             "HEALTH_TIMEOUT_SECONDS": "1",
             "ACTIVE_TAG_PARAMETER": "/liftoff/active-image-tag",
+            # These stand-ins model one container restarted in place; the two slots run for real
+            # on the host boxes (tests/local/test_host_boxes.py).
+            "ACTIVATION": "restart",
+            "CONTAINER_MEMORY_MIB": "512",
         }
         values.update(overrides)
         (self.config / "host.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -170,23 +181,24 @@ def host(tmp_path: Path) -> Host:
 # --- the unit -----------------------------------------------------------------
 
 
-def test_unit_passes_systemd_analyze_verify_without_warnings(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", [UNIT, SLOT_UNIT, PROXY_UNIT], ids=lambda path: path.name)
+def test_unit_passes_systemd_analyze_verify_without_warnings(tmp_path: Path, unit: Path) -> None:
     # `systemd-analyze verify` exits 0 on unknown keys and bad values (it only warns
     # on stderr), and exits 1 when docker.service or an Exec binary is missing. So:
     # a stub docker.service on SYSTEMD_UNIT_PATH ("dir:" = that dir, then the
     # defaults), and a rendered copy whose host paths (/usr/bin/docker,
     # /opt/liftoff/bin) point at files that exist on this machine.
     assert shutil.which("systemd-analyze"), "needs systemd-analyze (apt-get install systemd)"
-    text = UNIT.read_text()
-    assert "/usr/bin/docker " in text and "/opt/liftoff/bin/liftoff-db-env" in text
+    text = unit.read_text()
     rendered = text.replace("/usr/bin/docker ", f"{FAKES / 'docker'} ").replace(
         "/opt/liftoff/bin/", f"{BIN}/"
-    )
+    ).replace("/usr/sbin/haproxy ", f"{shutil.which('true')} ")
     assert "/usr/bin/docker" not in rendered and "/opt/liftoff" not in rendered.split("[Service]")[1]
-    (tmp_path / "liftoff-app.service").write_text(rendered)
+    name = unit.name.replace("@.", "@a.")
+    (tmp_path / unit.name).write_text(rendered)
     (tmp_path / "docker.service").write_text("[Unit]\nDescription=stub\n[Service]\nExecStart=/bin/true\n")
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(tmp_path / "liftoff-app.service")],
+        ["systemd-analyze", "verify", str(tmp_path / name)],
         env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},
         capture_output=True,
         text=True,
@@ -196,9 +208,9 @@ def test_unit_passes_systemd_analyze_verify_without_warnings(tmp_path: Path) -> 
     assert result.stderr == ""
 
 
-def _unit_settings() -> dict[str, list[str]]:
+def _unit_settings(unit: Path = UNIT) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
-    logical = UNIT.read_text().replace("\\\n", " ")
+    logical = unit.read_text().replace("\\\n", " ")
     for line in logical.splitlines():
         if "=" in line and not line.startswith(("#", "[")):
             key, value = line.split("=", 1)
@@ -241,10 +253,24 @@ def test_unit_runs_the_active_tag_with_config_and_secrets_from_files() -> None:
     assert "DB_PASSWORD=" not in UNIT.read_text() and "DB_USER" not in UNIT.read_text()
 
 
-def test_unit_only_references_documented_host_env_keys() -> None:
+@pytest.mark.parametrize("unit", [UNIT, SLOT_UNIT], ids=lambda path: path.name)
+def test_unit_only_references_documented_host_env_keys(unit: Path) -> None:
     # A typo in ${...} expands to an empty string silently under systemd.
-    referenced = set(re.findall(r"\$\{(\w+)\}", UNIT.read_text()))
-    assert referenced <= set(HOST_ENV_KEYS) | {"IMAGE_TAG"}, referenced - set(HOST_ENV_KEYS)
+    referenced = set(re.findall(r"\$\{(\w+)\}", unit.read_text()))
+    assert referenced <= set(HOST_ENV_KEYS) | {"IMAGE_TAG", "SLOT_PORT"}, referenced - set(HOST_ENV_KEYS)
+
+
+def test_slot_unit_runs_its_slot_on_loopback_with_its_own_credentials() -> None:
+    s = _unit_settings(SLOT_UNIT)
+    assert s["EnvironmentFile"] == ["/etc/liftoff/host.env", "/etc/liftoff/slot-%i.env"]
+    assert s["Environment"] == ["LIFTOFF_RUN_DIR=/run/liftoff-slot-%i"]
+    assert s["RuntimeDirectory"] == ["liftoff-slot-%i"]
+    run = s["ExecStart"][0]
+    # Only the host proxy may reach a slot: a slot's port is never the load balancer's.
+    assert "--publish 127.0.0.1:${SLOT_PORT}:${CONTAINER_PORT}" in run
+    assert "--memory ${CONTAINER_MEMORY_MIB}m" in run
+    assert "--name liftoff-app-%i" in run and "/run/liftoff-slot-%i/db-password" in run
+    assert s["ExecStop"] == ["/usr/bin/docker stop --time ${STOP_TIMEOUT_SECONDS} liftoff-app-%i"]
 
 
 # --- shellcheck -----------------------------------------------------------------
@@ -273,7 +299,7 @@ def test_every_host_script_passes_shellcheck() -> None:
 
 
 def test_host_scripts_are_executable_and_strict() -> None:
-    for name in ("liftoff-stage", "liftoff-activate", "liftoff-boot", "liftoff-db-env", "liftoff-unit-event"):
+    for name in ("liftoff-stage", "liftoff-activate", "liftoff-boot", "liftoff-db-env", "liftoff-unit-event", "liftoff-retire"):
         path = BIN / name
         assert path.stat().st_mode & stat.S_IXUSR, f"{name} is not executable"
         assert "set -euo pipefail" in path.read_text()

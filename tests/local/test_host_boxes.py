@@ -78,8 +78,18 @@ def on_host(hosts: StageHosts, box: boxes.Box, *command: str) -> str:
     return result.stdout.strip()
 
 
-def app_container(hosts: StageHosts, box: boxes.Box) -> str:
-    return on_host(hosts, box, "docker", "inspect", "--format", "{{.Id}}", "liftoff-app")
+def active_slot(hosts: StageHosts, box: boxes.Box) -> str:
+    return on_host(hosts, box, "cat", "/etc/liftoff/active-slot")
+
+
+def app_container(hosts: StageHosts, box: boxes.Box, slot: str | None = None) -> str:
+    """The container of `slot` (the active one by default); the shipped production stage runs two slots."""
+    name = f"liftoff-app-{slot or active_slot(hosts, box)}"
+    return on_host(hosts, box, "docker", "inspect", "--format", "{{.Id}}", name)
+
+
+def running_containers(hosts: StageHosts, box: boxes.Box) -> set[str]:
+    return set(on_host(hosts, box, "docker", "ps", "--format", "{{.Names}}").split())
 
 
 def test_each_instance_boots_the_active_version_from_the_launch_template_user_data(hosts, production):
@@ -94,14 +104,26 @@ def test_each_instance_boots_the_active_version_from_the_launch_template_user_da
         assert hosts.serving_version(box) == "1.0.0"
         assert boxes.active_tag(hosts.daemon, box) == "1.0.0"
         # The image came from the registry under the repository's ECR name, pulled by the host's own Docker.
-        assert on_host(hosts, box, "docker", "inspect", "--format", "{{.Config.Image}}", "liftoff-app").endswith(
+        assert on_host(hosts, box, "docker", "inspect", "--format", "{{.Config.Image}}", "liftoff-app-a").endswith(
             f"/{production.repository_name}:1.0.0")
+        # Slot a serves from a loopback port; the load balancer's port is the host proxy's.
+        assert active_slot(hosts, box) == "a" and running_containers(hosts, box) == {"liftoff-app-a"}
+        assert on_host(hosts, box, "systemctl", "is-active", "liftoff-proxy.service") == "active"
 
 
 def test_hosts_do_not_see_each_others_containers(hosts):
     first, second = hosts.hosts
     assert app_container(hosts, first) != app_container(hosts, second)
     assert on_host(hosts, first, "docker", "ps", "--quiet", "--no-trunc") == app_container(hosts, first)
+
+
+def test_a_slot_is_reachable_only_through_the_host_proxy(hosts):
+    box = hosts.hosts[0]
+    env = hosts.host_environment()
+    published = on_host(hosts, box, "docker", "port", "liftoff-app-a")
+    assert published.splitlines() == [f"{env['CONTAINER_PORT']}/tcp -> 127.0.0.1:{env['SLOT_A_PORT']}"]
+    status, _ = hosts.answer(box, "/healthz")
+    assert status == 200
 
 
 def test_stage_pulls_the_image_and_changes_nothing_else(hosts, production):
@@ -115,22 +137,74 @@ def test_stage_pulls_the_image_and_changes_nothing_else(hosts, production):
         assert hosts.serving_version(box) == "1.0.0"
 
 
-def test_activate_switches_every_host_and_back(hosts):
+def test_activate_starts_beside_the_old_version_flips_and_keeps_it_warm(hosts):
+    before = {box.instance_id: app_container(hosts, box) for box in hosts.hosts}
     runs = hosts.run_gate("activate", "1.1.0")
     assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]
-    # Each host drained first (the other was healthy in the load balancer), and was back in service
-    # (healthy by the stand-in's checks) before the next one started.
     for run in runs:
-        assert "other healthy target(s) keep serving" in run.output, run.output
+        # No drain: the load balancer's target (the host proxy) never left the target group.
+        assert "starting 1.1.0 in slot b; 1.0.0 keeps serving from slot a" in run.output, run.output
+        assert "deregister" not in run.output and "draining" not in run.output
     assert set(hosts.controller.states().values()) == {"healthy"}
     response = __import__("urllib.request").request.urlopen(f"{hosts.balancer.url}/version", timeout=5)
     assert json.loads(response.read())["version"] == "1.1.0"
     for box in hosts.hosts:
-        assert hosts.serving_version(box) == "1.1.0"
+        assert hosts.serving_version(box) == "1.1.0" and active_slot(hosts, box) == "b"
         assert on_host(hosts, box, "cat", "/etc/liftoff/active.env.previous") == "IMAGE_TAG=1.0.0"
+        # The previous version is still running, warm, with its retirement scheduled.
+        assert running_containers(hosts, box) == {"liftoff-app-a", "liftoff-app-b"}
+        assert app_container(hosts, box, "a") == before[box.instance_id]
+        assert on_host(hosts, box, "systemctl", "is-active", "liftoff-retire-a.timer") == "active"
+    # Back inside the bake window: a flip to the warm container, nothing pulled or started.
     runs = hosts.run_gate("activate", "1.0.0")
     assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]
-    assert [hosts.serving_version(box) for box in hosts.hosts] == ["1.0.0", "1.0.0"]
+    for run in runs:
+        assert "1.0.0 is still warm in slot a: switching traffic back to it (no pull, no start)" in run.output, run.output
+        assert "pulling" not in run.output
+    for box in hosts.hosts:
+        assert hosts.serving_version(box) == "1.0.0" and active_slot(hosts, box) == "a"
+        assert app_container(hosts, box, "a") == before[box.instance_id]
+        assert boxes.run_on_box(hosts.daemon, box, "systemctl", "is-active", "liftoff-retire-a.timer").stdout.strip() != "active"
+        assert on_host(hosts, box, "systemctl", "is-active", "liftoff-retire-b.timer") == "active"
+
+
+def test_after_the_bake_window_the_old_slot_stops_and_a_switch_starts_it_again(hosts):
+    box = hosts.hosts[0]
+    assert active_slot(hosts, box) == "a"
+    if "liftoff-app-b" not in running_containers(hosts, box):
+        on_host(hosts, box, "/opt/liftoff/bin/liftoff-activate", "1.1.0")
+        on_host(hosts, box, "/opt/liftoff/bin/liftoff-activate", "1.0.0")
+    # What the timer runs when the window closes; it leaves an active slot alone.
+    assert "serves again" in boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-retire", "a").stderr
+    retired = boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-retire", "b")
+    assert retired.returncode == 0 and "bake window over: stopping 1.1.0 in slot b" in retired.stderr
+    assert running_containers(hosts, box) == {"liftoff-app-a"}
+    switched = boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", "1.1.0")
+    assert switched.returncode == 0 and "starting 1.1.0 in slot b" in switched.stderr, switched.stderr
+    assert "already present, not pulling" in switched.stderr
+    back = boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", "1.0.0")
+    assert back.returncode == 0 and "warm" in back.stderr and hosts.serving_version(box) == "1.0.0"
+
+
+def test_one_host_switches_and_switches_back_under_load_without_a_failed_request(hosts):
+    from local.load import LoadRun
+
+    box = hosts.hosts[1]
+    port = hosts.host_environment()["CONTAINER_PORT"]
+    with LoadRun(f"http://{box.address}:{port}/version", rate=40, duration=120, allowed=[box.address]) as run:
+        time.sleep(1)
+        run.mark("forward")
+        on_host(hosts, box, "/opt/liftoff/bin/liftoff-activate", "1.1.0")
+        time.sleep(1)
+        run.mark("back")
+        on_host(hosts, box, "/opt/liftoff/bin/liftoff-activate", "1.0.0")
+        time.sleep(1)
+        run.stop()
+    forward = run.summary(since="forward", until="back")
+    whole = run.summary()
+    assert whole.sent > 80 and whole.failed == 0, whole.outcomes
+    assert {"1.0.0", "1.1.0"} <= set(forward.versions)
+    assert hosts.serving_version(box) == "1.0.0"
 
 
 def test_activate_of_an_image_the_registry_lacks_fails_before_changing_anything(hosts):
@@ -143,15 +217,17 @@ def test_activate_of_an_image_the_registry_lacks_fails_before_changing_anything(
     assert app_container(hosts, box) == before and hosts.serving_version(box) == "1.0.0"
 
 
-def test_activate_of_a_release_that_never_gets_healthy_returns_to_the_previous_version(hosts):
+def test_a_release_that_never_gets_healthy_never_takes_a_request(hosts):
     box = hosts.hosts[0]
+    before = app_container(hosts, box)
     result = boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", BROKEN)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert f"activation of {BROKEN} failed and was rolled back; the old version 1.0.0 is serving again" in output
+    assert f"{BROKEN} did not answer on /healthz" in output and "never took a request; 1.0.0 still serves from slot a" in output
     assert boxes.active_tag(hosts.daemon, box) == "1.0.0" and hosts.serving_version(box) == "1.0.0"
-    # The drained host is back in the target group.
-    assert "registering" in output
+    # The serving container was never touched; the failed one is gone.
+    assert app_container(hosts, box) == before
+    assert running_containers(hosts, box) <= {"liftoff-app-a"}
 
 
 def test_state_manager_stand_in_runs_a_changed_gate_one_host_at_a_time(hosts, production):
@@ -166,13 +242,14 @@ def test_state_manager_stand_in_runs_a_changed_gate_one_host_at_a_time(hosts, pr
 
 def test_a_crashed_container_is_restarted_by_systemd(hosts):
     box = hosts.hosts[1]
+    slot = active_slot(hosts, box)
     before = app_container(hosts, box)
-    on_host(hosts, box, "docker", "kill", "liftoff-app")
+    on_host(hosts, box, "docker", "kill", f"liftoff-app-{slot}")
     wait_until(lambda: hosts.serving_version(box) == "1.0.0" and app_container(hosts, box) != before, 60,
                "the killed container was not replaced by a serving one")
     # Serving comes before the unit's start-up report (ExecStartPost) finishes and systemd calls it active.
-    wait_until(lambda: boxes.run_on_box(hosts.daemon, box, "systemctl", "is-active", "liftoff-app.service").stdout.strip() == "active",
-               30, "liftoff-app.service did not become active again")
+    wait_until(lambda: boxes.run_on_box(hosts.daemon, box, "systemctl", "is-active", f"liftoff-slot@{slot}.service").stdout.strip() == "active",
+               30, f"liftoff-slot@{slot}.service did not become active again")
 
 
 def test_a_rebooted_host_comes_back_on_the_active_version_without_rerunning_user_data(hosts):
@@ -188,10 +265,11 @@ def test_db_password_is_root_only_and_never_in_docker_inspect_or_the_journal(hos
     secret = json.loads(hosts.session.client("secretsmanager").get_secret_value(
         SecretId=hosts.host_environment()["DB_SECRET_ARN"])["SecretString"])
     password = secret["password"]
-    assert on_host(hosts, box, "stat", "--format", "%a %U", "/run/liftoff") == "700 root"
-    denied = boxes.run_on_box(hosts.daemon, box, "runuser", "-u", "nobody", "--", "cat", "/run/liftoff/db-password")
+    slot = active_slot(hosts, box)
+    assert on_host(hosts, box, "stat", "--format", "%a %U", f"/run/liftoff-slot-{slot}") == "700 root"
+    denied = boxes.run_on_box(hosts.daemon, box, "runuser", "-u", "nobody", "--", "cat", f"/run/liftoff-slot-{slot}/db-password")
     assert denied.returncode != 0 and password not in denied.stdout
-    assert password not in on_host(hosts, box, "docker", "inspect", "liftoff-app")
+    assert password not in on_host(hosts, box, "docker", "inspect", f"liftoff-app-{slot}")
     assert password not in on_host(hosts, box, "journalctl", "--no-pager", "--output", "cat")
     # ... and yet the service reaches its database with it.
     assert hosts.answer(box, "/readyz")[0] == 200
@@ -202,10 +280,10 @@ def test_container_output_and_unit_events_reach_the_stage_log_group(hosts):
     group = hosts.host_environment()["LOG_GROUP"]
     streams = [stream["logStreamName"] for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]]
     for box in hosts.hosts:
-        unit_stream = f"{box.instance_id}/liftoff-app.service"
+        unit_stream = f"{box.instance_id}/liftoff-slot@a.service"
         assert unit_stream in streams
         events = [event["message"] for event in logs.get_log_events(logGroupName=group, logStreamName=unit_stream)["events"]]
-        assert any(message.startswith("liftoff-app started version=1.0.0") for message in events)
+        assert any(message.startswith("liftoff-slot@a started version=1.0.0") for message in events)
     container_messages = [event["message"] for stream in streams if "/" not in stream
                           for event in logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]]
     assert any('"logger": "liftoff.migrate"' in message for message in container_messages)

@@ -160,7 +160,8 @@ def test_user_data_carries_the_repository_host_files_and_no_secret(shipped):
     archive = re.search(r"<<'ARCHIVE'\n(.*)\nARCHIVE", user_data, re.S).group(1)
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive)), mode="r:gz") as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-    assert members["etc/systemd/system/liftoff-app.service"] == (HOST_FILES / "liftoff-app.service").read_bytes()
+    for unit in ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service"):
+        assert members[f"etc/systemd/system/{unit}"] == (HOST_FILES / unit).read_bytes()
     for script in (HOST_FILES / "bin").iterdir():
         assert members[f"opt/liftoff/bin/{script.name}"] == script.read_bytes()
     assert "password" not in user_data.lower().replace("db_password", "")
@@ -236,3 +237,33 @@ def test_gate_wait_covers_the_largest_fleet_config_allows(shipped):
     assert associations["Activate"]["WaitForSuccessTimeoutSeconds"] == 300 + per_host * (MAX_DESIRED_COUNT + 1)
     assert associations["Stage"]["WaitForSuccessTimeoutSeconds"] == 300 + PULL_ALLOWANCE_SECONDS * (MAX_DESIRED_COUNT + 1)
     assert all(a["WaitForSuccessTimeoutSeconds"] <= MAX_ASSOCIATION_WAIT_SECONDS for a in associations.values())
+
+
+def host_env(user_data: str) -> dict[str, str]:
+    block = re.search(r"<<'HOSTENV'\n(.*?)\nHOSTENV", user_data, re.S).group(1)
+    return dict(line.split("=", 1) for line in block.splitlines())
+
+
+def test_shipped_hosts_switch_versions_with_two_slots_behind_their_own_proxy(shipped):
+    user_data = rendered_user_data(shipped.templates[STACK])
+    env = host_env(user_data)
+    production = cdk_context()["liftoff"]["stages"]["production"]
+    assert env["ACTIVATION"] == "slots"
+    assert env["BAKE_SECONDS"] == str(production.get("bake_seconds", 300))
+    # The slots listen on loopback ports of their own; the load balancer's port is the proxy's.
+    assert {env["SLOT_A_PORT"], env["SLOT_B_PORT"], env["CONTAINER_PORT"]} == {"18081", "18082", "8080"}
+    assert env["CONTAINER_MEMORY_MIB"] == "512"
+    assert "dnf install -y docker jq aws-cfn-bootstrap haproxy socat" in user_data
+
+
+def test_restart_activation_needs_no_proxy_and_slot_ports_avoid_the_container_port(synth_variant):
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["production"]["activation"] = "restart"
+    env_restart = host_env(rendered_user_data(synth_variant(context).templates[STACK]))
+    assert env_restart["ACTIVATION"] == "restart"
+    assert not {"SLOT_A_PORT", "SLOT_B_PORT", "BAKE_SECONDS"} & set(env_restart)
+    assert "haproxy" not in rendered_user_data(synth_variant(context).templates[STACK])
+    context["stages"]["production"]["activation"] = "slots"
+    context["stages"]["production"]["container_port"] = 18082
+    env_slots = host_env(rendered_user_data(synth_variant(context).templates[STACK]))
+    assert (env_slots["SLOT_A_PORT"], env_slots["SLOT_B_PORT"]) == ("28081", "28082")

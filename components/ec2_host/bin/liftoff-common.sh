@@ -16,8 +16,15 @@ HOST_ENV="$LIFTOFF_CONFIG_DIR/host.env"
 ACTIVE_ENV="$LIFTOFF_CONFIG_DIR/active.env"
 # shellcheck disable=SC2034  # used by liftoff-activate
 PREVIOUS_ENV="$LIFTOFF_CONFIG_DIR/active.env.previous"
+# activation: slots — which slot (a or b) the host proxy sends traffic to.
+ACTIVE_SLOT_FILE="$LIFTOFF_CONFIG_DIR/active-slot"
+PROXY_CONFIG="$LIFTOFF_CONFIG_DIR/proxy.cfg"
+PROXY_SOCKET="${LIFTOFF_PROXY_SOCKET:-/run/liftoff-proxy/admin.sock}"
+# shellcheck disable=SC2034  # used by the slot scripts
+PROXY_UNIT="liftoff-proxy.service"
 
 LIFTOFF_PROG="${LIFTOFF_PROG:-$(basename "$0")}"
+LIFTOFF_BIN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() {
     printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$LIFTOFF_PROG" "$*" >&2
@@ -67,12 +74,23 @@ load_config() {
     . "$HOST_ENV"
     set +a
     local key missing=()
-    for key in AWS_REGION REPOSITORY_URI CONTAINER_PORT HEALTH_CHECK_PATH DB_HOST DB_PORT DB_NAME \
+    for key in AWS_REGION REPOSITORY_URI CONTAINER_PORT CONTAINER_MEMORY_MIB HEALTH_CHECK_PATH DB_HOST DB_PORT DB_NAME \
         DB_SECRET_ARN LOG_GROUP STOP_TIMEOUT_SECONDS DRAIN_SECONDS HEALTH_TIMEOUT_SECONDS ACTIVE_TAG_PARAMETER; do
         [[ -n "${!key:-}" ]] || missing+=("$key")
     done
     [[ ${#missing[@]} -eq 0 ]] || die 1 "$HOST_ENV lacks: ${missing[*]}"
-    for key in CONTAINER_PORT STOP_TIMEOUT_SECONDS DRAIN_SECONDS HEALTH_TIMEOUT_SECONDS; do
+    ACTIVATION="${ACTIVATION:-restart}"
+    case "$ACTIVATION" in
+        restart) ;;
+        slots)
+            for key in SLOT_A_PORT SLOT_B_PORT BAKE_SECONDS; do
+                [[ -n "${!key:-}" ]] || missing+=("$key")
+            done
+            [[ ${#missing[@]} -eq 0 ]] || die 1 "$HOST_ENV lacks: ${missing[*]} (needed by ACTIVATION=slots)"
+            ;;
+        *) die 1 "$HOST_ENV: ACTIVATION must be slots or restart, got '$ACTIVATION'" ;;
+    esac
+    for key in CONTAINER_PORT STOP_TIMEOUT_SECONDS DRAIN_SECONDS HEALTH_TIMEOUT_SECONDS ${SLOT_A_PORT:+SLOT_A_PORT SLOT_B_PORT BAKE_SECONDS}; do
         [[ "${!key}" =~ ^[0-9]+$ ]] || die 1 "$HOST_ENV: $key must be a whole number, got '${!key}'"
     done
     # TimeoutStopSec=120 in liftoff-app.service; systemd would kill the app mid-shutdown.
@@ -134,17 +152,26 @@ ensure_image() {
     fi
 }
 
+# The port the load balancer checks: the container's own (restart) or the host proxy's (slots).
 app_healthy_once() {
-    curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:${CONTAINER_PORT}${HEALTH_CHECK_PATH}" 2>/dev/null
+    port_healthy_once "$CONTAINER_PORT"
+}
+
+port_healthy_once() {
+    curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:${1}${HEALTH_CHECK_PATH}" 2>/dev/null
 }
 
 # Polls until healthy or HEALTH_TIMEOUT_SECONDS have passed (always tries once).
 # Microseconds from bash 5's EPOCHREALTIME (digits only: the decimal separator
 # follows the locale); a whole-second clock would cut short timeouts by up to 1 s.
 wait_healthy() {
-    local deadline=$((${EPOCHREALTIME//[!0-9]/} + HEALTH_TIMEOUT_SECONDS * 1000000))
+    wait_port_healthy "$CONTAINER_PORT"
+}
+
+wait_port_healthy() {
+    local port="$1" deadline=$((${EPOCHREALTIME//[!0-9]/} + HEALTH_TIMEOUT_SECONDS * 1000000))
     while true; do
-        if app_healthy_once; then
+        if port_healthy_once "$port"; then
             return 0
         fi
         if [[ ${EPOCHREALTIME//[!0-9]/} -ge $deadline ]]; then
@@ -159,4 +186,134 @@ imds_get() {
     token="$(curl -fsS --max-time 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" \
         "$LIFTOFF_IMDS_URL/latest/api/token")"
     curl -fsS --max-time 5 -H "X-aws-ec2-metadata-token: $token" "$LIFTOFF_IMDS_URL/latest/meta-data/$1"
+}
+
+# --- activation: slots ------------------------------------------------------------------------
+# Two containers, slot a and slot b, each on its own loopback port; the host proxy (HAProxy) listens
+# on CONTAINER_PORT, the port the load balancer registers, and sends every request to the active
+# slot. A switch starts the new version in the idle slot, waits for its health, then flips the proxy:
+# the load balancer's target never changes, so nothing drains and nothing fails.
+
+slot_unit() {
+    printf 'liftoff-slot@%s.service' "$1"
+}
+
+slot_env() {
+    printf '%s/slot-%s.env' "$LIFTOFF_CONFIG_DIR" "$1"
+}
+
+slot_port() {
+    case "$1" in
+        a) printf '%s' "$SLOT_A_PORT" ;;
+        b) printf '%s' "$SLOT_B_PORT" ;;
+        *) die 1 "no such slot '$1' (slots are a and b)" ;;
+    esac
+}
+
+other_slot() {
+    if [[ "$1" == a ]]; then printf b; else printf a; fi
+}
+
+active_slot() {
+    if [[ -r "$ACTIVE_SLOT_FILE" ]]; then
+        tr -d '[:space:]' <"$ACTIVE_SLOT_FILE"
+    fi
+}
+
+slot_tag() {
+    local file
+    file="$(slot_env "$1")"
+    if [[ -r "$file" ]]; then
+        sed -n 's/^IMAGE_TAG=//p' "$file" | tail -n 1
+    fi
+}
+
+# Running, answering its health check on its own port, and holding `tag` (when given).
+slot_serves() {
+    local slot="$1" tag="${2:-}"
+    [[ -z "$tag" || "$(slot_tag "$slot")" == "$tag" ]] &&
+        systemctl is-active --quiet "$(slot_unit "$slot")" &&
+        port_healthy_once "$(slot_port "$slot")"
+}
+
+atomic_write() {
+    local target="$1" content="$2" tmp
+    tmp="$(mktemp "$(dirname "$target")/.$(basename "$target").XXXXXX")"
+    printf '%s' "$content" >"$tmp"
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$target"
+}
+
+write_slot_env() {
+    atomic_write "$(slot_env "$1")" "$(printf 'IMAGE_TAG=%s\nSLOT_PORT=%s\n' "$2" "$(slot_port "$1")")"$'\n'
+}
+
+# The whole proxy config, with only the active slot enabled: a proxy (re)start always comes up
+# pointing where the last switch pointed.
+write_proxy_config() {
+    local active="$1" a_state="" b_state=""
+    [[ "$active" == a ]] && b_state=" disabled"
+    [[ "$active" == b ]] && a_state=" disabled"
+    atomic_write "$PROXY_CONFIG" "# Written by liftoff-activate / liftoff-boot; never edit by hand.
+global
+    stats socket $PROXY_SOCKET mode 600 level admin
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 2s
+    # Above the load balancer's idle timeout (60 s), so it is the ALB that closes idle connections.
+    timeout client 65s
+    timeout http-keep-alive 65s
+    timeout server 60s
+    # A request that met a connection the slot had just closed is sent again, never answered 502.
+    retries 2
+    retry-on conn-failure empty-response
+    option redispatch
+
+frontend app
+    bind :$CONTAINER_PORT
+    default_backend slots
+
+backend slots
+    server a 127.0.0.1:$SLOT_A_PORT$a_state
+    server b 127.0.0.1:$SLOT_B_PORT$b_state
+"
+}
+
+proxy_command() {
+    printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$PROXY_SOCKET"
+}
+
+# New requests go to `slot` from this instant; requests already inside the old slot finish there.
+# Both commands in one line: the proxy applies them together, never with no server enabled.
+route_to_slot() {
+    local slot="$1" old
+    old="$(other_slot "$slot")"
+    write_proxy_config "$slot"
+    if systemctl is-active --quiet "$PROXY_UNIT"; then
+        proxy_command "set server slots/$slot state ready; set server slots/$old state maint" >/dev/null
+    else
+        systemctl start "$PROXY_UNIT"
+    fi
+    atomic_write "$ACTIVE_SLOT_FILE" "$slot"$'\n'
+}
+
+retire_timer() {
+    printf 'liftoff-retire-%s' "$1"
+}
+
+cancel_retire() {
+    systemctl stop "$(retire_timer "$1").timer" >/dev/null 2>&1 || true
+}
+
+# The previous version stays warm for BAKE_SECONDS (at least the drain time, for requests still
+# inside it); then liftoff-retire stops it unless it has become the active slot again.
+schedule_retire() {
+    local slot="$1" delay="$BAKE_SECONDS"
+    [[ "$delay" -ge "$DRAIN_SECONDS" ]] || delay="$DRAIN_SECONDS"
+    cancel_retire "$slot"
+    systemd-run --quiet --unit "$(retire_timer "$slot")" --on-active="${delay}s" --timer-property=AccuracySec=1s \
+        "$LIFTOFF_BIN_DIR/liftoff-retire" "$slot"
+    printf '%s' "$delay"
 }
