@@ -8,15 +8,20 @@ GET /version through the load balancer) runs while `liftoff activate` / `liftoff
 `--yes`) switch the version; the State Manager stand-in runs the gates on the hosts, which drain and
 re-register themselves. Everything is torn down after each run.
 
-Scenarios (one table row per scenario and action, median of --runs with min-max):
-  ec2, 1 host:   activate 1.0.0 -> 1.1.0, then rollback
-  ec2, 2 hosts:  activate 1.0.0 -> 1.1.0, then rollback
+Scenarios (one table row per scenario and action, median of --runs with min-max); the shipped
+production stage switches with two slots per host (activation: slots):
+  ec2, 1 host / 2 hosts:  activate 1.0.0 -> 1.1.0 (the new version starts beside the old);
+                          the bake window ends (each host's retire timer, run at once); rollback
+                          (an ordinary start of 1.0.0); activate 1.1.0 again (not measured); then
+                          rollback-warm, inside the window: a flip back to the warm 1.0.0
+  ec2, 1 host, activation: restart: activate, rollback with the in-place restart (a variant synth)
   bad release, 2 hosts: activate an image whose service never starts (readiness never passes),
                         and one that passes its health checks but answers 5xx (bench/faults/)
 
 Columns: requests sent, failed (non-2xx or connection error), longest stretch without a successful
 response, seconds from the command to every response coming from the new version, p50/p99 latency
-during the command, the versions that answered, and the command's exit code.
+during the command, the versions that answered, the command's exit code, and how many hosts pulled
+an image or started a container for it (0 and 0 is a warm flip).
 
     python -m bench.rollout [--runs 3] [--rate 50] [--scenario NAME ...] [--json]
 
@@ -53,12 +58,20 @@ LOAD_BOUND_SECONDS = 400.0  # the longest a load run may last; it is stopped whe
 class Scenario:
     name: str
     hosts: int
-    actions: tuple[tuple[str, str, str], ...]  # (action, verb, version)
+    # (action, verb, version): action names the row ("" = a step that is run but not measured);
+    # verb is a liftoff verb, or window-ends (each host retires its warm slot, as its timer would).
+    actions: tuple[tuple[str, str, str], ...]
+    settings: tuple[tuple[str, object], ...] = ()  # production stage settings of a variant synth
 
 
+SLOT_WALK = (("activate", "activate", TARGET), ("", "window-ends", ""), ("rollback", "rollback", FIRST),
+             ("", "activate", TARGET), ("rollback-warm", "rollback", FIRST))
 SCENARIOS = {
-    "ec2-1-host": Scenario("ec2, 1 host", 1, (("activate", "activate", TARGET), ("rollback", "rollback", FIRST))),
-    "ec2-2-hosts": Scenario("ec2, 2 hosts", 2, (("activate", "activate", TARGET), ("rollback", "rollback", FIRST))),
+    "ec2-1-host": Scenario("ec2, 1 host", 1, SLOT_WALK),
+    "ec2-2-hosts": Scenario("ec2, 2 hosts", 2, SLOT_WALK),
+    "ec2-1-host-restart": Scenario("ec2, 1 host, activation: restart", 1,
+                                   (("activate", "activate", TARGET), ("rollback", "rollback", FIRST)),
+                                   settings=(("activation", "restart"),)),
     "bad-release": Scenario("bad release, 2 hosts", 2, (("bad-release", "activate", NEVER_READY),
                                                         ("bad-release", "activate", ANSWERS_5XX))),
 }
@@ -75,34 +88,50 @@ def fault_images(daemon, built: str) -> dict[str, str]:
     return {NEVER_READY: never_ready, ANSWERS_5XX: f"{images.RELEASE_IMAGE}:{ANSWERS_5XX}"}
 
 
-def liftoff(deployed: flow.LocalStage, runtime: HostsRuntime, *argv: str) -> tuple[int, str]:
+def liftoff(deployed: flow.LocalStage, runtime: HostsRuntime, *argv: str, config: Path = flow.CONFIG_FILE) -> tuple[int, str]:
     out = io.StringIO()
     switch = ["--yes", "--verify-timeout", "240"] if argv[0] in ("activate", "rollback") else []
-    code = release_cli.main([*argv, "--config", str(flow.CONFIG_FILE), "--stage", deployed.stage.name, "--poll-interval", "1",
+    code = release_cli.main([*argv, "--config", str(config), "--stage", deployed.stage.name, "--poll-interval", "1",
                              *switch],
                             stdin=io.StringIO(""), stdout=out, stderr=out, aws=runtime)
     return code, out.getvalue()
 
 
-def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action: str, verb: str, version: str) -> dict:
+def command(verb: str, version: str) -> tuple[str, ...]:
+    if verb == "rollback":
+        return ("rollback",)
+    return (verb, version, *(("--force",) if version not in (FIRST, TARGET) else ()))
+
+
+def host_work(runs) -> tuple[int, int]:
+    """How many hosts pulled an image, and how many started a container, in these gate runs."""
+    return (sum(1 for run in runs if "pulling " in run.output),
+            sum(1 for run in runs if "starting " in run.output or "restarting " in run.output))
+
+
+def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action: str, verb: str, version: str,
+            config: Path) -> dict:
+    gate_runs_before = len(runtime.state_manager.runs)
     with LoadRun(url, rate=rate, duration=LOAD_BOUND_SECONDS) as run:
         time.sleep(SETTLE_SECONDS)
         run.mark("command")
-        argv = ("rollback",) if verb == "rollback" else (verb, version, *(("--force",) if version not in (FIRST, TARGET) else ()))
-        code, output = liftoff(deployed, runtime, *argv)
+        code, output = liftoff(deployed, runtime, *command(verb, version), config=config)
         run.mark("done")
         time.sleep(SETTLE_SECONDS)
         run.stop()
     whole = run.summary(version=version, marker="command")
     during = run.summary(since="command", until="done")
+    pulls, starts = host_work([r for r in runtime.state_manager.runs[gate_runs_before:] if r.gate == "activate"])
     return {"scenario": scenario.name, "mode": "ec2", "hosts": scenario.hosts, "action": action, "version": version,
             "sent": whole.sent, "failed": whole.failed, "longest_gap_s": whole.longest_gap_s, "switch_s": whole.switch_s,
             "p50_ms": during.p50_ms, "p99_ms": during.p99_ms, "versions": whole.versions, "exit": code,
+            "pulls": pulls, "starts": starts,
             "outcomes": whole.outcomes, "tool": output.strip().splitlines()[-1] if output.strip() else ""}
 
 
 def one_run(scenario: Scenario, assembly: Path, rate: float, log) -> list[dict]:
-    stage = load_config(REPO / "cdk.json").stage("production")
+    config = assembly / "cdk.json" if (assembly / "cdk.json").exists() else flow.CONFIG_FILE
+    stage = load_config(config).stage("production")
     with tempfile.TemporaryDirectory() as scratch:
         state = Path(scratch)
         emulator = emulators.start(state)
@@ -117,11 +146,21 @@ def one_run(scenario: Scenario, assembly: Path, rate: float, log) -> list[dict]:
                     runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,
                                            registry_stack=deployed.stacks.registry, region=aws.FAKE_ENVIRONMENT["AWS_REGION"],
                                            session=deployed.clients)
-                    code, output = liftoff(deployed, runtime, "stage", TARGET)
+                    code, output = liftoff(deployed, runtime, "stage", TARGET, config=config)
                     if code != 0:
                         raise SystemExit(f"liftoff stage {TARGET} exited {code}:\n{output}")
-                    rows = [measure(f"{hosts.balancer.url}/version", rate, deployed, runtime, scenario, action, verb, version)
-                            for action, verb, version in scenario.actions]
+                    rows = []
+                    for action, verb, version in scenario.actions:
+                        if verb == "window-ends":
+                            for line in hosts.end_bake_window():
+                                print(f"  bake window ends: {line}", file=log, flush=True)
+                        elif not action:
+                            code, output = liftoff(deployed, runtime, *command(verb, version), config=config)
+                            if code != 0:
+                                raise SystemExit(f"liftoff {verb} {version} exited {code}:\n{output}")
+                        else:
+                            rows.append(measure(f"{hosts.balancer.url}/version", rate, deployed, runtime, scenario,
+                                                action, verb, version, config))
         finally:
             emulators.stop(emulator, state)
     return rows
@@ -134,7 +173,7 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         first = rows[0]
         row = {key: first[key] for key in ("scenario", "mode", "hosts", "action", "version")}
         row["runs"] = len(rows)
-        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms"):
+        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts"):
             values = [r[key] for r in rows if r[key] is not None]
             row[key] = statistics.median(values) if values else None
             row[f"{key}_range"] = [min(values), max(values)] if values else None
@@ -157,13 +196,14 @@ def table(rows: list[dict]) -> str:
         text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
         return text if spread[0] == spread[1] else f"{text} ({spread[0]:.{digits}f}-{spread[1]:.{digits}f})" if isinstance(value, float) else f"{text} ({spread[0]}-{spread[1]})"
 
-    header = "| scenario | action | version | runs | sent | failed | longest gap s | switch s | p50 ms | p99 ms | versions answering | liftoff exit |"
-    lines = [header, "|" + "---|" * 12]
+    header = ("| scenario | action | version | runs | sent | failed | longest gap s | switch s | p50 ms | p99 ms | "
+              "versions answering | liftoff exit | hosts pulling / starting |")
+    lines = [header, "|" + "---|" * 13]
     for row in rows:
         lines.append(f"| {row['scenario']} | {row['action']} | {row['version']} | {row['runs']} | {figure(row, 'sent', 0)} | "
                      f"{figure(row, 'failed', 0)} | {figure(row, 'longest_gap_s')} | {figure(row, 'switch_s')} | "
                      f"{figure(row, 'p50_ms', 1)} | {figure(row, 'p99_ms', 1)} | {', '.join(row['versions'])} | "
-                     f"{','.join(str(code) for code in row['exits'])} |")
+                     f"{','.join(str(code) for code in row['exits'])} | {figure(row, 'pulls', 0)} / {figure(row, 'starts', 0)} |")
     return "\n".join(lines)
 
 
@@ -182,12 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.rate <= 500:
         parser.error(f"--rate must be between 1 and 500 requests per second, got {args.rate}")
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.log, "w") as log:
+    with open(args.log, "w") as log, tempfile.TemporaryDirectory() as variants:
         with contextlib.redirect_stdout(log):
-            assembly = flow.synthesize()
+            shipped = flow.synthesize()
         rows = []
         for key in args.scenario or list(SCENARIOS):
             scenario = SCENARIOS[key]
+            assembly = shipped
+            if scenario.settings:
+                assembly = flow.synthesize_variant({"production": dict(scenario.settings)}, Path(variants) / key)
             runs = []
             for number in range(1, args.runs + 1):
                 print(f"bench/rollout.py: {scenario.name}, run {number}/{args.runs} ...", file=sys.stderr, flush=True)

@@ -25,6 +25,7 @@ SSM_PARAMETER_TYPE = "AWS::SSM::Parameter"
 SSM_DOCUMENT_TYPE = "AWS::SSM::Document"
 DASHBOARD_TYPE = "AWS::CloudWatch::Dashboard"
 TARGET_GROUP_TYPE = "AWS::ElasticLoadBalancingV2::TargetGroup"
+ALARM_TYPE = "AWS::CloudWatch::Alarm"
 # The value an Output of an unmodelled resource gets: obviously not an AWS id, so nobody mistakes it for one.
 UNMODELLED_OUTPUT_PLACEHOLDER = "emulator-placeholder-not-modelled"
 
@@ -34,6 +35,13 @@ ADAPTATIONS: dict[str, str] = {
         "of a secret created beforehand through the Secrets Manager API (same generated JSON: username "
         "and password). moto has no CloudFormation model for either type: it skips them, so the "
         "database secret never exists and the ARN the service stack imports is missing."
+    ),
+    "alarm-out-of-band": (
+        f"{ALARM_TYPE} is removed and every Ref to it becomes the name <stack>-<logical id> of an alarm "
+        "created beforehand through the CloudWatch API with the same threshold, comparison, periods, "
+        "datapoints, missing-data treatment and metrics (dimension values and actions that are "
+        "CloudFormation references are left out). moto has no CloudFormation model for alarms: it skips "
+        "them and every Ref to one (the release alarms' names in DeploymentAlarmNames) reads 'None'."
     ),
     "repository-name": (
         f"{REPOSITORY_TYPE} without a RepositoryName gets an explicit lowercase one "
@@ -97,6 +105,34 @@ def secrets_to_create(templates: Mapping[str, dict]) -> dict[tuple[str, str], di
     }
 
 
+def alarm_name(stack: str, logical_id: str) -> str:
+    return f"{stack}-{logical_id}"
+
+
+def alarms_to_create(templates: Mapping[str, dict]) -> dict[str, dict]:
+    """The keyword arguments of `put_metric_alarm` for every alarm in `templates`, by alarm name.
+
+    Values that are CloudFormation intrinsics (a load balancer's full name in a dimension, the SNS
+    topic in the actions) cannot be resolved before the stack exists; they are left out."""
+    found = {}
+    for stack, template in templates.items():
+        for logical_id, resource in template.get("Resources", {}).items():
+            if resource["Type"] != ALARM_TYPE:
+                continue
+            properties = _walk(copy.deepcopy(resource.get("Properties", {})), _drop_intrinsic_dimensions)
+            arguments = {key: value for key, value in properties.items()
+                         if not _has_intrinsics(value) and key not in ("AlarmName", "Tags")}
+            arguments["AlarmName"] = alarm_name(stack, logical_id)
+            found[arguments["AlarmName"]] = arguments
+    return found
+
+
+def _drop_intrinsic_dimensions(node: Any) -> Any:
+    if isinstance(node, dict) and isinstance(node.get("Dimensions"), list):
+        node = {**node, "Dimensions": [dim for dim in node["Dimensions"] if not _has_intrinsics(dim)]}
+    return node
+
+
 def adapt_template(stack: str, template: dict, *, secret_arns: Mapping[tuple[str, str], str]) -> tuple[dict, list[Adaptation]]:
     """Return an adapted deep copy of `template` and what was changed; `template` itself is never modified."""
     adapted = copy.deepcopy(template)
@@ -119,6 +155,10 @@ def adapt_template(stack: str, template: dict, *, secret_arns: Mapping[tuple[str
             replacements[logical_id] = replacements[secret_id]
     for logical_id in replacements:
         done.append(Adaptation(stack, logical_id, resources.pop(logical_id)["Type"], "secret-out-of-band"))
+    for logical_id, resource in list(resources.items()):
+        if resource["Type"] == ALARM_TYPE:
+            replacements[logical_id] = alarm_name(stack, logical_id)
+            done.append(Adaptation(stack, logical_id, resources.pop(logical_id)["Type"], "alarm-out-of-band"))
     if replacements:
         adapted = _replace_refs(adapted, replacements)
         resources = adapted["Resources"]

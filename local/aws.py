@@ -68,6 +68,14 @@ def create_secrets(session: boto3.Session, to_create: Mapping[tuple[str, str], d
     return arns
 
 
+def create_alarms(session: boto3.Session, to_create: Mapping[str, dict]) -> list[str]:
+    """Create (or redefine, on a later deploy) each alarm a template would have made; return their names."""
+    client = session.client("cloudwatch")
+    for arguments in to_create.values():
+        client.put_metric_alarm(**arguments)
+    return list(to_create)
+
+
 def _generated_secret_string(generate: dict) -> str:
     """What CloudFormation's GenerateSecretString produces: the template JSON plus a random password."""
     excluded = set(generate.get("ExcludeCharacters", ""))

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from config import StageConfig
 from local import aws, boxes, docker, images
-from local.adapter import adapt_assembly, secrets_to_create
+from local.adapter import adapt_assembly, alarms_to_create, secrets_to_create
 from local.assembly import StageStacks, read_templates
 from local.emulator import Emulator
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
@@ -111,6 +111,27 @@ def synthesize() -> Path:
     return SYNTH_DIR
 
 
+def synthesize_variant(stage_settings: dict[str, dict], outdir: Path) -> Path:
+    """The app synthesized with some stages' settings changed (say `activation: restart`), into `outdir`.
+
+    Runs app.py the way the CDK CLI does (the whole cdk.json context in CDK_CONTEXT_JSON, the
+    assembly to CDK_OUTDIR), so the variant is validated and built exactly like the shipped stages."""
+    context = json.loads(CONFIG_FILE.read_text())["context"]
+    for stage, settings in stage_settings.items():
+        context["liftoff"]["stages"][stage].update(settings)
+    outdir.mkdir(parents=True, exist_ok=True)
+    # The variant's own cdk.json, for the release tool's --config (it reads the stage's settings too).
+    (outdir / "cdk.json").write_text(json.dumps({"context": context}, indent=1))
+    result = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=REPO, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(outdir),
+                                 "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise DeployError(f"synthesizing with {json.dumps(stage_settings)} failed (exit {result.returncode}):\n"
+                          + "\n".join(result.stdout.splitlines()[-25:]))
+    return outdir
+
+
 def emulator_session(emulator: Emulator) -> aws.EndpointSession:
     """boto3 clients with the fake identity, all bound to the emulator's endpoint (never a real account)."""
     return aws.EndpointSession(aws.fake_session(), emulator.endpoint)
@@ -151,10 +172,11 @@ class LocalStage:
 
 
 def adapt(source: Path, target: Path, stage: StageConfig, emulator: Emulator) -> list:
-    """Create the stage's secrets in the emulator out of band, then write the adapted copy of `source`."""
+    """Create the stage's secrets and alarms in the emulator out of band, then write the adapted copy of `source`."""
     stacks = StageStacks.of(stage)
     templates = read_templates(source, stacks.in_order)
     secret_arns = aws.create_secrets(emulator_session(emulator), secrets_to_create(templates))
+    aws.create_alarms(emulator_session(emulator), alarms_to_create(templates))
     return adapt_assembly(source, target, stack_names=stacks.in_order, secret_arns=secret_arns)
 
 

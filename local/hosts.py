@@ -244,6 +244,21 @@ class StageHosts:
         status, body = self.answer(box, "/version")
         return json.loads(body).get("version", "") if status == 200 else ""
 
+    def end_bake_window(self) -> list[str]:
+        """What each host's retire timer does when `bake_seconds` have passed: stop the warm previous
+        version (activation: slots), so the next switch back is an ordinary start. Returns what ran."""
+        said = []
+        for box in self.hosts:
+            active = boxes.run_on_box(self.daemon, box, "cat", "/etc/liftoff/active-slot", timeout=30).stdout.strip()
+            if active not in ("a", "b"):
+                continue
+            idle = "b" if active == "a" else "a"
+            result = boxes.run_on_box(self.daemon, box, "/opt/liftoff/bin/liftoff-retire", idle, timeout=180)
+            if result.returncode != 0:
+                raise boxes.BoxError(f"liftoff-retire {idle} on {box.instance_id} exited {result.returncode}: {result.stderr.strip()}")
+            said.append(f"{box.instance_id}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'retired'}")
+        return said
+
     def active_tags(self) -> dict[str, str]:
         return {box.instance_id: boxes.active_tag(self.daemon, box) for box in self.hosts}
 

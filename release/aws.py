@@ -243,6 +243,15 @@ class Aws:
                 })
         return firing
 
+    def firing_alarms_named(self, names: Iterable[str]) -> list[dict]:
+        """Those of `names` in state ALARM, with CloudWatch's reason (the datapoints that crossed)."""
+        firing = []
+        described = self.client("cloudwatch").describe_alarms(AlarmNames=list(names))
+        for alarm in described.get("MetricAlarms", []) + described.get("CompositeAlarms", []):
+            if alarm.get("StateValue") == "ALARM":
+                firing.append({"name": alarm["AlarmName"], "reason": alarm.get("StateReason", "")})
+        return firing
+
     # --- the ledger -----------------------------------------------------------------------------
 
     def ledger(self, table_name: str) -> Ledger:

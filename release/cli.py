@@ -41,6 +41,8 @@ exit codes:
   5  the rollout failed and CloudFormation rolled back: the previous version is still active
   6  the version switched but was not seen running healthy (verification timed out, or an AWS
      error came after the switch); `liftoff status`, `liftoff rollback` to go back
+  7  ec2: the version switched, a release alarm fired in the stage's bake window, and liftoff
+     rolled back to the previous version automatically (recorded with the alarm's reason)
   128+N  interrupted by signal N (129 SIGHUP, 130 Ctrl-C/SIGINT, 143 SIGTERM): the stack was read
      back, the outcome recorded and the lock released; the message says whether it switched
 Refusals (2, 3, and 4 before an update starts) change nothing."""
@@ -123,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("activate", parents=[common, gate, switch], help="activation gate: switch the running version to a staged VERSION (ImageTag)")
     p.add_argument("version")
     p.add_argument("--force", action="store_true", help="activate a version that was not staged (recorded as forced)")
+    p.add_argument("--no-watch", dest="watch", action="store_false",
+                   help="ec2: return once the switch is verified instead of watching the release alarms through the "
+                        "stage's bake window (an alarm in the window rolls back automatically, exit 7)")
     p = verbs.add_parser("rollback", parents=[common, gate, switch],
                          help="undo the last release (again: one further back), or --to VERSION, through the activation path")
     p.add_argument("--to", dest="version", help="the version to switch to; it must have run on this stage or be staged, else --force")
@@ -241,7 +246,8 @@ def _history_table(entries: list[d.Entry]) -> str:
     return _table(
         ["STARTED", "WHO", "GATE", "FROM -> TO", "DIGEST", "RESULT", "DURATION"],
         [[e.started_at, d.one_line(e.who), e.gate + (" (forced)" if e.forced else ""), f"{e.from_version or '-'} -> {e.to_version}",
-          e.digest[:19], d.one_line(e.result + (f": {e.detail}" if e.detail and e.result != d.RESULT_SUCCEEDED else "")),
+          e.digest[:19], d.one_line(e.result + (f": {e.detail}" if e.detail and (e.result != d.RESULT_SUCCEEDED
+                                                                                     or e.detail.startswith("automatic")) else "")),
           f"{e.duration_seconds:.1f}s" if e.duration_seconds is not None else "-"] for e in entries],
     )
 

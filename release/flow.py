@@ -19,6 +19,7 @@ Order of a release (`run_release`):
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import signal
 import threading
@@ -29,6 +30,7 @@ from typing import Any, Callable, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from config import StageConfig
+from release import bake
 from release import decisions as d
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
 from release.ledger import Ledger, LockHeld, entry_key, new_record_version, new_release_id
@@ -271,12 +273,64 @@ def run_release(ctx: Context, gate: str) -> dict:
         base["lock_taken_over"] = asdict(taken_over) if taken_over else None
         base["orphan_closed"] = asdict(orphan) if orphan else None
         outcome = _under_lock(ctx, gate, ledger, lease, who, release_id, base)  # fills in base's from/to/digest/forced
-        return {**base, **outcome}
+        released = {**base, **outcome}
     finally:
         with Shielded():
             if not lease.end():
                 ctx.say(f"could not release the lock (AWS unreachable?); it frees itself {lease.lock.lease_seconds:.0f} s "
                         "after its last heartbeat, and the next release records what happened")
+    if bake.should_watch(gate=gate, compute=ctx.stage.compute, bake_seconds=ctx.stage.bake_seconds,
+                         requested=bool(getattr(args, "watch", False)), result=released.get("result", "")):
+        released = _bake_window(ctx, released)
+    return released
+
+
+def _bake_window(ctx: Context, released: dict) -> dict:
+    """Watch the release alarms through the stage's bake window, the lock free; roll back on an alarm."""
+    tag, previous = released["to"], released["from"]
+    stack = ctx.service_stack()
+    names = bake.alarm_names(stack.outputs)
+    if not names:
+        ctx.say(f"not watching: {stack.name} has no {bake.ALARM_NAMES_OUTPUT} output (deploy the current stacks); "
+                f"{previous or '-'} stays warm for {ctx.stage.bake_seconds} s")
+        return released
+    until = ctx.clock() + ctx.stage.bake_seconds
+    ctx.say(f"bake window: watching {', '.join(names)} until {ctx.iso(until)} ({ctx.stage.bake_seconds} s); "
+            f"{previous or '-'} stays warm, and an alarm rolls back to it. The lock is free; Ctrl-C stops watching "
+            "(the release stays).")
+    try:
+        while True:
+            active = ctx.service_stack().parameters.get(d.IMAGE_TAG)
+            check = bake.decide_bake(now=ctx.clock(), until=until, released=tag, active=active,
+                                     firing=ctx.aws.firing_alarms_named(names))
+            if check.action != bake.WATCH:
+                break
+            ctx.sleep(max(ctx.args.poll_interval, 1.0))
+    except KeyboardInterrupt as error:
+        signum = signal_of(error) or signal.SIGINT
+        raise Abort(d.EXIT_SIGNAL_BASE + signum,
+                    f"stopped watching the bake window ({signal.Signals(signum).name}); {tag} stays active and recorded, "
+                    f"{previous or '-'} stays warm until {ctx.iso(until)}",
+                    f"`liftoff rollback --stage {ctx.stage.name}` before then is a flip", released) from None
+    released["bake"] = {"action": check.action, "reason": check.reason, "until": ctx.iso(until), "alarms": list(names)}
+    if check.action == bake.BAKED:
+        ctx.say(f"baked: no release alarm in {ctx.stage.bake_seconds} s; {tag} stays")
+        return released
+    if check.action == bake.SUPERSEDED:
+        ctx.say(f"stopped watching: {check.reason}")
+        return released
+    ctx.say(f"ALARM in the bake window of {tag}: {check.reason}")
+    ctx.say(f"rolling back to {previous} automatically")
+    automatic = argparse.Namespace(**{**vars(ctx.args), "version": previous, "yes": True, "force": False,
+                                      "watch": False, "automatic": check.reason})
+    original, ctx.args = ctx.args, automatic
+    try:
+        rolled_back = run_release(ctx, "rollback")
+    finally:
+        ctx.args = original
+    released["auto_rollback"] = {k: v for k, v in rolled_back.items() if k not in ("events",)}
+    released["exit_code"] = d.EXIT_AUTO_ROLLED_BACK if rolled_back.get("result") == d.RESULT_SUCCEEDED else rolled_back.get("exit_code", d.EXIT_UNVERIFIED)
+    return released
 
 
 def _record(ctx: Context, ledger: Ledger, *, gate, release_id, who, from_version, to_version, result, detail,
@@ -341,6 +395,8 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
     forced = force and staged != tag and (gate == "activate" or (gate == "rollback" and tag not in ran_before))
     base["forced"] = forced
     why = "undo the last release" if gate == "rollback" and args.version is None else gate
+    if getattr(args, "automatic", ""):
+        why = "automatic: a release alarm fired"
     ctx.say(f"plan: {gate} {ctx.stage.name}: {key} {from_version or '-'} -> {tag} ({why}"
             + ("; forced: not staged" if forced else "") + ")")
     if gate != "stage":
@@ -350,9 +406,12 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
     started = ctx.clock()
     # The entry's place is reserved and named in the lock before the entry is written, so whoever takes
     # the lock over after a crash finds it (and finds nothing to close if the crash came first).
+    automatic = getattr(args, "automatic", "")
+    note = "; ".join(part for part in (f"automatic rollback: {automatic}" if automatic else "",
+                                       "forced: not staged" if forced else "") if part)
     entry = d.Entry(
         release_id=release_id, gate=gate, from_version=from_version, to_version=tag, who=who, started_at=ctx.iso(started),
-        digest=digest, forced=forced, detail="forced: not staged" if forced else "", seq=ledger.next_seq(),
+        digest=digest, forced=forced, detail=note, seq=ledger.next_seq(),
     )
     lease.renew(activity=f"updating {stack.name}: {key} {from_version or '-'} -> {tag}", entry=entry, version=tag)
     entry = ledger.start(entry, ctx.stage.name)

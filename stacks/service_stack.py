@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, CfnParameter, Stack
+from aws_cdk import CfnOutput, CfnParameter, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -201,6 +201,8 @@ class ServiceStack(Stack):
         host = stage.domain_name or self.load_balancer.load_balancer.load_balancer_dns_name
         CfnOutput(self, "ServiceUrl", value=f"{self.load_balancer.url_scheme}://{host}")
         CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn)
+        # What a release watches in its bake window (ec2: `liftoff activate`; ecs: the deployment itself).
+        CfnOutput(self, "DeploymentAlarmNames", value=Fn.join(",", [alarm.alarm_name for alarm in self.alarms.deployment_alarms]))
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
         CfnOutput(self, "TargetGroupArn", value=self.load_balancer.target_group.target_group_arn)
         CfnOutput(self, "ComputeMode", value=stage.compute)

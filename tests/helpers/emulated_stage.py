@@ -41,7 +41,7 @@ import boto3
 
 from config import StageConfig
 from local import aws
-from local.adapter import adapt_template, secrets_to_create
+from local.adapter import adapt_template, alarms_to_create, secrets_to_create
 from local.assembly import StageStacks, read_templates
 
 IMAGE_TAG_PARAMETER = "ImageTag"
@@ -100,6 +100,7 @@ def deploy_stage(
     aws.mark_bootstrapped(session)
     templates = read_templates(Path(assembly), stacks.in_order)
     secret_arns = aws.create_secrets(session, secrets_to_create(templates))
+    aws.create_alarms(session, alarms_to_create(templates))
     adapted = {name: adapt_template(name, template, secret_arns=secret_arns)[0] for name, template in templates.items()}
     service_parameters = {IMAGE_TAG_PARAMETER: image_tag, STAGED_IMAGE_TAG_PARAMETER: staged_image_tag or image_tag}
 
