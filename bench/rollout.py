@@ -100,7 +100,11 @@ def liftoff(deployed: flow.LocalStage, runtime: HostsRuntime, *argv: str, config
 def command(verb: str, version: str) -> tuple[str, ...]:
     if verb == "rollback":
         return ("rollback",)
-    return (verb, version, *(("--force",) if version not in (FIRST, TARGET) else ()))
+    forced = ("--force",) if version not in (FIRST, TARGET) else ()
+    # The bad releases are watched through the bake window (their rollback is the point); the walk's
+    # activations return once verified, and the rollback that follows is inside the window.
+    watch = () if version == ANSWERS_5XX else ("--no-watch",)
+    return (verb, version, *forced, *watch)
 
 
 def host_work(runs) -> tuple[int, int]:
@@ -122,7 +126,16 @@ def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action
     whole = run.summary(version=version, marker="command")
     during = run.summary(since="command", until="done")
     pulls, starts = host_work([r for r in runtime.state_manager.runs[gate_runs_before:] if r.gate == "activate"])
-    return {"scenario": scenario.name, "mode": "ec2", "hosts": scenario.hosts, "action": action, "version": version,
+    extra = {}
+    if version == ANSWERS_5XX:
+        # Watched through the bake window: how long until every answer came from the old version again,
+        # and the alarm rule that decided it (the alarm stand-in evaluates the synthesized one).
+        back = run.summary(version=FIRST, marker="command")
+        alarms = runtime.hosts.alarms
+        extra = {"rolled_back_after_s": back.switch_s if code == 7 else None,
+                 "alarms": [f"{rule.name}: {rule.kind} {rule.comparison} {rule.threshold:g}, {rule.datapoints_to_alarm} of "
+                            f"{rule.evaluation_periods} x {rule.period} s" for rule in (alarms.rules if alarms else [])]}
+    return {**extra, "scenario": scenario.name, "mode": "ec2", "hosts": scenario.hosts, "action": action, "version": version,
             "sent": whole.sent, "failed": whole.failed, "longest_gap_s": whole.longest_gap_s, "switch_s": whole.switch_s,
             "p50_ms": during.p50_ms, "p99_ms": during.p99_ms, "versions": whole.versions, "exit": code,
             "pulls": pulls, "starts": starts,
@@ -173,7 +186,9 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         first = rows[0]
         row = {key: first[key] for key in ("scenario", "mode", "hosts", "action", "version")}
         row["runs"] = len(rows)
-        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts"):
+        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts", "rolled_back_after_s"):
+            if key not in first:
+                continue
             values = [r[key] for r in rows if r[key] is not None]
             row[key] = statistics.median(values) if values else None
             row[f"{key}_range"] = [min(values), max(values)] if values else None
@@ -184,6 +199,8 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         row["versions"] = sorted(versions)
         row["exits"] = [r["exit"] for r in rows]
         row["tool"] = [r["tool"] for r in rows]
+        if "alarms" in first:
+            row["alarms"] = first["alarms"]
         combined.append(row)
     return combined
 
@@ -204,6 +221,11 @@ def table(rows: list[dict]) -> str:
                      f"{figure(row, 'failed', 0)} | {figure(row, 'longest_gap_s')} | {figure(row, 'switch_s')} | "
                      f"{figure(row, 'p50_ms', 1)} | {figure(row, 'p99_ms', 1)} | {', '.join(row['versions'])} | "
                      f"{','.join(str(code) for code in row['exits'])} | {figure(row, 'pulls', 0)} / {figure(row, 'starts', 0)} |")
+    for row in rows:
+        if "rolled_back_after_s" in row:
+            lines.append(f"\n{row['scenario']}, {row['version']}: rolled back automatically after "
+                         f"{figure(row, 'rolled_back_after_s')} s (from the command to every answer from {FIRST} again); "
+                         f"alarms: {'; '.join(row.get('alarms') or ['none'])}")
     return "\n".join(lines)
 
 

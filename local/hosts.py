@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from local import boxes, lb
+from local.alarms import AlarmStandIn
 from local.docker import Daemon
 from local.emulator import free_port
 from local.runtime import EmulatedRuntime
@@ -66,6 +67,7 @@ class StageHosts:
         self.world: boxes.BoxWorld | None = None
         self.balancer: lb.LoadBalancer | None = None
         self.controller: lb.Controller | None = None
+        self.alarms: AlarmStandIn | None = None
         self._host_environment: dict[str, str] | None = None
         self._lock = threading.Lock()  # one gate command at a time on the stage, as the host lock would
 
@@ -125,6 +127,11 @@ class StageHosts:
             address_of=lambda target: world.boxes[target].address if target in world.boxes else None,
             health_file=Path(world.health_file), say=self.say)
         self.controller.start()
+        # The release alarms (DeploymentAlarmNames), evaluated on what this load balancer counts.
+        names = [n.strip() for n in self._outputs(self.service_stack).get("DeploymentAlarmNames", "").split(",") if n.strip()]
+        if names:
+            self.alarms = AlarmStandIn(self.balancer, self.controller, self.session.client("cloudwatch"), names, say=self.say)
+            self.alarms.start()
         return self.balancer
 
     def wait_in_service(self, timeout: float = 120.0) -> None:
@@ -139,6 +146,9 @@ class StageHosts:
             time.sleep(0.25)
 
     def stop_load_balancer(self) -> None:
+        if self.alarms is not None:
+            self.alarms.stop()
+            self.alarms = None
         if self.controller is not None:
             self.controller.stop()
             self.controller = None

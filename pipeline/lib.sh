@@ -15,7 +15,7 @@ LIFTOFF_CONFIG="${LIFTOFF_CONFIG:-cdk.json}"
 
 # liftoff's documented exit codes (docs/release-tool.md), used by the steps that source this file.
 # shellcheck disable=SC2034
-readonly EXIT_OK=0 EXIT_USAGE=2 EXIT_REFUSED=3 EXIT_AWS=4 EXIT_ROLLED_BACK=5 EXIT_UNVERIFIED=6
+readonly EXIT_OK=0 EXIT_USAGE=2 EXIT_REFUSED=3 EXIT_AWS=4 EXIT_ROLLED_BACK=5 EXIT_UNVERIFIED=6 EXIT_AUTO_ROLLED_BACK=7
 
 log() { printf 'pipeline: %s\n' "$*" >&2; }
 

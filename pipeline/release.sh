@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
 # Pass one release gate with liftoff and report it: release.sh stage|activate|rollback --stage S [--version V]
 #   stage     the update gate: the stage pulls V; nothing restarts          (liftoff stage V)
-#   activate  the activation gate: switch to a staged V, verified           (liftoff activate V --yes)
+#   activate  the activation gate: switch to a staged V, verified, then (ec2) the bake window's
+#             release alarms watched, rolled back automatically on one  (liftoff activate V --yes;
+#             --no-watch returns once verified)
 #   rollback  back to the previous version, or to --version V               (liftoff rollback [--to V] --yes)
 # Exits with liftoff's own code (0 ok, 2 bad input, 3 refused by a gate, 4 AWS error, 5 rolled back,
-# 6 switched but not verified); the job summary shows the versions, the ledger entry and links.
+# 6 switched but not verified, 7 rolled back automatically by a release alarm); the job summary shows the versions, the ledger entry and links.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-usage="usage: release.sh stage|activate|rollback --stage S [--version V]"
+usage="usage: release.sh stage|activate|rollback --stage S [--version V] [--no-watch]"
 gate="${1:-}"; shift || true
-stage="" version=""
+stage="" version="" watch=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage="$2"; shift 2 ;;
     --version) version="$2"; shift 2 ;;
+    --no-watch) watch=0; shift ;;
     *) die "$EXIT_USAGE" "unknown option '$1'; $usage" ;;
   esac
 done
 [[ -n "$stage" ]] || die "$EXIT_USAGE" "release.sh needs --stage; $usage"
 case "$gate" in
   stage)    [[ -n "$version" ]] || die "$EXIT_USAGE" "release.sh stage needs --version"; args=(stage "$version") ;;
-  activate) [[ -n "$version" ]] || die "$EXIT_USAGE" "release.sh activate needs --version"; args=(activate "$version" --yes) ;;
+  activate) [[ -n "$version" ]] || die "$EXIT_USAGE" "release.sh activate needs --version"; args=(activate "$version" --yes); [[ $watch -eq 1 ]] || args+=(--no-watch) ;;
   rollback) args=(rollback --yes); [[ -n "$version" ]] && args+=(--to "$version") ;;
   *) die "$EXIT_USAGE" "gate '$gate' is not allowed; expected stage, activate or rollback. $usage" ;;
 esac
@@ -47,6 +50,7 @@ case "$code" in
   "$EXIT_AWS")         verdict="AWS error (exit 4)" ;;
   "$EXIT_ROLLED_BACK") verdict="rolled back by CloudFormation (exit 5): $from is still active" ;;
   "$EXIT_UNVERIFIED")  verdict="switched but not verified healthy (exit 6): run the rollback workflow to go back to $from" ;;
+  "$EXIT_AUTO_ROLLED_BACK") verdict="a release alarm fired in the bake window (exit 7): rolled back automatically to $from" ;;
   *)                   verdict="exit $code" ;;
 esac
 
