@@ -54,3 +54,21 @@ def decide_bake(*, now: float, until: float, released: str, active: str | None, 
 def should_watch(*, gate: str, compute: str, bake_seconds: int, requested: bool, result: str) -> bool:
     """Only a succeeded switch on EC2 with a bake window is watched (ECS watches its own deployments)."""
     return requested and gate == "activate" and compute == "ec2" and bake_seconds > 0 and result == "succeeded"
+
+
+def warm_window(entries: Sequence, *, active: str | None, bake_seconds: int, now: float) -> dict | None:
+    """What the last switch left warm and until when, from the ledger (newest first): the version it
+    switched from stays warm for `bake_seconds` after the switch finished. None when nothing is warm."""
+    from datetime import datetime
+
+    for entry in entries:
+        if entry.gate not in ("activate", "rollback") or entry.result not in ("succeeded", "unverified"):
+            continue
+        if entry.to_version != active or not entry.from_version or not entry.finished_at:
+            return None
+        finished = datetime.fromisoformat(entry.finished_at.replace("Z", "+00:00")).timestamp()
+        until = finished + bake_seconds
+        if now >= until:
+            return None
+        return {"version": entry.from_version, "until": until, "seconds_left": until - now}
+    return None

@@ -23,6 +23,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError
                                  NoRegionError, PartialCredentialsError, ReadTimeoutError)
 
 from config import ConfigError, load_config
+from release import bake
 from release import decisions as d
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
 from release.flow import Abort, Context, describe_lock, raise_on_signal, run_release, run_unlock, running_now, signal_of
@@ -183,6 +184,13 @@ def cmd_status(ctx: Context) -> dict:
     ctx.say(f"stage {ctx.stage.name}: {stack.name} {stack.status}" + (f" ({stack.status_reason})" if stack.status_reason else ""))
     ctx.say(f"  active   {active or '-'}\n  staged   {staged or '-'}\n  previous {result['previous'] or '-'}")
     ctx.say(f"  rollback goes to {back or '- (the ledger has no earlier version: use --to)'}")
+    if running["compute"] == "ec2" and ctx.stage.activation == "slots":
+        warm = bake.warm_window(entries, active=active, bake_seconds=ctx.stage.bake_seconds, now=ctx.clock())
+        result["warm"] = {"version": warm["version"], "until": ctx.iso(warm["until"])} if warm else None
+        ctx.say(f"  warm     {warm['version']} until {ctx.iso(warm['until'])} ({warm['seconds_left']:.0f} s left of the "
+                f"{ctx.stage.bake_seconds} s bake window): a rollback to it now is a traffic flip on each host"
+                if warm else f"  warm     nothing (the previous version stops {ctx.stage.bake_seconds} s after a switch); "
+                "a rollback starts it again")
     ctx.say(f"  desired count {running['desired_count']} ({running['compute']}; cdk.json desired_count {ctx.stage.desired_count} "
             "- change it there and `cdk deploy`)")
     healthy, unhealthy = healthy_and_unhealthy(running["targets"])

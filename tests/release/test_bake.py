@@ -127,3 +127,32 @@ def test_ctrl_c_stops_the_watch_and_keeps_the_release(production):
     assert "stopped watching the bake window (SIGINT); 1.1.0 stays active and recorded, 1.0.0 stays warm until" in run.err
     assert production.parameters()["ImageTag"] == "1.1.0"
     assert production.entries()[0].result == d.RESULT_SUCCEEDED
+
+
+# --- what `liftoff status` shows as warm ----------------------------------------------------------
+
+def entry(gate, from_version, to_version, finished_at, result="succeeded"):
+    return d.Entry(release_id="r", gate=gate, from_version=from_version, to_version=to_version, who="w",
+                   started_at=finished_at, result=result, finished_at=finished_at)
+
+
+def test_the_version_switched_from_is_warm_for_the_bake_window():
+    from datetime import datetime
+
+    switched = datetime.fromisoformat("2026-11-28T10:00:00+00:00").timestamp()
+    entries = [entry("stage", "1.1.0", "1.2.0", "2026-11-28T10:01:00.000Z"),
+               entry("activate", "1.0.0", "1.1.0", "2026-11-28T10:00:00.000Z")]
+    warm = bake.warm_window(entries, active="1.1.0", bake_seconds=300, now=switched + 100)
+    assert warm == {"version": "1.0.0", "until": switched + 300, "seconds_left": 200}
+    assert bake.warm_window(entries, active="1.1.0", bake_seconds=300, now=switched + 300) is None
+    # The stack runs something else than the last switch recorded: nothing is known to be warm.
+    assert bake.warm_window(entries, active="1.2.0", bake_seconds=300, now=switched + 1) is None
+    # A refused or failed attempt switched nothing: the switch before it decides.
+    refused = [entry("rollback", "1.1.0", "1.0.0", "2026-11-28T10:02:00.000Z", result="refused"), *entries]
+    assert bake.warm_window(refused, active="1.1.0", bake_seconds=300, now=switched + 10)["version"] == "1.0.0"
+
+
+def test_status_shows_what_is_warm_on_an_ec2_stage(production):
+    assert production.run("activate", "1.1.0", "--yes", "--no-watch").code == 0
+    status = production.run("status")
+    assert "warm     1.0.0 until" in status.out and "a rollback to it now is a traffic flip" in status.out
