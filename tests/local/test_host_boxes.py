@@ -186,6 +186,21 @@ def test_after_the_bake_window_the_old_slot_stops_and_a_switch_starts_it_again(h
     assert back.returncode == 0 and "warm" in back.stderr and hosts.serving_version(box) == "1.0.0"
 
 
+def test_a_switch_interrupted_between_its_record_and_the_proxy_is_repaired_by_the_next_one(hosts):
+    box = hosts.hosts[0]
+    on_host(hosts, box, "/opt/liftoff/bin/liftoff-activate", "1.1.0")
+    on_host(hosts, box, "/opt/liftoff/bin/liftoff-activate", "1.0.0")  # 1.1.0 warm in slot b, a serves
+    assert active_slot(hosts, box) == "a"
+    # As if a switch had died after recording slot a but before telling the running proxy.
+    on_host(hosts, box, "bash", "-c", "echo 'set server slots/b state ready; set server slots/a state maint' | "
+            "socat - UNIX-CONNECT:/run/liftoff-proxy/admin.sock")
+    assert hosts.serving_version(box) == "1.1.0"
+    repaired = boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", "1.0.0")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "sends traffic to slot b, not the recorded slot a" in repaired.stderr
+    assert "already active and healthy" in repaired.stderr and hosts.serving_version(box) == "1.0.0"
+
+
 def test_one_host_switches_and_switches_back_under_load_without_a_failed_request(hosts):
     from local.load import LoadRun
 

@@ -287,16 +287,38 @@ proxy_command() {
 
 # New requests go to `slot` from this instant; requests already inside the old slot finish there.
 # Both commands in one line: the proxy applies them together, never with no server enabled.
+# The record comes first: a switch killed half-way leaves the record ahead of the proxy, and the
+# next activation puts the proxy back in step (proxy_in_step) before it touches any slot.
 route_to_slot() {
     local slot="$1" old
     old="$(other_slot "$slot")"
+    atomic_write "$ACTIVE_SLOT_FILE" "$slot"$'\n'
     write_proxy_config "$slot"
     if systemctl is-active --quiet "$PROXY_UNIT"; then
         proxy_command "set server slots/$slot state ready; set server slots/$old state maint" >/dev/null
     else
         systemctl start "$PROXY_UNIT"
     fi
-    atomic_write "$ACTIVE_SLOT_FILE" "$slot"$'\n'
+}
+
+# The slot the running proxy sends new requests to ("" when it is down or sends to both or none).
+proxy_slot() {
+    local states
+    states="$(proxy_command "show stat" 2>/dev/null | awk -F, '
+        NR == 1 { for (i = 1; i <= NF; i++) if ($i == "status") col = i; next }
+        $1 == "slots" && ($2 == "a" || $2 == "b") && $col != "MAINT" { print $2 }')" || true
+    [[ "$states" == a || "$states" == b ]] && printf '%s' "$states"
+    return 0
+}
+
+proxy_in_step() {
+    local recorded="$1" serving
+    serving="$(proxy_slot)"
+    if [[ "$serving" != "$recorded" ]]; then
+        log "the host proxy sends traffic to slot ${serving:-none}, not the recorded slot $recorded (an interrupted" \
+            "switch, or a proxy restart): routing to slot $recorded again"
+        route_to_slot "$recorded"
+    fi
 }
 
 retire_timer() {
