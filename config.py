@@ -53,6 +53,8 @@ MODE_ONLY_KEYS = {
     "activation": "ec2",
     "container_memory_mib": "ec2",
     "deployment_strategy": "ecs",
+    "traffic_shift_percent": "ecs",
+    "traffic_shift_step_seconds": "ecs",
 }
 # How an EC2 host switches versions: `slots` starts the new version beside the old one behind the
 # host's own proxy and flips traffic once it is healthy (no failed request, and the old version stays
@@ -61,6 +63,12 @@ MODE_ONLY_KEYS = {
 EC2_ACTIVATIONS = ("slots", "restart")
 # ECS's own deployment controller strategies (aws-cdk-lib's `deployment_strategy`).
 ECS_DEPLOYMENT_STRATEGIES = ("rolling", "blue_green", "canary", "linear")
+# canary/linear: the share moved per step and the wait between steps, when a stage names none. ECS's own
+# defaults (linear 10 % every 6 minutes) take an hour; these finish in minutes yet give the release alarms
+# (a few one-minute periods) a step long enough to fire. Canary's 5 % is ECS Express Mode's first shift.
+TRAFFIC_SHIFT_DEFAULTS = {"canary": (5.0, 300), "linear": (20.0, 120)}
+# ECS's accepted step percentages (multiples of 0.1).
+TRAFFIC_SHIFT_PERCENT_RANGES = {"canary": (0.1, 100.0), "linear": (3.0, 100.0)}
 # What an EC2 host keeps for itself beside the containers: the OS, Docker, the SSM and proxy daemons.
 HOST_RESERVED_MIB = 512
 
@@ -75,6 +83,11 @@ class AlarmThresholds:
 
     # Share of requests answered 5xx by the targets or the load balancer, over 5 minutes.
     http_5xx_percent: int = 5
+    # Release alarms (ECS deployment alarms with rollback, the EC2 activation watch): checked every minute,
+    # firing after `release_alarm_minutes` consecutive bad minutes. 1 % 5xx is ECS Express Mode's bar.
+    release_5xx_percent: int = 1
+    release_unhealthy_targets: int = 1
+    release_alarm_minutes: int = 2
     # Target response time, 99th percentile, over 5 minutes.
     latency_p99_ms: int = 1000
     db_cpu_percent: int = 80
@@ -86,6 +99,9 @@ class AlarmThresholds:
 
 _THRESHOLD_RANGES = {
     "http_5xx_percent": (1, 100),
+    "release_5xx_percent": (1, 100),
+    "release_unhealthy_targets": (1, 50),
+    "release_alarm_minutes": (1, 5),
     "latency_p99_ms": (10, 60000),
     "db_cpu_percent": (1, 100),
     "db_free_storage_gib": (1, 65536),
@@ -112,6 +128,9 @@ class StageConfig:
     container_memory_mib: int = 512
     # ecs: how ECS replaces tasks on a release.
     deployment_strategy: str = "rolling"
+    # ecs canary/linear: the share of traffic per step and the wait between steps (None: TRAFFIC_SHIFT_DEFAULTS).
+    traffic_shift_percent: float | None = None
+    traffic_shift_step_seconds: int | None = None
     # After an activation the previous version stays warm (ec2: its slot keeps running; ecs blue/green:
     # the old task set keeps its tasks) and the release's alarms are watched; a rollback inside the
     # window is a traffic flip.
@@ -161,6 +180,22 @@ class StageConfig:
     @property
     def serves_https(self) -> bool:
         return self.domain_name is not None or self.certificate_arn is not None
+
+    @property
+    def traffic_shift(self) -> tuple[float, int] | None:
+        """canary/linear: (percent per step, seconds between steps); None for the other strategies."""
+        if self.compute != "ecs" or self.deployment_strategy not in TRAFFIC_SHIFT_DEFAULTS:
+            return None
+        percent, step = TRAFFIC_SHIFT_DEFAULTS[self.deployment_strategy]
+        return (
+            float(self.traffic_shift_percent if self.traffic_shift_percent is not None else percent),
+            self.traffic_shift_step_seconds if self.traffic_shift_step_seconds is not None else step,
+        )
+
+    @property
+    def bakes(self) -> bool:
+        """The previous version stays warm after an activation: ec2 slots, ecs blue_green/canary/linear."""
+        return self.activation == "slots" if self.compute == "ec2" else self.deployment_strategy != "rolling"
 
     @property
     def db_connections_alarm_threshold(self) -> int:
@@ -272,6 +307,8 @@ _INT_RANGES = {
     "container_memory_mib": (128, 65536),
     # ECS blue/green bake time is at most 1440 minutes; a warm window of an hour is plenty for a flip.
     "bake_seconds": (0, 3600),
+    # ECS waits between steps in whole minutes, at most 1440.
+    "traffic_shift_step_seconds": (0, 86400),
 }
 _LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 _PATTERNS = {
@@ -297,7 +334,7 @@ _PATTERNS.update({
 })
 _BOOLS = ("db_multi_az", "deletion_protection", "alb_access_logs", "container_insights", "enhanced_monitoring")
 _OPTIONAL = (
-    "account", "region", "certificate_arn", "ami_id", "share_registry_with",
+    "account", "region", "certificate_arn", "ami_id", "share_registry_with", "traffic_shift_percent",
     "domain_name", "hosted_zone_id", "hosted_zone_name",
 )
 _REQUIRED = ("compute", "desired_count")
@@ -325,6 +362,10 @@ def _check_value(stage: str, key: str, value: Any) -> None:
         pattern, allowed = _PATTERNS[key]
         if not isinstance(value, str) or not re.fullmatch(pattern, value):
             raise _fail(stage, key, value, allowed)
+    elif key == "traffic_shift_percent":
+        # The range depends on the strategy (checked with the whole stage); here: a number in tenths.
+        if type(value) not in (int, float) or not 0 < value <= 100 or abs(value * 10 - round(value * 10)) > 1e-9:
+            raise _fail(stage, key, value, "a percentage from 0.1 to 100 in steps of 0.1")
     elif key == "share_registry_with":
         if not isinstance(value, str):
             raise _fail(stage, key, value, "the name of another stage")
@@ -504,6 +545,29 @@ def _check_host_memory(stage: StageConfig) -> None:
         )
 
 
+def _check_deployment_strategy(stage: StageConfig) -> None:
+    strategy = stage.deployment_strategy
+    if strategy != "rolling" and stage.bake_seconds % 60:
+        raise _fail(stage.name, "bake_seconds", stage.bake_seconds,
+                    f"a whole number of minutes in seconds (60, 120, ... 3600): ECS bakes deployment_strategy {strategy!r} in minutes")
+    for key in ("traffic_shift_percent", "traffic_shift_step_seconds"):
+        if getattr(stage, key) is not None and strategy not in TRAFFIC_SHIFT_DEFAULTS:
+            raise ConfigError(
+                f"stage {stage.name!r}: {key} has no effect with deployment_strategy {strategy!r}; only "
+                f"{' and '.join(TRAFFIC_SHIFT_DEFAULTS)} shift traffic in steps (remove the key, or set deployment_strategy)"
+            )
+    if strategy not in TRAFFIC_SHIFT_DEFAULTS:
+        return
+    percent, step = stage.traffic_shift
+    low, high = TRAFFIC_SHIFT_PERCENT_RANGES[strategy]
+    if not low <= percent <= high:
+        raise _fail(stage.name, "traffic_shift_percent", stage.traffic_shift_percent,
+                    f"a percentage from {low:g} to {high:g} in steps of 0.1 for deployment_strategy {strategy!r}")
+    if step % 60:
+        raise _fail(stage.name, "traffic_shift_step_seconds", stage.traffic_shift_step_seconds,
+                    "a whole number of minutes in seconds (0, 60, 120, ... 86400): ECS waits between steps in minutes")
+
+
 def _check_stage(stage: StageConfig) -> None:
     if stage.db_max_allocated_storage_gib < stage.db_allocated_storage_gib:
         raise _fail(
@@ -540,6 +604,8 @@ def _check_stage(stage: StageConfig) -> None:
         )
     if stage.compute == "ec2":
         _check_host_memory(stage)
+    if stage.compute == "ecs":
+        _check_deployment_strategy(stage)
     if (stage.account is None) != (stage.region is None):
         raise ConfigError(
             f"stage {stage.name!r}: account and region go together; set both for a pinned environment "

@@ -1,9 +1,15 @@
 """The stage's alarms and the topic that pages someone: one place for every alarm liftoff makes.
 
-Each alarm is on a condition a person has to act on, and says so in its description. Two of them
-watch the traffic a release changes, the load balancer's 5xx share and unhealthy targets; they are
-exposed as `deployment_alarms` so a rollout (ECS deployment alarms, the EC2 activation watch) can
-stop on the same conditions that page someone, rather than on a second, drifting copy.
+Each paging alarm is on a condition a person has to act on, and says so in its description. They
+wait minutes (3 of 5 for the 5xx share) so that a blip pages no one, which is far too slow to stop a
+release. So two release alarms watch the same traffic a release changes, the 5xx share of requests and
+unhealthy targets, over one-minute periods at stricter per-stage thresholds (1 % 5xx by default, ECS
+Express Mode's bar). They are `deployment_alarms`: ECS rolls back on them (every strategy) and the EC2
+activation watch reads their names from the stack output `DeploymentAlarmNames`. They notify no one:
+a bad release is undone by them, and a lasting problem still trips the paging alarms.
+
+With ECS blue/green, canary or linear the service moves between two target groups on every release;
+the target-group alarms add both groups up, so they keep watching whichever one serves.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ class Alarms(Construct):
         *,
         stage_name: str,
         load_balancer: elbv2.ApplicationLoadBalancer,
-        target_group: elbv2.ApplicationTargetGroup,
+        target_groups: Sequence[elbv2.ApplicationTargetGroup],
         database: rds.IDatabaseInstance,
         auto_scaling_group_name: str | None,
         emails: Sequence[str],
@@ -41,6 +47,9 @@ class Alarms(Construct):
         db_cpu_percent: int,
         db_free_storage_gib: int,
         db_connections: int,
+        release_5xx_percent: int,
+        release_unhealthy_targets: int,
+        release_alarm_minutes: int,
     ) -> None:
         super().__init__(scope, construct_id)
         # Not encrypted at rest: CloudWatch cannot publish to a topic under the AWS managed SNS key, and
@@ -53,18 +62,22 @@ class Alarms(Construct):
 
         # Both the targets' and the load balancer's own 5xx (502/503/504 when targets fail), as a share
         # of all requests; no requests means no errors.
+        # The load balancer serves only this service, so its counts are its target groups' together.
+        http_5xx_share = cloudwatch.MathExpression(
+            expression="IF(requests > 0, 100 * (target5xx + elb5xx) / requests, 0)",
+            using_metrics={
+                "requests": load_balancer.metrics.request_count(period=ONE_MINUTE),
+                "target5xx": load_balancer.metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=ONE_MINUTE),
+                "elb5xx": load_balancer.metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, period=ONE_MINUTE),
+            },
+            label="5xx share of requests (%)",
+            period=ONE_MINUTE,
+        )
+        unhealthy = _summed(target_groups, "unhealthy", lambda tg: tg.metrics.unhealthy_host_count(period=ONE_MINUTE, statistic="Maximum"))
+        healthy = _summed(target_groups, "healthy", lambda tg: tg.metrics.healthy_host_count(period=ONE_MINUTE, statistic="Minimum"))
         self.http_5xx_share = self._alarm(
             "Http5xxShare",
-            metric=cloudwatch.MathExpression(
-                expression="IF(requests > 0, 100 * (target5xx + elb5xx) / requests, 0)",
-                using_metrics={
-                    "requests": load_balancer.metrics.request_count(period=ONE_MINUTE),
-                    "target5xx": load_balancer.metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=ONE_MINUTE),
-                    "elb5xx": load_balancer.metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, period=ONE_MINUTE),
-                },
-                label="5xx share of requests (%)",
-                period=ONE_MINUTE,
-            ),
+            metric=http_5xx_share,
             threshold=http_5xx_percent,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=5,
@@ -73,7 +86,7 @@ class Alarms(Construct):
         )
         self.unhealthy_targets = self._alarm(
             "UnhealthyTargets",
-            metric=target_group.metrics.unhealthy_host_count(period=ONE_MINUTE, statistic="Maximum"),
+            metric=unhealthy,
             threshold=1,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=3,
@@ -83,7 +96,7 @@ class Alarms(Construct):
         # Missing data counts as breaching: when every task or host is gone, the target group may report nothing.
         self.no_healthy_targets = self._alarm(
             "NoHealthyTargets",
-            metric=target_group.metrics.healthy_host_count(period=ONE_MINUTE, statistic="Minimum"),
+            metric=healthy,
             threshold=1,
             comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             evaluation_periods=2,
@@ -93,7 +106,9 @@ class Alarms(Construct):
         )
         self.latency = self._alarm(
             "LatencyP99",
-            metric=target_group.metrics.target_response_time(period=FIVE_MINUTES, statistic="p99"),
+            # Percentiles do not add up across target groups; the load balancer's covers both.
+            metric=(target_groups[0].metrics if len(target_groups) == 1 else load_balancer.metrics).target_response_time(
+                period=FIVE_MINUTES, statistic="p99"),
             threshold=latency_p99_ms / 1000,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=2,
@@ -144,8 +159,29 @@ class Alarms(Construct):
                 datapoints_to_alarm=2,
                 description="a host has failed its EC2 status checks for 10 minutes: terminate it and let the group replace it (README, Operations)",
             )
-        # What a rollout watches: the conditions a bad release causes within minutes.
-        self.deployment_alarms: tuple[cloudwatch.Alarm, ...] = (self.http_5xx_share, self.unhealthy_targets)
+        minutes = release_alarm_minutes
+        self.release_5xx_share = self._alarm(
+            "Release5xxShare",
+            metric=http_5xx_share,
+            threshold=release_5xx_percent,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=minutes,
+            datapoints_to_alarm=minutes,
+            description=f"release alarm: more than {release_5xx_percent}% of requests answered 5xx for {minutes} minute(s) in a row; an ECS deployment rolls back on it",
+            notify=False,
+        )
+        self.release_unhealthy_targets = self._alarm(
+            "ReleaseUnhealthyTargets",
+            metric=unhealthy,
+            threshold=release_unhealthy_targets,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=minutes,
+            datapoints_to_alarm=minutes,
+            description=f"release alarm: {release_unhealthy_targets} or more targets failed their health checks for {minutes} minute(s) in a row; an ECS deployment rolls back on it",
+            notify=False,
+        )
+        # What a rollout watches: the conditions a bad release causes within a minute or two.
+        self.deployment_alarms: tuple[cloudwatch.Alarm, ...] = (self.release_5xx_share, self.release_unhealthy_targets)
 
     def _alarm(
         self,
@@ -158,6 +194,7 @@ class Alarms(Construct):
         datapoints_to_alarm: int,
         description: str,
         missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+        notify: bool = True,
     ) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
@@ -170,8 +207,19 @@ class Alarms(Construct):
             treat_missing_data=missing,
             alarm_description=f"liftoff {self._stage_name}: {description}",
         )
-        # OK too: whoever was paged learns when it is over.
-        alarm.add_alarm_action(actions.SnsAction(self.topic))
-        alarm.add_ok_action(actions.SnsAction(self.topic))
+        if notify:
+            # OK too: whoever was paged learns when it is over.
+            alarm.add_alarm_action(actions.SnsAction(self.topic))
+            alarm.add_ok_action(actions.SnsAction(self.topic))
         self.alarms[construct_id] = alarm
         return alarm
+
+
+def _summed(target_groups: Sequence[elbv2.ApplicationTargetGroup], label: str, metric) -> cloudwatch.IMetric:
+    """One group's metric as it is; several added up (a group with no targets reports nothing: 0)."""
+    if len(target_groups) == 1:
+        return metric(target_groups[0])
+    names = {f"group{index}": metric(group) for index, group in enumerate(target_groups)}
+    return cloudwatch.MathExpression(
+        expression=" + ".join(f"FILL({name}, 0)" for name in names), using_metrics=names, label=f"{label} targets", period=ONE_MINUTE,
+    )

@@ -1,6 +1,8 @@
 """The stage's CloudWatch dashboard: traffic, errors, latency, targets, compute and database on one page."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -21,7 +23,7 @@ class Dashboard(Construct):
         *,
         stage_name: str,
         load_balancer: elbv2.ApplicationLoadBalancer,
-        target_group: elbv2.ApplicationTargetGroup,
+        target_groups: Sequence[elbv2.ApplicationTargetGroup],
         database: rds.IDatabaseInstance,
         compute_cpu: cloudwatch.IMetric,
         compute_memory: cloudwatch.IMetric | None,
@@ -38,7 +40,10 @@ class Dashboard(Construct):
         # deploys in the local emulator too (moto has no model for AWS::CloudWatch::Alarm).
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         lb = load_balancer.metrics
-        tg = target_group.metrics
+        # With ECS blue/green the service moves between two groups: latency from the load balancer
+        # (percentiles do not add up), target counts per group.
+        latency = (target_groups[0] if len(target_groups) == 1 else load_balancer).metrics
+        group_names = ("", ) if len(target_groups) == 1 else ("", " (alternate group)")
         memory = [compute_memory] if compute_memory is not None else []
         self.dashboard.add_widgets(
             cloudwatch.TextWidget(
@@ -61,8 +66,8 @@ class Dashboard(Construct):
             cloudwatch.GraphWidget(
                 title="Target response time (s)",
                 left=[
-                    tg.target_response_time(period=PERIOD, statistic="p50", label="p50"),
-                    tg.target_response_time(period=PERIOD, statistic="p99", label="p99"),
+                    latency.target_response_time(period=PERIOD, statistic="p50", label="p50"),
+                    latency.target_response_time(period=PERIOD, statistic="p99", label="p99"),
                 ],
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=latency_p99_ms / 1000, label="p99 alarm")],
                 width=8,
@@ -72,8 +77,12 @@ class Dashboard(Construct):
             cloudwatch.GraphWidget(
                 title="Targets",
                 left=[
-                    tg.healthy_host_count(period=PERIOD, statistic="Minimum", label="healthy"),
-                    tg.unhealthy_host_count(period=PERIOD, statistic="Maximum", label="unhealthy"),
+                    metric
+                    for group, name in zip(target_groups, group_names)
+                    for metric in (
+                        group.metrics.healthy_host_count(period=PERIOD, statistic="Minimum", label=f"healthy{name}"),
+                        group.metrics.unhealthy_host_count(period=PERIOD, statistic="Maximum", label=f"unhealthy{name}"),
+                    )
                 ],
                 width=8,
             ),

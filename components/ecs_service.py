@@ -1,7 +1,17 @@
-"""The Fargate service: the scale path. Rolling updates keep full capacity and roll back on failure."""
+"""The Fargate service: the scale path, released by ECS's own deployment controller.
+
+`rolling` replaces tasks keeping full capacity (circuit breaker with rollback). `blue_green`, `canary`
+and `linear` start the new version beside the old one in the alternate target group, move production
+traffic through the load balancer's listener rule (all at once, a first step, or equal steps), and keep
+the old tasks for the bake time, so a rollback is a traffic move back, not a new deployment. Every
+strategy rolls back on the release alarms.
+"""
 from __future__ import annotations
 
+from typing import Sequence
+
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
@@ -15,6 +25,12 @@ from components.nag import acknowledge
 CONTAINER_NAME = "app"
 MIGRATE_CONTAINER_NAME = "migrate"
 HEALTH_CHECK_GRACE_SECONDS = 15
+_STRATEGIES = {
+    "rolling": ecs.DeploymentStrategy.ROLLING,
+    "blue_green": ecs.DeploymentStrategy.BLUE_GREEN,
+    "canary": ecs.DeploymentStrategy.CANARY,
+    "linear": ecs.DeploymentStrategy.LINEAR,
+}
 
 
 class EcsService(Construct):
@@ -39,6 +55,11 @@ class EcsService(Construct):
         stop_timeout_seconds: int,
         log_retention: logs.RetentionDays,
         container_insights: bool,
+        deployment_strategy: str,
+        bake_seconds: int,
+        traffic_shift: tuple[float, int] | None,
+        alternate_target_group: elbv2.ApplicationTargetGroup | None,
+        production_rule: elbv2.ApplicationListenerRule | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(self, "SecurityGroup", vpc=vpc, description="liftoff service")
@@ -88,6 +109,13 @@ class EcsService(Construct):
         app.add_container_dependencies(
             ecs.ContainerDependency(container=migrate, condition=ecs.ContainerDependencyCondition.SUCCESS)
         )
+        rolling = deployment_strategy == "rolling"
+        if not rolling and (alternate_target_group is None or production_rule is None):
+            raise ValueError(f"deployment_strategy {deployment_strategy!r} needs an alternate target group and a production listener rule")
+        shift = None
+        if traffic_shift is not None:
+            percent, step_seconds = traffic_shift
+            shift = ecs.TrafficShiftConfig(step_percent=percent, step_bake_time=Duration.minutes(step_seconds // 60))
         self.service = ecs.FargateService(
             self,
             "Service",
@@ -101,10 +129,31 @@ class EcsService(Construct):
             security_groups=[self.security_group],
             min_healthy_percent=100,
             max_healthy_percent=200,
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            deployment_strategy=None if rolling else _STRATEGIES[deployment_strategy],
+            # The circuit breaker applies to rolling deployments only; the others stop on the alarms.
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True) if rolling else None,
+            bake_time=None if rolling else Duration.minutes(bake_seconds // 60),
+            canary_configuration=shift if deployment_strategy == "canary" else None,
+            linear_configuration=shift if deployment_strategy == "linear" else None,
             health_check_grace_period=Duration.seconds(HEALTH_CHECK_GRACE_SECONDS),
         )
-        self.service.attach_to_application_target_group(target_group)
+        if rolling:
+            self.service.attach_to_application_target_group(target_group)
+        else:
+            # The alternate target creates the infrastructure role ECS assumes to rewrite the rule's weights.
+            self.alternate_target = ecs.AlternateTarget(
+                "AlternateTarget",
+                alternate_target_group=alternate_target_group,
+                production_listener=ecs.ListenerRuleConfiguration.application_listener_rule(production_rule),
+            )
+            self.service.load_balancer_target(
+                container_name=CONTAINER_NAME, container_port=container_port, alternate_target=self.alternate_target,
+            ).attach_to_application_target_group(target_group)
+            acknowledge(
+                self.service.node.find_child("AlternateTargetRole"),
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers]",
+                "The infrastructure role ECS assumes to move traffic between the two target groups; AWS maintains this policy for exactly that (read and modify listeners, rules and target groups), and only ecs.amazonaws.com can assume the role.",
+            )
         if not container_insights:
             acknowledge(
                 cluster, "AwsSolutions-ECS4",
@@ -117,4 +166,10 @@ class EcsService(Construct):
         acknowledge(
             task_definition.obtain_execution_role(), "AwsSolutions-IAM5[Resource::*]",
             "ecr:GetAuthorizationToken supports no resource-level permission; every other action is scoped to the repository, log group and secret.",
+        )
+
+    def roll_back_on(self, alarms: Sequence[cloudwatch.IAlarm]) -> None:
+        """ECS deployment alarms: any of them in ALARM during a deployment (bake included) rolls it back."""
+        self.service.enable_deployment_alarms(
+            [alarm.alarm_name for alarm in alarms], behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
         )

@@ -32,6 +32,7 @@ class LoadBalancer(Construct):
         drain_seconds: int,
         certificate: acm.ICertificate | None,
         access_logs_bucket: s3.IBucket | None,
+        alternate_target_group: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(
@@ -46,25 +47,34 @@ class LoadBalancer(Construct):
             security_group=self.security_group,
             drop_invalid_header_fields=True,
         )
-        self.target_group = elbv2.ApplicationTargetGroup(
-            self,
-            "Targets",
-            vpc=vpc,
-            target_type=target_type,
-            port=container_port,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            deregistration_delay=Duration.seconds(drain_seconds),
-            health_check=elbv2.HealthCheck(
-                path=health_check_path,
-                healthy_http_codes="200",
-                interval=Duration.seconds(HEALTH_CHECK_INTERVAL_SECONDS),
-                timeout=Duration.seconds(HEALTH_CHECK_TIMEOUT_SECONDS),
-                healthy_threshold_count=HEALTHY_THRESHOLD,
-                unhealthy_threshold_count=UNHEALTHY_THRESHOLD,
-            ),
+        def target_group(construct_id: str) -> elbv2.ApplicationTargetGroup:
+            return elbv2.ApplicationTargetGroup(
+                self,
+                construct_id,
+                vpc=vpc,
+                target_type=target_type,
+                port=container_port,
+                protocol=elbv2.ApplicationProtocol.HTTP,
+                deregistration_delay=Duration.seconds(drain_seconds),
+                health_check=elbv2.HealthCheck(
+                    path=health_check_path,
+                    healthy_http_codes="200",
+                    interval=Duration.seconds(HEALTH_CHECK_INTERVAL_SECONDS),
+                    timeout=Duration.seconds(HEALTH_CHECK_TIMEOUT_SECONDS),
+                    healthy_threshold_count=HEALTHY_THRESHOLD,
+                    unhealthy_threshold_count=UNHEALTHY_THRESHOLD,
+                ),
+            )
+
+        self.target_group = target_group("Targets")
+        # ECS blue/green, canary and linear start the new tasks in the other target group and move traffic
+        # by rewriting the weights of one listener rule; the groups swap roles on every release.
+        self.alternate_target_group = target_group("AlternateTargets") if alternate_target_group else None
+        self.target_groups: tuple[elbv2.ApplicationTargetGroup, ...] = tuple(
+            group for group in (self.target_group, self.alternate_target_group) if group is not None
         )
         if certificate is not None:
-            self.load_balancer.add_listener(
+            serving = self.load_balancer.add_listener(
                 "Https",
                 port=443,
                 protocol=elbv2.ApplicationProtocol.HTTPS,
@@ -76,9 +86,24 @@ class LoadBalancer(Construct):
             self.load_balancer.add_redirect(source_port=80, target_port=443)
             self.url_scheme = "https"
         else:
-            self.load_balancer.add_listener(
+            serving = self.load_balancer.add_listener(
                 "Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP, default_target_groups=[self.target_group]
             )
             self.url_scheme = "http"
+        self.production_rule = None
+        if self.alternate_target_group is not None:
+            # Every path matches the rule, so the listener's default (the first group) is never reached
+            # even after ECS has moved the traffic to the other group.
+            self.production_rule = elbv2.ApplicationListenerRule(
+                self,
+                "ProductionRule",
+                listener=serving,
+                priority=1,
+                conditions=[elbv2.ListenerCondition.path_patterns(["/*"])],
+                action=elbv2.ListenerAction.weighted_forward([
+                    elbv2.WeightedTargetGroup(target_group=self.target_group, weight=100),
+                    elbv2.WeightedTargetGroup(target_group=self.alternate_target_group, weight=0),
+                ]),
+            )
         if access_logs_bucket is not None:
             self.load_balancer.log_access_logs(access_logs_bucket)

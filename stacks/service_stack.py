@@ -88,6 +88,7 @@ class ServiceStack(Stack):
             drain_seconds=stage.drain_seconds,
             certificate=self.domain.certificate if self.domain else None,
             access_logs_bucket=access_logs_bucket,
+            alternate_target_group=stage.compute == "ecs" and stage.deployment_strategy != "rolling",
         )
         if self.domain is not None:
             self.domain.point_at(self.load_balancer.load_balancer)
@@ -109,7 +110,12 @@ class ServiceStack(Stack):
         if stage.compute == "ecs":
             self.compute = EcsService(
                 self, "Ecs", task_cpu=stage.task_cpu, task_memory_mib=stage.task_memory_mib,
-                container_insights=stage.container_insights, **common
+                container_insights=stage.container_insights,
+                deployment_strategy=stage.deployment_strategy, bake_seconds=stage.bake_seconds,
+                traffic_shift=stage.traffic_shift,
+                alternate_target_group=self.load_balancer.alternate_target_group,
+                production_rule=self.load_balancer.production_rule,
+                **common,
             )
             compute_outputs = {
                 "ClusterName": self.compute.service.cluster.cluster_name,
@@ -160,7 +166,7 @@ class ServiceStack(Stack):
             self, "Alarms",
             stage_name=stage.name,
             load_balancer=self.load_balancer.load_balancer,
-            target_group=self.load_balancer.target_group,
+            target_groups=self.load_balancer.target_groups,
             database=database.instance,
             auto_scaling_group_name=(
                 self.compute.auto_scaling_group.auto_scaling_group_name if stage.compute == "ec2" else None
@@ -171,8 +177,12 @@ class ServiceStack(Stack):
             db_cpu_percent=thresholds.db_cpu_percent,
             db_free_storage_gib=thresholds.db_free_storage_gib,
             db_connections=stage.db_connections_alarm_threshold,
+            release_5xx_percent=thresholds.release_5xx_percent,
+            release_unhealthy_targets=thresholds.release_unhealthy_targets,
+            release_alarm_minutes=thresholds.release_alarm_minutes,
         )
         if stage.compute == "ecs":
+            self.compute.roll_back_on(self.alarms.deployment_alarms)
             compute_cpu: cloudwatch.IMetric = self.compute.service.metric_cpu_utilization()
             compute_memory: cloudwatch.IMetric | None = self.compute.service.metric_memory_utilization()
         else:
@@ -186,7 +196,7 @@ class ServiceStack(Stack):
             self, "Dashboard",
             stage_name=stage.name,
             load_balancer=self.load_balancer.load_balancer,
-            target_group=self.load_balancer.target_group,
+            target_groups=self.load_balancer.target_groups,
             database=database.instance,
             compute_cpu=compute_cpu,
             compute_memory=compute_memory,
@@ -206,6 +216,11 @@ class ServiceStack(Stack):
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
         CfnOutput(self, "TargetGroupArn", value=self.load_balancer.target_group.target_group_arn)
         CfnOutput(self, "ComputeMode", value=stage.compute)
+        # What a rollout stops on (ECS reads the names from its deployment configuration; the EC2 activation
+        # watch in liftoff reads this output). The contract is the output's name.
+        CfnOutput(self, "DeploymentAlarmNames", value=Fn.join(",", [alarm.alarm_name for alarm in self.alarms.deployment_alarms]))
+        if self.load_balancer.alternate_target_group is not None:
+            CfnOutput(self, "AlternateTargetGroupArn", value=self.load_balancer.alternate_target_group.target_group_arn)
         # Where the repository URI and the database endpoint are (outputs of those stacks; re-exporting
         # an imported value here is what cfn-lint W6001 warns against).
         CfnOutput(self, "RegistryStackName", value=stage.registry_stack_name)

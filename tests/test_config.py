@@ -121,7 +121,7 @@ def as_ec2(stage: str = "staging") -> dict:
     context = shipped_stages()
     settings = context["stages"][stage]
     settings["compute"] = "ec2"
-    for key in ("task_cpu", "task_memory_mib", "container_insights"):
+    for key in ("task_cpu", "task_memory_mib", "container_insights", "deployment_strategy"):
         settings.pop(key, None)
     return context
 
@@ -348,6 +348,62 @@ def test_deployment_strategy_is_an_ecs_choice():
         parse_config(with_setting("production", "deployment_strategy", "blue_green"))
     with pytest.raises(ConfigError, match="activation has no effect with compute 'ecs'"):
         parse_config(with_setting("staging", "activation", "restart"))
+
+
+def test_shipped_ecs_stage_deploys_blue_green_with_a_whole_minute_bake():
+    staging = parse_config(shipped_stages()).stage("staging")
+    assert staging.deployment_strategy == "blue_green"
+    assert staging.bakes and staging.bake_seconds % 60 == 0 and staging.bake_seconds > 0
+    assert staging.traffic_shift is None  # blue/green moves all traffic at once
+
+
+def with_strategy(strategy: str, **settings) -> dict:
+    context = with_setting("staging", "deployment_strategy", strategy)
+    context["stages"]["staging"].update(settings)
+    return context
+
+
+def test_canary_and_linear_have_defaults_and_take_a_percent_and_a_step():
+    assert parse_config(with_strategy("canary")).stage("staging").traffic_shift == (5.0, 300)
+    assert parse_config(with_strategy("linear")).stage("staging").traffic_shift == (20.0, 120)
+    stage = parse_config(with_strategy("canary", traffic_shift_percent=2.5, traffic_shift_step_seconds=600)).stage("staging")
+    assert stage.traffic_shift == (2.5, 600)
+    # 10.0 in cdk.json reaches the app as 10 (JavaScript's one number type): the same stage.
+    assert parse_config(with_strategy("linear", traffic_shift_percent=10.0)).stage("staging").traffic_shift == (10.0, 120)
+
+
+@pytest.mark.parametrize("strategy, settings, message", [
+    ("canary", {"traffic_shift_percent": 0}, 'traffic_shift_percent = 0 is not allowed; expected a percentage from 0.1 to 100 in steps of 0.1'),
+    ("canary", {"traffic_shift_percent": 2.55}, 'traffic_shift_percent = 2.55 is not allowed; expected a percentage from 0.1 to 100'),
+    ("canary", {"traffic_shift_percent": "5"}, 'traffic_shift_percent = "5" is not allowed'),
+    ("canary", {"traffic_shift_percent": True}, 'traffic_shift_percent = true is not allowed'),
+    ("linear", {"traffic_shift_percent": 2}, "traffic_shift_percent = 2 is not allowed; expected a percentage from 3 to 100 in steps of 0.1 for deployment_strategy 'linear'"),
+    ("linear", {"traffic_shift_step_seconds": 90}, "traffic_shift_step_seconds = 90 is not allowed; expected a whole number of minutes in seconds"),
+    ("linear", {"traffic_shift_step_seconds": 86460}, "traffic_shift_step_seconds = 86460 is not allowed; expected a whole number from 0 to 86400"),
+    ("blue_green", {"bake_seconds": 90}, "bake_seconds = 90 is not allowed; expected a whole number of minutes in seconds .* deployment_strategy 'blue_green'"),
+    ("blue_green", {"traffic_shift_percent": 5}, "traffic_shift_percent has no effect with deployment_strategy 'blue_green'; only canary and linear"),
+    ("rolling", {"traffic_shift_step_seconds": 60}, "traffic_shift_step_seconds has no effect with deployment_strategy 'rolling'"),
+])
+def test_traffic_shift_values_are_checked_against_the_strategy(strategy, settings, message):
+    with pytest.raises(ConfigError, match=rf"stage 'staging': {message}"):
+        parse_config(with_strategy(strategy, **settings))
+
+
+def test_rolling_ecs_takes_any_bake_and_ec2_refuses_ecs_strategy_keys():
+    assert parse_config(with_strategy("rolling", bake_seconds=90)).stage("staging").bakes is False
+    with pytest.raises(ConfigError, match="traffic_shift_percent has no effect with compute 'ec2'"):
+        parse_config(with_setting("production", "traffic_shift_percent", 5))
+
+
+def test_release_alarm_thresholds_default_to_express_modes_bar_and_are_checked():
+    thresholds = parse_config(shipped_stages()).stage("staging").alarm_thresholds
+    assert (thresholds.release_5xx_percent, thresholds.release_unhealthy_targets, thresholds.release_alarm_minutes) == (1, 1, 2)
+    context = with_setting("staging", "alarm_thresholds", {"release_5xx_percent": 3, "release_alarm_minutes": 1})
+    assert parse_config(context).stage("staging").alarm_thresholds.release_5xx_percent == 3
+    with pytest.raises(ConfigError, match="alarm_thresholds.release_alarm_minutes = 6 is not allowed; expected a whole number from 1 to 5"):
+        parse_config(with_setting("staging", "alarm_thresholds", {"release_alarm_minutes": 6}))
+    with pytest.raises(ConfigError, match="alarm_thresholds.release_unhealthy_targets = 0 is not allowed"):
+        parse_config(with_setting("staging", "alarm_thresholds", {"release_unhealthy_targets": 0}))
 
 
 def test_two_slots_need_memory_for_two_containers_and_the_host():

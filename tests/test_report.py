@@ -48,7 +48,7 @@ def test_one_instance_ec2_stage_costs_at_most_62_dollars(synth_variant, tmp_path
 
     context = copy.deepcopy(cdk_context()["liftoff"])
     staging = context["stages"]["staging"]
-    for key in ("task_cpu", "task_memory_mib"):
+    for key in ("task_cpu", "task_memory_mib", "deployment_strategy"):
         staging.pop(key)
     staging.update(compute="ec2", instance_type="t4g.small", desired_count=1)
     synthesis = synth_variant(context)
