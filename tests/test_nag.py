@@ -38,6 +38,7 @@ def test_acknowledged_findings_are_exactly_the_reviewed_ones(shipped):
         ("AwsSolutions-EC23", "staging-service/LoadBalancer/SecurityGroup"),
         ("AwsSolutions-ECS2", "staging-service/Ecs/Task"),
         ("AwsSolutions-ECS4", "staging-service/Ecs/Cluster"),
+        ("AwsSolutions-IAM4", "staging-service/Ecs/Service/AlternateTargetRole"),
         ("AwsSolutions-ELB2", "production-service/LoadBalancer/Alb"),
         ("AwsSolutions-ELB2", "staging-service/LoadBalancer/Alb"),
         ("AwsSolutions-IAM4", "production-service/Ec2/HostRole"),

@@ -80,8 +80,9 @@ def test_unknown_price_is_named(shipped):
 def test_alarms_and_dashboard_are_in_the_stage_figures(shipped):
     staging = monthly_cost(shipped.templates["staging-data"], shipped.templates["staging-service"])
     production = monthly_cost(shipped.templates["production-data"], shipped.templates["production-service"])
-    # staging: 7 alarms, the 5xx share reads 3 metrics (requests, target and load balancer 5xx).
-    assert staging["CloudWatch 7 alarms (9 metrics)"] == 0.90
-    # production adds the hosts' status-check alarm.
-    assert production["CloudWatch 8 alarms (10 metrics)"] == 1.00
+    # staging: 7 paging alarms and 2 release alarms; each 5xx share reads 3 metrics (requests, target and
+    # load balancer 5xx), and blue/green's two target groups double each target-count alarm's metrics.
+    assert staging["CloudWatch 9 alarms (16 metrics)"] == 1.60
+    # production: one target group, plus the hosts' status-check alarm.
+    assert production["CloudWatch 10 alarms (14 metrics)"] == 1.40
     assert staging["CloudWatch dashboard"] == production["CloudWatch dashboard"] == 3.00

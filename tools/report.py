@@ -70,7 +70,11 @@ def _int(value) -> int:
 
 
 def rollout_wave(service_template: dict, *, host_stop_timeout_seconds: int | None = None) -> dict[str, int]:
-    target_group = _one(service_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    groups = _resources(service_template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    # ECS blue/green, canary and linear alternate between two groups built alike; either one's waits count.
+    if not groups or any(group != groups[0] for group in groups):
+        raise ReportError(f"expected one AWS::ElasticLoadBalancingV2::TargetGroup (or two alike), found {len(groups)}")
+    target_group = groups[0]
     attributes = {a["Key"]: a["Value"] for a in target_group.get("TargetGroupAttributes", [])}
     tasks = _resources(service_template, "AWS::ECS::TaskDefinition")
     if tasks:

@@ -31,13 +31,22 @@ def tuned(synth_variant):
     context["stages"]["production"]["alarm_emails"] = ["ops@example.com", "oncall@example.com"]
     context["stages"]["production"]["alarm_thresholds"] = {
         "http_5xx_percent": 2, "latency_p99_ms": 250, "db_cpu_percent": 60, "db_free_storage_gib": 5, "db_connections": 40,
+        "release_5xx_percent": 3, "release_unhealthy_targets": 2, "release_alarm_minutes": 1,
     }
     return synth_variant(context)
+
+
+RELEASE_ALARMS = {"Release5xxShare", "ReleaseUnhealthyTargets"}
+
+
+def paging(alarms: dict[str, dict]) -> dict[str, dict]:
+    return {name: alarm for name, alarm in alarms.items() if name not in RELEASE_ALARMS}
 
 
 def test_each_stage_has_the_alarms_a_person_acts_on(shipped):
     assert set(alarms_by_id(shipped.templates["staging-service"])) == {
         "Http5xxShare", "UnhealthyTargets", "NoHealthyTargets", "LatencyP99", "DatabaseCpu", "DatabaseFreeStorage", "DatabaseConnections",
+        *RELEASE_ALARMS,
     }
     # Hosts only exist in ec2 mode.
     assert set(alarms_by_id(shipped.templates["production-service"])) == set(alarms_by_id(shipped.templates["staging-service"])) | {"HostStatusChecks"}
@@ -46,7 +55,7 @@ def test_each_stage_has_the_alarms_a_person_acts_on(shipped):
 def test_default_thresholds_and_metrics(shipped):
     alarms = alarms_by_id(shipped.templates["production-service"])
     pinned = {name: (alarm["ComparisonOperator"], alarm["Threshold"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"])
-              for name, alarm in alarms.items()}
+              for name, alarm in paging(alarms).items()}
     assert pinned == {
         "Http5xxShare": ("GreaterThanThreshold", 5, 5, 3),
         "UnhealthyTargets": ("GreaterThanOrEqualToThreshold", 1, 3, 3),
@@ -86,7 +95,7 @@ def test_5xx_share_counts_target_and_load_balancer_errors_over_all_requests(ship
 def test_every_alarm_notifies_the_stage_topic_on_alarm_and_ok(shipped):
     template = shipped.templates["production-service"]
     topic = next(k for k, v in template["Resources"].items() if v["Type"] == "AWS::SNS::Topic")
-    for name, alarm in alarms_by_id(template).items():
+    for name, alarm in paging(alarms_by_id(template)).items():
         assert alarm["AlarmActions"] == [{"Ref": topic}], name
         assert alarm["OKActions"] == [{"Ref": topic}], name
         assert alarm["AlarmDescription"].startswith("liftoff production: "), name
@@ -100,7 +109,9 @@ def test_per_stage_thresholds_and_email_subscriptions(tuned, shipped):
     assert {name: alarm["Threshold"] for name, alarm in alarms.items()} == {
         "Http5xxShare": 2, "UnhealthyTargets": 1, "NoHealthyTargets": 1, "LatencyP99": 0.25, "DatabaseCpu": 60,
         "DatabaseFreeStorage": 5 * GIB, "DatabaseConnections": 40, "HostStatusChecks": 1,
+        "Release5xxShare": 3, "ReleaseUnhealthyTargets": 2,
     }
+    assert (alarms["Release5xxShare"]["EvaluationPeriods"], alarms["Release5xxShare"]["DatapointsToAlarm"]) == (1, 1)
     subscriptions = [r["Properties"] for r in tuned.templates["production-service"]["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"]
     assert sorted((s["Protocol"], s["Endpoint"]) for s in subscriptions) == [("email", "oncall@example.com"), ("email", "ops@example.com")]
     # Another stage keeps its defaults.
@@ -113,7 +124,7 @@ def test_topic_refuses_publishers_without_tls(shipped):
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_deployment_alarms_are_the_5xx_share_and_unhealthy_targets():
+def test_deployment_alarms_are_the_release_5xx_share_and_unhealthy_targets():
     # The attribute a rollout (ECS deployment alarms, EC2 activation watch) reuses.
     import aws_cdk as cdk
     from aws_cdk import aws_ec2 as ec2
@@ -129,12 +140,16 @@ def test_deployment_alarms_are_the_5xx_share_and_unhealthy_targets():
     alb.add_listener("Http", port=80, default_target_groups=[group])
     database = rds.DatabaseInstance.from_database_instance_attributes(
         stack, "Db", instance_identifier="db", instance_endpoint_address="db.example.com", port=5432, security_groups=[])
-    alarms = Alarms(stack, "Alarms", stage_name="probe", load_balancer=alb, target_group=group, database=database,
+    alarms = Alarms(stack, "Alarms", stage_name="probe", load_balancer=alb, target_groups=[group], database=database,
                     auto_scaling_group_name=None, emails=[], http_5xx_percent=5, latency_p99_ms=1000, db_cpu_percent=80,
-                    db_free_storage_gib=2, db_connections=78)
-    assert alarms.deployment_alarms == (alarms.http_5xx_share, alarms.unhealthy_targets)
+                    db_free_storage_gib=2, db_connections=78, release_5xx_percent=1, release_unhealthy_targets=1,
+                    release_alarm_minutes=2)
+    # Not the paging ones: those wait 3 of 5 minutes, too long to stop a release.
+    assert alarms.deployment_alarms == (alarms.release_5xx_share, alarms.release_unhealthy_targets)
+    assert alarms.http_5xx_share not in alarms.deployment_alarms
     assert alarms.host_status_checks is None
-    assert set(alarms.alarms) == {"Http5xxShare", "UnhealthyTargets", "NoHealthyTargets", "LatencyP99", "DatabaseCpu", "DatabaseFreeStorage", "DatabaseConnections"}
+    assert set(alarms.alarms) == {"Http5xxShare", "UnhealthyTargets", "NoHealthyTargets", "LatencyP99", "DatabaseCpu", "DatabaseFreeStorage",
+                                  "DatabaseConnections", "Release5xxShare", "ReleaseUnhealthyTargets"}
 
 
 def test_dashboard_shows_traffic_targets_compute_and_database(shipped):

@@ -62,7 +62,8 @@ def test_fargate_task_is_arm64_and_sized_from_config(shipped):
     )
 
 
-def test_rolling_update_keeps_capacity_and_rolls_back(shipped):
+def test_a_release_keeps_full_capacity(shipped):
+    # The strategies (blue/green shipped; rolling with its circuit breaker) are in tests/components/test_ecs_service.py.
     shipped.template("staging-service").has_resource_properties(
         "AWS::ECS::Service",
         {
@@ -72,7 +73,6 @@ def test_rolling_update_keeps_capacity_and_rolls_back(shipped):
             "DeploymentConfiguration": {
                 "MinimumHealthyPercent": 100,
                 "MaximumPercent": 200,
-                "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
             },
             "NetworkConfiguration": {"AwsvpcConfiguration": Match.object_like({"AssignPublicIp": "ENABLED"})},
         },
@@ -159,7 +159,8 @@ def test_database_port_is_opened_from_the_service_side(shipped):
 
 def test_outputs_name_what_a_user_needs(shipped):
     outputs = shipped.template("staging-service").find_outputs("*")
-    assert {"ServiceUrl", "TargetGroupArn", "ComputeMode", "ClusterName", "EcsServiceName", "LogGroupName"} <= set(outputs)
+    assert {"ServiceUrl", "TargetGroupArn", "ComputeMode", "ClusterName", "EcsServiceName", "LogGroupName",
+            "DeploymentAlarmNames", "AlternateTargetGroupArn"} <= set(outputs)
     assert outputs["ComputeMode"]["Value"] == "ecs"
     assert outputs["RegistryStackName"]["Value"] == "staging-registry"
     assert outputs["DataStackName"]["Value"] == "staging-data"

@@ -128,3 +128,12 @@ def test_options_pass_cfn_lint_and_cdk_nag(options):
     result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", "--ignore-checks=W3010", *templates],
                             capture_output=True, text=True)
     assert result.stdout == "" and result.returncode == 0, result.stdout + result.stderr
+
+
+def test_blue_green_production_rule_sits_on_the_https_listener(options):
+    # With a certificate, port 80 only redirects: the rule ECS rewrites must be on the listener that serves.
+    template = options.templates["staging-service"]
+    listeners = of_type(template, "AWS::ElasticLoadBalancingV2::Listener")
+    https = next(k for k, v in listeners.items() if v["Properties"]["Protocol"] == "HTTPS")
+    (rule,) = of_type(template, "AWS::ElasticLoadBalancingV2::ListenerRule").values()
+    assert rule["Properties"]["ListenerArn"] == {"Ref": https}
