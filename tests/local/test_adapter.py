@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from local.adapter import ADAPTATIONS, UNMODELLED_OUTPUT_PLACEHOLDER, adapt_assembly, adapt_template, secrets_to_create
+from local.adapter import ADAPTATIONS, UNMODELLED_OUTPUT_PLACEHOLDER, adapt_assembly, adapt_template, alarms_to_create, secrets_to_create
 from local.assembly import read_templates, template_files
 from tests.helpers.synth import REPO
 
@@ -101,3 +101,18 @@ def _nodes(node):
     elif isinstance(node, list):
         for value in node:
             yield from _nodes(value)
+
+
+def test_alarms_are_made_out_of_band_and_their_refs_become_their_names(shipped):
+    templates = read_templates(shipped.outdir, ("staging-service",))
+    template = templates["staging-service"]
+    alarms = {k for k, v in template["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    adapted, done = adapt_template("staging-service", template, secret_arns={})
+    assert {a.logical_id for a in done if a.kind == "alarm-out-of-band"} == alarms
+    assert not any(v["Type"] == "AWS::CloudWatch::Alarm" for v in adapted["Resources"].values())
+    assert set(alarms_to_create(templates)) == {f"staging-service-{alarm}" for alarm in alarms}
+    # The ECS deployment alarms and the output read the names the alarms are created under.
+    (service,) = [v for v in adapted["Resources"].values() if v["Type"] == "AWS::ECS::Service"]
+    names = service["Properties"]["DeploymentConfiguration"]["Alarms"]["AlarmNames"]
+    assert all(isinstance(name, str) and name.startswith("staging-service-AlarmsRelease") for name in names)
+    assert adapted["Outputs"]["DeploymentAlarmNames"]["Value"] == {"Fn::Join": [",", names]}

@@ -58,3 +58,15 @@ def test_production_in_ec2_mode_deploys_in_process_after_staging_sharing_its_reg
     groups = boto3.client("autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[production.service_outputs["AutoScalingGroupName"]])["AutoScalingGroups"]
     assert groups[0]["DesiredCapacity"] == production.stage.desired_count
+
+
+def test_deployment_alarm_names_name_alarms_that_exist_and_can_be_set_firing(emulated_staging):
+    # The output the EC2 auto-rollback watch reads; in the emulator the alarms are made out of band.
+    names = emulated_staging.service_outputs["DeploymentAlarmNames"].split(",")
+    assert len(names) == 2 and all(name.startswith("staging-service-AlarmsRelease") for name in names)
+    cloudwatch = emulated_staging.client("cloudwatch")
+    found = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]}
+    assert set(found) == set(names)
+    assert found[names[0]]["Threshold"] == 1 and found[names[0]]["EvaluationPeriods"] == 2
+    cloudwatch.set_alarm_state(AlarmName=names[0], StateValue="ALARM", StateReason="rehearsal: 5xx")
+    assert cloudwatch.describe_alarms(AlarmNames=[names[0]])["MetricAlarms"][0]["StateValue"] == "ALARM"
