@@ -83,8 +83,16 @@ class EmulatedRuntime(Aws):
                 "association_status": KEPT_HOSTS_NOT_RUN if self.kept_hosts else "Success"}
 
     def target_health(self, target_group_arn: str) -> list[dict]:
+        # ECS blue/green moves the tasks to the alternate group; no deployment runs here, so they stay in the first.
+        if target_group_arn == self.stack(self.service_stack).outputs.get("AlternateTargetGroupArn"):
+            return []
         state, reason = ("healthy", "") if self.healthy else ("unhealthy", "Target.ResponseCodeMismatch")
         return [{"target": target, "state": state, "reason": reason} for target in self._targets()]
+
+    def ecs_deployments(self, cluster: str, service: str) -> list:
+        # moto has no service deployments API (ListServiceDeployments, StopServiceDeployment): no ECS
+        # deployment runs here, so none is ever in progress, and `liftoff rollback` takes the ordinary path.
+        return []
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -193,6 +193,22 @@ class Aws:
                 })
         return {"task_definition_image": image, "tasks": tasks, "desired_count": svc.get("desiredCount", 0)}
 
+    def ecs_deployments(self, cluster: str, service: str) -> list:
+        """ECS service deployments in progress (blue/green, canary, linear), see release.ecs_deployments."""
+        from release.ecs_deployments import read_deployments
+
+        return read_deployments(self.client("ecs"), cluster, service)
+
+    def stop_ecs_deployment(self, arn: str) -> None:
+        from release.ecs_deployments import stop_with_rollback
+
+        stop_with_rollback(self.client("ecs"), arn)
+
+    def ecs_deployment_status(self, arn: str) -> str:
+        from release.ecs_deployments import deployment_status
+
+        return deployment_status(self.client("ecs"), arn)
+
     def target_health(self, target_group_arn: str) -> list[dict]:
         descriptions = self.client("elbv2").describe_target_health(TargetGroupArn=target_group_arn)["TargetHealthDescriptions"]
         return [

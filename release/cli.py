@@ -25,6 +25,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError
 from config import ConfigError, load_config
 from release import bake
 from release import decisions as d
+from release import ecs_rollback
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
 from release.flow import Abort, Context, describe_lock, raise_on_signal, run_release, run_unlock, running_now, signal_of
 
@@ -197,6 +198,8 @@ def cmd_status(ctx: Context) -> dict:
     ctx.say(f"  targets  {healthy} healthy" + (f", not healthy: {', '.join(unhealthy)}" if unhealthy else ""))
     for task in running.get("tasks", []):
         ctx.say(f"  task {task['task']} {task['status']} {task['image']}")
+    if running["compute"] == "ecs":
+        result["deployment"] = ecs_rollback.status(ctx, stack)
     for host in running.get("hosts", []):
         ctx.say(f"  host {host['instance']} {host['state']} {host['health']} (activate association: "
                 f"{running['association_parameter'] or '-'} {running['association_status'] or '-'})")
@@ -374,7 +377,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
             ctx = Context(args, stage=stage, aws=adapter, stdin=stdin, stdout=stdout, stderr=stderr,
                           clock=clock, monotonic=monotonic, sleep=sleep)
             commands = {"versions": cmd_versions, "status": cmd_status, "history": cmd_history, "lock": cmd_lock, "unlock": run_unlock}
-            result = commands[verb](ctx) if verb in commands else run_release(ctx, verb)
+            fast = ecs_rollback.fast_rollback(ctx) if verb == "rollback" else None
+            result = commands[verb](ctx) if verb in commands else (fast or run_release(ctx, verb))
         except (BotoCoreError, ClientError, StackNotFound, MissingOutput) as error:
             raise _aws_error(error, ctx) from None
         except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGHUP via run(): before any switch began

@@ -584,7 +584,9 @@ def _verify(ctx: Context, stack: d.Stack, tag: str) -> tuple[bool, str]:
 def running_now(ctx: Context, stack: d.Stack) -> dict:
     outputs = stack.outputs
     compute = outputs.get("ComputeMode", ctx.stage.compute)
-    targets = ctx.aws.target_health(outputs["TargetGroupArn"]) if outputs.get("TargetGroupArn") else []
+    # ECS blue/green, canary and linear serve from either group after a release: both count.
+    targets = [target for key in ("TargetGroupArn", "AlternateTargetGroupArn") if outputs.get(key)
+               for target in ctx.aws.target_health(outputs[key])]
     if compute == "ec2":
         for key in ("AutoScalingGroupName", "ActivateAssociationId"):
             if not outputs.get(key):
