@@ -167,7 +167,7 @@ class Alarms(Construct):
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=minutes,
             datapoints_to_alarm=minutes,
-            description=f"release alarm: more than {release_5xx_percent}% of requests answered 5xx for {minutes} minute(s) in a row; an ECS deployment rolls back on it",
+            description=f"release alarm: more than {release_5xx_percent}% of requests answered 5xx for {minutes} minute(s) in a row; a release in progress rolls back on it",
             notify=False,
         )
         self.release_unhealthy_targets = self._alarm(
@@ -177,7 +177,7 @@ class Alarms(Construct):
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=minutes,
             datapoints_to_alarm=minutes,
-            description=f"release alarm: {release_unhealthy_targets} or more targets failed their health checks for {minutes} minute(s) in a row; an ECS deployment rolls back on it",
+            description=f"release alarm: {release_unhealthy_targets} or more targets failed their health checks for {minutes} minute(s) in a row; a release in progress rolls back on it",
             notify=False,
         )
         # What a rollout watches: the conditions a bad release causes within a minute or two.
