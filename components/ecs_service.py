@@ -172,6 +172,8 @@ class EcsService(Construct):
 
     def roll_back_on(self, alarms: Sequence[cloudwatch.IAlarm]) -> None:
         """ECS deployment alarms: any of them in ALARM during a deployment (bake included) rolls it back."""
+        # aws-cdk-lib notes at synth that a Ref to an alarm "may cause a circular dependency": only when the
+        # alarm reads the service's own metrics. These read the load balancer's and target groups'.
         self.service.enable_deployment_alarms(
             [alarm.alarm_name for alarm in alarms], behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
         )
