@@ -33,7 +33,11 @@ LEDGER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
 OBSERVE_ACTIONS = (
     "ecs:DescribeServices", "ecs:DescribeTaskDefinition", "ecs:ListTasks", "ecs:DescribeTasks",
     "elasticloadbalancing:DescribeTargetHealth", "autoscaling:DescribeAutoScalingGroups", "ssm:DescribeAssociation",
+    # ECS blue/green, canary, linear: the deployment in progress and what is warm (`liftoff status`, `rollback`).
+    "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments", "ecs:DescribeServiceRevisions",
 )
+# `liftoff rollback` during an ECS bake moves traffic back by stopping the stage's deployment in progress.
+BAKE_ROLLBACK_ACTIONS = ("ecs:StopServiceDeployment",)
 
 
 def subject_patterns(*, owner: str, name: str, owner_id: int | None, repository_id: int | None,
@@ -140,6 +144,9 @@ class GithubDeployRole(Construct):
             iam.PolicyStatement(sid="ReadImages", actions=list(ECR_READ_ACTIONS), resources=[repository]),
             iam.PolicyStatement(sid="ReleaseLedger", actions=list(LEDGER_ACTIONS), resources=[ledger]),
             iam.PolicyStatement(sid="ObserveRollout", actions=list(OBSERVE_ACTIONS), resources=["*"]),
+            # CloudFormation names the stage's cluster and service after the service stack.
+            iam.PolicyStatement(sid="StopBakingDeployment", actions=list(BAKE_ROLLBACK_ACTIONS),
+                                resources=[arn("ecs", "service-deployment", f"{targets.service_stack}-*/{targets.service_stack}-*/*")]),
         ])
         if targets.owns_registry:
             policy.add_statements(

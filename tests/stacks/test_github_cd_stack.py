@@ -105,6 +105,10 @@ def test_release_gates_only_on_the_stages_own_service_stack(cd):
             "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
         assert granted["PassStackExecutionRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
         assert arn(granted["PassStackExecutionRole"]["Resource"]) == f"arn:${{AWS::Partition}}:iam::{ACCOUNT}:role/cdk-*-cfn-exec-role-{ACCOUNT}-eu-west-1"
+        # The ECS fast rollback stops only this stage's service deployments (cluster and service carry the stack's name).
+        assert granted["StopBakingDeployment"]["Action"] == "ecs:StopServiceDeployment"
+        assert arn(granted["StopBakingDeployment"]["Resource"]) == (
+            f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:service-deployment/{stage}-service-*/{stage}-service-*/*")
 
 
 def test_push_only_for_the_stage_that_owns_the_repository(cd):
