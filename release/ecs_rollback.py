@@ -7,12 +7,13 @@ update fail and records that. It records its own ledger entry.
 """
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from release import decisions as d
 from release import ecs_deployments as e
 from release.aws import MissingOutput
-from release.flow import Abort, Context, _confirm, run_release
+from release.flow import Abort, Context, Shielded, _confirm, run_release, signal_of
 from release.ledger import new_release_id
 
 
@@ -54,6 +55,22 @@ def fast_rollback(ctx: Context) -> dict | None:
     deadline = ctx.monotonic() + ctx.args.timeout
     ctx.aws.stop_ecs_deployment(plan.arn)
     ctx.say(f"stopped {e.short(plan.arn)} with ROLLBACK; waiting for ECS")
+    try:
+        return _after_stop(ctx, plan, who=who, release_id=release_id, started=started, deadline=deadline, stack=stack)
+    except KeyboardInterrupt as error:
+        # The stop was accepted: ECS moves traffic back whether or not this run waits for it.
+        signum = signal_of(error)
+        with Shielded():
+            detail = f"stopped ECS deployment {e.short(plan.arn)} with ROLLBACK; interrupted by {signal.Signals(signum).name} while waiting"
+            entry = ctx.ledger().record(e.fast_rollback_entry(
+                plan, release_id=release_id, who=who, started_at=ctx.iso(started), finished_at=ctx.iso(),
+                duration_seconds=ctx.clock() - started, settled_ok=False, detail=detail), ctx.stage.name)
+        raise Abort(d.EXIT_SIGNAL_BASE + signum, f"{detail}: ECS goes on moving traffic back to {plan.to_tag}",
+                    "`liftoff status` shows the deployment and the stack", {"release_id": release_id, "seq": entry.seq}) from None
+
+
+def _after_stop(ctx: Context, plan: e.FastRollback, *, who: str, release_id: str, started: float, deadline: float,
+                stack: d.Stack) -> dict:
     finished = ok = False
     status_now = ""
     while True:

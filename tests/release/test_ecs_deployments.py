@@ -210,3 +210,22 @@ def test_the_real_adapter_finds_the_baking_deployment(released_staging):
     outputs = released_staging.emulated.service_outputs
     real = Aws(session=released_staging.emulated.session)
     assert real.ecs_deployments(outputs["ClusterName"], outputs["EcsServiceName"])
+
+
+def test_an_interrupted_wait_after_the_stop_says_the_traffic_still_moves_back(released_staging):
+    import signal
+
+    from release.flow import Interrupted
+
+    assert released_staging.run("stage", "1.1.0").code == 0
+    assert released_staging.run("activate", "1.1.0", "--yes").code == 0
+    ecs = BakingEcs(released_staging.emulated, answers=("ROLLBACK_IN_PROGRESS",))
+
+    def sigterm(_seconds):
+        raise Interrupted(signal.SIGTERM)
+
+    run = released_staging.run("rollback", "--yes", aws=ecs, sleep=sigterm)
+    assert run.code == d.EXIT_SIGNAL_BASE + signal.SIGTERM
+    assert "interrupted by SIGTERM while waiting: ECS goes on moving traffic back to 1.0.0" in run.err
+    newest = max(released_staging.entries(), key=lambda x: x.seq)
+    assert (newest.gate, newest.from_version, newest.to_version, newest.result) == ("rollback", "1.1.0", "1.0.0", d.RESULT_FAILED)
