@@ -216,9 +216,6 @@ class ServiceStack(Stack):
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
         CfnOutput(self, "TargetGroupArn", value=self.load_balancer.target_group.target_group_arn)
         CfnOutput(self, "ComputeMode", value=stage.compute)
-        # What a rollout stops on (ECS reads the names from its deployment configuration; the EC2 activation
-        # watch in liftoff reads this output). The contract is the output's name.
-        CfnOutput(self, "DeploymentAlarmNames", value=Fn.join(",", [alarm.alarm_name for alarm in self.alarms.deployment_alarms]))
         if self.load_balancer.alternate_target_group is not None:
             CfnOutput(self, "AlternateTargetGroupArn", value=self.load_balancer.alternate_target_group.target_group_arn)
         # Where the repository URI and the database endpoint are (outputs of those stacks; re-exporting
