@@ -12,8 +12,10 @@ package list), so only the first run on a machine pays for them (about 30 s and 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -116,11 +118,21 @@ def python_base(daemon: Daemon, choice: str = "auto", *, say: Say = print, cache
     return imported_rootfs(daemon, "python-base", PYTHON_PACKAGES, cache_dir=cache_dir)
 
 
+def schema_build_args() -> list[str]:
+    """The schema-contract labels' build arguments, from the migration files (the Dockerfile verifies them)."""
+    result = subprocess.run([sys.executable, "-m", "liftoff_service.schema", "build-args"], cwd=SERVICE_DIR,
+                            env={**os.environ, "PYTHONPATH": str(SERVICE_DIR)}, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise ImageError(f"reading the schema contract from service/migrations failed: {result.stderr.strip()}")
+    return [part for line in result.stdout.splitlines() for part in ("--build-arg", line)]
+
+
 def build_service_image(daemon: Daemon, python_image: str, *, tag: str | None = None) -> str:
     """`service/Dockerfile`, built unchanged but for its PYTHON_IMAGE build argument (tagged by its inputs)."""
     tag = tag or f"{SERVICE_BUILD_IMAGE}-{tree_digest(SERVICE_DIR)}"
     try:
-        daemon.run("build", "--quiet", "--build-arg", f"PYTHON_IMAGE={python_image}", "--tag", tag, str(SERVICE_DIR), timeout=900)
+        daemon.run("build", "--quiet", "--build-arg", f"PYTHON_IMAGE={python_image}", *schema_build_args(), "--tag", tag,
+                   str(SERVICE_DIR), timeout=900)
     except DockerError as error:
         raise ImageError(f"building service/Dockerfile on {python_image} failed: {error}") from None
     return tag

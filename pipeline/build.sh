@@ -22,6 +22,10 @@ python3 -c 'import sys, config; config.check_release_tag(sys.argv[1])' "$version
 
 build_args=()
 [[ -n "${PYTHON_IMAGE:-}" ]] && build_args+=(--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE")
+# The schema contract labels, read from the migration files (the Dockerfile refuses values that disagree).
+schema_args="$(cd "$context" && PYTHONPATH=. python3 -m liftoff_service.schema build-args)" \
+  || die "$EXIT_USAGE" "cannot read the schema contract from $context/migrations (see above)"
+while IFS= read -r line; do build_args+=(--build-arg "$line"); done <<<"$schema_args"
 log "docker build --platform $platform -t liftoff-service:$version $context"
 docker build --platform "$platform" "${build_args[@]}" \
   --label "org.opencontainers.image.version=$version" \

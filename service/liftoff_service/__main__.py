@@ -1,7 +1,11 @@
 """The image's entry point: `serve` (the default CMD) or `migrate`.
 
     python -m liftoff_service serve      # exec gunicorn, which becomes PID 1 and gets SIGTERM
-    python -m liftoff_service migrate    # apply what is safe, then exit
+    python -m liftoff_service migrate [--allow-contract ID ...]
+        # apply the pending expand steps (and the contract steps named), refuse on a schema that has
+        # left this release behind (exit 4), then exit. Containers run it as they start; the release
+        # tool runs it once per release as a one-off (`liftoff migrate`), naming the contract steps
+        # the stage allows.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import sys
 from .config import ConfigError, database_settings_from_env, settings_from_env
 from .logs import configure_logging
 from .api import load_release_api
-from .releases import ReleaseLedgerError, read_current_version
+from .releases import read_current_version
+from .schema import SchemaError
 
 log = logging.getLogger("liftoff.service")
 
@@ -33,11 +38,14 @@ def serve(release: str | None) -> None:
     os.execv(sys.executable, gunicorn_args)
 
 
-def migrate() -> int:
-    from .migrations import MigrationError, migrate_database
+def migrate(allow_contracts: list[str]) -> int:
+    from .migrations import LeftBehind, MigrationError, migrate_database
 
     try:
-        migrate_database(database_settings_from_env(os.environ))
+        migrate_database(database_settings_from_env(os.environ), allow_contracts=frozenset(allow_contracts))
+    except LeftBehind as error:
+        log.error("refusing to run: the schema has left this release behind", extra={"reason": str(error)})
+        return 4
     except MigrationError as error:
         log.error("migrate failed", extra={"reason": str(error)})
         return 3
@@ -52,15 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument(
         "--release", help="serve another live release's API (tests and demos); default: VERSION"
     )
-    commands.add_parser("migrate", help="apply pending migrations that are safe now, then exit")
+    migrate_parser = commands.add_parser(
+        "migrate", help="apply pending expand steps (and the contract steps named), then exit")
+    migrate_parser.add_argument(
+        "--allow-contract", action="append", default=[], metavar="ID",
+        help="a contract step the stage allows now (the release tool decides; repeat for several)")
     args = parser.parse_args(argv)
     configure_logging()
     try:
         if args.command == "serve":
             serve(args.release)
             return 0  # not reached: exec
-        return migrate()
-    except (ConfigError, ReleaseLedgerError, LookupError) as error:
+        return migrate(args.allow_contract)
+    except (ConfigError, SchemaError, LookupError) as error:
         log.error("cannot start", extra={"reason": str(error)})
         return 2
 

@@ -1,106 +1,86 @@
-"""Expand/contract migrations on top of yoyo.
+"""Expand/contract migrations on top of yoyo, applied as the stage decides.
 
-Every file in service/migrations/ starts with one header line saying which kind of step it is:
+Each step's kind comes from its header (see `liftoff_service.schema`). `migrate` applies every
+pending expand step at once: an expand only adds what every running release ignores. A contract
+step removes or tightens a shape older releases rely on, so `migrate` applies it only when the
+caller names it (`--allow-contract ID`): the release tool decides that from the stage (what is
+active, staged, warm or inside the rollback window), never from a file in the image. A contract
+step not allowed is held, and every step after it (order is never skipped).
 
-    -- liftoff: expand
-    -- liftoff: contract after-retiring 1.0.0
-
-An expand step only adds what every live release can ignore, so `migrate` applies it at once.
-A contract step removes or tightens a shape that releases up to the named one rely on, so
-`migrate` holds it, and every migration after it, while releases.json declares any of those
-releases live. The next `migrate` after they are retired (normally the next release's deploy)
-applies it. squawk lints every file; only contract steps may silence it (`-- squawk-ignore`).
+Every contract step applied is also written to `liftoff_schema_contracts` with the release it
+retires, so any image, even one that does not ship that step, can tell that the schema has left it
+behind: its `migrate` then refuses (exit 4) and the container does not serve. Every run ends with
+one `schema state` log line (applied steps, applied contracts, held step), which the release tool
+records in the stage's ledger.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yoyo import get_backend, read_migrations
 from yoyo.connections import DatabaseURI
 
 from .config import DatabaseSettings
-from .releases import SERVICE_DIR, ReleaseLedger, parse_version, read_ledger
+from .schema import MIGRATIONS_DIR, SERVICE_DIR, SchemaError, Step, parse_version, read_release, read_steps
 
 log = logging.getLogger("liftoff.migrate")
 
-MIGRATIONS_DIR = SERVICE_DIR / "migrations"
 SQUAWK_CONFIG = SERVICE_DIR / ".squawk.toml"
-_HEADER = re.compile(r"^-- liftoff: (?P<kind>expand|contract)(?: after-retiring (?P<release>\S+))?\s*$")
+CONTRACTS_TABLE = "liftoff_schema_contracts"
 
 
 class MigrationError(RuntimeError):
     """A migration file is malformed, or the database refused to apply one."""
 
 
-@dataclass(frozen=True)
-class Step:
-    migration_id: str
-    path: Path
-    kind: str  # "expand" or "contract"
-    after_retiring: str | None = None
-
-    def blocking_releases(self, ledger: ReleaseLedger) -> list[str]:
-        """Live releases that still need the shape this step removes."""
-        if self.kind != "contract":
-            return []
-        limit = parse_version(self.after_retiring)
-        return [r.version for r in ledger.releases if r.live and r.key <= limit]
-
-
-def read_step(path: Path, ledger: ReleaseLedger) -> Step:
-    first_line = path.read_text(encoding="utf-8").split("\n", 1)[0]
-    match = _HEADER.match(first_line)
-    if not match:
-        raise MigrationError(
-            f"{path.name}: the first line must be '-- liftoff: expand' or "
-            f"'-- liftoff: contract after-retiring X.Y.Z', got {first_line!r}"
-        )
-    kind, release = match.group("kind"), match.group("release")
-    if kind == "contract":
-        if release is None:
-            raise MigrationError(
-                f"{path.name}: a contract step must name the newest release that needs the "
-                "old shape: '-- liftoff: contract after-retiring X.Y.Z'"
-            )
-        parse_version(release)
-        ledger.get(release)  # a typo here would silently never (or always) block
-    elif release is not None:
-        raise MigrationError(f"{path.name}: 'after-retiring' only applies to a contract step")
-    return Step(migration_id=path.stem, path=path, kind=kind, after_retiring=release)
-
-
-def read_steps(migrations_dir: Path, ledger: ReleaseLedger) -> list[Step]:
-    paths = sorted(p for p in migrations_dir.glob("*.sql") if not p.name.endswith(".rollback.sql"))
-    if not paths:
-        raise MigrationError(f"no migrations found in {migrations_dir}")
-    return [read_step(path, ledger) for path in paths]
+class LeftBehind(MigrationError):
+    """The schema has a contract step applied that removed what this release needs."""
 
 
 @dataclass(frozen=True)
 class Plan:
     to_apply: list[Step]
     held: Step | None
-    blocking_releases: list[str]
 
 
-def plan_steps(steps: list[Step], applied_ids: set[str], ledger: ReleaseLedger) -> Plan:
+def plan_steps(steps: list[Step], applied_ids: set[str], allowed_contracts: frozenset[str] | set[str] = frozenset()) -> Plan:
     to_apply: list[Step] = []
     for step in steps:
         if step.migration_id in applied_ids:
             continue
-        blockers = step.blocking_releases(ledger)
-        if blockers:
+        if step.kind == "contract" and step.migration_id not in allowed_contracts:
             # Later steps may build on this one, so they wait too: order is never skipped.
-            return Plan(to_apply=to_apply, held=step, blocking_releases=blockers)
+            return Plan(to_apply=to_apply, held=step)
         to_apply.append(step)
-    return Plan(to_apply=to_apply, held=None, blocking_releases=[])
+    return Plan(to_apply=to_apply, held=None)
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What the database holds after a run: every applied step (this image's or a newer one's) and
+    the contract steps applied, with the release each retires."""
+
+    applied: list[str]
+    contracts: dict[str, str]
+    applied_now: list[str] = field(default_factory=list)
+    held: str | None = None
+    held_after_retiring: str | None = None
+
+    def as_log(self) -> dict:
+        return {"schema": {"applied": self.applied, "contracts": self.contracts, "applied_now": self.applied_now,
+                           "held": self.held, "held_after_retiring": self.held_after_retiring}}
+
+
+def left_behind_by(contracts: dict[str, str], release: str) -> list[str]:
+    """The applied contract steps that retire `release` (or a newer one): it cannot run any more."""
+    own = parse_version(release)
+    return sorted(step for step, retiring in contracts.items() if parse_version(retiring) >= own)
 
 
 def _backend(settings: DatabaseSettings):
@@ -116,14 +96,41 @@ def _backend(settings: DatabaseSettings):
     return get_backend(str(uri))
 
 
+def _read_state(backend) -> tuple[list[str], dict[str, str]]:
+    """Applied step ids (oldest first) and applied contract steps -> the release each retires."""
+    backend.get_applied_migration_hashes()  # creates yoyo's own tables on a fresh database
+    applied = [row[0] for row in backend.execute(
+        "SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc, migration_id").fetchall()]
+    # A row is written just before its step is applied; only steps yoyo recorded as applied count.
+    rows = backend.execute(f"SELECT migration_id, after_retiring FROM {CONTRACTS_TABLE}").fetchall()
+    contracts = {step: retiring for step, retiring in rows if step in set(applied)}
+    return applied, contracts
+
+
 def migrate_database(
     settings: DatabaseSettings,
     *,
     migrations_dir: Path = MIGRATIONS_DIR,
-    ledger: ReleaseLedger | None = None,
-) -> Plan:
-    ledger = ledger or read_ledger()
-    steps = read_steps(migrations_dir, ledger)
+    allow_contracts: frozenset[str] | set[str] = frozenset(),
+    release: str | None = None,
+) -> SchemaState:
+    """Apply the pending expand steps and the contract steps named in `allow_contracts`, in order.
+
+    Refuses (LeftBehind, nothing applied) when an applied contract step retires `release` (default:
+    the image's VERSION): that release's queries would break, so it must not migrate or serve."""
+    version_file = migrations_dir.parent / "VERSION"
+    try:
+        shipped_with = read_release(version_file) if version_file.exists() else None
+        release = release or shipped_with
+        if release is None:
+            raise SchemaError(f"no {version_file} beside the migrations, and no release given")
+        steps = read_steps(migrations_dir, release=shipped_with)
+    except (SchemaError, OSError) as error:
+        raise MigrationError(str(error)) from error
+    unknown = sorted(set(allow_contracts) - {s.migration_id for s in steps if s.kind == "contract"})
+    if unknown:
+        raise MigrationError(f"--allow-contract {', '.join(unknown)}: not a contract step this image ships "
+                             f"(its contract steps: {', '.join(s.migration_id for s in steps if s.kind == 'contract') or 'none'})")
     migrations = read_migrations(str(migrations_dir))
     by_id = {migration.id: migration for migration in migrations}
     try:
@@ -135,35 +142,45 @@ def migrate_database(
     try:
         # yoyo's lock serialises two tasks that run `migrate` at the same moment.
         with backend.lock():
-            applied_hashes = set(backend.get_applied_migration_hashes())
-            applied_ids = {m.id for m in migrations if m.hash in applied_hashes}
-            plan = plan_steps(steps, applied_ids, ledger)
+            with backend.transaction():
+                backend.execute(f"CREATE TABLE IF NOT EXISTS {CONTRACTS_TABLE} ("
+                                "migration_id text PRIMARY KEY, after_retiring text NOT NULL, "
+                                "recorded_at timestamptz NOT NULL DEFAULT now())")
+            applied_ids, contracts = _read_state(backend)
+            behind = left_behind_by(contracts, release)
+            if behind:
+                raise LeftBehind(
+                    f"release {release} cannot run on this schema: contract step {', '.join(behind)} "
+                    f"(after-retiring {', '.join(contracts[s] for s in behind)}) removed what it needs"
+                )
+            plan = plan_steps(steps, set(applied_ids), allow_contracts)
             for step in plan.to_apply:
-                log.info("applying migration",
-                         extra={"migration": step.migration_id, "kind": step.kind})
+                log.info("applying migration", extra={"migration": step.migration_id, "kind": step.kind})
+                if step.kind == "contract":
+                    with backend.transaction():
+                        backend.execute(
+                            f"INSERT INTO {CONTRACTS_TABLE} (migration_id, after_retiring) VALUES (:step, :retiring) "
+                            "ON CONFLICT (migration_id) DO UPDATE SET after_retiring = EXCLUDED.after_retiring",
+                            {"step": step.migration_id, "retiring": step.after_retiring})
                 backend.apply_one(by_id[step.migration_id])
+            applied_ids, contracts = _read_state(backend)
+    except MigrationError:
+        raise
     except Exception as error:
-        if isinstance(error, MigrationError):
-            raise
         raise MigrationError(f"{type(error).__name__}: {error}") from error
     finally:
         backend.connection.close()
+    state = SchemaState(applied=applied_ids, contracts=contracts, applied_now=[s.migration_id for s in plan.to_apply],
+                        held=plan.held.migration_id if plan.held else None,
+                        held_after_retiring=plan.held.after_retiring if plan.held else None)
     if plan.held is not None:
-        log.warning(
-            "contract step held: releases that need the old shape are still declared live",
-            extra={
-                "migration": plan.held.migration_id,
-                "live_releases_blocking": plan.blocking_releases,
-                "next": "retire them in service/releases.json once no instance runs them, "
-                "then run migrate again",
-            },
+        log.info(
+            "contract step held: not allowed by this run (the release tool allows it once no active, "
+            "staged, warm or rollback-eligible release needs the old shape)",
+            extra={"migration": plan.held.migration_id, "after_retiring": plan.held.after_retiring},
         )
-    log.info(
-        "migrations done",
-        extra={"applied": [s.migration_id for s in plan.to_apply],
-               "held": plan.held.migration_id if plan.held else None},
-    )
-    return plan
+    log.info("schema state", extra=state.as_log())
+    return state
 
 
 def squawk_command(paths: list[Path], squawk: str | None = None) -> list[str]:
@@ -175,10 +192,12 @@ def squawk_command(paths: list[Path], squawk: str | None = None) -> list[str]:
     return [binary, "--config", str(SQUAWK_CONFIG), "--reporter", "gcc", *map(str, paths)]
 
 
-def lint_migrations(migrations_dir: Path = MIGRATIONS_DIR, *, squawk: str | None = None,
-                    ledger: ReleaseLedger | None = None) -> str:
+def lint_migrations(migrations_dir: Path = MIGRATIONS_DIR, *, squawk: str | None = None) -> str:
     """Run squawk on every migration; raise MigrationError with its findings if any."""
-    steps = read_steps(migrations_dir, ledger or read_ledger())
+    try:
+        steps = read_steps(migrations_dir)
+    except SchemaError as error:
+        raise MigrationError(str(error)) from error
     silenced_expands = [
         step.path.name for step in steps
         if step.kind == "expand" and "squawk-ignore" in step.path.read_text(encoding="utf-8")

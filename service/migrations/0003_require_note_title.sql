@@ -1,6 +1,7 @@
 -- liftoff: contract after-retiring 1.0.0
 -- Every note gets a title. 1.0.0 inserts notes without one, so this must wait until no 1.0.0
--- instance can run: `migrate` holds it while releases.json declares 1.0.0 (or older) live.
+-- instance can run: `liftoff migrate` holds it while 1.0.0 (or older) is active, staged, warm
+-- or inside the stage's rollback window, and a container's start-up `migrate` never applies it.
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '60s';
 

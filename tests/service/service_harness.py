@@ -79,12 +79,14 @@ def service_env(database: DatabaseSettings, *, port: int, version: str) -> dict[
     return env
 
 
-def run_migrate(database: DatabaseSettings) -> subprocess.CompletedProcess:
-    """`migrate` exactly as the image runs it, as a separate process."""
+def run_migrate(database: DatabaseSettings, *args: str, cwd: Path = SERVICE_DIR) -> subprocess.CompletedProcess:
+    """`migrate` exactly as the image runs it, as a separate process (`cwd`: another service tree, as
+    another image would carry it)."""
+    env = service_env(database, port=free_port(), version="migrate")
+    env["PYTHONPATH"] = str(cwd)
     return subprocess.run(
-        [sys.executable, "-m", "liftoff_service", "migrate"],
-        env=service_env(database, port=free_port(), version="migrate"),
-        cwd=SERVICE_DIR, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "liftoff_service", "migrate", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
     )
 
 

@@ -1,9 +1,9 @@
-"""Every release declared live serves reads and writes against one database, at the same time.
+"""Every release the tree keeps serves reads and writes against one database, at the same time.
 
-The releases come from service/releases.json, so the test follows the ledger as releases
-accumulate: cut 1.2.0 and it runs 1.1.0 (and whatever else is still live) beside it; forget to
-keep a live release's code and it fails. Each release runs as its own gunicorn process, as the
-platform runs two image versions side by side during a rollout.
+The releases are the API modules the tree keeps (`releases.kept_versions`), so the test follows the
+code as releases accumulate: cut 1.2.0 and it runs 1.1.0 (and whatever else is kept) beside it.
+The schema is what a container's start-up `migrate` leaves (expand steps only). Each release runs as
+its own gunicorn process, as the platform runs two image versions side by side during a rollout.
 
 The last two tests pin the concrete 1.0.0 -> 1.1.0 step (expand 0002, contract 0003); they go
 together with api/release_1_0_0.py once 1.0.0 is retired and 0003 has run everywhere.
@@ -11,23 +11,25 @@ together with api/release_1_0_0.py once 1.0.0 is retired and 0003 has run everyw
 
 from __future__ import annotations
 
+import pytest
+
 from service_harness import json_lines, run_migrate
 
-from liftoff_service.migrations import MIGRATIONS_DIR, migrate_database, read_steps
-from liftoff_service.releases import parse_ledger, read_ledger
+from liftoff_service.migrations import LeftBehind, migrate_database
+from liftoff_service.releases import kept_versions
 
 
 def start_live_releases(database, start_service):
     return {
         version: start_service(database, release=version, version=version)
-        for version in read_ledger().live_versions()
+        for version in kept_versions()
     }
 
 
 def test_all_live_releases_read_and_write_after_the_current_migrate(database, start_service):
     assert run_migrate(database).returncode == 0
     services = start_live_releases(database, start_service)
-    assert len(services) >= 2, "the ledger declares fewer than two live releases"
+    assert len(services) >= 2, "the tree keeps fewer than two releases"
 
     written = {}
     for version, service in services.items():
@@ -61,33 +63,26 @@ def test_current_release_shows_titles_for_notes_the_previous_release_wrote(datab
     }
 
 
-def test_contract_is_refused_while_the_previous_release_is_live(database, start_service):
-    ledger = read_ledger()
-    held_contracts = [
-        step for step in read_steps(MIGRATIONS_DIR, ledger) if step.blocking_releases(ledger)
-    ]
-    assert [s.migration_id for s in held_contracts] == ["0003_require_note_title"]
-
+def test_start_up_never_contracts_and_the_allowed_contract_leaves_only_the_old_release_behind(database, start_service):
     result = run_migrate(database)
     assert result.returncode == 0
-    held = [line for line in json_lines(result.stdout) if line.get("live_releases_blocking")]
+    held = [line for line in json_lines(result.stdout) if line["message"].startswith("contract step held")]
     assert held[0]["migration"] == "0003_require_note_title"
-    assert held[0]["live_releases_blocking"] == ["1.0.0"]
 
     old = start_service(database, release="1.0.0", version="1.0.0")
     new = start_service(database, release="1.1.0", version="1.1.0")
     before = old.request("POST", "/notes", {"body": "written by 1.0.0\nbefore contract"}).json()
     title_before = new.request("GET", f"/notes/{before['id']}").json()["title"]
 
-    # The operator retires 1.0.0 (no instance runs it any more); the next migrate contracts.
-    retired = parse_ledger({"releases": [
-        {"version": r.version, "live": r.live and r.version != "1.0.0"} for r in ledger.releases
-    ]})
-    plan = migrate_database(database, ledger=retired)
-    assert [s.migration_id for s in plan.to_apply] == ["0003_require_note_title"]
+    # The release tool allows the step once 1.0.0 is out of the stage's window (tests/release/test_schema_story.py).
+    state = migrate_database(database, allow_contracts={"0003_require_note_title"})
+    assert state.applied_now == ["0003_require_note_title"]
 
     # The current release is unaffected and reads the backfilled title unchanged ...
     assert new.request("GET", f"/notes/{before['id']}").json()["title"] == title_before
     assert new.request("POST", "/notes", {"body": "after contract"}).status == 201
-    # ... while 1.0.0's writes now fail: the gate held back a step that really breaks it.
+    # ... while 1.0.0's writes now fail: the step really breaks it, which is why 1.0.0 may no
+    # longer start: its start-up migrate refuses.
     assert old.request("POST", "/notes", {"body": "too late"}).status == 500
+    with pytest.raises(LeftBehind, match="release 1.0.0 cannot run on this schema"):
+        migrate_database(database, release="1.0.0")

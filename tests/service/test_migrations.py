@@ -11,15 +11,17 @@ import pytest
 from service_harness import applied_ids, columns, connect, json_lines, run_migrate
 
 from liftoff_service.migrations import (
-    MIGRATIONS_DIR, MigrationError, Step, lint_migrations, migrate_database, plan_steps,
-    read_steps, squawk_command,
+    CONTRACTS_TABLE, MIGRATIONS_DIR, LeftBehind, MigrationError, Step, left_behind_by, lint_migrations,
+    migrate_database, plan_steps, squawk_command,
 )
-from liftoff_service.releases import parse_ledger, read_ledger
+from liftoff_service.schema import SchemaError, read_steps
 
-TWO_LIVE = parse_ledger({"releases": [{"version": "1.0.0", "live": True},
-                                      {"version": "1.1.0", "live": True}]})
-OLD_RETIRED = parse_ledger({"releases": [{"version": "1.0.0", "live": False},
-                                         {"version": "1.1.0", "live": True}]})
+CONTRACT = "0003_require_note_title"
+
+
+def schema_state(stdout: str) -> dict:
+    (line,) = [line for line in json_lines(stdout) if line["message"] == "schema state"]
+    return line["schema"]
 
 
 def test_migrate_from_empty_applies_expands_and_holds_the_contract(database):
@@ -28,27 +30,71 @@ def test_migrate_from_empty_applies_expands_and_holds_the_contract(database):
     assert applied_ids(database) == ["0001_create_notes", "0002_add_note_title"]
     assert columns(database) == {"id": "NO", "body": "NO", "created_at": "NO", "title": "YES"}
     held = [line for line in json_lines(result.stdout) if line["message"].startswith("contract step held")]
-    assert held and held[0]["migration"] == "0003_require_note_title"
-    assert held[0]["live_releases_blocking"] == ["1.0.0"]
+    assert held and held[0]["migration"] == CONTRACT and held[0]["after_retiring"] == "1.0.0"
+    assert schema_state(result.stdout) == {
+        "applied": ["0001_create_notes", "0002_add_note_title"], "contracts": {},
+        "applied_now": ["0001_create_notes", "0002_add_note_title"], "held": CONTRACT, "held_after_retiring": "1.0.0",
+    }
 
     again = run_migrate(database)
     assert again.returncode == 0
     assert applied_ids(database) == ["0001_create_notes", "0002_add_note_title"]
+    assert schema_state(again.stdout)["applied_now"] == []
 
 
-def test_contract_applies_once_the_old_release_is_retired(database):
-    migrate_database(database, ledger=TWO_LIVE)
+def test_a_contract_applies_only_when_the_caller_allows_it(database):
+    migrate_database(database)
     with connect(database) as conn:
         # Written as 1.0.0 writes: no title.
         conn.execute("INSERT INTO notes (body) VALUES (%s)", ("  Pay rent \nby Friday",))
 
-    plan = migrate_database(database, ledger=OLD_RETIRED)
+    result = run_migrate(database, "--allow-contract", CONTRACT)
 
-    assert [step.migration_id for step in plan.to_apply] == ["0003_require_note_title"]
-    assert plan.held is None
+    assert result.returncode == 0, result.stdout
+    state = schema_state(result.stdout)
+    assert state["applied_now"] == [CONTRACT] and state["held"] is None
+    assert state["contracts"] == {CONTRACT: "1.0.0"}
     assert columns(database)["title"] == "NO"
     with connect(database) as conn:
         assert conn.execute("SELECT title FROM notes").fetchone() == ("Pay rent",)
+        assert conn.execute(f"SELECT migration_id, after_retiring FROM {CONTRACTS_TABLE}").fetchall() == [(CONTRACT, "1.0.0")]
+
+
+def test_a_release_the_schema_left_behind_refuses_to_migrate_and_so_to_serve(database):
+    migrate_database(database, allow_contracts={CONTRACT})
+    with pytest.raises(LeftBehind, match=f"release 1.0.0 cannot run on this schema: contract step {CONTRACT} "
+                                         r"\(after-retiring 1.0.0\) removed what it needs"):
+        migrate_database(database, release="1.0.0")
+    # The release that shipped the step is not behind it.
+    assert migrate_database(database, release="1.1.0").applied_now == []
+
+
+def test_the_start_up_command_exits_4_on_a_schema_that_left_its_release_behind(database, tmp_path):
+    migrate_database(database, allow_contracts={CONTRACT})
+    tree = tmp_path / "image-1.0.0"
+    (tree / "migrations").mkdir(parents=True)
+    shutil.copy(MIGRATIONS_DIR / "0001_create_notes.sql", tree / "migrations")
+    shutil.copytree(MIGRATIONS_DIR.parent / "liftoff_service", tree / "liftoff_service",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / "VERSION").write_text("1.0.0\n")
+    result = run_migrate(database, cwd=tree)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "contract step 0003_require_note_title" in result.stdout
+
+
+def test_an_unknown_contract_to_allow_is_refused_before_anything_runs(database):
+    with pytest.raises(MigrationError, match="--allow-contract 0002_add_note_title: not a contract step this image ships "
+                                             "\\(its contract steps: 0003_require_note_title\\)"):
+        migrate_database(database, allow_contracts={"0002_add_note_title"})
+    with connect(database) as conn:  # refused before connecting: not even yoyo's tables exist
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'").fetchone() == (0,)
+
+
+def test_left_behind_compares_releases_by_number():
+    assert left_behind_by({"0003": "1.0.0"}, "1.0.0") == ["0003"]
+    assert left_behind_by({"0003": "1.0.0"}, "0.9.9") == ["0003"]
+    assert left_behind_by({"0003": "1.0.0"}, "1.0.1") == []
+    assert left_behind_by({"0003": "1.9.0"}, "1.10.0") == []
 
 
 def test_a_held_contract_also_holds_every_later_step():
@@ -57,16 +103,16 @@ def test_a_held_contract_also_holds_every_later_step():
         Step("0002_b", MIGRATIONS_DIR / "x", "contract", after_retiring="1.0.0"),
         Step("0003_c", MIGRATIONS_DIR / "x", "expand"),
     ]
-    plan = plan_steps(steps, applied_ids=set(), ledger=TWO_LIVE)
+    plan = plan_steps(steps, applied_ids=set())
     assert [s.migration_id for s in plan.to_apply] == ["0001_a"]
-    assert plan.held.migration_id == "0002_b" and plan.blocking_releases == ["1.0.0"]
+    assert plan.held.migration_id == "0002_b"
 
-    plan = plan_steps(steps, applied_ids={"0001_a"}, ledger=OLD_RETIRED)
+    plan = plan_steps(steps, applied_ids={"0001_a"}, allowed_contracts={"0002_b"})
     assert [s.migration_id for s in plan.to_apply] == ["0002_b", "0003_c"]
 
 
 def test_every_repo_migration_declares_its_kind():
-    steps = read_steps(MIGRATIONS_DIR, read_ledger())
+    steps = read_steps(MIGRATIONS_DIR)
     assert [(s.migration_id, s.kind, s.after_retiring) for s in steps] == [
         ("0001_create_notes", "expand", None),
         ("0002_add_note_title", "expand", None),
@@ -79,20 +125,20 @@ def test_every_repo_migration_declares_its_kind():
     [
         ("CREATE TABLE t (id int);", "the first line must be '-- liftoff: expand'"),
         ("-- liftoff: contract", "a contract step must name the newest release"),
-        ("-- liftoff: contract after-retiring 0.9.0", "release '0.9.0' is not in releases.json"),
+        ("-- liftoff: contract after-retiring 1.1.0", "must name a release older than 1.1.0, the release that ships it"),
         ("-- liftoff: contract after-retiring one", "is not MAJOR.MINOR.PATCH semver"),
         ("-- liftoff: expand after-retiring 1.0.0", "'after-retiring' only applies to a contract"),
     ],
 )
 def test_malformed_headers_are_refused(tmp_path, first_line, expected_error):
     (tmp_path / "0001_bad.sql").write_text(first_line + "\nSELECT 1;\n")
-    with pytest.raises(Exception, match=re.escape(expected_error)):
-        read_steps(tmp_path, TWO_LIVE)
+    with pytest.raises(SchemaError, match=re.escape(expected_error)):
+        read_steps(tmp_path, release="1.1.0")
 
 
 def test_an_empty_migrations_directory_is_refused(tmp_path):
-    with pytest.raises(MigrationError, match="no migrations found"):
-        read_steps(tmp_path, TWO_LIVE)
+    with pytest.raises(SchemaError, match="no migrations found"):
+        read_steps(tmp_path)
 
 
 def test_a_failing_migration_is_reported_and_not_recorded(database, tmp_path):
@@ -100,7 +146,7 @@ def test_a_failing_migration_is_reported_and_not_recorded(database, tmp_path):
         shutil.copy(path, tmp_path)
     (tmp_path / "0003_broken.sql").write_text("-- liftoff: expand\nALTER TABLE nope ADD COLUMN x text;\n")
     with pytest.raises(MigrationError, match='relation "nope" does not exist'):
-        migrate_database(database, migrations_dir=tmp_path, ledger=TWO_LIVE)
+        migrate_database(database, migrations_dir=tmp_path, release="1.1.0")
     assert applied_ids(database) == ["0001_create_notes", "0002_add_note_title"]
 
 
@@ -139,7 +185,7 @@ def test_backward_incompatible_statements_fail_the_lint(tmp_path, statement, rul
         f"SET LOCAL statement_timeout = '60s';\n{statement}\n"
     )
     with pytest.raises(MigrationError, match=rule):
-        lint_migrations(tmp_path, ledger=TWO_LIVE)
+        lint_migrations(tmp_path)
 
 
 def test_only_a_contract_step_may_silence_squawk(tmp_path):
@@ -148,4 +194,4 @@ def test_only_a_contract_step_may_silence_squawk(tmp_path):
         "-- liftoff: expand\n-- squawk-ignore ban-drop-column\nALTER TABLE notes DROP COLUMN body;\n"
     )
     with pytest.raises(MigrationError, match="only a contract step may silence squawk.*0002_sneaky"):
-        lint_migrations(tmp_path, ledger=TWO_LIVE)
+        lint_migrations(tmp_path)

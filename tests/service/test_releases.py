@@ -1,33 +1,31 @@
-"""service/VERSION and service/releases.json: the ledger the deploy and the migrate gate read."""
+"""service/VERSION, the API modules the tree keeps, and the schema contract the image declares."""
 
 from __future__ import annotations
 
-import json
+import shutil
 
 import pytest
 
 from liftoff_service.api import load_release_api
-from liftoff_service.releases import (
-    RELEASES_FILE, ReleaseLedgerError, parse_ledger, read_current_version, read_ledger,
+from liftoff_service.releases import SERVICE_DIR, kept_versions, read_current_version
+from liftoff_service.schema import (
+    LABEL_CONTRACTS, LABEL_HEAD, LABEL_RELEASE, LABEL_REQUIRES, SchemaError, main, read_contract,
 )
 
 
-def test_the_current_release_is_declared_and_live():
-    ledger = read_ledger()
-    current = read_current_version()
-    assert ledger.get(current).live
-    assert ledger.releases[-1].version == current, "VERSION must be the newest release"
+def test_the_current_release_is_the_newest_kept_one():
+    assert kept_versions()[-1] == read_current_version()
 
 
-def test_every_live_release_still_has_its_api_code():
-    for version in read_ledger().live_versions():
+def test_every_kept_release_still_has_its_api_code():
+    assert kept_versions() == ["1.0.0", "1.1.0"]
+    for version in kept_versions():
         module = load_release_api(version)
         assert callable(module.create_note) and callable(module.list_notes)
 
 
-def test_the_file_is_plain_json_for_other_tools():
-    document = json.loads(RELEASES_FILE.read_text())
-    assert all(set(entry) == {"version", "live"} for entry in document["releases"])
+def test_no_release_list_is_edited_by_hand_any_more():
+    assert not (SERVICE_DIR / "releases.json").exists()
 
 
 def test_a_release_without_api_code_says_what_to_do():
@@ -35,34 +33,47 @@ def test_a_release_without_api_code_says_what_to_do():
         load_release_api("9.9.9")
 
 
-@pytest.mark.parametrize(
-    ("document", "expected_error"),
-    [
-        ([], 'must be an object with exactly one key, "releases"'),
-        ({"releases": []}, '"releases" must be a non-empty list'),
-        ({"releases": [{"version": "1.0.0"}]}, 'exactly the keys "version" (string) and "live"'),
-        ({"releases": [{"version": "1.0.0", "live": "yes"}]}, '"live" a boolean'),
-        ({"releases": [{"version": "v1.0", "live": True}]}, "'v1.0' is not MAJOR.MINOR.PATCH"),
-        ({"releases": [{"version": "1.1.0", "live": True}, {"version": "1.0.0", "live": True}]},
-         "oldest first with no duplicates, got 1.1.0, 1.0.0"),
-        ({"releases": [{"version": "1.0.0", "live": True}, {"version": "1.0.0", "live": False}]},
-         "oldest first with no duplicates"),
-    ],
-)
-def test_malformed_ledgers_are_refused_with_the_reason(document, expected_error):
-    with pytest.raises(ReleaseLedgerError) as raised:
-        parse_ledger(document)
-    assert expected_error in str(raised.value)
+def test_the_image_contract_comes_from_the_migration_files():
+    assert read_contract().labels() == {
+        LABEL_RELEASE: "1.1.0",
+        LABEL_HEAD: "0003_require_note_title",
+        LABEL_REQUIRES: "0002_add_note_title",  # its newest expand step; the contract step it ships is not required
+        LABEL_CONTRACTS: "0003_require_note_title:1.0.0",
+    }
 
 
-def test_an_unknown_release_names_the_known_ones():
-    ledger = parse_ledger({"releases": [{"version": "1.0.0", "live": True}]})
-    with pytest.raises(ReleaseLedgerError, match=r"'2.0.0' is not in releases.json \(known: 1.0.0\)"):
-        ledger.get("2.0.0")
+def copy_tree(tmp_path, migrations, version):
+    (tmp_path / "migrations").mkdir()
+    for name in migrations:
+        shutil.copy(SERVICE_DIR / "migrations" / f"{name}.sql", tmp_path / "migrations")
+    (tmp_path / "VERSION").write_text(f"{version}\n")
+    return tmp_path / "migrations", tmp_path / "VERSION"
 
 
-def test_invalid_json_names_the_file(tmp_path):
-    path = tmp_path / "releases.json"
-    path.write_text("{oops")
-    with pytest.raises(ReleaseLedgerError, match="releases.json is not valid JSON"):
-        read_ledger(path)
+def test_an_older_image_declares_what_it_shipped(tmp_path):
+    migrations, version = copy_tree(tmp_path, ["0001_create_notes"], "1.0.0")
+    assert read_contract(migrations, version).labels() == {
+        LABEL_RELEASE: "1.0.0", LABEL_HEAD: "0001_create_notes", LABEL_REQUIRES: "0001_create_notes", LABEL_CONTRACTS: "",
+    }
+
+
+def test_verify_refuses_build_arguments_that_drift_from_the_files(capsys):
+    good = [f"{line}" for line in _build_args(capsys)]
+    assert main(["verify", *good]) == 0
+    drifted = [pair if not pair.startswith("LIFTOFF_SCHEMA_REQUIRES=") else "LIFTOFF_SCHEMA_REQUIRES=0001_create_notes"
+               for pair in good]
+    assert main(["verify", *drifted]) == 1
+    err = capsys.readouterr().err
+    assert "LIFTOFF_SCHEMA_REQUIRES='0001_create_notes' but the migration files say '0002_add_note_title'" in err
+    assert main(["verify"]) == 1  # a build without the arguments fails too
+
+
+def _build_args(capsys) -> list[str]:
+    assert main(["build-args"]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_a_malformed_version_is_refused(tmp_path):
+    migrations, version = copy_tree(tmp_path, ["0001_create_notes"], "v1")
+    with pytest.raises(SchemaError, match="'v1' is not MAJOR.MINOR.PATCH"):
+        read_contract(migrations, version)

@@ -2,7 +2,7 @@
 
 A release module is the part of the service that touches the schema, kept exactly as that
 release shipped it. The image serves its own release's module; the tests run every module
-that releases.json declares live, side by side against one database, which is what the
+that this tree keeps (`releases.kept_versions`), side by side against one database, which is what the
 platform does during a rollout. Delete a module once its release is retired.
 """
 
@@ -32,7 +32,7 @@ def load_release_api(version: str) -> ModuleType:
             raise
         raise LookupError(
             f"no API module {name} for release {version}: add service/liftoff_service/api/"
-            f"{name.rsplit('.', 1)[1]}.py, or retire the release in releases.json"
+            f"{name.rsplit('.', 1)[1]}.py, or stop serving that release"
         ) from error
 
 
