@@ -110,6 +110,17 @@ _THRESHOLD_RANGES = {
 
 
 @dataclass(frozen=True)
+class RollbackWindow:
+    """How far back `liftoff rollback` must stay possible on the schema (cdk.json `rollback_window`)."""
+
+    releases: int | None = 2
+    days: int | None = None
+
+
+_ROLLBACK_WINDOW_RANGES = {"releases": (0, 50), "days": (0, 365)}
+
+
+@dataclass(frozen=True)
 class StageConfig:
     name: str
     compute: str
@@ -135,6 +146,9 @@ class StageConfig:
     # the old task set keeps its tasks) and the release's alarms are watched; a rollback inside the
     # window is a traffic flip.
     bake_seconds: int = 300
+    # Contract steps wait while a version inside this window (besides active, staged and warm) needs the
+    # old shape: {"releases": N} (the last N versions replaced) or {"days": D} (replaced in the last D days).
+    rollback_window: RollbackWindow = field(default_factory=RollbackWindow)
     db_instance_class: str = "t4g.micro"
     db_allocated_storage_gib: int = 20
     db_max_allocated_storage_gib: int = 100
@@ -391,6 +405,17 @@ def _parse_thresholds(stage: str, raw: Any) -> AlarmThresholds:
     return AlarmThresholds(**raw)
 
 
+def _parse_rollback_window(stage: str, raw: Any) -> RollbackWindow:
+    allowed = 'an object with exactly one key: {"releases": N} (the last N versions replaced, 0-50) or {"days": D} (0-365)'
+    if not isinstance(raw, Mapping) or len(raw) != 1 or next(iter(raw)) not in _ROLLBACK_WINDOW_RANGES:
+        raise _fail(stage, "rollback_window", raw, allowed)
+    (key, value), = raw.items()
+    low, high = _ROLLBACK_WINDOW_RANGES[key]
+    if type(value) is not int or not low <= value <= high:
+        raise _fail(stage, f"rollback_window.{key}", value, f"a whole number from {low} to {high}")
+    return RollbackWindow(releases=value, days=None) if key == "releases" else RollbackWindow(releases=None, days=value)
+
+
 def _as_the_app_sees_it(value: Any) -> Any:
     """The context as app.py receives it at synth. The CDK CLI reads cdk.json with JavaScript, which
     has one number type, so `2.0` arrives as 2; and the context reaches Python through jsii, which
@@ -425,6 +450,8 @@ def _parse_stage(name: str, raw: Any) -> StageConfig:
     for key, value in raw.items():
         if key == "alarm_thresholds":
             settings[key] = _parse_thresholds(name, value)
+        elif key == "rollback_window":
+            settings[key] = _parse_rollback_window(name, value)
         else:
             _check_value(name, key, value)
     if "alarm_emails" in settings:

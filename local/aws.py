@@ -93,18 +93,40 @@ def mark_bootstrapped(session: boto3.Session) -> None:
     session.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION_SSM_NAME, Value=BOOTSTRAP_VERSION, Type="String", Overwrite=True)
 
 
-def push_images(session: boto3.Session, repository_name: str, tags: list[str] | tuple[str, ...]) -> list[str]:
+# moto keeps manifests but no blobs (it has no GetDownloadUrlForLayer); the emulator keeps each image's config
+# blob here, where `local.runtime.EmulatedRuntime.download_layer` reads it (docs/local-emulator.md).
+LAYER_BUCKET = "liftoff-emulated-ecr-layers"
+
+
+def put_config_blob(session: boto3.Session, repository_name: str, labels: Mapping[str, str]) -> str:
+    """Store an image config blob with these labels; return its digest (what a manifest's config names)."""
+    blob = json.dumps({"architecture": "arm64", "os": "linux", "config": {"Labels": dict(labels)}}, sort_keys=True).encode()
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    s3 = session.client("s3")
+    try:
+        s3.head_bucket(Bucket=LAYER_BUCKET)
+    except s3.exceptions.ClientError:
+        s3.create_bucket(Bucket=LAYER_BUCKET)
+    s3.put_object(Bucket=LAYER_BUCKET, Key=f"{repository_name}/{digest}", Body=blob)
+    return digest
+
+
+def push_images(session: boto3.Session, repository_name: str, tags: list[str] | tuple[str, ...],
+                labels: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
     """Put one small image manifest per tag and start its scan; return the digests (one per tag, all distinct).
 
     moto derives an image's digest from its layers, so each tag gets its own small layer: with none,
     every tag would name the same image (and the repository's tags are immutable). On AWS the
     repository's scan-on-push starts a scan on every push; moto ignores scan-on-push, and the release
     tool refuses an image without a completed scan, so the scan is started here, as AWS would.
+    `labels` (per tag) gives an image a config blob with those labels (`put_config_blob`).
     """
     client = session.client("ecr")
     digests = []
     for tag in tags:
         config_digest = "sha256:" + hashlib.sha256(f"liftoff config {tag}".encode()).hexdigest()
+        if labels and tag in labels:  # an image that declares labels (its schema contract) has a real config blob
+            config_digest = put_config_blob(session, repository_name, labels[tag])
         layer_digest = "sha256:" + hashlib.sha256(f"liftoff layer {tag}".encode()).hexdigest()
         manifest = json.dumps({
             "schemaVersion": 2,

@@ -32,7 +32,7 @@ SYNTH_DIR = REPO / "cdk.out"
 ADAPTED_DIR = REPO / "cdk.local.out"
 STATE_DIR = REPO / ".local"
 CONFIG_FILE = REPO / "cdk.json"
-RELEASES_FILE = REPO / "service" / "releases.json"
+API_DIR = REPO / "service" / "liftoff_service" / "api"
 VERSION_FILE = REPO / "service" / "VERSION"
 
 EMULATOR_NOTE = (
@@ -70,10 +70,12 @@ def step(description: str) -> Iterator[None]:
 
 
 def release_tags() -> tuple[list[str], str]:
-    """The live releases to push and the version to switch to (service/VERSION, else the newest live one)."""
-    releases = [release["version"] for release in json.loads(RELEASES_FILE.read_text())["releases"] if release.get("live", True)]
+    """The releases the service keeps code for (service/liftoff_service/api/release_X_Y_Z.py) to push, and the
+    version to switch to (service/VERSION, else the newest kept one)."""
+    releases = sorted((".".join(path.stem.split("_")[1:]) for path in API_DIR.glob("release_*_*_*.py")),
+                      key=lambda version: tuple(int(part) for part in version.split(".")))
     if not releases:
-        raise DeployError(f"{RELEASES_FILE} lists no live release to deploy")
+        raise DeployError(f"{API_DIR.relative_to(REPO)} keeps no release module to deploy")
     target = VERSION_FILE.read_text().strip() if VERSION_FILE.exists() else releases[-1]
     if target not in releases:
         releases.append(target)
@@ -429,8 +431,8 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
     releases, target_version = release_tags()
     first = releases[0] if releases[0] != target_version else releases[-1]
     if first == target_version:
-        raise DeployError(f"{RELEASES_FILE.relative_to(REPO)} and {VERSION_FILE.relative_to(REPO)} name only {first}; "
-                          "the release walk needs a second live release to stage, activate and roll back")
+        raise DeployError(f"{API_DIR.relative_to(REPO)} and {VERSION_FILE.relative_to(REPO)} name only {first}; "
+                          "the release walk needs a second kept release to stage, activate and roll back")
     if source is None:
         with step("npx cdk synth (the real cloud assembly, cdk.out/)"):
             source = synthesize()
@@ -448,7 +450,7 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
                 deployed.real_hosts = True
                 deployed.hosts = [(box.instance_id, box.container, box.address) for box in hosts.hosts]
                 return deployed
-    with step(f"pushing release images {', '.join(releases)} (from {RELEASES_FILE.relative_to(REPO)}) into the emulated ECR, "
+    with step(f"pushing release images {', '.join(releases)} (the releases {API_DIR.relative_to(REPO)} keeps) into the emulated ECR, "
               "starting each image's scan"):
         aws.push_images(deployed.clients, deployed.repository_name, releases)
     release_walk(deployed, first=first, target=target_version)

@@ -94,6 +94,23 @@ class EmulatedRuntime(Aws):
         # deployment runs here, so none is ever in progress, and `liftoff rollback` takes the ordinary path.
         return []
 
+    # --- what moto does not keep or run (the schema-aware verbs) ------------------------------
+
+    def download_layer(self, repository: str, digest: str) -> bytes | None:
+        """moto has no GetDownloadUrlForLayer: config blobs are kept in the emulator's S3 (local.aws.put_config_blob)."""
+        from local.aws import LAYER_BUCKET
+
+        try:
+            return self.client("s3").get_object(Bucket=LAYER_BUCKET, Key=f"{repository}/{digest}")["Body"].read()
+        except self.client("s3").exceptions.ClientError:
+            return None  # an image pushed without labels declares no schema contract
+
+    def run_one_off(self, outputs, **_kwargs):
+        from release.schema_aws import OneOffError
+
+        raise OneOffError("the emulator runs no one-off task or Run Command (moto records run_task/send_command and runs "
+                          "nothing); `liftoff migrate` runs for real only where a runner stands in (docs/local-emulator.md)")
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _ecs_desired_count(self, cluster: str, service: str) -> int:

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from release.decisions import Image, Stack
 from release.ledger import Ledger
+from release.schema_aws import SchemaAdapter
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 # Per call: AWS's describe/update calls answer in well under a second; 10 s means the endpoint is not answering.
@@ -48,7 +49,7 @@ class MissingOutput(Exception):
         self.stack, self.output = stack, output
 
 
-class Aws:
+class Aws(SchemaAdapter):
     def __init__(self, *, region: str | None = None, session: boto3.session.Session | None = None):
         self._region = region
         self._session = session

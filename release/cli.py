@@ -26,6 +26,7 @@ from config import ConfigError, load_config
 from release import bake
 from release import decisions as d
 from release import ecs_rollback
+from release import schema_flow
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
 from release.flow import Abort, Context, describe_lock, raise_on_signal, run_release, run_unlock, running_now, signal_of
 
@@ -130,10 +131,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", dest="watch", action="store_false",
                    help="ec2: return once the switch is verified instead of watching the release alarms through the "
                         "stage's bake window (an alarm in the window rolls back automatically, exit 7)")
+    p.add_argument("--migrate", action="store_true", help="run the version's migrations first (`liftoff migrate`) when its expand steps are missing")
     p = verbs.add_parser("rollback", parents=[common, gate, switch],
                          help="undo the last release (again: one further back), or --to VERSION, through the activation path")
     p.add_argument("--to", dest="version", help="the version to switch to; it must have run on this stage or be staged, else --force")
     p.add_argument("--force", action="store_true", help="with --to: switch to a version that never ran here and is not staged (recorded as forced)")
+    p.add_argument("--migrate", action="store_true", help="run the version's migrations first when its expand steps are missing")
+    p = verbs.add_parser("migrate", parents=[common, gate],
+                         help="run a version's migrations once as a one-off (ecs task / one ec2 host); contract steps only when the stage allows")
+    p.add_argument("--version", help="whose migrations to run (default: the staged version)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (required when stdin is not a terminal)")
     verbs.add_parser("status", parents=[common, reads], help="stack state, versions, desired count, target health, what runs, the lock, last releases")
     p = verbs.add_parser("history", parents=[common, reads], help="the release ledger: one line per attempt, in the ledger's order")
     p.add_argument("--limit", type=_at_least_one, default=50, help="newest entries to show, 1 or more (default 50)")
@@ -160,8 +167,9 @@ def cmd_versions(ctx: Context) -> dict:
         ["TAG", "DIGEST", "PUSHED", "SIZE", "SCAN", ""],
         [[r["tag"], r["digest"][:19], r["pushed_at"], _size(r["size_bytes"]), _scan_text(r), " ".join(r["marks"])] for r in rows],
     ) if rows else f"no release images in {ctx.repository()}")
+    schema = schema_flow.version_marks(ctx, [r["tag"] for r in rows])
     return {"repository": ctx.repository(), "active": active, "staged": staged, "previous": previous,
-            "rollback_target": d.rollback_target(entries, active), "images": rows}
+            "rollback_target": d.rollback_target(entries, active), "images": rows, "schema": schema}
 
 
 def cmd_status(ctx: Context) -> dict:
@@ -376,7 +384,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
             adapter.bound_waits(args.timeout)
             ctx = Context(args, stage=stage, aws=adapter, stdin=stdin, stdout=stdout, stderr=stderr,
                           clock=clock, monotonic=monotonic, sleep=sleep)
-            commands = {"versions": cmd_versions, "status": cmd_status, "history": cmd_history, "lock": cmd_lock, "unlock": run_unlock}
+            commands = {"versions": cmd_versions, "status": cmd_status, "history": cmd_history, "lock": cmd_lock, "unlock": run_unlock,
+                        "migrate": schema_flow.run_migrate}
             fast = ecs_rollback.fast_rollback(ctx) if verb == "rollback" else None
             result = commands[verb](ctx) if verb in commands else (fast or run_release(ctx, verb))
         except (BotoCoreError, ClientError, StackNotFound, MissingOutput) as error:

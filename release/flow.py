@@ -379,6 +379,12 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
     base.update({"from": from_version, "to": tag, "digest": digest})
     if decision.action == "refuse":
         raise refused(decision, tag, digest)
+    if decision.proceeds and gate != "stage":
+        from release import schema_flow  # the schema gate (release/schema_flow.py); --force never skips it
+
+        schema_refusal = schema_flow.check_switch(ctx, ledger, lease, who=who, stack=stack, tag=tag, entries=entries)
+        if schema_refusal is not None:
+            raise refused(schema_refusal, tag, digest)
     if decision.action == "noop":
         entry = _record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version=from_version, to_version=tag,
                         result=d.RESULT_NOOP, detail=decision.message, digest=digest)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 
@@ -438,3 +439,33 @@ def test_restart_still_needs_room_for_one_container():
 def test_instance_memory_table(instance_type, mib):
     from config import ec2_instance_memory_mib
     assert ec2_instance_memory_mib(instance_type) == mib
+
+
+# The schema's rollback window: contract steps wait while a version inside it needs the old shape.
+
+def test_rollback_window_defaults_to_the_last_two_releases():
+    staging = parse_config(shipped_stages()).stage("staging")
+    assert (staging.rollback_window.releases, staging.rollback_window.days) == (2, None)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"releases": 0}, (0, None)), ({"releases": 5}, (5, None)), ({"days": 14}, (None, 14)), ({"days": 14.0}, (None, 14)),
+])
+def test_rollback_window_is_a_release_count_or_days(value, expected):
+    window = parse_config(with_setting("staging", "rollback_window", value)).stage("staging").rollback_window
+    assert (window.releases, window.days) == expected
+
+
+@pytest.mark.parametrize("value, says", [
+    ({"releases": 2, "days": 3}, 'rollback_window = {"releases": 2, "days": 3} is not allowed; expected an object with exactly one key'),
+    ({"weeks": 2}, 'rollback_window = {"weeks": 2} is not allowed'),
+    (3, "rollback_window = 3 is not allowed"),
+    ({"releases": -1}, "rollback_window.releases = -1 is not allowed; expected a whole number from 0 to 50"),
+    ({"releases": 51}, "rollback_window.releases = 51 is not allowed"),
+    ({"days": 366}, "rollback_window.days = 366 is not allowed; expected a whole number from 0 to 365"),
+    ({"days": True}, "rollback_window.days = true is not allowed"),
+    ({"days": 1.5}, "rollback_window.days = 1.5 is not allowed"),
+])
+def test_rollback_window_values_are_checked(value, says):
+    with pytest.raises(ConfigError, match=re.escape(f"stage 'staging': {says}")):
+        parse_config(with_setting("staging", "rollback_window", value))

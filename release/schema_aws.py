@@ -1,0 +1,195 @@
+"""Thin boto3 adapters for schema-aware releases: image labels, the stage's recorded schema state, one-off migrate runs.
+
+`SchemaAdapter` is mixed into `release.aws.Aws` (it uses its `client()`, timeouts and retries); no decisions here.
+
+- Labels: ECR's `BatchGetImage` gives the manifest (an index or list: its first image; the labels are the same
+  for every platform of one build); the image's config blob, fetched through `GetDownloadUrlForLayer` (a
+  presigned URL), holds `config.Labels`. Nothing runs the image.
+- The schema state lives in the stage's ledger table as one item (pk `SCHEMA`, sk `STATE`), written after
+  every `liftoff migrate` from the `schema state` line the run printed. The tool never reaches the database.
+- One-off runs: ecs runs one task of a copy of the service's task definition (family `<family>-migrate`, the
+  migrate container only, the version's image, the same roles, network and log group), waits for it to stop
+  and reads its log stream; ec2 sends `liftoff-migrate TAG ...` to one in-service host with SSM Run Command
+  (`AWS-RunShellScript`) and waits for the invocation.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import urllib.request
+from dataclasses import dataclass
+from typing import Callable
+
+from release.schema import SchemaState
+
+MANIFEST_TYPES = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+]
+SCHEMA_KEY = {"pk": {"S": "SCHEMA"}, "sk": {"S": "STATE"}}
+MIGRATE_SCRIPT = "/opt/liftoff/bin/liftoff-migrate"
+ONE_OFF_DONE = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"})
+
+
+class OneOffError(Exception):
+    """A one-off migrate could not be started or followed (not: the migration failed; that is an exit code)."""
+
+
+@dataclass(frozen=True)
+class OneOff:
+    exit_code: int | None  # None: it did not finish within the timeout
+    output: str
+    where: str  # the task or the host and command id, for the ledger
+
+
+class SchemaAdapter:
+    # --- labels -------------------------------------------------------------------------------------
+
+    def image_labels(self, repository: str, tag: str) -> dict[str, str]:
+        manifest = self._manifest(repository, {"imageTag": tag})
+        if "manifests" in manifest:  # a multi-platform index: the labels come from one build, any platform has them
+            if not manifest["manifests"]:
+                return {}
+            manifest = self._manifest(repository, {"imageDigest": manifest["manifests"][0]["digest"]})
+        config_digest = manifest.get("config", {}).get("digest")
+        if not config_digest:
+            return {}
+        blob = self.download_layer(repository, config_digest)
+        if blob is None:
+            return {}
+        config = json.loads(blob)
+        return dict((config.get("config") or {}).get("Labels") or {})
+
+    def _manifest(self, repository: str, image_id: dict) -> dict:
+        images = self.client("ecr").batch_get_image(repositoryName=repository, imageIds=[image_id],
+                                                    acceptedMediaTypes=MANIFEST_TYPES).get("images", [])
+        return json.loads(images[0]["imageManifest"]) if images else {}
+
+    def download_layer(self, repository: str, digest: str) -> bytes | None:
+        url = self.client("ecr").get_download_url_for_layer(repositoryName=repository, layerDigest=digest)["downloadUrl"]
+        with urllib.request.urlopen(url, timeout=self.read_timeout) as response:  # a presigned S3 URL
+            return response.read()
+
+    # --- the stage's schema state ----------------------------------------------------------------
+
+    def read_schema_state(self, table: str) -> SchemaState | None:
+        item = self.client("dynamodb").get_item(TableName=table, Key=SCHEMA_KEY, ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        return SchemaState(
+            applied=tuple(v["S"] for v in item.get("applied", {}).get("L", [])),
+            contracts={k: v["S"] for k, v in item.get("contracts", {}).get("M", {}).items()},
+            recorded_at=item.get("recorded_at", {}).get("S", ""),
+            version=item.get("version", {}).get("S", ""),
+            release_id=item.get("release_id", {}).get("S", ""),
+        )
+
+    def write_schema_state(self, table: str, state: SchemaState) -> None:
+        self.client("dynamodb").put_item(TableName=table, Item={
+            **SCHEMA_KEY,
+            "applied": {"L": [{"S": step} for step in state.applied]},
+            "contracts": {"M": {step: {"S": retiring} for step, retiring in state.contracts.items()}},
+            "recorded_at": {"S": state.recorded_at},
+            "version": {"S": state.version},
+            "release_id": {"S": state.release_id},
+        })
+
+    # --- one-off migrate runs --------------------------------------------------------------------
+
+    def run_one_off(self, outputs: dict[str, str], *, compute: str, image: str, tag: str, arguments: list[str],
+                    timeout: float, poll: float, sleep: Callable[[float], None], monotonic: Callable[[], float],
+                    say: Callable[[str], None]) -> OneOff:
+        if compute == "ec2":
+            return self._ec2_one_off(outputs, tag=tag, arguments=arguments, timeout=timeout, poll=poll, sleep=sleep,
+                                     monotonic=monotonic, say=say)
+        return self._ecs_one_off(outputs, image=image, arguments=arguments, timeout=timeout, poll=poll, sleep=sleep,
+                                 monotonic=monotonic, say=say)
+
+    def _ecs_one_off(self, outputs, *, image, arguments, timeout, poll, sleep, monotonic, say) -> OneOff:
+        ecs = self.client("ecs")
+        cluster, service = outputs["ClusterName"], outputs["EcsServiceName"]
+        described = ecs.describe_services(cluster=cluster, services=[service])["services"]
+        if not described:
+            raise OneOffError(f"the ECS service {service} is not in {cluster}")
+        svc = described[0]
+        definition = ecs.describe_task_definition(taskDefinition=svc["taskDefinition"])["taskDefinition"]
+        containers = definition.get("containerDefinitions", [])
+        source = next((c for c in containers if c.get("name") == "migrate"), containers[0] if containers else None)
+        if source is None:
+            raise OneOffError(f"the task definition {svc['taskDefinition']} has no container")
+        container = {k: v for k, v in source.items() if k not in ("dependsOn", "portMappings", "healthCheck")}
+        container.update(image=image, command=["migrate", *arguments], essential=True)
+        keep = ("taskRoleArn", "executionRoleArn", "networkMode", "requiresCompatibilities", "cpu", "memory", "runtimePlatform")
+        registered = ecs.register_task_definition(
+            family=f"{definition['family']}-migrate", containerDefinitions=[container],
+            **{k: definition[k] for k in keep if definition.get(k)},
+        )["taskDefinition"]["taskDefinitionArn"]
+        try:
+            run = {"cluster": cluster, "taskDefinition": registered, "count": 1, "startedBy": "liftoff-migrate"}
+            if svc.get("networkConfiguration"):
+                run["networkConfiguration"] = svc["networkConfiguration"]
+            if svc.get("capacityProviderStrategy"):
+                run["capacityProviderStrategy"] = svc["capacityProviderStrategy"]
+            else:
+                run["launchType"] = svc.get("launchType", "FARGATE")
+            started = ecs.run_task(**run)
+            if not started.get("tasks"):
+                raise OneOffError(f"ECS started no task: {started.get('failures')}")
+            task_arn = started["tasks"][0]["taskArn"]
+            say(f"  one-off task {task_arn.rsplit('/', 1)[-1]} ({registered.rsplit('/', 1)[-1]}) started")
+            deadline = monotonic() + timeout
+            while True:
+                task = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"][0]
+                if task.get("lastStatus") == "STOPPED":
+                    break
+                if monotonic() >= deadline:
+                    return OneOff(None, "", f"task {task_arn}")
+                sleep(poll)
+            code = next((c.get("exitCode") for c in task.get("containers", []) if c.get("name") == container["name"]), None)
+            return OneOff(code, self._task_log(container, task_arn), f"task {task_arn}")
+        finally:
+            ecs.deregister_task_definition(taskDefinition=registered)
+
+    def _task_log(self, container: dict, task_arn: str) -> str:
+        options = (container.get("logConfiguration") or {}).get("options") or {}
+        group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+        if not group or not prefix:
+            return ""
+        stream = f"{prefix}/{container['name']}/{task_arn.rsplit('/', 1)[-1]}"
+        try:
+            events = self.client("logs").get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)["events"]
+        except self.client("logs").exceptions.ResourceNotFoundException:
+            return ""
+        return "\n".join(event["message"] for event in events)
+
+    def _ec2_one_off(self, outputs, *, tag, arguments, timeout, poll, sleep, monotonic, say) -> OneOff:
+        _, instances = self.auto_scaling_group(outputs["AutoScalingGroupName"])
+        in_service = sorted(i["instance"] for i in instances if i["state"] == "InService")
+        if not in_service:
+            raise OneOffError(f"no host of {outputs['AutoScalingGroupName']} is InService to run the migration on")
+        host = in_service[0]
+        command = " ".join(shlex.quote(part) for part in [MIGRATE_SCRIPT, tag, *arguments])
+        say(f"  running on host {host} (SSM Run Command): {command}")
+        code, output, where = self.run_on_host(host, command, timeout=timeout, poll=poll, sleep=sleep, monotonic=monotonic)
+        return OneOff(code, output, where)
+
+    def run_on_host(self, instance: str, command: str, *, timeout: float, poll: float, sleep, monotonic) -> tuple[int | None, str, str]:
+        ssm = self.client("ssm")
+        sent = ssm.send_command(InstanceIds=[instance], DocumentName="AWS-RunShellScript",
+                                Parameters={"commands": [command]}, TimeoutSeconds=max(30, int(timeout)),
+                                Comment="liftoff migrate")["Command"]
+        where = f"host {instance} command {sent['CommandId']}"
+        deadline = monotonic() + timeout
+        while True:
+            try:
+                invocation = ssm.get_command_invocation(CommandId=sent["CommandId"], InstanceId=instance)
+            except ssm.exceptions.InvocationDoesNotExist:
+                invocation = {"Status": "Pending"}
+            if invocation.get("Status") in ONE_OFF_DONE:
+                output = invocation.get("StandardOutputContent", "") + invocation.get("StandardErrorContent", "")
+                return invocation.get("ResponseCode"), output, where
+            if monotonic() >= deadline:
+                return None, "", where
+            sleep(poll)
