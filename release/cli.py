@@ -266,7 +266,8 @@ def _history_table(entries: list[d.Entry]) -> str:
         ["STARTED", "WHO", "GATE", "FROM -> TO", "DIGEST", "RESULT", "DURATION"],
         [[e.started_at, d.one_line(e.who), e.gate + (" (forced)" if e.forced else ""), f"{e.from_version or '-'} -> {e.to_version}",
           e.digest[:19], d.one_line(e.result + (f": {e.detail}" if e.detail and (e.result != d.RESULT_SUCCEEDED
-                                                                                     or e.detail.startswith("automatic")) else "")),
+                                                                                     or e.detail.startswith("automatic")
+                                                                                     or e.gate == "migrate") else "")),
           f"{e.duration_seconds:.1f}s" if e.duration_seconds is not None else "-"] for e in entries],
     )
 

@@ -114,17 +114,11 @@ def fit(image: ImageSchema | None, state: SchemaState | None, *, tag: str = "") 
 
 # --- who holds a contract step --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Window:
-    """The stage's rollback window: the last `releases` versions replaced, or those replaced in the last `days`."""
-
-    releases: int | None = None
-    days: int | None = None
-
-    def describe(self) -> str:
-        if self.days is not None:
-            return f"the last {self.days} day(s)"
-        return f"the last {self.releases} release(s)"
+def describe_window(window) -> str:
+    """`window`: the stage's `config.RollbackWindow` (the last `releases` versions replaced, or those replaced in the last `days`)."""
+    if window.days is not None:
+        return f"the last {window.days} day(s)"
+    return f"the last {window.releases} release(s)"
 
 
 @dataclass(frozen=True)
@@ -145,7 +139,7 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def holders(*, active: str | None, staged: str | None, entries: Sequence[d.Entry], now: float, window: Window,
+def holders(*, active: str | None, staged: str | None, entries: Sequence[d.Entry], now: float, window,
             bake_seconds: int) -> list[Holder]:
     """Every version the stage may still run: active, staged, warm (the one the last switch replaced,
     for `bake_seconds` after it) and the rollback window (`entries` newest first, as the ledger gives them)."""
@@ -172,10 +166,10 @@ def holders(*, active: str | None, staged: str | None, entries: Sequence[d.Entry
     for index, (version, at) in enumerate(replaced):
         if window.days is not None:
             if at is not None and now - at < window.days * 86400:
-                add(version, f"rollback window ({window.describe()})", f"at {_iso(at + window.days * 86400)}")
+                add(version, f"rollback window ({describe_window(window)})", f"at {_iso(at + window.days * 86400)}")
         elif index < (window.releases or 0):
             more = window.releases - index
-            add(version, f"rollback window ({window.describe()})", f"after {more} more activation(s) of other versions")
+            add(version, f"rollback window ({describe_window(window)})", f"after {more} more activation(s) of other versions")
     return found
 
 

@@ -41,10 +41,10 @@ class ReleaseStage:
             ecr.start_image_scan(repositoryName=self.emulated.repository_name, imageId={"imageTag": tag})
 
     def run(self, *argv: str, stage: str | None = None, stdin: io.StringIO | None = None, aws=None, clock=None,
-            monotonic=None, sleep=None, stdout=None) -> Run:
+            monotonic=None, sleep=None, stdout=None, config=None) -> Run:
         out, err = stdout or io.StringIO(), io.StringIO()
-        full = [*argv, "--stage", stage or self.name, "--config", str(CDK_JSON)]
-        if argv and argv[0] in ("stage", "activate", "rollback"):
+        full = [*argv, "--stage", stage or self.name, "--config", str(config or CDK_JSON)]
+        if argv and argv[0] in ("stage", "activate", "rollback", "migrate"):
             full += ["--poll-interval", "0"]
         kwargs = {"aws": aws if aws is not None else EmulatedRuntime(self.emulated)}
         if clock is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import pwd
 import http.client
 import json
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,3 +194,39 @@ def applied_ids(database) -> list[str]:
     with connect(database) as conn:
         rows = conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc")
         return [row[0] for row in rows]
+
+
+@contextmanager
+def running_postgres():
+    """A PostgreSQL server on a free loopback port, for as long as the block runs; stopped (and its files
+    removed) after it, whatever happened."""
+    bin_dir = postgres_bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="liftoff-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        # initdb refuses to run as root; the Debian package creates the postgres user.
+        postgres_user = pwd.getpwnam("postgres")
+        os.chown(root, postgres_user.pw_uid, postgres_user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data_dir, socket_dir = root / "data", root
+    port = free_port()
+    subprocess.run(
+        [*run_as, str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres",
+         "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"],
+        check=True, capture_output=True,
+    )
+    options = (f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 "
+               "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    subprocess.run(
+        [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options,
+         "-l", str(root / "server.log"), "-w", "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        yield PostgresServer(host="127.0.0.1", port=port, superuser="postgres")
+    finally:
+        subprocess.run(
+            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop"],
+            check=False, capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
