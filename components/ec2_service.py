@@ -93,6 +93,26 @@ def gate_document(*, description: str, script: str, timeout_seconds: int) -> dic
     }
 
 
+# What one migrate run may take on a host (the service's statement_timeout is 60 s per step).
+MIGRATE_SECONDS = 900
+# Contract step ids the release tool allows, space separated (or none): letters, digits, '_', '.', '-'.
+CONTRACT_IDS_PATTERN = r"^([A-Za-z0-9_.-]{1,128}( [A-Za-z0-9_.-]{1,128}){0,31})?$"
+
+
+def migrate_document(*, timeout_seconds: int) -> dict:
+    """The SSM Command document `liftoff migrate` sends to one host: `liftoff-migrate TAG [CONTRACT_ID ...]`."""
+    document = gate_document(description="liftoff migrate: run a release's migrations once on this host "
+                                         "(the contract steps named are the ones the stage allows now)",
+                             script="liftoff-migrate", timeout_seconds=timeout_seconds)
+    document["parameters"]["AllowContracts"] = {
+        "type": "String", "default": "", "allowedPattern": CONTRACT_IDS_PATTERN,
+        "description": "Contract step ids allowed now, space separated (the release tool decides)",
+    }
+    # Unquoted on purpose: each id becomes its own argument; the pattern admits no shell character.
+    document["mainSteps"][0]["inputs"]["runCommand"] = ["/opt/liftoff/bin/liftoff-migrate '{{ImageTag}}' {{AllowContracts}}"]
+    return document
+
+
 class Ec2Service(Construct):
     def __init__(
         self,
@@ -253,6 +273,12 @@ class Ec2Service(Construct):
             script="liftoff-activate",
             image_tag=image_tag,
             per_host_seconds=per_host_seconds,
+        )
+        # `liftoff migrate` runs a release's migrations once, on one host, through SSM Run Command with this
+        # document (no association: nothing runs it by itself). Its inputs are patterned like the gates' tag.
+        self.migrate_document = ssm.CfnDocument(
+            self, "MigrateDocument", document_type="Command", update_method="NewVersion",
+            content=migrate_document(timeout_seconds=PULL_ALLOWANCE_SECONDS + MIGRATE_SECONDS),
         )
         # The group's name (a Ref) already orders the gates after its hosts have signalled; when both gates
         # change in one update, the pull runs first.

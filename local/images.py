@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -148,6 +149,9 @@ def release_image(daemon: Daemon, built: str, version: str, *, never_starts: boo
     with tempfile.TemporaryDirectory() as context:
         (Path(context) / "RELEASE").write_text(f"{version}\n")
         dockerfile = f"FROM {built}\nLABEL org.opencontainers.image.version={version}\nCOPY RELEASE /srv/service/RELEASE\n"
+        if re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", version):
+            # The release the schema decisions see (the built image's own label names service/VERSION).
+            dockerfile += f"LABEL io.liftoff.release={version}\n"
         if never_starts:
             dockerfile += 'CMD ["no-such-command"]\n'
         (Path(context) / "Dockerfile").write_text(dockerfile)

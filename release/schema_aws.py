@@ -9,13 +9,12 @@
   every `liftoff migrate` from the `schema state` line the run printed. The tool never reaches the database.
 - One-off runs: ecs runs one task of a copy of the service's task definition (family `<family>-migrate`, the
   migrate container only, the version's image, the same roles, network and log group), waits for it to stop
-  and reads its log stream; ec2 sends `liftoff-migrate TAG ...` to one in-service host with SSM Run Command
-  (`AWS-RunShellScript`) and waits for the invocation.
+  and reads its log stream; ec2 sends the stack's migrate document (`liftoff-migrate TAG [CONTRACT_ID ...]`,
+  output `MigrateDocumentName`) to one in-service host with SSM Run Command and waits for the invocation.
 """
 from __future__ import annotations
 
 import json
-import shlex
 import urllib.request
 from dataclasses import dataclass
 from typing import Callable
@@ -29,7 +28,6 @@ MANIFEST_TYPES = [
     "application/vnd.oci.image.index.v1+json",
 ]
 SCHEMA_KEY = {"pk": {"S": "SCHEMA"}, "sk": {"S": "STATE"}}
-MIGRATE_SCRIPT = "/opt/liftoff/bin/liftoff-migrate"
 ONE_OFF_DONE = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"})
 
 
@@ -165,21 +163,27 @@ class SchemaAdapter:
         return "\n".join(event["message"] for event in events)
 
     def _ec2_one_off(self, outputs, *, tag, arguments, timeout, poll, sleep, monotonic, say) -> OneOff:
+        document = outputs.get("MigrateDocumentName")
+        if not document:
+            raise OneOffError("the service stack has no MigrateDocumentName output; deploy the current version of the app")
         _, instances = self.auto_scaling_group(outputs["AutoScalingGroupName"])
         in_service = sorted(i["instance"] for i in instances if i["state"] == "InService")
         if not in_service:
             raise OneOffError(f"no host of {outputs['AutoScalingGroupName']} is InService to run the migration on")
         host = in_service[0]
-        command = " ".join(shlex.quote(part) for part in [MIGRATE_SCRIPT, tag, *arguments])
-        say(f"  running on host {host} (SSM Run Command): {command}")
-        code, output, where = self.run_on_host(host, command, timeout=timeout, poll=poll, sleep=sleep, monotonic=monotonic)
+        contracts = [argument for argument in arguments if argument != "--allow-contract"]
+        parameters = {"ImageTag": [tag], "AllowContracts": [" ".join(contracts)]}
+        say(f"  running on host {host} (SSM Run Command, document {document}): liftoff-migrate {tag} {' '.join(contracts)}".rstrip())
+        code, output, where = self.send_and_wait(host, document, parameters, timeout=timeout, poll=poll, sleep=sleep,
+                                                 monotonic=monotonic)
         return OneOff(code, output, where)
 
-    def run_on_host(self, instance: str, command: str, *, timeout: float, poll: float, sleep, monotonic) -> tuple[int | None, str, str]:
+    def send_and_wait(self, instance: str, document: str, parameters: dict[str, list[str]], *, timeout: float, poll: float,
+                      sleep, monotonic) -> tuple[int | None, str, str]:
+        """Run Command: send `document` to one instance, wait for its invocation; (exit code, output, where)."""
         ssm = self.client("ssm")
-        sent = ssm.send_command(InstanceIds=[instance], DocumentName="AWS-RunShellScript",
-                                Parameters={"commands": [command]}, TimeoutSeconds=max(30, int(timeout)),
-                                Comment="liftoff migrate")["Command"]
+        sent = ssm.send_command(InstanceIds=[instance], DocumentName=document, Parameters=parameters,
+                                TimeoutSeconds=max(30, int(timeout)), Comment="liftoff migrate")["Command"]
         where = f"host {instance} command {sent['CommandId']}"
         deadline = monotonic() + timeout
         while True:

@@ -140,6 +140,7 @@ class ServiceStack(Stack):
                 "AutoScalingGroupName": self.compute.auto_scaling_group.auto_scaling_group_name,
                 "StageAssociationId": self.compute.stage_association.attr_association_id,
                 "ActivateAssociationId": self.compute.activate_association.attr_association_id,
+                "MigrateDocumentName": self.compute.migrate_document.ref,
             }
         # The rule lives here, not in the data stack, so the stateful stack never depends on this one.
         ec2.CfnSecurityGroupIngress(

@@ -1,0 +1,81 @@
+"""The emulator's stand-in for SSM Run Command on the host boxes, and the release tool's runtime that uses it.
+
+moto records `send_command` and runs nothing (its invocation reports Success with no output). On the host
+boxes (local/boxes.py, real systemd hosts booted from the launch template's user data) this stand-in does
+what the SSM agent does with a Command document: it reads the document the stack created (from the
+emulator's SSM), checks each parameter against the document's `allowedPattern` (a value that does not
+match is refused before any shell sees it, as SSM refuses it), substitutes `{{Name}}` in the document's
+`runCommand` and runs it as root on that one host, returning its exit code and output.
+
+`BoxesRuntime` is the emulator's release-tool adapter (`local.runtime.EmulatedRuntime`) with two reads
+made real for the boxes: Run Command (this stand-in) and an image's config blob (from the real registry
+standing in for ECR, where the pushed images' labels are). Everything else is the emulator's.
+"""
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import urllib.request
+from pathlib import Path
+
+from local import boxes
+from local.hosts import StageHosts
+from local.runtime import EmulatedRuntime
+
+
+class RunCommandRefused(Exception):
+    """A parameter SSM would refuse (not declared, or not matching its allowedPattern)."""
+
+
+class RunCommandStandIn:
+    def __init__(self, hosts: StageHosts):
+        self.hosts = hosts
+        self.runs: list[tuple[str, str, dict]] = []
+
+    def render(self, document: str, parameters: dict[str, list[str]]) -> list[str]:
+        content = self.hosts.session.client("ssm").get_document(Name=document)["Content"]
+        content = json.loads(content) if isinstance(content, str) else content
+        declared = content.get("parameters", {})
+        unknown = sorted(set(parameters) - set(declared))
+        if unknown:
+            raise RunCommandRefused(f"document {document} declares no parameter {unknown[0]}")
+        values = {}
+        for name, spec in declared.items():
+            given = parameters.get(name)
+            if given is None and "default" not in spec:
+                raise RunCommandRefused(f"document {document} needs parameter {name}")
+            value = given[0] if given else spec.get("default", "")
+            if "allowedPattern" in spec and not re.fullmatch(spec["allowedPattern"], value):
+                raise RunCommandRefused(f"parameter {name}={value!r} does not match {spec['allowedPattern']}")
+            values[name] = value
+        commands = []
+        for step in content["mainSteps"]:
+            for command in step["inputs"]["runCommand"]:
+                commands.append(re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: values[m.group(1)], command))
+        return commands
+
+    def run(self, instance: str, document: str, parameters: dict[str, list[str]], *, timeout: float) -> tuple[int, str, str]:
+        box = self.hosts.world.boxes[instance]
+        commands = self.render(document, parameters)
+        self.runs.append((instance, document, parameters))
+        result = boxes.run_on_box(self.hosts.daemon, box, "bash", "-c", "\n".join(["set -e", *commands]), timeout=timeout)
+        return result.returncode, result.stdout + result.stderr, f"host {instance} (Run Command stand-in, document {document})"
+
+
+class BoxesRuntime(EmulatedRuntime):
+    def __init__(self, *, hosts: StageHosts, **kwargs):
+        super().__init__(**kwargs)
+        self.hosts = hosts
+        self.run_command = RunCommandStandIn(hosts)
+
+    def send_and_wait(self, instance, document, parameters, *, timeout, poll, sleep, monotonic):
+        return self.run_command.run(instance, document, parameters, timeout=timeout)
+
+    def download_layer(self, repository: str, digest: str) -> bytes | None:
+        world = self.hosts.world
+        context = ssl.create_default_context(cafile=str(Path(world.pki_dir) / "ca.crt"))
+        context.check_hostname = False  # the certificate names the ECR host; we reach it on loopback
+        request = urllib.request.Request(f"https://{world.registry_host}/v2/{repository}/blobs/{digest}")
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
+            return response.read()
