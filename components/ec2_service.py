@@ -95,8 +95,8 @@ def gate_document(*, description: str, script: str, timeout_seconds: int) -> dic
 
 # What one migrate run may take on a host (the service's statement_timeout is 60 s per step).
 MIGRATE_SECONDS = 900
-# Contract step ids the release tool allows, space separated (or none): letters, digits, '_', '.', '-'.
-CONTRACT_IDS_PATTERN = r"^([A-Za-z0-9_.-]{1,128}( [A-Za-z0-9_.-]{1,128}){0,31})?$"
+# Contract step ids the release tool allows, space separated (or none); none starts with '-' (never an option).
+CONTRACT_IDS_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127}( [A-Za-z0-9][A-Za-z0-9_.-]{0,127}){0,31})?$"
 
 
 def migrate_document(*, timeout_seconds: int) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 from local import boxes
 from local.hosts import StageHosts
 from local.runtime import EmulatedRuntime
+from release.schema_aws import SchemaAdapter
 
 
 class RunCommandRefused(Exception):
@@ -68,6 +69,10 @@ class BoxesRuntime(EmulatedRuntime):
         super().__init__(**kwargs)
         self.hosts = hosts
         self.run_command = RunCommandStandIn(hosts)
+
+    def run_one_off(self, outputs, **kwargs):
+        # The real adapter's path (one in-service host, the stack's migrate document), not the emulator's refusal.
+        return SchemaAdapter.run_one_off(self, outputs, **kwargs)
 
     def send_and_wait(self, instance, document, parameters, *, timeout, poll, sleep, monotonic):
         return self.run_command.run(instance, document, parameters, timeout=timeout)

@@ -119,6 +119,8 @@ class SchemaAdapter:
             raise OneOffError(f"the task definition {svc['taskDefinition']} has no container")
         container = {k: v for k, v in source.items() if k not in ("dependsOn", "portMappings", "healthCheck")}
         container.update(image=image, command=["migrate", *arguments], essential=True)
+        if not container.get("memory") and not container.get("memoryReservation") and definition.get("memory"):
+            container["memory"] = int(definition["memory"])  # alone in its task: the task's memory is its limit
         keep = ("taskRoleArn", "executionRoleArn", "networkMode", "requiresCompatibilities", "cpu", "memory", "runtimePlatform")
         registered = ecs.register_task_definition(
             family=f"{definition['family']}-migrate", containerDefinitions=[container],
@@ -130,8 +132,9 @@ class SchemaAdapter:
                 run["networkConfiguration"] = svc["networkConfiguration"]
             if svc.get("capacityProviderStrategy"):
                 run["capacityProviderStrategy"] = svc["capacityProviderStrategy"]
-            else:
-                run["launchType"] = svc.get("launchType", "FARGATE")
+            else:  # a Fargate-only task definition decides it (moto reports the service's launch type as EC2)
+                fargate_only = definition.get("requiresCompatibilities") == ["FARGATE"]
+                run["launchType"] = "FARGATE" if fargate_only else svc.get("launchType") or "FARGATE"
             started = ecs.run_task(**run)
             if not started.get("tasks"):
                 raise OneOffError(f"ECS started no task: {started.get('failures')}")
