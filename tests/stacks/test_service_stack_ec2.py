@@ -267,3 +267,26 @@ def test_restart_activation_needs_no_proxy_and_slot_ports_avoid_the_container_po
     context["stages"]["production"]["container_port"] = 18082
     env_slots = host_env(rendered_user_data(synth_variant(context).templates[STACK]))
     assert (env_slots["SLOT_A_PORT"], env_slots["SLOT_B_PORT"]) == ("28081", "28082")
+
+
+def test_the_migrate_document_runs_liftoff_migrate_once_on_a_host_and_admits_only_tags_and_step_ids(shipped):
+    from components.ec2_service import CONTRACT_IDS_PATTERN
+
+    template = shipped.templates[STACK]
+    documents = resources(template, "AWS::SSM::Document")
+    name = next(k for k in documents if k.startswith("Ec2MigrateDocument"))
+    content = documents[name]["Properties"]["Content"]
+    assert content["parameters"]["ImageTag"]["allowedPattern"] == RELEASE_TAG_PATTERN
+    assert content["parameters"]["AllowContracts"]["default"] == ""
+    assert content["mainSteps"][0]["inputs"]["runCommand"] == ["/opt/liftoff/bin/liftoff-migrate '{{ImageTag}}' {{AllowContracts}}"]
+    # No association runs it: only `liftoff migrate` sends it, to one host.
+    assert not any(a["Properties"]["Name"] == {"Ref": name} for a in resources(template, "AWS::SSM::Association").values())
+    assert template["Outputs"]["MigrateDocumentName"]["Value"] == {"Ref": name}
+    # The unquoted ids can carry no shell syntax and never start an option.
+    for allowed in ("", "0003_require_note_title", "0003_a 0004.b-c"):
+        assert re.fullmatch(CONTRACT_IDS_PATTERN, allowed)
+    for refused in ("x;rm", "$(id)", "-rf", "a  b", "a\nb", "a b -c"):
+        assert not re.fullmatch(CONTRACT_IDS_PATTERN, refused)
+    # The script is in the host files the user data unpacks.
+    with tarfile.open(fileobj=io.BytesIO(host_files_archive()), mode="r:gz") as archive:
+        assert archive.getmember("opt/liftoff/bin/liftoff-migrate").mode == 0o755
