@@ -37,10 +37,12 @@ exit codes:
   2  usage or bad input: unknown stage, malformed or mutable tag (latest), unknown version,
      a bad option value (--timeout inf), no confirmation (non-interactive without --yes)
   3  refused by a gate: lock held by a live release, version not staged, image scan has
-     findings at or above --fail-severity or no completed scan, image gone from the repository
+     findings at or above --fail-severity or no completed scan, image gone from the repository,
+     expand steps not applied or the schema has left the version behind (never overridden by --force)
   4  AWS error: no credentials or region, access denied, endpoint not answering, stack or output
      missing, stack busy or in a failed state, CloudFormation refused the update, the wait timed
-     out (the message says whether the version switched; the ledger records the same)
+     out (the message says whether the version switched; the ledger records the same); migrate:
+     the one-off could not run, did not finish, or its migration failed
   5  the rollout failed and CloudFormation rolled back: the previous version is still active
   6  the version switched but was not seen running healthy (verification timed out, or an AWS
      error came after the switch); `liftoff status`, `liftoff rollback` to go back
