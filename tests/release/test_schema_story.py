@@ -207,3 +207,17 @@ def test_migrate_refuses_an_image_without_a_schema_contract(released_staging):
     assert "1.1.0 declares no schema contract (no io.liftoff.schema.head label)" in run.err
     (entry,) = released_staging.entries()
     assert (entry.gate, entry.result) == ("migrate", d.RESULT_REFUSED)
+
+
+@pytest.mark.parametrize("tag, says", [("latest", "mutable"), ("1.2", "not a release tag")])
+def test_migrate_refuses_a_bad_tag_before_anything_is_asked_or_recorded(released_staging, tag, says):
+    run = released_staging.run("migrate", "--version", tag, "--yes")
+    assert run.code == d.EXIT_USAGE and says in run.err
+    assert released_staging.entries() == [] and released_staging.ledger().read_lock() is None
+
+
+def test_migrate_asks_before_it_runs_and_changes_nothing_unconfirmed(stage):
+    release_stage, run, runtime, database = stage
+    refused = release_stage.run("migrate", "--version", "1.1.0", aws=runtime, config=None)
+    assert refused.code == d.EXIT_USAGE and "refusing without confirmation" in refused.err
+    assert runtime.runs == [] and release_stage.entries() == []
