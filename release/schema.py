@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Mapping, Sequence
 
-from release import decisions as d
+from release import bake, decisions as d
 
 LABEL_RELEASE = "io.liftoff.release"
 LABEL_HEAD = "io.liftoff.schema.head"
@@ -153,12 +153,10 @@ def holders(*, active: str | None, staged: str | None, entries: Sequence[d.Entry
 
     add(active, "active", "when another version is activated and it leaves the rollback window")
     add(staged, "staged", "when another version is staged")
+    warm = bake.warm_window(entries, active=active, bake_seconds=bake_seconds, now=now)  # the one definition of warm
+    if warm:
+        add(warm["version"], "warm", f"at {_iso(warm['until'])} (bake_seconds {bake_seconds})")
     moved = list(reversed(d.switches(entries, active)))  # newest first
-    if moved:
-        last = moved[0]
-        at = _epoch(last.finished_at or last.started_at)
-        if at is not None and now - at < bake_seconds:
-            add(last.from_version, "warm", f"at {_iso(at + bake_seconds)} (bake_seconds {bake_seconds})")
     replaced: list[tuple[str, float | None]] = []
     for entry in moved:
         if entry.from_version and entry.from_version != active and entry.from_version not in {v for v, _ in replaced}:

@@ -212,7 +212,7 @@ def check_switch(ctx: Context, ledger: Ledger, lease, *, who: str, stack: d.Stac
     if decision is not None and verdict.kind == s.FIT_NEEDS_MIGRATE and getattr(ctx.args, "migrate", False):
         ctx.say(f"schema: {verdict.message}; running its migrations first (--migrate)")
         migrate_under_lock(ctx, ledger, lease, who=who, release_id=new_release_id(), stack=stack, tag=tag, entries=entries,
-                           confirm=False, facts=facts)
+                           confirm=True, facts=facts)
         decision = s.decide_switch(tag, image, facts.state, stage=ctx.stage.name)
     if decision is None:
         ctx.say(f"schema: {s.fit(image, facts.state, tag=tag).message}")
