@@ -119,6 +119,10 @@ def test_tag_build_push_scan_stage_activate_approve_activate_rollback(server, do
         assert (code, out) == (0, {"image": f"liftoff-service:{version}"}), err
         labels = json.loads(daemon.run("image", "inspect", "--format", "{{json .Config.Labels}}", out["image"]).stdout)
         assert labels["org.opencontainers.image.version"] == version and f"| platform | {HOST_PLATFORM} |" in summary
+        # The schema contract, from service/migrations (the Dockerfile refuses values that disagree with the files).
+        assert {k: v for k, v in labels.items() if k.startswith("io.liftoff.")} == {
+            "io.liftoff.release": "1.1.0", "io.liftoff.schema.head": "0003_require_note_title",
+            "io.liftoff.schema.requires": "0002_add_note_title", "io.liftoff.schema.contracts": "0003_require_note_title:1.0.0"}
 
         code, out, summary, err = step(server, tmp_path, "push.sh", "--stage", "staging", "--version", version,
                                        "--registry", registry.host, extra_env=docker_env, timeout=300)
