@@ -31,6 +31,10 @@ SCHEMA_KEY = {"pk": {"S": "SCHEMA"}, "sk": {"S": "STATE"}}
 ONE_OFF_DONE = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"})
 
 
+class LabelsUnreadable(Exception):
+    """An image's config blob (where its labels are) could not be fetched."""
+
+
 class OneOffError(Exception):
     """A one-off migrate could not be started or followed (not: the migration failed; that is an exit code)."""
 
@@ -67,8 +71,11 @@ class SchemaAdapter:
 
     def download_layer(self, repository: str, digest: str) -> bytes | None:
         url = self.client("ecr").get_download_url_for_layer(repositoryName=repository, layerDigest=digest)["downloadUrl"]
-        with urllib.request.urlopen(url, timeout=self.read_timeout) as response:  # a presigned S3 URL
-            return response.read()
+        try:
+            with urllib.request.urlopen(url, timeout=self.read_timeout) as response:  # a presigned S3 URL
+                return response.read()
+        except OSError as error:  # URLError, timeouts, resets
+            raise LabelsUnreadable(f"cannot download the config blob {digest} of {repository}: {error}") from None
 
     # --- the stage's schema state ----------------------------------------------------------------
 

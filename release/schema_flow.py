@@ -25,7 +25,7 @@ from release import decisions as d
 from release import schema as s
 from release.flow import Abort, Context, LockCollision, Shielded, _confirm, _record, acquire, close_orphan
 from release.ledger import Ledger, new_release_id
-from release.schema_aws import OneOffError
+from release.schema_aws import LabelsUnreadable, OneOffError
 
 GATE = "migrate"
 
@@ -49,8 +49,8 @@ class SchemaFacts:
         if tag in present:
             try:
                 image = self.image(tag)
-            except s.LabelError:
-                image = None
+            except (s.LabelError, LabelsUnreadable):
+                image = None  # unknown: holds every contract step, the safe side
             if image is not None:
                 return image.release
         return None  # unknown: it holds every contract step
@@ -111,6 +111,8 @@ def migrate_under_lock(ctx: Context, ledger: Ledger, lease, *, who: str, release
         image = facts.image(tag)
     except s.LabelError as error:
         raise refused(d.refuse(d.EXIT_REFUSED, str(error), "rebuild the image with pipeline/build.sh (it sets the labels)")) from None
+    except LabelsUnreadable as error:
+        raise refused(d.refuse(d.EXIT_AWS, str(error), "check the network and ecr:GetDownloadUrlForLayer, then run it again")) from None
     if image is None:
         raise refused(d.refuse(d.EXIT_REFUSED, f"{tag} declares no schema contract (no {s.LABEL_HEAD} label), so liftoff "
                                                "cannot tell what its migrations do to the stage",
@@ -204,6 +206,9 @@ def check_switch(ctx: Context, ledger: Ledger, lease, *, who: str, stack: d.Stac
         image = facts.image(tag)
     except s.LabelError as error:
         return d.refuse(d.EXIT_REFUSED, str(error), "rebuild the image with pipeline/build.sh (it sets the labels)")
+    except LabelsUnreadable as error:
+        return d.refuse(d.EXIT_AWS, f"{error}; the schema gate cannot tell whether {tag} runs on this schema",
+                        "check the network and ecr:GetDownloadUrlForLayer, then run it again")
     verdict = s.fit(image, facts.state, tag=tag)
     if verdict.kind == s.FIT_UNKNOWN:
         ctx.say(f"schema: not checked: {verdict.message}")
@@ -226,7 +231,7 @@ def version_marks(ctx: Context, tags: list[str]) -> dict:
     for tag in (tags if facts.state is not None else []):
         try:
             verdict = s.fit(facts.image(tag), facts.state, tag=tag)
-        except s.LabelError as error:
+        except (s.LabelError, LabelsUnreadable) as error:
             verdict = s.Fit(s.FIT_UNKNOWN, str(error))
         fits[tag] = {"fit": verdict.kind, "message": verdict.message, "steps": list(verdict.steps)}
     state = facts.state

@@ -221,3 +221,20 @@ def test_migrate_asks_before_it_runs_and_changes_nothing_unconfirmed(stage):
     refused = release_stage.run("migrate", "--version", "1.1.0", aws=runtime, config=None)
     assert refused.code == d.EXIT_USAGE and "refusing without confirmation" in refused.err
     assert runtime.runs == [] and release_stage.entries() == []
+
+
+def test_the_gate_refuses_when_the_labels_cannot_be_read_and_the_stage_has_a_schema(stage):
+    from release.schema_aws import LabelsUnreadable
+
+    release_stage, run, runtime, database = stage
+    assert run("migrate", "--version", "1.0.0", "--yes").code == 0
+    assert run("stage", "1.1.0").code == 0
+
+    class Unreachable(LocalOneOff):
+        def download_layer(self, repository, digest):
+            raise LabelsUnreadable(f"cannot download the config blob {digest} of {repository}: timed out")
+
+    blind = Unreachable(release_stage.emulated, trees=runtime.trees, database=database)
+    refused = release_stage.run("activate", "1.1.0", "--yes", aws=blind)
+    assert refused.code == d.EXIT_AWS and "the schema gate cannot tell whether 1.1.0 runs on this schema" in refused.err
+    assert release_stage.parameters()["ImageTag"] == "1.0.0"
