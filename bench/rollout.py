@@ -133,9 +133,12 @@ def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action
     if version == ANSWERS_5XX:
         # Watched through the bake window: how long until every answer came from the old version again,
         # and the alarm rule that decided it (the alarm stand-in evaluates the synthesized one).
-        back = run.summary(version=FIRST, marker="command")
+        command_at = run.marks["command"]
+        failures = [r.ended for r in run.records if r.failed and r.sent is not None and r.sent >= command_at and r.ended]
         alarms = runtime.hosts.alarms
-        extra = {"rolled_back_after_s": back.switch_s if code == 7 else None,
+        # Failed answers are the 5xx release's (or the switch's); the last one is when the rollback took effect.
+        extra = {"rolled_back_after_s": round(max(failures) - command_at, 2) if code == 7 and failures else None,
+                 "errors_for_s": round(max(failures) - min(failures), 2) if failures else None,
                  "alarms": [f"{rule.name}: {rule.kind} {rule.comparison} {rule.threshold:g}, {rule.datapoints_to_alarm} of "
                             f"{rule.evaluation_periods} x {rule.period} s" for rule in (alarms.rules if alarms else [])]}
     return {**extra, "scenario": scenario.name, "mode": "ec2", "hosts": scenario.hosts, "action": action, "version": version,
@@ -189,7 +192,7 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         first = rows[0]
         row = {key: first[key] for key in ("scenario", "mode", "hosts", "action", "version")}
         row["runs"] = len(rows)
-        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts", "rolled_back_after_s"):
+        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts", "rolled_back_after_s", "errors_for_s"):
             if key not in first:
                 continue
             values = [r[key] for r in rows if r[key] is not None]
@@ -226,8 +229,9 @@ def table(rows: list[dict]) -> str:
                      f"{','.join(str(code) for code in row['exits'])} | {figure(row, 'pulls', 0)} / {figure(row, 'starts', 0)} |")
     for row in rows:
         if "rolled_back_after_s" in row:
-            lines.append(f"\n{row['scenario']}, {row['version']}: rolled back automatically after "
-                         f"{figure(row, 'rolled_back_after_s')} s (from the command to every answer from {FIRST} again); "
+            lines.append(f"\n{row['scenario']}, {row['version']}: rolled back automatically "
+                         f"{figure(row, 'rolled_back_after_s')} s after the command (to its last failed answer); errors "
+                         f"for {figure(row, 'errors_for_s')} s; "
                          f"alarms: {'; '.join(row.get('alarms') or ['none'])}")
     return "\n".join(lines)
 
