@@ -71,6 +71,10 @@ TRAFFIC_SHIFT_DEFAULTS = {"canary": (5.0, 300), "linear": (20.0, 120)}
 TRAFFIC_SHIFT_PERCENT_RANGES = {"canary": (0.1, 100.0), "linear": (3.0, 100.0)}
 # What an EC2 host keeps for itself beside the containers: the OS, Docker, the SSM and proxy daemons.
 HOST_RESERVED_MIB = 512
+# Dynamic scaling targets (cdk.json `scale_on`, one of them) and their allowed values. requests_per_target is
+# the ALB's RequestCountPerTarget, a count per target per minute; cpu_percent the average over the fleet.
+# Under 10 % CPU a fleet never scales in; over 90 % it has no headroom left while new capacity boots.
+SCALE_ON_TARGETS = {"requests_per_target": (10, 100000), "cpu_percent": (10, 90)}
 
 
 class ConfigError(ValueError):
@@ -118,6 +122,11 @@ class RollbackWindow:
 
 
 _ROLLBACK_WINDOW_RANGES = {"releases": (0, 50), "days": (0, 365)}
+class ScaleOn:
+    """What target tracking holds steady (cdk.json `scale_on`: one of SCALE_ON_TARGETS and its value)."""
+
+    metric: str
+    target: int
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,10 @@ class StageConfig:
     # Contract steps wait while a version inside this window (besides active, staged and warm) needs the
     # old shape: {"releases": N} (the last N versions replaced) or {"days": D} (replaced in the last D days).
     rollback_window: RollbackWindow = field(default_factory=RollbackWindow)
+    # Dynamic scaling, off unless max_count is set: then desired_count is the floor, max_count the ceiling,
+    # and target tracking on `scale_on` moves the fleet between them (docs/scaling.md).
+    max_count: int | None = None
+    scale_on: ScaleOn | None = None
     db_instance_class: str = "t4g.micro"
     db_allocated_storage_gib: int = 20
     db_max_allocated_storage_gib: int = 100
@@ -173,6 +186,15 @@ class StageConfig:
     alb_access_logs: bool = False
     container_insights: bool = False
     enhanced_monitoring: bool = False
+
+    @property
+    def scales(self) -> bool:
+        return self.max_count is not None
+
+    @property
+    def ceiling(self) -> int:
+        """The most tasks or hosts the stage runs: max_count when it scales, else desired_count."""
+        return self.max_count if self.max_count is not None else self.desired_count
 
     @property
     def registry_stage(self) -> str:
@@ -323,6 +345,7 @@ _INT_RANGES = {
     "bake_seconds": (0, 3600),
     # ECS waits between steps in whole minutes, at most 1440.
     "traffic_shift_step_seconds": (0, 86400),
+    "max_count": (1, MAX_DESIRED_COUNT),
 }
 _LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 _PATTERNS = {
@@ -349,7 +372,7 @@ _PATTERNS.update({
 _BOOLS = ("db_multi_az", "deletion_protection", "alb_access_logs", "container_insights", "enhanced_monitoring")
 _OPTIONAL = (
     "account", "region", "certificate_arn", "ami_id", "share_registry_with", "traffic_shift_percent",
-    "domain_name", "hosted_zone_id", "hosted_zone_name",
+    "domain_name", "hosted_zone_id", "hosted_zone_name", "max_count",
 )
 _REQUIRED = ("compute", "desired_count")
 _KEYS = tuple(f.name for f in fields(StageConfig) if f.name != "name")
@@ -415,6 +438,34 @@ def _parse_rollback_window(stage: str, raw: Any) -> RollbackWindow:
         raise _fail(stage, f"rollback_window.{key}", value, f"a whole number from {low} to {high}")
     return RollbackWindow(releases=value, days=None) if key == "releases" else RollbackWindow(releases=None, days=value)
 
+def _parse_scale_on(stage: str, raw: Any) -> ScaleOn:
+    allowed = " or ".join(f'{{"{metric}": {low}-{high}}}' for metric, (low, high) in SCALE_ON_TARGETS.items())
+    if not isinstance(raw, Mapping) or len(raw) != 1 or next(iter(raw)) not in SCALE_ON_TARGETS:
+        raise _fail(stage, "scale_on", raw, f"an object with exactly one target: {allowed}")
+    ((metric, value),) = raw.items()
+    low, high = SCALE_ON_TARGETS[metric]
+    if type(value) is not int or not low <= value <= high:
+        raise _fail(stage, f"scale_on.{metric}", value, f"a whole number from {low} to {high}")
+    return ScaleOn(metric=metric, target=value)
+
+
+def _check_scaling(stage: StageConfig) -> None:
+    if (stage.max_count is None) != (stage.scale_on is None):
+        missing = "scale_on" if stage.scale_on is None else "max_count"
+        raise ConfigError(
+            f"stage {stage.name!r}: dynamic scaling needs both max_count and scale_on; {missing} is missing "
+            f"(add it, or remove {'max_count' if missing == 'scale_on' else 'scale_on'} to scale only by desired_count)"
+        )
+    if stage.max_count is None:
+        return
+    if stage.desired_count < 1:
+        raise _fail(stage.name, "desired_count", stage.desired_count,
+                    "at least 1 when max_count is set (a fleet of none sends no metric, so it never scales out)")
+    if stage.max_count <= stage.desired_count:
+        raise _fail(stage.name, "max_count", stage.max_count,
+                    f"more than desired_count ({stage.desired_count}), the floor; a ceiling equal to the floor "
+                    "scales nothing (remove max_count and scale_on to scale only by desired_count)")
+
 
 def _as_the_app_sees_it(value: Any) -> Any:
     """The context as app.py receives it at synth. The CDK CLI reads cdk.json with JavaScript, which
@@ -452,6 +503,8 @@ def _parse_stage(name: str, raw: Any) -> StageConfig:
             settings[key] = _parse_thresholds(name, value)
         elif key == "rollback_window":
             settings[key] = _parse_rollback_window(name, value)
+        elif key == "scale_on":
+            settings[key] = _parse_scale_on(name, value)
         else:
             _check_value(name, key, value)
     if "alarm_emails" in settings:
@@ -596,6 +649,7 @@ def _check_deployment_strategy(stage: StageConfig) -> None:
 
 
 def _check_stage(stage: StageConfig) -> None:
+    _check_scaling(stage)
     if stage.db_max_allocated_storage_gib < stage.db_allocated_storage_gib:
         raise _fail(
             stage.name, "db_max_allocated_storage_gib", stage.db_max_allocated_storage_gib,
@@ -812,7 +866,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"liftoff config: {error}", file=sys.stderr)
         return 2
     for stage in stages:
-        print(f"{stage.name}: {stage.compute}, {stage.desired_count} running; stacks "
+        running = f"{stage.desired_count}-{stage.max_count} running" if stage.scales else f"{stage.desired_count} running"
+        print(f"{stage.name}: {stage.compute}, {running}; stacks "
               f"{stage.registry_stack_name} {stage.data_stack_name} {stage.service_stack_name}")
         for warning in stage.warnings():
             print(f"liftoff config: warning: {warning}", file=sys.stderr)

@@ -469,3 +469,69 @@ def test_rollback_window_is_a_release_count_or_days(value, expected):
 def test_rollback_window_values_are_checked(value, says):
     with pytest.raises(ConfigError, match=re.escape(f"stage 'staging': {says}")):
         parse_config(with_setting("staging", "rollback_window", value))
+
+# --- dynamic scaling (max_count + scale_on) ---------------------------------------------------------
+
+def with_scaling(stage: str, **settings) -> dict:
+    context = shipped_stages()
+    context["stages"][stage].update(settings)
+    return context
+
+
+def test_scaling_is_off_by_default():
+    for stage in parse_config(shipped_stages()).stages:
+        assert stage.max_count is None and stage.scale_on is None and not stage.scales
+        assert stage.ceiling == stage.desired_count
+
+
+@pytest.mark.parametrize("stage", ["staging", "production"])
+@pytest.mark.parametrize(("metric", "target"), [("requests_per_target", 200), ("cpu_percent", 60)])
+def test_scaling_parses_in_both_modes(stage, metric, target):
+    parsed = parse_config(with_scaling(stage, desired_count=2, max_count=6, scale_on={metric: target})).stage(stage)
+    assert parsed.scales and parsed.desired_count == 2 and parsed.ceiling == 6
+    assert (parsed.scale_on.metric, parsed.scale_on.target) == (metric, target)
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    # the ceiling must be above the floor
+    ({"desired_count": 2, "max_count": 2}, r"stage 'production': max_count = 2 is not allowed; expected more than desired_count \(2\)"),
+    ({"desired_count": 3, "max_count": 1}, r"max_count = 1 is not allowed; expected more than desired_count \(3\)"),
+    ({"max_count": 51}, r"max_count = 51 is not allowed; expected a whole number from 1 to 50"),
+    ({"max_count": 4.5}, r"max_count = 4.5 is not allowed; expected a whole number from 1 to 50"),
+    ({"max_count": True}, r"max_count = true is not allowed"),
+    ({"max_count": "4"}, r'max_count = "4" is not allowed'),
+    # a floor of zero never sends the metric that would scale it out
+    ({"desired_count": 0, "max_count": 3}, r"desired_count = 0 is not allowed; expected at least 1 when max_count is set"),
+    ({"scale_on": {"requests_per_target": 9}}, r"scale_on.requests_per_target = 9 is not allowed; expected a whole number from 10 to 100000"),
+    ({"scale_on": {"cpu_percent": 95}}, r"scale_on.cpu_percent = 95 is not allowed; expected a whole number from 10 to 90"),
+    ({"scale_on": {"cpu_percent": 60.5}}, r"scale_on.cpu_percent = 60.5 is not allowed"),
+    ({"scale_on": {"memory_percent": 60}}, r'scale_on = \{"memory_percent": 60\} is not allowed; expected an object with exactly one target: '
+                                           r'\{"requests_per_target": 10-100000\} or \{"cpu_percent": 10-90\}'),
+    ({"scale_on": {"cpu_percent": 60, "requests_per_target": 200}}, r"scale_on = .* expected an object with exactly one target"),
+    ({"scale_on": {}}, r"scale_on = \{\} is not allowed"),
+    ({"scale_on": 60}, r"scale_on = 60 is not allowed"),
+])
+def test_bad_scaling_values_are_named(settings, expected):
+    base = {"desired_count": 2, "max_count": 4, "scale_on": {"cpu_percent": 60}}
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(with_scaling("production", **{**base, **settings}))
+
+
+@pytest.mark.parametrize(("settings", "missing"), [
+    ({"max_count": 4}, "scale_on"),
+    ({"scale_on": {"cpu_percent": 60}}, "max_count"),
+])
+def test_max_count_and_scale_on_go_together(settings, missing):
+    with pytest.raises(ConfigError, match=rf"stage 'staging': dynamic scaling needs both max_count and scale_on; {missing} is missing"):
+        parse_config(with_scaling("staging", **settings))
+
+
+def test_config_command_prints_the_floor_and_the_ceiling(capsys, monkeypatch, tmp_path):
+    from config import main
+
+    document = json.loads(CDK_JSON.read_text())
+    document["context"]["liftoff"]["stages"]["production"].update(max_count=5, scale_on={"requests_per_target": 300})
+    (tmp_path / "cdk.json").write_text(json.dumps(document))
+    monkeypatch.chdir(tmp_path)
+    assert main(["production"]) == 0
+    assert "production: ec2, 2-5 running;" in capsys.readouterr().out
