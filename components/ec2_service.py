@@ -6,6 +6,11 @@ changing `ImageTag` restarts the unit on the new image one host at a time and fa
 (so CloudFormation rolls the parameter back) if a host does not come back healthy. Instances are
 replaced only when the launch template changes (AMI, instance type, host files), never on a version
 switch or a desired-count edit.
+
+Fail over: the group checks hosts by the load balancer's health checks too (not only EC2's status
+checks), so a host that stops answering is replaced, and the replacement boots into the active version
+(liftoff-boot reads it from the stack's SSM parameter). With dynamic scaling (`max_count`), target
+tracking moves the group between desired_count and max_count; see docs/scaling.md.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from components.nag import acknowledge
-from config import MAX_DESIRED_COUNT, RELEASE_TAG_PATTERN
+from config import MAX_DESIRED_COUNT, RELEASE_TAG_PATTERN, ScaleOn
 
 HOST_FILES = Path(__file__).parent / "ec2_host"
 UNIT_DIR = "etc/systemd/system"
@@ -50,6 +55,12 @@ BOOT_SIGNAL_TIMEOUT = Duration.minutes(15)
 # CloudFormation's ceiling for an association's WaitForSuccessTimeoutSeconds (48 hours).
 MAX_ASSOCIATION_WAIT_SECONDS = 172800
 ROOT_VOLUME_GIB = 20
+# A new host is judged by the load balancer's checks only after this: the boot (packages, the pull,
+# migrate, the first passing checks) takes one to three minutes on AL2023; a host still failing after
+# five is broken, and is replaced.
+HEALTH_CHECK_GRACE_SECONDS = 300
+# Dynamic scaling: a new host's metrics join the group's average once it can serve (about the boot).
+HOST_WARMUP_SECONDS = 180
 
 
 def host_files_archive() -> bytes:
@@ -130,6 +141,8 @@ class Ec2Service(Construct):
         db_name: str,
         db_secret: secretsmanager.ISecret,
         desired_count: int,
+        max_count: int | None,
+        scale_on: ScaleOn | None,
         instance_type: str,
         arm64: bool,
         ami_id: str | None,
@@ -229,19 +242,30 @@ class Ec2Service(Construct):
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
             launch_template=launch_template,
             min_capacity=desired_count,
-            desired_capacity=desired_count,
-            # One spare slot so a host can be replaced before its predecessor leaves; never autoscaled.
-            max_capacity=desired_count + 1,
+            # Scaling: no DesiredCapacity in the template, so a deploy never resets what the autoscaler chose
+            # (CloudFormation leaves an absent DesiredCapacity alone on update; raising MinSize still lifts it).
+            desired_capacity=None if scale_on else desired_count,
+            # Without scaling, one spare slot so a host can be replaced before its predecessor leaves.
+            max_capacity=max_count if scale_on else desired_count + 1,
+            # Fail over: EC2 status checks and the load balancer's; a host failing either is replaced.
+            health_checks=autoscaling.HealthChecks.with_additional_checks(
+                additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
+                grace_period=Duration.seconds(HEALTH_CHECK_GRACE_SECONDS),
+            ),
+            default_instance_warmup=Duration.seconds(HOST_WARMUP_SECONDS) if scale_on else None,
             signals=autoscaling.Signals.wait_for_all(timeout=BOOT_SIGNAL_TIMEOUT),
             update_policy=autoscaling.UpdatePolicy.rolling_update(
                 max_batch_size=1, min_instances_in_service=desired_count
             ),
         )
-        # Resetting the size on every deploy is the design: desired_count in cdk.json is the fleet size.
-        Annotations.of(self.auto_scaling_group).acknowledge_warning(
-            "@aws-cdk/aws-autoscaling:desiredCapacitySet", "desired_count in cdk.json is the source of truth"
-        )
+        if scale_on is None:
+            # Resetting the size on every deploy is the design here: desired_count in cdk.json is the fleet size.
+            Annotations.of(self.auto_scaling_group).acknowledge_warning(
+                "@aws-cdk/aws-autoscaling:desiredCapacitySet", "desired_count in cdk.json is the source of truth"
+            )
         self.auto_scaling_group.attach_to_application_target_group(target_group)
+        if scale_on is not None:
+            self._track(scale_on)
         user_data.add_signal_on_exit_command(self.auto_scaling_group)
         user_data.add_commands(
             "set -euo pipefail",
@@ -297,6 +321,19 @@ class Ec2Service(Construct):
             "Scaling events are visible in the group's activity history; no one subscribes to notifications at this stage.",
         )
 
+
+    def _track(self, scale_on: ScaleOn) -> None:
+        """Target tracking on the group. Scale-in is drained by the target group: the group deregisters a
+        leaving host and waits out the deregistration delay before terminating it (no lifecycle hook; see
+        docs/scaling.md). EC2 Auto Scaling scales in only after 15 minutes below the target, so it does not flap."""
+        if scale_on.metric == "requests_per_target":
+            self.scaling_policy = self.auto_scaling_group.scale_on_request_count(
+                "ScaleOnRequests", target_requests_per_minute=scale_on.target)
+            # CDK adds DependsOn the listener; the metric's ResourceLabel already Refs it (cfn-lint W3005).
+            self.scaling_policy.node.default_child.add_deletion_override("DependsOn")
+        else:
+            self.scaling_policy = self.auto_scaling_group.scale_on_cpu_utilization(
+                "ScaleOnCpu", target_utilization_percent=scale_on.target)
 
     def _gate(
         self, name: str, *, description: str, script: str, image_tag: str, per_host_seconds: int

@@ -5,6 +5,10 @@ and `linear` start the new version beside the old one in the alternate target gr
 traffic through the load balancer's listener rule (all at once, a first step, or equal steps), and keep
 the old tasks for the bake time, so a rollback is a traffic move back, not a new deployment. Every
 strategy rolls back on the release alarms.
+
+Fail over: ECS replaces a task that fails the load balancer's health checks (after a short grace) with
+one from the service's task definition, i.e. on the active version. With dynamic scaling (`max_count`),
+Application Auto Scaling target tracking moves the task count between desired_count and max_count.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from components.nag import acknowledge
+from config import ScaleOn
 
 CONTAINER_NAME = "app"
 MIGRATE_CONTAINER_NAME = "migrate"
@@ -31,6 +36,10 @@ _STRATEGIES = {
     "canary": ecs.DeploymentStrategy.CANARY,
     "linear": ecs.DeploymentStrategy.LINEAR,
 }
+# Target tracking: add tasks a minute after the last addition, remove one only after five quiet minutes,
+# so a burst is met quickly and a dip does not take away capacity the next minute needs again.
+SCALE_OUT_COOLDOWN_SECONDS = 60
+SCALE_IN_COOLDOWN_SECONDS = 300
 
 
 class EcsService(Construct):
@@ -48,6 +57,8 @@ class EcsService(Construct):
         db_name: str,
         db_secret: secretsmanager.ISecret,
         desired_count: int,
+        max_count: int | None,
+        scale_on: ScaleOn | None,
         task_cpu: int,
         task_memory_mib: int,
         arm64: bool,
@@ -121,7 +132,9 @@ class EcsService(Construct):
             "Service",
             cluster=cluster,
             task_definition=task_definition,
-            desired_count=desired_count,
+            # Scaling: no DesiredCount in the template (Application Auto Scaling owns it), so a deploy keeps
+            # the running count; CloudFormation starts a new service with one task and the floor lifts it.
+            desired_count=None if scale_on else desired_count,
             # No NAT gateway: tasks reach ECR, Secrets Manager and CloudWatch through a public address;
             # the security group admits only the load balancer.
             assign_public_ip=True,
@@ -156,6 +169,8 @@ class EcsService(Construct):
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers]",
                 "The infrastructure role ECS assumes to move traffic between the two target groups; AWS maintains this policy for exactly that (read and modify listeners, rules and target groups), and only ecs.amazonaws.com can assume the role.",
             )
+        if scale_on is not None:
+            self._track(scale_on, floor=desired_count, ceiling=max_count, target_group=target_group)
         if not container_insights:
             acknowledge(
                 cluster, "AwsSolutions-ECS4",
@@ -177,3 +192,16 @@ class EcsService(Construct):
         self.service.enable_deployment_alarms(
             [alarm.alarm_name for alarm in alarms], behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
         )
+
+    # --- dynamic scaling (kept apart from the deployment settings above) -----------------------------
+
+    def _track(self, scale_on: ScaleOn, *, floor: int, ceiling: int, target_group: elbv2.ApplicationTargetGroup) -> None:
+        """Application Auto Scaling target tracking on the service's DesiredCount, between floor and ceiling."""
+        self.scalable_task_count = self.service.auto_scale_task_count(min_capacity=floor, max_capacity=ceiling)
+        cooldowns = dict(scale_in_cooldown=Duration.seconds(SCALE_IN_COOLDOWN_SECONDS),
+                         scale_out_cooldown=Duration.seconds(SCALE_OUT_COOLDOWN_SECONDS))
+        if scale_on.metric == "requests_per_target":
+            self.scalable_task_count.scale_on_request_count(
+                "ScaleOnRequests", requests_per_target=scale_on.target, target_group=target_group, **cooldowns)
+        else:
+            self.scalable_task_count.scale_on_cpu_utilization("ScaleOnCpu", target_utilization_percent=scale_on.target, **cooldowns)

@@ -98,6 +98,8 @@ class ServiceStack(Stack):
             image_tag=image_tag.value_as_string,
             target_group=self.load_balancer.target_group,
             desired_count=stage.desired_count,
+            max_count=stage.max_count,
+            scale_on=stage.scale_on,
             arm64=stage.cpu_architecture == "arm64",
             container_port=stage.container_port,
             stop_timeout_seconds=stage.stop_timeout_seconds,
