@@ -27,6 +27,7 @@ from release import bake
 from release import decisions as d
 from release import ecs_rollback
 from release import schema_flow
+from release import scaling
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
 from release.flow import Abort, Context, describe_lock, raise_on_signal, run_release, run_unlock, running_now, signal_of
 
@@ -55,7 +56,8 @@ Refusals (2, 3, and 4 before an update starts) change nothing."""
 DESCRIPTION = """\
 Release gates for a liftoff stage. Every change goes through the service stack's parameters
 (StagedImageTag for `stage`, ImageTag for `activate`/`rollback`), so the next `cdk deploy` keeps it.
-Scaling is not a release: edit desired_count in cdk.json and `cdk deploy`; `status` shows it."""
+Scaling is not a release: edit desired_count (the floor) and max_count (the ceiling, for scaling
+by traffic) in cdk.json and `cdk deploy`; `status` shows both and the last scaling activity."""
 
 # Harness seam: which adapter answers "what runs". Unset: AWS (ECS, the target group, State Manager).
 RUNTIME_VARIABLE = "LIFTOFF_RUNTIME"
@@ -182,12 +184,16 @@ def cmd_status(ctx: Context) -> dict:
     running = running_now(ctx, stack)
     lock = ledger.read_lock()
     back = d.rollback_target(entries, active)
+    fleet = scaling.read(ctx.aws, running["compute"], stack.outputs)
+    fleet_notes = scaling.notes(fleet, configured_floor=ctx.stage.desired_count, configured_ceiling=ctx.stage.ceiling,
+                                configured_scales=ctx.stage.scales)
     result = {
         "stack": {"name": stack.name, "status": stack.status, "reason": stack.status_reason},
         "compute": running["compute"],
         "active": active, "staged": staged, "previous": d.previous_version(entries, active), "rollback_target": back,
         "desired_count": running["desired_count"], "configured_desired_count": ctx.stage.desired_count,
         "targets": running["targets"], "tasks": running.get("tasks", []), "hosts": running.get("hosts", []),
+        "scaling": scaling.as_json(fleet, fleet_notes),
         "lock": asdict(lock) if lock else None,
         "releases": [asdict(e) for e in entries[:5]],
         "alarms_firing": ctx.aws.firing_alarms(stack.name),
@@ -204,6 +210,8 @@ def cmd_status(ctx: Context) -> dict:
                 "a rollback starts it again")
     ctx.say(f"  desired count {running['desired_count']} ({running['compute']}; cdk.json desired_count {ctx.stage.desired_count} "
             "- change it there and `cdk deploy`)")
+    for line in scaling.lines(fleet, fleet_notes):
+        ctx.say(line)
     healthy, unhealthy = healthy_and_unhealthy(running["targets"])
     ctx.say(f"  targets  {healthy} healthy" + (f", not healthy: {', '.join(unhealthy)}" if unhealthy else ""))
     for task in running.get("tasks", []):
