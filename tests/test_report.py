@@ -86,3 +86,74 @@ def test_alarms_and_dashboard_are_in_the_stage_figures(shipped):
     # production: one target group, plus the hosts' status-check alarm.
     assert production["CloudWatch 10 alarms (14 metrics)"] == 1.40
     assert staging["CloudWatch dashboard"] == production["CloudWatch dashboard"] == 3.00
+
+
+# --- floor and ceiling (dynamic scaling) -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scaling(synth_variant):
+    import copy
+
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["production"].update(max_count=5, scale_on={"cpu_percent": 60})
+    context["stages"]["staging"].update(desired_count=1, max_count=4, scale_on={"requests_per_target": 200})
+    return context, synth_variant(context)
+
+
+def test_a_stage_scaled_by_hand_costs_the_same_at_floor_and_ceiling(shipped, config):
+    for stage in config.stages:
+        report = stage_report(stage, shipped.outdir)
+        assert report.max_count == report.desired_count == stage.desired_count
+        assert report.monthly_usd_at_ceiling == report.monthly_usd
+        assert not any("target-tracking" in part for part in report.monthly_parts)
+
+
+def test_an_ec2_stage_that_scales_is_priced_at_its_floor_and_its_ceiling(scaling):
+    context, synthesis = scaling
+    report = stage_report(parse_config(context).stage("production"), synthesis.outdir)
+    assert (report.desired_count, report.max_count) == (2, 5)
+    floor, ceiling = report.monthly_parts, report.monthly_parts_at_ceiling
+    assert floor["EC2 2 x t4g.small"] == round(2 * 730 * 0.0168, 2)
+    assert ceiling["EC2 5 x t4g.small"] == round(5 * 730 * 0.0168, 2)
+    assert ceiling["EBS gp3 5 x 20 GB"] == round(5 * 20 * 0.08, 2)
+    assert ceiling["service public IPv4"] == round(5 * 730 * 0.005, 2)
+    # The policy's own two alarms are always there, at either edge.
+    assert floor["CloudWatch 2 target-tracking alarms (made by the autoscaler)"] == 0.20
+    per_host = round(730 * 0.0168, 2) + round(20 * 0.08, 2) + round(730 * 0.005, 2)
+    assert report.monthly_usd_at_ceiling == pytest.approx(report.monthly_usd + 3 * per_host, abs=0.05)
+
+
+def test_an_ecs_stage_that_scales_is_priced_at_its_floor_and_its_ceiling(scaling):
+    context, synthesis = scaling
+    report = stage_report(parse_config(context).stage("staging"), synthesis.outdir)
+    assert (report.desired_count, report.max_count) == (1, 4)
+    fargate = [name for name in report.monthly_parts_at_ceiling if name.startswith("Fargate 4 x")]
+    assert fargate, report.monthly_parts_at_ceiling
+    assert report.monthly_parts_at_ceiling[fargate[0]] == pytest.approx(4 * report.monthly_parts[fargate[0].replace("4 x", "1 x")], abs=0.02)
+    assert report.monthly_usd_at_ceiling > report.monthly_usd
+
+
+def test_report_command_prints_both_edges(scaling, tmp_path, capsys):
+    import json
+
+    from tools.report import main
+
+    context, synthesis = scaling
+    document = {"context": {"liftoff": context}}
+    (tmp_path / "cdk.json").write_text(json.dumps(document))
+    assert main(["--cdk-out", str(synthesis.outdir), "--cdk-json", str(tmp_path / "cdk.json")]) == 0
+    out = capsys.readouterr().out
+    assert "production (ec2, 2-5 running, scales by traffic)" in out
+    assert "always-on list price at the floor (2):" in out
+    assert "at the ceiling (5), all month:" in out and "EC2 5 x t4g.small" in out
+    assert "staging (ecs, 1-4 running, scales by traffic)" in out
+
+
+def test_the_readme_scaling_example_figures(synth_variant):
+    # README's "scale" section: production with max_count 4 and scale_on requests_per_target 1000.
+    import copy
+
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["production"].update(max_count=4, scale_on={"requests_per_target": 1000})
+    report = stage_report(parse_config(context).stage("production"), synth_variant(context).outdir)
+    assert (report.monthly_usd, report.monthly_usd_at_ceiling) == (91.32, 126.35)

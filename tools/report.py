@@ -4,7 +4,8 @@ Both figures are models of what AWS will do, computed from the templates that wo
 - the rollout floor per wave: the waits AWS itself imposes while replacing one task or host
   (health-check interval x healthy threshold + deregistration delay + container stop timeout);
 - the always-on monthly list price of a stage, before traffic-dependent charges (LCUs, data
-  transfer, log volume).
+  transfer, log volume), at its floor (desired_count) and, for a stage that scales by traffic, at its
+  ceiling (max_count): what a month at each edge costs.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ PRICES = {
 }
 # An application load balancer in two AZs holds one public address per AZ.
 ALB_PUBLIC_ADDRESSES = 2
+# A target-tracking policy makes two CloudWatch alarms of its own (scale out, scale in), billed like ours.
+TARGET_TRACKING_ALARMS = 2
 
 
 class ReportError(ValueError):
@@ -45,11 +48,14 @@ class ReportError(ValueError):
 class StageReport:
     stage: str
     compute: str
-    desired_count: int
+    desired_count: int  # the floor
+    max_count: int  # the ceiling (= desired_count for a stage scaled by hand)
     wave_seconds: int
     wave_parts: dict[str, int]
-    monthly_usd: float
+    monthly_usd: float  # at the floor
     monthly_parts: dict[str, float]
+    monthly_usd_at_ceiling: float
+    monthly_parts_at_ceiling: dict[str, float]
 
 
 def _resources(template: dict, resource_type: str) -> list[dict]:
@@ -101,14 +107,28 @@ def _price(table: str, key: str) -> float:
         raise ReportError(f"no list price for {key!r} in {table}; known: {', '.join(PRICES[table])}") from None
 
 
-def running_count(service_template: dict) -> int:
+def capacity(service_template: dict) -> tuple[int, int]:
+    """The floor and the ceiling of the stage's tasks or hosts. With target tracking the template holds no
+    DesiredCount/DesiredCapacity (the autoscaler owns it): the scalable target's or group's minimum and maximum."""
     services = _resources(service_template, "AWS::ECS::Service")
     groups = _resources(service_template, "AWS::AutoScaling::AutoScalingGroup")
     if services:
-        return _int(services[0]["DesiredCount"])
+        targets = _resources(service_template, "AWS::ApplicationAutoScaling::ScalableTarget")
+        if targets:
+            return _int(targets[0]["MinCapacity"]), _int(targets[0]["MaxCapacity"])
+        return (_int(services[0]["DesiredCount"]),) * 2
     if groups:
-        return _int(groups[0]["DesiredCapacity"])
+        group = groups[0]
+        if _resources(service_template, "AWS::AutoScaling::ScalingPolicy"):
+            return _int(group["MinSize"]), _int(group["MaxSize"])
+        # Without a policy MaxSize holds the spare host a launch-template roll uses, not a ceiling.
+        return (_int(group["DesiredCapacity"]),) * 2
     raise ReportError("no ECS service and no Auto Scaling group in the service template")
+
+
+def running_count(service_template: dict) -> int:
+    """What runs always: the floor."""
+    return capacity(service_template)[0]
 
 
 def alarm_metric_count(alarm: dict) -> int:
@@ -118,8 +138,9 @@ def alarm_metric_count(alarm: dict) -> int:
     return 1
 
 
-def monthly_cost(data_template: dict, service_template: dict) -> dict[str, float]:
-    desired_count = running_count(service_template)
+def monthly_cost(data_template: dict, service_template: dict, *, count: int | None = None) -> dict[str, float]:
+    """The monthly list price with `count` tasks or hosts running all month (default: the floor)."""
+    desired_count = running_count(service_template) if count is None else count
     month = HOURS_PER_MONTH
     ipv4 = PRICES["public_ipv4_hour"] * month
     parts: dict[str, float] = {}
@@ -153,6 +174,11 @@ def monthly_cost(data_template: dict, service_template: dict) -> dict[str, float
     if alarms:
         metrics = sum(alarm_metric_count(alarm) for alarm in alarms)
         parts[f"CloudWatch {len(alarms)} alarms ({metrics} metrics)"] = metrics * PRICES["alarm_metric_month"]
+    policies = (len(_resources(service_template, "AWS::AutoScaling::ScalingPolicy"))
+                + len(_resources(service_template, "AWS::ApplicationAutoScaling::ScalingPolicy")))
+    if policies:
+        tracking = policies * TARGET_TRACKING_ALARMS
+        parts[f"CloudWatch {tracking} target-tracking alarms (made by the autoscaler)"] = tracking * PRICES["alarm_metric_month"]
     dashboards = len(_resources(service_template, "AWS::CloudWatch::Dashboard"))
     if dashboards:
         parts["CloudWatch dashboard"] = dashboards * PRICES["dashboard_month"]
@@ -166,17 +192,22 @@ def stage_report(stage, cdk_out: Path) -> StageReport:
             raise ReportError(f"{path} not found; run `make synth` first")
         return json.loads(path.read_text())
 
-    service = load(stage.service_stack_name)
+    service, data = load(stage.service_stack_name), load(stage.data_stack_name)
     wave = rollout_wave(service, host_stop_timeout_seconds=stage.stop_timeout_seconds)
-    cost = monthly_cost(load(stage.data_stack_name), service)
+    floor, ceiling = capacity(service)
+    cost = monthly_cost(data, service, count=floor)
+    at_ceiling = monthly_cost(data, service, count=ceiling)
     return StageReport(
         stage=stage.name,
         compute=stage.compute,
-        desired_count=running_count(service),
+        desired_count=floor,
+        max_count=ceiling,
         wave_seconds=sum(wave.values()),
         wave_parts=wave,
         monthly_usd=round(sum(cost.values()), 2),
         monthly_parts=cost,
+        monthly_usd_at_ceiling=round(sum(at_ceiling.values()), 2),
+        monthly_parts_at_ceiling=at_ceiling,
     )
 
 
@@ -197,13 +228,22 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([report.__dict__ for report in reports], indent=2))
         return 0
     for report in reports:
-        print(f"{report.stage} ({report.compute}, {report.desired_count} running)")
+        scales = report.max_count > report.desired_count
+        running = f"{report.desired_count}-{report.max_count} running, scales by traffic" if scales else f"{report.desired_count} running"
+        print(f"{report.stage} ({report.compute}, {running})")
         print(f"  rollout floor per wave: {report.wave_seconds} s  (AWS defaults: 480 s)")
         for name, seconds in report.wave_parts.items():
             print(f"    {seconds:>4} s  {name}")
-        print(f"  always-on list price: {report.monthly_usd:.2f} $/month")
+        edge = f" at the floor ({report.desired_count})" if scales else ""
+        print(f"  always-on list price{edge}: {report.monthly_usd:.2f} $/month")
         for name, usd in report.monthly_parts.items():
             print(f"    {usd:>7.2f} $  {name}")
+        if scales:
+            print(f"  at the ceiling ({report.max_count}), all month: {report.monthly_usd_at_ceiling:.2f} $/month")
+            # Only what grows with the count; the rest is as at the floor.
+            for name, usd in report.monthly_parts_at_ceiling.items():
+                if report.monthly_parts.get(name) != usd:
+                    print(f"    {usd:>7.2f} $  {name}")
     return 0
 
 
