@@ -17,11 +17,18 @@ production stage switches with two slots per host (activation: slots):
   ec2, 1 host, activation: restart: activate, rollback with the in-place restart (a variant synth)
   bad release, 2 hosts: activate an image whose service never starts (readiness never passes),
                         and one that passes its health checks but answers 5xx (bench/faults/)
+  ec2, scale 1 -> 3 -> 1: the group (floor 1, ceiling 3, as max_count 3 deploys it) is told to run 3 hosts,
+                        then 1, as its target-tracking policy would (the CloudWatch trigger is AWS's; see
+                        docs/scaling.md): new hosts boot from the user data into the active version, State
+                        Manager's gates reach them (the staged version is pulled), and they get requests once
+                        healthy; leaving hosts are deregistered and drained for the delay before they stop
 
 Columns: requests sent, failed (non-2xx or connection error), longest stretch without a successful
-response, seconds from the command to every response coming from the new version, p50/p99 latency
-during the command, the versions that answered, the command's exit code, and how many hosts pulled
-an image or started a container for it (0 and 0 is a warm flip).
+response, seconds from the command to every response coming from the new version (for scale-out: to
+the last new host healthy in the load balancer, i.e. serving; for scale-in: to the last leaving host
+stopped, after its drain), p50/p99 latency during the command, the versions that answered, the command's
+exit code (scaling: 0 when every new host serves the active version with the staged one pulled), and how
+many hosts pulled an image or started a container for it (0 and 0 is a warm flip).
 
     python -m bench.rollout [--runs 3] [--rate 50] [--scenario NAME ...] [--json]
 
@@ -67,6 +74,7 @@ class Scenario:
 
 SLOT_WALK = (("activate", "activate", TARGET), ("", "window-ends", ""), ("rollback", "rollback", FIRST),
              ("", "activate", TARGET), ("rollback-warm", "rollback", FIRST))
+SCALE_FLOOR, SCALE_CEILING = 1, 3
 SCENARIOS = {
     "ec2-1-host": Scenario("ec2, 1 host", 1, SLOT_WALK),
     "ec2-2-hosts": Scenario("ec2, 2 hosts", 2, SLOT_WALK),
@@ -77,6 +85,9 @@ SCENARIOS = {
     # names 1.0.0 again, so the 5xx release's warm previous version is the one the hosts serve.
     "bad-release": Scenario("bad release, 2 hosts", 2, (("bad-release", "activate", NEVER_READY), ("", "rollback", FIRST),
                                                         ("bad-release", "activate", ANSWERS_5XX))),
+    # The version column holds the host count the group is told to run.
+    "ec2-scale": Scenario("ec2, scale 1 -> 3 -> 1 hosts", SCALE_FLOOR, (("scale-out", "scale", str(SCALE_CEILING)),
+                                                                         ("scale-in", "scale", str(SCALE_FLOOR)))),
 }
 
 
@@ -148,6 +159,54 @@ def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action
             "outcomes": whole.outcomes, "tool": output.strip().splitlines()[-1] if output.strip() else ""}
 
 
+def measure_scale(url: str, rate: float, hosts, state_manager, scenario: Scenario, action: str, count: int) -> dict:
+    """One capacity change under steady load (local.hosts.StageHosts.scale_to, the Auto Scaling group stand-in)."""
+    with LoadRun(url, rate=rate, duration=LOAD_BOUND_SECONDS) as run:
+        time.sleep(SETTLE_SECONDS)
+        run.mark("command")
+        event = hosts.scale_to(count, state_manager=state_manager)
+        run.mark("done")
+        time.sleep(SETTLE_SECONDS)
+        run.stop()
+    whole = run.summary(marker="command")
+    during = run.summary(since="command", until="done")
+    active = state_manager.status.get("activate", {}).get("tag", "")
+    staged = state_manager.status.get("stage", {}).get("tag", "")
+    joined = {run_.instance_id for run_ in event.gate_runs}
+    # What a new host must be: serving the active version, with the staged one already pulled.
+    checks = {box.instance_id: {"serves": hosts.serving_version(box),
+                                "staged_pulled": staged_image_present(hosts, box, staged)}
+              for box in hosts.hosts if box.instance_id in event.added}
+    good = (all(c["serves"] == active and c["staged_pulled"] for c in checks.values())
+            and all(r.succeeded for r in event.gate_runs) and joined == set(event.added))
+    seconds = event.added or event.removed
+    # State Manager's gates on the new hosts: the stage gate pulls the staged version; the activate gate
+    # finds the active version already serving (the boot started it) and starts nothing.
+    pulls, starts = host_work(event.gate_runs)
+    return {"scenario": scenario.name, "mode": "ec2", "hosts": f"{event.before}->{event.after}", "action": action,
+            "version": active, "sent": whole.sent, "failed": whole.failed, "longest_gap_s": whole.longest_gap_s,
+            "switch_s": round(max(seconds.values()), 2) if seconds else None,
+            "p50_ms": during.p50_ms, "p99_ms": during.p99_ms, "versions": whole.versions, "exit": 0 if good else 1,
+            "outcomes": whole.outcomes, "new_hosts": checks, "seconds_per_host": seconds, "pulls": pulls, "starts": starts,
+            "tool": f"{action}: {event.before} -> {event.after} hosts"}
+
+
+def staged_image_present(hosts, box, tag: str) -> bool:
+    if not tag:
+        return False
+    reference = f"{hosts.host_environment()['REPOSITORY_URI']}:{tag}"
+    from local import boxes
+
+    return boxes.run_on_box(hosts.daemon, box, "docker", "image", "inspect", reference).returncode == 0
+
+
+def scale_rows(url: str, rate: float, hosts, state_manager, scenario: Scenario) -> list[dict]:
+    # As a stage with desired_count 1 and max_count 3 deploys its group: the floor and the ceiling.
+    hosts.set_limits(floor=SCALE_FLOOR, ceiling=SCALE_CEILING)
+    return [measure_scale(url, rate, hosts, state_manager, scenario, action, int(count))
+            for action, _, count in scenario.actions]
+
+
 def one_run(scenario: Scenario, assembly: Path, rate: float, log) -> list[dict]:
     config = assembly / "cdk.json" if (assembly / "cdk.json").exists() else flow.CONFIG_FILE
     stage = load_config(config).stage("production")
@@ -168,18 +227,21 @@ def one_run(scenario: Scenario, assembly: Path, rate: float, log) -> list[dict]:
                     code, output = liftoff(deployed, runtime, "stage", TARGET, config=config)
                     if code != 0:
                         raise SystemExit(f"liftoff stage {TARGET} exited {code}:\n{output}")
-                    rows = []
-                    for action, verb, version in scenario.actions:
-                        if verb == "window-ends":
-                            for line in hosts.end_bake_window():
-                                print(f"  bake window ends: {line}", file=log, flush=True)
-                        elif not action:
-                            code, output = liftoff(deployed, runtime, *command(verb, version), config=config)
-                            if code != 0:
-                                raise SystemExit(f"liftoff {verb} {version} exited {code}:\n{output}")
-                        else:
-                            rows.append(measure(f"{hosts.balancer.url}/version", rate, deployed, runtime, scenario,
-                                                action, verb, version, config))
+                    if scenario.actions[0][1] == "scale":
+                        rows = scale_rows(f"{hosts.balancer.url}/version", rate, hosts, state_manager, scenario)
+                    else:
+                        rows = []
+                        for action, verb, version in scenario.actions:
+                            if verb == "window-ends":
+                                for line in hosts.end_bake_window():
+                                    print(f"  bake window ends: {line}", file=log, flush=True)
+                            elif not action:
+                                code, output = liftoff(deployed, runtime, *command(verb, version), config=config)
+                                if code != 0:
+                                    raise SystemExit(f"liftoff {verb} {version} exited {code}:\n{output}")
+                            else:
+                                rows.append(measure(f"{hosts.balancer.url}/version", rate, deployed, runtime, scenario,
+                                                    action, verb, version, config))
         finally:
             emulators.stop(emulator, state)
     return rows

@@ -43,6 +43,17 @@ Say = Callable[[str], None]
 
 
 @dataclass
+class ScaleEvent:
+    """What one capacity change did: hosts launched (seconds from the change until the load balancer stand-in
+    had each healthy) and hosts terminated (seconds from the change until each box stopped, drained first)."""
+    before: int
+    after: int
+    added: dict[str, float] = field(default_factory=dict)
+    removed: dict[str, float] = field(default_factory=dict)
+    gate_runs: list["GateRun"] = field(default_factory=list)
+
+
+@dataclass
 class GateRun:
     gate: str
     tag: str
@@ -193,6 +204,102 @@ class StageHosts:
         if len(instances) != count:
             raise boxes.BoxError(f"the emulator's Auto Scaling group has {len(instances)} instance(s) after setting {count}")
 
+    def set_limits(self, *, floor: int, ceiling: int) -> None:
+        """The group's MinSize/MaxSize as a stage with desired_count `floor` and max_count `ceiling` deploys them
+        (its DesiredCapacity left alone, as the template leaves it)."""
+        self.session.client("autoscaling").update_auto_scaling_group(
+            AutoScalingGroupName=self.group()["AutoScalingGroupName"], MinSize=floor, MaxSize=ceiling)
+
+    def scale_to(self, count: int, *, state_manager: "StateManagerStandIn | None" = None,
+                 timeout: float = boxes.BOOT_TIMEOUT_SECONDS) -> ScaleEvent:
+        """What the Auto Scaling group does when its target-tracking policy sets a new desired capacity.
+
+        Scale-out: hosts launch from the launch template (boxes booted from its user data); the group registers
+        them with the target group, where the load balancer sends them requests only once they pass its checks;
+        State Manager runs both gates on each, as it applies associations to every instance joining the group.
+        Scale-in: the group deregisters the leaving hosts from the target group and waits out the deregistration
+        delay while the load balancer drains them, and only then terminates them (here: stops their boxes)."""
+        if self.controller is None:
+            raise boxes.BoxError("scaling needs the load balancer stand-in (start_load_balancer) to drain and admit hosts")
+        group = self.group()
+        if not group["MinSize"] <= count <= group["MaxSize"]:
+            raise boxes.BoxError(f"capacity {count} is outside the group's limits {group['MinSize']}-{group['MaxSize']} "
+                                 "(set_limits first, as the stage's desired_count and max_count would)")
+        before = {instance["InstanceId"] for instance in group.get("Instances", [])}
+        began = time.monotonic()
+        self.session.client("autoscaling").set_desired_capacity(
+            AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=count, HonorCooldown=False)
+        after = {instance["InstanceId"] for instance in self.group().get("Instances", [])}
+        if after - before:
+            # moto registers a new instance at once; the group registers it when it is in service, with an address
+            # (here: once its box runs). Registered earlier, the stand-in would add a target it cannot reach.
+            self._targets("deregister", sorted(after - before))
+        event = ScaleEvent(before=len(before), after=len(after))
+        if before - after:
+            self._drain_and_terminate(sorted(before - after), began, event, timeout)
+        if after - before:
+            self._launch(sorted(after - before), began, event, state_manager, timeout)
+        return event
+
+    def _drain_and_terminate(self, leaving: list[str], began: float, event: ScaleEvent, timeout: float) -> None:
+        world = self._require_world()
+        # moto terminates the instances but leaves them registered; the group's own deregistration, as on AWS.
+        self._targets("deregister", leaving)
+        deadline = time.monotonic() + self.balancer.settings.deregistration_delay_seconds + timeout
+        while any(instance in self.controller.states() for instance in leaving):
+            if time.monotonic() > deadline:
+                raise boxes.BoxError(f"the load balancer stand-in did not finish draining {', '.join(leaving)}")
+            time.sleep(0.25)
+        for instance in leaving:
+            box = world.boxes.pop(instance)
+            world.record(self.state_dir)
+            # A shutdown as EC2 does it: systemd stops the unit (the container gets its SIGTERM and stop timeout).
+            self.daemon.run("stop", "--time", "60", box.container, check=False, timeout=120)
+            self.daemon.run("rm", "--force", "--volumes", box.container, check=False, timeout=120)
+            event.removed[instance] = time.monotonic() - began
+
+    def _targets(self, verb: str, instances: list[str]) -> None:
+        call = getattr(self.session.client("elbv2"), f"{verb}_targets")
+        call(TargetGroupArn=self.controller.target_group_arn, Targets=[{"Id": instance} for instance in instances])
+
+    def _launch(self, joining: list[str], began: float, event: ScaleEvent, state_manager: "StateManagerStandIn | None",
+                timeout: float) -> None:
+        world = self._require_world()
+        user_data = self.user_data()
+        reservations = self.session.client("ec2").describe_instances(InstanceIds=joining)["Reservations"]
+        healthy_at: dict[str, float] = {}
+        watching = threading.Event()
+
+        def watch() -> None:  # when each new host first counts as healthy, while the rest of the launch goes on
+            while not watching.is_set() and len(healthy_at) < len(joining):
+                states = self.controller.states()
+                for instance in joining:
+                    if instance not in healthy_at and states.get(instance) == "healthy":
+                        healthy_at[instance] = time.monotonic() - began
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, name="scale-out-watch", daemon=True)
+        watcher.start()
+        try:
+            for reservation in reservations:
+                for instance in reservation["Instances"]:
+                    boxes.boot_box(self.daemon, world, image=self.box_image, instance_id=instance["InstanceId"],
+                                   local_ipv4=instance.get("PrivateIpAddress", ""), user_data=user_data,
+                                   availability_zone=instance.get("Placement", {}).get("AvailabilityZone", f"{world.region}a"),
+                                   state_dir=self.state_dir)
+            self._targets("register", joining)
+            for instance in joining:
+                boxes.wait_signalled(self.daemon, world.boxes[instance])
+            if state_manager is not None:
+                event.gate_runs.extend(join_gates(self, state_manager, joining))
+            watcher.join(timeout)
+        finally:
+            watching.set()
+        missing = [instance for instance in joining if instance not in healthy_at]
+        if missing:
+            raise boxes.BoxError(f"new host(s) {', '.join(missing)} never became healthy in the load balancer stand-in")
+        event.added.update(healthy_at)
+
     def boot(self) -> dict[str, float]:
         """Boot a box per instance of the group (all at once, as a group launches), wait for each signal;
         return seconds from boot to signal per instance."""
@@ -339,6 +446,26 @@ class StateManagerStandIn:
                 self.apply_once()
             except Exception as error:  # a transient emulator error must not end the follower
                 self.say(f"  State Manager stand-in: {error}")
+
+
+def join_gates(hosts: StageHosts, state_manager: StateManagerStandIn, instance_ids: list[str]) -> list[GateRun]:
+    """State Manager on instances that joined the group: each association's last tag (stage, then activate) runs
+    on them, as AWS applies a tag-targeted association to every new instance that matches it."""
+    runs = []
+    with hosts._lock:
+        for gate, _, script in GATES:
+            tag = state_manager.status.get(gate, {}).get("tag")
+            if not tag:
+                continue
+            for instance in instance_ids:
+                box = hosts.world.boxes[instance]
+                began = time.monotonic()
+                result = boxes.run_on_box(hosts.daemon, box, f"/opt/liftoff/bin/{script}", tag)
+                runs.append(GateRun(gate=gate, tag=tag, instance_id=instance, exit_code=result.returncode,
+                                    seconds=time.monotonic() - began, output=result.stdout + result.stderr))
+    with state_manager._changed:
+        state_manager.runs.extend(runs)
+    return runs
 
 
 class HostsRuntime(EmulatedRuntime):
