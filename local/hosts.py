@@ -250,13 +250,20 @@ class StageHosts:
             if time.monotonic() > deadline:
                 raise boxes.BoxError(f"the load balancer stand-in did not finish draining {', '.join(leaving)}")
             time.sleep(0.25)
-        for instance in leaving:
-            box = world.boxes.pop(instance)
-            world.record(self.state_dir)
+        def terminate(instance: str, box: boxes.Box) -> None:
             # A shutdown as EC2 does it: systemd stops the unit (the container gets its SIGTERM and stop timeout).
             self.daemon.run("stop", "--time", "60", box.container, check=False, timeout=120)
             self.daemon.run("rm", "--force", "--volumes", box.container, check=False, timeout=120)
             event.removed[instance] = time.monotonic() - began
+
+        leaving_boxes = {instance: world.boxes.pop(instance) for instance in leaving}
+        world.record(self.state_dir)
+        # The group terminates its drained instances together.
+        threads = [threading.Thread(target=terminate, args=item, name=f"terminate-{item[0]}") for item in leaving_boxes.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def _targets(self, verb: str, instances: list[str]) -> None:
         call = getattr(self.session.client("elbv2"), f"{verb}_targets")
