@@ -309,3 +309,59 @@ def test_each_release_has_its_own_digest_in_the_registry_and_the_emulated_ecr(ho
     details = production.client("ecr").describe_images(repositoryName=production.repository_name)["imageDetails"]
     by_tag = {tag: detail["imageDigest"] for detail in details for tag in detail.get("imageTags", [])}
     assert by_tag["1.0.0"] != by_tag["1.1.0"]
+
+
+# Last in the module: it changes which instances make up the group.
+def test_the_group_stand_in_scales_out_and_drains_each_leaving_host_before_it_stops(hosts, production):
+    """2 -> 3 -> 2 hosts under load through the load balancer stand-in, as a target-tracking policy would set it
+    (docs/scaling.md): the new host boots the active version, State Manager's gates reach it (the staged version
+    is pulled), and it gets requests once healthy; the leaving host drains for the deregistration delay before
+    its box stops. No request fails."""
+    import threading
+
+    from local.load import LoadRun
+
+    active = production.service_parameters()["ImageTag"]
+    state_manager = StateManagerStandIn(hosts, say=lambda _: None)
+    # What the associations last ran: the stack's active tag, and a staged release the hosts already pulled.
+    state_manager.status = {"stage": {"tag": "1.1.0", "status": "Success"}, "activate": {"tag": active, "status": "Success"}}
+    hosts.set_limits(floor=2, ceiling=3)
+    seen: dict[str, list[tuple[float, str]]] = {}
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            for target, state in hosts.controller.states().items():
+                if not seen.get(target) or seen[target][-1][1] != state:
+                    seen.setdefault(target, []).append((time.monotonic(), state))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with LoadRun(f"{hosts.balancer.url}/version", rate=30, duration=300) as run:
+            time.sleep(1)
+            out = hosts.scale_to(3, state_manager=state_manager)
+            (new,) = out.added
+            new_box = hosts.world.boxes[new]
+            assert hosts.serving_version(new_box) == active
+            assert on_host(hosts, new_box, "docker", "image", "ls", "--format", "{{.Tag}}").split().count("1.1.0") == 1
+            assert {(r.gate, r.tag, r.exit_code) for r in out.gate_runs} == {("stage", "1.1.0", 0), ("activate", active, 0)}
+            assert [state for _, state in seen[new]][-1] == "healthy" and "unhealthy" not in [s for _, s in seen[new]]
+            began = time.monotonic()
+            back = hosts.scale_to(2, state_manager=state_manager)
+            stopped_at = time.monotonic()
+            time.sleep(1)
+            run.stop()
+    finally:
+        watching.set()
+        watcher.join(5)
+    (gone,) = back.removed
+    assert gone not in hosts.world.boxes and len(hosts.hosts) == 2
+    states = [state for _, state in seen[gone]]
+    assert states[-1] == "draining"  # and then removed from the load balancer, before the box stopped
+    drained_at = next(at for at, state in seen[gone] if state == "draining")
+    assert began <= drained_at < stopped_at
+    assert back.removed[gone] >= hosts.balancer.settings.deregistration_delay_seconds
+    whole = run.summary()
+    assert whole.sent > 30 and whole.failed == 0, whole.outcomes
