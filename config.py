@@ -461,6 +461,10 @@ def _check_scaling(stage: StageConfig) -> None:
     if stage.desired_count < 1:
         raise _fail(stage.name, "desired_count", stage.desired_count,
                     "at least 1 when max_count is set (a fleet of none sends no metric, so it never scales out)")
+    if stage.compute == "ecs" and stage.deployment_strategy != "rolling" and stage.scale_on.metric == "requests_per_target":
+        raise _fail(stage.name, "scale_on", {stage.scale_on.metric: stage.scale_on.target},
+                    f'{{"cpu_percent": N}} with deployment_strategy {stage.deployment_strategy!r}: the request count per '
+                    "target names one target group, and that strategy moves traffic between two (or use rolling)")
     if stage.max_count <= stage.desired_count:
         raise _fail(stage.name, "max_count", stage.max_count,
                     f"more than desired_count ({stage.desired_count}), the floor; a ceiling equal to the floor "

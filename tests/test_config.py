@@ -487,7 +487,8 @@ def test_scaling_is_off_by_default():
 @pytest.mark.parametrize("stage", ["staging", "production"])
 @pytest.mark.parametrize(("metric", "target"), [("requests_per_target", 200), ("cpu_percent", 60)])
 def test_scaling_parses_in_both_modes(stage, metric, target):
-    parsed = parse_config(with_scaling(stage, desired_count=2, max_count=6, scale_on={metric: target})).stage(stage)
+    extra = {"deployment_strategy": "rolling"} if stage == "staging" else {}
+    parsed = parse_config(with_scaling(stage, desired_count=2, max_count=6, scale_on={metric: target}, **extra)).stage(stage)
     assert parsed.scales and parsed.desired_count == 2 and parsed.ceiling == 6
     assert (parsed.scale_on.metric, parsed.scale_on.target) == (metric, target)
 
@@ -535,3 +536,11 @@ def test_config_command_prints_the_floor_and_the_ceiling(capsys, monkeypatch, tm
     monkeypatch.chdir(tmp_path)
     assert main(["production"]) == 0
     assert "production: ec2, 2-5 running;" in capsys.readouterr().out
+
+
+def test_request_count_tracking_needs_one_target_group_on_ecs():
+    # blue/green, canary and linear move traffic between two target groups; the metric names one.
+    with pytest.raises(ConfigError, match=r"stage 'staging': scale_on = \{\"requests_per_target\": 200\} is not allowed; "
+                                          r"expected \{\"cpu_percent\": N\} with deployment_strategy 'blue_green'"):
+        parse_config(with_scaling("staging", deployment_strategy="blue_green", max_count=4, scale_on={"requests_per_target": 200}))
+    assert parse_config(with_scaling("staging", deployment_strategy="blue_green", max_count=4, scale_on={"cpu_percent": 60})).stage("staging").scales

@@ -37,7 +37,8 @@ def scaling_context(*, staging: dict, production: dict) -> dict:
 
 
 # staging (ecs) on requests, production (ec2) on CPU; and the other way round.
-REQUESTS_ECS_CPU_EC2 = dict(staging={"desired_count": 2, "max_count": 6, "scale_on": {"requests_per_target": 200}},
+REQUESTS_ECS_CPU_EC2 = dict(staging={"desired_count": 2, "max_count": 6, "scale_on": {"requests_per_target": 200},
+                                     "deployment_strategy": "rolling"},
                             production={"desired_count": 2, "max_count": 5, "scale_on": {"cpu_percent": 60}})
 CPU_ECS_REQUESTS_EC2 = dict(staging={"desired_count": 1, "max_count": 4, "scale_on": {"cpu_percent": 55}},
                             production={"desired_count": 1, "max_count": 3, "scale_on": {"requests_per_target": 300}})
