@@ -186,7 +186,7 @@ def test_a_blue_green_service_without_its_alternate_group_is_refused_at_construc
             stack, "Ecs", vpc=vpc, repository=ecr.Repository(stack, "Repo"), image_tag="1.0.0",
             target_group=elbv2.ApplicationTargetGroup(stack, "Tg", vpc=vpc, port=8080, target_type=elbv2.TargetType.IP),
             db_host="db", db_port="5432", db_name="app", db_secret=secretsmanager.Secret(stack, "Secret"),
-            desired_count=1, task_cpu=256, task_memory_mib=512, arm64=True, container_port=8080, stop_timeout_seconds=10,
+            desired_count=1, max_count=None, scale_on=None, task_cpu=256, task_memory_mib=512, arm64=True, container_port=8080, stop_timeout_seconds=10,
             log_retention=logs.RetentionDays.ONE_WEEK, container_insights=False, deployment_strategy="blue_green",
             bake_seconds=300, traffic_shift=None, alternate_target_group=None, production_rule=None,
         )
