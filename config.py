@@ -122,6 +122,9 @@ class RollbackWindow:
 
 
 _ROLLBACK_WINDOW_RANGES = {"releases": (0, 50), "days": (0, 365)}
+
+
+@dataclass(frozen=True)
 class ScaleOn:
     """What target tracking holds steady (cdk.json `scale_on`: one of SCALE_ON_TARGETS and its value)."""
 
