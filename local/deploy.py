@@ -7,6 +7,7 @@ in-process with `local.runtime.EmulatedRuntime`, the emulator's stand-in for wha
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys

@@ -1,0 +1,24 @@
+"""`synthesize_variant`: the app run the way the CDK CLI runs it, with some stage settings changed
+(the benchmark's `activation: restart` scenario)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config import load_config
+from local.deploy import DeployError, synthesize_variant
+
+
+def test_a_variant_is_synthesized_with_its_own_config(tmp_path):
+    outdir = synthesize_variant({"production": {"activation": "restart"}}, tmp_path / "variant")
+    template = (outdir / "production-service.template.json").read_text()
+    assert "ACTIVATION=restart" in template and "SLOT_A_PORT" not in template
+    assert load_config(outdir / "cdk.json").stage("production").activation == "restart"
+    # The shipped cdk.json is untouched.
+    assert json.loads((outdir / "cdk.json").read_text())["context"]["liftoff"]["stages"]["staging"]["compute"] == "ecs"
+
+
+def test_a_variant_the_config_refuses_says_why(tmp_path):
+    with pytest.raises(DeployError, match="container_memory_mib = 4096 is not allowed"):
+        synthesize_variant({"production": {"container_memory_mib": 4096}}, tmp_path / "bad")
