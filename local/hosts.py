@@ -35,6 +35,7 @@ from local.alarms import AlarmStandIn
 from local.docker import Daemon
 from local.emulator import free_port
 from local.runtime import EmulatedRuntime
+from release import bake
 
 GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", "liftoff-activate"))
 FOLLOW_INTERVAL_SECONDS = 0.5
@@ -132,14 +133,15 @@ class StageHosts:
         settings = lb.TargetGroupSettings.from_template(template)
         self.balancer = lb.LoadBalancer(settings, state_dir=self.state_dir, name=self.name, listen_port=listen_port or free_port())
         self.balancer.start()
-        target_group = self._outputs(self.service_stack).get("TargetGroupArn") or self.host_environment()["TARGET_GROUP_ARN"]
+        outputs = self._outputs(self.service_stack)
+        target_group = outputs.get("TargetGroupArn") or self.host_environment()["TARGET_GROUP_ARN"]
         self.controller = lb.Controller(
             self.balancer, elbv2=self.session.client("elbv2"), target_group_arn=target_group,
             address_of=lambda target: world.boxes[target].address if target in world.boxes else None,
             health_file=Path(world.health_file), say=self.say)
         self.controller.start()
         # The release alarms (DeploymentAlarmNames), evaluated on what this load balancer counts.
-        names = [n.strip() for n in self._outputs(self.service_stack).get("DeploymentAlarmNames", "").split(",") if n.strip()]
+        names = list(bake.alarm_names(outputs))
         if names:
             self.alarms = AlarmStandIn(self.balancer, self.controller, self.session.client("cloudwatch"), names, say=self.say)
             self.alarms.start()
