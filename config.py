@@ -5,6 +5,7 @@ from the CDK so the release tool can read the same stages without a synth.
 """
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import re
@@ -39,10 +40,6 @@ AMI_ID_PATTERN = r"^ami-[0-9a-f]{8,17}$"
 HOSTNAME_PATTERN = r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 HOSTED_ZONE_ID_PATTERN = r"^Z[A-Z0-9]{1,31}$"
 EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
-# Graviton (arm64) families: a1, and every family whose generation digit is followed by "g"
-# (t4g, m7gd, c7gn, im4gn, is4gen, g5g, hpc7g, x2gd ...). Checked against cfn-lint's full list of
-# families: no x86 family matches.
-GRAVITON_FAMILY_PATTERN = r"^(a1|[a-z]+[0-9]+g[a-z0-9]*)$"
 # Keys that only one compute mode reads; set on a stage of the other mode, they would silently do nothing.
 MODE_ONLY_KEYS = {
     "task_cpu": "ecs",
@@ -529,14 +526,20 @@ def _parse_stage(name: str, raw: Any) -> StageConfig:
 
 
 @lru_cache(maxsize=None)
-def _cfn_lint_data(extension: str, file: str) -> dict:
-    # cfn-lint ships AWS's per-region instance lists (refreshed with each release); find them without
-    # importing cfn-lint itself, which would cost a second on every read of the config.
-    spec = importlib.util.find_spec("cfnlint")
+def _package_data(package: str, *parts: str) -> Any:
+    # Read a data file a package ships without importing the package (cfn-lint's import alone costs a
+    # second on every read of the config).
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("cfn-lint is not installed; it ships the instance type lists the config is checked against (make setup)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "schemas" / "extensions" / extension / file
-    return json.loads(path.read_text())
+        raise ConfigError(f"{package} is not installed; it ships the AWS data the config is checked against (make setup)")
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+
+
+def _cfn_lint_data(extension: str, file: str) -> Any:
+    # cfn-lint ships AWS's per-region instance lists and its rules' data (refreshed with each release).
+    return _package_data("cfnlint", "data", "schemas", "extensions", extension, file)
 
 
 def ec2_instance_types(region: str | None) -> frozenset[str]:
@@ -548,18 +551,51 @@ def ec2_instance_types(region: str | None) -> frozenset[str]:
     return frozenset(data.get(region, ()))
 
 
-def rds_postgres_instance_classes(region: str | None) -> frozenset[str]:
-    """RDS for PostgreSQL instance classes (without the db. prefix) in `region` (every region's when None)."""
-    data = _cfn_lint_data("aws_rds_dbinstance", "dbinstanceclass_enum.json")
-    found: dict[str, set[str]] = {}
-    for name, schema in data.items():
+@lru_cache(maxsize=None)
+def _ec2_instance_facts() -> dict[str, tuple[int, tuple[str, ...]]]:
+    # moto ships AWS's own DescribeInstanceTypes answers, refreshed from the API with each release:
+    # memory and CPU architectures per type. Neither botocore (the EC2 API model only) nor cfn-lint
+    # (names per region) has memory.
+    return {name: (info["MemoryInfo"]["SizeInMiB"], tuple(info["ProcessorInfo"]["SupportedArchitectures"]))
+            for name, info in _package_data("moto", "ec2", "resources", "instance_types.json.gz").items()}
+
+
+def ec2_instance_memory_mib(instance_type: str) -> int | None:
+    """Memory of an EC2 instance type as AWS describes it, or None for a type the data does not list."""
+    facts = _ec2_instance_facts().get(instance_type)
+    return facts[0] if facts else None
+
+
+def ec2_instance_architectures(instance_type: str) -> tuple[str, ...]:
+    """CPU architectures of an EC2 instance type as AWS names them (arm64, x86_64, i386, x86_64_mac,
+    arm64_mac); () for a type the data does not list."""
+    facts = _ec2_instance_facts().get(instance_type)
+    return facts[1] if facts else ()
+
+
+# The engine components/database.py deploys (a test holds the two equal): cfn-lint checks the instance
+# class against this very version (E3062), so config does too.
+POSTGRES_ENGINE_VERSION = "17.6"
+
+
+def rds_postgres_instance_classes(region: str | None, engine_version: str = POSTGRES_ENGINE_VERSION) -> frozenset[str]:
+    """RDS for PostgreSQL instance classes (without the db. prefix) that `engine_version` runs on in
+    `region` (in any region when None): cfn-lint's two rules on them, E3025 (per region) and E3062
+    (per engine version), from the data cfn-lint itself reads."""
+    regional: dict[str, set[str]] = {}
+    for name, schema in _cfn_lint_data("aws_rds_dbinstance", "dbinstanceclass_enum.json").items():
         for rule in schema.get("allOf", ()):
             condition = rule["if"]["properties"]
             if condition.get("Engine", {}).get("const") == "postgres" and condition.get("LicenseModel") is False:
-                found.setdefault(name, set()).update(c.removeprefix("db.") for c in rule["then"]["properties"]["DBInstanceClass"]["enum"])
-    if region is None:
-        return frozenset(c for classes in found.values() for c in classes)
-    return frozenset(found.get(region, ()))
+                regional.setdefault(name, set()).update(rule["then"]["properties"]["DBInstanceClass"]["enum"])
+    classes = set().union(*regional.values()) if region is None else regional.get(region, set())
+    # E3062: every rule whose condition matches the engine and version applies (allOf).
+    for rule in _cfn_lint_data("aws_rds_dbinstance", "db_instance_class.json")["allOf"]:
+        condition = rule["if"]["properties"]
+        pattern = condition.get("EngineVersion", {}).get("pattern")
+        if condition.get("Engine", {}).get("const") == "postgres" and pattern and re.search(pattern, engine_version):
+            classes = classes & set(rule["then"]["properties"]["DBInstanceClass"]["enum"])
+    return frozenset(c.removeprefix("db.") for c in classes)
 
 
 def known_regions() -> tuple[str, ...]:
@@ -567,57 +603,46 @@ def known_regions() -> tuple[str, ...]:
     return tuple(sorted(name for name, value in data.items() if isinstance(value, Mapping) and value.get("enum")))
 
 
-# Memory per vCPU of the general (m), memory-optimised (r, x, z) and compute (c) families, and the
-# burstable sizes; used only to estimate PostgreSQL's default connection limit.
-_GIB_PER_VCPU = {"m": 4, "r": 8, "x": 16, "z": 8, "c": 2}
-_BURSTABLE_GIB = {"micro": 1, "small": 2, "medium": 4, "large": 8, "xlarge": 16, "2xlarge": 32}
-
-
 def db_connections_limit(instance_class: str) -> int:
     """RDS for PostgreSQL's default max_connections, LEAST(memory / 9531392, 5000), from the class's
-    nominal memory. RDS reserves some memory first, so the real limit is a little lower; the default
-    alarm threshold (70 %) leaves room for that."""
-    family, _, size = instance_class.partition(".")
-    if family.startswith("t"):
-        gib = _BURSTABLE_GIB.get(size)
-    else:
-        match = re.fullmatch(r"([0-9]*)xlarge", size)
-        vcpus = 2 if size == "large" else (4 * int(match.group(1) or 1) if match else None)
-        per_vcpu = _GIB_PER_VCPU.get(family[:1])
-        gib = vcpus * per_vcpu if vcpus and per_vcpu else None
-    if gib is None:
+    nominal memory: a db. class has the memory of the EC2 type of the same name. RDS reserves some
+    memory first, so the real limit is a little lower; the default alarm threshold (70 %) leaves room
+    for that."""
+    mib = ec2_instance_memory_mib(instance_class)
+    if mib is None:
         raise ConfigError(
-            f"cannot estimate the connection limit of db_instance_class {instance_class!r}; "
-            "set alarm_thresholds.db_connections explicitly"
+            f"cannot estimate the connection limit of db_instance_class {instance_class!r} (AWS's instance data "
+            "lists no EC2 type of that name to take its memory from); set alarm_thresholds.db_connections explicitly"
         )
-    return min(int(gib * 1024**3 / 9531392), 5000)
-
-
-# Sizes of the burstable (t) families and vCPUs of the fixed ones; memory per vCPU as in _GIB_PER_VCPU.
-_BURSTABLE_MIB = {"nano": 512, "micro": 1024, "small": 2048, "medium": 4096, "large": 8192, "xlarge": 16384, "2xlarge": 32768}
-_HOST_GIB_PER_VCPU = {**_GIB_PER_VCPU, "a": 2, "i": 8, "d": 8, "g": 4, "im": 4, "is": 6}
-
-
-def ec2_instance_memory_mib(instance_type: str) -> int | None:
-    """Nominal memory of an EC2 instance type, or None for a family this table does not know."""
-    family, _, size = instance_type.partition(".")
-    if family.startswith("t"):
-        return _BURSTABLE_MIB.get(size)
-    match = re.fullmatch(r"([0-9]*)xlarge", size)
-    vcpus = {"medium": 1, "large": 2}.get(size) or (4 * int(match.group(1) or 1) if match else None)
-    letters = re.match(r"[a-z]+", family).group(0)
-    per_vcpu = _HOST_GIB_PER_VCPU.get(letters) or _HOST_GIB_PER_VCPU.get(letters[:1])
-    return vcpus * per_vcpu * 1024 if vcpus and per_vcpu else None
+    return min(int(mib * 1024**2 / 9531392), 5000)
 
 
 def containers_per_activation(stage: StageConfig) -> int:
     return 2 if stage.activation == "slots" else 1
 
 
+def _check_instance_type(stage: StageConfig, where: str) -> None:
+    if stage.instance_type not in ec2_instance_types(stage.region):
+        raise _fail(stage.name, "instance_type", stage.instance_type, f"an EC2 instance type offered in {where}, like t4g.small")
+    architectures = ec2_instance_architectures(stage.instance_type)
+    if not architectures:
+        raise _fail(stage.name, "instance_type", stage.instance_type,
+                    "an instance type whose memory and architecture AWS's instance data lists (the DescribeInstanceTypes "
+                    "answers moto ships lack this one, as they lack most previous-generation types), like t4g.small")
+    if not {"arm64", "x86_64"} & set(architectures):
+        raise _fail(stage.name, "instance_type", stage.instance_type,
+                    "a Linux instance type (mac families run macOS on dedicated hosts only)")
+    if stage.cpu_architecture not in architectures:
+        raise _fail(
+            stage.name, "instance_type", stage.instance_type,
+            f"an instance type built for cpu_architecture {stage.cpu_architecture!r}"
+            + (" (a Graviton type such as t4g.small)" if stage.cpu_architecture == "arm64" else " (such as t3.small)"),
+        )
+    _check_host_memory(stage)
+
+
 def _check_host_memory(stage: StageConfig) -> None:
     memory = ec2_instance_memory_mib(stage.instance_type)
-    if memory is None:
-        return
     copies = containers_per_activation(stage)
     needed = copies * stage.container_memory_mib + HOST_RESERVED_MIB
     if needed > memory:
@@ -676,22 +701,10 @@ def _check_stage(stage: StageConfig) -> None:
     where = f"region {stage.region}" if stage.region else "any region (the stage names no region)"
     if stage.db_instance_class not in rds_postgres_instance_classes(stage.region):
         raise _fail(stage.name, "db_instance_class", stage.db_instance_class,
-                    f"an RDS for PostgreSQL instance class offered in {where}, like t4g.micro")
-    if stage.compute == "ec2" and stage.instance_type not in ec2_instance_types(stage.region):
-        raise _fail(stage.name, "instance_type", stage.instance_type, f"an EC2 instance type offered in {where}, like t4g.small")
-    family = stage.instance_type.split(".")[0]
-    if stage.compute == "ec2" and family.startswith("mac"):
-        raise _fail(stage.name, "instance_type", stage.instance_type,
-                    "a Linux instance type (mac families run macOS on dedicated hosts only)")
-    graviton = re.fullmatch(GRAVITON_FAMILY_PATTERN, family) is not None
-    if stage.compute == "ec2" and graviton != (stage.cpu_architecture == "arm64"):
-        raise _fail(
-            stage.name, "instance_type", stage.instance_type,
-            f"an instance type built for cpu_architecture {stage.cpu_architecture!r}"
-            + (" (a Graviton type such as t4g.small)" if stage.cpu_architecture == "arm64" else " (such as t3.small)"),
-        )
+                    f"an instance class RDS for PostgreSQL {POSTGRES_ENGINE_VERSION} offers in {where}, like t4g.micro "
+                    "(cfn-lint's data, rules E3025 and E3062)")
     if stage.compute == "ec2":
-        _check_host_memory(stage)
+        _check_instance_type(stage, where)
     if stage.compute == "ecs":
         _check_deployment_strategy(stage)
     if (stage.account is None) != (stage.region is None):

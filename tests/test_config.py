@@ -186,14 +186,68 @@ def test_instance_type_is_checked_against_the_regions_real_list():
         parse_config(context)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("zz9.mega", 'db_instance_class = "zz9.mega" is not allowed; expected an RDS for PostgreSQL instance class offered in any region'),
-    ("t4g.nano", 'db_instance_class = "t4g.nano" is not allowed; expected an RDS for PostgreSQL instance class'),
-])
-def test_database_class_is_checked_against_the_real_list(value, expected):
-    with pytest.raises(ConfigError, match=expected):
-        parse_config(with_setting("staging", "db_instance_class", value))
-    assert parse_config(with_setting("staging", "db_instance_class", "m7g.large")).stage("staging").db_instance_class == "m7g.large"
+def in_region(context: dict, region: str) -> dict:
+    for settings in context["stages"].values():
+        settings.update(account="123456789012", region=region)
+    return context
+
+
+def cfn_lint_db_findings(region: str, classes: list[str]) -> dict[str, set[str]]:
+    """cfn-lint's own verdict on each class for the engine the data stack deploys: rule ids per class."""
+    from cfnlint.api import ManualArgs, lint
+
+    from config import POSTGRES_ENGINE_VERSION
+
+    template = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": {
+        f"Db{i}": {"Type": "AWS::RDS::DBInstance", "Properties": {
+            "Engine": "postgres", "EngineVersion": POSTGRES_ENGINE_VERSION, "DBInstanceClass": f"db.{name}",
+            "AllocatedStorage": "20", "MasterUsername": "liftoff", "ManageMasterUserPassword": True}}
+        for i, name in enumerate(classes)}}
+    found: dict[str, set[str]] = {name: set() for name in classes}
+    for match in lint(json.dumps(template), config=ManualArgs(regions=[region])):
+        found[classes[int(match.path[1][2:])]].add(match.rule.id)
+    return found
+
+
+# Per region: classes cfn-lint refuses for PostgreSQL 17.6 (E3062: t2, m3, r4 ...; E3025: not offered in the
+# region) and classes it accepts. Config must refuse and accept exactly the same ones.
+DB_CLASS_CASES = {
+    "us-east-1": {"refused": ["t2.micro", "m3.medium", "r4.large", "m4.large"], "accepted": ["t4g.micro", "m7g.large", "r6g.large"]},
+    "eu-west-1": {"refused": ["t2.micro", "r4.large", "m9g.large"], "accepted": ["t4g.micro", "t3.micro", "m6g.large"]},
+    "af-south-1": {"refused": ["t2.micro", "m6gd.large"], "accepted": ["t4g.micro", "t3.small"]},
+}
+
+
+@pytest.mark.parametrize("region", sorted(DB_CLASS_CASES))
+def test_database_class_agrees_with_cfn_lint_for_the_region_and_engine_version(region):
+    cases = DB_CLASS_CASES[region]
+    lint = cfn_lint_db_findings(region, cases["refused"] + cases["accepted"])
+    for name in cases["refused"]:
+        assert lint[name] & {"E3025", "E3062"}, f"cfn-lint accepts {name} in {region}: pick another refused class"
+        with pytest.raises(ConfigError) as refused:
+            parse_config(in_region(with_setting("staging", "db_instance_class", name), region))
+        assert (f'stage \'staging\': db_instance_class = "{name}" is not allowed; expected an instance class '
+                f"RDS for PostgreSQL 17.6 offers in region {region}, like t4g.micro") in str(refused.value)
+    for name in cases["accepted"]:
+        assert lint[name] == set(), f"cfn-lint refuses {name} in {region}: {lint[name]}"
+        assert parse_config(in_region(with_setting("staging", "db_instance_class", name), region)).stage("staging").db_instance_class == name
+
+
+def test_database_class_without_a_region_is_checked_against_every_region():
+    with pytest.raises(ConfigError, match='db_instance_class = "zz9.mega" is not allowed; expected an instance class RDS for '
+                                          "PostgreSQL 17.6 offers in any region"):
+        parse_config(with_setting("staging", "db_instance_class", "zz9.mega"))
+    with pytest.raises(ConfigError, match='db_instance_class = "t2.micro" is not allowed'):
+        parse_config(with_setting("staging", "db_instance_class", "t2.micro"))
+    # Offered in some regions only: accepted where the stage names no region.
+    assert parse_config(with_setting("staging", "db_instance_class", "m9g.large")).stage("staging").db_instance_class == "m9g.large"
+
+
+def test_config_checks_the_engine_version_the_data_stack_deploys():
+    from components.database import POSTGRES_VERSION
+    from config import POSTGRES_ENGINE_VERSION
+
+    assert POSTGRES_VERSION.postgres_full_version == POSTGRES_ENGINE_VERSION
 
 
 @pytest.mark.parametrize(("stage", "key", "value", "mode"), [
@@ -297,20 +351,22 @@ def test_config_command_prints_the_plain_http_warning(capsys, monkeypatch):
 
 
 def test_a_class_whose_connection_limit_cannot_be_estimated_needs_an_explicit_threshold():
-    # m3.medium (a previous-generation class cfn-lint still lists) has no size the estimate knows.
-    context = with_setting("staging", "db_instance_class", "m3.medium")
-    with pytest.raises(ConfigError, match="stage 'staging': cannot estimate the connection limit of db_instance_class 'm3.medium'; set alarm_thresholds.db_connections"):
+    # db.x2g exists only in RDS: AWS's EC2 instance data has no x2g type to take the memory from.
+    context = with_setting("staging", "db_instance_class", "x2g.large")
+    with pytest.raises(ConfigError, match="stage 'staging': cannot estimate the connection limit of db_instance_class 'x2g.large' .*; set alarm_thresholds.db_connections"):
         parse_config(context)
     context["stages"]["staging"]["alarm_thresholds"] = {"db_connections": 100}
     assert parse_config(context).stage("staging").db_connections_alarm_threshold == 100
 
 
-def test_every_current_postgres_class_has_an_estimated_connection_limit():
+def test_every_postgres_class_but_x2g_has_an_estimated_connection_limit():
     from config import db_connections_limit, rds_postgres_instance_classes
 
-    estimated = {c: db_connections_limit(c) for c in rds_postgres_instance_classes(None) if c not in ("m1.medium", "m1.small", "m3.medium")}
+    classes = rds_postgres_instance_classes(None)
+    estimated = {c: db_connections_limit(c) for c in classes if not c.startswith("x2g.")}
     assert estimated["t4g.micro"] == 112 and estimated["t4g.medium"] == 450 and estimated["r6g.large"] == 1802
     assert all(0 < limit <= 5000 for limit in estimated.values())
+    assert len(estimated) > 200
 
 
 def test_a_null_value_counts_as_absent_as_it_does_at_synth():
@@ -432,13 +488,47 @@ def test_restart_still_needs_room_for_one_container():
         parse_config(context)
 
 
-@pytest.mark.parametrize("instance_type, mib", [
-    ("t4g.nano", 512), ("t4g.small", 2048), ("m7g.large", 8192), ("c7g.2xlarge", 16384),
-    ("r8g.medium", 8192), ("m7g.metal", None), ("u7i-12tb.224xlarge", None),
+@pytest.mark.parametrize("instance_type, mib, architectures", [
+    ("t4g.nano", 512, ("arm64",)), ("t4g.small", 2048, ("arm64",)), ("m7g.large", 8192, ("arm64",)),
+    ("c7g.2xlarge", 16384, ("arm64",)), ("m7g.metal", 262144, ("arm64",)), ("t3.small", 2048, ("x86_64",)), ("t2.micro", 1024, ("i386", "x86_64")),
+    # The families a hand table got wrong: AWS's own figures.
+    ("g5g.xlarge", 8192, ("arm64",)), ("inf1.xlarge", 8192, ("x86_64",)), ("d3en.xlarge", 16384, ("x86_64",)),
+    ("zz9.mega", None, ()),
 ])
-def test_instance_memory_table(instance_type, mib):
-    from config import ec2_instance_memory_mib
+def test_instance_facts_come_from_aws_data(instance_type, mib, architectures):
+    from config import ec2_instance_architectures, ec2_instance_memory_mib
+
     assert ec2_instance_memory_mib(instance_type) == mib
+    assert ec2_instance_architectures(instance_type) == architectures
+
+
+@pytest.mark.parametrize("instance_type, architecture, memory, container, fits", [
+    # Two 4 GiB containers and the host need 8704 MiB: g5g.xlarge has 8 GiB, not the 16 a table once said.
+    ("g5g.xlarge", "arm64", 8192, 4096, 3840),
+    ("inf1.xlarge", "x86_64", 8192, 4096, 3840),
+    ("d3en.xlarge", "x86_64", 16384, 8192, 7936),
+])
+def test_slots_are_refused_where_two_containers_do_not_fit_by_aws_memory(instance_type, architecture, memory, container, fits):
+    context = with_setting("production", "instance_type", instance_type)
+    context["stages"]["production"].update(cpu_architecture=architecture, container_memory_mib=container)
+    with pytest.raises(ConfigError) as refused:
+        parse_config(context)
+    assert (f"stage 'production': container_memory_mib = {container} is not allowed; expected at most {fits} MiB: "
+            f"instance_type {instance_type} has {memory} MiB and must hold two containers side by side") in str(refused.value)
+    context["stages"]["production"]["activation"] = "restart"
+    assert parse_config(context).stage("production").container_memory_mib == container
+    context["stages"]["production"].update(activation="slots", container_memory_mib=fits)
+    assert parse_config(context).stage("production").container_memory_mib == fits
+
+
+def test_a_type_aws_data_does_not_describe_or_a_mac_is_refused():
+    context = with_setting("production", "instance_type", "p3.2xlarge")  # offered (cfn-lint), not described (moto)
+    context["stages"]["production"]["cpu_architecture"] = "x86_64"
+    with pytest.raises(ConfigError, match='instance_type = "p3.2xlarge" is not allowed; expected an instance type whose memory and architecture AWS\'s instance data lists'):
+        parse_config(context)
+    context["stages"]["production"]["instance_type"] = "mac2.metal"
+    with pytest.raises(ConfigError, match='instance_type = "mac2.metal" is not allowed; expected a Linux instance type'):
+        parse_config(context)
 
 
 # The schema's rollback window: contract steps wait while a version inside it needs the old shape.
