@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from config import CONTEXT_KEY, ConfigError, LiftoffConfig, StageConfig, parse_config
+from config import CONTEXT_KEY, ConfigError, LiftoffConfig, StageConfig, parse_cli_context
 from stacks.data_stack import DataStack
 from stacks.github_cd_stack import GithubCdStack
 from stacks.registry_stack import RegistryStack
@@ -96,7 +97,8 @@ def _environment(stage: StageConfig) -> cdk.Environment | None:
 def main() -> None:
     app = cdk.App()
     try:
-        config = parse_config(app.node.try_get_context(CONTEXT_KEY))
+        # The CLI runs the app beside the cdk.json it read.
+        config = parse_cli_context(app.node.try_get_context(CONTEXT_KEY), Path("cdk.json"))
     except ConfigError as error:
         print(f"liftoff: invalid configuration in cdk.json: {error}", file=sys.stderr)
         sys.exit(2)

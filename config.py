@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -379,7 +380,7 @@ _KEYS = tuple(f.name for f in fields(StageConfig) if f.name != "name")
 
 
 def _fail(stage: str, key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"stage {stage!r}: {key} = {json.dumps(value)} is not allowed; expected {allowed}")
+    return ConfigError(f"stage {stage!r}: {key} = {_show(value)} is not allowed; expected {allowed}")
 
 
 def _check_value(stage: str, key: str, value: Any) -> None:
@@ -411,7 +412,7 @@ def _check_value(stage: str, key: str, value: Any) -> None:
             raise _fail(stage, key, value, "a list of up to 10 distinct email addresses")
         for address in value:
             if not isinstance(address, str) or not re.fullmatch(EMAIL_PATTERN, address):
-                raise _fail(stage, key, value, f"email addresses like ops@example.com ({json.dumps(address)} is not one)")
+                raise _fail(stage, key, value, f"email addresses like ops@example.com ({_show(address)} is not one)")
 
 
 def _parse_thresholds(stage: str, raw: Any) -> AlarmThresholds:
@@ -492,7 +493,7 @@ def _parse_stage(name: str, raw: Any) -> StageConfig:
             "starting with a letter, 2-21 characters"
         )
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"stage {name!r}: expected an object of settings, got {json.dumps(raw)}")
+        raise ConfigError(f"stage {name!r}: expected an object of settings, got {_show(raw)}")
     unknown = sorted(set(raw) - set(_KEYS))
     if unknown:
         raise ConfigError(
@@ -777,13 +778,13 @@ _GITHUB_ACCESS_KEYS = ("branches", "tags", "environments")
 
 
 def _github_fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"github: {key} = {json.dumps(value)} is not allowed; expected {allowed}")
+    return ConfigError(f"github: {key} = {_show(value)} is not allowed; expected {allowed}")
 
 
 def _parse_github(raw: Any, stages: tuple[StageConfig, ...]) -> GithubConfig | None:
     """The opt-in CD section, validated whole; `repository: null` (as shipped) means no GitHub OIDC stack is built."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"context {CONTEXT_KEY!r}: 'github' must be an object (or null to leave the CD stack out), got {json.dumps(raw)}")
+        raise ConfigError(f"context {CONTEXT_KEY!r}: 'github' must be an object (or null to leave the CD stack out), got {_show(raw)}")
     unknown = sorted(set(raw) - set(_GITHUB_KEYS))
     if unknown:
         raise ConfigError(f"github: unknown key {unknown[0]!r}; allowed keys: {', '.join(_GITHUB_KEYS)}")
@@ -854,13 +855,73 @@ def _parse_github(raw: Any, stages: tuple[StageConfig, ...]) -> GithubConfig | N
 
 def load_config(cdk_json: Path) -> LiftoffConfig:
     """Read the stages straight from cdk.json, for tools that run without a synth."""
+    return parse_config(_read_context(cdk_json))
+
+
+def parse_cli_context(context: Any, cdk_json: Path) -> LiftoffConfig:
+    """app.py's reader: the context as the CDK CLI hands it to the app, judged as load_config judges
+    cdk.json. The CLI reads cdk.json with JavaScript, where a number beyond a double (1e400) becomes
+    Infinity, and passes the context on as JSON, where Infinity becomes null, which jsii drops: the
+    app would see no key at all (a default, or "missing required key"). Such numbers are put back
+    from cdk.json, so synth refuses them with the very message `python -m config` gives."""
     try:
-        context = json.loads(cdk_json.read_text(), parse_constant=_refuse_constant)["context"][CONTEXT_KEY]
+        written = _read_context(cdk_json)
+    except ConfigError:
+        return parse_config(context)  # not the CLI's cdk.json (an app built in-process): nothing was lost
+    return parse_config(_put_back_lost_numbers(context, written))
+
+
+class _BeyondDouble:
+    """A number in cdk.json that a double cannot hold, kept as written: every check refuses it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _read_number(text: str) -> Any:
+    # Python reads 1e400 as inf and a 400-digit integer exactly; JavaScript makes both Infinity, and
+    # rounds integers beyond 2**53. Read them as the CLI does, but keep what cannot be a number at all.
+    as_double = float(text)
+    if math.isinf(as_double):
+        return _BeyondDouble(text)
+    if re.fullmatch(r"-?[0-9]+", text):
+        exact = int(text)
+        return exact if abs(exact) <= 2**53 else int(as_double)
+    return as_double
+
+
+def _read_context(cdk_json: Path) -> Any:
+    try:
+        document = json.loads(cdk_json.read_text(), parse_constant=_refuse_constant, parse_int=_read_number, parse_float=_read_number)
+        return document["context"][CONTEXT_KEY]
     except FileNotFoundError:
         raise ConfigError(f"{cdk_json} not found; run from the liftoff checkout") from None
-    except (KeyError, json.JSONDecodeError) as error:
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ConfigError(f"{cdk_json}: no readable context.{CONTEXT_KEY} ({error})") from None
-    return parse_config(context)
+
+
+def _put_back_lost_numbers(received: Any, written: Any) -> Any:
+    if isinstance(written, _BeyondDouble):
+        return written if received is None else received  # a value given on the command line (-c) wins
+    if isinstance(written, Mapping) and isinstance(received, Mapping):
+        merged = dict(received)
+        for key, value in written.items():
+            restored = _put_back_lost_numbers(received.get(key), value)
+            if restored is not None:
+                merged[key] = restored
+        return merged
+    if isinstance(written, list) and isinstance(received, list) and len(written) == len(received):
+        return [_put_back_lost_numbers(r, w) for r, w in zip(received, written)]
+    return received
+
+
+def _show(value: Any) -> str:
+    """A value as cdk.json writes it, numbers beyond a double included."""
+    text = json.dumps(value, default=lambda number: f"\x00{number.text}\x00")
+    return re.sub(r'"\\u0000(.*?)\\u0000"', r"\1", text)
 
 
 def _refuse_constant(name: str):

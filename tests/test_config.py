@@ -634,3 +634,64 @@ def test_request_count_tracking_needs_one_target_group_on_ecs():
                                           r"expected \{\"cpu_percent\": N\} with deployment_strategy 'blue_green'"):
         parse_config(with_scaling("staging", deployment_strategy="blue_green", max_count=4, scale_on={"requests_per_target": 200}))
     assert parse_config(with_scaling("staging", deployment_strategy="blue_green", max_count=4, scale_on={"cpu_percent": 60})).stage("staging").scales
+
+
+# --- numbers beyond a double (1e400): synth and python -m config judge them alike ------------------------
+
+def cdk_json_with(tmp_path, stage: str, key: str, text: str):
+    """A copy of cdk.json where stage's key is written as `text`, and the context as the CDK CLI hands it
+    to the app: JavaScript reads the number as Infinity, JSON.stringify sends null, jsii drops the key."""
+    document = json.loads(CDK_JSON.read_text())
+    settings = document["context"]["liftoff"]["stages"][stage]
+    path = key.split(".")
+    for part in path[:-1]:
+        settings = settings.setdefault(part, {})
+    settings[path[-1]] = "BEYOND"
+    (tmp_path / "cdk.json").write_text(json.dumps(document).replace('"BEYOND"', text))
+    received = copy.deepcopy(document["context"]["liftoff"])
+    settings = received["stages"][stage]
+    for part in path[:-1]:
+        settings = settings[part]
+    del settings[path[-1]]
+    return tmp_path / "cdk.json", received
+
+
+@pytest.mark.parametrize("stage, key, text, allowed", [
+    ("production", "desired_count", "1e400", "a whole number from 0 to 50"),  # required: synth said "missing"
+    ("staging", "bake_seconds", "-1e400", "a whole number from 0 to 3600"),  # optional: synth took the default
+    ("staging", "desired_count", "1" + "0" * 400, "a whole number from 0 to 50"),  # an integer JavaScript makes Infinity
+    ("staging", "alarm_thresholds.latency_p99_ms", "2e308", "a whole number from 10 to 60000"),
+])
+def test_a_number_beyond_a_double_is_refused_by_both_readers_alike(tmp_path, stage, key, text, allowed):
+    from config import parse_cli_context
+
+    path, received = cdk_json_with(tmp_path, stage, key, text)
+    message = f"stage '{stage}': {key} = {text} is not allowed; expected {allowed}"
+    with pytest.raises(ConfigError) as by_config:
+        load_config(path)
+    with pytest.raises(ConfigError) as by_synth:
+        parse_cli_context(received, path)
+    assert str(by_config.value) == str(by_synth.value) == message
+
+
+def test_the_cli_reader_leaves_values_it_received_alone(tmp_path):
+    from config import parse_cli_context
+
+    path, received = cdk_json_with(tmp_path, "staging", "bake_seconds", "1e400")
+    received["stages"]["staging"]["bake_seconds"] = 120  # given with -c: the CLI's value is the one deployed
+    assert parse_cli_context(received, path).stage("staging").bake_seconds == 120
+    # No cdk.json beside the app (built in-process): the context is all there is.
+    assert parse_cli_context(shipped_stages(), tmp_path / "none.json") == parse_config(shipped_stages())
+    # Big but finite numbers are read as JavaScript reads them (rounded beyond 2**53), refused alike.
+    path, received = cdk_json_with(tmp_path, "staging", "desired_count", "9007199254740993")
+    with pytest.raises(ConfigError, match="desired_count = 9007199254740992 is not allowed"):
+        load_config(path)
+
+
+def test_synth_through_the_cdk_cli_refuses_1e400_as_python_m_config_does(tmp_path):
+    from tests.test_app import cli_synth
+
+    synth, config = cli_synth(tmp_path, "1e400")
+    message = "stage 'production': desired_count = 1e400 is not allowed; expected a whole number from 0 to 50"
+    assert synth.returncode != 0 and message in synth.stderr, synth.stderr
+    assert config.returncode == 2 and message in config.stderr, config.stderr
