@@ -31,6 +31,9 @@ FARGATE_CPU_MEMORY = {
     1024: tuple(range(2048, 8193, 1024)),
     2048: tuple(range(4096, 16385, 1024)),
     4096: tuple(range(8192, 30721, 1024)),
+    # 8 and 16 vCPU: Linux platform 1.4.0 or later (CDK's LATEST), as the ECS API reference documents.
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
 }
 STAGE_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,20}$"
 ACCOUNT_PATTERN = r"^[0-9]{12}$"
@@ -332,8 +335,8 @@ class LiftoffConfig:
 MAX_DESIRED_COUNT = 50
 _INT_RANGES = {
     "desired_count": (0, MAX_DESIRED_COUNT),
-    "task_cpu": (256, 4096),
-    "task_memory_mib": (512, 30720),
+    "task_cpu": (256, 16384),
+    "task_memory_mib": (512, 122880),
     "db_allocated_storage_gib": (20, 65536),
     "db_max_allocated_storage_gib": (20, 65536),
     "db_backup_retention_days": (1, 35),
@@ -521,6 +524,10 @@ def _parse_stage(name: str, raw: Any) -> StageConfig:
                 f"stage {name!r}: {key} has no effect with compute {compute!r}; only compute "
                 f"{MODE_ONLY_KEYS[key]!r} uses it (remove the key, or set compute to {MODE_ONLY_KEYS[key]!r})"
             )
+    if compute == "ecs" and "bake_seconds" in raw and raw.get("deployment_strategy", "rolling") == "rolling":
+        raise _fail(name, "bake_seconds", raw["bake_seconds"],
+                    "no bake_seconds with deployment_strategy 'rolling' (a rolling deployment keeps no previous version "
+                    "to bake: the key has no effect); remove it, or set deployment_strategy to blue_green, canary or linear")
     stage = StageConfig(name=name, **settings)
     _check_stage(stage)
     return stage
@@ -716,6 +723,16 @@ def _check_stage(stage: StageConfig) -> None:
     if stage.alb_access_logs and stage.region is None:
         raise _fail(stage.name, "alb_access_logs", True,
                     "false on a stage without account and region (the log bucket's policy names the region's load balancer account)")
+    if stage.certificate_arn is not None:
+        # ACM certificates are regional: a load balancer takes one from its own region only.
+        certificate_region = stage.certificate_arn.split(":")[3]
+        if stage.region is not None and certificate_region != stage.region:
+            raise _fail(stage.name, "certificate_arn", stage.certificate_arn,
+                        f"a certificate in the stage's region {stage.region}; this one is in {certificate_region} "
+                        f"(ACM certificates are regional: request or import one in {stage.region})")
+        if certificate_region not in known_regions():
+            raise _fail(stage.name, "certificate_arn", stage.certificate_arn,
+                        f"a certificate in a region AWS offers ({certificate_region} is not one; cfn-lint's list: {', '.join(known_regions())})")
     zone = (stage.hosted_zone_id, stage.hosted_zone_name)
     if stage.domain_name is None and zone != (None, None):
         key = "hosted_zone_id" if stage.hosted_zone_id is not None else "hosted_zone_name"
@@ -799,6 +816,8 @@ def _parse_github(raw: Any, stages: tuple[StageConfig, ...]) -> GithubConfig | N
         value = raw.get(key)
         if value is not None and (not isinstance(value, str) or not re.fullmatch(pattern, value)):
             raise _github_fail(key, value, allowed)
+    if raw.get("region") is not None and raw["region"] not in known_regions():
+        raise _github_fail("region", raw["region"], "a region AWS offers (cfn-lint's list: " + ", ".join(known_regions()) + ")")
     ids = {}
     for key in ("owner_id", "repository_id"):
         value = raw.get(key)

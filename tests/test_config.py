@@ -416,6 +416,8 @@ def test_shipped_ecs_stage_deploys_blue_green_with_a_whole_minute_bake():
 
 def with_strategy(strategy: str, **settings) -> dict:
     context = with_setting("staging", "deployment_strategy", strategy)
+    if strategy == "rolling":
+        del context["stages"]["staging"]["bake_seconds"]  # shipped staging bakes blue/green; rolling has no bake
     context["stages"]["staging"].update(settings)
     return context
 
@@ -446,8 +448,31 @@ def test_traffic_shift_values_are_checked_against_the_strategy(strategy, setting
         parse_config(with_strategy(strategy, **settings))
 
 
-def test_rolling_ecs_takes_any_bake_and_ec2_refuses_ecs_strategy_keys():
-    assert parse_config(with_strategy("rolling", bake_seconds=90)).stage("staging").bakes is False
+def test_bake_seconds_with_rolling_is_refused_and_its_default_is_not():
+    # The default (300) applies to every stage; only a bake_seconds written for a rolling stage does nothing.
+    rolling = parse_config(with_strategy("rolling")).stage("staging")
+    assert rolling.bakes is False and rolling.bake_seconds == 300
+    for value in (90, 300):
+        with pytest.raises(ConfigError) as refused:
+            parse_config(with_strategy("rolling", bake_seconds=value))
+        assert (f"stage 'staging': bake_seconds = {value} is not allowed; expected no bake_seconds with deployment_strategy "
+                "'rolling' (a rolling deployment keeps no previous version to bake: the key has no effect); remove it, "
+                "or set deployment_strategy to blue_green, canary or linear") == str(refused.value)
+    # Not set at all, deployment_strategy defaults to rolling too.
+    context = with_strategy("rolling", bake_seconds=120)
+    del context["stages"]["staging"]["deployment_strategy"]
+    with pytest.raises(ConfigError, match="bake_seconds = 120 is not allowed; expected no bake_seconds with deployment_strategy 'rolling'"):
+        parse_config(context)
+    for strategy in ("blue_green", "canary", "linear"):
+        assert parse_config(with_strategy(strategy, bake_seconds=120)).stage("staging").bake_seconds == 120
+    # ec2 hosts bake in both activations (restart still watches the release alarms for bake_seconds).
+    assert parse_config(with_setting("production", "bake_seconds", 120)).stage("production").bake_seconds == 120
+    context = with_setting("production", "bake_seconds", 120)
+    context["stages"]["production"]["activation"] = "restart"
+    assert parse_config(context).stage("production").bake_seconds == 120
+
+
+def test_ec2_refuses_ecs_strategy_keys():
     with pytest.raises(ConfigError, match="traffic_shift_percent has no effect with compute 'ec2'"):
         parse_config(with_setting("production", "traffic_shift_percent", 5))
 
@@ -578,7 +603,10 @@ def test_scaling_is_off_by_default():
 @pytest.mark.parametrize(("metric", "target"), [("requests_per_target", 200), ("cpu_percent", 60)])
 def test_scaling_parses_in_both_modes(stage, metric, target):
     extra = {"deployment_strategy": "rolling"} if stage == "staging" else {}
-    parsed = parse_config(with_scaling(stage, desired_count=2, max_count=6, scale_on={metric: target}, **extra)).stage(stage)
+    context = with_scaling(stage, desired_count=2, max_count=6, scale_on={metric: target}, **extra)
+    if extra:
+        del context["stages"][stage]["bake_seconds"]
+    parsed = parse_config(context).stage(stage)
     assert parsed.scales and parsed.desired_count == 2 and parsed.ceiling == 6
     assert (parsed.scale_on.metric, parsed.scale_on.target) == (metric, target)
 
@@ -695,3 +723,74 @@ def test_synth_through_the_cdk_cli_refuses_1e400_as_python_m_config_does(tmp_pat
     message = "stage 'production': desired_count = 1e400 is not allowed; expected a whole number from 0 to 50"
     assert synth.returncode != 0 and message in synth.stderr, synth.stderr
     assert config.returncode == 2 and message in config.stderr, config.stderr
+
+
+# --- certificates, Fargate sizes ---------------------------------------------------------------------------
+
+def certificate(region: str) -> str:
+    return f"arn:aws:acm:{region}:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
+
+
+def test_a_certificate_from_another_region_is_refused_naming_both_regions():
+    context = in_region(with_setting("production", "certificate_arn", certificate("us-east-1")), "eu-west-1")
+    with pytest.raises(ConfigError) as refused:
+        parse_config(context)
+    assert str(refused.value) == (
+        f'stage \'production\': certificate_arn = "{certificate("us-east-1")}" is not allowed; expected a certificate in '
+        "the stage's region eu-west-1; this one is in us-east-1 (ACM certificates are regional: request or import one in eu-west-1)")
+    context["stages"]["production"]["certificate_arn"] = certificate("eu-west-1")
+    assert parse_config(context).stage("production").certificate_arn == certificate("eu-west-1")
+
+
+def test_a_certificate_on_a_stage_without_region_must_name_a_real_region():
+    # An environment-agnostic stage deploys where the credentials point: preflight compares then.
+    assert parse_config(with_setting("production", "certificate_arn", certificate("ap-south-1"))).stage("production").serves_https
+    with pytest.raises(ConfigError, match=r'certificate_arn = ".*:acm:eu-west-9:.*" is not allowed; expected a certificate in a region AWS offers \(eu-west-9 is not one'):
+        parse_config(with_setting("production", "certificate_arn", certificate("eu-west-9")))
+
+
+def fargate_sizes_cfn_lint_accepts() -> dict[int, set[int]]:
+    from config import _cfn_lint_data
+
+    sizes = {}
+    for branch in _cfn_lint_data("aws_ecs_taskdefinition", "fargate_cpu_memory.json")["then"]["anyOf"]:
+        (cpu,) = branch["properties"]["Cpu"]["then"]["enum"]
+        memory = branch["properties"]["Memory"]["then"]
+        sizes[int(cpu)] = set(memory["enum"]) if "enum" in memory else set(range(memory["minimum"], memory["maximum"] + 1, memory["multipleOf"]))
+    return sizes
+
+
+def test_fargate_sizes_are_the_documented_ones_and_cfn_lint_agrees():
+    from config import FARGATE_CPU_MEMORY
+
+    # The ECS API reference: 8 vCPU takes 16-60 GiB in 4 GiB steps, 16 vCPU 32-120 GiB in 8 GiB steps.
+    assert FARGATE_CPU_MEMORY[8192] == tuple(gib * 1024 for gib in range(16, 61, 4))
+    assert FARGATE_CPU_MEMORY[16384] == tuple(gib * 1024 for gib in range(32, 121, 8))
+    lint = fargate_sizes_cfn_lint_accepts()
+    for cpu, memory in FARGATE_CPU_MEMORY.items():
+        assert set(memory) == lint[cpu], cpu
+
+
+@pytest.mark.parametrize("cpu, memory", [(8192, 16384), (8192, 61440), (8192, 32768), (16384, 32768), (16384, 122880), (16384, 65536)])
+def test_eight_and_sixteen_vcpu_tasks_are_accepted(cpu, memory):
+    context = with_setting("staging", "task_cpu", cpu)
+    context["stages"]["staging"]["task_memory_mib"] = memory
+    stage = parse_config(context).stage("staging")
+    assert (stage.task_cpu, stage.task_memory_mib) == (cpu, memory)
+
+
+@pytest.mark.parametrize("cpu, memory, allowed", [
+    (8192, 18432, "a Fargate memory size for 8192 CPU units: 16384, 20480, 24576"),  # 18 GiB: not a 4 GiB step
+    (8192, 65536, "a Fargate memory size for 8192 CPU units: 16384"),
+    (16384, 36864, "a Fargate memory size for 16384 CPU units: 32768, 40960"),
+    (16384, 131072, "a whole number from 512 to 122880"),
+    (32768, 65536, "a whole number from 256 to 16384"),
+    (6144, 16384, "one of 256, 512, 1024, 2048, 4096, 8192, 16384"),
+])
+def test_fargate_sizes_outside_the_table_are_refused(cpu, memory, allowed):
+    context = with_setting("staging", "task_cpu", cpu)
+    context["stages"]["staging"]["task_memory_mib"] = memory
+    with pytest.raises(ConfigError) as refused:
+        parse_config(context)
+    assert str(refused.value).startswith("stage 'staging': task_")
+    assert allowed in str(refused.value)

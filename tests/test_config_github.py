@@ -84,3 +84,20 @@ def test_bad_github_settings_are_refused_by_name(github, message):
 def test_immutable_format_takes_both_ids():
     github = parse_config(context(**ON, owner_id=123456, repository_id=456789, sub_formats=["classic", "immutable"])).github
     assert (github.owner_id, github.repository_id, github.sub_formats) == (123456, 456789, ("classic", "immutable"))
+
+
+@pytest.mark.parametrize("region", ["eu-west-9", "us-gov-east-7"])
+def test_the_region_is_one_aws_offers(region):
+    # Both have the shape of a region name; neither is a region.
+    with pytest.raises(ConfigError) as refused:
+        parse_config(context(**ON, region=region))
+    assert f'github: region = "{region}" is not allowed; expected a region AWS offers (cfn-lint\'s list: ' in str(refused.value)
+    assert "eu-west-1" in str(refused.value)
+    # Checked while the section is off too: a typo waits for no one to switch it on.
+    with pytest.raises(ConfigError, match=f'github: region = "{region}" is not allowed'):
+        parse_config(context(region=region))
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "ap-southeast-2", "us-east-1"])
+def test_a_region_aws_offers_is_accepted(region):
+    assert parse_config(context(**ON, region=region)).github.region == region

@@ -76,3 +76,22 @@ def test_main_exit_codes(emulated_aws):
     assert main(["--stage", "staging", "--image-tag", "1.0.0", "--cdk-json", str(CDK_JSON)], stdout=out, stderr=err) == 0
     assert "preflight staging: image tag: 1.0.0" in out.getvalue()
     assert err.getvalue() == ""  # staging is not protected: no plain-HTTP warning
+
+
+def test_a_certificate_from_another_region_than_the_deploy_is_refused_before_any_aws_call():
+    from types import SimpleNamespace
+
+    arn = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
+    unpinned = dataclasses.replace(staging(), certificate_arn=arn)
+    # The session is never asked for a client: the region alone decides.
+    with pytest.raises(PreflightError) as refused:
+        check(unpinned, image_tag="1.0.0", session=SimpleNamespace(region_name="eu-west-1"))
+    assert str(refused.value).startswith("stage 'staging' would deploy to region eu-west-1, but its certificate_arn is in us-east-1")
+
+
+def test_a_certificate_in_the_deploy_region_passes(emulated_aws):
+    import boto3
+
+    arn = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
+    session = boto3.session.Session(region_name="us-east-1")
+    assert "region: us-east-1" in check(dataclasses.replace(staging(), certificate_arn=arn), image_tag="1.0.0", session=session)

@@ -1,8 +1,8 @@
 """Checks before `make deploy TARGET=aws` hands a stage to the CDK CLI (`python -m tools.preflight`).
 
-In order, each stopping with exit 2 and what to do: the stage's config; AWS credentials that work
-(and are for the stage's account when it pins one); a region; on a first deploy (no service stack
-yet), an IMAGE_TAG. The stage's warnings (a protected stage serving plain HTTP) print once, here.
+In order, each stopping with exit 2 and what to do: the stage's config; a region (with the stage's
+certificate_arn, if any, in it); AWS credentials that work (and are for the stage's account when it
+pins one); on a first deploy (no service stack yet), an IMAGE_TAG. The stage's warnings (a protected stage serving plain HTTP) print once, here.
 Nothing is changed in AWS: the calls are GetCallerIdentity and DescribeStacks.
 """
 from __future__ import annotations
@@ -35,6 +35,14 @@ def check(stage: StageConfig, *, image_tag: str | None, session=None) -> list[st
         raise PreflightError(
             f"no AWS region for stage {stage.name!r}: set region (with account) in cdk.json, or export "
             "AWS_REGION and AWS_DEFAULT_REGION (the CDK CLI reads the first, boto3 the second)"
+        )
+    # config compares a pinned stage's region with its certificate's; an unpinned stage's region is known only now.
+    certificate_region = stage.certificate_arn.split(":")[3] if stage.certificate_arn else region
+    if certificate_region != region:
+        raise PreflightError(
+            f"stage {stage.name!r} would deploy to region {region}, but its certificate_arn is in {certificate_region} "
+            f"(ACM certificates are regional: request or import one in {region}, or point AWS_REGION and "
+            f"AWS_DEFAULT_REGION at {certificate_region})"
         )
     try:
         identity = session.client("sts", region_name=region).get_caller_identity()

@@ -33,6 +33,8 @@ def scaling_context(*, staging: dict, production: dict) -> dict:
     context = copy.deepcopy(cdk_context()["liftoff"])
     context["stages"]["staging"].update(staging)
     context["stages"]["production"].update(production)
+    if context["stages"]["staging"]["deployment_strategy"] == "rolling":
+        del context["stages"]["staging"]["bake_seconds"]  # rolling has no bake: config refuses the key
     return context
 
 
