@@ -534,12 +534,13 @@ def _parse_stage(name: str, raw: Any) -> StageConfig:
 
 
 @lru_cache(maxsize=None)
-def _package_data(package: str, *parts: str) -> Any:
+def _package_data(distribution: str, package: str, *parts: str) -> Any:
     # Read a data file a package ships without importing the package (cfn-lint's import alone costs a
     # second on every read of the config).
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"{package} is not installed; it ships the AWS data the config is checked against (make setup)")
+        raise ConfigError(f"{distribution} is not installed; it ships the AWS data the config is checked against "
+                          "(make setup, or pip install -r requirements.txt)")
     path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
     raw = path.read_bytes()
     return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
@@ -547,7 +548,7 @@ def _package_data(package: str, *parts: str) -> Any:
 
 def _cfn_lint_data(extension: str, file: str) -> Any:
     # cfn-lint ships AWS's per-region instance lists and its rules' data (refreshed with each release).
-    return _package_data("cfnlint", "data", "schemas", "extensions", extension, file)
+    return _package_data("cfn-lint", "cfnlint", "data", "schemas", "extensions", extension, file)
 
 
 def ec2_instance_types(region: str | None) -> frozenset[str]:
@@ -565,7 +566,7 @@ def _ec2_instance_facts() -> dict[str, tuple[int, tuple[str, ...]]]:
     # memory and CPU architectures per type. Neither botocore (the EC2 API model only) nor cfn-lint
     # (names per region) has memory.
     return {name: (info["MemoryInfo"]["SizeInMiB"], tuple(info["ProcessorInfo"]["SupportedArchitectures"]))
-            for name, info in _package_data("moto", "ec2", "resources", "instance_types.json.gz").items()}
+            for name, info in _package_data("moto", "moto", "ec2", "resources", "instance_types.json.gz").items()}
 
 
 def ec2_instance_memory_mib(instance_type: str) -> int | None:
