@@ -750,10 +750,10 @@ def test_a_certificate_on_a_stage_without_region_must_name_a_real_region():
 
 
 def fargate_sizes_cfn_lint_accepts() -> dict[int, set[int]]:
-    from config import _cfn_lint_data
+    from config import cfn_lint_data
 
     sizes = {}
-    for branch in _cfn_lint_data("aws_ecs_taskdefinition", "fargate_cpu_memory.json")["then"]["anyOf"]:
+    for branch in cfn_lint_data("aws_ecs_taskdefinition", "fargate_cpu_memory.json")["then"]["anyOf"]:
         (cpu,) = branch["properties"]["Cpu"]["then"]["enum"]
         memory = branch["properties"]["Memory"]["then"]
         sizes[int(cpu)] = set(memory["enum"]) if "enum" in memory else set(range(memory["minimum"], memory["maximum"] + 1, memory["multipleOf"]))

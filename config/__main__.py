@@ -1,0 +1,3 @@
+from config.command import main
+
+raise SystemExit(main())
