@@ -201,8 +201,8 @@ def parse_stage(name: str, raw: Any) -> StageConfig:
             )
     if compute == "ecs" and "bake_seconds" in raw and raw.get("deployment_strategy", "rolling") == "rolling":
         raise fail(name, "bake_seconds", raw["bake_seconds"],
-                    "no bake_seconds with deployment_strategy 'rolling' (a rolling deployment keeps no previous version "
-                    "to bake: the key has no effect); remove it, or set deployment_strategy to blue_green, canary or linear")
+                   "no bake_seconds with deployment_strategy 'rolling' (a rolling deployment keeps no previous version "
+                   "to bake: the key has no effect); remove it, or set deployment_strategy to blue_green, canary or linear")
     stage = StageConfig(name=name, **settings)
     check_stage(stage)
     return stage

@@ -27,15 +27,15 @@ def _check_scaling(stage: StageConfig) -> None:
         return
     if stage.desired_count < 1:
         raise fail(stage.name, "desired_count", stage.desired_count,
-                    "at least 1 when max_count is set (a fleet of none sends no metric, so it never scales out)")
+                   "at least 1 when max_count is set (a fleet of none sends no metric, so it never scales out)")
     if stage.compute == "ecs" and stage.deployment_strategy != "rolling" and stage.scale_on.metric == "requests_per_target":
         raise fail(stage.name, "scale_on", {stage.scale_on.metric: stage.scale_on.target},
-                    f'{{"cpu_percent": N}} with deployment_strategy {stage.deployment_strategy!r}: the request count per '
-                    "target names one target group, and that strategy moves traffic between two (or use rolling)")
+                   f'{{"cpu_percent": N}} with deployment_strategy {stage.deployment_strategy!r}: the request count per '
+                   "target names one target group, and that strategy moves traffic between two (or use rolling)")
     if stage.max_count <= stage.desired_count:
         raise fail(stage.name, "max_count", stage.max_count,
-                    f"more than desired_count ({stage.desired_count}), the floor; a ceiling equal to the floor "
-                    "scales nothing (remove max_count and scale_on to scale only by desired_count)")
+                   f"more than desired_count ({stage.desired_count}), the floor; a ceiling equal to the floor "
+                   "scales nothing (remove max_count and scale_on to scale only by desired_count)")
 
 
 def containers_per_activation(stage: StageConfig) -> int:
@@ -48,11 +48,11 @@ def _check_instance_type(stage: StageConfig, where: str) -> None:
     architectures = ec2_instance_architectures(stage.instance_type)
     if not architectures:
         raise fail(stage.name, "instance_type", stage.instance_type,
-                    "an instance type whose memory and architecture AWS's instance data lists (the DescribeInstanceTypes "
-                    "answers moto ships lack this one, as they lack most previous-generation types), like t4g.small")
+                   "an instance type whose memory and architecture AWS's instance data lists (the DescribeInstanceTypes "
+                   "answers moto ships lack this one, as they lack most previous-generation types), like t4g.small")
     if not {"arm64", "x86_64"} & set(architectures):
         raise fail(stage.name, "instance_type", stage.instance_type,
-                    "a Linux instance type (mac families run macOS on dedicated hosts only)")
+                   "a Linux instance type (mac families run macOS on dedicated hosts only)")
     if stage.cpu_architecture not in architectures:
         raise fail(
             stage.name, "instance_type", stage.instance_type,
@@ -82,7 +82,7 @@ def _check_deployment_strategy(stage: StageConfig) -> None:
     strategy = stage.deployment_strategy
     if strategy != "rolling" and stage.bake_seconds % 60:
         raise fail(stage.name, "bake_seconds", stage.bake_seconds,
-                    f"a whole number of minutes in seconds (60, 120, ... 3600): ECS bakes deployment_strategy {strategy!r} in minutes")
+                   f"a whole number of minutes in seconds (60, 120, ... 3600): ECS bakes deployment_strategy {strategy!r} in minutes")
     for key in ("traffic_shift_percent", "traffic_shift_step_seconds"):
         if getattr(stage, key) is not None and strategy not in TRAFFIC_SHIFT_DEFAULTS:
             raise ConfigError(
@@ -95,10 +95,10 @@ def _check_deployment_strategy(stage: StageConfig) -> None:
     low, high = TRAFFIC_SHIFT_PERCENT_RANGES[strategy]
     if not low <= percent <= high:
         raise fail(stage.name, "traffic_shift_percent", stage.traffic_shift_percent,
-                    f"a percentage from {low:g} to {high:g} in steps of 0.1 for deployment_strategy {strategy!r}")
+                   f"a percentage from {low:g} to {high:g} in steps of 0.1 for deployment_strategy {strategy!r}")
     if step % 60:
         raise fail(stage.name, "traffic_shift_step_seconds", stage.traffic_shift_step_seconds,
-                    "a whole number of minutes in seconds (0, 60, 120, ... 86400): ECS waits between steps in minutes")
+                   "a whole number of minutes in seconds (0, 60, 120, ... 86400): ECS waits between steps in minutes")
 
 
 def check_stage(stage: StageConfig) -> None:
@@ -122,8 +122,8 @@ def check_stage(stage: StageConfig) -> None:
     where = f"region {stage.region}" if stage.region else "any region (the stage names no region)"
     if stage.db_instance_class not in rds_postgres_instance_classes(stage.region):
         raise fail(stage.name, "db_instance_class", stage.db_instance_class,
-                    f"an instance class RDS for PostgreSQL {POSTGRES_ENGINE_VERSION} offers in {where}, like t4g.micro "
-                    "(cfn-lint's data, rules E3025 and E3062)")
+                   f"an instance class RDS for PostgreSQL {POSTGRES_ENGINE_VERSION} offers in {where}, like t4g.micro "
+                   "(cfn-lint's data, rules E3025 and E3062)")
     if stage.compute == "ec2":
         _check_instance_type(stage, where)
     if stage.compute == "ecs":
@@ -135,17 +135,17 @@ def check_stage(stage: StageConfig) -> None:
         )
     if stage.alb_access_logs and stage.region is None:
         raise fail(stage.name, "alb_access_logs", True,
-                    "false on a stage without account and region (the log bucket's policy names the region's load balancer account)")
+                   "false on a stage without account and region (the log bucket's policy names the region's load balancer account)")
     if stage.certificate_arn is not None:
         # ACM certificates are regional: a load balancer takes one from its own region only.
         certificate_region = stage.certificate_arn.split(":")[3]
         if stage.region is not None and certificate_region != stage.region:
             raise fail(stage.name, "certificate_arn", stage.certificate_arn,
-                        f"a certificate in the stage's region {stage.region}; this one is in {certificate_region} "
-                        f"(ACM certificates are regional: request or import one in {stage.region})")
+                       f"a certificate in the stage's region {stage.region}; this one is in {certificate_region} "
+                       f"(ACM certificates are regional: request or import one in {stage.region})")
         if certificate_region not in known_regions():
             raise fail(stage.name, "certificate_arn", stage.certificate_arn,
-                        f"a certificate in a region AWS offers ({certificate_region} is not one; cfn-lint's list: {', '.join(known_regions())})")
+                       f"a certificate in a region AWS offers ({certificate_region} is not one; cfn-lint's list: {', '.join(known_regions())})")
     zone = (stage.hosted_zone_id, stage.hosted_zone_name)
     if stage.domain_name is None and zone != (None, None):
         key = "hosted_zone_id" if stage.hosted_zone_id is not None else "hosted_zone_name"
@@ -159,10 +159,10 @@ def check_stage(stage: StageConfig) -> None:
                 )
         if stage.domain_name != stage.hosted_zone_name and not stage.domain_name.endswith("." + stage.hosted_zone_name):
             raise fail(stage.name, "domain_name", stage.domain_name,
-                        f"the zone's name or a name under it (hosted_zone_name is {stage.hosted_zone_name!r})")
+                       f"the zone's name or a name under it (hosted_zone_name is {stage.hosted_zone_name!r})")
     if stage.alarm_thresholds.db_free_storage_gib >= stage.db_allocated_storage_gib:
         raise fail(stage.name, "alarm_thresholds.db_free_storage_gib", stage.alarm_thresholds.db_free_storage_gib,
-                    f"less than db_allocated_storage_gib ({stage.db_allocated_storage_gib})")
+                   f"less than db_allocated_storage_gib ({stage.db_allocated_storage_gib})")
     if stage.alarm_thresholds.db_connections is None:
         try:
             db_connections_limit(stage.db_instance_class)
