@@ -794,3 +794,22 @@ def test_fargate_sizes_outside_the_table_are_refused(cpu, memory, allowed):
         parse_config(context)
     assert str(refused.value).startswith("stage 'staging': task_")
     assert allowed in str(refused.value)
+
+
+def test_every_from_config_import_in_the_repository_resolves():
+    # config is a package split by what it checks; its __init__ keeps `from config import X` working.
+    import ast
+
+    import config
+    from tests.helpers.synth import REPO
+
+    wanted = set()
+    sources = [REPO / "app.py", *(path for folder in ("components", "stacks", "release", "pipeline", "tools", "tests", "local",
+                                                      "bench", "service") for path in (REPO / folder).rglob("*.py"))]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "config" and node.level == 0:
+                wanted |= {(alias.name, str(path.relative_to(REPO))) for alias in node.names}
+    assert len({name for name, _ in wanted}) > 20
+    missing = sorted((name, where) for name, where in wanted if not hasattr(config, name))
+    assert missing == []
