@@ -23,3 +23,9 @@ def test_install_gives_a_working_liftoff_without_the_cdk(tmp_path):
     probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import boto3, config, release.cli; import aws_cdk"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert "No module named 'aws_cdk'" in probe.stderr, probe.stderr
+    # Every verb reads the stage from cdk.json first: config's AWS data (cfn-lint's, moto's) must be there.
+    judged = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys, pathlib, config; "
+                             "print(config.__file__, config.load_config(pathlib.Path(sys.argv[1])).stage_names)",
+                             str(REPO / "cdk.json")], capture_output=True, text=True, cwd=tmp_path)
+    assert judged.returncode == 0, judged.stderr
+    assert str(venv) in judged.stdout and "production" in judged.stdout, judged.stdout
