@@ -17,9 +17,10 @@ On AWS these answers come from ECS, the target group and State Manager; here the
 stack's own record, so an emulated activation always "runs" what it set. Every decision the tool
 makes on top of them is its own.
 
-The seam: `liftoff` run from any shell picks this adapter when `LIFTOFF_RUNTIME=emulator` (or
-`emulator:unhealthy`, or `emulator:hosts`) is set and AWS_ENDPOINT_URL is a loopback address
-(`release.cli._adapter`); `shell_exports` is the line `make local-up` prints. `emulator:hosts` is
+The seam: `liftoff` run from any shell loads the factory `LIFTOFF_RUNTIME` names (`release.runtime`):
+`local.runtime:emulator` (or `local.runtime:emulator_unhealthy`, or `local.runtime:emulator_hosts`)
+builds this adapter, and refuses unless AWS_ENDPOINT_URL is a loopback address; `shell_exports` is the
+line `make local-up` prints. The release tool knows none of these names. `emulator_hosts` is
 for an ec2 stage whose hosts are real boxes `make local-up` kept: their gates run only inside
 `make deploy`'s walk (local/hosts.py's State Manager stand-in does not outlive it), so here the
 activate association reports Failed, naming why, instead of pretending the boxes switched. A runtime that really runs the version (host
@@ -28,10 +29,16 @@ the ledger and the lock do not change.
 """
 from __future__ import annotations
 
+import ipaddress
+from typing import Mapping
+from urllib.parse import urlparse
+
 import boto3
 
+from config import StageConfig
 from local.aws import FAKE_ENVIRONMENT, EndpointSession
 from release.aws import Aws
+from release.runtime import RUNTIME_VARIABLE, RuntimeRefused
 
 # Said wherever the stand-in's answers are shown, so nobody mistakes them for a real rollout.
 STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emulator's stand-in "
@@ -46,8 +53,45 @@ def shell_exports(endpoint: str, *, kept_hosts: bool = False) -> str:
     """The one line that points a fresh shell (the AWS CLI, boto3 and `liftoff`) at the emulator.
 
     botocore and the AWS CLI read the region from AWS_DEFAULT_REGION, not AWS_REGION: both are set."""
-    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT, "LIFTOFF_RUNTIME": "emulator:hosts" if kept_hosts else "emulator"}
+    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT,
+              RUNTIME_VARIABLE: f"{__name__}:emulator_hosts" if kept_hosts else f"{__name__}:emulator"}
     return "export " + " ".join(f"{key}={value}" for key, value in values.items())
+
+
+# --- the factories LIFTOFF_RUNTIME names (release.runtime calls them) ------------------------------
+
+def emulator(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
+    """The stand-in, targets healthy."""
+    return _emulated(stage, region, environ, "emulator", healthy=True)
+
+
+def emulator_unhealthy(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
+    """Every target unhealthy: an activation stays in its verification (to rehearse an exit 6, or to interrupt it)."""
+    return _emulated(stage, region, environ, "emulator_unhealthy", healthy=False)
+
+
+def emulator_hosts(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
+    """An ec2 stage whose hosts are real boxes `make local-up` kept (see KEPT_HOSTS_NOT_RUN)."""
+    return _emulated(stage, region, environ, "emulator_hosts", healthy=True, kept_hosts=True)
+
+
+def _emulated(stage: StageConfig, region: str | None, environ: Mapping[str, str], name: str, **kwargs) -> "EmulatedRuntime":
+    endpoint = environ.get("AWS_ENDPOINT_URL", "")
+    if not loopback(endpoint):
+        raise RuntimeRefused(f"{RUNTIME_VARIABLE}={__name__}:{name} reports a stand-in for what runs, so it only works against "
+                             f"the local emulator; AWS_ENDPOINT_URL is {endpoint or 'unset'}, not a loopback address",
+                             f"use the export line `make local-up` printed, or unset {RUNTIME_VARIABLE} for a real account")
+    return EmulatedRuntime(service_stack=stage.service_stack_name, registry_stack=stage.registry_stack_name, region=region, **kwargs)
+
+
+def loopback(endpoint: str) -> bool:
+    host = urlparse(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class EmulatedRuntime(Aws):

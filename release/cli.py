@@ -7,7 +7,6 @@ tests can call it; `run()` is the console script (it installs the signal handler
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import math
 import os
@@ -17,7 +16,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
-from urllib.parse import urlparse
 
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError,
                                  NoRegionError, PartialCredentialsError, ReadTimeoutError)
@@ -27,9 +25,12 @@ from release import bake
 from release import decisions as d
 from release import ecs_rollback
 from release import schema_flow
+from release import runtime as runtimes
 from release import scaling
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
-from release.flow import Abort, Context, describe_lock, raise_on_signal, run_release, run_unlock, running_now, signal_of
+from release.context import Abort, Context, client_error_text, raise_on_signal, signal_of
+from release.flow import run_release, run_unlock, running_now
+from release.lease import describe_lock
 
 EXIT_CODES = """\
 exit codes:
@@ -58,12 +59,6 @@ Release gates for a liftoff stage. Every change goes through the service stack's
 (StagedImageTag for `stage`, ImageTag for `activate`/`rollback`), so the next `cdk deploy` keeps it.
 Scaling is not a release: edit desired_count (the floor) and max_count (the ceiling, for scaling
 by traffic) in cdk.json and `cdk deploy`; `status` shows both and the last scaling activity."""
-
-# Harness seam: which adapter answers "what runs". Unset: AWS (ECS, the target group, State Manager).
-RUNTIME_VARIABLE = "LIFTOFF_RUNTIME"
-# value -> (targets healthy, the stage's hosts are real boxes kept by `make local-up`)
-EMULATOR_RUNTIMES = {"emulator": (True, False), "emulator:unhealthy": (False, False), "emulator:hosts": (True, True)}
-
 
 # --- argument parsing -----------------------------------------------------------------------------
 
@@ -287,11 +282,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [headers, *rows])
 
 
-def _client_error_text(error: ClientError) -> str:
-    info = error.response.get("Error", {})
-    return f"{info.get('Code', 'Error')}: {info.get('Message', str(error))}"
-
-
 def _aws_error(error: Exception, ctx: Context | None) -> Abort:
     stage = ctx.stage.name if ctx else "STAGE"
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
@@ -318,46 +308,8 @@ def _aws_error(error: Exception, ctx: Context | None) -> Abort:
         hint = ("your identity lacks a permission this verb needs; see docs/release-tool.md (IAM)"
                 if "AccessDenied" in code or code in ("UnauthorizedOperation", "AccessDeniedException")
                 else "nothing changed by this error; check the message and run again")
-        return Abort(d.EXIT_AWS, f"AWS error: {_client_error_text(error)}", hint)
+        return Abort(d.EXIT_AWS, f"AWS error: {client_error_text(error)}", hint)
     return Abort(d.EXIT_AWS, f"AWS error: {error}", "check connectivity and the AWS endpoint/region")
-
-
-def _adapter(stage, region: str | None, environ: Mapping[str, str]) -> Aws:
-    """The AWS adapter, or (LIFTOFF_RUNTIME=emulator, only against a loopback endpoint) the local
-    emulator's stand-in for what runs. The seam a real-box runtime replaces: docs/local-emulator.md."""
-    runtime = environ.get(RUNTIME_VARIABLE, "")
-    if not runtime:
-        return Aws(region=region)
-    if runtime not in EMULATOR_RUNTIMES:
-        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime!r} is not a runtime liftoff knows",
-                    f"unset it for AWS, or set one of {', '.join(EMULATOR_RUNTIMES)} against the local emulator (docs/local-emulator.md)")
-    endpoint = environ.get("AWS_ENDPOINT_URL", "")
-    if not _loopback(endpoint):
-        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime} reports a stand-in for what runs, so it only works against the "
-                    f"local emulator; AWS_ENDPOINT_URL is {endpoint or 'unset'}, not a loopback address",
-                    "use the export line `make local-up` printed, or unset LIFTOFF_RUNTIME for a real account")
-    checkout = str(Path(__file__).resolve().parents[1])
-    if checkout not in sys.path:  # the harness is not installed with the console script: it lives next to release/
-        sys.path.append(checkout)
-    try:
-        from local.runtime import EmulatedRuntime  # harness, imported only when asked for
-    except ImportError as error:
-        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime} needs the local harness (local/ in the liftoff checkout): {error}",
-                    "run liftoff from the checkout's .venv (`make setup`)") from None
-
-    healthy, kept_hosts = EMULATOR_RUNTIMES[runtime]
-    return EmulatedRuntime(service_stack=stage.service_stack_name, registry_stack=stage.registry_stack_name, region=region,
-                           healthy=healthy, kept_hosts=kept_hosts)
-
-
-def _loopback(endpoint: str) -> bool:
-    host = urlparse(endpoint).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _emit(stream: TextIO, text: str) -> None:
@@ -391,7 +343,10 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
                 stage = load_config(args.config).stage(args.stage)
             except ConfigError as error:
                 raise Abort(d.EXIT_USAGE, str(error), f"stages are configured in {args.config}") from None
-            adapter = aws or _adapter(stage, args.region or stage.region, environ)
+            try:
+                adapter = aws or runtimes.adapter(stage, args.region or stage.region, environ)
+            except runtimes.RuntimeRefused as refused:
+                raise Abort(d.EXIT_USAGE, refused.message, refused.hint) from None
             adapter.bound_waits(args.timeout)
             ctx = Context(args, stage=stage, aws=adapter, stdin=stdin, stdout=stdout, stderr=stderr,
                           clock=clock, monotonic=monotonic, sleep=sleep)

@@ -18,226 +18,27 @@ Order of a release (`run_release`):
   7. the lock is released (only if still ours).
 """
 from __future__ import annotations
+from __future__ import annotations
 
 import argparse
-import errno
 import signal
-import threading
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from config import StageConfig
 from release import bake
 from release import decisions as d
-from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
-from release.ledger import Ledger, LockHeld, entry_key, new_record_version, new_release_id
+from release import schema_flow
+from release.aws import MissingOutput, healthy_and_unhealthy
+from release.context import (Abort, Context, Interrupted, Shielded, WaitTimedOut, client_error_text, confirm, error_text,
+                             raise_on_signal, record, signal_of)
+from release.lease import Lease, LockCollision, acquire, close_orphan, describe_lock
+from release.ledger import Ledger, new_release_id
 
-
-class Abort(Exception):
-    """Stop the verb with an exit code and a message that says what to do; `extra` joins the --json document."""
-
-    def __init__(self, exit_code: int, message: str, hint: str = "", extra: dict | None = None):
-        super().__init__(message)
-        self.exit_code, self.message, self.hint, self.extra = exit_code, message, hint, extra or {}
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so every `finally` runs."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class WaitTimedOut(Exception):
-    """The user's --timeout passed while CloudFormation was still updating."""
-
-
-class LockCollision(Exception):
-    def __init__(self, lock: d.Lock, why: str):
-        super().__init__(why)
-        self.lock, self.why = lock, why
-
-
-def signal_of(error: BaseException) -> int | None:
-    if isinstance(error, Interrupted):
-        return error.signum
-    if isinstance(error, KeyboardInterrupt):
-        return signal.SIGINT
-    return None
-
-
-# While the outcome is being read back and recorded, a second Ctrl-C must not cut that short.
-_shield = threading.Event()
-
-
-def raise_on_signal(signum, _frame) -> None:
-    if _shield.is_set():
-        return
-    raise Interrupted(signum)
-
-
-class Shielded:
-    def __enter__(self):
-        _shield.set()
-
-    def __exit__(self, *_):
-        _shield.clear()
-
-
-# --- context --------------------------------------------------------------------------------------
-
-class Context:
-    def __init__(self, args, *, stage: StageConfig, aws: Aws, stdin: TextIO, stdout: TextIO, stderr: TextIO,
-                 clock: Callable[[], float], monotonic: Callable[[], float], sleep: Callable[[float], None]):
-        self.args, self.aws, self.stage = args, aws, stage
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.clock, self.monotonic, self.sleep = clock, monotonic, sleep
-        self.json = args.json
-        self.stdout_closed = False
-
-    def say(self, text: str = "") -> None:
-        """Human output; in --json mode it goes to stderr so stdout stays one JSON document.
-
-        A closed stdout (`liftoff status | head -2`) ends the printing, never the release."""
-        stream = self.stderr if self.json else self.stdout
-        if stream is self.stdout and self.stdout_closed:
-            return
-        try:
-            print(text, file=stream, flush=True)
-        except (BrokenPipeError, ValueError):
-            self.stdout_closed = True
-        except OSError as error:
-            if error.errno != errno.EPIPE:
-                raise
-            self.stdout_closed = True
-
-    def now(self) -> int:
-        return int(self.clock())
-
-    def iso(self, epoch: float | None = None) -> str:
-        moment = datetime.fromtimestamp(self.clock() if epoch is None else epoch, tz=timezone.utc)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-    # Names come from the stacks' outputs, never guessed from naming conventions.
-    def service_stack(self) -> d.Stack:
-        return self.aws.stack(self.stage.service_stack_name)
-
-    def repository(self) -> str:
-        return self.aws.output(self.stage.registry_stack_name, "RepositoryName")
-
-    def ledger(self) -> Ledger:
-        return self.aws.ledger(self.aws.output(self.stage.data_stack_name, "ReleaseLedgerTable"))
-
-
-# --- the lease ------------------------------------------------------------------------------------
-
-class Lease:
-    """Our hold on the stage's lock. A thread renews it (a new record version) every third of the lease;
-    `doing` renews it at once with what the release does now, for `liftoff lock` to show."""
-
-    def __init__(self, ctx: Context, ledger: Ledger, lock: d.Lock):
-        self.ctx, self.ledger, self.lock = ctx, ledger, lock
-        self.lost = False
-        # Set when an outcome could not be written: the lock then stays until its lease passes, so the
-        # next release takes it over and closes the entry from the stack (nothing stays `in_progress`).
-        self.keep_for_takeover = False
-        self._stop = threading.Event()
-        self._mutex = threading.Lock()
-        self._thread = threading.Thread(target=self._beat, name=f"liftoff-heartbeat-{lock.release_id}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.lock.lease_seconds / 3):
-            self.renew()
-
-    def renew(self, *, activity: str | None = None, entry: d.Entry | None = None, version: str | None = None) -> None:
-        with self._mutex:
-            if self.lost or (self._stop.is_set() and activity is None and entry is None):
-                return
-            try:
-                ours = self.ledger.heartbeat(self.lock.release_id, record_version=new_record_version(), at=self.ctx.iso(),
-                                             epoch=self.ctx.now(), activity=activity, version=version,
-                                             entry_key=entry_key(entry) if entry is not None else None)
-            except Exception:  # a missed beat; the lease spans three, and the flow's own next call reports a real outage
-                return
-            if not ours:
-                self.lost = True
-
-    def doing(self, activity: str) -> None:
-        self.renew(activity=activity)
-
-    def end(self) -> bool:
-        """Stop the heartbeat and drop the lock if it is still ours; False if it could not be dropped."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.ctx.aws.read_timeout * 3)
-        if self.keep_for_takeover:
-            return True
-        try:
-            self.ledger.release(self.lock.release_id)
-            return True
-        except Exception:
-            return False
-
-
-def acquire(ctx: Context, ledger: Ledger, *, gate: str, version: str, who: str, release_id: str) -> tuple[Lease, d.Lock | None]:
-    """Take the lock; return our lease and the dead lock taken over (if any). Raises LockCollision."""
-    seen: d.LockSighting | None = None
-    announced = False
-    while True:
-        current = ledger.read_lock()
-        verdict, seen = d.judge_lock(current, seen, ctx.monotonic())
-        if verdict == d.LOCK_ALIVE:
-            raise LockCollision(current, f"its holder renewed it while this release watched (heartbeat every "
-                                         f"{current.lease_seconds / 3:.0f} s)")
-        if verdict in (d.LOCK_FREE, d.LOCK_STALE):
-            mine = d.Lock(holder=who, release_id=release_id, gate=gate, version=version, acquired_at=ctx.iso(),
-                          record_version=new_record_version(), lease_seconds=ctx.args.lease_seconds,
-                          activity="taking the lock", activity_at=ctx.iso(), heartbeat_at=ctx.iso())
-            try:
-                if verdict == d.LOCK_FREE:
-                    ledger.create_lock(mine, epoch=ctx.now())
-                    return Lease(ctx, ledger, mine), None
-                ledger.take_over(mine, seen_record_version=seen.record_version, epoch=ctx.now())
-                return Lease(ctx, ledger, mine), current
-            except LockHeld as held:
-                raise LockCollision(held.lock or current or mine, "another release took it at the same moment") from None
-        if not announced:
-            ctx.say(f"the lock is held: {current.gate} {current.version} by {current.holder} (release {current.release_id}"
-                    + (f", {current.activity}" if current.activity else "") + f"); watching its heartbeat for up to "
-                    f"{current.lease_seconds:.0f} s: renewed means alive (refused), unchanged means its holder is gone (taken over)")
-            announced = True
-        ctx.sleep(min(1.0, max(0.05, current.lease_seconds / 10)))
-
-
-def close_orphan(ctx: Context, ledger: Ledger, lock: d.Lock, cause: str) -> d.Entry | None:
-    """Complete the entry a dead (or unlocked) run left `in_progress`, with what the stack says now."""
-    if not lock.entry_key:
-        return None  # that run stopped before it wrote an entry: nothing switched through it
-    entry = ledger.entry(lock.entry_key)
-    if entry is None or entry.result != d.RESULT_IN_PROGRESS or entry.release_id != lock.release_id:
-        return None
-    try:
-        stack = ctx.service_stack()
-    except (BotoCoreError, ClientError, StackNotFound):
-        stack = None
-    settled = d.settle(gate=entry.gate, from_version=entry.from_version, to_version=entry.to_version, stack=stack, cause=cause)
-    detail = "; ".join(part for part in (entry.detail, settled.detail) if part)
-    try:
-        ledger.finish(entry, result=settled.result, finished_at=ctx.iso(), duration_seconds=None, detail=detail)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        return None  # closed meanwhile (by its own run's last write, or an unlock): nothing left to tell
-    ctx.say(f"closed release {entry.release_id} ({entry.gate} {entry.from_version or '-'} -> {entry.to_version}) "
-            f"as {settled.result}: {settled.detail}")
-    return replace(entry, result=settled.result, detail=detail)
+# Names other modules and the tests take from here (the CLI, ecs_rollback).
+__all__ = ["Abort", "Context", "Interrupted", "WaitTimedOut", "describe_lock", "raise_on_signal", "run_release", "run_unlock",
+           "running_now", "signal_of"]
 
 
 # --- the release ----------------------------------------------------------------------------------
@@ -257,7 +58,7 @@ def run_release(ctx: Context, gate: str) -> dict:
         lease, taken_over = acquire(ctx, ledger, gate=gate, version=requested or "(rollback)", who=who, release_id=release_id)
     except LockCollision as collision:
         refusal = d.lock_refusal(collision.lock, collision.why)
-        recorded = _record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version="", to_version=requested or "",
+        recorded = record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version="", to_version=requested or "",
                            result=d.RESULT_REFUSED, detail=f"lock held: {refusal.message}")
         raise Abort(refusal.exit_code, refusal.message, refusal.hint, {**base, "result": d.RESULT_REFUSED, "seq": recorded.seq}) from None
     lease.start()
@@ -333,213 +134,282 @@ def _bake_window(ctx: Context, released: dict) -> dict:
     return released
 
 
-def _record(ctx: Context, ledger: Ledger, *, gate, release_id, who, from_version, to_version, result, detail,
-            digest="", forced=False) -> d.Entry:
-    """A finished entry in one write: a refusal, a lock collision, a no-op."""
-    now = ctx.iso()
-    return ledger.record(d.Entry(release_id=release_id, gate=gate, from_version=from_version, to_version=to_version, who=who,
-                                 started_at=now, digest=digest, result=result, finished_at=now, duration_seconds=0.0,
-                                 forced=forced, detail=detail), ctx.stage.name)
+class Attempt:
+    """One release under the lock, in the order it happens (`_under_lock` reads as that order): the fresh
+    reads, the gates, the plan and its confirmation, the entry, the update, the wait, the verification,
+    and the truth when any of it is cut short. Each step is a method; what a step learns it keeps here."""
 
+    def __init__(self, ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str, release_id: str, base: dict):
+        self.ctx, self.gate, self.ledger, self.lease, self.who, self.release_id, self.base = (
+            ctx, gate, ledger, lease, who, release_id, base)
+        self.key = d.GATE_PARAMETER[gate]
+        self.stack: d.Stack | None = None
+        self.entries: list[d.Entry] = []
+        self.from_version = self.tag = self.digest = ""
+        self.active: str | None = None
+        self.staged: str | None = None
+        self.forced = False
+        self.ran_before: set[str] = set()
+        self.changes: dict[str, tuple[str, str]] = {}
+        self.entry: d.Entry | None = None
+        self.started = 0.0
+        self.outcome: dict[str, Any] = {}
 
-def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str, release_id: str, base: dict) -> dict:
-    args = ctx.args
-    lease.doing("checking the gates (fresh reads under the lock)")
-    stack = ctx.service_stack()
-    entries = ledger.entries()
-    key = d.GATE_PARAMETER[gate]
-    from_version = stack.parameters.get(key, "")
-    active, staged = stack.parameters.get(d.IMAGE_TAG), stack.parameters.get(d.STAGED_IMAGE_TAG)
-    force = bool(getattr(args, "force", False))
+    # --- before anything changes ------------------------------------------------------------------
 
-    def refused(decision: d.Decision, tag: str, digest: str = "") -> Abort:
-        entry = _record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version=from_version, to_version=tag,
-                        result=d.RESULT_REFUSED, detail=decision.message, digest=digest)
+    def read_facts(self) -> None:
+        self.lease.doing("checking the gates (fresh reads under the lock)")
+        self.stack = self.ctx.service_stack()
+        self.entries = self.ledger.entries()
+        self.from_version = self.stack.parameters.get(self.key, "")
+        self.active, self.staged = self.stack.parameters.get(d.IMAGE_TAG), self.stack.parameters.get(d.STAGED_IMAGE_TAG)
+
+    def refused(self, decision: d.Decision, tag: str | None = None) -> Abort:
+        tag = self.tag if tag is None else tag
+        entry = record(self.ctx, self.ledger, gate=self.gate, release_id=self.release_id, who=self.who,
+                       from_version=self.from_version, to_version=tag, result=d.RESULT_REFUSED, detail=decision.message,
+                       digest=self.digest)
         return Abort(decision.exit_code, decision.message, decision.hint,
-                     {**base, "from": from_version, "to": tag, "result": d.RESULT_REFUSED, "seq": entry.seq})
+                     {**self.base, "from": self.from_version, "to": tag, "result": d.RESULT_REFUSED, "seq": entry.seq})
 
-    tag = args.version
-    if gate == "rollback":
-        target = d.decide_rollback_target(tag, active=active, entries=entries)
-        if not target.proceeds:
-            raise refused(target, tag or "")
-        tag = target.message
-        refusal = d.check_tag(tag)
-        if refusal:
-            raise refused(refusal, tag)
-    images = ctx.aws.images(ctx.repository())
-    known = d.released_versions(entries) | {v for v in (active, staged) if v}
-    ran_before = d.ran_on_stage(entries, active) | {v for v in (active,) if v}
-    common = dict(images=images, stack=stack, fail_severity=args.fail_severity, known_versions=known)
-    if gate == "stage":
-        decision = d.decide_stage(tag, **common)
-    else:
-        decision = d.decide_activate(tag, gate=gate, force=force, ran_before=ran_before, **common)
-    digest = images[tag].digest if tag in images else ""
-    base.update({"from": from_version, "to": tag, "digest": digest})
-    if decision.action == "refuse":
-        raise refused(decision, tag, digest)
-    if decision.proceeds and gate != "stage":
-        from release import schema_flow  # the schema gate (release/schema_flow.py); --force never skips it
+    def choose_target(self) -> None:
+        """The version this run goes to: the one named, or for a bare rollback the one the ledger says."""
+        tag = self.ctx.args.version
+        if self.gate == "rollback":
+            target = d.decide_rollback_target(tag, active=self.active, entries=self.entries)
+            if not target.proceeds:
+                raise self.refused(target, tag or "")
+            tag = target.message
+            refusal = d.check_tag(tag)
+            if refusal:
+                raise self.refused(refusal, tag)
+        self.tag = tag
 
-        schema_refusal = schema_flow.check_switch(ctx, ledger, lease, who=who, stack=stack, tag=tag, entries=entries)
-        if schema_refusal is not None:
-            raise refused(schema_refusal, tag, digest)
-    if decision.action == "noop":
-        entry = _record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version=from_version, to_version=tag,
-                        result=d.RESULT_NOOP, detail=decision.message, digest=digest)
-        ctx.say(f"nothing to do: {decision.message}")
+    def decide(self) -> d.Decision:
+        """The gates on fresh reads (image, scan, staged, already there, schema); a refusal is recorded and raised."""
+        args = self.ctx.args
+        images = self.ctx.aws.images(self.ctx.repository())
+        known = d.released_versions(self.entries) | {v for v in (self.active, self.staged) if v}
+        self.ran_before = d.ran_on_stage(self.entries, self.active) | {v for v in (self.active,) if v}
+        common = dict(images=images, stack=self.stack, fail_severity=args.fail_severity, known_versions=known)
+        if self.gate == "stage":
+            decision = d.decide_stage(self.tag, **common)
+        else:
+            decision = d.decide_activate(self.tag, gate=self.gate, force=bool(getattr(args, "force", False)),
+                                         ran_before=self.ran_before, **common)
+        self.digest = images[self.tag].digest if self.tag in images else ""
+        self.base.update({"from": self.from_version, "to": self.tag, "digest": self.digest})
+        if decision.action == "refuse":
+            raise self.refused(decision)
+        if decision.proceeds and self.gate != "stage":  # the schema gate; --force never skips it
+            schema_refusal = schema_flow.check_switch(self.ctx, self.ledger, self.lease, who=self.who, stack=self.stack,
+                                                      tag=self.tag, entries=self.entries)
+            if schema_refusal is not None:
+                raise self.refused(schema_refusal)
+        return decision
+
+    def record_noop(self, decision: d.Decision) -> dict:
+        entry = record(self.ctx, self.ledger, gate=self.gate, release_id=self.release_id, who=self.who,
+                       from_version=self.from_version, to_version=self.tag, result=d.RESULT_NOOP, detail=decision.message,
+                       digest=self.digest)
+        self.ctx.say(f"nothing to do: {decision.message}")
         return {"forced": False, "result": d.RESULT_NOOP, "message": decision.message, "seq": entry.seq}
 
-    inputs = ctx.aws.parameter_inputs(stack)
-    try:
-        parameters = d.parameters_for(inputs, gate, tag)
-    except ValueError as error:
-        raise refused(d.refuse(d.EXIT_AWS, f"cannot update {stack.name}: {error}"), tag, digest) from None
-    changes = d.changed_parameters(inputs, parameters)
-    # Recorded as forced only when --force actually skipped the staging requirement.
-    forced = force and staged != tag and (gate == "activate" or (gate == "rollback" and tag not in ran_before))
-    base["forced"] = forced
-    why = "undo the last release" if gate == "rollback" and args.version is None else gate
-    if getattr(args, "automatic", ""):
-        why = "automatic: a release alarm fired"
-    ctx.say(f"plan: {gate} {ctx.stage.name}: {key} {from_version or '-'} -> {tag} ({why}"
-            + ("; forced: not staged" if forced else "") + ")")
-    if gate != "stage":
-        lease.doing("waiting for confirmation")
-        _confirm(ctx, f"{gate} {ctx.stage.name}: switch the running version {from_version or '-'} -> {tag}?")
+    def plan(self) -> list[dict[str, str]]:
+        """Every stack parameter for the update (the gate's one changed), printed and confirmed."""
+        ctx, args, stack = self.ctx, self.ctx.args, self.stack
+        inputs = ctx.aws.parameter_inputs(stack)
+        try:
+            parameters = d.parameters_for(inputs, self.gate, self.tag)
+        except ValueError as error:
+            raise self.refused(d.refuse(d.EXIT_AWS, f"cannot update {stack.name}: {error}")) from None
+        self.changes = d.changed_parameters(inputs, parameters)
+        # Recorded as forced only when --force actually skipped the staging requirement.
+        force = bool(getattr(args, "force", False))
+        self.forced = force and self.staged != self.tag and (
+            self.gate == "activate" or (self.gate == "rollback" and self.tag not in self.ran_before))
+        self.base["forced"] = self.forced
+        why = "undo the last release" if self.gate == "rollback" and args.version is None else self.gate
+        if getattr(args, "automatic", ""):
+            why = "automatic: a release alarm fired"
+        ctx.say(f"plan: {self.gate} {ctx.stage.name}: {self.key} {self.from_version or '-'} -> {self.tag} ({why}"
+                + ("; forced: not staged" if self.forced else "") + ")")
+        if self.gate != "stage":
+            self.lease.doing("waiting for confirmation")
+            confirm(ctx, f"{self.gate} {ctx.stage.name}: switch the running version {self.from_version or '-'} -> {self.tag}?")
+        return parameters
 
-    started = ctx.clock()
-    # The entry's place is reserved and named in the lock before the entry is written, so whoever takes
-    # the lock over after a crash finds it (and finds nothing to close if the crash came first).
-    automatic = getattr(args, "automatic", "")
-    note = "; ".join(part for part in (f"automatic rollback: {automatic}" if automatic else "",
-                                       "forced: not staged" if forced else "") if part)
-    entry = d.Entry(
-        release_id=release_id, gate=gate, from_version=from_version, to_version=tag, who=who, started_at=ctx.iso(started),
-        digest=digest, forced=forced, detail=note, seq=ledger.next_seq(),
-    )
-    lease.renew(activity=f"updating {stack.name}: {key} {from_version or '-'} -> {tag}", entry=entry, version=tag)
-    entry = ledger.start(entry, ctx.stage.name)
-    outcome: dict[str, Any] = {"result": d.RESULT_IN_PROGRESS, "seq": entry.seq}
+    # --- the entry, the switch, the outcome -------------------------------------------------------
 
-    def finish(result: str, detail: str) -> None:
+    def start_entry(self) -> None:
+        """The entry's place is reserved and named in the lock before the entry is written, so whoever takes
+        the lock over after a crash finds it (and finds nothing to close if the crash came first)."""
+        ctx = self.ctx
+        self.started = ctx.clock()
+        automatic = getattr(ctx.args, "automatic", "")
+        note = "; ".join(part for part in (f"automatic rollback: {automatic}" if automatic else "",
+                                           "forced: not staged" if self.forced else "") if part)
+        entry = d.Entry(release_id=self.release_id, gate=self.gate, from_version=self.from_version, to_version=self.tag,
+                        who=self.who, started_at=ctx.iso(self.started), digest=self.digest, forced=self.forced, detail=note,
+                        seq=self.ledger.next_seq())
+        self.lease.renew(activity=f"updating {self.stack.name}: {self.key} {self.from_version or '-'} -> {self.tag}",
+                         entry=entry, version=self.tag)
+        self.entry = self.ledger.start(entry, ctx.stage.name)
+        self.outcome = {"result": d.RESULT_IN_PROGRESS, "seq": self.entry.seq}
+
+    def finish(self, result: str, detail: str) -> None:
         # The start's own note (e.g. forced) stays in front of the outcome: the entry is completed, not rewritten.
-        detail = "; ".join(part for part in (entry.detail, detail) if part)
-        outcome.update(result=result, detail=detail)
-        ledger.finish(entry, result=result, finished_at=ctx.iso(), duration_seconds=ctx.clock() - started, detail=detail)
-        outcome["finished"] = True  # only once written: a failed write still gets the read-back path
+        detail = "; ".join(part for part in (self.entry.detail, detail) if part)
+        self.outcome.update(result=result, detail=detail)
+        self.ledger.finish(self.entry, result=result, finished_at=self.ctx.iso(), duration_seconds=self.ctx.clock() - self.started,
+                           detail=detail)
+        self.outcome["finished"] = True  # only once written: a failed write still gets the read-back path
 
-    try:
-        if lease.lost:
-            finish(d.RESULT_FAILED, "the lock was broken (`liftoff unlock`) before the update; nothing changed")
-            raise Abort(d.EXIT_REFUSED, "the lock was broken before the update; nothing changed",
-                        "`liftoff history` shows who broke it; run the command again", {**base, **_public(outcome)})
-        for name, (old, new) in changes.items():
+    def public(self) -> dict:
+        return {k: v for k, v in self.outcome.items() if k != "finished"}
+
+    def aborted(self, exit_code: int, message: str, hint: str) -> Abort:
+        return Abort(exit_code, message, hint, {**self.base, **self.public()})
+
+    def update(self, parameters: list[dict[str, str]]) -> set[str]:
+        """UpdateStack, only while the lease still holds; the stack's event ids before it, to follow the update."""
+        ctx, stack = self.ctx, self.stack
+        if self.lease.lost:
+            self.finish(d.RESULT_FAILED, "the lock was broken (`liftoff unlock`) before the update; nothing changed")
+            raise self.aborted(d.EXIT_REFUSED, "the lock was broken before the update; nothing changed",
+                               "`liftoff history` shows who broke it; run the command again")
+        for name, (old, new) in self.changes.items():
             ctx.say(f"{stack.name}: {name} {old or '-'} -> {new}")
         seen = ctx.aws.stack_event_ids(stack.name)
         try:
             ctx.aws.update_parameters(stack.name, parameters)
         except ClientError as error:
             # CloudFormation answered with a refusal: the update was not accepted.
-            finish(d.RESULT_FAILED, f"CloudFormation refused the update: {_client_error_text(error)}; nothing changed")
-            raise Abort(d.EXIT_AWS, outcome["detail"], "fix the cause and run the same command again",
-                        {**base, **_public(outcome)}) from None
-        lease.doing(f"waiting for CloudFormation: {stack.name} {key} -> {tag}")
-        final, events = _wait(ctx, stack.name, seen)
-        outcome["events"] = events
+            self.finish(d.RESULT_FAILED, f"CloudFormation refused the update: {client_error_text(error)}; nothing changed")
+            raise self.aborted(d.EXIT_AWS, self.outcome["detail"], "fix the cause and run the same command again") from None
+        return seen
+
+    def wait(self, seen: set[str]) -> d.Stack:
+        self.lease.doing(f"waiting for CloudFormation: {self.stack.name} {self.key} -> {self.tag}")
+        final, events = _wait(self.ctx, self.stack.name, seen)
+        self.outcome["events"] = events
+        return final
+
+    def judge_update(self, final: d.Stack) -> dict | None:
+        """A rolled-back or failed update ends the release here (returned or raised); None when it completed."""
+        ctx, gate, stack = self.ctx, self.gate, self.stack
         result = d.stack_outcome(final.status)
         if result == d.RESULT_ROLLED_BACK:
-            failing = d.failing_events(events)
+            failing = d.failing_events(self.outcome["events"])
             reasons = "; ".join(f"{e['LogicalResourceId']} {e['ResourceStatus']}: {e['ResourceStatusReason']}" for e in failing)
-            finish(d.RESULT_ROLLED_BACK, reasons or final.status_reason or "rolled back")
-            outcome["failing_events"] = failing
-            ctx.say(f"FAILED: CloudFormation rolled {stack.name} back; {from_version or '-'} is still "
+            self.finish(d.RESULT_ROLLED_BACK, reasons or final.status_reason or "rolled back")
+            self.outcome["failing_events"] = failing
+            ctx.say(f"FAILED: CloudFormation rolled {stack.name} back; {self.from_version or '-'} is still "
                     f"{'staged' if gate == 'stage' else 'active'}.")
             for event in failing:
                 ctx.say(f"  {event['LogicalResourceId']} ({event['ResourceType']}) {event['ResourceStatus']}: {event['ResourceStatusReason']}")
-            outcome["exit_code"] = d.EXIT_ROLLED_BACK
-            return _public(outcome)
+            self.outcome["exit_code"] = d.EXIT_ROLLED_BACK
+            return self.public()
         if result != d.RESULT_SUCCEEDED:
-            settled = d.settle(gate=gate, from_version=from_version, to_version=tag, stack=final,
+            settled = d.settle(gate=gate, from_version=self.from_version, to_version=self.tag, stack=final,
                                cause=f"stack ended in {final.status}: {final.status_reason}")
-            finish(settled.result if settled.result != d.RESULT_INTERRUPTED else d.RESULT_FAILED, settled.detail)
-            raise Abort(d.EXIT_AWS, f"{stack.name} ended in {final.status}: {settled.detail}",
-                        "see the events above and `liftoff status`; repair the stack before the next release", {**base, **_public(outcome)})
-        if gate != "stage":
-            lease.doing(f"verifying {tag} runs")
-            verified, message = _verify(ctx, final, tag)
-            outcome["verification"] = {"verified": verified, "message": message}
-            if not verified:
-                finish(d.RESULT_UNVERIFIED, message)
-                ctx.say(f"NOT VERIFIED: {message}")
-                back = d.rollback_target(ledger.entries(), tag)
-                ctx.say(f"  {tag} is set active but not confirmed running healthy; check `liftoff status`; "
-                        f"`liftoff rollback --stage {ctx.stage.name}` returns to {back or from_version or '-'}")
-                outcome["exit_code"] = d.EXIT_UNVERIFIED
-                return _public(outcome)
+            self.finish(settled.result if settled.result != d.RESULT_INTERRUPTED else d.RESULT_FAILED, settled.detail)
+            raise self.aborted(d.EXIT_AWS, f"{stack.name} ended in {final.status}: {settled.detail}",
+                               "see the events above and `liftoff status`; repair the stack before the next release")
+        return None
+
+    def verify(self, final: d.Stack) -> dict | None:
+        """activate/rollback: is the version seen running healthy? None when verified; the unverified outcome otherwise."""
+        ctx, tag = self.ctx, self.tag
+        self.lease.doing(f"verifying {tag} runs")
+        verified, message = _verify(ctx, final, tag)
+        self.outcome["verification"] = {"verified": verified, "message": message}
+        if verified:
             ctx.say(f"verified: {message}")
-        finish(d.RESULT_SUCCEEDED, outcome.get("verification", {}).get("message", ""))
-        ctx.say(f"{gate} {tag} on {ctx.stage.name}: succeeded in {ctx.clock() - started:.1f}s (release {release_id})")
-        return _public(outcome)
+            return None
+        self.finish(d.RESULT_UNVERIFIED, message)
+        ctx.say(f"NOT VERIFIED: {message}")
+        back = d.rollback_target(self.ledger.entries(), tag)
+        ctx.say(f"  {tag} is set active but not confirmed running healthy; check `liftoff status`; "
+                f"`liftoff rollback --stage {ctx.stage.name}` returns to {back or self.from_version or '-'}")
+        self.outcome["exit_code"] = d.EXIT_UNVERIFIED
+        return self.public()
+
+    def succeeded(self) -> dict:
+        self.finish(d.RESULT_SUCCEEDED, self.outcome.get("verification", {}).get("message", ""))
+        self.ctx.say(f"{self.gate} {self.tag} on {self.ctx.stage.name}: succeeded in {self.ctx.clock() - self.started:.1f}s "
+                     f"(release {self.release_id})")
+        return self.public()
+
+    def told_truth(self, error: BaseException) -> Abort:
+        """Something stopped the release after its entry was written: read the stack back, record that, say it."""
+        ctx, gate, key, tag, from_version, lease = self.ctx, self.gate, self.key, self.tag, self.from_version, self.lease
+        signum = signal_of(error)
+        if signum is not None:
+            cause = f"interrupted by {signal.Signals(signum).name}"
+        elif isinstance(error, WaitTimedOut):
+            cause = str(error)
+        elif isinstance(error, (BotoCoreError, ClientError)):
+            cause = f"AWS error: {error_text(error)}"
+        else:
+            cause = f"stopped by {type(error).__name__}: {error}"
+        with Shielded():
+            try:
+                stack = ctx.service_stack()
+            except Exception:
+                stack = None
+            settled = d.settle(gate=gate, from_version=from_version, to_version=tag, stack=stack, cause=cause)
+            verification = self.outcome.get("verification", {})
+            if settled.switched and verification.get("verified"):  # it got as far as seeing the version run
+                settled = replace(settled, result=d.RESULT_SUCCEEDED, exit_code=d.EXIT_OK,
+                                  detail=f"{settled.detail.replace(', not verified running healthy', '')}; verified: {verification['message']}")
+            recorded = True
+            try:
+                self.finish(settled.result, settled.detail)
+            except Exception:
+                recorded = False
+                lease.keep_for_takeover = True
+        if settled.switched:
+            now = f"{key} is now {settled.value}: the switch happened" + (
+                "" if gate == "stage" else ", verified" if settled.result == d.RESULT_SUCCEEDED else ", not verified")
+            hint = (f"check `liftoff status --stage {ctx.stage.name}`" +
+                    ("" if gate == "stage" else f"; `liftoff rollback --stage {ctx.stage.name}` returns to {from_version or '-'}"))
+        elif settled.switched is False:
+            now = f"{key} is still {settled.value or '-'}: nothing switched"
+            hint = "run the same command again when the cause is fixed"
+        else:
+            now = f"whether {key} became {tag} is not known yet" + (f" ({self.stack.name} {stack.status})" if stack is not None else "")
+            hint = f"follow it with `liftoff status --stage {ctx.stage.name}`; the update may still complete"
+        if not recorded:
+            hint += (f"; the ledger could not be written now, so the lock is kept: the next release takes it over after "
+                     f"its lease ({lease.lock.lease_seconds:.0f} s) and records the outcome of release {self.release_id} "
+                     "from the stack (or `liftoff unlock` does)")
+        exit_code = d.EXIT_SIGNAL_BASE + signum if signum is not None else settled.exit_code
+        extra = {**self.base, **self.public(), "result": settled.result, "switched": settled.switched, "value_now": settled.value}
+        return Abort(exit_code, f"{cause}; {now} (recorded as {settled.result})" if recorded else f"{cause}; {now}", hint, extra)
+
+
+def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str, release_id: str, base: dict) -> dict:
+    """A release with the lock held, step by step; fills in `base`'s from/to/digest/forced."""
+    attempt = Attempt(ctx, gate, ledger, lease, who, release_id, base)
+    attempt.read_facts()
+    attempt.choose_target()
+    decision = attempt.decide()
+    if decision.action == "noop":
+        return attempt.record_noop(decision)
+    parameters = attempt.plan()
+    attempt.start_entry()
+    try:
+        seen = attempt.update(parameters)
+        final = attempt.wait(seen)
+        ended = attempt.judge_update(final)
+        if ended is None and gate != "stage":
+            ended = attempt.verify(final)
+        return ended if ended is not None else attempt.succeeded()
     except BaseException as error:
-        if outcome.get("finished") or isinstance(error, Abort):
+        if attempt.outcome.get("finished") or isinstance(error, Abort):
             raise
-        raise _told_truth(ctx, error, gate=gate, from_version=from_version, tag=tag, stack_name=stack.name,
-                          finish=finish, outcome=outcome, base=base, lease=lease) from None
-
-
-def _public(outcome: dict) -> dict:
-    return {k: v for k, v in outcome.items() if k != "finished"}
-
-
-def _told_truth(ctx: Context, error: BaseException, *, gate, from_version, tag, stack_name, finish, outcome, base,
-                lease: Lease) -> Abort:
-    """Something stopped the release after its entry was written: read the stack back, record that, say it."""
-    signum = signal_of(error)
-    if signum is not None:
-        cause = f"interrupted by {signal.Signals(signum).name}"
-    elif isinstance(error, WaitTimedOut):
-        cause = str(error)
-    elif isinstance(error, (BotoCoreError, ClientError)):
-        cause = f"AWS error: {_error_text(error)}"
-    else:
-        cause = f"stopped by {type(error).__name__}: {error}"
-    with Shielded():
-        try:
-            stack = ctx.service_stack()
-        except Exception:
-            stack = None
-        settled = d.settle(gate=gate, from_version=from_version, to_version=tag, stack=stack, cause=cause)
-        verification = outcome.get("verification", {})
-        if settled.switched and verification.get("verified"):  # it got as far as seeing the version run
-            settled = replace(settled, result=d.RESULT_SUCCEEDED, exit_code=d.EXIT_OK,
-                              detail=f"{settled.detail.replace(', not verified running healthy', '')}; verified: {verification['message']}")
-        recorded = True
-        try:
-            finish(settled.result, settled.detail)
-        except Exception:
-            recorded = False
-            lease.keep_for_takeover = True
-    key = d.GATE_PARAMETER[gate]
-    if settled.switched:
-        now = f"{key} is now {settled.value}: the switch happened" + (
-            "" if gate == "stage" else ", verified" if settled.result == d.RESULT_SUCCEEDED else ", not verified")
-        hint = (f"check `liftoff status --stage {ctx.stage.name}`" +
-                ("" if gate == "stage" else f"; `liftoff rollback --stage {ctx.stage.name}` returns to {from_version or '-'}"))
-    elif settled.switched is False:
-        now = f"{key} is still {settled.value or '-'}: nothing switched"
-        hint = "run the same command again when the cause is fixed"
-    else:
-        now = f"whether {key} became {tag} is not known yet" + (f" ({stack_name} {stack.status})" if stack is not None else "")
-        hint = f"follow it with `liftoff status --stage {ctx.stage.name}`; the update may still complete"
-    if not recorded:
-        hint += (f"; the ledger could not be written now, so the lock is kept: the next release takes it over after "
-                 f"its lease ({lease.lock.lease_seconds:.0f} s) and records the outcome of release {base['release_id']} "
-                 "from the stack (or `liftoff unlock` does)")
-    exit_code = d.EXIT_SIGNAL_BASE + signum if signum is not None else settled.exit_code
-    extra = {**base, **_public(outcome), "result": settled.result, "switched": settled.switched, "value_now": settled.value}
-    return Abort(exit_code, f"{cause}; {now} (recorded as {settled.result})" if recorded else f"{cause}; {now}", hint, extra)
+        raise attempt.told_truth(error) from None
 
 
 def _wait(ctx: Context, stack_name: str, seen: set[str]) -> tuple[d.Stack, list[dict]]:
@@ -608,29 +478,8 @@ def running_now(ctx: Context, stack: d.Stack) -> dict:
             "task_definition_image": ecs["task_definition_image"]}
 
 
-def _confirm(ctx: Context, question: str) -> None:
-    if ctx.args.yes:
-        return
-    if not ctx.stdin.isatty():
-        raise Abort(d.EXIT_USAGE, "refusing without confirmation: stdin is not a terminal; nothing changed",
-                    "pass --yes to confirm non-interactively (pipelines)")
-    print(f"{question} [y/N] ", end="", file=ctx.stderr, flush=True)
-    if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise Abort(d.EXIT_USAGE, "not confirmed; nothing changed")
-
 
 # --- the lock by hand -----------------------------------------------------------------------------
-
-def describe_lock(lock: d.Lock) -> list[str]:
-    return [
-        f"held by   {lock.holder}",
-        f"release   {lock.release_id}: {lock.gate} {lock.version}",
-        f"doing     {lock.activity or '-'} (since {lock.activity_at or '-'})",
-        f"acquired  {lock.acquired_at or '-'}; last heartbeat {lock.heartbeat_at or '-'} (the holder's clock)",
-        f"lease     {lock.lease_seconds:.0f} s: renewed every {lock.lease_seconds / 3:.0f} s while its run lives; "
-        "a release waiting for it takes it over once it stays unchanged that long",
-    ]
-
 
 def run_unlock(ctx: Context) -> dict:
     ledger = ctx.ledger()
@@ -641,7 +490,7 @@ def run_unlock(ctx: Context) -> dict:
     ctx.say(f"lock of {ctx.stage.name}:")
     for line in describe_lock(lock):
         ctx.say(f"  {line}")
-    _confirm(ctx, f"break this lock? If release {lock.release_id} is still running it keeps going without it "
+    confirm(ctx, f"break this lock? If release {lock.release_id} is still running it keeps going without it "
                   "and another release could start beside it")
     who = ctx.aws.caller_arn()
     if not ledger.release(lock.release_id):
@@ -652,18 +501,8 @@ def run_unlock(ctx: Context) -> dict:
               f"last: {lock.activity or '-'} since {lock.activity_at or '-'})")
     if orphan is not None:
         detail += f"; closed its entry as {orphan.result}"
-    entry = _record(ctx, ledger, gate="unlock", release_id=new_release_id(), who=who, from_version="",
+    entry = record(ctx, ledger, gate="unlock", release_id=new_release_id(), who=who, from_version="",
                     to_version=lock.version, result=d.RESULT_SUCCEEDED, detail=detail)
     ctx.say(f"unlocked {ctx.stage.name}: {detail}")
     return {"lock": asdict(lock), "broken": True, "seq": entry.seq, "orphan_closed": asdict(orphan) if orphan else None}
 
-
-# --- error text -----------------------------------------------------------------------------------
-
-def _client_error_text(error: ClientError) -> str:
-    info = error.response.get("Error", {})
-    return f"{info.get('Code', 'Error')}: {info.get('Message', str(error))}"
-
-
-def _error_text(error: BaseException) -> str:
-    return _client_error_text(error) if isinstance(error, ClientError) else str(error)

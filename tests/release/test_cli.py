@@ -676,7 +676,7 @@ def test_an_ec2_stage_reports_its_hosts(deploy_emulated_stage):
 
 
 def test_real_hosts_kept_by_local_up_are_never_pretended_switched(deploy_emulated_stage):
-    """LIFTOFF_RUNTIME=emulator:hosts: the boxes' gates run only in `make deploy`'s walk, so a shell's activate
+    """LIFTOFF_RUNTIME=local.runtime:emulator_hosts: the boxes' gates run only in `make deploy`'s walk, so a shell's activate
     switches the stack, says the hosts did not follow, exits 6 at once (a Failed association is final)."""
     from tests.release.helpers import ReleaseStage
 
