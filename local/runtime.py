@@ -30,6 +30,7 @@ the ledger and the lock do not change.
 from __future__ import annotations
 
 import ipaddress
+from datetime import datetime, timezone
 from typing import Mapping
 from urllib.parse import urlparse
 
@@ -44,6 +45,9 @@ from release.runtime import RUNTIME_VARIABLE, RuntimeRefused
 STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emulator's stand-in "
                  "(local/runtime.py): they report the version the stack recorded as active; nothing runs")
 
+
+# Labels every host report the stand-in makes up (release.fleet shows it wherever a verdict uses it).
+REPORT_STAND_IN = "made up by local/runtime.py from the stack's record: no host runs here"
 
 KEPT_HOSTS_NOT_RUN = ("Failed (not run: the hosts are real boxes kept by `make local-up`, and their gates run only "
                       "inside `make deploy`'s walk; docs/local-emulator.md)")
@@ -103,6 +107,7 @@ class EmulatedRuntime(Aws):
         super().__init__(region=region, session=session)
         self.service_stack, self.registry_stack, self.healthy = service_stack, registry_stack, healthy
         self.kept_hosts = kept_hosts
+        self.associations_started: list[str] = []
 
     # --- what the stack recorded --------------------------------------------------------------
 
@@ -125,6 +130,31 @@ class EmulatedRuntime(Aws):
         desired, instances = self._emulated_hosts(auto_scaling_group)
         return {"instances": instances, "desired_count": desired, "association_parameter": self.active_tag(),
                 "association_status": KEPT_HOSTS_NOT_RUN if self.kept_hosts else "Success"}
+
+    def host_reports(self, path: str) -> dict[str, dict]:
+        """The hosts' reports: every real one under `path` (moto keeps SSM parameters, so a test, or a host box,
+        can write what a host holds, e.g. one that disagrees); for an in-service host without one, a stand-in
+        made from the stack's record (active = the recorded active tag, staged = StagedImageTag, ready as
+        `healthy`), labelled `stand_in`. Real boxes kept by `make local-up` get no stand-in: they report or not."""
+        found = super().host_reports(path)
+        stack = self.stack(self.service_stack)
+        group = stack.outputs.get("AutoScalingGroupName")
+        if self.kept_hosts or not group:
+            return found
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        active, staged = self.active_tag(), stack.parameters.get("StagedImageTag", "")
+        for host in self._emulated_hosts(group)[1]:
+            if host["state"] == "InService" and host["instance"] not in found:
+                found[host["instance"]] = {
+                    "instance": host["instance"], "reported_at": now, "active": active, "active_slot": "a", "ready": self.healthy,
+                    "staged": staged, "staged_present": bool(staged), "warm": "", "warm_until": "", "last_gate": {},
+                    "stand_in": REPORT_STAND_IN}
+        return found
+
+    def start_association_once(self, association_id: str) -> None:
+        """moto has no association API and no host runs here: the request is kept (`associations_started`) and
+        nothing happens, so a host whose report disagrees keeps disagreeing, as it would if its gate failed again."""
+        self.associations_started.append(association_id)
 
     def target_health(self, target_group_arn: str) -> list[dict]:
         # ECS blue/green moves the tasks to the alternate group; no deployment runs here, so they stay in the first.

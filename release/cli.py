@@ -24,12 +24,13 @@ from config import ConfigError, load_config
 from release import bake
 from release import decisions as d
 from release import ecs_rollback
+from release import fleet as reports
 from release import schema_flow
 from release import runtime as runtimes
 from release import scaling
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
 from release.context import Abort, Context, client_error_text, raise_on_signal, signal_of
-from release.flow import run_release, run_unlock, running_now
+from release.flow import host_truths, run_release, run_unlock, running_now
 from release.lease import describe_lock
 
 EXIT_CODES = """\
@@ -88,18 +89,43 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+class UsageError(Exception):
+    def __init__(self, message: str, prog: str, usage: str):
+        super().__init__(message)
+        self.message, self.prog, self.usage = message, prog, usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is raised (for `main` to print, and as JSON under --json), not exited."""
+
+    def error(self, message: str):
+        raise UsageError(message, self.prog, self.format_usage())
+
+
+VERBS = ("versions", "stage", "activate", "rollback", "migrate", "status", "history", "lock", "unlock")
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for index, word in enumerate(argv):
+        if word == name and index + 1 < len(argv):
+            return argv[index + 1]
+        if word.startswith(name + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--stage", required=True, help="stage name from cdk.json (e.g. staging)")
     common.add_argument("--config", type=Path, default=Path("cdk.json"), help="path to cdk.json (default: ./cdk.json)")
     common.add_argument("--region", help="AWS region (default: the stage's region in cdk.json, else your AWS config)")
     common.add_argument("--json", action="store_true", help="one JSON document on stdout; progress goes to stderr")
 
-    reads = argparse.ArgumentParser(add_help=False)
+    reads = _Parser(add_help=False)
     reads.add_argument("--timeout", type=_seconds("--timeout", minimum=1), default=60.0,
                        help="seconds any one AWS call may take, retries included (default 60; a silent endpoint fails within it)")
 
-    gate = argparse.ArgumentParser(add_help=False)
+    gate = _Parser(add_help=False)
     gate.add_argument("--fail-severity", choices=d.SEVERITIES, default=d.DEFAULT_FAIL_SEVERITY,
                       help="refuse an image with a scan finding at or above this severity (default: CRITICAL)")
     gate.add_argument("--poll-interval", type=_seconds("--poll-interval", minimum=0, maximum=300, allow_zero=True), default=5.0,
@@ -112,12 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     # Replaced by the lease (a crashed run now frees the stage within one lease); accepted so old scripts still run.
     gate.add_argument("--lock-minutes", type=int, default=None, help=argparse.SUPPRESS)
 
-    switch = argparse.ArgumentParser(add_help=False)
+    switch = _Parser(add_help=False)
     switch.add_argument("--yes", action="store_true", help="do not ask for confirmation (required when stdin is not a terminal)")
     switch.add_argument("--verify-timeout", type=_seconds("--verify-timeout", minimum=0, maximum=6 * 3600, allow_zero=True), default=600.0,
                         help="seconds to wait for the new version to run healthy after the update (default 600)")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="liftoff", description=DESCRIPTION, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -196,7 +222,17 @@ def cmd_status(ctx: Context) -> dict:
     ctx.say(f"stage {ctx.stage.name}: {stack.name} {stack.status}" + (f" ({stack.status_reason})" if stack.status_reason else ""))
     ctx.say(f"  active   {active or '-'}\n  staged   {staged or '-'}\n  previous {result['previous'] or '-'}")
     ctx.say(f"  rollback goes to {back or '- (the ledger has no earlier version: use --to)'}")
-    if running["compute"] == "ec2" and ctx.stage.activation == "slots":
+    truths = host_truths(ctx, stack, running)
+    result["host_reports"] = [asdict(truth) for truth in truths] if truths is not None else None
+    if truths is not None and ctx.stage.activation == "slots":
+        # Only where a host reports it warm is a rollback a flip there; the ledger's bake window is no evidence.
+        warm_at = reports.warm_hosts(truths, back)
+        result["warm"] = {"version": back, "hosts": {h.instance: h.warm_until for h in warm_at}} if warm_at else None
+        ctx.say(f"  warm     {back} on {len(warm_at)} of {len(truths)} host(s) ("
+                + ", ".join(f"{h.instance} until {h.warm_until or '-'}" for h in warm_at)
+                + "): a rollback to it now is a traffic flip on " + ("each host" if len(warm_at) == len(truths) else "those hosts")
+                if warm_at else f"  warm     nothing reported warm by the hosts; a rollback to {back or '-'} starts it again")
+    elif running["compute"] == "ec2" and ctx.stage.activation == "slots":
         warm = bake.warm_window(entries, active=active, bake_seconds=ctx.stage.bake_seconds, now=ctx.clock())
         result["warm"] = {"version": warm["version"], "until": ctx.iso(warm["until"])} if warm else None
         ctx.say(f"  warm     {warm['version']} until {ctx.iso(warm['until'])} ({warm['seconds_left']:.0f} s left of the "
@@ -213,9 +249,12 @@ def cmd_status(ctx: Context) -> dict:
         ctx.say(f"  task {task['task']} {task['status']} {task['image']}")
     if running["compute"] == "ecs":
         result["deployment"] = ecs_rollback.status(ctx, stack)
+    by_instance = {truth.instance: truth for truth in truths or []}
     for host in running.get("hosts", []):
         ctx.say(f"  host {host['instance']} {host['state']} {host['health']} (activate association: "
                 f"{running['association_parameter'] or '-'} {running['association_status'] or '-'})")
+        if host["instance"] in by_instance:
+            ctx.say(f"    reports {_host_truth(by_instance[host['instance']], ctx.clock())}")
     alarms = result["alarms_firing"]
     ctx.say(f"  alarms   {len(alarms)} firing" if alarms else "  alarms   none firing")
     for alarm in alarms:
@@ -227,6 +266,23 @@ def cmd_status(ctx: Context) -> dict:
         ctx.say("last releases:")
         ctx.say(_history_table(entries[:5]))
     return result
+
+
+def _host_truth(truth: reports.HostTruth, now: float) -> str:
+    """One host's own report in one line: what it serves, has staged, keeps warm, its last gate, and how old that is."""
+    if not truth.reported:
+        return truth.error
+    gate = truth.last_gate
+    age = reports.age_seconds(truth.reported_at, now)
+    parts = [
+        f"active {truth.active or '-'} (slot {truth.active_slot or '-'}, {'ready' if truth.ready else 'NOT ready'})",
+        f"staged {truth.staged or '-'}" + ("" if truth.staged_present or not truth.staged else " (image NOT present)"),
+        f"warm {truth.warm} until {truth.warm_until or '-'}" if truth.warm else "warm nothing",
+        (f"last gate {gate.get('gate')} {gate.get('version') or '-'} {gate.get('result') or '-'}"
+         + (f": {gate['reason']}" if gate.get("reason") else "")) if gate.get("gate") else "last gate -",
+        f"reported {age:.0f} s ago" if age is not None else f"reported at {truth.reported_at or '-'}",
+    ]
+    return "; ".join(parts) + (f" [stand-in: {truth.stand_in}]" if truth.stand_in else "")
 
 
 def cmd_history(ctx: Context) -> dict:
@@ -330,9 +386,18 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
     """Run one verb; return its exit code (see EXIT_CODES). Never raises, never prints a traceback."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     environ = os.environ if environ is None else environ
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse already printed the usage error
+    except UsageError as error:
+        _emit(stderr, f"{error.usage}{error.prog}: error: {error.message}")
+        if "--json" in argv:  # a pipeline asked for JSON: it gets a JSON document even for a usage error
+            verb = next((word for word in argv if word in VERBS), None)
+            _emit(stdout, json.dumps({"ok": False, "exit_code": d.EXIT_USAGE, "command": verb, "stage": _option(argv, "--stage"),
+                                      "error": {"message": error.message, "hint": f"`{error.prog} --help` lists what is allowed"}},
+                                     indent=2))
+        return d.EXIT_USAGE
+    except SystemExit as exit_:  # --help printed its text
         return int(exit_.code or 0)
     verb = args.verb
     ctx: Context | None = None
@@ -383,13 +448,15 @@ def run() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, raise_on_signal)
     code = main()
+    # A closed stdout (`liftoff status | head -2`, or `>&-`, where Python sets sys.stdout to None) is a quiet
+    # exit with the verb's own code: nothing left for Python to flush at exit.
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except (BrokenPipeError, OSError, ValueError):
         pass
-    # A closed stdout (`liftoff status | head -2`) is a quiet exit: nothing left for Python to flush at exit.
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    except OSError:
         pass
     sys.exit(code)

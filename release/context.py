@@ -51,12 +51,35 @@ def signal_of(error: BaseException) -> int | None:
 
 # While the outcome is being read back and recorded, a second Ctrl-C must not cut that short.
 _shield = threading.Event()
+# While a write whose answer decides what happened is in flight (UpdateStack), a signal waits for it.
+_defer = threading.Event()
+_deferred: list[int] = []
 
 
 def raise_on_signal(signum, _frame) -> None:
     if _shield.is_set():
         return
+    if _defer.is_set():
+        _deferred.append(signum)
+        return
     raise Interrupted(signum)
+
+
+class Deferred:
+    """A signal that arrives inside this block is raised when the block ends, not in the middle of it: a
+    call cut off mid-flight leaves its effect unknown (UpdateStack may land seconds later), while its
+    answer says whether it was accepted. The block's own length bounds the delay (a call's timeouts)."""
+
+    def __enter__(self):
+        _deferred.clear()
+        _defer.set()
+
+    def __exit__(self, exc_type, *_):
+        _defer.clear()
+        pending = list(_deferred)
+        _deferred.clear()
+        if pending and exc_type is None:
+            raise Interrupted(pending[0])
 
 
 class Shielded:

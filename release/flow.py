@@ -28,13 +28,17 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from release import bake
+from release import fleet
 from release import decisions as d
 from release import schema_flow
 from release.aws import MissingOutput, healthy_and_unhealthy
-from release.context import (Abort, Context, Interrupted, Shielded, WaitTimedOut, client_error_text, confirm, error_text,
-                             raise_on_signal, record, signal_of)
-from release.lease import Lease, LockCollision, acquire, close_orphan, describe_lock
+from release.context import (Abort, Context, Deferred, Interrupted, Shielded, WaitTimedOut, client_error_text, confirm,
+                             error_text, raise_on_signal, record, signal_of)
+from release.lease import Lease, LeaseLost, LockCollision, acquire, close_orphan, describe_lock
 from release.ledger import Ledger, new_release_id
+
+# How long a read-back follows an accepted update still in progress before saying "unknown".
+SETTLE_SECONDS = 60.0
 
 # Names other modules and the tests take from here (the CLI, ecs_rollback).
 __all__ = ["Abort", "Context", "Interrupted", "WaitTimedOut", "describe_lock", "raise_on_signal", "run_release", "run_unlock",
@@ -121,8 +125,17 @@ def _bake_window(ctx: Context, released: dict) -> dict:
         ctx.say(f"stopped watching: {check.reason}")
         return released
     ctx.say(f"ALARM in the bake window of {tag}: {check.reason}")
-    ctx.say(f"rolling back to {previous} automatically")
-    automatic = argparse.Namespace(**{**vars(ctx.args), "version": previous, "yes": True, "force": False,
+    target, why = d.auto_rollback_target(ctx.ledger().entries(), released=tag, previous=previous)
+    if target is None:
+        released["exit_code"] = d.EXIT_UNVERIFIED
+        ctx.say(f"NOT rolling back automatically: {why}; {tag} stays active. Choose a version: "
+                f"`liftoff rollback --stage {ctx.stage.name} --to VERSION`")
+        released["auto_rollback"] = {"result": "not attempted", "reason": why}
+        return released
+    if why:
+        ctx.say(why)
+    ctx.say(f"rolling back to {target} automatically")
+    automatic = argparse.Namespace(**{**vars(ctx.args), "version": target, "yes": True, "force": False,
                                       "watch": False, "automatic": check.reason})
     original, ctx.args = ctx.args, automatic
     try:
@@ -154,6 +167,9 @@ class Attempt:
         self.entry: d.Entry | None = None
         self.started = 0.0
         self.outcome: dict[str, Any] = {}
+        self.final: d.Stack | None = None  # the stack as the wait saw it settle
+        self.hosts: list[fleet.HostTruth] | None = None  # the hosts' own reports, where they report
+        self.redrive = ""  # set when the stack already names the target but hosts disagree: the gate runs again
 
     # --- before anything changes ------------------------------------------------------------------
 
@@ -201,6 +217,12 @@ class Attempt:
         self.base.update({"from": self.from_version, "to": self.tag, "digest": self.digest})
         if decision.action == "refuse":
             raise self.refused(decision)
+        if decision.action == "noop":
+            # The stack already names it; "nothing to do" only if every host agrees, by its own report.
+            self.hosts = host_truths(self.ctx, self.stack)
+            if self.hosts is not None and fleet.disagreeing(self.gate, self.tag, self.hosts):
+                self.redrive = fleet.redrive_message(self.gate, self.tag, self.hosts)
+                decision = d.proceed(self.redrive)
         if decision.proceeds and self.gate != "stage":  # the schema gate; --force never skips it
             schema_refusal = schema_flow.check_switch(self.ctx, self.ledger, self.lease, who=self.who, stack=self.stack,
                                                       tag=self.tag, entries=self.entries)
@@ -248,12 +270,14 @@ class Attempt:
         self.started = ctx.clock()
         automatic = getattr(ctx.args, "automatic", "")
         note = "; ".join(part for part in (f"automatic rollback: {automatic}" if automatic else "",
-                                           "forced: not staged" if self.forced else "") if part)
+                                           "forced: not staged" if self.forced else "",
+                                           f"re-drive: {self.redrive}" if self.redrive else "") if part)
         entry = d.Entry(release_id=self.release_id, gate=self.gate, from_version=self.from_version, to_version=self.tag,
                         who=self.who, started_at=ctx.iso(self.started), digest=self.digest, forced=self.forced, detail=note,
                         seq=self.ledger.next_seq())
-        self.lease.renew(activity=f"updating {self.stack.name}: {self.key} {self.from_version or '-'} -> {self.tag}",
-                         entry=entry, version=self.tag)
+        activity = (f"re-running the {fleet.HOST_GATE[self.gate]} gate of {self.tag} on the hosts" if self.redrive
+                    else f"updating {self.stack.name}: {self.key} {self.from_version or '-'} -> {self.tag}")
+        self.lease.renew(activity=activity, entry=entry, version=self.tag)
         self.entry = self.ledger.start(entry, ctx.stage.name)
         self.outcome = {"result": d.RESULT_IN_PROGRESS, "seq": self.entry.seq}
 
@@ -261,8 +285,12 @@ class Attempt:
         # The start's own note (e.g. forced) stays in front of the outcome: the entry is completed, not rewritten.
         detail = "; ".join(part for part in (self.entry.detail, detail) if part)
         self.outcome.update(result=result, detail=detail)
-        self.ledger.finish(self.entry, result=result, finished_at=self.ctx.iso(), duration_seconds=self.ctx.clock() - self.started,
-                           detail=detail)
+        try:
+            self.ledger.finish(self.entry, result=result, finished_at=self.ctx.iso(),
+                               duration_seconds=self.ctx.clock() - self.started, detail=detail)
+        except (BotoCoreError, ClientError) as error:
+            self.outcome.setdefault("ledger_refused", error_text(error))
+            raise
         self.outcome["finished"] = True  # only once written: a failed write still gets the read-back path
 
     def public(self) -> dict:
@@ -272,27 +300,59 @@ class Attempt:
         return Abort(exit_code, message, hint, {**self.base, **self.public()})
 
     def update(self, parameters: list[dict[str, str]]) -> set[str]:
-        """UpdateStack, only while the lease still holds; the stack's event ids before it, to follow the update."""
+        """UpdateStack, only while the lease provably holds; the stack's event ids before it, to follow the update.
+
+        Fencing: right before the call the lock record is written conditionally on still being ours (`Lease.fence`),
+        and the call goes out only if less than one lease has passed on the monotonic clock since that proof (a
+        SIGSTOP'd laptop resumed later proves it again, and finds the lock taken over). A signal during the call
+        waits for its answer (`Deferred`), so "accepted or not" is known; the read-back then follows what lands."""
         ctx, stack = self.ctx, self.stack
-        if self.lease.lost:
-            self.finish(d.RESULT_FAILED, "the lock was broken (`liftoff unlock`) before the update; nothing changed")
-            raise self.aborted(d.EXIT_REFUSED, "the lock was broken before the update; nothing changed",
-                               "`liftoff history` shows who broke it; run the command again")
         for name, (old, new) in self.changes.items():
             ctx.say(f"{stack.name}: {name} {old or '-'} -> {new}")
         seen = ctx.aws.stack_event_ids(stack.name)
+        activity = f"updating {stack.name}: {self.key} {self.from_version or '-'} -> {self.tag}"
         try:
-            ctx.aws.update_parameters(stack.name, parameters)
+            proven = self.lease.fence(activity)
+            while not self.lease.held_since(proven):  # paused between the proof and the call
+                proven = self.lease.fence(activity)
+        except LeaseLost as lost:
+            raise self.lease_lost(lost) from None
+        try:
+            with Deferred():
+                self.outcome["update"] = "sent"
+                ctx.aws.update_parameters(stack.name, parameters)
+                self.outcome["update"] = "accepted"
         except ClientError as error:
             # CloudFormation answered with a refusal: the update was not accepted.
+            self.outcome["update"] = "refused"
             self.finish(d.RESULT_FAILED, f"CloudFormation refused the update: {client_error_text(error)}; nothing changed")
             raise self.aborted(d.EXIT_AWS, self.outcome["detail"], "fix the cause and run the same command again") from None
+        if not self.lease.held_since(proven):
+            # The call itself outlasted the lease: another release may have taken the lock over while it was in flight.
+            self.outcome["late_write"] = (f"UpdateStack returned {ctx.monotonic() - proven:.0f} s after the lock was last "
+                                          f"proven this run's, longer than the lease ({self.lease.lock.lease_seconds:.0f} s)")
+            ctx.say(f"warning: {self.outcome['late_write']}; `liftoff lock` shows whether another release holds it now")
         return seen
+
+    def lease_lost(self, lost: LeaseLost) -> Abort:
+        """The lock stopped being ours before the update: nothing is written to the stack; the entry says so."""
+        detail = f"{lost.why}; so this run did not update {self.stack.name}: nothing changed by it"
+        try:
+            self.finish(d.RESULT_FAILED, detail)
+            recorded = "recorded as failed"
+        except Exception:  # the release that took the lock over closed this entry already (from the stack: nothing switched)
+            recorded = "its entry was closed by the release that took the lock over"
+        self.ctx.say(f"STOPPED: {detail}")
+        return self.aborted(d.EXIT_REFUSED, f"the lock was lost before the update ({lost.why}); nothing changed by this run "
+                                            f"({recorded})",
+                            "`liftoff status` and `liftoff history` show what the other release did; run the command again "
+                            "if it still applies")
 
     def wait(self, seen: set[str]) -> d.Stack:
         self.lease.doing(f"waiting for CloudFormation: {self.stack.name} {self.key} -> {self.tag}")
         final, events = _wait(self.ctx, self.stack.name, seen)
         self.outcome["events"] = events
+        self.final = final
         return final
 
     def judge_update(self, final: d.Stack) -> dict | None:
@@ -319,14 +379,23 @@ class Attempt:
         return None
 
     def verify(self, final: d.Stack) -> dict | None:
-        """activate/rollback: is the version seen running healthy? None when verified; the unverified outcome otherwise."""
+        """Is the gate seen done (activate/rollback: running healthy; where hosts report, held by every host)?
+        None when verified; the unverified (stage: failed) outcome otherwise."""
         ctx, tag = self.ctx, self.tag
-        self.lease.doing(f"verifying {tag} runs")
-        verified, message = _verify(ctx, final, tag)
+        self.lease.doing(f"verifying {tag} runs" if self.gate != "stage" else f"verifying every host staged {tag}")
+        verified, message = _verify(ctx, final, tag, self.gate)
         self.outcome["verification"] = {"verified": verified, "message": message}
         if verified:
             ctx.say(f"verified: {message}")
             return None
+        if self.gate == "stage":
+            self.finish(d.RESULT_FAILED, f"{message}; {self.key} is {tag} on the stack but not held by every host; "
+                                         f"nothing switched ({d.IMAGE_TAG} is still {self.active or '-'})")
+            ctx.say(f"NOT STAGED on every host: {message}")
+            ctx.say(f"  nothing switched: {self.active or '-'} is still active. Fix the cause on the host(s) named and run "
+                    f"`liftoff stage {tag} --stage {ctx.stage.name}` again: it re-runs the stage gate where hosts disagree")
+            self.outcome["exit_code"] = d.EXIT_UNVERIFIED
+            return self.public()
         self.finish(d.RESULT_UNVERIFIED, message)
         ctx.say(f"NOT VERIFIED: {message}")
         back = d.rollback_target(self.ledger.entries(), tag)
@@ -334,6 +403,33 @@ class Attempt:
                 f"`liftoff rollback --stage {ctx.stage.name}` returns to {back or self.from_version or '-'}")
         self.outcome["exit_code"] = d.EXIT_UNVERIFIED
         return self.public()
+
+    def plan_redrive(self) -> str:
+        """The association that runs this gate on the hosts, printed and (activate/rollback) confirmed."""
+        ctx = self.ctx
+        output = fleet.ASSOCIATION_OUTPUT[self.gate]
+        association = self.stack.outputs.get(output)
+        if not association:
+            raise MissingOutput(self.stack.name, output)
+        ctx.say(f"plan: {self.gate} {ctx.stage.name}: {self.redrive}; running the {fleet.HOST_GATE[self.gate]} gate again "
+                f"on the hosts ({output} {association}), then verifying every host")
+        if self.gate != "stage":
+            self.lease.doing("waiting for confirmation")
+            confirm(ctx, f"{self.gate} {ctx.stage.name}: run the {fleet.HOST_GATE[self.gate]} gate of {self.tag} again on the hosts?")
+        return association
+
+    def redrive_hosts(self, association: str) -> None:
+        """StartAssociationsOnce, fenced like an update: only while the lease provably holds."""
+        activity = f"re-running the {fleet.HOST_GATE[self.gate]} gate of {self.tag} on the hosts"
+        try:
+            proven = self.lease.fence(activity)
+            while not self.lease.held_since(proven):
+                proven = self.lease.fence(activity)
+        except LeaseLost as lost:
+            raise self.lease_lost(lost) from None
+        with Deferred():
+            self.ctx.aws.start_association_once(association)
+        self.ctx.say(f"{self.stack.name}: asked State Manager to run {association} again")
 
     def succeeded(self) -> dict:
         self.finish(d.RESULT_SUCCEEDED, self.outcome.get("verification", {}).get("message", ""))
@@ -347,6 +443,8 @@ class Attempt:
         signum = signal_of(error)
         if signum is not None:
             cause = f"interrupted by {signal.Signals(signum).name}"
+        elif self.outcome.get("ledger_refused"):
+            cause = f"the ledger refused this release's outcome ({self.outcome['ledger_refused']})"
         elif isinstance(error, WaitTimedOut):
             cause = str(error)
         elif isinstance(error, (BotoCoreError, ClientError)):
@@ -354,21 +452,32 @@ class Attempt:
         else:
             cause = f"stopped by {type(error).__name__}: {error}"
         with Shielded():
-            try:
-                stack = ctx.service_stack()
-            except Exception:
-                stack = None
+            stack, seen_before = self.read_back()
             settled = d.settle(gate=gate, from_version=from_version, to_version=tag, stack=stack, cause=cause)
+            if seen_before:
+                settled = replace(settled, detail=f"{settled.detail} ({seen_before})")
+            if self.redrive:
+                # The stack was not written; what the hosts hold now is the outcome, and it is not known yet.
+                settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
+                                       f"{cause}; the {fleet.HOST_GATE[gate]} gate of {tag} was asked to run again on the "
+                                       "hosts and its outcome is not known (`liftoff status` shows each host)", d.EXIT_AWS)
+            elif self.outcome.get("update") == "sent" and settled.switched is False:
+                # The call got no answer: it may still land. "Nothing switched" would be a guess.
+                settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
+                                       f"{cause}; the UpdateStack call got no answer, so whether {key} becomes {tag} is unknown "
+                                       f"({key} is {settled.value or '-'} now; `liftoff status` tells)", d.EXIT_AWS)
             verification = self.outcome.get("verification", {})
             if settled.switched and verification.get("verified"):  # it got as far as seeing the version run
                 settled = replace(settled, result=d.RESULT_SUCCEEDED, exit_code=d.EXIT_OK,
                                   detail=f"{settled.detail.replace(', not verified running healthy', '')}; verified: {verification['message']}")
-            recorded = True
+            if self.outcome.get("late_write"):
+                settled = replace(settled, detail=f"{settled.detail}; {self.outcome['late_write']}")
+            refused = ""
             try:
                 self.finish(settled.result, settled.detail)
-            except Exception:
-                recorded = False
-                lease.keep_for_takeover = True
+            except Exception as refusal:
+                refused = error_text(refusal)
+                self.keep_for_takeover(settled)
         if settled.switched:
             now = f"{key} is now {settled.value}: the switch happened" + (
                 "" if gate == "stage" else ", verified" if settled.result == d.RESULT_SUCCEEDED else ", not verified")
@@ -380,13 +489,39 @@ class Attempt:
         else:
             now = f"whether {key} became {tag} is not known yet" + (f" ({self.stack.name} {stack.status})" if stack is not None else "")
             hint = f"follow it with `liftoff status --stage {ctx.stage.name}`; the update may still complete"
-        if not recorded:
-            hint += (f"; the ledger could not be written now, so the lock is kept: the next release takes it over after "
-                     f"its lease ({lease.lock.lease_seconds:.0f} s) and records the outcome of release {self.release_id} "
-                     "from the stack (or `liftoff unlock` does)")
         exit_code = d.EXIT_SIGNAL_BASE + signum if signum is not None else settled.exit_code
         extra = {**self.base, **self.public(), "result": settled.result, "switched": settled.switched, "value_now": settled.value}
-        return Abort(exit_code, f"{cause}; {now} (recorded as {settled.result})" if recorded else f"{cause}; {now}", hint, extra)
+        if not refused:
+            return Abort(exit_code, f"{cause}; {now} (recorded as {settled.result})", hint, extra)
+        extra["ledger_refused"] = refused
+        return Abort(exit_code, f"{cause}; {now}. The ledger refused the outcome too ({refused}): entry {self.entry.seq} stays "
+                                f"in_progress and the lock stays held, naming it and carrying the outcome ({settled.result}), so "
+                                f"the next release takes the lock over after its lease ({lease.lock.lease_seconds:.0f} s) and "
+                                f"records it", hint + f"; `liftoff unlock --stage {ctx.stage.name}` records it at once", extra)
+
+    def keep_for_takeover(self, settled: d.Settlement) -> None:
+        """The ledger refused the outcome: keep the lock (it names the entry), with the outcome in its activity,
+        so whoever takes it over (or `liftoff unlock`) closes the entry with it when the stack agrees."""
+        self.lease.keep_for_takeover = True
+        self.lease.doing(d.own_outcome_activity(settled.result, settled.detail))
+
+    def read_back(self) -> tuple[d.Stack | None, str]:
+        """The stack now. After an accepted update still in progress, followed until it settles (bounded), so
+        what lands is what is recorded. If the stack cannot be read, the settled stack this run already saw
+        stands (the lock was ours: nothing else changed it), said as such; else None (unknown)."""
+        ctx = self.ctx
+        deadline = ctx.monotonic() + min(ctx.args.timeout, SETTLE_SECONDS)
+        while True:
+            try:
+                stack = ctx.service_stack()
+            except Exception:
+                if self.final is not None:
+                    return self.final, f"as seen when the update ended ({self.final.status}); the stack could not be read again"
+                return None, ""
+            if (not stack.status.endswith("_IN_PROGRESS") or self.outcome.get("update") != "accepted"
+                    or ctx.monotonic() >= deadline):
+                return stack, ""
+            ctx.sleep(max(ctx.args.poll_interval, 0.5))
 
 
 def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str, release_id: str, base: dict) -> dict:
@@ -397,13 +532,23 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
     decision = attempt.decide()
     if decision.action == "noop":
         return attempt.record_noop(decision)
+    if attempt.redrive:
+        association = attempt.plan_redrive()
+        attempt.start_entry()
+        try:
+            attempt.redrive_hosts(association)
+            return attempt.verify(attempt.stack) or attempt.succeeded()
+        except BaseException as error:
+            if attempt.outcome.get("finished") or isinstance(error, Abort):
+                raise
+            raise attempt.told_truth(error) from None
     parameters = attempt.plan()
     attempt.start_entry()
     try:
         seen = attempt.update(parameters)
         final = attempt.wait(seen)
         ended = attempt.judge_update(final)
-        if ended is None and gate != "stage":
+        if ended is None and (gate != "stage" or host_truths(ctx, final) is not None):
             ended = attempt.verify(final)
         return ended if ended is not None else attempt.succeeded()
     except BaseException as error:
@@ -432,29 +577,52 @@ def _wait(ctx: Context, stack_name: str, seen: set[str]) -> tuple[d.Stack, list[
         ctx.sleep(ctx.args.poll_interval)
 
 
-def _verify(ctx: Context, stack: d.Stack, tag: str) -> tuple[bool, str]:
-    deadline = ctx.monotonic() + ctx.args.verify_timeout
+def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, str]:
+    """Wait (up to --verify-timeout) until `gate` of `tag` is seen done: for activate/rollback the version runs
+    healthy; where hosts report (ec2 with HostReportPath) every in-service host holds it, by its own report.
+    Returns early on what waiting cannot change (a host gate that failed, a Failed association)."""
+    deadline = ctx.monotonic() + getattr(ctx.args, "verify_timeout", 600.0)
     while True:
         running = running_now(ctx, stack)
+        hosts = host_truths(ctx, stack, running)
         healthy, unhealthy = healthy_and_unhealthy(running["targets"])
-        if running["compute"] == "ec2":
+        final = False
+        if hosts is not None:
+            verdict = fleet.judge(gate, tag, hosts, desired_count=running["desired_count"])
+            not_healthy = "" if gate == "stage" else d.targets_not_healthy(running["desired_count"], healthy, unhealthy)
+            verified, final = verdict.verified and not not_healthy, verdict.final
+            message = verdict.message if not verdict.verified or not not_healthy else not_healthy
+            if verified and gate != "stage":
+                message += f"; {healthy} target(s) healthy"
+        elif running["compute"] == "ec2":
             verified, message = d.verify_ec2(
                 tag, association_parameter=running["association_parameter"], association_status=running["association_status"],
                 instance_count=len([h for h in running["hosts"] if h["state"] == "InService"]),
                 desired_count=running["desired_count"], healthy_targets=healthy, unhealthy_targets=unhealthy,
             )
+            # A State Manager association that ran for this tag and Failed will not turn healthy by waiting.
+            final = running["association_parameter"] == tag and running["association_status"].startswith("Failed")
         else:
             verified, message = d.verify_ecs(
                 tag, task_definition_image=running["task_definition_image"],
                 running_images=[t["image"] for t in running["tasks"]], desired_count=running["desired_count"],
                 healthy_targets=healthy, unhealthy_targets=unhealthy,
             )
-        # A State Manager association that ran for this tag and Failed will not turn healthy by waiting.
-        final = running["compute"] == "ec2" and running["association_parameter"] == tag and running["association_status"].startswith("Failed")
         if verified or final or ctx.monotonic() >= deadline:
             return verified, message
         ctx.say(f"  waiting: {message}")
         ctx.sleep(max(ctx.args.poll_interval, 0.0))
+
+
+def host_truths(ctx: Context, stack: d.Stack, running: dict | None = None) -> list[fleet.HostTruth] | None:
+    """What each in-service host reports it holds; None where hosts do not report (ECS, a stack without the
+    HostReportPath output): there the older checks stand."""
+    path = stack.outputs.get(fleet.REPORT_PATH_OUTPUT)
+    if not path or stack.outputs.get("ComputeMode", ctx.stage.compute) != "ec2":
+        return None
+    running = running or running_now(ctx, stack)
+    in_service = [host["instance"] for host in running["hosts"] if host["state"] == "InService"]
+    return fleet.truths(in_service, ctx.aws.host_reports(path))
 
 
 def running_now(ctx: Context, stack: d.Stack) -> dict:

@@ -26,6 +26,14 @@ class LockCollision(Exception):
         self.lock, self.why = lock, why
 
 
+class LeaseLost(Exception):
+    """The lock is no longer this run's: taken over (this run was paused or cut off for longer than its
+    lease) or broken by `liftoff unlock`. `holder` is the lock as read now (None: free)."""
+
+    def __init__(self, why: str, holder: d.Lock | None):
+        super().__init__(why)
+        self.why, self.holder = why, holder
+
 
 class Lease:
     """Our hold on the stage's lock. A thread renews it (a new record version) every third of the lease;
@@ -37,6 +45,7 @@ class Lease:
         # Set when an outcome could not be written: the lock then stays until its lease passes, so the
         # next release takes it over and closes the entry from the stack (nothing stays `in_progress`).
         self.keep_for_takeover = False
+        self.renewed_at = ctx.monotonic()  # the last renewal that DynamoDB accepted, on this run's monotonic clock
         self._stop = threading.Event()
         self._mutex = threading.Lock()
         self._thread = threading.Thread(target=self._beat, name=f"liftoff-heartbeat-{lock.release_id}", daemon=True)
@@ -52,6 +61,7 @@ class Lease:
         with self._mutex:
             if self.lost or (self._stop.is_set() and activity is None and entry is None):
                 return
+            started = self.ctx.monotonic()
             try:
                 ours = self.ledger.heartbeat(self.lock.release_id, record_version=new_record_version(), at=self.ctx.iso(),
                                              epoch=self.ctx.now(), activity=activity, version=version,
@@ -60,6 +70,38 @@ class Lease:
                 return
             if not ours:
                 self.lost = True
+            else:
+                self.renewed_at = started
+
+    def fence(self, activity: str) -> float:
+        """Prove, right before a write to the stack, that the lock is still ours: a conditional write to the
+        lock record in DynamoDB (a new record version, only if `release_id` is still ours), never this run's
+        memory of it. Returns when the proof started on the monotonic clock: a waiter can take the lock over
+        no sooner than one whole lease after that. Raises LeaseLost; an AWS error propagates (nothing written)."""
+        with self._mutex:
+            started = self.ctx.monotonic()
+            paused = started - self.renewed_at
+            note = (f"this run was paused or cut off for {paused:.0f} s since its last renewal, longer than its lease "
+                    f"({self.lock.lease_seconds:.0f} s)") if paused >= self.lock.lease_seconds else ""
+            ours = False if self.lost else self.ledger.heartbeat(
+                self.lock.release_id, record_version=new_record_version(), at=self.ctx.iso(), epoch=self.ctx.now(),
+                activity=activity)
+            if not ours:
+                self.lost = True
+                try:
+                    holder = self.ledger.read_lock()
+                except Exception:
+                    holder = None
+                now = (f"release {holder.release_id} ({holder.gate} {holder.version} by {holder.holder}) holds it now"
+                       if holder is not None else "the lock is free now (broken with `liftoff unlock`, or released by a takeover)")
+                raise LeaseLost("; ".join(part for part in (note, f"the lock is no longer this run's: {now}") if part), holder)
+            self.renewed_at = started
+            return started
+
+    def held_since(self, proven_at: float) -> bool:
+        """Has less than one lease passed since the lock was last proven ours (`fence`)? Then no waiter can
+        have taken it over yet, whatever this run's process went through meanwhile."""
+        return self.ctx.monotonic() - proven_at < self.lock.lease_seconds
 
     def doing(self, activity: str) -> None:
         self.renew(activity=activity)
@@ -69,8 +111,8 @@ class Lease:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.ctx.aws.read_timeout * 3)
-        if self.keep_for_takeover:
-            return True
+        if self.keep_for_takeover or self.lost:
+            return True  # kept on purpose, or not ours to drop
         try:
             self.ledger.release(self.lock.release_id)
             return True
@@ -82,9 +124,15 @@ def acquire(ctx: Context, ledger: Ledger, *, gate: str, version: str, who: str, 
     """Take the lock; return our lease and the dead lock taken over (if any). Raises LockCollision."""
     seen: d.LockSighting | None = None
     announced = False
+    watched: d.Lock | None = None
     while True:
         current = ledger.read_lock()
         verdict, seen = d.judge_lock(current, seen, ctx.monotonic())
+        if verdict == d.LOCK_FREE and watched is not None:
+            # Its holder was alive and finished while this release waited: it changed the stage, maybe to
+            # what this release wanted, maybe the opposite. Following it blindly would silently replace it.
+            raise LockCollision(watched, "its holder finished while this release waited; see what it did "
+                                         "(`liftoff status`, `liftoff history`) and run the command again if it still applies")
         if verdict == d.LOCK_ALIVE:
             raise LockCollision(current, f"its holder renewed it while this release watched (heartbeat every "
                                          f"{current.lease_seconds / 3:.0f} s)")
@@ -100,6 +148,7 @@ def acquire(ctx: Context, ledger: Ledger, *, gate: str, version: str, who: str, 
                 return Lease(ctx, ledger, mine), current
             except LockHeld as held:
                 raise LockCollision(held.lock or current or mine, "another release took it at the same moment") from None
+        watched = current
         if not announced:
             ctx.say(f"the lock is held: {current.gate} {current.version} by {current.holder} (release {current.release_id}"
                     + (f", {current.activity}" if current.activity else "") + f"); watching its heartbeat for up to "
@@ -120,6 +169,7 @@ def close_orphan(ctx: Context, ledger: Ledger, lock: d.Lock, cause: str) -> d.En
     except (BotoCoreError, ClientError, StackNotFound):
         stack = None
     settled = d.settle(gate=entry.gate, from_version=entry.from_version, to_version=entry.to_version, stack=stack, cause=cause)
+    settled = d.trust_own_outcome(settled, lock.activity)
     detail = "; ".join(part for part in (entry.detail, settled.detail) if part)
     try:
         ledger.finish(entry, result=settled.result, finished_at=ctx.iso(), duration_seconds=None, detail=detail)

@@ -23,7 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from release import decisions as d
 from release import schema as s
-from release.context import Abort, Context, Shielded, confirm, record
+from release.context import Abort, Context, Shielded, record
+from release.context import confirm as ask
 from release.lease import LockCollision, acquire, close_orphan
 from release.ledger import Ledger, new_release_id
 from release.schema_aws import LabelsUnreadable, OneOffError
@@ -134,7 +135,7 @@ def migrate_under_lock(ctx: Context, ledger: Ledger, lease, *, who: str, release
     ctx.say(f"  {plan.describe()}")
     if confirm:
         lease.doing("waiting for confirmation")
-        confirm(ctx, f"migrate {ctx.stage.name} with {tag}'s migrations?")
+        ask(ctx, f"migrate {ctx.stage.name} with {tag}'s migrations?")
 
     started = ctx.clock()
     digest = images[tag].digest
