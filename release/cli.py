@@ -34,23 +34,26 @@ from release.flow import host_truths, run_release, run_unlock, running_now
 from release.lease import describe_lock
 
 EXIT_CODES = """\
-exit codes:
-  0  ok (also: nothing to do, the version was already staged/active)
-  1  internal error (a bug): the message says what was recorded; never a traceback
-  2  usage or bad input: unknown stage, malformed or mutable tag (latest), unknown version,
-     a bad option value (--timeout inf), no confirmation (non-interactive without --yes)
-  3  refused by a gate: lock held by a live release, version not staged, image scan has
-     findings at or above --fail-severity or no completed scan, image gone from the repository,
-     expand steps not applied or the schema has left the version behind (never overridden by --force)
+exit codes (and what runs on the hosts / tasks afterwards):
+  0  ok: every in-service host reports it holds the version (stage: image present; activate/rollback:
+     serving and ready); "nothing to do" only when the stack and every host already agree
+  1  internal error (a bug): the message says what was recorded; never a traceback (hosts: `status`)
+  2  usage or bad input: unknown stage, malformed or mutable tag (latest), unknown version, a bad
+     option value (--timeout inf), no confirmation; a JSON document under --json (hosts untouched)
+  3  refused by a gate or the lock: lock held by a live release, or a release this one watched
+     finished while it waited; the lock lost before this run's write (nothing written); version not
+     staged, scan findings or no completed scan, image gone, schema (never overridden by --force)
+     (hosts untouched)
   4  AWS error: no credentials or region, access denied, endpoint not answering, stack or output
-     missing, stack busy or in a failed state, CloudFormation refused the update, the wait timed
-     out (the message says whether the version switched; the ledger records the same); migrate:
-     the one-off could not run, did not finish, or its migration failed
+     missing, stack busy or failed, CloudFormation refused the update, the wait timed out, an
+     UpdateStack with no answer (the message says whether the version switched; the ledger records
+     the same); migrate: the one-off could not run, did not finish, or its migration failed
   5  the rollout failed and CloudFormation rolled back: the previous version is still active
-  6  the version switched but was not seen running healthy (verification timed out, or an AWS
-     error came after the switch); `liftoff status`, `liftoff rollback` to go back
+  6  the change is on the stack but not verified on every host: activate/rollback not seen running
+     healthy, or a host's gate failed (named with its reason); stage: a host's stage gate failed,
+     nothing switched. The hosts named disagree; the same verb again re-runs the gate on them
   7  ec2: the version switched, a release alarm fired in the stage's bake window, and liftoff
-     rolled back to the previous version automatically (recorded with the alarm's reason)
+     rolled back automatically (never to a version whose own switch ended unverified)
   128+N  interrupted by signal N (129 SIGHUP, 130 Ctrl-C/SIGINT, 143 SIGTERM): the stack was read
      back, the outcome recorded and the lock released; the message says whether it switched
 Refusals (2, 3, and 4 before an update starts) change nothing."""
