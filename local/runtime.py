@@ -139,7 +139,10 @@ class EmulatedRuntime(Aws):
         found = super().host_reports(path)
         stack = self.stack(self.service_stack)
         group = stack.outputs.get("AutoScalingGroupName")
-        if self.kept_hosts or not group:
+        # Real hosts report for themselves: boxes kept by `make local-up`, and any subclass that reads what real
+        # boxes run (local.hosts.HostsRuntime replaces ec2_running). A host of theirs without a report is unknown.
+        real_hosts = self.kept_hosts or type(self).ec2_running is not EmulatedRuntime.ec2_running
+        if real_hosts or not group:
             return found
         now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
         active, staged = self.active_tag(), stack.parameters.get("StagedImageTag", "")

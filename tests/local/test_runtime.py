@@ -82,6 +82,14 @@ def test_host_reports_are_the_real_ones_first_and_a_labelled_stand_in_for_the_re
     assert not verdict.verified and verdict.disagreeing == (hosts[0],)
     # Real boxes kept by `make local-up` report for themselves: no stand-in is made up for them.
     assert _runtime(production, kept_hosts=True).host_reports(path) == {hosts[0]: behind}
+
+    class ReadsRealBoxes(EmulatedRuntime):  # as local.hosts.HostsRuntime does
+        def ec2_running(self, auto_scaling_group, activate_association_id):
+            return super().ec2_running(auto_scaling_group, activate_association_id)
+
+    real = ReadsRealBoxes(service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
+                          region=production.region)
+    assert real.host_reports(path) == {hosts[0]: behind}
     # A re-drive is only recorded: nothing runs in the emulator.
     runtime.start_association_once("assoc-1")
     assert runtime.associations_started == ["assoc-1"]
