@@ -11,11 +11,13 @@ Order of a release (`run_release`):
      entry closed with what the stack says now;
   3. a heartbeat renews the lease every third of it and says what the release is doing;
   4. under the lock, on fresh reads: the gates (rollback target, image, scan, staged, already active);
-     a refusal or a no-op is recorded;
-  5. the plan is printed, confirmed, the entry written, the stack updated, waited for, verified;
+     a refusal is recorded; "already there" is a no-op only if every host agrees (where hosts report),
+     else the gate is re-run on the hosts (a re-drive) instead of updating the stack;
+  5. the plan is printed, confirmed, the entry written; the lease is proven against the lock record
+     (the fence), the stack updated, waited for, verified (where hosts report: on every host's report);
   6. if anything stops it after the entry was written (a signal, an AWS error, a lost connection, a
      timeout) the stack is read back and the entry records what really happened;
-  7. the lock is released (only if still ours).
+  7. the lock is released (only if still ours; kept, carrying the outcome, when the ledger refused it).
 """
 from __future__ import annotations
 from __future__ import annotations
