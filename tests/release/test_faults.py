@@ -141,6 +141,8 @@ def test_a_run_paused_past_its_lease_does_not_write_the_stack(served):
         stop(paused)
     _, err = served.output("paused")
     assert "the lock was lost before the update" in err and "nothing changed by this run" in err
+    # Noticed on its own monotonic clock too, not only from the lock record.
+    assert "since its last renewal, longer than its lease (3 s)" in err
     assert served.proxy.seen("UpdateStack") == ["passed"]  # the other release's stage only
     entries = served.agree("1.0.0", staged="1.1.0")
     activate = next(e for e in entries if e.gate == "activate")
