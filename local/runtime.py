@@ -11,7 +11,13 @@ the `ActiveImageTagParameterName` SSM parameter, which CloudFormation updates fr
   repository's image with that tag, and as many targets, healthy (or unhealthy with `healthy=False`);
 - ec2: the Auto Scaling group's instances as moto reports them (or desired-capacity stand-ins if it
   reports none), one target each, and an activate association whose ImageTag parameter is the
-  active tag with status Success.
+  active tag with status Success;
+- ec2 host reports (`host_reports`, read where the stack has a HostReportPath output): every real
+  report under the path first (moto keeps SSM parameters: a test writes a host that disagrees there),
+  and for each in-service host without one a stand-in made from the stack's record, labelled
+  `stand_in` (REPORT_STAND_IN), shown as `[stand-in: ...]` wherever `liftoff` uses it. Real boxes
+  (kept by `make local-up`, or read by a subclass such as local.hosts.HostsRuntime) get no stand-in;
+  `start_association_once` is only recorded (`associations_started`): nothing runs here.
 
 On AWS these answers come from ECS, the target group and State Manager; here they only repeat the
 stack's own record, so an emulated activation always "runs" what it set. Every decision the tool
