@@ -225,6 +225,8 @@ class Attempt:
             if self.hosts is not None and fleet.disagreeing(self.gate, self.tag, self.hosts):
                 self.redrive = fleet.redrive_message(self.gate, self.tag, self.hosts)
                 decision = d.proceed(self.redrive)
+            elif self.hosts is not None:
+                decision = d.noop(f"{decision.message}, and every host in service ({len(self.hosts)}) reports it")
         if decision.proceeds and self.gate != "stage":  # the schema gate; --force never skips it
             schema_refusal = schema_flow.check_switch(self.ctx, self.ledger, self.lease, who=self.who, stack=self.stack,
                                                       tag=self.tag, entries=self.entries)

@@ -103,7 +103,7 @@ def test_a_stage_gate_that_failed_on_a_host_fails_the_verb_naming_it_and_stage_a
     assert stage.ledger().read_lock() is None
     # Every host agrees now: only then is it "nothing to do".
     third = run(stage, runtime, "stage", "1.1.0")
-    assert third.code == 0 and "nothing to do: 1.1.0 is already staged" in third.out
+    assert third.code == 0 and f"nothing to do: 1.1.0 is already staged on {stage.emulated.stack_names['service']}, and every host in service ({len(hosts)}) reports it" in third.out
     assert len(runtime.associations_started) == 1
 
 
