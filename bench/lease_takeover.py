@@ -2,7 +2,7 @@
 """How long a stage stays blocked by a killed release, and how long a refused one waits: the lease in figures.
 
 Starts the local emulator with staging deployed (`python -m local up`, the real CDK CLI), then, from
-separate processes as a second shell would (LIFTOFF_RUNTIME=emulator:unhealthy keeps an activation in
+separate processes as a second shell would (LIFTOFF_RUNTIME=local.runtime:emulator_unhealthy keeps an activation in
 its verification): an `activate` holds the lock; a second `activate` is refused (live heartbeat); the
 first is killed with SIGKILL; a `rollback` takes the dead lock over and goes back. Stops the emulator.
 Not a test; prints JSON.
@@ -43,11 +43,11 @@ def main() -> int:
             env = {**os.environ, **dict(pair.split("=", 1) for pair in export.split()[1:])}
             target = re.search(r"liftoff activate (\S+) ", up.stdout).group(1)
 
-            def liftoff(*argv, runtime="emulator", **kwargs):
+            def liftoff(*argv, runtime="local.runtime:emulator", **kwargs):
                 command = [sys.executable, "-m", "release", *argv, "--stage", "staging", "--yes", "--poll-interval", "0.2"]
                 return command, {**env, "LIFTOFF_RUNTIME": runtime}
 
-            command, holder_env = liftoff("activate", target, "--lease-seconds", lease, "--verify-timeout", "3600", runtime="emulator:unhealthy")
+            command, holder_env = liftoff("activate", target, "--lease-seconds", lease, "--verify-timeout", "3600", runtime="local.runtime:emulator_unhealthy")
             holder = subprocess.Popen(command, cwd=REPO, env=holder_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 deadline = time.monotonic() + 120

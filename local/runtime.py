@@ -11,15 +11,22 @@ the `ActiveImageTagParameterName` SSM parameter, which CloudFormation updates fr
   repository's image with that tag, and as many targets, healthy (or unhealthy with `healthy=False`);
 - ec2: the Auto Scaling group's instances as moto reports them (or desired-capacity stand-ins if it
   reports none), one target each, and an activate association whose ImageTag parameter is the
-  active tag with status Success.
+  active tag with status Success;
+- ec2 host reports (`host_reports`, read where the stack has a HostReportPath output): every real
+  report under the path first (moto keeps SSM parameters: a test writes a host that disagrees there),
+  and for each in-service host without one a stand-in made from the stack's record, labelled
+  `stand_in` (REPORT_STAND_IN), shown as `[stand-in: ...]` wherever `liftoff` uses it. Real boxes
+  (kept by `make local-up`, or read by a subclass such as local.hosts.HostsRuntime) get no stand-in;
+  `start_association_once` is only recorded (`associations_started`): nothing runs here.
 
 On AWS these answers come from ECS, the target group and State Manager; here they only repeat the
 stack's own record, so an emulated activation always "runs" what it set. Every decision the tool
 makes on top of them is its own.
 
-The seam: `liftoff` run from any shell picks this adapter when `LIFTOFF_RUNTIME=emulator` (or
-`emulator:unhealthy`, or `emulator:hosts`) is set and AWS_ENDPOINT_URL is a loopback address
-(`release.cli._adapter`); `shell_exports` is the line `make local-up` prints. `emulator:hosts` is
+The seam: `liftoff` run from any shell loads the factory `LIFTOFF_RUNTIME` names (`release.runtime`):
+`local.runtime:emulator` (or `local.runtime:emulator_unhealthy`, or `local.runtime:emulator_hosts`)
+builds this adapter, and refuses unless AWS_ENDPOINT_URL is a loopback address; `shell_exports` is the
+line `make local-up` prints. The release tool knows none of these names. `emulator_hosts` is
 for an ec2 stage whose hosts are real boxes `make local-up` kept: their gates run only inside
 `make deploy`'s walk (local/hosts.py's State Manager stand-in does not outlive it), so here the
 activate association reports Failed, naming why, instead of pretending the boxes switched. A runtime that really runs the version (host
@@ -28,15 +35,25 @@ the ledger and the lock do not change.
 """
 from __future__ import annotations
 
+import ipaddress
+from datetime import datetime, timezone
+from typing import Mapping
+from urllib.parse import urlparse
+
 import boto3
 
+from config import StageConfig
 from local.aws import FAKE_ENVIRONMENT, EndpointSession
 from release.aws import Aws
+from release.runtime import RUNTIME_VARIABLE, RuntimeRefused
 
 # Said wherever the stand-in's answers are shown, so nobody mistakes them for a real rollout.
 STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emulator's stand-in "
                  "(local/runtime.py): they report the version the stack recorded as active; nothing runs")
 
+
+# Labels every host report the stand-in makes up (release.fleet shows it wherever a verdict uses it).
+REPORT_STAND_IN = "made up by local/runtime.py from the stack's record: no host runs here"
 
 KEPT_HOSTS_NOT_RUN = ("Failed (not run: the hosts are real boxes kept by `make local-up`, and their gates run only "
                       "inside `make deploy`'s walk; docs/local-emulator.md)")
@@ -46,8 +63,45 @@ def shell_exports(endpoint: str, *, kept_hosts: bool = False) -> str:
     """The one line that points a fresh shell (the AWS CLI, boto3 and `liftoff`) at the emulator.
 
     botocore and the AWS CLI read the region from AWS_DEFAULT_REGION, not AWS_REGION: both are set."""
-    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT, "LIFTOFF_RUNTIME": "emulator:hosts" if kept_hosts else "emulator"}
+    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT,
+              RUNTIME_VARIABLE: f"{__name__}:emulator_hosts" if kept_hosts else f"{__name__}:emulator"}
     return "export " + " ".join(f"{key}={value}" for key, value in values.items())
+
+
+# --- the factories LIFTOFF_RUNTIME names (release.runtime calls them) ------------------------------
+
+def emulator(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
+    """The stand-in, targets healthy."""
+    return _emulated(stage, region, environ, "emulator", healthy=True)
+
+
+def emulator_unhealthy(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
+    """Every target unhealthy: an activation stays in its verification (to rehearse an exit 6, or to interrupt it)."""
+    return _emulated(stage, region, environ, "emulator_unhealthy", healthy=False)
+
+
+def emulator_hosts(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
+    """An ec2 stage whose hosts are real boxes `make local-up` kept (see KEPT_HOSTS_NOT_RUN)."""
+    return _emulated(stage, region, environ, "emulator_hosts", healthy=True, kept_hosts=True)
+
+
+def _emulated(stage: StageConfig, region: str | None, environ: Mapping[str, str], name: str, **kwargs) -> "EmulatedRuntime":
+    endpoint = environ.get("AWS_ENDPOINT_URL", "")
+    if not loopback(endpoint):
+        raise RuntimeRefused(f"{RUNTIME_VARIABLE}={__name__}:{name} reports a stand-in for what runs, so it only works against "
+                             f"the local emulator; AWS_ENDPOINT_URL is {endpoint or 'unset'}, not a loopback address",
+                             f"use the export line `make local-up` printed, or unset {RUNTIME_VARIABLE} for a real account")
+    return EmulatedRuntime(service_stack=stage.service_stack_name, registry_stack=stage.registry_stack_name, region=region, **kwargs)
+
+
+def loopback(endpoint: str) -> bool:
+    host = urlparse(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class EmulatedRuntime(Aws):
@@ -59,6 +113,7 @@ class EmulatedRuntime(Aws):
         super().__init__(region=region, session=session)
         self.service_stack, self.registry_stack, self.healthy = service_stack, registry_stack, healthy
         self.kept_hosts = kept_hosts
+        self.associations_started: list[str] = []
 
     # --- what the stack recorded --------------------------------------------------------------
 
@@ -81,6 +136,34 @@ class EmulatedRuntime(Aws):
         desired, instances = self._emulated_hosts(auto_scaling_group)
         return {"instances": instances, "desired_count": desired, "association_parameter": self.active_tag(),
                 "association_status": KEPT_HOSTS_NOT_RUN if self.kept_hosts else "Success"}
+
+    def host_reports(self, path: str) -> dict[str, dict]:
+        """The hosts' reports: every real one under `path` (moto keeps SSM parameters, so a test, or a host box,
+        can write what a host holds, e.g. one that disagrees); for an in-service host without one, a stand-in
+        made from the stack's record (active = the recorded active tag, staged = StagedImageTag, ready as
+        `healthy`), labelled `stand_in`. Real boxes kept by `make local-up` get no stand-in: they report or not."""
+        found = super().host_reports(path)
+        stack = self.stack(self.service_stack)
+        group = stack.outputs.get("AutoScalingGroupName")
+        # Real hosts report for themselves: boxes kept by `make local-up`, and any subclass that reads what real
+        # boxes run (local.hosts.HostsRuntime replaces ec2_running). A host of theirs without a report is unknown.
+        real_hosts = self.kept_hosts or type(self).ec2_running is not EmulatedRuntime.ec2_running
+        if real_hosts or not group:
+            return found
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        active, staged = self.active_tag(), stack.parameters.get("StagedImageTag", "")
+        for host in self._emulated_hosts(group)[1]:
+            if host["state"] == "InService" and host["instance"] not in found:
+                found[host["instance"]] = {
+                    "instance": host["instance"], "reported_at": now, "active": active, "active_slot": "a", "ready": self.healthy,
+                    "staged": staged, "staged_present": bool(staged), "warm": "", "warm_until": "", "last_gate": {},
+                    "stand_in": REPORT_STAND_IN}
+        return found
+
+    def start_association_once(self, association_id: str) -> None:
+        """moto has no association API and no host runs here: the request is kept (`associations_started`) and
+        nothing happens, so a host whose report disagrees keeps disagreeing, as it would if its gate failed again."""
+        self.associations_started.append(association_id)
 
     def target_health(self, target_group_arn: str) -> list[dict]:
         # ECS blue/green moves the tasks to the alternate group; no deployment runs here, so they stay in the first.

@@ -240,6 +240,30 @@ class Aws(SchemaAdapter):
             "association_status": association.get("Overview", {}).get("Status", ""),
         }
 
+    def host_reports(self, path: str) -> dict[str, dict]:
+        """Each host's own report, by instance id: the JSON value of every SSM parameter under `path` (the ec2
+        stack's HostReportPath, e.g. `/liftoff/<stack>/hosts/`). A value that is not a JSON object becomes
+        `{"instance": id, "error": why}`: a report nobody can read is not agreement."""
+        prefix = path if path.endswith("/") else path + "/"
+        reports: dict[str, dict] = {}
+        pages = self.client("ssm").get_paginator("get_parameters_by_path").paginate(Path=prefix.rstrip("/") or "/", Recursive=True)
+        for page in pages:
+            for parameter in page.get("Parameters", []):
+                name = parameter["Name"]
+                instance = name[len(prefix):] if name.startswith(prefix) else name.rsplit("/", 1)[-1]
+                try:
+                    value = json.loads(parameter.get("Value", ""))
+                    if not isinstance(value, dict):
+                        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+                except ValueError as error:
+                    value = {"instance": instance, "error": f"unreadable report in {name}: {error}"}
+                reports[instance] = value
+        return reports
+
+    def start_association_once(self, association_id: str) -> None:
+        """Run a State Manager association again now on its targets (re-drive a host gate)."""
+        self.client("ssm").start_associations_once(AssociationIds=[association_id])
+
     def firing_alarms(self, stack_name: str) -> list[dict]:
         """The stack's CloudWatch alarms in state ALARM. CloudFormation names each alarm it creates
         `<stack>-<logical id>-<suffix>`, so the stack name is the prefix."""

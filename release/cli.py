@@ -7,7 +7,6 @@ tests can call it; `run()` is the console script (it installs the signal handler
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import math
 import os
@@ -17,7 +16,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
-from urllib.parse import urlparse
 
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError,
                                  NoRegionError, PartialCredentialsError, ReadTimeoutError)
@@ -26,29 +24,36 @@ from config import ConfigError, load_config
 from release import bake
 from release import decisions as d
 from release import ecs_rollback
+from release import fleet as reports
 from release import schema_flow
+from release import runtime as runtimes
 from release import scaling
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
-from release.flow import Abort, Context, describe_lock, raise_on_signal, run_release, run_unlock, running_now, signal_of
+from release.context import Abort, Context, client_error_text, raise_on_signal, signal_of
+from release.flow import host_truths, run_release, run_unlock, running_now
+from release.lease import describe_lock
 
 EXIT_CODES = """\
-exit codes:
-  0  ok (also: nothing to do, the version was already staged/active)
-  1  internal error (a bug): the message says what was recorded; never a traceback
-  2  usage or bad input: unknown stage, malformed or mutable tag (latest), unknown version,
-     a bad option value (--timeout inf), no confirmation (non-interactive without --yes)
-  3  refused by a gate: lock held by a live release, version not staged, image scan has
-     findings at or above --fail-severity or no completed scan, image gone from the repository,
-     expand steps not applied or the schema has left the version behind (never overridden by --force)
+exit codes (and what runs on the hosts / tasks afterwards):
+  0  ok: every in-service host reports it holds the version (stage: image present; activate/rollback:
+     serving and ready); "nothing to do" only when the stack and every host already agree
+  1  internal error (a bug): the message says what was recorded; never a traceback (hosts: `status`)
+  2  usage or bad input: unknown stage, malformed or mutable tag (latest), unknown version, a bad
+     option value (--timeout inf), no confirmation; a JSON document under --json (hosts untouched)
+  3  refused by a gate or the lock: lock held by a live release, or a release this one watched
+     finished while it waited; the lock lost before this run's write (nothing written); version not
+     staged, scan findings or no completed scan, image gone, schema (never overridden by --force)
+     (hosts untouched)
   4  AWS error: no credentials or region, access denied, endpoint not answering, stack or output
-     missing, stack busy or in a failed state, CloudFormation refused the update, the wait timed
-     out (the message says whether the version switched; the ledger records the same); migrate:
-     the one-off could not run, did not finish, or its migration failed
+     missing, stack busy or failed, CloudFormation refused the update, the wait timed out, an
+     UpdateStack with no answer (the message says whether the version switched; the ledger records
+     the same); migrate: the one-off could not run, did not finish, or its migration failed
   5  the rollout failed and CloudFormation rolled back: the previous version is still active
-  6  the version switched but was not seen running healthy (verification timed out, or an AWS
-     error came after the switch); `liftoff status`, `liftoff rollback` to go back
+  6  the change is on the stack but not verified on every host: activate/rollback not seen running
+     healthy, or a host's gate failed (named with its reason); stage: a host's stage gate failed,
+     nothing switched. The hosts named disagree; the same verb again re-runs the gate on them
   7  ec2: the version switched, a release alarm fired in the stage's bake window, and liftoff
-     rolled back to the previous version automatically (recorded with the alarm's reason)
+     rolled back automatically (never to a version whose own switch ended unverified)
   128+N  interrupted by signal N (129 SIGHUP, 130 Ctrl-C/SIGINT, 143 SIGTERM): the stack was read
      back, the outcome recorded and the lock released; the message says whether it switched
 Refusals (2, 3, and 4 before an update starts) change nothing."""
@@ -58,12 +63,6 @@ Release gates for a liftoff stage. Every change goes through the service stack's
 (StagedImageTag for `stage`, ImageTag for `activate`/`rollback`), so the next `cdk deploy` keeps it.
 Scaling is not a release: edit desired_count (the floor) and max_count (the ceiling, for scaling
 by traffic) in cdk.json and `cdk deploy`; `status` shows both and the last scaling activity."""
-
-# Harness seam: which adapter answers "what runs". Unset: AWS (ECS, the target group, State Manager).
-RUNTIME_VARIABLE = "LIFTOFF_RUNTIME"
-# value -> (targets healthy, the stage's hosts are real boxes kept by `make local-up`)
-EMULATOR_RUNTIMES = {"emulator": (True, False), "emulator:unhealthy": (False, False), "emulator:hosts": (True, True)}
-
 
 # --- argument parsing -----------------------------------------------------------------------------
 
@@ -93,18 +92,43 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+class UsageError(Exception):
+    def __init__(self, message: str, prog: str, usage: str):
+        super().__init__(message)
+        self.message, self.prog, self.usage = message, prog, usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is raised (for `main` to print, and as JSON under --json), not exited."""
+
+    def error(self, message: str):
+        raise UsageError(message, self.prog, self.format_usage())
+
+
+VERBS = ("versions", "stage", "activate", "rollback", "migrate", "status", "history", "lock", "unlock")
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for index, word in enumerate(argv):
+        if word == name and index + 1 < len(argv):
+            return argv[index + 1]
+        if word.startswith(name + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--stage", required=True, help="stage name from cdk.json (e.g. staging)")
     common.add_argument("--config", type=Path, default=Path("cdk.json"), help="path to cdk.json (default: ./cdk.json)")
     common.add_argument("--region", help="AWS region (default: the stage's region in cdk.json, else your AWS config)")
     common.add_argument("--json", action="store_true", help="one JSON document on stdout; progress goes to stderr")
 
-    reads = argparse.ArgumentParser(add_help=False)
+    reads = _Parser(add_help=False)
     reads.add_argument("--timeout", type=_seconds("--timeout", minimum=1), default=60.0,
                        help="seconds any one AWS call may take, retries included (default 60; a silent endpoint fails within it)")
 
-    gate = argparse.ArgumentParser(add_help=False)
+    gate = _Parser(add_help=False)
     gate.add_argument("--fail-severity", choices=d.SEVERITIES, default=d.DEFAULT_FAIL_SEVERITY,
                       help="refuse an image with a scan finding at or above this severity (default: CRITICAL)")
     gate.add_argument("--poll-interval", type=_seconds("--poll-interval", minimum=0, maximum=300, allow_zero=True), default=5.0,
@@ -117,12 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     # Replaced by the lease (a crashed run now frees the stage within one lease); accepted so old scripts still run.
     gate.add_argument("--lock-minutes", type=int, default=None, help=argparse.SUPPRESS)
 
-    switch = argparse.ArgumentParser(add_help=False)
+    switch = _Parser(add_help=False)
     switch.add_argument("--yes", action="store_true", help="do not ask for confirmation (required when stdin is not a terminal)")
     switch.add_argument("--verify-timeout", type=_seconds("--verify-timeout", minimum=0, maximum=6 * 3600, allow_zero=True), default=600.0,
                         help="seconds to wait for the new version to run healthy after the update (default 600)")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="liftoff", description=DESCRIPTION, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -201,7 +225,17 @@ def cmd_status(ctx: Context) -> dict:
     ctx.say(f"stage {ctx.stage.name}: {stack.name} {stack.status}" + (f" ({stack.status_reason})" if stack.status_reason else ""))
     ctx.say(f"  active   {active or '-'}\n  staged   {staged or '-'}\n  previous {result['previous'] or '-'}")
     ctx.say(f"  rollback goes to {back or '- (the ledger has no earlier version: use --to)'}")
-    if running["compute"] == "ec2" and ctx.stage.activation == "slots":
+    truths = host_truths(ctx, stack, running)
+    result["host_reports"] = [asdict(truth) for truth in truths] if truths is not None else None
+    if truths is not None and ctx.stage.activation == "slots":
+        # Only where a host reports it warm is a rollback a flip there; the ledger's bake window is no evidence.
+        warm_at = reports.warm_hosts(truths, back)
+        result["warm"] = {"version": back, "hosts": {h.instance: h.warm_until for h in warm_at}} if warm_at else None
+        ctx.say(f"  warm     {back} on {len(warm_at)} of {len(truths)} host(s) ("
+                + ", ".join(f"{h.instance} until {h.warm_until or '-'}" for h in warm_at)
+                + "): a rollback to it now is a traffic flip on " + ("each host" if len(warm_at) == len(truths) else "those hosts")
+                if warm_at else f"  warm     nothing reported warm by the hosts; a rollback to {back or '-'} starts it again")
+    elif running["compute"] == "ec2" and ctx.stage.activation == "slots":
         warm = bake.warm_window(entries, active=active, bake_seconds=ctx.stage.bake_seconds, now=ctx.clock())
         result["warm"] = {"version": warm["version"], "until": ctx.iso(warm["until"])} if warm else None
         ctx.say(f"  warm     {warm['version']} until {ctx.iso(warm['until'])} ({warm['seconds_left']:.0f} s left of the "
@@ -218,9 +252,12 @@ def cmd_status(ctx: Context) -> dict:
         ctx.say(f"  task {task['task']} {task['status']} {task['image']}")
     if running["compute"] == "ecs":
         result["deployment"] = ecs_rollback.status(ctx, stack)
+    by_instance = {truth.instance: truth for truth in truths or []}
     for host in running.get("hosts", []):
         ctx.say(f"  host {host['instance']} {host['state']} {host['health']} (activate association: "
                 f"{running['association_parameter'] or '-'} {running['association_status'] or '-'})")
+        if host["instance"] in by_instance:
+            ctx.say(f"    reports {_host_truth(by_instance[host['instance']], ctx.clock())}")
     alarms = result["alarms_firing"]
     ctx.say(f"  alarms   {len(alarms)} firing" if alarms else "  alarms   none firing")
     for alarm in alarms:
@@ -232,6 +269,23 @@ def cmd_status(ctx: Context) -> dict:
         ctx.say("last releases:")
         ctx.say(_history_table(entries[:5]))
     return result
+
+
+def _host_truth(truth: reports.HostTruth, now: float) -> str:
+    """One host's own report in one line: what it serves, has staged, keeps warm, its last gate, and how old that is."""
+    if not truth.reported:
+        return truth.error
+    gate = truth.last_gate
+    age = reports.age_seconds(truth.reported_at, now)
+    parts = [
+        f"active {truth.active or '-'} (slot {truth.active_slot or '-'}, {'ready' if truth.ready else 'NOT ready'})",
+        f"staged {truth.staged or '-'}" + ("" if truth.staged_present or not truth.staged else " (image NOT present)"),
+        f"warm {truth.warm} until {truth.warm_until or '-'}" if truth.warm else "warm nothing",
+        (f"last gate {gate.get('gate')} {gate.get('version') or '-'} {gate.get('result') or '-'}"
+         + (f": {gate['reason']}" if gate.get("reason") else "")) if gate.get("gate") else "last gate -",
+        f"reported {age:.0f} s ago" if age is not None else f"reported at {truth.reported_at or '-'}",
+    ]
+    return "; ".join(parts) + (f" [stand-in: {truth.stand_in}]" if truth.stand_in else "")
 
 
 def cmd_history(ctx: Context) -> dict:
@@ -287,11 +341,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [headers, *rows])
 
 
-def _client_error_text(error: ClientError) -> str:
-    info = error.response.get("Error", {})
-    return f"{info.get('Code', 'Error')}: {info.get('Message', str(error))}"
-
-
 def _aws_error(error: Exception, ctx: Context | None) -> Abort:
     stage = ctx.stage.name if ctx else "STAGE"
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
@@ -318,46 +367,8 @@ def _aws_error(error: Exception, ctx: Context | None) -> Abort:
         hint = ("your identity lacks a permission this verb needs; see docs/release-tool.md (IAM)"
                 if "AccessDenied" in code or code in ("UnauthorizedOperation", "AccessDeniedException")
                 else "nothing changed by this error; check the message and run again")
-        return Abort(d.EXIT_AWS, f"AWS error: {_client_error_text(error)}", hint)
+        return Abort(d.EXIT_AWS, f"AWS error: {client_error_text(error)}", hint)
     return Abort(d.EXIT_AWS, f"AWS error: {error}", "check connectivity and the AWS endpoint/region")
-
-
-def _adapter(stage, region: str | None, environ: Mapping[str, str]) -> Aws:
-    """The AWS adapter, or (LIFTOFF_RUNTIME=emulator, only against a loopback endpoint) the local
-    emulator's stand-in for what runs. The seam a real-box runtime replaces: docs/local-emulator.md."""
-    runtime = environ.get(RUNTIME_VARIABLE, "")
-    if not runtime:
-        return Aws(region=region)
-    if runtime not in EMULATOR_RUNTIMES:
-        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime!r} is not a runtime liftoff knows",
-                    f"unset it for AWS, or set one of {', '.join(EMULATOR_RUNTIMES)} against the local emulator (docs/local-emulator.md)")
-    endpoint = environ.get("AWS_ENDPOINT_URL", "")
-    if not _loopback(endpoint):
-        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime} reports a stand-in for what runs, so it only works against the "
-                    f"local emulator; AWS_ENDPOINT_URL is {endpoint or 'unset'}, not a loopback address",
-                    "use the export line `make local-up` printed, or unset LIFTOFF_RUNTIME for a real account")
-    checkout = str(Path(__file__).resolve().parents[1])
-    if checkout not in sys.path:  # the harness is not installed with the console script: it lives next to release/
-        sys.path.append(checkout)
-    try:
-        from local.runtime import EmulatedRuntime  # harness, imported only when asked for
-    except ImportError as error:
-        raise Abort(d.EXIT_USAGE, f"{RUNTIME_VARIABLE}={runtime} needs the local harness (local/ in the liftoff checkout): {error}",
-                    "run liftoff from the checkout's .venv (`make setup`)") from None
-
-    healthy, kept_hosts = EMULATOR_RUNTIMES[runtime]
-    return EmulatedRuntime(service_stack=stage.service_stack_name, registry_stack=stage.registry_stack_name, region=region,
-                           healthy=healthy, kept_hosts=kept_hosts)
-
-
-def _loopback(endpoint: str) -> bool:
-    host = urlparse(endpoint).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _emit(stream: TextIO, text: str) -> None:
@@ -378,9 +389,18 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
     """Run one verb; return its exit code (see EXIT_CODES). Never raises, never prints a traceback."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     environ = os.environ if environ is None else environ
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse already printed the usage error
+    except UsageError as error:
+        _emit(stderr, f"{error.usage}{error.prog}: error: {error.message}")
+        if "--json" in argv:  # a pipeline asked for JSON: it gets a JSON document even for a usage error
+            verb = next((word for word in argv if word in VERBS), None)
+            _emit(stdout, json.dumps({"ok": False, "exit_code": d.EXIT_USAGE, "command": verb, "stage": _option(argv, "--stage"),
+                                      "error": {"message": error.message, "hint": f"`{error.prog} --help` lists what is allowed"}},
+                                     indent=2))
+        return d.EXIT_USAGE
+    except SystemExit as exit_:  # --help printed its text
         return int(exit_.code or 0)
     verb = args.verb
     ctx: Context | None = None
@@ -391,7 +411,10 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
                 stage = load_config(args.config).stage(args.stage)
             except ConfigError as error:
                 raise Abort(d.EXIT_USAGE, str(error), f"stages are configured in {args.config}") from None
-            adapter = aws or _adapter(stage, args.region or stage.region, environ)
+            try:
+                adapter = aws or runtimes.adapter(stage, args.region or stage.region, environ)
+            except runtimes.RuntimeRefused as refused:
+                raise Abort(d.EXIT_USAGE, refused.message, refused.hint) from None
             adapter.bound_waits(args.timeout)
             ctx = Context(args, stage=stage, aws=adapter, stdin=stdin, stdout=stdout, stderr=stderr,
                           clock=clock, monotonic=monotonic, sleep=sleep)
@@ -428,13 +451,15 @@ def run() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, raise_on_signal)
     code = main()
+    # A closed stdout (`liftoff status | head -2`, or `>&-`, where Python sets sys.stdout to None) is a quiet
+    # exit with the verb's own code: nothing left for Python to flush at exit.
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except (BrokenPipeError, OSError, ValueError):
         pass
-    # A closed stdout (`liftoff status | head -2`) is a quiet exit: nothing left for Python to flush at exit.
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    except OSError:
         pass
     sys.exit(code)

@@ -293,7 +293,8 @@ def changed_parameters(current: Mapping[str, str], parameters: Sequence[Mapping[
 
 def switched(entry: Entry) -> bool:
     """Did this entry move the active version? (Whatever its verification said: an unverified switch ran.)"""
-    return entry.gate in SWITCH_GATES and entry.result in SWITCHED_RESULTS
+    # A re-drive (from == to) ran the gate again on hosts that disagreed: it moved nothing on the stack.
+    return entry.gate in SWITCH_GATES and entry.result in SWITCHED_RESULTS and entry.from_version != entry.to_version
 
 
 def switches(entries: Sequence[Entry], active: str | None) -> list[Entry]:
@@ -370,7 +371,52 @@ def ran_on_stage(entries: Sequence[Entry], active: str | None = None) -> set[str
 
 
 def released_versions(entries: Iterable[Entry]) -> set[str]:
-    return {v for e in entries for v in (e.from_version, e.to_version) if v}
+    """Versions this stage really knew: a refused attempt (a typo'd tag) never released anything, so it
+    cannot turn the next identical typo from "no such image" (exit 2) into "image gone" (exit 3)."""
+    return {v for e in entries if e.result != RESULT_REFUSED for v in (e.from_version, e.to_version) if v}
+
+
+def auto_rollback_target(entries: Sequence[Entry], *, released: str, previous: str | None) -> tuple[str | None, str]:
+    """Where an automatic rollback of `released` goes, and why, if not to `previous` (`entries` newest first).
+
+    Never to a version whose own switch ended unverified (it was never seen running healthy): further back
+    along the undo path, to the newest version whose switch was verified. (None, why) when there is none."""
+    moved = switches(entries, released)
+
+    def unverified(version: str) -> bool:
+        own = next((e for e in reversed(moved) if e.to_version == version), None)
+        return own is not None and own.result != RESULT_SUCCEEDED  # a version liftoff never switched to has no verdict against it
+
+    if previous and not unverified(previous):
+        return previous, ""
+    for candidate in (v for v in reversed(undo_stack(entries, released)) if v not in (released, previous)):
+        if not unverified(candidate):
+            return candidate, (f"{previous} is skipped: its own switch ended unverified (never seen running healthy); "
+                               f"going to {candidate}, the newest version before it not recorded unverified")
+    return None, f"{previous or '-'}'s own switch ended unverified and no version before it ran verified here"
+
+
+OUTCOME_PREFIX = "outcome "
+
+
+def own_outcome_activity(result: str, detail: str) -> str:
+    """What a run writes into the lock when the ledger refused its outcome, so the takeover can record it."""
+    return f"{OUTCOME_PREFIX}{result}: {detail}"
+
+
+def trust_own_outcome(settled: "Settlement", activity: str) -> "Settlement":
+    """A takeover closing a dead run's entry: that run's own outcome (left in the lock's activity when the
+    ledger refused it) wins over the bare read-back when the stack agrees with it (same switched-or-not)."""
+    if not activity.startswith(OUTCOME_PREFIX):
+        return settled
+    result, _, detail = activity[len(OUTCOME_PREFIX):].partition(": ")
+    agrees = (result in SWITCHED_RESULTS and settled.switched is True) or (
+        result in (RESULT_FAILED, RESULT_ROLLED_BACK) and settled.switched is False)
+    if not agrees:
+        return settled
+    return Settlement(result, settled.switched, settled.value,
+                      f"{detail} (its run's own outcome, which the ledger had refused; the stack agrees)",
+                      settled.exit_code)
 
 
 def decide_rollback_target(to: str | None, *, active: str | None, entries: Sequence[Entry]) -> Decision:
@@ -445,7 +491,7 @@ def verify_ecs(tag: str, *, task_definition_image: str, running_images: Sequence
         return False, f"{len(stale)} task(s) still run another image ({', '.join(sorted(set(stale)))})"
     if len(running_images) < desired_count:
         return False, f"{len(running_images)} of {desired_count} task(s) running {tag}"
-    not_healthy = _targets_not_healthy(desired_count, healthy_targets, unhealthy_targets)
+    not_healthy = targets_not_healthy(desired_count, healthy_targets, unhealthy_targets)
     if not_healthy:
         return False, not_healthy
     return True, f"{len(running_images)} task(s) run {tag}; {healthy_targets} target(s) healthy"
@@ -460,13 +506,13 @@ def verify_ec2(tag: str, *, association_parameter: str, association_status: str,
         return False, f"the activate association is {association_status or 'not reported yet'}"
     if instance_count < desired_count:
         return False, f"{instance_count} of {desired_count} host(s) in service"
-    not_healthy = _targets_not_healthy(desired_count, healthy_targets, unhealthy_targets)
+    not_healthy = targets_not_healthy(desired_count, healthy_targets, unhealthy_targets)
     if not_healthy:
         return False, not_healthy
     return True, f"{instance_count} host(s) activated {tag}; {healthy_targets} target(s) healthy"
 
 
-def _targets_not_healthy(desired_count: int, healthy_targets: int, unhealthy_targets: Sequence[str]) -> str:
+def targets_not_healthy(desired_count: int, healthy_targets: int, unhealthy_targets: Sequence[str]) -> str:
     """Why the load balancer does not yet serve the new version from every target ('' when it does)."""
     if unhealthy_targets:
         return f"targets not healthy: {', '.join(unhealthy_targets)}"

@@ -13,7 +13,8 @@ from typing import Any
 from release import decisions as d
 from release import ecs_deployments as e
 from release.aws import MissingOutput
-from release.flow import Abort, Context, Shielded, _confirm, run_release, signal_of
+from release.context import Abort, Context, Shielded, confirm, signal_of
+from release.flow import run_release
 from release.ledger import new_release_id
 
 
@@ -50,7 +51,7 @@ def fast_rollback(ctx: Context) -> dict | None:
     how = "moves production traffic back to" if plan.traffic_moved else "abandons the new tasks and keeps"
     ctx.say(f"plan: rollback {ctx.stage.name}: stop ECS deployment {e.short(plan.arn)} ({plan.from_tag} -> {plan.to_tag}) with ROLLBACK: "
             f"ECS {how} the {plan.to_tag} tasks that still run; no task starts")
-    _confirm(ctx, f"rollback {ctx.stage.name}: move traffic back {plan.from_tag} -> {plan.to_tag} now?")
+    confirm(ctx, f"rollback {ctx.stage.name}: move traffic back {plan.from_tag} -> {plan.to_tag} now?")
     who, release_id, started = ctx.aws.caller_arn(), new_release_id(), ctx.clock()
     deadline = ctx.monotonic() + ctx.args.timeout
     ctx.aws.stop_ecs_deployment(plan.arn)

@@ -11,233 +11,40 @@ Order of a release (`run_release`):
      entry closed with what the stack says now;
   3. a heartbeat renews the lease every third of it and says what the release is doing;
   4. under the lock, on fresh reads: the gates (rollback target, image, scan, staged, already active);
-     a refusal or a no-op is recorded;
-  5. the plan is printed, confirmed, the entry written, the stack updated, waited for, verified;
+     a refusal is recorded; "already there" is a no-op only if every host agrees (where hosts report),
+     else the gate is re-run on the hosts (a re-drive) instead of updating the stack;
+  5. the plan is printed, confirmed, the entry written; the lease is proven against the lock record
+     (the fence), the stack updated, waited for, verified (where hosts report: on every host's report);
   6. if anything stops it after the entry was written (a signal, an AWS error, a lost connection, a
      timeout) the stack is read back and the entry records what really happened;
-  7. the lock is released (only if still ours).
+  7. the lock is released (only if still ours; kept, carrying the outcome, when the ledger refused it).
 """
+from __future__ import annotations
 from __future__ import annotations
 
 import argparse
-import errno
 import signal
-import threading
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from config import StageConfig
 from release import bake
+from release import fleet
 from release import decisions as d
-from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
-from release.ledger import Ledger, LockHeld, entry_key, new_record_version, new_release_id
+from release import schema_flow
+from release.aws import MissingOutput, healthy_and_unhealthy
+from release.context import (Abort, Context, Deferred, Interrupted, Shielded, WaitTimedOut, client_error_text, confirm,
+                             error_text, raise_on_signal, record, signal_of)
+from release.lease import Lease, LeaseLost, LockCollision, acquire, close_orphan, describe_lock
+from release.ledger import Ledger, new_release_id
 
+# How long a read-back follows an accepted update still in progress before saying "unknown".
+SETTLE_SECONDS = 60.0
 
-class Abort(Exception):
-    """Stop the verb with an exit code and a message that says what to do; `extra` joins the --json document."""
-
-    def __init__(self, exit_code: int, message: str, hint: str = "", extra: dict | None = None):
-        super().__init__(message)
-        self.exit_code, self.message, self.hint, self.extra = exit_code, message, hint, extra or {}
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so every `finally` runs."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class WaitTimedOut(Exception):
-    """The user's --timeout passed while CloudFormation was still updating."""
-
-
-class LockCollision(Exception):
-    def __init__(self, lock: d.Lock, why: str):
-        super().__init__(why)
-        self.lock, self.why = lock, why
-
-
-def signal_of(error: BaseException) -> int | None:
-    if isinstance(error, Interrupted):
-        return error.signum
-    if isinstance(error, KeyboardInterrupt):
-        return signal.SIGINT
-    return None
-
-
-# While the outcome is being read back and recorded, a second Ctrl-C must not cut that short.
-_shield = threading.Event()
-
-
-def raise_on_signal(signum, _frame) -> None:
-    if _shield.is_set():
-        return
-    raise Interrupted(signum)
-
-
-class Shielded:
-    def __enter__(self):
-        _shield.set()
-
-    def __exit__(self, *_):
-        _shield.clear()
-
-
-# --- context --------------------------------------------------------------------------------------
-
-class Context:
-    def __init__(self, args, *, stage: StageConfig, aws: Aws, stdin: TextIO, stdout: TextIO, stderr: TextIO,
-                 clock: Callable[[], float], monotonic: Callable[[], float], sleep: Callable[[float], None]):
-        self.args, self.aws, self.stage = args, aws, stage
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.clock, self.monotonic, self.sleep = clock, monotonic, sleep
-        self.json = args.json
-        self.stdout_closed = False
-
-    def say(self, text: str = "") -> None:
-        """Human output; in --json mode it goes to stderr so stdout stays one JSON document.
-
-        A closed stdout (`liftoff status | head -2`) ends the printing, never the release."""
-        stream = self.stderr if self.json else self.stdout
-        if stream is self.stdout and self.stdout_closed:
-            return
-        try:
-            print(text, file=stream, flush=True)
-        except (BrokenPipeError, ValueError):
-            self.stdout_closed = True
-        except OSError as error:
-            if error.errno != errno.EPIPE:
-                raise
-            self.stdout_closed = True
-
-    def now(self) -> int:
-        return int(self.clock())
-
-    def iso(self, epoch: float | None = None) -> str:
-        moment = datetime.fromtimestamp(self.clock() if epoch is None else epoch, tz=timezone.utc)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-    # Names come from the stacks' outputs, never guessed from naming conventions.
-    def service_stack(self) -> d.Stack:
-        return self.aws.stack(self.stage.service_stack_name)
-
-    def repository(self) -> str:
-        return self.aws.output(self.stage.registry_stack_name, "RepositoryName")
-
-    def ledger(self) -> Ledger:
-        return self.aws.ledger(self.aws.output(self.stage.data_stack_name, "ReleaseLedgerTable"))
-
-
-# --- the lease ------------------------------------------------------------------------------------
-
-class Lease:
-    """Our hold on the stage's lock. A thread renews it (a new record version) every third of the lease;
-    `doing` renews it at once with what the release does now, for `liftoff lock` to show."""
-
-    def __init__(self, ctx: Context, ledger: Ledger, lock: d.Lock):
-        self.ctx, self.ledger, self.lock = ctx, ledger, lock
-        self.lost = False
-        # Set when an outcome could not be written: the lock then stays until its lease passes, so the
-        # next release takes it over and closes the entry from the stack (nothing stays `in_progress`).
-        self.keep_for_takeover = False
-        self._stop = threading.Event()
-        self._mutex = threading.Lock()
-        self._thread = threading.Thread(target=self._beat, name=f"liftoff-heartbeat-{lock.release_id}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.lock.lease_seconds / 3):
-            self.renew()
-
-    def renew(self, *, activity: str | None = None, entry: d.Entry | None = None, version: str | None = None) -> None:
-        with self._mutex:
-            if self.lost or (self._stop.is_set() and activity is None and entry is None):
-                return
-            try:
-                ours = self.ledger.heartbeat(self.lock.release_id, record_version=new_record_version(), at=self.ctx.iso(),
-                                             epoch=self.ctx.now(), activity=activity, version=version,
-                                             entry_key=entry_key(entry) if entry is not None else None)
-            except Exception:  # a missed beat; the lease spans three, and the flow's own next call reports a real outage
-                return
-            if not ours:
-                self.lost = True
-
-    def doing(self, activity: str) -> None:
-        self.renew(activity=activity)
-
-    def end(self) -> bool:
-        """Stop the heartbeat and drop the lock if it is still ours; False if it could not be dropped."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.ctx.aws.read_timeout * 3)
-        if self.keep_for_takeover:
-            return True
-        try:
-            self.ledger.release(self.lock.release_id)
-            return True
-        except Exception:
-            return False
-
-
-def acquire(ctx: Context, ledger: Ledger, *, gate: str, version: str, who: str, release_id: str) -> tuple[Lease, d.Lock | None]:
-    """Take the lock; return our lease and the dead lock taken over (if any). Raises LockCollision."""
-    seen: d.LockSighting | None = None
-    announced = False
-    while True:
-        current = ledger.read_lock()
-        verdict, seen = d.judge_lock(current, seen, ctx.monotonic())
-        if verdict == d.LOCK_ALIVE:
-            raise LockCollision(current, f"its holder renewed it while this release watched (heartbeat every "
-                                         f"{current.lease_seconds / 3:.0f} s)")
-        if verdict in (d.LOCK_FREE, d.LOCK_STALE):
-            mine = d.Lock(holder=who, release_id=release_id, gate=gate, version=version, acquired_at=ctx.iso(),
-                          record_version=new_record_version(), lease_seconds=ctx.args.lease_seconds,
-                          activity="taking the lock", activity_at=ctx.iso(), heartbeat_at=ctx.iso())
-            try:
-                if verdict == d.LOCK_FREE:
-                    ledger.create_lock(mine, epoch=ctx.now())
-                    return Lease(ctx, ledger, mine), None
-                ledger.take_over(mine, seen_record_version=seen.record_version, epoch=ctx.now())
-                return Lease(ctx, ledger, mine), current
-            except LockHeld as held:
-                raise LockCollision(held.lock or current or mine, "another release took it at the same moment") from None
-        if not announced:
-            ctx.say(f"the lock is held: {current.gate} {current.version} by {current.holder} (release {current.release_id}"
-                    + (f", {current.activity}" if current.activity else "") + f"); watching its heartbeat for up to "
-                    f"{current.lease_seconds:.0f} s: renewed means alive (refused), unchanged means its holder is gone (taken over)")
-            announced = True
-        ctx.sleep(min(1.0, max(0.05, current.lease_seconds / 10)))
-
-
-def close_orphan(ctx: Context, ledger: Ledger, lock: d.Lock, cause: str) -> d.Entry | None:
-    """Complete the entry a dead (or unlocked) run left `in_progress`, with what the stack says now."""
-    if not lock.entry_key:
-        return None  # that run stopped before it wrote an entry: nothing switched through it
-    entry = ledger.entry(lock.entry_key)
-    if entry is None or entry.result != d.RESULT_IN_PROGRESS or entry.release_id != lock.release_id:
-        return None
-    try:
-        stack = ctx.service_stack()
-    except (BotoCoreError, ClientError, StackNotFound):
-        stack = None
-    settled = d.settle(gate=entry.gate, from_version=entry.from_version, to_version=entry.to_version, stack=stack, cause=cause)
-    detail = "; ".join(part for part in (entry.detail, settled.detail) if part)
-    try:
-        ledger.finish(entry, result=settled.result, finished_at=ctx.iso(), duration_seconds=None, detail=detail)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        return None  # closed meanwhile (by its own run's last write, or an unlock): nothing left to tell
-    ctx.say(f"closed release {entry.release_id} ({entry.gate} {entry.from_version or '-'} -> {entry.to_version}) "
-            f"as {settled.result}: {settled.detail}")
-    return replace(entry, result=settled.result, detail=detail)
+# Names other modules and the tests take from here (the CLI, ecs_rollback).
+__all__ = ["Abort", "Context", "Interrupted", "WaitTimedOut", "describe_lock", "raise_on_signal", "run_release", "run_unlock",
+           "running_now", "signal_of"]
 
 
 # --- the release ----------------------------------------------------------------------------------
@@ -257,7 +64,7 @@ def run_release(ctx: Context, gate: str) -> dict:
         lease, taken_over = acquire(ctx, ledger, gate=gate, version=requested or "(rollback)", who=who, release_id=release_id)
     except LockCollision as collision:
         refusal = d.lock_refusal(collision.lock, collision.why)
-        recorded = _record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version="", to_version=requested or "",
+        recorded = record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version="", to_version=requested or "",
                            result=d.RESULT_REFUSED, detail=f"lock held: {refusal.message}")
         raise Abort(refusal.exit_code, refusal.message, refusal.hint, {**base, "result": d.RESULT_REFUSED, "seq": recorded.seq}) from None
     lease.start()
@@ -320,8 +127,17 @@ def _bake_window(ctx: Context, released: dict) -> dict:
         ctx.say(f"stopped watching: {check.reason}")
         return released
     ctx.say(f"ALARM in the bake window of {tag}: {check.reason}")
-    ctx.say(f"rolling back to {previous} automatically")
-    automatic = argparse.Namespace(**{**vars(ctx.args), "version": previous, "yes": True, "force": False,
+    target, why = d.auto_rollback_target(ctx.ledger().entries(), released=tag, previous=previous)
+    if target is None:
+        released["exit_code"] = d.EXIT_UNVERIFIED
+        ctx.say(f"NOT rolling back automatically: {why}; {tag} stays active. Choose a version: "
+                f"`liftoff rollback --stage {ctx.stage.name} --to VERSION`")
+        released["auto_rollback"] = {"result": "not attempted", "reason": why}
+        return released
+    if why:
+        ctx.say(why)
+    ctx.say(f"rolling back to {target} automatically")
+    automatic = argparse.Namespace(**{**vars(ctx.args), "version": target, "yes": True, "force": False,
                                       "watch": False, "automatic": check.reason})
     original, ctx.args = ctx.args, automatic
     try:
@@ -333,213 +149,416 @@ def _bake_window(ctx: Context, released: dict) -> dict:
     return released
 
 
-def _record(ctx: Context, ledger: Ledger, *, gate, release_id, who, from_version, to_version, result, detail,
-            digest="", forced=False) -> d.Entry:
-    """A finished entry in one write: a refusal, a lock collision, a no-op."""
-    now = ctx.iso()
-    return ledger.record(d.Entry(release_id=release_id, gate=gate, from_version=from_version, to_version=to_version, who=who,
-                                 started_at=now, digest=digest, result=result, finished_at=now, duration_seconds=0.0,
-                                 forced=forced, detail=detail), ctx.stage.name)
+class Attempt:
+    """One release under the lock, in the order it happens (`_under_lock` reads as that order): the fresh
+    reads, the gates, the plan and its confirmation, the entry, the update, the wait, the verification,
+    and the truth when any of it is cut short. Each step is a method; what a step learns it keeps here."""
 
+    def __init__(self, ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str, release_id: str, base: dict):
+        self.ctx, self.gate, self.ledger, self.lease, self.who, self.release_id, self.base = (
+            ctx, gate, ledger, lease, who, release_id, base)
+        self.key = d.GATE_PARAMETER[gate]
+        self.stack: d.Stack | None = None
+        self.entries: list[d.Entry] = []
+        self.from_version = self.tag = self.digest = ""
+        self.active: str | None = None
+        self.staged: str | None = None
+        self.forced = False
+        self.ran_before: set[str] = set()
+        self.changes: dict[str, tuple[str, str]] = {}
+        self.entry: d.Entry | None = None
+        self.started = 0.0
+        self.outcome: dict[str, Any] = {}
+        self.final: d.Stack | None = None  # the stack as the wait saw it settle
+        self.hosts: list[fleet.HostTruth] | None = None  # the hosts' own reports, where they report
+        self.redrive = ""  # set when the stack already names the target but hosts disagree: the gate runs again
 
-def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str, release_id: str, base: dict) -> dict:
-    args = ctx.args
-    lease.doing("checking the gates (fresh reads under the lock)")
-    stack = ctx.service_stack()
-    entries = ledger.entries()
-    key = d.GATE_PARAMETER[gate]
-    from_version = stack.parameters.get(key, "")
-    active, staged = stack.parameters.get(d.IMAGE_TAG), stack.parameters.get(d.STAGED_IMAGE_TAG)
-    force = bool(getattr(args, "force", False))
+    # --- before anything changes ------------------------------------------------------------------
 
-    def refused(decision: d.Decision, tag: str, digest: str = "") -> Abort:
-        entry = _record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version=from_version, to_version=tag,
-                        result=d.RESULT_REFUSED, detail=decision.message, digest=digest)
+    def read_facts(self) -> None:
+        self.lease.doing("checking the gates (fresh reads under the lock)")
+        self.stack = self.ctx.service_stack()
+        self.entries = self.ledger.entries()
+        self.from_version = self.stack.parameters.get(self.key, "")
+        self.active, self.staged = self.stack.parameters.get(d.IMAGE_TAG), self.stack.parameters.get(d.STAGED_IMAGE_TAG)
+
+    def refused(self, decision: d.Decision, tag: str | None = None) -> Abort:
+        tag = self.tag if tag is None else tag
+        entry = record(self.ctx, self.ledger, gate=self.gate, release_id=self.release_id, who=self.who,
+                       from_version=self.from_version, to_version=tag, result=d.RESULT_REFUSED, detail=decision.message,
+                       digest=self.digest)
         return Abort(decision.exit_code, decision.message, decision.hint,
-                     {**base, "from": from_version, "to": tag, "result": d.RESULT_REFUSED, "seq": entry.seq})
+                     {**self.base, "from": self.from_version, "to": tag, "result": d.RESULT_REFUSED, "seq": entry.seq})
 
-    tag = args.version
-    if gate == "rollback":
-        target = d.decide_rollback_target(tag, active=active, entries=entries)
-        if not target.proceeds:
-            raise refused(target, tag or "")
-        tag = target.message
-        refusal = d.check_tag(tag)
-        if refusal:
-            raise refused(refusal, tag)
-    images = ctx.aws.images(ctx.repository())
-    known = d.released_versions(entries) | {v for v in (active, staged) if v}
-    ran_before = d.ran_on_stage(entries, active) | {v for v in (active,) if v}
-    common = dict(images=images, stack=stack, fail_severity=args.fail_severity, known_versions=known)
-    if gate == "stage":
-        decision = d.decide_stage(tag, **common)
-    else:
-        decision = d.decide_activate(tag, gate=gate, force=force, ran_before=ran_before, **common)
-    digest = images[tag].digest if tag in images else ""
-    base.update({"from": from_version, "to": tag, "digest": digest})
-    if decision.action == "refuse":
-        raise refused(decision, tag, digest)
-    if decision.proceeds and gate != "stage":
-        from release import schema_flow  # the schema gate (release/schema_flow.py); --force never skips it
+    def choose_target(self) -> None:
+        """The version this run goes to: the one named, or for a bare rollback the one the ledger says."""
+        tag = self.ctx.args.version
+        if self.gate == "rollback":
+            target = d.decide_rollback_target(tag, active=self.active, entries=self.entries)
+            if not target.proceeds:
+                raise self.refused(target, tag or "")
+            tag = target.message
+            refusal = d.check_tag(tag)
+            if refusal:
+                raise self.refused(refusal, tag)
+        self.tag = tag
 
-        schema_refusal = schema_flow.check_switch(ctx, ledger, lease, who=who, stack=stack, tag=tag, entries=entries)
-        if schema_refusal is not None:
-            raise refused(schema_refusal, tag, digest)
-    if decision.action == "noop":
-        entry = _record(ctx, ledger, gate=gate, release_id=release_id, who=who, from_version=from_version, to_version=tag,
-                        result=d.RESULT_NOOP, detail=decision.message, digest=digest)
-        ctx.say(f"nothing to do: {decision.message}")
+    def decide(self) -> d.Decision:
+        """The gates on fresh reads (image, scan, staged, already there, schema); a refusal is recorded and raised."""
+        args = self.ctx.args
+        images = self.ctx.aws.images(self.ctx.repository())
+        known = d.released_versions(self.entries) | {v for v in (self.active, self.staged) if v}
+        self.ran_before = d.ran_on_stage(self.entries, self.active) | {v for v in (self.active,) if v}
+        common = dict(images=images, stack=self.stack, fail_severity=args.fail_severity, known_versions=known)
+        if self.gate == "stage":
+            decision = d.decide_stage(self.tag, **common)
+        else:
+            decision = d.decide_activate(self.tag, gate=self.gate, force=bool(getattr(args, "force", False)),
+                                         ran_before=self.ran_before, **common)
+        self.digest = images[self.tag].digest if self.tag in images else ""
+        self.base.update({"from": self.from_version, "to": self.tag, "digest": self.digest})
+        if decision.action == "refuse":
+            raise self.refused(decision)
+        if decision.action == "noop":
+            # The stack already names it; "nothing to do" only if every host agrees, by its own report.
+            self.hosts = host_truths(self.ctx, self.stack)
+            if self.hosts is not None and fleet.disagreeing(self.gate, self.tag, self.hosts):
+                self.redrive = fleet.redrive_message(self.gate, self.tag, self.hosts)
+                decision = d.proceed(self.redrive)
+            elif self.hosts is not None:
+                decision = d.noop(f"{decision.message}, and every host in service ({len(self.hosts)}) reports it")
+        if decision.proceeds and self.gate != "stage":  # the schema gate; --force never skips it
+            schema_refusal = schema_flow.check_switch(self.ctx, self.ledger, self.lease, who=self.who, stack=self.stack,
+                                                      tag=self.tag, entries=self.entries)
+            if schema_refusal is not None:
+                raise self.refused(schema_refusal)
+        return decision
+
+    def record_noop(self, decision: d.Decision) -> dict:
+        entry = record(self.ctx, self.ledger, gate=self.gate, release_id=self.release_id, who=self.who,
+                       from_version=self.from_version, to_version=self.tag, result=d.RESULT_NOOP, detail=decision.message,
+                       digest=self.digest)
+        self.ctx.say(f"nothing to do: {decision.message}")
         return {"forced": False, "result": d.RESULT_NOOP, "message": decision.message, "seq": entry.seq}
 
-    inputs = ctx.aws.parameter_inputs(stack)
-    try:
-        parameters = d.parameters_for(inputs, gate, tag)
-    except ValueError as error:
-        raise refused(d.refuse(d.EXIT_AWS, f"cannot update {stack.name}: {error}"), tag, digest) from None
-    changes = d.changed_parameters(inputs, parameters)
-    # Recorded as forced only when --force actually skipped the staging requirement.
-    forced = force and staged != tag and (gate == "activate" or (gate == "rollback" and tag not in ran_before))
-    base["forced"] = forced
-    why = "undo the last release" if gate == "rollback" and args.version is None else gate
-    if getattr(args, "automatic", ""):
-        why = "automatic: a release alarm fired"
-    ctx.say(f"plan: {gate} {ctx.stage.name}: {key} {from_version or '-'} -> {tag} ({why}"
-            + ("; forced: not staged" if forced else "") + ")")
-    if gate != "stage":
-        lease.doing("waiting for confirmation")
-        _confirm(ctx, f"{gate} {ctx.stage.name}: switch the running version {from_version or '-'} -> {tag}?")
+    def plan(self) -> list[dict[str, str]]:
+        """Every stack parameter for the update (the gate's one changed), printed and confirmed."""
+        ctx, args, stack = self.ctx, self.ctx.args, self.stack
+        inputs = ctx.aws.parameter_inputs(stack)
+        try:
+            parameters = d.parameters_for(inputs, self.gate, self.tag)
+        except ValueError as error:
+            raise self.refused(d.refuse(d.EXIT_AWS, f"cannot update {stack.name}: {error}")) from None
+        self.changes = d.changed_parameters(inputs, parameters)
+        # Recorded as forced only when --force actually skipped the staging requirement.
+        force = bool(getattr(args, "force", False))
+        self.forced = force and self.staged != self.tag and (
+            self.gate == "activate" or (self.gate == "rollback" and self.tag not in self.ran_before))
+        self.base["forced"] = self.forced
+        why = "undo the last release" if self.gate == "rollback" and args.version is None else self.gate
+        if getattr(args, "automatic", ""):
+            why = "automatic: a release alarm fired"
+        ctx.say(f"plan: {self.gate} {ctx.stage.name}: {self.key} {self.from_version or '-'} -> {self.tag} ({why}"
+                + ("; forced: not staged" if self.forced else "") + ")")
+        if self.gate != "stage":
+            self.lease.doing("waiting for confirmation")
+            confirm(ctx, f"{self.gate} {ctx.stage.name}: switch the running version {self.from_version or '-'} -> {self.tag}?")
+        return parameters
 
-    started = ctx.clock()
-    # The entry's place is reserved and named in the lock before the entry is written, so whoever takes
-    # the lock over after a crash finds it (and finds nothing to close if the crash came first).
-    automatic = getattr(args, "automatic", "")
-    note = "; ".join(part for part in (f"automatic rollback: {automatic}" if automatic else "",
-                                       "forced: not staged" if forced else "") if part)
-    entry = d.Entry(
-        release_id=release_id, gate=gate, from_version=from_version, to_version=tag, who=who, started_at=ctx.iso(started),
-        digest=digest, forced=forced, detail=note, seq=ledger.next_seq(),
-    )
-    lease.renew(activity=f"updating {stack.name}: {key} {from_version or '-'} -> {tag}", entry=entry, version=tag)
-    entry = ledger.start(entry, ctx.stage.name)
-    outcome: dict[str, Any] = {"result": d.RESULT_IN_PROGRESS, "seq": entry.seq}
+    # --- the entry, the switch, the outcome -------------------------------------------------------
 
-    def finish(result: str, detail: str) -> None:
+    def start_entry(self) -> None:
+        """The entry's place is reserved and named in the lock before the entry is written, so whoever takes
+        the lock over after a crash finds it (and finds nothing to close if the crash came first)."""
+        ctx = self.ctx
+        self.started = ctx.clock()
+        automatic = getattr(ctx.args, "automatic", "")
+        note = "; ".join(part for part in (f"automatic rollback: {automatic}" if automatic else "",
+                                           "forced: not staged" if self.forced else "",
+                                           f"re-drive: {self.redrive}" if self.redrive else "") if part)
+        entry = d.Entry(release_id=self.release_id, gate=self.gate, from_version=self.from_version, to_version=self.tag,
+                        who=self.who, started_at=ctx.iso(self.started), digest=self.digest, forced=self.forced, detail=note,
+                        seq=self.ledger.next_seq())
+        activity = (f"re-running the {fleet.HOST_GATE[self.gate]} gate of {self.tag} on the hosts" if self.redrive
+                    else f"updating {self.stack.name}: {self.key} {self.from_version or '-'} -> {self.tag}")
+        self.lease.renew(activity=activity, entry=entry, version=self.tag)
+        self.entry = self.ledger.start(entry, ctx.stage.name)
+        self.outcome = {"result": d.RESULT_IN_PROGRESS, "seq": self.entry.seq}
+
+    def finish(self, result: str, detail: str) -> None:
         # The start's own note (e.g. forced) stays in front of the outcome: the entry is completed, not rewritten.
-        detail = "; ".join(part for part in (entry.detail, detail) if part)
-        outcome.update(result=result, detail=detail)
-        ledger.finish(entry, result=result, finished_at=ctx.iso(), duration_seconds=ctx.clock() - started, detail=detail)
-        outcome["finished"] = True  # only once written: a failed write still gets the read-back path
+        detail = "; ".join(part for part in (self.entry.detail, detail) if part)
+        self.outcome.update(result=result, detail=detail)
+        try:
+            self.ledger.finish(self.entry, result=result, finished_at=self.ctx.iso(),
+                               duration_seconds=self.ctx.clock() - self.started, detail=detail)
+        except (BotoCoreError, ClientError) as error:
+            self.outcome.setdefault("ledger_refused", error_text(error))
+            raise
+        self.outcome["finished"] = True  # only once written: a failed write still gets the read-back path
 
-    try:
-        if lease.lost:
-            finish(d.RESULT_FAILED, "the lock was broken (`liftoff unlock`) before the update; nothing changed")
-            raise Abort(d.EXIT_REFUSED, "the lock was broken before the update; nothing changed",
-                        "`liftoff history` shows who broke it; run the command again", {**base, **_public(outcome)})
-        for name, (old, new) in changes.items():
+    def public(self) -> dict:
+        return {k: v for k, v in self.outcome.items() if k != "finished"}
+
+    def aborted(self, exit_code: int, message: str, hint: str) -> Abort:
+        return Abort(exit_code, message, hint, {**self.base, **self.public()})
+
+    def update(self, parameters: list[dict[str, str]]) -> set[str]:
+        """UpdateStack, only while the lease provably holds; the stack's event ids before it, to follow the update.
+
+        Fencing: right before the call the lock record is written conditionally on still being ours (`Lease.fence`),
+        and the call goes out only if less than one lease has passed on the monotonic clock since that proof (a
+        SIGSTOP'd laptop resumed later proves it again, and finds the lock taken over). A signal during the call
+        waits for its answer (`Deferred`), so "accepted or not" is known; the read-back then follows what lands."""
+        ctx, stack = self.ctx, self.stack
+        for name, (old, new) in self.changes.items():
             ctx.say(f"{stack.name}: {name} {old or '-'} -> {new}")
         seen = ctx.aws.stack_event_ids(stack.name)
+        activity = f"updating {stack.name}: {self.key} {self.from_version or '-'} -> {self.tag}"
         try:
-            ctx.aws.update_parameters(stack.name, parameters)
+            proven = self.lease.fence(activity)
+            while not self.lease.held_since(proven):  # paused between the proof and the call
+                proven = self.lease.fence(activity)
+        except LeaseLost as lost:
+            raise self.lease_lost(lost) from None
+        try:
+            with Deferred():
+                self.outcome["update"] = "sent"
+                ctx.aws.update_parameters(stack.name, parameters)
+                self.outcome["update"] = "accepted"
         except ClientError as error:
             # CloudFormation answered with a refusal: the update was not accepted.
-            finish(d.RESULT_FAILED, f"CloudFormation refused the update: {_client_error_text(error)}; nothing changed")
-            raise Abort(d.EXIT_AWS, outcome["detail"], "fix the cause and run the same command again",
-                        {**base, **_public(outcome)}) from None
-        lease.doing(f"waiting for CloudFormation: {stack.name} {key} -> {tag}")
-        final, events = _wait(ctx, stack.name, seen)
-        outcome["events"] = events
+            self.outcome["update"] = "refused"
+            self.finish(d.RESULT_FAILED, f"CloudFormation refused the update: {client_error_text(error)}; nothing changed")
+            raise self.aborted(d.EXIT_AWS, self.outcome["detail"], "fix the cause and run the same command again") from None
+        if not self.lease.held_since(proven):
+            # The call itself outlasted the lease: another release may have taken the lock over while it was in flight.
+            self.outcome["late_write"] = (f"UpdateStack returned {ctx.monotonic() - proven:.0f} s after the lock was last "
+                                          f"proven this run's, longer than the lease ({self.lease.lock.lease_seconds:.0f} s)")
+            ctx.say(f"warning: {self.outcome['late_write']}; `liftoff lock` shows whether another release holds it now")
+        return seen
+
+    def lease_lost(self, lost: LeaseLost) -> Abort:
+        """The lock stopped being ours before the update: nothing is written to the stack; the entry says so."""
+        detail = f"{lost.why}; so this run did not update {self.stack.name}: nothing changed by it"
+        try:
+            self.finish(d.RESULT_FAILED, detail)
+            recorded = "recorded as failed"
+        except Exception:  # the release that took the lock over closed this entry already (from the stack: nothing switched)
+            recorded = "its entry was closed by the release that took the lock over"
+        self.ctx.say(f"STOPPED: {detail}")
+        return self.aborted(d.EXIT_REFUSED, f"the lock was lost before the update ({lost.why}); nothing changed by this run "
+                                            f"({recorded})",
+                            "`liftoff status` and `liftoff history` show what the other release did; run the command again "
+                            "if it still applies")
+
+    def wait(self, seen: set[str]) -> d.Stack:
+        self.lease.doing(f"waiting for CloudFormation: {self.stack.name} {self.key} -> {self.tag}")
+        final, events = _wait(self.ctx, self.stack.name, seen)
+        self.outcome["events"] = events
+        self.final = final
+        return final
+
+    def judge_update(self, final: d.Stack) -> dict | None:
+        """A rolled-back or failed update ends the release here (returned or raised); None when it completed."""
+        ctx, gate, stack = self.ctx, self.gate, self.stack
         result = d.stack_outcome(final.status)
         if result == d.RESULT_ROLLED_BACK:
-            failing = d.failing_events(events)
+            failing = d.failing_events(self.outcome["events"])
             reasons = "; ".join(f"{e['LogicalResourceId']} {e['ResourceStatus']}: {e['ResourceStatusReason']}" for e in failing)
-            finish(d.RESULT_ROLLED_BACK, reasons or final.status_reason or "rolled back")
-            outcome["failing_events"] = failing
-            ctx.say(f"FAILED: CloudFormation rolled {stack.name} back; {from_version or '-'} is still "
+            self.finish(d.RESULT_ROLLED_BACK, reasons or final.status_reason or "rolled back")
+            self.outcome["failing_events"] = failing
+            ctx.say(f"FAILED: CloudFormation rolled {stack.name} back; {self.from_version or '-'} is still "
                     f"{'staged' if gate == 'stage' else 'active'}.")
             for event in failing:
                 ctx.say(f"  {event['LogicalResourceId']} ({event['ResourceType']}) {event['ResourceStatus']}: {event['ResourceStatusReason']}")
-            outcome["exit_code"] = d.EXIT_ROLLED_BACK
-            return _public(outcome)
+            self.outcome["exit_code"] = d.EXIT_ROLLED_BACK
+            return self.public()
         if result != d.RESULT_SUCCEEDED:
-            settled = d.settle(gate=gate, from_version=from_version, to_version=tag, stack=final,
+            settled = d.settle(gate=gate, from_version=self.from_version, to_version=self.tag, stack=final,
                                cause=f"stack ended in {final.status}: {final.status_reason}")
-            finish(settled.result if settled.result != d.RESULT_INTERRUPTED else d.RESULT_FAILED, settled.detail)
-            raise Abort(d.EXIT_AWS, f"{stack.name} ended in {final.status}: {settled.detail}",
-                        "see the events above and `liftoff status`; repair the stack before the next release", {**base, **_public(outcome)})
-        if gate != "stage":
-            lease.doing(f"verifying {tag} runs")
-            verified, message = _verify(ctx, final, tag)
-            outcome["verification"] = {"verified": verified, "message": message}
-            if not verified:
-                finish(d.RESULT_UNVERIFIED, message)
-                ctx.say(f"NOT VERIFIED: {message}")
-                back = d.rollback_target(ledger.entries(), tag)
-                ctx.say(f"  {tag} is set active but not confirmed running healthy; check `liftoff status`; "
-                        f"`liftoff rollback --stage {ctx.stage.name}` returns to {back or from_version or '-'}")
-                outcome["exit_code"] = d.EXIT_UNVERIFIED
-                return _public(outcome)
+            self.finish(settled.result if settled.result != d.RESULT_INTERRUPTED else d.RESULT_FAILED, settled.detail)
+            raise self.aborted(d.EXIT_AWS, f"{stack.name} ended in {final.status}: {settled.detail}",
+                               "see the events above and `liftoff status`; repair the stack before the next release")
+        return None
+
+    def verify(self, final: d.Stack) -> dict | None:
+        """Is the gate seen done (activate/rollback: running healthy; where hosts report, held by every host)?
+        None when verified; the unverified (stage: failed) outcome otherwise."""
+        ctx, tag = self.ctx, self.tag
+        self.lease.doing(f"verifying {tag} runs" if self.gate != "stage" else f"verifying every host staged {tag}")
+        verified, message = _verify(ctx, final, tag, self.gate)
+        self.outcome["verification"] = {"verified": verified, "message": message}
+        if verified:
             ctx.say(f"verified: {message}")
-        finish(d.RESULT_SUCCEEDED, outcome.get("verification", {}).get("message", ""))
-        ctx.say(f"{gate} {tag} on {ctx.stage.name}: succeeded in {ctx.clock() - started:.1f}s (release {release_id})")
-        return _public(outcome)
+            return None
+        if self.gate == "stage":
+            self.finish(d.RESULT_FAILED, f"{message}; {self.key} is {tag} on the stack but not held by every host; "
+                                         f"nothing switched ({d.IMAGE_TAG} is still {self.active or '-'})")
+            ctx.say(f"NOT STAGED on every host: {message}")
+            ctx.say(f"  nothing switched: {self.active or '-'} is still active. Fix the cause on the host(s) named and run "
+                    f"`liftoff stage {tag} --stage {ctx.stage.name}` again: it re-runs the stage gate where hosts disagree")
+            self.outcome["exit_code"] = d.EXIT_UNVERIFIED
+            return self.public()
+        self.finish(d.RESULT_UNVERIFIED, message)
+        ctx.say(f"NOT VERIFIED: {message}")
+        back = d.rollback_target(self.ledger.entries(), tag)
+        ctx.say(f"  {tag} is set active but not confirmed running healthy; check `liftoff status`; "
+                f"`liftoff rollback --stage {ctx.stage.name}` returns to {back or self.from_version or '-'}")
+        self.outcome["exit_code"] = d.EXIT_UNVERIFIED
+        return self.public()
+
+    def plan_redrive(self) -> str:
+        """The association that runs this gate on the hosts, printed and (activate/rollback) confirmed."""
+        ctx = self.ctx
+        output = fleet.ASSOCIATION_OUTPUT[self.gate]
+        association = self.stack.outputs.get(output)
+        if not association:
+            raise MissingOutput(self.stack.name, output)
+        ctx.say(f"plan: {self.gate} {ctx.stage.name}: {self.redrive}; running the {fleet.HOST_GATE[self.gate]} gate again "
+                f"on the hosts ({output} {association}), then verifying every host")
+        if self.gate != "stage":
+            self.lease.doing("waiting for confirmation")
+            confirm(ctx, f"{self.gate} {ctx.stage.name}: run the {fleet.HOST_GATE[self.gate]} gate of {self.tag} again on the hosts?")
+        return association
+
+    def redrive_hosts(self, association: str) -> None:
+        """StartAssociationsOnce, fenced like an update: only while the lease provably holds."""
+        activity = f"re-running the {fleet.HOST_GATE[self.gate]} gate of {self.tag} on the hosts"
+        try:
+            proven = self.lease.fence(activity)
+            while not self.lease.held_since(proven):
+                proven = self.lease.fence(activity)
+        except LeaseLost as lost:
+            raise self.lease_lost(lost) from None
+        with Deferred():
+            self.ctx.aws.start_association_once(association)
+        self.ctx.say(f"{self.stack.name}: asked State Manager to run {association} again")
+
+    def succeeded(self) -> dict:
+        self.finish(d.RESULT_SUCCEEDED, self.outcome.get("verification", {}).get("message", ""))
+        self.ctx.say(f"{self.gate} {self.tag} on {self.ctx.stage.name}: succeeded in {self.ctx.clock() - self.started:.1f}s "
+                     f"(release {self.release_id})")
+        return self.public()
+
+    def told_truth(self, error: BaseException) -> Abort:
+        """Something stopped the release after its entry was written: read the stack back, record that, say it."""
+        ctx, gate, key, tag, from_version, lease = self.ctx, self.gate, self.key, self.tag, self.from_version, self.lease
+        signum = signal_of(error)
+        if signum is not None:
+            cause = f"interrupted by {signal.Signals(signum).name}"
+        elif self.outcome.get("ledger_refused"):
+            cause = f"the ledger refused this release's outcome ({self.outcome['ledger_refused']})"
+        elif isinstance(error, WaitTimedOut):
+            cause = str(error)
+        elif isinstance(error, (BotoCoreError, ClientError)):
+            cause = f"AWS error: {error_text(error)}"
+        else:
+            cause = f"stopped by {type(error).__name__}: {error}"
+        with Shielded():
+            stack, seen_before = self.read_back()
+            settled = d.settle(gate=gate, from_version=from_version, to_version=tag, stack=stack, cause=cause)
+            if seen_before:
+                settled = replace(settled, detail=f"{settled.detail} ({seen_before})")
+            if self.redrive:
+                # The stack was not written; what the hosts hold now is the outcome, and it is not known yet.
+                settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
+                                       f"{cause}; the {fleet.HOST_GATE[gate]} gate of {tag} was asked to run again on the "
+                                       "hosts and its outcome is not known (`liftoff status` shows each host)", d.EXIT_AWS)
+            elif self.outcome.get("update") == "sent" and settled.switched is False:
+                # The call got no answer: it may still land. "Nothing switched" would be a guess.
+                settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
+                                       f"{cause}; the UpdateStack call got no answer, so whether {key} becomes {tag} is unknown "
+                                       f"({key} is {settled.value or '-'} now; `liftoff status` tells)", d.EXIT_AWS)
+            verification = self.outcome.get("verification", {})
+            if settled.switched and verification.get("verified"):  # it got as far as seeing the version run
+                settled = replace(settled, result=d.RESULT_SUCCEEDED, exit_code=d.EXIT_OK,
+                                  detail=f"{settled.detail.replace(', not verified running healthy', '')}; verified: {verification['message']}")
+            if self.outcome.get("late_write"):
+                settled = replace(settled, detail=f"{settled.detail}; {self.outcome['late_write']}")
+            refused = ""
+            try:
+                self.finish(settled.result, settled.detail)
+            except Exception as refusal:
+                refused = error_text(refusal)
+                self.keep_for_takeover(settled)
+        if settled.switched:
+            now = f"{key} is now {settled.value}: the switch happened" + (
+                "" if gate == "stage" else ", verified" if settled.result == d.RESULT_SUCCEEDED else ", not verified")
+            hint = (f"check `liftoff status --stage {ctx.stage.name}`" +
+                    ("" if gate == "stage" else f"; `liftoff rollback --stage {ctx.stage.name}` returns to {from_version or '-'}"))
+        elif settled.switched is False:
+            now = f"{key} is still {settled.value or '-'}: nothing switched"
+            hint = "run the same command again when the cause is fixed"
+        else:
+            now = f"whether {key} became {tag} is not known yet" + (f" ({self.stack.name} {stack.status})" if stack is not None else "")
+            hint = f"follow it with `liftoff status --stage {ctx.stage.name}`; the update may still complete"
+        exit_code = d.EXIT_SIGNAL_BASE + signum if signum is not None else settled.exit_code
+        extra = {**self.base, **self.public(), "result": settled.result, "switched": settled.switched, "value_now": settled.value}
+        if not refused:
+            return Abort(exit_code, f"{cause}; {now} (recorded as {settled.result})", hint, extra)
+        extra["ledger_refused"] = refused
+        return Abort(exit_code, f"{cause}; {now}. The ledger refused the outcome too ({refused}): entry {self.entry.seq} stays "
+                                f"in_progress and the lock stays held, naming it and carrying the outcome ({settled.result}), so "
+                                f"the next release takes the lock over after its lease ({lease.lock.lease_seconds:.0f} s) and "
+                                f"records it", hint + f"; `liftoff unlock --stage {ctx.stage.name}` records it at once", extra)
+
+    def keep_for_takeover(self, settled: d.Settlement) -> None:
+        """The ledger refused the outcome: keep the lock (it names the entry), with the outcome in its activity,
+        so whoever takes it over (or `liftoff unlock`) closes the entry with it when the stack agrees."""
+        self.lease.keep_for_takeover = True
+        self.lease.doing(d.own_outcome_activity(settled.result, settled.detail))
+
+    def read_back(self) -> tuple[d.Stack | None, str]:
+        """The stack now. After an accepted update still in progress, followed until it settles (bounded), so
+        what lands is what is recorded. If the stack cannot be read, the settled stack this run already saw
+        stands (the lock was ours: nothing else changed it), said as such; else None (unknown)."""
+        ctx = self.ctx
+        deadline = ctx.monotonic() + min(ctx.args.timeout, SETTLE_SECONDS)
+        while True:
+            try:
+                stack = ctx.service_stack()
+            except Exception:
+                if self.final is not None:
+                    return self.final, f"as seen when the update ended ({self.final.status}); the stack could not be read again"
+                return None, ""
+            if (not stack.status.endswith("_IN_PROGRESS") or self.outcome.get("update") != "accepted"
+                    or ctx.monotonic() >= deadline):
+                return stack, ""
+            ctx.sleep(max(ctx.args.poll_interval, 0.5))
+
+
+def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str, release_id: str, base: dict) -> dict:
+    """A release with the lock held, step by step; fills in `base`'s from/to/digest/forced."""
+    attempt = Attempt(ctx, gate, ledger, lease, who, release_id, base)
+    attempt.read_facts()
+    attempt.choose_target()
+    decision = attempt.decide()
+    if decision.action == "noop":
+        return attempt.record_noop(decision)
+    if attempt.redrive:
+        association = attempt.plan_redrive()
+        attempt.start_entry()
+        try:
+            attempt.redrive_hosts(association)
+            return attempt.verify(attempt.stack) or attempt.succeeded()
+        except BaseException as error:
+            if attempt.outcome.get("finished") or isinstance(error, Abort):
+                raise
+            raise attempt.told_truth(error) from None
+    parameters = attempt.plan()
+    attempt.start_entry()
+    try:
+        seen = attempt.update(parameters)
+        final = attempt.wait(seen)
+        ended = attempt.judge_update(final)
+        if ended is None and (gate != "stage" or host_truths(ctx, final) is not None):
+            ended = attempt.verify(final)
+        return ended if ended is not None else attempt.succeeded()
     except BaseException as error:
-        if outcome.get("finished") or isinstance(error, Abort):
+        if attempt.outcome.get("finished") or isinstance(error, Abort):
             raise
-        raise _told_truth(ctx, error, gate=gate, from_version=from_version, tag=tag, stack_name=stack.name,
-                          finish=finish, outcome=outcome, base=base, lease=lease) from None
-
-
-def _public(outcome: dict) -> dict:
-    return {k: v for k, v in outcome.items() if k != "finished"}
-
-
-def _told_truth(ctx: Context, error: BaseException, *, gate, from_version, tag, stack_name, finish, outcome, base,
-                lease: Lease) -> Abort:
-    """Something stopped the release after its entry was written: read the stack back, record that, say it."""
-    signum = signal_of(error)
-    if signum is not None:
-        cause = f"interrupted by {signal.Signals(signum).name}"
-    elif isinstance(error, WaitTimedOut):
-        cause = str(error)
-    elif isinstance(error, (BotoCoreError, ClientError)):
-        cause = f"AWS error: {_error_text(error)}"
-    else:
-        cause = f"stopped by {type(error).__name__}: {error}"
-    with Shielded():
-        try:
-            stack = ctx.service_stack()
-        except Exception:
-            stack = None
-        settled = d.settle(gate=gate, from_version=from_version, to_version=tag, stack=stack, cause=cause)
-        verification = outcome.get("verification", {})
-        if settled.switched and verification.get("verified"):  # it got as far as seeing the version run
-            settled = replace(settled, result=d.RESULT_SUCCEEDED, exit_code=d.EXIT_OK,
-                              detail=f"{settled.detail.replace(', not verified running healthy', '')}; verified: {verification['message']}")
-        recorded = True
-        try:
-            finish(settled.result, settled.detail)
-        except Exception:
-            recorded = False
-            lease.keep_for_takeover = True
-    key = d.GATE_PARAMETER[gate]
-    if settled.switched:
-        now = f"{key} is now {settled.value}: the switch happened" + (
-            "" if gate == "stage" else ", verified" if settled.result == d.RESULT_SUCCEEDED else ", not verified")
-        hint = (f"check `liftoff status --stage {ctx.stage.name}`" +
-                ("" if gate == "stage" else f"; `liftoff rollback --stage {ctx.stage.name}` returns to {from_version or '-'}"))
-    elif settled.switched is False:
-        now = f"{key} is still {settled.value or '-'}: nothing switched"
-        hint = "run the same command again when the cause is fixed"
-    else:
-        now = f"whether {key} became {tag} is not known yet" + (f" ({stack_name} {stack.status})" if stack is not None else "")
-        hint = f"follow it with `liftoff status --stage {ctx.stage.name}`; the update may still complete"
-    if not recorded:
-        hint += (f"; the ledger could not be written now, so the lock is kept: the next release takes it over after "
-                 f"its lease ({lease.lock.lease_seconds:.0f} s) and records the outcome of release {base['release_id']} "
-                 "from the stack (or `liftoff unlock` does)")
-    exit_code = d.EXIT_SIGNAL_BASE + signum if signum is not None else settled.exit_code
-    extra = {**base, **_public(outcome), "result": settled.result, "switched": settled.switched, "value_now": settled.value}
-    return Abort(exit_code, f"{cause}; {now} (recorded as {settled.result})" if recorded else f"{cause}; {now}", hint, extra)
+        raise attempt.told_truth(error) from None
 
 
 def _wait(ctx: Context, stack_name: str, seen: set[str]) -> tuple[d.Stack, list[dict]]:
@@ -562,29 +581,52 @@ def _wait(ctx: Context, stack_name: str, seen: set[str]) -> tuple[d.Stack, list[
         ctx.sleep(ctx.args.poll_interval)
 
 
-def _verify(ctx: Context, stack: d.Stack, tag: str) -> tuple[bool, str]:
-    deadline = ctx.monotonic() + ctx.args.verify_timeout
+def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, str]:
+    """Wait (up to --verify-timeout) until `gate` of `tag` is seen done: for activate/rollback the version runs
+    healthy; where hosts report (ec2 with HostReportPath) every in-service host holds it, by its own report.
+    Returns early on what waiting cannot change (a host gate that failed, a Failed association)."""
+    deadline = ctx.monotonic() + getattr(ctx.args, "verify_timeout", 600.0)
     while True:
         running = running_now(ctx, stack)
+        hosts = host_truths(ctx, stack, running)
         healthy, unhealthy = healthy_and_unhealthy(running["targets"])
-        if running["compute"] == "ec2":
+        final = False
+        if hosts is not None:
+            verdict = fleet.judge(gate, tag, hosts, desired_count=running["desired_count"])
+            not_healthy = "" if gate == "stage" else d.targets_not_healthy(running["desired_count"], healthy, unhealthy)
+            verified, final = verdict.verified and not not_healthy, verdict.final
+            message = verdict.message if not verdict.verified or not not_healthy else not_healthy
+            if verified and gate != "stage":
+                message += f"; {healthy} target(s) healthy"
+        elif running["compute"] == "ec2":
             verified, message = d.verify_ec2(
                 tag, association_parameter=running["association_parameter"], association_status=running["association_status"],
                 instance_count=len([h for h in running["hosts"] if h["state"] == "InService"]),
                 desired_count=running["desired_count"], healthy_targets=healthy, unhealthy_targets=unhealthy,
             )
+            # A State Manager association that ran for this tag and Failed will not turn healthy by waiting.
+            final = running["association_parameter"] == tag and running["association_status"].startswith("Failed")
         else:
             verified, message = d.verify_ecs(
                 tag, task_definition_image=running["task_definition_image"],
                 running_images=[t["image"] for t in running["tasks"]], desired_count=running["desired_count"],
                 healthy_targets=healthy, unhealthy_targets=unhealthy,
             )
-        # A State Manager association that ran for this tag and Failed will not turn healthy by waiting.
-        final = running["compute"] == "ec2" and running["association_parameter"] == tag and running["association_status"].startswith("Failed")
         if verified or final or ctx.monotonic() >= deadline:
             return verified, message
         ctx.say(f"  waiting: {message}")
         ctx.sleep(max(ctx.args.poll_interval, 0.0))
+
+
+def host_truths(ctx: Context, stack: d.Stack, running: dict | None = None) -> list[fleet.HostTruth] | None:
+    """What each in-service host reports it holds; None where hosts do not report (ECS, a stack without the
+    HostReportPath output): there the older checks stand."""
+    path = stack.outputs.get(fleet.REPORT_PATH_OUTPUT)
+    if not path or stack.outputs.get("ComputeMode", ctx.stage.compute) != "ec2":
+        return None
+    running = running or running_now(ctx, stack)
+    in_service = [host["instance"] for host in running["hosts"] if host["state"] == "InService"]
+    return fleet.truths(in_service, ctx.aws.host_reports(path))
 
 
 def running_now(ctx: Context, stack: d.Stack) -> dict:
@@ -608,29 +650,8 @@ def running_now(ctx: Context, stack: d.Stack) -> dict:
             "task_definition_image": ecs["task_definition_image"]}
 
 
-def _confirm(ctx: Context, question: str) -> None:
-    if ctx.args.yes:
-        return
-    if not ctx.stdin.isatty():
-        raise Abort(d.EXIT_USAGE, "refusing without confirmation: stdin is not a terminal; nothing changed",
-                    "pass --yes to confirm non-interactively (pipelines)")
-    print(f"{question} [y/N] ", end="", file=ctx.stderr, flush=True)
-    if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise Abort(d.EXIT_USAGE, "not confirmed; nothing changed")
-
 
 # --- the lock by hand -----------------------------------------------------------------------------
-
-def describe_lock(lock: d.Lock) -> list[str]:
-    return [
-        f"held by   {lock.holder}",
-        f"release   {lock.release_id}: {lock.gate} {lock.version}",
-        f"doing     {lock.activity or '-'} (since {lock.activity_at or '-'})",
-        f"acquired  {lock.acquired_at or '-'}; last heartbeat {lock.heartbeat_at or '-'} (the holder's clock)",
-        f"lease     {lock.lease_seconds:.0f} s: renewed every {lock.lease_seconds / 3:.0f} s while its run lives; "
-        "a release waiting for it takes it over once it stays unchanged that long",
-    ]
-
 
 def run_unlock(ctx: Context) -> dict:
     ledger = ctx.ledger()
@@ -641,7 +662,7 @@ def run_unlock(ctx: Context) -> dict:
     ctx.say(f"lock of {ctx.stage.name}:")
     for line in describe_lock(lock):
         ctx.say(f"  {line}")
-    _confirm(ctx, f"break this lock? If release {lock.release_id} is still running it keeps going without it "
+    confirm(ctx, f"break this lock? If release {lock.release_id} is still running it keeps going without it "
                   "and another release could start beside it")
     who = ctx.aws.caller_arn()
     if not ledger.release(lock.release_id):
@@ -652,18 +673,8 @@ def run_unlock(ctx: Context) -> dict:
               f"last: {lock.activity or '-'} since {lock.activity_at or '-'})")
     if orphan is not None:
         detail += f"; closed its entry as {orphan.result}"
-    entry = _record(ctx, ledger, gate="unlock", release_id=new_release_id(), who=who, from_version="",
+    entry = record(ctx, ledger, gate="unlock", release_id=new_release_id(), who=who, from_version="",
                     to_version=lock.version, result=d.RESULT_SUCCEEDED, detail=detail)
     ctx.say(f"unlocked {ctx.stage.name}: {detail}")
     return {"lock": asdict(lock), "broken": True, "seq": entry.seq, "orphan_closed": asdict(orphan) if orphan else None}
 
-
-# --- error text -----------------------------------------------------------------------------------
-
-def _client_error_text(error: ClientError) -> str:
-    info = error.response.get("Error", {})
-    return f"{info.get('Code', 'Error')}: {info.get('Message', str(error))}"
-
-
-def _error_text(error: BaseException) -> str:
-    return _client_error_text(error) if isinstance(error, ClientError) else str(error)

@@ -23,7 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from release import decisions as d
 from release import schema as s
-from release.flow import Abort, Context, LockCollision, Shielded, _confirm, _record, acquire, close_orphan
+from release.context import Abort, Context, Shielded, record
+from release.context import confirm as ask
+from release.lease import LockCollision, acquire, close_orphan
 from release.ledger import Ledger, new_release_id
 from release.schema_aws import LabelsUnreadable, OneOffError
 
@@ -70,7 +72,7 @@ def run_migrate(ctx: Context) -> dict:
         lease, taken_over = acquire(ctx, ledger, gate=GATE, version=args.version or "(staged)", who=who, release_id=release_id)
     except LockCollision as collision:
         refusal = d.lock_refusal(collision.lock, collision.why)
-        recorded = _record(ctx, ledger, gate=GATE, release_id=release_id, who=who, from_version="", to_version=args.version or "",
+        recorded = record(ctx, ledger, gate=GATE, release_id=release_id, who=who, from_version="", to_version=args.version or "",
                            result=d.RESULT_REFUSED, detail=f"lock held: {refusal.message}")
         raise Abort(refusal.exit_code, refusal.message, refusal.hint, {**base, "result": d.RESULT_REFUSED, "seq": recorded.seq}) from None
     lease.start()
@@ -98,7 +100,7 @@ def migrate_under_lock(ctx: Context, ledger: Ledger, lease, *, who: str, release
     active, staged = stack.parameters.get(d.IMAGE_TAG), stack.parameters.get(d.STAGED_IMAGE_TAG)
 
     def refused(decision: d.Decision) -> Abort:
-        entry = _record(ctx, ledger, gate=GATE, release_id=release_id, who=who, from_version="", to_version=tag,
+        entry = record(ctx, ledger, gate=GATE, release_id=release_id, who=who, from_version="", to_version=tag,
                         result=d.RESULT_REFUSED, detail=decision.message)
         return Abort(decision.exit_code, decision.message, decision.hint,
                      {"gate": GATE, "to": tag, "result": d.RESULT_REFUSED, "seq": entry.seq})
@@ -133,7 +135,7 @@ def migrate_under_lock(ctx: Context, ledger: Ledger, lease, *, who: str, release
     ctx.say(f"  {plan.describe()}")
     if confirm:
         lease.doing("waiting for confirmation")
-        _confirm(ctx, f"migrate {ctx.stage.name} with {tag}'s migrations?")
+        ask(ctx, f"migrate {ctx.stage.name} with {tag}'s migrations?")
 
     started = ctx.clock()
     digest = images[tag].digest

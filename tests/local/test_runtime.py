@@ -53,3 +53,59 @@ def test_an_ec2_stage_reports_its_hosts_through_the_stand_in(deploy_emulated_sta
     production.update_service(image_tag="1.1.0", staged_image_tag="1.1.0")
     ec2 = runtime.ec2_running(production.service_outputs["AutoScalingGroupName"], production.service_outputs["ActivateAssociationId"])
     assert (ec2["association_parameter"], ec2["association_status"], ec2["desired_count"]) == ("1.1.0", "Success", len(instances))
+
+
+def test_host_reports_are_the_real_ones_first_and_a_labelled_stand_in_for_the_rest(deploy_emulated_stage):
+    """moto keeps SSM parameters, so a host that disagrees can be written there; every other in-service host
+    gets a stand-in made from the stack's record, labelled so nobody takes it for a host's word."""
+    import json
+
+    from local.runtime import REPORT_STAND_IN
+    from release import fleet
+
+    deploy_emulated_stage("staging", image_tag="1.0.0", push_tags=("1.0.0",))
+    production = deploy_emulated_stage("production", image_tag="1.0.0")
+    runtime = _runtime(production)
+    group = production.service_outputs["AutoScalingGroupName"]
+    hosts = [i["InstanceId"] for i in production.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]]
+    path = f"/liftoff/{production.stack_names['service']}/hosts/"
+    reports = runtime.host_reports(path)
+    assert sorted(reports) == sorted(hosts)
+    assert all(r["stand_in"] == REPORT_STAND_IN and r["active"] == "1.0.0" and r["ready"] for r in reports.values())
+    behind = {"instance": hosts[0], "reported_at": "2026-12-02T10:00:00Z", "active": "0.9.0", "active_slot": "b", "ready": True,
+              "staged": "1.0.0", "staged_present": True, "warm": "", "warm_until": "", "last_gate": {}}
+    production.client("ssm").put_parameter(Name=path + hosts[0], Value=json.dumps(behind), Type="String")
+    reports = runtime.host_reports(path)
+    assert reports[hosts[0]] == behind  # the host's own word, not overwritten by the stand-in
+    verdict = fleet.judge("activate", "1.0.0", fleet.truths(hosts, reports), desired_count=len(hosts))
+    assert not verdict.verified and verdict.disagreeing == (hosts[0],)
+    # Real boxes kept by `make local-up` report for themselves: no stand-in is made up for them.
+    assert _runtime(production, kept_hosts=True).host_reports(path) == {hosts[0]: behind}
+
+    class ReadsRealBoxes(EmulatedRuntime):  # as local.hosts.HostsRuntime does
+        def ec2_running(self, auto_scaling_group, activate_association_id):
+            return super().ec2_running(auto_scaling_group, activate_association_id)
+
+    real = ReadsRealBoxes(service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
+                          region=production.region)
+    assert real.host_reports(path) == {hosts[0]: behind}
+    # A re-drive is only recorded: nothing runs in the emulator.
+    runtime.start_association_once("assoc-1")
+    assert runtime.associations_started == ["assoc-1"]
+
+
+def test_the_factories_refuse_a_real_endpoint_and_the_export_line_names_one():
+    import pytest
+
+    from config import load_config
+    from local import runtime as local_runtime
+    from release.runtime import RuntimeRefused
+    from tests.helpers.synth import CDK_JSON
+
+    stage = load_config(CDK_JSON).stage("staging")
+    with pytest.raises(RuntimeRefused, match="AWS_ENDPOINT_URL is https://cloudformation.eu-west-1.amazonaws.com, not a loopback"):
+        local_runtime.emulator(stage=stage, region="eu-west-1", environ={"AWS_ENDPOINT_URL": "https://cloudformation.eu-west-1.amazonaws.com"})
+    made = local_runtime.emulator_unhealthy(stage=stage, region="us-east-1", environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    assert (made.healthy, made.kept_hosts, made.service_stack) == (False, False, stage.service_stack_name)
+    assert "LIFTOFF_RUNTIME=local.runtime:emulator_hosts" in local_runtime.shell_exports("http://localhost:1", kept_hosts=True)

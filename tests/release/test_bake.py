@@ -156,3 +156,27 @@ def test_status_shows_what_is_warm_on_an_ec2_stage(production):
     assert production.run("activate", "1.1.0", "--yes", "--no-watch").code == 0
     status = production.run("status")
     assert "warm     1.0.0 until" in status.out and "a rollback to it now is a traffic flip" in status.out
+
+
+
+def test_an_automatic_rollback_never_lands_on_a_version_whose_own_switch_was_unverified(deploy_emulated_stage):
+    deploy_emulated_stage("staging", image_tag="1.0.0", push_tags=("1.0.0", "1.1.0", "1.2.0"))
+    production = ReleaseStage(deploy_emulated_stage("production", image_tag="1.0.0"))
+    assert production.run("stage", "1.1.0").code == 0
+    time = FakeTime()
+    never_healthy = production.run("activate", "1.1.0", "--yes", "--no-watch", "--verify-timeout", "0",
+                                   aws=EmulatedRuntime(production.emulated, healthy=False), monotonic=time.monotonic, sleep=time.sleep)
+    assert never_healthy.code == d.EXIT_UNVERIFIED
+    assert production.run("stage", "1.2.0").code == 0
+    alarm = deployment_alarms(production)[0]
+    cloudwatch = production.emulated.client("cloudwatch")
+    time = FakeTime(on_sleep=lambda: cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx"))
+    run = production.run("activate", "1.2.0", "--yes", clock=time.monotonic, monotonic=time.monotonic, sleep=time.sleep)
+    assert run.code == d.EXIT_AUTO_ROLLED_BACK, run.out + run.err
+    assert ("1.1.0 is skipped: its own switch ended unverified (never seen running healthy); going to 1.0.0, the newest "
+            "version before it not recorded unverified") in run.out
+    assert "rolling back to 1.0.0 automatically" in run.out
+    assert production.parameters()["ImageTag"] == "1.0.0"
+    last = production.entries()[0]
+    assert (last.gate, last.from_version, last.to_version, last.result) == ("rollback", "1.2.0", "1.0.0", d.RESULT_SUCCEEDED)
+    assert production.ledger().read_lock() is None

@@ -441,10 +441,11 @@ class TestTheTruthAfterAFailure:
         run = released_staging.run("activate", "1.1.0", "--yes", aws=Runtime(released_staging.emulated))
         # It verified the switch; only the record is missing, and it says what happens to it.
         assert run.code == 0 and "ImageTag is now 1.1.0: the switch happened, verified" in run.err
-        assert "the lock is kept" in run.err
+        assert "the lock stays held, naming it and carrying the outcome (succeeded)" in run.err
+        assert "the next release takes the lock over after its lease (60 s) and records it" in run.err
         assert released_staging.entries()[0].result == d.RESULT_IN_PROGRESS
         held = released_staging.ledger().read_lock()
-        assert held is not None and held.entry_key
+        assert held is not None and held.entry_key and held.activity.startswith("outcome succeeded: ")
         # The next release, once the lease passed unchanged, takes over and closes the entry from the stack.
         time = FakeTime()
         follow = released_staging.run("history", "--limit", "1")
@@ -452,7 +453,9 @@ class TestTheTruthAfterAFailure:
         nxt = released_staging.run("stage", "1.1.0", monotonic=time.monotonic, sleep=time.sleep)
         assert nxt.code == 0 and "took over the lock" in nxt.out
         closed = next(e for e in released_staging.entries() if e.gate == "activate")
-        assert closed.result == d.RESULT_UNVERIFIED and "ImageTag is 1.1.0" in closed.detail
+        # The run's own verified outcome, carried in the lock, is recorded: the stack agrees it switched.
+        assert closed.result == d.RESULT_SUCCEEDED and "its run's own outcome, which the ledger had refused" in closed.detail
+        assert released_staging.ledger().read_lock() is None
 
     def test_a_ctrl_c_while_waiting_records_what_the_stack_says(self, released_staging):
         class CtrlCWhileWaiting(EmulatedRuntime):
@@ -548,12 +551,11 @@ class TestBoundedInput:
         (("history", "--limit", "-3"), "--limit '-3' is not allowed"),
         (("status", "--timeout", "inf"), "--timeout 'inf' is not allowed"),
     ])
-    def test_unbounded_or_senseless_values_are_refused_naming_them(self, released_staging, argv, says, capsys):
+    def test_unbounded_or_senseless_values_are_refused_naming_them(self, released_staging, argv, says):
         before = released_staging.parameters()
         run = released_staging.run(*argv)
         assert run.code == d.EXIT_USAGE
-        err = capsys.readouterr().err  # argparse writes to the process's stderr
-        assert says in err and "Traceback" not in err
+        assert says in run.err and "Traceback" not in run.err and run.out == ""  # no --json: no document
         assert released_staging.parameters() == before and released_staging.entries() == []
 
     def test_history_keeps_one_line_per_entry_whatever_a_detail_contains(self, released_staging):
@@ -676,7 +678,7 @@ def test_an_ec2_stage_reports_its_hosts(deploy_emulated_stage):
 
 
 def test_real_hosts_kept_by_local_up_are_never_pretended_switched(deploy_emulated_stage):
-    """LIFTOFF_RUNTIME=emulator:hosts: the boxes' gates run only in `make deploy`'s walk, so a shell's activate
+    """LIFTOFF_RUNTIME=local.runtime:emulator_hosts: the boxes' gates run only in `make deploy`'s walk, so a shell's activate
     switches the stack, says the hosts did not follow, exits 6 at once (a Failed association is final)."""
     from tests.release.helpers import ReleaseStage
 

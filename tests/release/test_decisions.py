@@ -369,3 +369,52 @@ class TestSettle:
 
 def test_one_line():
     assert d.one_line("a\nb\r\n  c\td") == "a b c d"
+
+
+# --- the truth under faults (issue 22) ----------------------------------------------------------
+
+def test_an_automatic_rollback_skips_a_version_whose_own_switch_ended_unverified():
+    newest_first = [entry("activate", "1.1.0", "1.2.0"), entry("activate", "1.0.0", "1.1.0", d.RESULT_UNVERIFIED),
+                    entry("activate", "0.9.0", "1.0.0")]
+    target, why = d.auto_rollback_target(newest_first, released="1.2.0", previous="1.1.0")
+    assert target == "1.0.0"
+    assert why == ("1.1.0 is skipped: its own switch ended unverified (never seen running healthy); "
+                   "going to 1.0.0, the newest version before it not recorded unverified")
+    verified = [entry("activate", "1.1.0", "1.2.0"), entry("activate", "1.0.0", "1.1.0")]
+    assert d.auto_rollback_target(verified, released="1.2.0", previous="1.1.0") == ("1.1.0", "")
+    # The version the stage ran before liftoff's first switch has no verdict against it.
+    first = [entry("activate", "1.0.0", "1.1.0")]
+    assert d.auto_rollback_target(first, released="1.1.0", previous="1.0.0") == ("1.0.0", "")
+    nowhere = [entry("activate", "1.1.0", "1.2.0"), entry("activate", "1.0.0", "1.1.0", d.RESULT_UNVERIFIED),
+               entry("activate", "0.9.0", "1.0.0", d.RESULT_UNVERIFIED)]
+    target, why = d.auto_rollback_target(nowhere, released="1.2.0", previous="1.1.0")
+    assert target == "0.9.0"  # never switched to by liftoff: nothing recorded against it
+    assert d.auto_rollback_target([entry("activate", "1.0.0", "1.1.0", d.RESULT_UNVERIFIED), entry("activate", "", "1.0.0", d.RESULT_UNVERIFIED)],
+                                  released="1.1.0", previous="1.0.0")[0] is None
+
+
+def test_a_refused_typo_is_not_a_version_this_stage_knew():
+    entries = [entry("activate", "1.0.0", "1.1.9", d.RESULT_REFUSED), entry("activate", "0.9.0", "1.0.0")]
+    assert d.released_versions(entries) == {"0.9.0", "1.0.0"}
+    images = {"1.0.0": image("1.0.0"), "1.1.0": image("1.1.0")}
+    refusal = d.check_image("1.1.9", images, d.released_versions(entries))
+    assert refusal.exit_code == d.EXIT_USAGE
+
+
+def test_a_redrive_is_not_a_switch():
+    redrive = entry("activate", "1.1.0", "1.1.0")
+    assert not d.switched(redrive)
+    entries = [redrive, entry("activate", "1.0.0", "1.1.0")]
+    assert d.rollback_target(entries, "1.1.0") == "1.0.0"
+
+
+def test_the_takeover_records_a_dead_runs_own_outcome_only_when_the_stack_agrees():
+    switched = d.settle(gate="activate", from_version="1.0.0", to_version="1.1.0", stack=stack(active="1.1.0"), cause="taken over")
+    assert switched.result == d.RESULT_UNVERIFIED
+    own = d.own_outcome_activity(d.RESULT_SUCCEEDED, "verified: 2 task(s) run 1.1.0")
+    trusted = d.trust_own_outcome(switched, own)
+    assert (trusted.result, trusted.switched) == (d.RESULT_SUCCEEDED, True)
+    assert trusted.detail == "verified: 2 task(s) run 1.1.0 (its run's own outcome, which the ledger had refused; the stack agrees)"
+    nothing = d.settle(gate="activate", from_version="1.0.0", to_version="1.1.0", stack=stack(active="1.0.0"), cause="taken over")
+    assert d.trust_own_outcome(nothing, own) == nothing  # the stack disagrees: the read-back stands
+    assert d.trust_own_outcome(switched, "verifying 1.1.0 runs") == switched  # no outcome in the lock

@@ -26,7 +26,7 @@ def test_the_printed_lines_release_by_hand_from_a_fresh_shell(shipped, tmp_path)
         assert up.returncode == 0, up.stdout + up.stderr
         printed = [line.strip() for line in up.stdout.splitlines() if line.startswith("  ")]
         export = next(line for line in printed if line.startswith("export "))
-        assert "AWS_DEFAULT_REGION=us-east-1" in export and "LIFTOFF_RUNTIME=emulator" in export
+        assert "AWS_DEFAULT_REGION=us-east-1" in export and "LIFTOFF_RUNTIME=local.runtime:emulator" in export
         cd = next(line for line in printed if line.startswith("cd "))
         liftoff = [line.split("#")[0].strip() for line in printed if line.startswith(".venv/bin/liftoff ")]
         assert liftoff == [".venv/bin/liftoff status --stage staging", f".venv/bin/liftoff activate {TARGET} --stage staging",

@@ -5,7 +5,7 @@ endpoint that never answers.
 Each test starts its own moto_server on a loopback port and deploys the staging stage into it from
 the app's own templates (tests/helpers/emulated_stage.py), so a separate process reaches the same
 emulated account the way a second shell does after `make local-up`: AWS_ENDPOINT_URL plus
-LIFTOFF_RUNTIME=emulator (the stand-in for what runs; `emulator:unhealthy` makes every target
+LIFTOFF_RUNTIME=local.runtime:emulator (the stand-in for what runs; `emulator_unhealthy` makes every target
 unhealthy, so an activation stays in its verification until it is stopped). Short leases
 (`--lease-seconds 3`) keep the waits short; the bounds asserted are the issue's (90 s) and the
 user's own --timeout.
@@ -40,17 +40,17 @@ class Served:
     stage: EmulatedStage
     logs: Path
 
-    def env(self, runtime: str = "emulator") -> dict[str, str]:
+    def env(self, runtime: str = "local.runtime:emulator") -> dict[str, str]:
         return {**os.environ, "AWS_ENDPOINT_URL": self.emulator.endpoint, "LIFTOFF_RUNTIME": runtime}
 
     def argv(self, *argv: str) -> list[str]:
         return [sys.executable, "-m", "release", *argv, "--stage", "staging", "--config", str(CDK_JSON)]
 
-    def liftoff(self, *argv: str, runtime: str = "emulator", timeout: float = 60) -> subprocess.CompletedProcess:
+    def liftoff(self, *argv: str, runtime: str = "local.runtime:emulator", timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(*argv), cwd=REPO, env=self.env(runtime), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)
 
-    def start(self, name: str, *argv: str, runtime: str = "emulator") -> subprocess.Popen:
+    def start(self, name: str, *argv: str, runtime: str = "local.runtime:emulator") -> subprocess.Popen:
         out, err = (open(self.logs / f"{name}.{kind}", "w") for kind in ("out", "err"))
         with out, err:
             return subprocess.Popen(self.argv(*argv), cwd=REPO, env=self.env(runtime), stdin=subprocess.DEVNULL,
@@ -97,7 +97,7 @@ def stop(process: subprocess.Popen) -> None:
 def test_kill_9_mid_activate_another_release_proceeds_within_90_s_with_no_manual_step(served):
     assert served.liftoff("stage", "1.1.0").returncode == 0
     victim = served.start("victim", "activate", "1.1.0", "--yes", "--lease-seconds", LEASE, "--verify-timeout", "300",
-                          "--poll-interval", "0.2", runtime="emulator:unhealthy")
+                          "--poll-interval", "0.2", runtime="local.runtime:emulator_unhealthy")
     try:
         served.wait_for_activity("verifying", victim)  # CloudFormation took ImageTag=1.1.0; the run verifies
         victim.send_signal(signal.SIGKILL)
@@ -122,7 +122,7 @@ def test_kill_9_mid_activate_another_release_proceeds_within_90_s_with_no_manual
 def test_a_signal_after_the_update_was_accepted_records_the_switch_and_frees_the_lock(served, signum, code):
     assert served.liftoff("stage", "1.1.0").returncode == 0
     run = served.start("run", "activate", "1.1.0", "--yes", "--json", "--verify-timeout", "300", "--poll-interval", "0.2",
-                       runtime="emulator:unhealthy")
+                       runtime="local.runtime:emulator_unhealthy")
     try:
         served.wait_for_activity("verifying", run)
         run.send_signal(signum)
@@ -144,7 +144,7 @@ def test_a_signal_after_the_update_was_accepted_records_the_switch_and_frees_the
 
 def test_two_racing_releases_exactly_one_proceeds_the_other_is_refused_and_recorded(served):
     racers = [served.start(f"racer{i}", "activate", "1.1.0", "--yes", "--force", "--lease-seconds", LEASE,
-                           "--verify-timeout", "20", "--poll-interval", "0.2", runtime="emulator:unhealthy") for i in (0, 1)]
+                           "--verify-timeout", "20", "--poll-interval", "0.2", runtime="local.runtime:emulator_unhealthy") for i in (0, 1)]
     try:
         codes = sorted(racer.wait(timeout=90) for racer in racers)
     finally:

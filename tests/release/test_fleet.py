@@ -1,0 +1,89 @@
+"""Pure decisions from the hosts' own reports (release/fleet.py): verified only when every in-service host
+holds what the stack asks; a failed host gate is final and named; a report that is missing or unreadable
+is never taken for agreement."""
+from __future__ import annotations
+
+from release import fleet as f
+
+
+def report(instance, **values):
+    base = {"instance": instance, "reported_at": "2026-12-02T10:00:00Z", "active": "1.0.0", "active_slot": "a", "ready": True,
+            "staged": "1.0.0", "staged_present": True, "warm": "", "warm_until": "",
+            "last_gate": {"gate": "activate", "version": "1.0.0", "result": "succeeded", "reason": "", "at": "2026-12-02T10:00:00Z"}}
+    return {**base, **values}
+
+
+def hosts(*reports, in_service=None):
+    by_id = {r["instance"]: r for r in reports if r is not None}
+    return f.truths(in_service or list(by_id), by_id)
+
+
+def test_stage_is_verified_only_when_every_host_has_the_image():
+    fleet = hosts(report("i-1", staged="1.1.0"), report("i-2", staged="1.1.0"))
+    verdict = f.judge("stage", "1.1.0", fleet, desired_count=2)
+    assert (verdict.verified, verdict.final) == (True, False)
+    assert verdict.message == "every host in service (2) reports 1.1.0 staged (image present)"
+    gone = hosts(report("i-1", staged="1.1.0"), report("i-2", staged="1.1.0", staged_present=False))
+    verdict = f.judge("stage", "1.1.0", gone, desired_count=2)
+    assert (verdict.verified, verdict.final, verdict.disagreeing) == (False, False, ("i-2",))
+    assert "i-2: 1.1.0 staged but its image is not in the host's Docker" in verdict.message
+
+
+def test_a_failed_stage_gate_is_final_and_names_the_host_and_the_reason():
+    full = report("i-2", staged="1.0.0", last_gate={"gate": "stage", "version": "1.1.0", "result": "failed",
+                                                    "reason": "docker pull: no space left on device", "at": "t"})
+    verdict = f.judge("stage", "1.1.0", hosts(report("i-1", staged="1.1.0"), full), desired_count=2)
+    assert (verdict.verified, verdict.final) == (False, True)
+    assert verdict.message == "i-2: stage gate of 1.1.0 failed: docker pull: no space left on device"
+    # A failure for another version is history, not a verdict on this one.
+    older = report("i-2", staged="1.0.0", last_gate={"gate": "stage", "version": "0.9.0", "result": "failed", "reason": "x", "at": "t"})
+    assert f.judge("stage", "1.1.0", hosts(report("i-1", staged="1.1.0"), older), desired_count=2).final is False
+
+
+def test_activate_needs_every_host_active_and_ready():
+    ready = hosts(report("i-1", active="1.1.0"), report("i-2", active="1.1.0"))
+    assert f.judge("activate", "1.1.0", ready, desired_count=2).verified
+    not_ready = hosts(report("i-1", active="1.1.0"), report("i-2", active="1.1.0", ready=False))
+    verdict = f.judge("rollback", "1.1.0", not_ready, desired_count=2)
+    assert not verdict.verified and "i-2: serves 1.1.0 but it does not answer ready" in verdict.message
+    running = report("i-2", active="1.0.0", last_gate={"gate": "activate", "version": "1.1.0", "result": "running", "reason": "", "at": "T"})
+    verdict = f.judge("activate", "1.1.0", hosts(report("i-1", active="1.1.0"), running), desired_count=2)
+    assert verdict.message == ("1 of 2 host(s) report 1.1.0 active and ready; i-2: serves 1.0.0, not 1.1.0 "
+                               "(its activate gate is running since T)")
+    assert not verdict.final
+
+
+def test_a_missing_or_unreadable_report_is_never_agreement():
+    fleet = f.truths(["i-1", "i-2", "i-3"], {"i-1": report("i-1", active="1.1.0"), "i-2": {"instance": "i-2", "error": "not JSON"}})
+    verdict = f.judge("activate", "1.1.0", fleet, desired_count=3)
+    assert verdict.disagreeing == ("i-2", "i-3")
+    assert "i-2: not JSON" in verdict.message and "i-3: no report from this host yet" in verdict.message
+
+
+def test_fewer_hosts_than_desired_is_not_verified_and_reports_of_gone_hosts_do_not_vote():
+    by_id = {"i-1": report("i-1", active="1.1.0"), "i-dead": report("i-dead", active="1.0.0")}
+    fleet = f.truths(["i-1"], by_id)
+    assert [h.instance for h in fleet] == ["i-1"]
+    verdict = f.judge("activate", "1.1.0", fleet, desired_count=2)
+    assert not verdict.verified and verdict.message == "1 of 2 host(s) in service report 1.1.0 active and ready"
+
+
+def test_redrive_names_the_hosts_that_disagree():
+    fleet = hosts(report("i-1", active="1.1.0"), report("i-2", active="1.0.0"))
+    assert [h.instance for h in f.disagreeing("activate", "1.1.0", fleet)] == ["i-2"]
+    assert f.redrive_message("activate", "1.1.0", fleet) == ("the stack already names 1.1.0, but 1 of 2 host(s) do not hold it: "
+                                                             "i-2: serves 1.0.0, not 1.1.0")
+    assert f.disagreeing("activate", "1.0.0", hosts(report("i-1"), report("i-2"))) == []
+
+
+def test_warm_is_only_where_a_host_reports_it_and_ages_read_on_the_readers_clock():
+    fleet = hosts(report("i-1", active="1.1.0", warm="1.0.0", warm_until="2026-12-02T10:05:00Z"), report("i-2", active="1.1.0"))
+    assert [h.instance for h in f.warm_hosts(fleet, "1.0.0")] == ["i-1"]
+    assert f.warm_hosts(fleet, None) == []
+    assert f.age_seconds("2026-12-02T10:00:00Z", 1796205630.0) == 30.0
+    assert f.age_seconds("not a time", 0.0) is None
+
+
+def test_a_stand_in_is_said_wherever_its_verdict_is_shown():
+    fleet = hosts(report("emulated-host-0", active="1.1.0", stand_in="derived from the stack's record"))
+    assert f.judge("activate", "1.1.0", fleet, desired_count=1).message.endswith("[stand-in: derived from the stack's record]")

@@ -1,0 +1,168 @@
+"""The release verbs judge an ec2 stage from what each host reports it holds (release/fleet.py decides,
+release/flow.py acts), on the emulated production stage.
+
+The emulator runs no host: `Reporting` is the stand-in runtime (local/runtime.py) on a stack that has the
+HostReportPath output (added here where the deployed template does not have it yet), and the tests play
+the hosts by writing their reports into moto's SSM parameters, as a host's report script does on AWS.
+A host whose gate is asked to run again (`start_association_once`) answers through `on_redrive`.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from release import decisions as d
+from release import fleet
+from tests.release.helpers import EmulatedRuntime, FakeTime, ReleaseStage
+
+
+class Reporting(EmulatedRuntime):
+    def __init__(self, emulated, **kwargs):
+        super().__init__(emulated, **kwargs)
+        self.path = f"/liftoff/{emulated.stack_names['service']}/hosts/"
+        self.on_redrive = None
+
+    def stack(self, name):
+        stack = super().stack(name)
+        if name == self.service_stack and fleet.REPORT_PATH_OUTPUT not in stack.outputs:
+            stack = type(stack)(**{**stack.__dict__, "outputs": {**stack.outputs, fleet.REPORT_PATH_OUTPUT: self.path}})
+        return stack
+
+    def start_association_once(self, association_id):
+        super().start_association_once(association_id)
+        if self.on_redrive is not None:
+            self.on_redrive(association_id)
+
+
+@pytest.fixture
+def production(deploy_emulated_stage):
+    deploy_emulated_stage("staging", image_tag="1.0.0", push_tags=("1.0.0", "1.1.0"))
+    stage = ReleaseStage(deploy_emulated_stage("production", image_tag="1.0.0"))
+    runtime = Reporting(stage.emulated)
+    return stage, runtime
+
+
+def instances(stage: ReleaseStage) -> list[str]:
+    group = stage.emulated.service_outputs["AutoScalingGroupName"]
+    found = stage.emulated.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+    return [i["InstanceId"] for i in found["AutoScalingGroups"][0]["Instances"]]
+
+
+def report(stage: ReleaseStage, runtime: Reporting, instance: str, **values) -> None:
+    """Write what `instance` reports, as its report script would."""
+    value = {"instance": instance, "reported_at": "2026-12-02T10:00:00Z", "active": "1.0.0", "active_slot": "a", "ready": True,
+             "staged": "1.0.0", "staged_present": True, "warm": "", "warm_until": "",
+             "last_gate": {"gate": "activate", "version": "1.0.0", "result": "succeeded", "reason": "", "at": "2026-12-02T10:00:00Z"},
+             **values}
+    stage.emulated.client("ssm").put_parameter(Name=runtime.path + instance, Value=json.dumps(value), Type="String", Overwrite=True)
+
+
+def run(stage, runtime, *argv):
+    time = FakeTime()
+    return stage.run(*argv, aws=runtime, monotonic=time.monotonic, sleep=time.sleep)
+
+
+def test_the_adapter_reads_every_report_and_marks_an_unreadable_one(production):
+    stage, runtime = production
+    first, *_ = instances(stage)
+    report(stage, runtime, first, active="1.1.0")
+    stage.emulated.client("ssm").put_parameter(Name=runtime.path + "i-garbled", Value="{not json", Type="String")
+    found = runtime.host_reports(runtime.path)
+    assert found[first]["active"] == "1.1.0" and not found[first].get("stand_in")
+    assert found["i-garbled"]["instance"] == "i-garbled" and found["i-garbled"]["error"].startswith(f"unreadable report in {runtime.path}i-garbled")
+    # The rest of the group's hosts have no report: the stand-in fills them in, labelled.
+    assert all(found[i]["stand_in"] for i in instances(stage)[1:])
+
+
+def test_a_stage_gate_that_failed_on_a_host_fails_the_verb_naming_it_and_stage_again_reruns_it(production):
+    stage, runtime = production
+    hosts = instances(stage)
+    failed = hosts[-1]
+    for instance in hosts:
+        report(stage, runtime, instance, staged="1.1.0")
+    report(stage, runtime, failed, staged="1.0.0", last_gate={"gate": "stage", "version": "1.1.0", "result": "failed",
+                                                            "reason": "docker pull: no space left on device", "at": "t"})
+    first = run(stage, runtime, "stage", "1.1.0")
+    assert first.code == d.EXIT_UNVERIFIED, first.out + first.err
+    assert f"NOT STAGED on every host: {failed}: stage gate of 1.1.0 failed: docker pull: no space left on device" in first.out
+    assert stage.parameters()["ImageTag"] == "1.0.0"  # nothing switched
+    entry = stage.entries()[0]
+    assert (entry.gate, entry.result) == ("stage", d.RESULT_FAILED) and "no space left on device" in entry.detail
+    assert "nothing switched (ImageTag is still 1.0.0)" in entry.detail
+    # The disk is repaired; stage again runs the gate on the hosts (not "nothing to do"), and the host stages it.
+    runtime.on_redrive = lambda association: report(stage, runtime, failed, staged="1.1.0")
+    again = run(stage, runtime, "stage", "1.1.0")
+    assert again.code == 0, again.out + again.err
+    assert runtime.associations_started == [stage.emulated.service_outputs["StageAssociationId"]]
+    assert f"the stack already names 1.1.0, but 1 of {len(hosts)} host(s) do not hold it: {failed}: stage gate of 1.1.0 failed" in again.out
+    assert f"verified: every host in service ({len(hosts)}) reports 1.1.0 staged (image present)" in again.out
+    newest = stage.entries()[0]
+    assert (newest.gate, newest.from_version, newest.to_version, newest.result) == ("stage", "1.1.0", "1.1.0", d.RESULT_SUCCEEDED)
+    assert newest.detail.startswith("re-drive: ")
+    assert stage.ledger().read_lock() is None
+    # Every host agrees now: only then is it "nothing to do".
+    third = run(stage, runtime, "stage", "1.1.0")
+    assert third.code == 0 and f"nothing to do: 1.1.0 is already staged on {stage.emulated.stack_names['service']}, and every host in service ({len(hosts)}) reports it" in third.out
+    assert len(runtime.associations_started) == 1
+
+
+def test_activate_of_the_active_version_converges_a_host_that_disagrees(production):
+    stage, runtime = production
+    hosts = instances(stage)
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    assert run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch").code == 0
+    interrupted = hosts[0]
+    report(stage, runtime, interrupted, active="1.0.0", staged="1.1.0",
+           last_gate={"gate": "activate", "version": "1.1.0", "result": "failed", "reason": "killed", "at": "t"})
+    runtime.on_redrive = lambda association: report(stage, runtime, interrupted, active="1.1.0", staged="1.1.0")
+    again = run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch")
+    assert again.code == 0, again.out + again.err
+    assert runtime.associations_started == [stage.emulated.service_outputs["ActivateAssociationId"]]
+    assert f"{interrupted}: activate gate of 1.1.0 failed: killed" in again.out
+    assert "verified: every host in service" in again.out
+    # The re-drive moved nothing on the stack: a rollback still goes back to 1.0.0, not to 1.1.0 itself.
+    assert "rollback goes to 1.0.0" in run(stage, runtime, "status").out
+
+
+def test_a_redrive_whose_host_stays_behind_ends_unverified_naming_it(production):
+    stage, runtime = production
+    behind = instances(stage)[0]
+    report(stage, runtime, behind, active="0.9.0")
+    result = run(stage, runtime, "activate", "1.0.0", "--yes", "--no-watch", "--verify-timeout", "0")
+    assert result.code == d.EXIT_UNVERIFIED, result.out + result.err
+    assert f"NOT VERIFIED: " in result.out and f"{behind}: serves 0.9.0, not 1.0.0" in result.out
+    assert (stage.entries()[0].result, stage.ledger().read_lock()) == (d.RESULT_UNVERIFIED, None)
+
+
+def test_activate_is_verified_only_when_every_host_reports_it_ready(production):
+    stage, runtime = production
+    hosts = instances(stage)
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    report(stage, runtime, hosts[0], active="1.1.0", ready=False)
+    result = run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch", "--verify-timeout", "0")
+    assert result.code == d.EXIT_UNVERIFIED
+    assert f"{hosts[0]}: serves 1.1.0 but it does not answer ready" in result.out
+
+
+def test_status_shows_each_hosts_truth_and_warm_only_where_a_host_reports_it(production):
+    stage, runtime = production
+    hosts = instances(stage)
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    assert run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch").code == 0
+    report(stage, runtime, hosts[0], active="1.1.0", active_slot="b", staged="1.1.0", warm="1.0.0", warm_until="2026-12-02T10:05:00Z",
+           last_gate={"gate": "activate", "version": "1.1.0", "result": "succeeded", "reason": "", "at": "t"})
+    status = run(stage, runtime, "status")
+    assert status.code == 0, status.err
+    assert (f"reports active 1.1.0 (slot b, ready); staged 1.1.0; warm 1.0.0 until 2026-12-02T10:05:00Z; "
+            "last gate activate 1.1.0 succeeded; reported ") in status.out
+    if len(hosts) > 1:
+        assert f"warm     1.0.0 on 1 of {len(hosts)} host(s) ({hosts[0]} until 2026-12-02T10:05:00Z): a rollback to it now is a traffic flip on those hosts" in status.out
+        assert "[stand-in: made up by local/runtime.py" in status.out  # the hosts nobody wrote a report for
+    for instance in hosts:
+        report(stage, runtime, instance, active="1.1.0", staged="1.1.0")  # a reboot: nothing warm anywhere
+    status = run(stage, runtime, "status")
+    assert "warm     nothing reported warm by the hosts; a rollback to 1.0.0 starts it again" in status.out
+    assert "a traffic flip" not in status.out
+    doc = run(stage, runtime, "status", "--json").json
+    assert {h["instance"] for h in doc["host_reports"]} == set(hosts) and doc["warm"] is None

@@ -1,0 +1,89 @@
+"""The product's import rules, read from the source with `ast` (lazy imports inside functions included):
+the product never imports the harness, and `release/` imports in one direction only."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.helpers.synth import REPO
+
+PRODUCT = [REPO / "app.py", REPO / "config.py", *(p for folder in ("stacks", "components", "release", "pipeline")
+                                                 for p in sorted((REPO / folder).rglob("*.py")))]
+HARNESS = ("local", "bench")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, anywhere in it (top level, functions, try blocks), made absolute."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1]) if path.is_relative_to(REPO) else ""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1] if package else []
+                base = ".".join([*parent, base] if base else parent)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from release import flow` imports release.flow
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value)
+    return names
+
+
+def test_the_product_modules_are_the_ones_the_rule_names():
+    # Guards the guard: an empty list would pass everything below.
+    relative = {str(p.relative_to(REPO)) for p in PRODUCT}
+    assert {"app.py", "config.py", "release/cli.py", "release/flow.py", "release/runtime.py"} <= relative
+    assert any(name.startswith("stacks/") for name in relative) and any(name.startswith("components/") for name in relative)
+
+
+def test_no_product_module_imports_the_harness():
+    offenders = {str(path.relative_to(REPO)): sorted(name for name in imported_modules(path)
+                                                     if name.split(".")[0] in HARNESS)
+                 for path in PRODUCT}
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_the_checker_sees_a_lazy_harness_import(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text("def later():\n    from local.runtime import EmulatedRuntime\n    import bench.report\n")
+    assert {"local.runtime", "bench.report"} <= imported_modules(source)
+
+
+def release_graph() -> dict[str, set[str]]:
+    modules = {f"release.{p.stem}": p for p in (REPO / "release").glob("*.py") if p.stem != "__init__"}
+    return {name: {other for other in imported_modules(path) if other in modules and other != name}
+            for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle, each once, as the path that closes it (depth-first, white/grey/black)."""
+    found, state, path = [], {}, []
+
+    def visit(node: str) -> None:
+        state[node] = "grey"
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "grey":
+                found.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = "black"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def test_release_has_no_import_cycle():
+    graph = release_graph()
+    assert "release.schema_flow" in graph["release.flow"]  # the one direction the flows take
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
