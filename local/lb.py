@@ -10,7 +10,9 @@ release depends on it.
   before that); a deregistered target is *draining*: no new requests, in-flight ones finish, for the
   deregistration delay, then it is removed.
 - What `describe-target-health` answers (to the hosts through local/endpoints.py, and to `liftoff`
-  through `states`) is these states, from HAProxy's real checks.
+  through `states`) is these states, from HAProxy's real checks. Each `sync` reads HAProxy once and
+  publishes that one reading; `states` returns the same published reading (never a second, later read
+  of HAProxy), so everyone who asks between two passes sees one answer, as from one ALB.
 
 What an ALB does that this does not: cross-zone balancing, fail-open to all targets when none is
 healthy (HAProxy answers 503), slow start, connection multiplexing, HTTP/2, its own timeouts.
@@ -182,6 +184,7 @@ class Controller:
         self.registered: dict[str, float] = {}  # target -> when it was added
         self.was_healthy: set[str] = set()
         self.draining: dict[str, float] = {}  # target -> when its deregistration delay ends
+        self._published: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -190,8 +193,9 @@ class Controller:
         descriptions = self.elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]
         return {d["Target"]["Id"]: int(d["Target"].get("Port") or self.balancer.settings.port) for d in descriptions}
 
-    def sync(self) -> None:
-        """One pass: new registrations added as initial, deregistrations drained, drains past their delay removed."""
+    def sync(self) -> dict[str, str]:
+        """One pass: new registrations added as initial, deregistrations drained, drains past their delay removed;
+        then HAProxy's checks read once and published. Returns what it published."""
         with self._lock:
             now = time.monotonic()
             registered = self.registrations()
@@ -215,10 +219,17 @@ class Controller:
                     self.balancer.remove(target)
                     del self.draining[target]
                     self.registered.pop(target, None)
-            self._publish()
+            self._published = self._observe()
+            self._publish(self._published)
+            return dict(self._published)
 
     def states(self) -> dict[str, str]:
-        """ALB target states from HAProxy's checks: initial, healthy, unhealthy or draining."""
+        """ALB target states (initial, healthy, unhealthy or draining) as the last `sync` published them: the
+        answer the hosts get from describe-target-health now. Wait on this, and assert on this."""
+        with self._lock:
+            return dict(self._published)
+
+    def _observe(self) -> dict[str, str]:
         servers = self.balancer.servers()
         states = {}
         for target in self.registered:
@@ -232,11 +243,11 @@ class Controller:
                 states[target] = "unhealthy" if target in self.was_healthy else "initial"
         return states
 
-    def _publish(self) -> None:
+    def _publish(self, states: dict[str, str]) -> None:
         if self.health_file is None:
             return
         tmp = self.health_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({self.target_group_arn: self.states()}))
+        tmp.write_text(json.dumps({self.target_group_arn: states}))
         tmp.replace(self.health_file)
 
     def start(self) -> None:

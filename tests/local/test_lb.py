@@ -99,26 +99,29 @@ def test_the_controller_follows_registrations_with_alb_states(balancer, tmp_path
     # Each backend listens on its own loopback port: register it under its "address" with that port.
     elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": "10.0.0.1", "Port": backends["10.0.0.1"].port}])
     try:
-        controller.sync()
-        assert controller.states() == {"10.0.0.1": "initial"}  # no traffic before `rise` passes
-        wait_for(lambda: (controller.sync(), controller.states())[1] == {"10.0.0.1": "healthy"})
+        # Each pass reads HAProxy once; what it returns is what it published, to the file and to `states`.
+        assert controller.sync() == {"10.0.0.1": "initial"}  # no traffic before `rise` passes
+        assert json.loads(health_file.read_text()) == {group: {"10.0.0.1": "initial"}}
+        wait_for(lambda: controller.sync() == {"10.0.0.1": "healthy"})
         assert json.loads(health_file.read_text()) == {group: {"10.0.0.1": "healthy"}}
+        assert controller.states() == {"10.0.0.1": "healthy"}
         answered = json.loads(urllib.request.urlopen(f"{balancer.url}/version", timeout=5).read())
         assert answered == {"version": "1.0.0"}
 
         elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": "10.0.0.2", "Port": backends["10.0.0.2"].port}])
-        wait_for(lambda: (controller.sync(), controller.states())[1] == {"10.0.0.1": "healthy", "10.0.0.2": "healthy"})
+        wait_for(lambda: controller.sync() == {"10.0.0.1": "healthy", "10.0.0.2": "healthy"})
         elbv2.deregister_targets(TargetGroupArn=group, Targets=[{"Id": "10.0.0.1", "Port": backends["10.0.0.1"].port}])
-        controller.sync()
-        assert controller.states()["10.0.0.1"] == "draining"
+        assert controller.sync()["10.0.0.1"] == "draining"
+        assert json.loads(health_file.read_text())[group]["10.0.0.1"] == "draining"
         # Draining: no new requests to it.
         versions = {json.loads(urllib.request.urlopen(f"{balancer.url}/version", timeout=5).read())["version"] for _ in range(6)}
         assert versions == {"1.1.0"}
-        wait_for(lambda: (controller.sync(), controller.states())[1] == {"10.0.0.2": "healthy"}, timeout=10)
+        wait_for(lambda: controller.sync() == {"10.0.0.2": "healthy"}, timeout=10)
         assert "10.0.0.1" not in balancer.servers()
 
         backends["10.0.0.2"].healthy = False
-        wait_for(lambda: (controller.sync(), controller.states())[1] == {"10.0.0.2": "unhealthy"})
+        wait_for(lambda: controller.sync() == {"10.0.0.2": "unhealthy"})
+        assert json.loads(health_file.read_text()) == {group: {"10.0.0.2": "unhealthy"}}
     finally:
         for backend in backends.values():
             backend.close()
