@@ -123,12 +123,19 @@ class LoadBalancer:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
+        # Started means answering on its admin socket (the file appears at bind, before HAProxy serves).
         deadline = time.monotonic() + 10
-        while not self.admin_socket.exists():
+        while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise LoadBalancerError(f"haproxy did not start; its output:\n{self.log.read_text()[-2000:]}")
             time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            return "Pid:" in self.command("show info")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is None:
