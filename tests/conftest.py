@@ -1,4 +1,13 @@
-"""Session-wide fixtures: the CDK app is synthesized once per session (jsii start-up costs seconds)."""
+"""Session-wide fixtures: the CDK app is synthesized once per session (jsii start-up costs seconds).
+
+Each test that needs Docker (the `docker_daemon` fixture, directly or through another fixture) is
+marked `docker` here, at collection, so nobody maintains the list: `make check` runs the rest
+(`-m "not docker"`). For pytest-xdist (`make test` runs two workers with `--dist loadgroup`), work
+units are made here too: every module with a Docker test joins one `docker` unit (one worker owns the
+daemon, the image builds and the box worlds, one at a time) and goes first, as the longest; a module
+with a module- or class-scoped fixture is one unit (its world starts once); any other test is a unit
+of its own, so the workers share those evenly. Session fixtures (the synthesis) run once per worker.
+"""
 from __future__ import annotations
 
 import pytest
@@ -6,6 +15,30 @@ import pytest
 from tests.helpers.synth import Synthesis, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
+
+DOCKER_GROUP = "docker"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    needs_docker = [item for item in items if "docker_daemon" in getattr(item, "fixturenames", ())]
+    docker_modules = {item.path for item in needs_docker}
+    shared_modules = {item.path for item in items if _uses_fixture_wider_than_a_test(item)}
+    for item in needs_docker:
+        item.add_marker(pytest.mark.docker)
+    for item in items:
+        if item.path in docker_modules:
+            item.add_marker(pytest.mark.xdist_group(DOCKER_GROUP))
+        elif item.path in shared_modules:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    # Stable: the order inside each module is kept.
+    items.sort(key=lambda item: item.path not in docker_modules)
+
+
+def _uses_fixture_wider_than_a_test(item) -> bool:
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(definition.scope in ("module", "class", "package")
+               for definitions_of_name in definitions.values() for definition in definitions_of_name)
 
 
 @pytest.fixture(scope="session")
