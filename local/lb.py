@@ -19,9 +19,11 @@ healthy (HAProxy answers 503), slow start, connection multiplexing, HTTP/2, its 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -98,12 +100,24 @@ def haproxy_config(settings: TargetGroupSettings, *, listen_port: int, admin_soc
     ])
 
 
+# HAProxy refuses a stats socket path longer than this (a Unix socket address holds 108 bytes).
+MAX_SOCKET_PATH = 97
+
+
+def _short_socket_path(wanted: Path) -> Path:
+    """`wanted`, or, when a deep state directory (a test's tmp path) makes it too long, a short one in the
+    temp directory named after it (the same `wanted` always gives the same short path)."""
+    if len(str(wanted)) <= MAX_SOCKET_PATH:
+        return wanted
+    return Path(tempfile.gettempdir()) / f"liftoff-{hashlib.sha256(str(wanted).encode()).hexdigest()[:16]}-haproxy.sock"
+
+
 class LoadBalancer:
     """One HAProxy process, started and stopped by its pid, driven through its admin socket."""
 
     def __init__(self, settings: TargetGroupSettings, *, state_dir: Path, name: str, listen_port: int):
         self.settings, self.listen_port = settings, listen_port
-        self.admin_socket = state_dir / f"{name}-haproxy.sock"
+        self.admin_socket = _short_socket_path(state_dir / f"{name}-haproxy.sock")
         self.config = state_dir / f"{name}-haproxy.cfg"
         self.log = state_dir / f"{name}-haproxy.log"
         self.process: subprocess.Popen | None = None

@@ -144,3 +144,17 @@ def test_the_endpoint_proxy_answers_describe_target_health_with_the_stand_ins_st
     assert "i-3" not in only
     # Another target group: moto's answer unchanged.
     assert rewrite_target_health(body, {"TargetGroupArn": ["arn:other"]}, health) == body
+
+
+def test_a_deep_state_directory_still_gets_an_admin_socket_haproxy_accepts(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    settings = lb.TargetGroupSettings(health_check_path="/healthz", matcher="200", interval_seconds=1, timeout_seconds=1,
+                                      healthy_threshold=2, unhealthy_threshold=2, deregistration_delay_seconds=2, port=0)
+    running = lb.LoadBalancer(settings, state_dir=deep, name="t", listen_port=free_port())
+    assert len(str(running.admin_socket)) <= lb.MAX_SOCKET_PATH
+    running.start()
+    try:
+        assert running.servers() == {}
+    finally:
+        running.stop()
+    assert not running.admin_socket.exists()
