@@ -37,9 +37,9 @@ PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dis
 test: setup
 	$(PYTHON) -m pytest $(PYTEST_PARALLEL)
 
-# The fast lane while you work: every test that needs no Docker (unit, synth, decision and emulator tests).
+# The fast lane while you work: unit, synth and decision tests (no Docker, no emulator; marked in tests/conftest.py).
 check: setup
-	$(PYTHON) -m pytest $(PYTEST_PARALLEL) -m "not docker"
+	$(PYTHON) -m pytest $(PYTEST_PARALLEL) -m "not docker and not emulator"
 
 report: synth
 	$(PYTHON) -m tools.report

@@ -1,8 +1,9 @@
 """Session-wide fixtures: the CDK app is synthesized once per session (jsii start-up costs seconds).
 
-Each test that needs Docker (the `docker_daemon` fixture, directly or through another fixture) is
-marked `docker` here, at collection, so nobody maintains the list: `make check` runs the rest
-(`-m "not docker"`). For pytest-xdist (`make test` runs two workers with `--dist loadgroup`), work
+Markers set here, at collection, so nobody maintains a list: a test that needs Docker (the
+`docker_daemon` fixture, directly or through another fixture) is `docker`; one that deploys stacks
+into moto or starts it (the `emulated_aws` fixture, or a module that uses `local.emulator`, the
+moto_server process) is `emulator`. `make check`, the fast lane, runs neither. For pytest-xdist (`make test` runs two workers with `--dist loadgroup`), work
 units are made here too: every module with a Docker test joins one `docker` unit (one worker owns the
 daemon, the image builds and the box worlds, one at a time) and goes first, as the longest; a module
 with a module- or class-scoped fixture is one unit (its world starts once); any other test is a unit
@@ -36,6 +37,9 @@ def pytest_collection_modifyitems(config, items):
     shared_modules = {item.path for item in items if _uses_fixture_wider_than_a_test(item)}
     for item in needs_docker:
         item.add_marker(pytest.mark.docker)
+    for item in items:
+        if "emulated_aws" in getattr(item, "fixturenames", ()) or _starts_the_emulator(item):
+            item.add_marker(pytest.mark.emulator)
     for item in items:
         if item.path in docker_modules:
             item.add_marker(pytest.mark.xdist_group(DOCKER_GROUP))
@@ -90,6 +94,12 @@ class XdistUnits:
 
     def pytest_unconfigure(self, config):
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _starts_the_emulator(item) -> bool:
+    module = getattr(item, "module", None)
+    return module is not None and any("local.emulator" in (getattr(value, "__name__", None), getattr(value, "__module__", None))
+                                      for value in vars(module).values())
 
 
 def _uses_fixture_wider_than_a_test(item) -> bool:
