@@ -61,16 +61,20 @@ UNITS_DIR_KEY = "liftoff_units_dir"
 
 def pytest_configure(config):
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(XdistUnits(), "liftoff-xdist-units")
+        config.pluginmanager.register(XdistUnits(config), "liftoff-xdist-units")
 
 
 class XdistUnits:
     """The controller's side: hands each worker a directory for its units, and schedules by them."""
 
-    def __init__(self):
-        self.directory = Path(tempfile.mkdtemp(prefix="liftoff-xdist-units-"))
+    def __init__(self, config):
+        self.config = config
+        self.directory: Path | None = None  # made only when workers start
 
     def pytest_configure_node(self, node):
+        if self.directory is None:
+            self.directory = Path(tempfile.mkdtemp(prefix="liftoff-xdist-units-"))
+            self.config.add_cleanup(lambda: shutil.rmtree(self.directory, ignore_errors=True))
         node.workerinput[UNITS_DIR_KEY] = str(self.directory)
 
     def pytest_xdist_make_scheduler(self, config, log):
@@ -78,7 +82,7 @@ class XdistUnits:
             return None
         from xdist.scheduler import LoadScopeScheduling
 
-        directory = self.directory
+        plugin = self
 
         class UnitScheduling(LoadScopeScheduling):
             units: dict[str, str] | None = None
@@ -86,14 +90,11 @@ class XdistUnits:
             def _split_scope(self, nodeid: str) -> str:
                 # Called once every worker has collected (and so written its file).
                 if self.units is None:
-                    found = sorted(directory.glob("*.json"))
+                    found = sorted(plugin.directory.glob("*.json")) if plugin.directory else []
                     self.units = json.loads(found[0].read_text()) if found else {}
                 return self.units.get(nodeid, nodeid)
 
         return UnitScheduling(config, log)
-
-    def pytest_unconfigure(self, config):
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _starts_the_emulator(item) -> bool:
