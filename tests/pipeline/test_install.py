@@ -19,7 +19,7 @@ def test_install_gives_a_working_liftoff_without_the_cdk(tmp_path):
     assert (REPO / "build").exists() == had_build, "install.sh leaves no build/ directory in the checkout"
     # Run outside the checkout: the installed package, not the source tree, must answer.
     help_text = subprocess.run([str(venv / "bin" / "liftoff"), "--help"], capture_output=True, text=True, cwd=tmp_path)
-    assert help_text.returncode == 0 and "exit codes:" in help_text.stdout
+    assert help_text.returncode == 0 and "exit codes (" in help_text.stdout
     probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import boto3, config, release.cli; import aws_cdk"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert "No module named 'aws_cdk'" in probe.stderr, probe.stderr
