@@ -163,7 +163,9 @@ def test_after_a_switch_the_report_shows_the_warm_version_until_it_retires(hosts
             "socat - UNIX-CONNECT:/run/liftoff-proxy/admin.sock")
     on_host(hosts, box, "/opt/liftoff/bin/liftoff-retire", "a")  # slot a is not the recorded active slot
     found = report(hosts, box)
-    assert (found["active"], found["active_slot"], found["warm"], found["warm_until"]) == ("", "", "", "")
+    # Nothing serves; 1.1.0 runs in the slot the proxy does not route to, with no retirement scheduled.
+    assert (found["active"], found["active_slot"], found["ready"]) == ("", "", False)
+    assert (found["warm"], found["warm_until"]) == ("1.1.0", "")
     assert activate(hosts, box, "1.0.0").returncode == 0  # the proxy put back in step, 1.0.0 started again
     on_host(hosts, box, "/opt/liftoff/bin/liftoff-retire", "b")
     found = report(hosts, box)
