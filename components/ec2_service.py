@@ -38,7 +38,7 @@ from config import MAX_DESIRED_COUNT, RELEASE_TAG_PATTERN, ScaleOn
 
 HOST_FILES = Path(__file__).parent / "ec2_host"
 UNIT_DIR = "etc/systemd/system"
-UNITS = ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service")
+UNITS = ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service", "liftoff-report.service")
 # The slots' loopback ports: two fixed ports unless the container's own port is one of them.
 SLOT_PORTS = (18081, 18082)
 SLOT_PORTS_ALTERNATE = (28081, 28082)

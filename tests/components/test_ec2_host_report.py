@@ -140,3 +140,19 @@ def test_otherwise_boot_follows_the_parameter(host: Host, reports: dict, why: st
     result = host.run("liftoff-boot")
     assert result.returncode == 0, result.stderr
     assert why in result.stderr and host.active() == "IMAGE_TAG=1.1.0\n"
+
+
+def test_liftoff_report_writes_what_it_finds_and_keeps_the_last_gate(host: Host) -> None:
+    """What liftoff-report.service runs at a restart of the host: no gate, a fresh look."""
+    reporting(host)
+    host.running("1.0.0")
+    assert host.run("liftoff-stage", "1.1.0").returncode == 0
+    gate = report_history(host)[-1]["last_gate"]
+    (host.state / "images").write_text(f"{ref('1.0.0')}\n")  # the staged image is gone since
+    (host.state / "unready_tags").write_text("1.0.0\n")
+    result = host.run("liftoff-report")
+    assert result.returncode == 0, result.stderr
+    assert "live but not ready (HTTP 503" in result.stderr
+    found = report_history(host)[-1]
+    assert found["last_gate"] == gate
+    assert (found["active"], found["ready"], found["staged"], found["staged_present"]) == ("1.0.0", False, "1.1.0", False)

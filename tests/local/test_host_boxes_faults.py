@@ -178,17 +178,18 @@ def test_after_a_switch_the_report_shows_the_warm_version_until_it_retires(hosts
 
 def test_a_full_disk_fails_the_stage_with_dockers_reason_and_stage_again_after_the_repair_succeeds(hosts):
     box = hosts.hosts[0]
+    # A release neither host has pulled yet (1.1.0 ran on this one already).
     hosts.fill_docker_disk(box)
     try:
-        runs = hosts.run_gate("stage", "1.1.0")
+        runs = hosts.run_gate("stage", WARMING)
         assert [(run.instance_id, run.exit_code) for run in runs] == [(box.instance_id, 1)], [r.output for r in runs]
         found = report(hosts, box)
         assert found["last_gate"]["gate"] == "stage" and found["last_gate"]["result"] == "failed"
         assert "no space left on device" in found["last_gate"]["reason"], found
-        assert (found["staged"], found["staged_present"], found["active"], found["ready"]) == ("1.1.0", False, "1.0.0", True)
+        assert (found["staged"], found["staged_present"], found["active"], found["ready"]) == (WARMING, False, "1.0.0", True)
     finally:
         hosts.free_docker_disk(box)
-    runs = hosts.run_gate("stage", "1.1.0")
+    runs = hosts.run_gate("stage", WARMING)
     assert [run.exit_code for run in runs] == [0, 0], [r.output for r in runs]
     for each in hosts.hosts:
         found = report(hosts, each)
@@ -317,6 +318,22 @@ def test_an_interrupted_gate_leaves_no_stray_and_activate_converges_the_host(hos
     assert whole.sent > 30 and whole.failed == 0, whole.outcomes
     found = report(hosts, box)
     assert (found["active"], found["ready"], found["last_gate"]["result"]) == (WARMING, True, "succeeded")
+    back_on_1_0_0(hosts)
+
+
+def test_after_a_reboot_the_report_says_what_came_back(hosts):
+    box = hosts.hosts[1]
+    assert activate(hosts, box, "1.1.0").returncode == 0
+    before = report(hosts, box)
+    assert (before["active"], before["warm"]) == ("1.1.0", "1.0.0")
+    hosts.daemon.run("restart", "--time", "60", box.container, timeout=120)
+    wait_until(lambda: hosts.serving_version(box) == "1.1.0", 180, f"{box.instance_id} did not serve 1.1.0 after a reboot")
+    # liftoff-report.service: the warm slot and its retire timer did not survive the reboot, and the report says so.
+    after = wait_until(lambda: (found := report(hosts, box))["reported_at"] > before["reported_at"] and found, 180,
+                       "no report after the reboot")
+    assert (after["active"], after["ready"], after["warm"], after["warm_until"]) == ("1.1.0", True, "", "")
+    assert after["last_gate"] == before["last_gate"]
+    hosts.wait_in_service()
     back_on_1_0_0(hosts)
 
 

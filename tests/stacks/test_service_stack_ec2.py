@@ -177,7 +177,7 @@ def test_user_data_carries_the_repository_host_files_and_no_secret(shipped):
     archive = re.search(r"<<'ARCHIVE'\n(.*)\nARCHIVE", user_data, re.S).group(1)
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive)), mode="r:gz") as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-    for unit in ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service"):
+    for unit in ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service", "liftoff-report.service"):
         assert members[f"etc/systemd/system/{unit}"] == (HOST_FILES / unit).read_bytes()
     for script in (HOST_FILES / "bin").iterdir():
         assert members[f"opt/liftoff/bin/{script.name}"] == script.read_bytes()
