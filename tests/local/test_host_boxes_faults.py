@@ -306,7 +306,7 @@ def test_an_interrupted_gate_leaves_no_stray_and_activate_converges_the_host(hos
     assert found["active"] == "1.0.0" and found["warm"] == WARMING and found["warm_until"] == ""
     # Activating the version the host serves removes what the interrupted gate left behind.
     result = activate(hosts, box, "1.0.0")
-    assert result.returncode == 0 and "left by an interrupted gate: stopping it" in result.stderr, result.stderr
+    assert result.returncode == 0 and "(left by an interrupted gate): stopping it" in result.stderr, result.stderr
     assert running_containers(hosts, box) == {f"liftoff-app-{active_slot(hosts, box)}"}
     assert report(hosts, box)["warm"] == ""
     # Killed again; activating the version the stack names converges the host without a failed request.
