@@ -70,7 +70,7 @@ ADAPTATIONS: dict[str, str] = {
     "output-of-unmodelled-resource": (
         "An Output that reads an attribute (Fn::GetAtt) of a resource type moto has no model for (today "
         "AWS::SSM::Association: the ec2 mode's StageAssociationId/ActivateAssociationId) keeps its key "
-        f"but gets the constant value {UNMODELLED_OUTPUT_PLACEHOLDER!r}. moto skips the resource itself "
+        f"but gets the value {UNMODELLED_OUTPUT_PLACEHOLDER!r}:<the resource's logical id>. moto skips the resource itself "
         "but then fails the whole create with HTTP 500 while validating the GetAtt; removing the Output "
         "instead would make the release tool stop with a missing output on an ec2 stage (it reads "
         "ActivateAssociationId, and the emulator's stand-in runtime answers for the association)."
@@ -212,7 +212,8 @@ def adapt_template(stack: str, template: dict, *, secret_arns: Mapping[tuple[str
         attribute = output.get("Value", {}).get("Fn::GetAtt") if isinstance(output.get("Value"), dict) else None
         target_type = resources.get(attribute[0], {}).get("Type") if isinstance(attribute, list) else None
         if target_type and target_type not in modelled:
-            output["Value"] = UNMODELLED_OUTPUT_PLACEHOLDER
+            # One value per resource, so two associations' ids stay two (StartAssociationsOnce names one).
+            output["Value"] = f"{UNMODELLED_OUTPUT_PLACEHOLDER}:{attribute[0]}"
             done.append(Adaptation(stack, f"Outputs.{output_key}", target_type, "output-of-unmodelled-resource"))
 
     leftover = _find_refs(adapted, set(replacements))

@@ -12,8 +12,8 @@
   (`/opt/liftoff/bin/liftoff-stage TAG` or `liftoff-activate TAG`) on the hosts one at a time,
   stopping at the first failure (MaxConcurrency 1, MaxErrors 0). `start_association_once` runs an
   association again with the stack's current parameter, as SSM StartAssociationsOnce does; each
-  instance's last result per gate is kept (`instance_results`). The emulator gives both association
-  ids one placeholder value (local/adapter.py), so that id runs both gates, stage first.
+  instance's last result per gate is kept (`instance_results`). The emulator gives each association
+  id a placeholder value of its own (local/adapter.py), so an id runs its own gate.
 - Faults a test can cause on a box world (`fill_docker_disk`, `stop_registry`, `stop_database`, and
   their repairs): a full Docker disk on one host, the ECR stand-in unreachable, the RDS stand-in down.
 - The load balancer stand-in (local/lb.py, `start_load_balancer`): HAProxy in front of the hosts,

@@ -78,7 +78,8 @@ def test_an_output_of_an_unmodelled_resource_keeps_its_key_with_a_placeholder_va
     assert set(adapted["Outputs"]) == set(original)
     for key in ("StageAssociationId", "ActivateAssociationId"):
         assert "Fn::GetAtt" in original[key]["Value"]
-        assert adapted["Outputs"][key]["Value"] == UNMODELLED_OUTPUT_PLACEHOLDER
+        assert adapted["Outputs"][key]["Value"] == f"{UNMODELLED_OUTPUT_PLACEHOLDER}:{original[key]['Value']['Fn::GetAtt'][0]}"
+    assert adapted["Outputs"]["StageAssociationId"]["Value"] != adapted["Outputs"]["ActivateAssociationId"]["Value"]
     assert UNMODELLED_OUTPUT_PLACEHOLDER in DOC.read_text()
 
 
