@@ -3,15 +3,13 @@ for two). A variant of the shipped production stage, one host, booted from its o
 from __future__ import annotations
 
 import copy
-import uuid
 
 import pytest
 
 from config import parse_config
-from local import boxes, emulator as emulators, images
-from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
+from local import boxes, images
 from local.hosts import StageHosts
-from tests.helpers.emulated_stage import deploy_stage
+from tests.helpers.box_world import booted_hosts, deployed, running_emulator
 from tests.helpers.synth import REPO, cdk_context, synthesize
 
 STATE_DIR = REPO / ".local" / "test-boxes-restart"
@@ -23,36 +21,18 @@ def restart_stage(tmp_path_factory):
     context = copy.deepcopy(cdk_context())
     context["liftoff"]["stages"]["production"]["activation"] = "restart"
     synthesis = synthesize(context, tmp_path_factory.mktemp("restart-variant"))
-    emulator = emulators.start(tmp_path_factory.mktemp("emulator"))
-    try:
-        config = parse_config(context["liftoff"])
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in FAKE_ENVIRONMENT.items():
-                patch.setenv(name, value)
-            patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
-            deploy_stage(synthesis.outdir, config.stage("staging"), image_tag="1.0.0")
-            yield emulator, deploy_stage(synthesis.outdir, config.stage("production"), image_tag="1.0.0")
-    finally:
-        emulators.stop(emulator, tmp_path_factory.getbasetemp())
+    with running_emulator(tmp_path_factory) as emulator:
+        with deployed(emulator, synthesis.outdir, config=parse_config(context["liftoff"])) as production:
+            yield emulator, production
 
 
 @pytest.fixture(scope="module")
 def host(docker_daemon, box_image, service_image, release_images, restart_stage):
     emulator, production = restart_stage
-    stage_hosts = StageHosts(
-        daemon=docker_daemon, session=EndpointSession(fake_session(), emulator.endpoint), emulator_port=emulator.port,
-        service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
-        state_dir=STATE_DIR, name=f"lr-{uuid.uuid4().hex[:6]}", box_image=box_image, say=lambda _: None)
-    try:
-        stage_hosts.start()
-        stage_hosts.push({**release_images, BROKEN: images.release_image(docker_daemon, service_image, BROKEN, never_starts=True)})
-        stage_hosts.set_capacity(1)
-        stage_hosts.boot()
-        stage_hosts.start_load_balancer()
-        stage_hosts.wait_in_service()
+    broken = images.release_image(docker_daemon, service_image, BROKEN, never_starts=True)
+    with booted_hosts(daemon=docker_daemon, box_image=box_image, emulator=emulator, production=production,
+                      state_dir=STATE_DIR, prefix="lr", releases={**release_images, BROKEN: broken}, capacity=1) as stage_hosts:
         yield stage_hosts
-    finally:
-        stage_hosts.stop()
 
 
 def on_host(hosts: StageHosts, *command: str) -> str:

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 
 import pytest
 
-from config import load_config
-from local import boxes, emulator as emulators
+from local import boxes
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
-from local.hosts import StageHosts
 from local.run_command import BoxesRuntime, RunCommandRefused
 from release import decisions as d
 from release.cli import main
 from release.ledger import Ledger
-from tests.helpers.emulated_stage import deploy_stage
+from tests.helpers.box_world import booted_hosts, deployed, running_emulator
 from tests.helpers.synth import CDK_JSON, REPO
 
 STATE_DIR = REPO / ".local" / "test-boxes-migrate"
@@ -29,37 +26,21 @@ CONTRACT = "0003_require_note_title"
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    running = emulators.start(tmp_path_factory.mktemp("emulator"))
-    try:
+    with running_emulator(tmp_path_factory) as running:
         yield running
-    finally:
-        emulators.stop(running, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")
 def production(emulator, emulator_assembly):
-    config = load_config(CDK_JSON)
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
-        deploy_stage(emulator_assembly, config.stage("staging"), image_tag="1.0.0")
-        yield deploy_stage(emulator_assembly, config.stage("production"), image_tag="1.0.0")
+    with deployed(emulator, emulator_assembly) as stage:
+        yield stage
 
 
 @pytest.fixture(scope="module")
 def hosts(docker_daemon, box_image, release_images, emulator, production):
-    stage_hosts = StageHosts(
-        daemon=docker_daemon, session=EndpointSession(fake_session(), emulator.endpoint), emulator_port=emulator.port,
-        service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
-        state_dir=STATE_DIR, name=f"lm-{uuid.uuid4().hex[:6]}", box_image=box_image, say=lambda _: None)
-    try:
-        stage_hosts.start()
-        stage_hosts.push(release_images)
-        stage_hosts.boot()
+    with booted_hosts(daemon=docker_daemon, box_image=box_image, emulator=emulator, production=production,
+                      state_dir=STATE_DIR, prefix="lm", releases=release_images, load_balancer=False) as stage_hosts:
         yield stage_hosts
-    finally:
-        stage_hosts.stop()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +74,7 @@ def test_liftoff_migrate_runs_once_on_one_host_against_the_database_and_holds_th
     assert doc["plan"]["held"] == CONTRACT and [h["version"] for h in doc["plan"]["held_by"]] == ["1.0.0"]
     # The hosts' start-up migrate already applied the expand steps at boot; the one-off found them applied.
     assert doc["schema"] == {"applied": ["0001_create_notes", "0002_add_note_title"], "contracts": {}}
-    assert f"liftoff-migrate: migrate of 1.1.0 exited 0" in err and '"message": "schema state"' in err
+    assert "liftoff-migrate: migrate of 1.1.0 exited 0" in err and '"message": "schema state"' in err
     (entry,) = Ledger(production.client("dynamodb"), production.ledger_table).entries()
     assert (entry.gate, entry.to_version, entry.result) == ("migrate", "1.1.0", d.RESULT_SUCCEEDED)
     assert f"host {instance}" in entry.detail

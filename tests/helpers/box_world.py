@@ -1,0 +1,78 @@
+"""One box world for a test module: moto_server, a stage deployed into it, and real host boxes.
+
+The box suites (tests/local/test_host_*.py, test_liftoff_on_faulty_hosts.py) each boot one world per
+module and only differ in the releases they push, how many hosts boot and whether the load balancer
+stand-in runs; the pieces are here once, as context managers a module's fixtures wrap.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import pytest
+
+from config import load_config
+from local import emulator as emulators
+from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
+from local.hosts import StageHosts
+from tests.helpers.emulated_stage import deploy_stage
+from tests.helpers.synth import CDK_JSON
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.5):
+    """The first truthy value of `check()`, or fail naming `what` did not happen within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+@contextmanager
+def running_emulator(tmp_path_factory) -> Iterator[emulators.Emulator]:
+    running = emulators.start(tmp_path_factory.mktemp("emulator"))
+    try:
+        yield running
+    finally:
+        emulators.stop(running, tmp_path_factory.getbasetemp())
+
+
+@contextmanager
+def deployed(emulator, assembly: Path, *, config=None, image_tag: str = "1.0.0"):
+    """staging (whose registry production shares) then production, as the shipped cdk.json has them."""
+    config = config or load_config(CDK_JSON)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+        deploy_stage(assembly, config.stage("staging"), image_tag=image_tag)
+        yield deploy_stage(assembly, config.stage("production"), image_tag=image_tag)
+
+
+@contextmanager
+def booted_hosts(*, daemon, box_image: str, emulator, production, state_dir: Path, prefix: str,
+                 releases: Mapping[str, str], capacity: int | None = None, load_balancer: bool = True) -> Iterator[StageHosts]:
+    """The stage's hosts booted from the launch template's user data with `releases` in the registry;
+    with `load_balancer`, HAProxy in front and every host in service before the tests start."""
+    stage_hosts = StageHosts(
+        daemon=daemon, session=EndpointSession(fake_session(), emulator.endpoint), emulator_port=emulator.port,
+        service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
+        state_dir=state_dir, name=f"{prefix}-{uuid.uuid4().hex[:6]}", box_image=box_image, say=lambda _: None)
+    try:
+        stage_hosts.start()
+        stage_hosts.push(dict(releases))
+        if capacity is not None:
+            stage_hosts.set_capacity(capacity)
+        stage_hosts.boot_seconds = stage_hosts.boot()
+        if load_balancer:
+            stage_hosts.start_load_balancer()
+            stage_hosts.wait_in_service()
+        yield stage_hosts
+    finally:
+        stage_hosts.stop()
