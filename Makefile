@@ -12,7 +12,7 @@ endif
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup synth test report snapshots deploy local-up local-down bench-rollout
+.PHONY: setup synth test check report snapshots deploy local-up local-down bench-rollout
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -29,8 +29,17 @@ node_modules/.installed: package.json package-lock.json
 synth: setup
 	npx cdk synth --quiet
 
+# Two pytest-xdist workers: the Docker tests on one (one daemon, one build of each image, one box world at a
+# time), the rest on the other (tests/conftest.py groups them). PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+
 test: setup
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest $(PYTEST_PARALLEL)
+
+# The fast lane while you work: unit, synth and decision tests (no Docker, no emulator; marked in tests/conftest.py).
+check: setup
+	$(PYTHON) -m pytest $(PYTEST_PARALLEL) -m "not docker and not emulator"
 
 report: synth
 	$(PYTHON) -m tools.report

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         stopped = emulators.stop_recorded(args.state_dir)
         flow.log(f"stopped the emulator (pid {stopped.pid}, port {stopped.port})" if stopped else "no emulator recorded; nothing to stop")
-        for what in flow.stop_kept_hosts():
+        for what in flow.stop_kept_hosts(args.state_dir):
             flow.log(f"stopped {what}")
         return 0
 
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         with flow.step(f"starting the emulator (moto_server on {emulators.HOST}, port {args.port or 'free'})"):
             emulator = emulators.start(args.state_dir, port=args.port)
         flow.log(f"  emulator pid {emulator.pid} at {emulator.endpoint}")
-        deployed = flow.run(stage, emulator, source=args.assembly, target=args.adapted, keep_hosts=args.command == "up")
+        deployed = flow.run(stage, emulator, source=args.assembly, target=args.adapted, keep_hosts=args.command == "up",
+                            state_dir=args.state_dir)
         keep = args.command == "up"
     except (emulators.EmulatorError, flow.DeployError) as error:
         print(f"liftoff local: {error}", file=sys.stderr)

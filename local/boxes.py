@@ -17,9 +17,11 @@ directory, and `stop_world` removes exactly that. docs/local-emulator.md lists e
 """
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -42,6 +44,8 @@ BOX_RUN_OPTIONS = (
     "--dns", "127.0.0.1",
 )
 SIGNAL_FILE = "/var/lib/liftoff-box/cfn-signal.json"
+# Written by the cloud-init stand-in when the box's metadata service or DNS never answered: no user data ran.
+NOT_READY_FILE = "/var/lib/liftoff-box/not-ready"
 BOOT_TIMEOUT_SECONDS = 300.0
 WORLD_RECORD = "boxes.json"
 Say = Callable[[str], None]
@@ -153,6 +157,7 @@ def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, re
             database_container=db, database_address=_address(daemon, db, network),
             proxy_pid=proxy.pid, pki_dir=str(pki), health_file=str(health_file))
         world.record(state_dir)
+        # Boxes boot only into a world that answers: the registry's API (not only docker-proxy's port), the database.
         _wait(lambda: _registry_answers(world), 30, f"the ECR stand-in ({name}-ecr) did not answer",
               lambda: daemon.run("logs", "--tail", "20", registry, check=False).stderr)
         _wait(lambda: daemon.run("exec", db, "pg_isready", "-q", "-h", "127.0.0.1", "-p", database["DB_PORT"],
@@ -231,10 +236,15 @@ def boot_box(daemon: Daemon, world: BoxWorld, *, image: str, instance_id: str, l
 def wait_signalled(daemon: Daemon, box: Box, *, timeout: float = BOOT_TIMEOUT_SECONDS) -> dict:
     """Wait for the box's cfn-signal; a FAILURE or no signal in time raises with the user data's output."""
     deadline = time.monotonic() + timeout
+    # One exec per poll: the signal if there is one, else why the user data never ran (if it did not).
+    read = f"cat {SIGNAL_FILE} 2>/dev/null || sed 's/^/not ready: /' {NOT_READY_FILE} 2>/dev/null"
     while True:
-        shown = daemon.run("exec", box.container, "cat", SIGNAL_FILE, check=False, timeout=30)
-        if shown.returncode == 0 and shown.stdout.strip():
-            signal_sent = json.loads(shown.stdout)
+        shown = daemon.run("exec", box.container, "sh", "-c", read, check=False, timeout=30).stdout.strip()
+        if shown.startswith("not ready: "):
+            raise BoxError(f"host {box.instance_id} never ran its user data: {shown.removeprefix('not ready: ')}; "
+                           f"its log:\n{boot_output(daemon, box)}")
+        if shown:
+            signal_sent = json.loads(shown)
             if signal_sent["status"] != "SUCCESS":
                 raise BoxError(f"host {box.instance_id} signalled {signal_sent['status']} (user data exited "
                                f"{signal_sent['exit_code']}); its user data output:\n{boot_output(daemon, box)}")
@@ -280,7 +290,9 @@ def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path
              *(["--health-file", str(health_file)] if health_file else [])],
             cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait(lambda: _accepts(gateway, port), 10, "the AWS endpoint proxy did not start", lambda: log.read_text())
+        # Answering over TLS with the world's certificate, not only accepting: what the boxes' first `aws` call needs.
+        _wait(lambda: _answers_tls(gateway, port, pki / "ca.crt"), 30, "the AWS endpoint proxy did not answer",
+              lambda: log.read_text())
     except BaseException:
         processes.stop(proxy.pid)
         raise
@@ -288,15 +300,23 @@ def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path
 
 
 def _registry_answers(world: BoxWorld) -> bool:
-    return _accepts("127.0.0.1", world.registry_port)
+    """The registry's API answers (200, or 401 asking for a login) on its published port: docker-proxy accepts
+    connections on that port before the registry inside listens, so an accepted connection proves nothing."""
+    return _answers_tls("127.0.0.1", world.registry_port, Path(world.pki_dir) / "ca.crt", path="/v2/")
 
 
-def _accepts(host: str, port: int) -> bool:
+def _answers_tls(host: str, port: int, ca: Path, *, path: str = "/") -> bool:
+    """An HTTP answer (any status) over TLS with a certificate from the world's CA (names not checked: reached by address)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False
+    connection = http.client.HTTPSConnection(host, port, context=context, timeout=5)
     try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
+        connection.request("GET", path)
+        return connection.getresponse().status > 0
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
 
 
 def _wait(check: Callable[[], bool], timeout: float, failure: str, details: Callable[[], str]) -> None:

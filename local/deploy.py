@@ -356,14 +356,14 @@ def print_hosts(hosts: StageHosts) -> None:
 
 @contextmanager
 def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False, host_count: int | None = None,
-               extra_images: Callable[[docker.Daemon, str], dict[str, str]] | None = None,
+               extra_images: Callable[[docker.Daemon, str], dict[str, str]] | None = None, state_dir: Path = STATE_DIR,
                ) -> Iterator[tuple[StageHosts, StateManagerStandIn] | None]:
     """An ec2 stage's hosts as boxes on this machine's Docker (yields None, saying why, where Docker is missing).
 
     `host_count` sets the Auto Scaling group's capacity in the emulator before the hosts boot (as a
     `desired_count` change would); `extra_images(daemon, built_image)` adds release images to push."""
     try:
-        daemon = docker.connect_or_start(STATE_DIR)
+        daemon = docker.connect_or_start(state_dir)
     except docker.DockerError as error:
         log(f"no Docker here ({error}); the walk stays control-plane only")
         yield None
@@ -380,13 +380,13 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False,
             if extra_images is not None:
                 release_images.update(extra_images(daemon, built))
             box_image = images.box_image(daemon)
-        stale = boxes.BoxWorld.recorded(STATE_DIR)
+        stale = boxes.BoxWorld.recorded(state_dir)
         if stale is not None:  # left by a run that was killed: recorded by us, so ours to remove
             log(f"  removing the hosts' world {stale.name} a killed run left behind")
-            boxes.stop_world(daemon, stale, STATE_DIR)
+            boxes.stop_world(daemon, stale, state_dir)
         hosts = StageHosts(daemon=daemon, session=deployed.clients, emulator_port=deployed.emulator.port,
                            service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry,
-                           state_dir=STATE_DIR, name=f"liftoff-{deployed.stage.name}-{os.getpid()}", box_image=box_image,
+                           state_dir=state_dir, name=f"liftoff-{deployed.stage.name}-{os.getpid()}", box_image=box_image,
                            say=lambda line: log(line))
         with step(f"starting the hosts' world {hosts.name}: AWS endpoints (TLS, to the emulator), the ECR and RDS stand-ins"):
             hosts.start()
@@ -426,7 +426,7 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False,
 
 
 def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, target: Path = ADAPTED_DIR,
-        keep_hosts: bool = False) -> LocalStage:
+        keep_hosts: bool = False, state_dir: Path = STATE_DIR) -> LocalStage:
     """The whole demo in a running emulator: synth, deploy, push images, the release walk."""
     releases, target_version = release_tags()
     first = releases[0] if releases[0] != target_version else releases[-1]
@@ -440,7 +440,7 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
     for name in deployed.stacks.in_order:
         log(f"  {name}: {deployed.status(name)}")
     if stage.compute == "ec2":
-        with real_hosts(deployed, releases, keep=keep_hosts) as running:
+        with real_hosts(deployed, releases, keep=keep_hosts, state_dir=state_dir) as running:
             if running is not None:
                 hosts, state_manager = running
                 runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,

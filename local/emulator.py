@@ -74,10 +74,30 @@ def answers(port: int) -> bool:
 
 def start(state_dir: Path, *, port: int | None = None, command: list[str] | None = None,
           timeout: float = START_TIMEOUT_SECONDS) -> Emulator:
-    """Start the emulator, wait until it answers, record it in `state_dir`; on any failure leave nothing running."""
+    """Start the emulator, wait until it answers, record it in `state_dir`; on any failure leave nothing running.
+
+    With no `port`, a free one is picked; if another process takes it between the pick and the emulator's
+    bind (tests in parallel, other work on the machine), another free port is tried."""
+    for attempt in range(3):
+        chosen = port if port is not None else free_port()
+        try:
+            return _start_on(state_dir, chosen, command, timeout)
+        except EmulatorError:
+            if port is not None or attempt == 2 or _port_is_free(chosen):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _port_is_free(port: int) -> bool:
+    try:
+        check_port_free(port)
+        return True
+    except EmulatorError:
+        return False
+
+
+def _start_on(state_dir: Path, port: int, command: list[str] | None, timeout: float) -> Emulator:
     state_dir.mkdir(parents=True, exist_ok=True)
-    if port is None:
-        port = free_port()
     check_port_free(port)
     log = state_dir / f"moto-{port}.log"
     with open(log, "wb") as log_file:

@@ -10,16 +10,20 @@ release depends on it.
   before that); a deregistered target is *draining*: no new requests, in-flight ones finish, for the
   deregistration delay, then it is removed.
 - What `describe-target-health` answers (to the hosts through local/endpoints.py, and to `liftoff`
-  through `states`) is these states, from HAProxy's real checks.
+  through `states`) is these states, from HAProxy's real checks. Each `sync` reads HAProxy once and
+  publishes that one reading; `states` returns the same published reading (never a second, later read
+  of HAProxy), so everyone who asks between two passes sees one answer, as from one ALB.
 
 What an ALB does that this does not: cross-zone balancing, fail-open to all targets when none is
 healthy (HAProxy answers 503), slow start, connection multiplexing, HTTP/2, its own timeouts.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -96,12 +100,24 @@ def haproxy_config(settings: TargetGroupSettings, *, listen_port: int, admin_soc
     ])
 
 
+# HAProxy refuses a stats socket path longer than this (a Unix socket address holds 108 bytes).
+MAX_SOCKET_PATH = 97
+
+
+def _short_socket_path(wanted: Path) -> Path:
+    """`wanted`, or, when a deep state directory (a test's tmp path) makes it too long, a short one in the
+    temp directory named after it (the same `wanted` always gives the same short path)."""
+    if len(str(wanted)) <= MAX_SOCKET_PATH:
+        return wanted
+    return Path(tempfile.gettempdir()) / f"liftoff-{hashlib.sha256(str(wanted).encode()).hexdigest()[:16]}-haproxy.sock"
+
+
 class LoadBalancer:
     """One HAProxy process, started and stopped by its pid, driven through its admin socket."""
 
     def __init__(self, settings: TargetGroupSettings, *, state_dir: Path, name: str, listen_port: int):
         self.settings, self.listen_port = settings, listen_port
-        self.admin_socket = state_dir / f"{name}-haproxy.sock"
+        self.admin_socket = _short_socket_path(state_dir / f"{name}-haproxy.sock")
         self.config = state_dir / f"{name}-haproxy.cfg"
         self.log = state_dir / f"{name}-haproxy.log"
         self.process: subprocess.Popen | None = None
@@ -121,12 +137,19 @@ class LoadBalancer:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
+        # Started means answering on its admin socket (the file appears at bind, before HAProxy serves).
         deadline = time.monotonic() + 10
-        while not self.admin_socket.exists():
+        while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise LoadBalancerError(f"haproxy did not start; its output:\n{self.log.read_text()[-2000:]}")
             time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            return "Pid:" in self.command("show info")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is None:
@@ -182,6 +205,7 @@ class Controller:
         self.registered: dict[str, float] = {}  # target -> when it was added
         self.was_healthy: set[str] = set()
         self.draining: dict[str, float] = {}  # target -> when its deregistration delay ends
+        self._published: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -190,8 +214,9 @@ class Controller:
         descriptions = self.elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]
         return {d["Target"]["Id"]: int(d["Target"].get("Port") or self.balancer.settings.port) for d in descriptions}
 
-    def sync(self) -> None:
-        """One pass: new registrations added as initial, deregistrations drained, drains past their delay removed."""
+    def sync(self) -> dict[str, str]:
+        """One pass: new registrations added as initial, deregistrations drained, drains past their delay removed;
+        then HAProxy's checks read once and published. Returns what it published."""
         with self._lock:
             now = time.monotonic()
             registered = self.registrations()
@@ -215,10 +240,17 @@ class Controller:
                     self.balancer.remove(target)
                     del self.draining[target]
                     self.registered.pop(target, None)
-            self._publish()
+            self._published = self._observe()
+            self._publish(self._published)
+            return dict(self._published)
 
     def states(self) -> dict[str, str]:
-        """ALB target states from HAProxy's checks: initial, healthy, unhealthy or draining."""
+        """ALB target states (initial, healthy, unhealthy or draining) as the last `sync` published them: the
+        answer the hosts get from describe-target-health now. Wait on this, and assert on this."""
+        with self._lock:
+            return dict(self._published)
+
+    def _observe(self) -> dict[str, str]:
         servers = self.balancer.servers()
         states = {}
         for target in self.registered:
@@ -232,11 +264,11 @@ class Controller:
                 states[target] = "unhealthy" if target in self.was_healthy else "initial"
         return states
 
-    def _publish(self) -> None:
+    def _publish(self, states: dict[str, str]) -> None:
         if self.health_file is None:
             return
         tmp = self.health_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({self.target_group_arn: self.states()}))
+        tmp.write_text(json.dumps({self.target_group_arn: states}))
         tmp.replace(self.health_file)
 
     def start(self) -> None:

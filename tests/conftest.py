@@ -1,11 +1,111 @@
-"""Session-wide fixtures: the CDK app is synthesized once per session (jsii start-up costs seconds)."""
+"""Session-wide fixtures: the CDK app is synthesized once per session (jsii start-up costs seconds).
+
+Markers set here, at collection, so nobody maintains a list: a test that needs Docker (the
+`docker_daemon` fixture, directly or through another fixture) is `docker`; one that deploys stacks
+into moto or starts it (the `emulated_aws` fixture, or a module that uses `local.emulator`, the
+moto_server process) is `emulator`. `make check`, the fast lane, runs neither. For pytest-xdist (`make test` runs two workers with `--dist loadgroup`), work
+units are made here too: every module with a Docker test joins one `docker` unit (one worker owns the
+daemon, the image builds and the box worlds, one at a time) and goes first, as the longest; a module
+with a module- or class-scoped fixture is one unit (its world starts once); any other test is a unit
+of its own, so the workers share those evenly. Session fixtures (the synthesis) run once per worker.
+
+xdist 3.8's own loadgroup cannot see these units under pytest 9 (it renames `item._nodeid`, which
+pytest 9 no longer reads): each worker writes the units it collected to a file, and the scheduler
+below (`XdistUnits`) reads them.
+"""
 from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from tests.helpers.synth import Synthesis, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
+
+DOCKER_GROUP = "docker"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    needs_docker = [item for item in items if "docker_daemon" in getattr(item, "fixturenames", ())]
+    docker_modules = {item.path for item in needs_docker}
+    shared_modules = {item.path for item in items if _uses_fixture_wider_than_a_test(item)}
+    for item in needs_docker:
+        item.add_marker(pytest.mark.docker)
+    for item in items:
+        if "emulated_aws" in getattr(item, "fixturenames", ()) or _starts_the_emulator(item):
+            item.add_marker(pytest.mark.emulator)
+    for item in items:
+        if item.path in docker_modules:
+            item.add_marker(pytest.mark.xdist_group(DOCKER_GROUP))
+        elif item.path in shared_modules:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    # Stable: the order inside each module is kept.
+    items.sort(key=lambda item: item.path not in docker_modules)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and UNITS_DIR_KEY in workerinput:
+        units = {item.nodeid: next((mark.args[0] for mark in item.iter_markers("xdist_group")), item.nodeid) for item in items}
+        written = Path(workerinput[UNITS_DIR_KEY]) / f"{workerinput['workerid']}.json"
+        partial = written.with_suffix(".partial")
+        partial.write_text(json.dumps(units))
+        partial.replace(written)
+
+
+UNITS_DIR_KEY = "liftoff_units_dir"
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(XdistUnits(), "liftoff-xdist-units")
+
+
+class XdistUnits:
+    """The controller's side: hands each worker a directory for its units, and schedules by them."""
+
+    def __init__(self):
+        self.directory = Path(tempfile.mkdtemp(prefix="liftoff-xdist-units-"))
+
+    def pytest_configure_node(self, node):
+        node.workerinput[UNITS_DIR_KEY] = str(self.directory)
+
+    def pytest_xdist_make_scheduler(self, config, log):
+        if config.getoption("dist") != "loadgroup":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        directory = self.directory
+
+        class UnitScheduling(LoadScopeScheduling):
+            units: dict[str, str] | None = None
+
+            def _split_scope(self, nodeid: str) -> str:
+                # Called once every worker has collected (and so written its file).
+                if self.units is None:
+                    found = sorted(directory.glob("*.json"))
+                    self.units = json.loads(found[0].read_text()) if found else {}
+                return self.units.get(nodeid, nodeid)
+
+        return UnitScheduling(config, log)
+
+    def pytest_unconfigure(self, config):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _starts_the_emulator(item) -> bool:
+    module = getattr(item, "module", None)
+    return module is not None and any("local.emulator" in (getattr(value, "__name__", None), getattr(value, "__module__", None))
+                                      for value in vars(module).values())
+
+
+def _uses_fixture_wider_than_a_test(item) -> bool:
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(definition.scope in ("module", "class", "package")
+               for definitions_of_name in definitions.values() for definition in definitions_of_name)
 
 
 @pytest.fixture(scope="session")

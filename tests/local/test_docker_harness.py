@@ -82,3 +82,20 @@ def test_a_host_whose_user_data_fails_signals_failure_with_its_output(docker_dae
     box = boot(docker_daemon, bare_world, box_image, tmp_path, user_data)
     with pytest.raises(boxes.BoxError, match=r"signalled FAILURE \(user data exited 1\)(.|\n)*package 'nginx' is not in the box image"):
         boxes.wait_signalled(docker_daemon, box, timeout=120)
+
+
+def test_user_data_runs_only_once_the_metadata_service_and_dns_answer(docker_daemon, box_image, bare_world, tmp_path):
+    # The user data's very first commands, each tried once with a short timeout (no retry): on a box whose
+    # cloud-init stand-in started it before its IMDS or DNS answered, one of them fails and the box signals FAILURE.
+    user_data = ("#!/bin/bash\nfunction exitTrap(){\nexitCode=$?\n"
+                 "/opt/aws/bin/cfn-signal --stack s --resource Hosts --region us-east-1 -e $exitCode\n}\ntrap exitTrap EXIT\n"
+                 "set -euo pipefail\n"
+                 "token=$(curl -sf --max-time 1 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)\n"
+                 "curl -sf --max-time 1 -H \"X-aws-ec2-metadata-token: $token\" "
+                 "http://169.254.169.254/latest/meta-data/iam/security-credentials/liftoff-host | jq -e .AccessKeyId\n"
+                 "getent hosts ssm.us-east-1.amazonaws.com\n")
+    box = boot(docker_daemon, bare_world, box_image, tmp_path, user_data)
+    assert boxes.wait_signalled(docker_daemon, box, timeout=120)["status"] == "SUCCESS"
+    # ... and the box's AWS CLI finds the instance profile's credentials through it.
+    found = boxes.run_on_box(docker_daemon, box, "aws", "configure", "list", timeout=60)
+    assert found.returncode == 0 and "iam-role" in found.stdout, found.stdout + found.stderr

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,13 @@ def test_a_taken_port_is_named_and_nothing_is_started(tmp_path):
 
 def test_an_emulator_that_never_answers_is_stopped(tmp_path):
     port = emulators.free_port()
-    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    # Marked with this test's own token: other runs on this machine may start the same sleeper.
+    token = uuid.uuid4().hex
+    sleeper = [sys.executable, "-c", f"import time; time.sleep(60)  # {token}"]
     with pytest.raises(emulators.EmulatorError, match=f"did not answer on port {port}"):
         emulators.start(tmp_path, port=port, command=sleeper, timeout=1)
     assert emulators.recorded(tmp_path) is None
-    leftovers = subprocess.run(["pgrep", "-f", "time.sleep\\(60\\)"], capture_output=True, text=True).stdout.split()
+    leftovers = subprocess.run(["pgrep", "-f", token], capture_output=True, text=True).stdout.split()
     assert [pid for pid in leftovers if int(pid) != os.getpid()] == []
 
 

@@ -99,26 +99,29 @@ def test_the_controller_follows_registrations_with_alb_states(balancer, tmp_path
     # Each backend listens on its own loopback port: register it under its "address" with that port.
     elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": "10.0.0.1", "Port": backends["10.0.0.1"].port}])
     try:
-        controller.sync()
-        assert controller.states() == {"10.0.0.1": "initial"}  # no traffic before `rise` passes
-        wait_for(lambda: (controller.sync(), controller.states())[1] == {"10.0.0.1": "healthy"})
+        # Each pass reads HAProxy once; what it returns is what it published, to the file and to `states`.
+        assert controller.sync() == {"10.0.0.1": "initial"}  # no traffic before `rise` passes
+        assert json.loads(health_file.read_text()) == {group: {"10.0.0.1": "initial"}}
+        wait_for(lambda: controller.sync() == {"10.0.0.1": "healthy"})
         assert json.loads(health_file.read_text()) == {group: {"10.0.0.1": "healthy"}}
+        assert controller.states() == {"10.0.0.1": "healthy"}
         answered = json.loads(urllib.request.urlopen(f"{balancer.url}/version", timeout=5).read())
         assert answered == {"version": "1.0.0"}
 
         elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": "10.0.0.2", "Port": backends["10.0.0.2"].port}])
-        wait_for(lambda: (controller.sync(), controller.states())[1] == {"10.0.0.1": "healthy", "10.0.0.2": "healthy"})
+        wait_for(lambda: controller.sync() == {"10.0.0.1": "healthy", "10.0.0.2": "healthy"})
         elbv2.deregister_targets(TargetGroupArn=group, Targets=[{"Id": "10.0.0.1", "Port": backends["10.0.0.1"].port}])
-        controller.sync()
-        assert controller.states()["10.0.0.1"] == "draining"
+        assert controller.sync()["10.0.0.1"] == "draining"
+        assert json.loads(health_file.read_text())[group]["10.0.0.1"] == "draining"
         # Draining: no new requests to it.
         versions = {json.loads(urllib.request.urlopen(f"{balancer.url}/version", timeout=5).read())["version"] for _ in range(6)}
         assert versions == {"1.1.0"}
-        wait_for(lambda: (controller.sync(), controller.states())[1] == {"10.0.0.2": "healthy"}, timeout=10)
+        wait_for(lambda: controller.sync() == {"10.0.0.2": "healthy"}, timeout=10)
         assert "10.0.0.1" not in balancer.servers()
 
         backends["10.0.0.2"].healthy = False
-        wait_for(lambda: (controller.sync(), controller.states())[1] == {"10.0.0.2": "unhealthy"})
+        wait_for(lambda: controller.sync() == {"10.0.0.2": "unhealthy"})
+        assert json.loads(health_file.read_text()) == {group: {"10.0.0.2": "unhealthy"}}
     finally:
         for backend in backends.values():
             backend.close()
@@ -141,3 +144,17 @@ def test_the_endpoint_proxy_answers_describe_target_health_with_the_stand_ins_st
     assert "i-3" not in only
     # Another target group: moto's answer unchanged.
     assert rewrite_target_health(body, {"TargetGroupArn": ["arn:other"]}, health) == body
+
+
+def test_a_deep_state_directory_still_gets_an_admin_socket_haproxy_accepts(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    settings = lb.TargetGroupSettings(health_check_path="/healthz", matcher="200", interval_seconds=1, timeout_seconds=1,
+                                      healthy_threshold=2, unhealthy_threshold=2, deregistration_delay_seconds=2, port=0)
+    running = lb.LoadBalancer(settings, state_dir=deep, name="t", listen_port=free_port())
+    assert len(str(running.admin_socket)) <= lb.MAX_SOCKET_PATH
+    running.start()
+    try:
+        assert running.servers() == {}
+    finally:
+        running.stop()
+    assert not running.admin_socket.exists()

