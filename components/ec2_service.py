@@ -22,7 +22,7 @@ from pathlib import Path
 
 import jsii
 
-from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
@@ -38,7 +38,7 @@ from config import MAX_DESIRED_COUNT, RELEASE_TAG_PATTERN, ScaleOn
 
 HOST_FILES = Path(__file__).parent / "ec2_host"
 UNIT_DIR = "etc/systemd/system"
-UNITS = ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service")
+UNITS = ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service", "liftoff-report.service")
 # The slots' loopback ports: two fixed ports unless the container's own port is one of them.
 SLOT_PORTS = (18081, 18082)
 SLOT_PORTS_ALTERNATE = (28081, 28082)
@@ -50,6 +50,11 @@ LATEST_AL2023_PARAMETER = {
     "x86_64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
 }
 HEALTH_TIMEOUT_SECONDS = 60
+# The service contract's readiness path (docs/service-contract.md): a new slot takes requests only once it
+# answers 200 there. A warm-up (caches, a connection pool) may take this long; a database down longer
+# fails the activation safely (the old version keeps serving).
+READY_CHECK_PATH = "/readyz"
+READY_TIMEOUT_SECONDS = 180
 PULL_ALLOWANCE_SECONDS = 120
 BOOT_SIGNAL_TIMEOUT = Duration.minutes(15)
 # CloudFormation's ceiling for an association's WaitForSuccessTimeoutSeconds (48 hours).
@@ -171,6 +176,24 @@ class Ec2Service(Construct):
         db_secret.grant_read(role)
         active_tag_parameter.grant_read(role)
         self.log_group.grant_write(role)
+        # Host reports: one SSM parameter per instance under this path, written by the host scripts and read
+        # by the release tool (and by a booting host, to join the version its peers serve).
+        self.host_report_path = f"/liftoff/{Stack.of(self).stack_name}/hosts/"
+        # Pseudo parameters, not the stage's account and region: one ARN form (and one nag acknowledgment) everywhere.
+        reports = f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{self.host_report_path.strip('/')}"
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ssm:PutParameter", "ssm:GetParameter", "ssm:GetParametersByPath"],
+                resources=[reports, f"{reports}/*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                # A booting host finds its in-service peers (these actions take no resource-level permission).
+                actions=["autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingGroups"],
+                resources=["*"],
+            )
+        )
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
@@ -202,6 +225,9 @@ class Ec2Service(Construct):
             "DRAIN_SECONDS": str(drain_seconds),
             "TARGET_GROUP_ARN": target_group.target_group_arn,
             "HEALTH_TIMEOUT_SECONDS": str(HEALTH_TIMEOUT_SECONDS),
+            "READY_CHECK_PATH": READY_CHECK_PATH,
+            "READY_TIMEOUT_SECONDS": str(READY_TIMEOUT_SECONDS),
+            "HOST_REPORT_PATH": self.host_report_path,
             "ACTIVE_TAG_PARAMETER": active_tag_parameter.parameter_name,
             "ACTIVATION": activation,
             "CONTAINER_MEMORY_MIB": str(container_memory_mib),
@@ -283,7 +309,8 @@ class Ec2Service(Construct):
 
         # Per host: a pull, the drain, the old container's stop, and health waits for the new and,
         # on failure, the old version.
-        per_host_seconds = PULL_ALLOWANCE_SECONDS + drain_seconds + stop_timeout_seconds + HEALTH_TIMEOUT_SECONDS * 2
+        per_host_seconds = (PULL_ALLOWANCE_SECONDS + drain_seconds + stop_timeout_seconds + HEALTH_TIMEOUT_SECONDS * 2
+                            + READY_TIMEOUT_SECONDS)
         self.stage_association = self._gate(
             "Stage",
             description="liftoff update gate: pull a release image onto this host; nothing restarts",
@@ -314,7 +341,15 @@ class Ec2Service(Construct):
         )
         acknowledge(
             role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken and elasticloadbalancing:DescribeTargetHealth support no resource-level permission.",
+            "ecr:GetAuthorizationToken, elasticloadbalancing:DescribeTargetHealth and the two autoscaling:Describe* "
+            "actions support no resource-level permission.",
+        )
+        acknowledge(
+            role.node.find_child("DefaultPolicy"),
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/"
+            f"{self.host_report_path.strip('/')}/*]",
+            "Each host writes its own report, named by its instance id, which is only known at launch: the "
+            "wildcard is this stack's report path and nothing else.",
         )
         acknowledge(
             self.auto_scaling_group, "AwsSolutions-AS3",

@@ -10,11 +10,17 @@
   thread follows the service stack's `StagedImageTag` and `ImageTag` parameters and, whenever one
   changes (and once at start, as an association's creation does), runs the gate's document command
   (`/opt/liftoff/bin/liftoff-stage TAG` or `liftoff-activate TAG`) on the hosts one at a time,
-  stopping at the first failure (MaxConcurrency 1, MaxErrors 0).
+  stopping at the first failure (MaxConcurrency 1, MaxErrors 0). `start_association_once` runs an
+  association again with the stack's current parameter, as SSM StartAssociationsOnce does; each
+  instance's last result per gate is kept (`instance_results`). The emulator gives both association
+  ids one placeholder value (local/adapter.py), so that id runs both gates, stage first.
+- Faults a test can cause on a box world (`fill_docker_disk`, `stop_registry`, `stop_database`, and
+  their repairs): a full Docker disk on one host, the ECR stand-in unreachable, the RDS stand-in down.
 - The load balancer stand-in (local/lb.py, `start_load_balancer`): HAProxy in front of the hosts,
   configured from the synthesized target group, following the emulator's registrations.
-- `HostsRuntime`: the release tool's adapter for such a stage; what runs is read from the hosts
-  (the activate gate's runs) and the load balancer stand-in (target health), not from the stack's record.
+- `HostsRuntime`: the release tool's adapter for such a stage; what runs is read from the hosts (docker
+  for whether a host is up, the host reports the hosts write to the emulator's SSM) and the load balancer
+  stand-in (target health), not from the stack's record.
 """
 from __future__ import annotations
 
@@ -335,6 +341,66 @@ class StageHosts:
         reservations = self.session.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
         return [instance for reservation in reservations for instance in reservation["Instances"]]
 
+    # --- faults a test can cause ---------------------------------------------------------------
+
+    # Docker downloads layers into this directory before it registers them: a full small filesystem mounted
+    # over it makes every pull fail with docker's own "no space left on device", and the machine's disk is
+    # never filled (the boxes' Docker data lives on it).
+    DOCKER_DOWNLOAD_DIR = "/var/lib/docker/tmp"
+
+    def fill_docker_disk(self, box: boxes.Box) -> None:
+        """The host's Docker disk is full (for pulls: what runs keeps running)."""
+        script = (f"mkdir -p {self.DOCKER_DOWNLOAD_DIR} && mount -t tmpfs -o size=64k liftoff-full-disk {self.DOCKER_DOWNLOAD_DIR}"
+                  f" && fallocate -l 64k {self.DOCKER_DOWNLOAD_DIR}/fill")
+        result = boxes.run_on_box(self.daemon, box, "bash", "-c", script, timeout=30)
+        if result.returncode != 0:
+            raise boxes.BoxError(f"could not fill {box.instance_id}'s Docker disk: {result.stderr.strip()}")
+
+    def free_docker_disk(self, box: boxes.Box) -> None:
+        result = boxes.run_on_box(self.daemon, box, "umount", "liftoff-full-disk", timeout=30)
+        if result.returncode != 0:
+            raise boxes.BoxError(f"could not free {box.instance_id}'s Docker disk: {result.stderr.strip()}")
+
+    def stop_registry(self) -> None:
+        """The ECR stand-in is unreachable: paused, so connections open but nothing answers and the hosts' docker
+        gives up on its own timeout (paused, not stopped: a restarted container may get another address)."""
+        self.daemon.run("pause", self._require_world().registry_container, timeout=60)
+
+    def start_registry(self) -> None:
+        self.daemon.run("unpause", self._require_world().registry_container, timeout=60)
+
+    def stop_database(self) -> None:
+        """The RDS stand-in is down: PostgreSQL shuts down fast (it ends its sessions, as an instance that stops
+        or fails over does) and its container stops, so nothing answers on its address."""
+        container = self._require_world().database_container
+        self.daemon.run("kill", "--signal", "SIGINT", container, timeout=60)
+        self.daemon.run("wait", container, timeout=120)
+
+    def start_database(self) -> None:
+        world = self._require_world()
+        self.daemon.run("start", world.database_container, timeout=60)
+        # The hosts' DNS names the stand-in's address: it must come back on it.
+        address = boxes._address(self.daemon, world.database_container, world.network)
+        if address != world.database_address:
+            raise boxes.BoxError(f"the RDS stand-in came back on {address}, not {world.database_address} (the hosts' DNS)")
+        port = self.host_environment()["DB_PORT"]
+        boxes._wait(lambda: self.daemon.run("exec", world.database_container, "pg_isready", "-q", "-h", "127.0.0.1", "-p", port,
+                                            check=False).returncode == 0,
+                    60, "the RDS stand-in did not accept connections again", lambda: "")
+
+    def box_running(self, box: boxes.Box) -> bool:
+        shown = self.daemon.run("inspect", "--format", "{{.State.Running}}", box.container, check=False, timeout=30)
+        return shown.stdout.strip() == "true"
+
+    def reports(self) -> dict[str, dict]:
+        """The host reports the hosts wrote to the emulator's SSM (HostReportPath<instance-id>)."""
+        path = self._outputs(self.service_stack)["HostReportPath"]
+        found = {}
+        for page in self.session.client("ssm").get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True):
+            for parameter in page["Parameters"]:
+                found[parameter["Name"][len(path):]] = json.loads(parameter["Value"])
+        return found
+
     # --- the hosts -----------------------------------------------------------------------------
 
     @property
@@ -410,6 +476,8 @@ class StateManagerStandIn:
         self.hosts, self.say = hosts, say
         self.status: dict[str, dict] = {}
         self.runs: list[GateRun] = []
+        # gate -> instance -> its last run's result: {"tag", "status" (Success|Failed), "exit_code", "output"}
+        self.instance_results: dict[str, dict[str, dict]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition()
@@ -426,18 +494,50 @@ class StateManagerStandIn:
             tag = parameters.get(parameter, "")
             if not tag or self.status.get(gate, {}).get("tag") == tag:
                 continue
-            with self._changed:
-                self.status[gate] = {"tag": tag, "status": "InProgress"}
-            runs = self.hosts.run_gate(gate, tag)
-            failed = [run for run in runs if not run.succeeded]
-            with self._changed:
-                self.status[gate] = {"tag": tag, "status": "Failed" if failed else "Success"}
-                self.runs.extend(runs)
-                self._changed.notify_all()
-            for run in runs:
-                self.say(f"  host {run.instance_id}: {gate} {tag} -> exit {run.exit_code} in {run.seconds:.1f} s")
-            done.extend(runs)
+            done.extend(self._run(gate, tag))
         return done
+
+    def _run(self, gate: str, tag: str) -> list[GateRun]:
+        with self._changed:
+            self.status[gate] = {"tag": tag, "status": "InProgress"}
+        runs = self.hosts.run_gate(gate, tag)
+        failed = [run for run in runs if not run.succeeded]
+        with self._changed:
+            self.status[gate] = {"tag": tag, "status": "Failed" if failed else "Success"}
+            self._record(runs)
+            self._changed.notify_all()
+        for run in runs:
+            self.say(f"  host {run.instance_id}: {gate} {tag} -> exit {run.exit_code} in {run.seconds:.1f} s")
+        return runs
+
+    def _record(self, runs: list[GateRun]) -> None:
+        self.runs.extend(runs)
+        for run in runs:
+            self.instance_results.setdefault(run.gate, {})[run.instance_id] = {
+                "tag": run.tag, "status": "Success" if run.succeeded else "Failed", "exit_code": run.exit_code,
+                "output": run.output[-2000:]}
+
+    def gates_of(self, association_id: str) -> list[str]:
+        """The gate(s) an association id of the service stack stands for (see the module docstring)."""
+        outputs = self.hosts._outputs(self.hosts.service_stack)
+        gates = [gate for gate, key in (("stage", "StageAssociationId"), ("activate", "ActivateAssociationId"))
+                 if outputs.get(key) == association_id]
+        if not gates:
+            known = sorted({outputs.get("StageAssociationId", ""), outputs.get("ActivateAssociationId", "")} - {""})
+            raise boxes.BoxError(f"association {association_id!r} is not one of {self.hosts.service_stack}'s "
+                                 f"({', '.join(known) or 'none'})")
+        return gates
+
+    def start_association_once(self, association_id: str) -> list[GateRun]:
+        """SSM StartAssociationsOnce: the association runs again now on every host, with the stack's current
+        parameter, whether or not it changed (the follower thread keeps following changes)."""
+        parameters = self.parameters()
+        runs = []
+        for gate in self.gates_of(association_id):
+            tag = parameters.get({name: parameter for name, parameter, _ in GATES}[gate], "")
+            if tag:
+                runs.extend(self._run(gate, tag))
+        return runs
 
     def start(self) -> None:
         self.apply_once()
@@ -473,7 +573,7 @@ def join_gates(hosts: StageHosts, state_manager: StateManagerStandIn, instance_i
                 runs.append(GateRun(gate=gate, tag=tag, instance_id=instance, exit_code=result.returncode,
                                     seconds=time.monotonic() - began, output=result.stdout + result.stderr))
     with state_manager._changed:
-        state_manager.runs.extend(runs)
+        state_manager._record(runs)
     return runs
 
 
@@ -487,9 +587,23 @@ class HostsRuntime(EmulatedRuntime):
     def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
         desired, _ = self.auto_scaling_group(auto_scaling_group)
         activate = self.state_manager.status.get("activate", {})
-        return {"instances": [{"instance": box.instance_id, "state": "InService", "health": "Healthy"} for box in self.hosts.hosts],
+        return {"instances": [self._instance(box) for box in self.hosts.hosts],
                 "desired_count": desired, "association_parameter": activate.get("tag", ""),
                 "association_status": activate.get("status", "")}
+
+    def _instance(self, box: boxes.Box) -> dict:
+        """What the group would say of a host, from what docker says of its box and the load balancer stand-in's
+        checks (the group uses ELB health checks): a stopped box or a host failing its checks is Unhealthy
+        (the group then replaces it)."""
+        if not self.hosts.box_running(box):
+            return {"instance": box.instance_id, "state": "InService", "health": "Unhealthy"}
+        states = self.hosts.controller.states() if self.hosts.controller is not None else {}
+        healthy = states.get(box.instance_id, "healthy") in ("healthy", "initial")
+        return {"instance": box.instance_id, "state": "InService", "health": "Healthy" if healthy else "Unhealthy"}
+
+    def start_association_once(self, association_id: str) -> None:
+        """SSM StartAssociationsOnce, honoured by the State Manager stand-in (the emulator has no association model)."""
+        self.state_manager.start_association_once(association_id)
 
     def target_health(self, target_group_arn: str) -> list[dict]:
         """The load balancer stand-in's states (its real health checks and draining), as an ALB reports them."""

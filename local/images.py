@@ -139,13 +139,41 @@ def build_service_image(daemon: Daemon, python_image: str, *, tag: str | None = 
     return tag
 
 
-def release_image(daemon: Daemon, built: str, version: str, *, never_starts: bool = False) -> str:
+# A test release's warm-up (release_image's warm_up_seconds): Python imports sitecustomize from the image's
+# PYTHONPATH (/srv/service) at every start, so the service's own code is left as it is.
+WARM_UP_HOOK = """# Test image only (local/images.py): a release that is live at once but not ready for its first seconds.
+import json
+import time
+
+from liftoff_service import web
+
+WARM_UP_SECONDS = {seconds}
+_STARTED = time.monotonic()
+_serve = web.ServiceApp.__call__
+
+
+def _warming_up(self, environ, start_response):
+    if environ.get("PATH_INFO") != "/healthz" and time.monotonic() - _STARTED < WARM_UP_SECONDS:
+        body = json.dumps({{"error": "warming up", "status": "unavailable"}}).encode()
+        start_response("503 Service Unavailable", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    return _serve(self, environ, start_response)
+
+
+web.ServiceApp.__call__ = _warming_up
+"""
+
+
+def release_image(daemon: Daemon, built: str, version: str, *, never_starts: bool = False,
+                  warm_up_seconds: int = 0) -> str:
     """The built image as release `version`: a label and a one-file layer more, so each release has its own
     manifest and layers (ECR, and the emulator's ECR, derive the digest from them), as separate builds would.
 
     `never_starts`: a bad release for tests and benchmarks; its `migrate` works, but its default command
-    is one the service refuses, so the container exits at every start and never answers a health check."""
-    image = f"{RELEASE_IMAGE}:{version}-{built.rsplit('-', 1)[-1]}"
+    is one the service refuses, so the container exits at every start and never answers a health check.
+    `warm_up_seconds`: a slow starter (a cache warm-up, a connection pool filling) for tests; `/healthz` answers
+    at once, but `/readyz` and every other request answer 503 for the first `warm_up_seconds` of each start."""
+    image = f"{RELEASE_IMAGE}:{version}-{built.rsplit('-', 1)[-1]}{f'-warm{warm_up_seconds}' if warm_up_seconds else ''}"
     with tempfile.TemporaryDirectory() as context:
         (Path(context) / "RELEASE").write_text(f"{version}\n")
         dockerfile = f"FROM {built}\nLABEL org.opencontainers.image.version={version}\nCOPY RELEASE /srv/service/RELEASE\n"
@@ -154,6 +182,9 @@ def release_image(daemon: Daemon, built: str, version: str, *, never_starts: boo
             dockerfile += f"LABEL io.liftoff.release={version}\n"
         if never_starts:
             dockerfile += 'CMD ["no-such-command"]\n'
+        if warm_up_seconds:
+            (Path(context) / "sitecustomize.py").write_text(WARM_UP_HOOK.format(seconds=int(warm_up_seconds)))
+            dockerfile += "COPY sitecustomize.py /srv/service/sitecustomize.py\n"
         (Path(context) / "Dockerfile").write_text(dockerfile)
         daemon.run("build", "--quiet", "--tag", image, context, timeout=300)
     return image

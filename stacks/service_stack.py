@@ -143,6 +143,8 @@ class ServiceStack(Stack):
                 "StageAssociationId": self.compute.stage_association.attr_association_id,
                 "ActivateAssociationId": self.compute.activate_association.attr_association_id,
                 "MigrateDocumentName": self.compute.migrate_document.ref,
+                # Each host's report: one SSM parameter per instance, <path><instance-id> (docs/release-flow.md).
+                "HostReportPath": self.compute.host_report_path,
             }
         # The rule lives here, not in the data stack, so the stateful stack never depends on this one.
         ec2.CfnSecurityGroupIngress(

@@ -3,25 +3,76 @@
 from __future__ import annotations
 
 import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .config import DatabaseSettings
 
-# How long a request waits for a pooled connection before answering 503. The pool keeps
-# retrying a DB that refuses connections until then, so this is also the outage latency.
-CHECKOUT_TIMEOUT_SECONDS = 3.0
+# How long a request waits for a pooled connection before answering 503. The pool never runs out of
+# connections (one per thread), so this is only ever spent waiting for a new connection to open: during a
+# database outage. libpq's connect timeout cannot go below 2 s either.
+CHECKOUT_TIMEOUT_SECONDS = 2.0
+# After a request finds the database unreachable, database-backed requests answer 503 at once for this
+# long; then one request tries again (the others keep failing fast) and its outcome closes the breaker or
+# holds it open. Without it, each request spent the whole checkout timeout on a thread, and 10 requests/s
+# needing the database took every thread of the worker: /healthz and /version queued behind them past
+# the load balancer's health check timeout, and every host left the load balancer (issue 22).
+BREAKER_OPEN_SECONDS = 2.0
 
-DatabaseUnavailable = (psycopg.OperationalError, PoolTimeout)
+
+class DatabaseFailingFast(Exception):
+    """The breaker is open: the database was unreachable moments ago, so this request does not wait for it."""
+
+
+DatabaseUnavailable = (psycopg.OperationalError, PoolTimeout, DatabaseFailingFast)
+
+
+class Breaker:
+    """A circuit breaker on reaching the database: closed (every request tries), open (none does, until
+    `open_seconds` after the last failure), then half-open (one request at a time tries)."""
+
+    def __init__(self, open_seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._open_seconds = open_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._open_until: float | None = None
+        self._probing = False
+
+    def admit(self) -> bool:
+        with self._lock:
+            if self._open_until is None:
+                return True
+            if self._probing or self._clock() < self._open_until:
+                return False
+            self._probing = True
+            return True
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._open_until, self._probing = None, False
+
+    def failed(self) -> None:
+        with self._lock:
+            self._open_until, self._probing = self._clock() + self._open_seconds, False
+
+    @property
+    def open(self) -> bool:
+        with self._lock:
+            return self._open_until is not None
 
 
 class Database:
-    def __init__(self, settings: DatabaseSettings, *, max_connections: int) -> None:
+    def __init__(self, settings: DatabaseSettings, *, max_connections: int,
+                 breaker: Breaker | None = None) -> None:
         self._settings = settings
         self._max_connections = max_connections
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
+        self.breaker = breaker or Breaker(BREAKER_OPEN_SECONDS)
 
     def _get_pool(self) -> ConnectionPool:
         with self._lock:
@@ -39,8 +90,22 @@ class Database:
                 )
             return self._pool
 
-    def connection(self):
-        return self._get_pool().connection()
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection, or DatabaseFailingFast at once while the breaker is open."""
+        if not self.breaker.admit():
+            raise DatabaseFailingFast("the database was unreachable moments ago; not waiting for it again yet")
+        try:
+            with self._get_pool().connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout):
+            self.breaker.failed()
+            raise
+        except BaseException:
+            # The database answered (the error is the request's own): it is reachable.
+            self.breaker.succeeded()
+            raise
+        self.breaker.succeeded()
 
     def ping(self, *, timeout_seconds: int) -> None:
         """One round trip on a new connection: what a new instance would meet, not the pool."""

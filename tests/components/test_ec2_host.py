@@ -25,6 +25,7 @@ BIN = HOST_DIR / "bin"
 UNIT = HOST_DIR / "liftoff-app.service"
 SLOT_UNIT = HOST_DIR / "liftoff-slot@.service"
 PROXY_UNIT = HOST_DIR / "liftoff-proxy.service"
+REPORT_UNIT = HOST_DIR / "liftoff-report.service"
 FAKES = Path(__file__).resolve().parent / "fakes"
 
 REPOSITORY_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/liftoff-app"
@@ -181,7 +182,7 @@ def host(tmp_path: Path) -> Host:
 # --- the unit -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("unit", [UNIT, SLOT_UNIT, PROXY_UNIT], ids=lambda path: path.name)
+@pytest.mark.parametrize("unit", [UNIT, SLOT_UNIT, PROXY_UNIT, REPORT_UNIT], ids=lambda path: path.name)
 def test_unit_passes_systemd_analyze_verify_without_warnings(tmp_path: Path, unit: Path) -> None:
     # `systemd-analyze verify` exits 0 on unknown keys and bad values (it only warns
     # on stderr), and exits 1 when docker.service or an Exec binary is missing. So:

@@ -107,11 +107,31 @@ class Containers:
         self.ids.clear()
 
 
+class OwnPostgres:
+    """A PostgreSQL server of one test's own, which the test may stop and start again (a database outage)."""
+
+    def __init__(self, root: Path, data_dir: Path, port: int, run_as: list[str]):
+        self.root, self.data_dir, self.port, self.run_as = root, data_dir, port, run_as
+
+    def _pg_ctl(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.run_as, str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), *arguments],
+                              check=check, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self._pg_ctl("-l", str(self.root / "server.log"),
+                     "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", "start")
+
+    def stop(self) -> None:
+        """As an outage: the server ends its sessions and stops listening (clients are refused at once)."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+
 @contextmanager
-def password_checking_postgres(database_name: str, user: str, password: str):
+def own_postgres(database_name: str, user: str, password: str):
     """A PostgreSQL that checks passwords (scram-sha-256) on TCP, as RDS does; the session's server
-    trusts every connection, so it cannot show which password a container used. Yields the
-    database's settings; the server is stopped and its files removed afterwards."""
+    trusts every connection, so it cannot show which password a container used, and it is shared, so a
+    test cannot stop it. Yields (the database's settings, the server); the server is stopped and its
+    files removed afterwards."""
     bin_dir = postgres_bin_dir()
     root = Path(tempfile.mkdtemp(prefix="liftoff-pg-scram-"))
     run_as: list[str] = []
@@ -120,16 +140,14 @@ def password_checking_postgres(database_name: str, user: str, password: str):
         os.chown(root, postgres_user.pw_uid, postgres_user.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     data_dir, port = root / "data", free_port()
+    server = OwnPostgres(root, data_dir, port, run_as)
     try:
         subprocess.run(
             [*run_as, str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres",
              "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8",
              "--locale=C.UTF-8"],
             check=True, capture_output=True, timeout=60)
-        subprocess.run(
-            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(root / "server.log"),
-             "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", "start"],
-            check=True, capture_output=True, timeout=60)
+        server.start()
         # The superuser has no password: it comes in over the Unix socket, which trusts it.
         with psycopg.connect(host=str(root), port=port, user="postgres", dbname="postgres",
                              autocommit=True) as admin:
@@ -138,9 +156,15 @@ def password_checking_postgres(database_name: str, user: str, password: str):
             admin.execute(psycopg.sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 psycopg.sql.Identifier(database_name), psycopg.sql.Identifier(user)))
         yield DatabaseSettings(host="127.0.0.1", port=port, name=database_name, user=user,
-                               password=password)
+                               password=password), server
     finally:
         if (data_dir / "postmaster.pid").exists():
-            subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate",
-                            "stop"], check=False, capture_output=True, timeout=60)
+            server._pg_ctl("-m", "immediate", "stop", check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def password_checking_postgres(database_name: str, user: str, password: str):
+    """own_postgres's database settings only."""
+    with own_postgres(database_name, user, password) as (settings, _):
+        yield settings

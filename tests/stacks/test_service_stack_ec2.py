@@ -108,9 +108,26 @@ def test_host_role_is_limited_to_what_the_host_needs(shipped):
         "logs:CreateLogStream", "logs:PutLogEvents",
         "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetHealth",
         "cloudformation:SignalResource",
+        "ssm:PutParameter", "ssm:GetParametersByPath",
+        "autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingGroups",
     }
     wildcard = [s for s in statements if s["Resource"] == "*"]
-    assert {a for s in wildcard for a in s["Action"]} == {"ecr:GetAuthorizationToken", "elasticloadbalancing:DescribeTargetHealth"}
+    assert {a for s in wildcard for a in s["Action"]} == {
+        "ecr:GetAuthorizationToken", "elasticloadbalancing:DescribeTargetHealth",
+        "autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingGroups"}
+
+
+def test_hosts_write_their_reports_only_under_the_stacks_report_path(shipped):
+    template = shipped.templates[STACK]
+    path = template["Outputs"]["HostReportPath"]["Value"]
+    assert path == f"/liftoff/{STACK}/hosts/"
+    statements = only(template, "AWS::IAM::Policy")["Properties"]["PolicyDocument"]["Statement"]
+    (writes,) = [s for s in statements if "ssm:PutParameter" in s["Action"]]
+    resources_json = json.dumps(writes["Resource"])
+    assert f":parameter/liftoff/{STACK}/hosts/*" in resources_json and f":parameter/liftoff/{STACK}/hosts\"" in resources_json
+    assert set(writes["Action"]) == {"ssm:PutParameter", "ssm:GetParameter", "ssm:GetParametersByPath"}
+    user_data = json.dumps(only(template, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["UserData"])
+    assert f"HOST_REPORT_PATH={path}" in user_data and "READY_CHECK_PATH=/readyz" in user_data
 
 
 @pytest.mark.parametrize(("association", "parameter", "script"), [("Stage", "StagedImageTag", "liftoff-stage"), ("Activate", "ImageTag", "liftoff-activate")])
@@ -160,7 +177,7 @@ def test_user_data_carries_the_repository_host_files_and_no_secret(shipped):
     archive = re.search(r"<<'ARCHIVE'\n(.*)\nARCHIVE", user_data, re.S).group(1)
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive)), mode="r:gz") as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-    for unit in ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service"):
+    for unit in ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service", "liftoff-report.service"):
         assert members[f"etc/systemd/system/{unit}"] == (HOST_FILES / unit).read_bytes()
     for script in (HOST_FILES / "bin").iterdir():
         assert members[f"opt/liftoff/bin/{script.name}"] == script.read_bytes()
@@ -228,12 +245,14 @@ def test_a_desired_count_change_changes_only_the_groups_sizes_and_signals(shippe
 
 
 def test_gate_wait_covers_the_largest_fleet_config_allows(shipped):
-    from components.ec2_service import HEALTH_TIMEOUT_SECONDS, MAX_ASSOCIATION_WAIT_SECONDS, PULL_ALLOWANCE_SECONDS
+    from components.ec2_service import (
+        HEALTH_TIMEOUT_SECONDS, MAX_ASSOCIATION_WAIT_SECONDS, PULL_ALLOWANCE_SECONDS, READY_TIMEOUT_SECONDS)
     from config import MAX_DESIRED_COUNT
 
     stage = next(s for name, s in cdk_context()["liftoff"]["stages"].items() if name == "production")
     associations = {k[len("Ec2"):].split("Association")[0]: v["Properties"] for k, v in resources(shipped.templates[STACK], "AWS::SSM::Association").items()}
-    per_host = PULL_ALLOWANCE_SECONDS + stage["drain_seconds"] + stage["stop_timeout_seconds"] + 2 * HEALTH_TIMEOUT_SECONDS
+    per_host = (PULL_ALLOWANCE_SECONDS + stage["drain_seconds"] + stage["stop_timeout_seconds"] + 2 * HEALTH_TIMEOUT_SECONDS
+                + READY_TIMEOUT_SECONDS)
     assert associations["Activate"]["WaitForSuccessTimeoutSeconds"] == 300 + per_host * (MAX_DESIRED_COUNT + 1)
     assert associations["Stage"]["WaitForSuccessTimeoutSeconds"] == 300 + PULL_ALLOWANCE_SECONDS * (MAX_DESIRED_COUNT + 1)
     assert all(a["WaitForSuccessTimeoutSeconds"] <= MAX_ASSOCIATION_WAIT_SECONDS for a in associations.values())

@@ -38,8 +38,15 @@ log() {
 die() {
     local code="$1"
     shift
-    log "ERROR: $*"
+    failed "$@"
     exit "$code"
+}
+
+# Logs an error and keeps it as the reason the gate's report gives, without exiting: for a caller that
+# may carry on (a rollback), or exits through set -e.
+failed() {
+    log "ERROR: $*"
+    LIFTOFF_FAILURE="$*"
 }
 
 # Release tags only: immutable tags are what make a rollback mean something.
@@ -97,6 +104,15 @@ load_config() {
     [[ "$STOP_TIMEOUT_SECONDS" -le 110 ]] || die 1 "$HOST_ENV: STOP_TIMEOUT_SECONDS must be at most 110, got $STOP_TIMEOUT_SECONDS"
     [[ "$HEALTH_CHECK_PATH" == /* ]] || die 1 "$HOST_ENV: HEALTH_CHECK_PATH must start with /, got '$HEALTH_CHECK_PATH'"
     TARGET_GROUP_ARN="${TARGET_GROUP_ARN:-}"
+    # Optional (a launch template from before readiness and reports): readiness is then liveness, and
+    # the host reports nothing.
+    READY_CHECK_PATH="${READY_CHECK_PATH:-$HEALTH_CHECK_PATH}"
+    READY_TIMEOUT_SECONDS="${READY_TIMEOUT_SECONDS:-$HEALTH_TIMEOUT_SECONDS}"
+    HOST_REPORT_PATH="${HOST_REPORT_PATH:-}"
+    [[ "$READY_CHECK_PATH" == /* ]] || die 1 "$HOST_ENV: READY_CHECK_PATH must start with /, got '$READY_CHECK_PATH'"
+    [[ "$READY_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || die 1 "$HOST_ENV: READY_TIMEOUT_SECONDS must be a whole number, got '$READY_TIMEOUT_SECONDS'"
+    [[ -z "$HOST_REPORT_PATH" || "$HOST_REPORT_PATH" =~ ^/[A-Za-z0-9_./-]*/$ ]] ||
+        die 1 "$HOST_ENV: HOST_REPORT_PATH must be an SSM parameter path starting and ending with /, got '$HOST_REPORT_PATH'"
 }
 
 # Serialises stage/activate/boot: two overlapping activations would rotate
@@ -127,19 +143,39 @@ image_ref() {
     printf '%s:%s' "$REPOSITORY_URI" "$1"
 }
 
+# A failed login or pull dies with the tool's own last line ("no space left on device", "i/o timeout",
+# ...): it is the reason the gate's report gives.
 ecr_login() {
-    local registry="${REPOSITORY_URI%%/*}"
+    local registry="${REPOSITORY_URI%%/*}" errors why
     log "logging in to $registry"
-    aws ecr get-login-password --region "$AWS_REGION" |
-        docker login --username AWS --password-stdin "$registry" >/dev/null
+    errors="$(mktemp)"
+    if ! aws ecr get-login-password --region "$AWS_REGION" 2>"$errors" |
+        docker login --username AWS --password-stdin "$registry" >/dev/null 2>>"$errors"; then
+        why="$(last_line "$errors")"
+        rm -f "$errors"
+        failed "ECR login to $registry: ${why:-failed}"
+        return 1
+    fi
+    rm -f "$errors"
 }
 
 pull_image() {
-    local ref
+    local ref errors why
     ref="$(image_ref "$1")"
-    ecr_login
+    ecr_login || return 1
     log "pulling $ref"
-    docker pull --quiet "$ref" >/dev/null
+    errors="$(mktemp)"
+    if ! docker pull --quiet "$ref" >/dev/null 2>"$errors"; then
+        why="$(last_line "$errors")"
+        rm -f "$errors"
+        failed "docker pull $ref: ${why:-failed}"
+        return 1
+    fi
+    rm -f "$errors"
+}
+
+last_line() {
+    grep -v '^[[:space:]]*$' "$1" | tail -n 1 | tr -d '\r'
 }
 
 ensure_image() {
@@ -172,6 +208,38 @@ wait_port_healthy() {
     local port="$1" deadline=$((${EPOCHREALTIME//[!0-9]/} + HEALTH_TIMEOUT_SECONDS * 1000000))
     while true; do
         if port_healthy_once "$port"; then
+            return 0
+        fi
+        if [[ ${EPOCHREALTIME//[!0-9]/} -ge $deadline ]]; then
+            return 1
+        fi
+        sleep "$LIFTOFF_HEALTH_POLL_SECONDS"
+    done
+}
+
+# The service's readiness (READY_CHECK_PATH, /readyz): it can take requests now, the database included.
+# Prints the last answer ("HTTP 503: {...}" or curl's error) for the failure reason.
+port_ready_once() {
+    local body errors code
+    body="$(mktemp)"
+    errors="$(mktemp)"
+    code="$(curl -sS --max-time 5 -o "$body" -w '%{http_code}' "http://127.0.0.1:${1}${READY_CHECK_PATH}" 2>"$errors")" || true
+    # shellcheck disable=SC2034  # read by liftoff-activate for its failure reason
+    if [[ "$code" =~ ^[1-5][0-9][0-9]$ ]]; then
+        READY_ANSWER="HTTP $code $(head -c 200 "$body" | tr -d '\n')"
+    else
+        READY_ANSWER="no answer ($(last_line "$errors"))"
+    fi
+    rm -f "$body" "$errors"
+    [[ "$code" == 200 ]]
+}
+
+# Polls until ready or READY_TIMEOUT_SECONDS have passed (always tries once); READY_ANSWER holds the
+# last answer.
+wait_port_ready() {
+    local port="$1" deadline=$((${EPOCHREALTIME//[!0-9]/} + READY_TIMEOUT_SECONDS * 1000000))
+    while true; do
+        if port_ready_once "$port"; then
             return 0
         fi
         if [[ ${EPOCHREALTIME//[!0-9]/} -ge $deadline ]]; then
@@ -337,5 +405,136 @@ schedule_retire() {
     cancel_retire "$slot"
     systemd-run --quiet --unit "$(retire_timer "$slot")" --on-active="${delay}s" --timer-property=AccuracySec=1s \
         "$LIFTOFF_BIN_DIR/liftoff-retire" "$slot"
+    # For the host report's warm_until; it counts only while the timer is active.
+    atomic_write "$(warm_until_file "$slot")" "$(date -u -d "+${delay} seconds" +%Y-%m-%dT%H:%M:%SZ)"$'\n'
     printf '%s' "$delay"
+}
+
+warm_until_file() {
+    printf '%s/warm-until-%s' "$LIFTOFF_CONFIG_DIR" "$1"
+}
+
+# --- host report -------------------------------------------------------------------------------
+# What this host really holds, as JSON in the SSM parameter HOST_REPORT_PATH<instance-id> (the contract:
+# docs/release-flow.md). Written at boot, at the start and the end of every gate, and after a retire.
+# Every value but last_gate and staged is read when the report is written: the proxy's admin socket for
+# the active slot, docker for what runs and what is pulled, the service's readiness, systemd for the
+# retire timer. last_gate is what the host did (a record, by nature); staged is what the stage gate was
+# last asked to pull (staged_present says whether it is here now).
+
+LAST_GATE_FILE="$LIFTOFF_CONFIG_DIR/last-gate.json"
+STAGED_TAG_FILE="$LIFTOFF_CONFIG_DIR/staged-tag"
+
+now_utc() {
+    date -u +%Y-%m-%dT%H:%M:%SZ
+}
+
+# The release a container runs ("" unless it is running now): its image's tag, as docker sees it.
+container_version() {
+    local shown
+    shown="$(docker inspect --format '{{.State.Running}} {{.Config.Image}}' "$1" 2>/dev/null)" || return 0
+    [[ "$shown" == "true "* ]] || return 0
+    shown="${shown#true }"
+    printf '%s' "${shown##*:}"
+}
+
+host_report_json() {
+    local instance="$1" slot="" active="" port="" ready=false staged="" staged_present=false warm="" warm_until=""
+    local other last_gate=null
+    if [[ "$ACTIVATION" == slots ]]; then
+        slot="$(proxy_slot)"
+        if [[ -n "$slot" ]]; then
+            active="$(container_version "liftoff-app-$slot")"
+            other="$(other_slot "$slot")"
+            warm="$(container_version "liftoff-app-$other")"
+            if [[ -n "$warm" ]] && systemctl is-active --quiet "$(retire_timer "$other").timer"; then
+                warm_until="$(tr -d '[:space:]' <"$(warm_until_file "$other")" 2>/dev/null || true)"
+            fi
+        fi
+        if [[ -n "$active" ]]; then port="$(slot_port "$slot")"; else slot=""; fi
+    else
+        active="$(container_version liftoff-app)"
+        [[ -z "$active" ]] || port="$CONTAINER_PORT"
+    fi
+    if [[ -n "$port" ]] && port_ready_once "$port"; then
+        ready=true
+    fi
+    staged="$(tr -d '[:space:]' <"$STAGED_TAG_FILE" 2>/dev/null || true)"
+    if [[ -n "$staged" ]] && docker image inspect "$(image_ref "$staged")" >/dev/null 2>&1; then
+        staged_present=true
+    fi
+    if [[ -s "$LAST_GATE_FILE" ]] && jq -e . "$LAST_GATE_FILE" >/dev/null 2>&1; then
+        last_gate="$(cat "$LAST_GATE_FILE")"
+    fi
+    jq -nc --arg instance "$instance" --arg reported_at "$(now_utc)" --arg active "$active" --arg active_slot "$slot" \
+        --argjson ready "$ready" --arg staged "$staged" --argjson staged_present "$staged_present" \
+        --arg warm "$warm" --arg warm_until "$warm_until" --argjson last_gate "$last_gate" \
+        '{instance: $instance, reported_at: $reported_at, active: $active, active_slot: $active_slot, ready: $ready,
+          staged: $staged, staged_present: $staged_present, warm: $warm, warm_until: $warm_until, last_gate: $last_gate}'
+}
+
+# Never fails its caller: a report that cannot be written is logged (journal, the gate's output and the
+# instance's liftoff-host-report log stream when CloudWatch answers), and the gate's result stands.
+report_host() {
+    [[ -n "$HOST_REPORT_PATH" ]] || return 0
+    local instance="" json errors why
+    errors="$(mktemp)"
+    if instance="$(imds_get instance-id 2>"$errors")" && json="$(host_report_json "$instance" 2>>"$errors")" &&
+        aws ssm put-parameter --region "$AWS_REGION" --name "$HOST_REPORT_PATH$instance" --type String \
+            --overwrite --value "$json" >/dev/null 2>>"$errors"; then
+        rm -f "$errors"
+        return 0
+    fi
+    why="$(last_line "$errors")"
+    rm -f "$errors"
+    log "WARNING: the host report $HOST_REPORT_PATH${instance:-<instance-id>} was not written (${why:-no reason given});" \
+        "what this host holds is unchanged by it"
+    put_event_line "${instance:-$(hostname)}/liftoff-host-report" \
+        "$LIFTOFF_PROG: host report not written: ${why:-no reason given}" 2>/dev/null || true
+    return 0
+}
+
+# One line into the stage's log group (the stream is made on first use); non-zero when CloudWatch refuses.
+put_event_line() {
+    local stream="$1" message="$2" events
+    aws logs create-log-stream --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
+        --log-stream-name "$stream" >/dev/null 2>&1 || true
+    events="$(jq -nc --arg message "$message" --argjson timestamp "$(date +%s%3N)" \
+        '[{timestamp: $timestamp, message: $message}]')"
+    aws logs put-log-events --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
+        --log-stream-name "$stream" --log-events "$events" >/dev/null
+}
+
+record_gate() {
+    local result="$1" reason="$2" json
+    # One line, and short: the whole report must stay under the standard tier's 4 KB.
+    reason="$(printf '%s' "$reason" | tr '\n\r' '  ' | cut -c1-500)"
+    if json="$(jq -nc --arg gate "$GATE_NAME" --arg version "$GATE_VERSION" --arg result "$result" \
+        --arg reason "$reason" --arg at "$(now_utc)" \
+        '{gate: $gate, version: $version, result: $result, reason: $reason, at: $at}')" &&
+        atomic_write "$LAST_GATE_FILE" "$json"$'\n'; then
+        return 0
+    fi
+    log "WARNING: could not record the $GATE_NAME gate's result in $LAST_GATE_FILE"
+}
+
+# A gate (stage, activate, boot) reports `running` now and its result when the script exits, however it
+# exits (a SIGKILL leaves `running`: the interrupted gate shows as such).
+gate_begin() {
+    GATE_NAME="$1"
+    GATE_VERSION="$2"
+    LIFTOFF_FAILURE=""
+    record_gate running ""
+    report_host
+    trap 'gate_end $?' EXIT
+}
+
+gate_end() {
+    local status="$1"
+    if [[ "$status" -eq 0 ]]; then
+        record_gate succeeded ""
+    else
+        record_gate failed "${LIFTOFF_FAILURE:-$LIFTOFF_PROG exited $status}"
+    fi
+    report_host
 }

@@ -1,0 +1,158 @@
+"""The host report (docs/release-flow.md): what a host really holds, written as one SSM parameter per
+instance at the start and the end of every gate, and how a booting host chooses its version from its
+peers' reports. The host scripts run for real with the stand-ins of tests/components/fakes/ (the
+restart mode; the two slots' reports are read on the host boxes, tests/local/test_host_boxes_faults.py).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.components.test_ec2_host import INSTANCE_ID, OTHER_INSTANCE_ID, Host, host, ref  # noqa: F401  (fixture)
+
+REPORT_PATH = "/liftoff/liftoff-production-service/hosts/"
+THIRD_INSTANCE_ID = "i-0ccccccccccccccc3"
+
+
+def reporting(host: Host, **overrides: str) -> Host:
+    host.host_env(HOST_REPORT_PATH=REPORT_PATH, READY_CHECK_PATH="/readyz", READY_TIMEOUT_SECONDS="0", **overrides)
+    return host
+
+
+def report_history(host: Host, instance: str = INSTANCE_ID) -> list[dict]:
+    path = host.state / "ssm_history" / f"{REPORT_PATH}{instance}".replace("/", "%")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_stage_reports_running_then_succeeded_with_what_docker_holds(host: Host) -> None:
+    reporting(host)
+    host.running("1.0.0")
+    result = host.run("liftoff-stage", "1.1.0")
+    assert result.returncode == 0, result.stderr
+    start, end = report_history(host)
+    assert start["last_gate"]["result"] == "running" and start["staged_present"] is False
+    assert end["instance"] == INSTANCE_ID
+    assert end["last_gate"] | {"at": ""} == {"gate": "stage", "version": "1.1.0", "result": "succeeded", "reason": "", "at": ""}
+    # Read from docker and the service at report time: the container runs 1.0.0 and answers its readiness.
+    assert (end["active"], end["active_slot"], end["ready"]) == ("1.0.0", "", True)
+    assert (end["staged"], end["staged_present"]) == ("1.1.0", True)
+    assert (end["warm"], end["warm_until"]) == ("", "")
+    put = [call for call in host.calls("aws") if call[1:3] == ["ssm", "put-parameter"]][-1]
+    assert put[put.index("--name") + 1] == f"{REPORT_PATH}{INSTANCE_ID}" and "--overwrite" in put
+    assert len(json.dumps(end)) < 4096
+
+
+def test_a_failed_pull_reports_dockers_own_reason_in_one_line(host: Host) -> None:
+    reporting(host)
+    host.running("1.0.0")
+    (host.state / "pull_fails").write_text(
+        "Pulling fs layer\nfailed to register layer: write /var/lib/docker/overlay2/x/diff/app: no space left on device\n")
+    result = host.run("liftoff-stage", "1.1.0")
+    assert result.returncode == 1
+    end = report_history(host)[-1]
+    assert end["last_gate"]["result"] == "failed"
+    reason = end["last_gate"]["reason"]
+    assert reason.startswith(f"docker pull {ref('1.1.0')}: failed to register layer") and reason.endswith("no space left on device")
+    assert "\n" not in reason
+    assert (end["staged"], end["staged_present"], end["active"]) == ("1.1.0", False, "1.0.0")
+
+
+def test_a_report_that_cannot_be_written_never_fails_a_gate_that_succeeded(host: Host) -> None:
+    reporting(host)
+    host.running("1.0.0")
+    (host.state / "ssm_put_fails").write_text("An error occurred (AccessDeniedException) when calling the PutParameter operation\n")
+    result = host.run("liftoff-stage", "1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: the host report" in result.stderr and "AccessDeniedException" in result.stderr
+    # ... and the instance's liftoff-host-report stream in the log group says so.
+    events = [call for call in host.calls("aws") if call[1:3] == ["logs", "put-log-events"]]
+    assert events and all(call[call.index("--log-stream-name") + 1] == f"{INSTANCE_ID}/liftoff-host-report" for call in events)
+    assert "AccessDeniedException" in events[-1][events[-1].index("--log-events") + 1]
+
+
+def test_activate_reports_its_result_and_the_version_that_really_runs(host: Host) -> None:
+    reporting(host)
+    host.running("1.0.0")
+    host.has_images("1.1.0")
+    host.unhealthy("1.1.0")
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 1
+    end = report_history(host)[-1]
+    assert end["last_gate"]["gate"] == "activate" and end["last_gate"]["result"] == "failed"
+    assert "rolled back" in end["last_gate"]["reason"]
+    assert end["active"] == "1.0.0" and end["ready"] is True
+
+
+def test_no_report_path_no_report(host: Host) -> None:
+    host.running("1.0.0")
+    assert host.run("liftoff-stage", "1.1.0").returncode == 0
+    assert not any(call[1:3] == ["ssm", "put-parameter"] for call in host.calls("aws"))
+
+
+def test_a_report_path_must_be_a_path(host: Host) -> None:
+    host.host_env(HOST_REPORT_PATH="liftoff/hosts")
+    result = host.run("liftoff-stage", "1.1.0")
+    assert result.returncode == 1 and "HOST_REPORT_PATH must be an SSM parameter path" in result.stderr
+    assert host.calls() == []
+
+
+# --- boot: the version the fleet serves ------------------------------------------------------
+
+
+def peers(host: Host, reports: dict[str, dict], in_service: list[str]) -> None:
+    (host.state / "asg_name").write_text("liftoff-production-hosts\n")
+    (host.state / "asg_in_service.json").write_text(json.dumps([INSTANCE_ID, *in_service]))
+    (host.state / "ssm").mkdir(exist_ok=True)
+    for instance, report in reports.items():
+        (host.state / "ssm" / f"{REPORT_PATH}{instance}".replace("/", "%")).write_text(json.dumps({"instance": instance, **report}))
+
+
+def test_a_replacement_boots_the_version_every_ready_peer_serves_not_the_parameter(host: Host) -> None:
+    reporting(host)
+    (host.state / "ssm_active_tag").write_text("1.1.0\n")  # an activation of 1.1.0 ended unverified
+    peers(host, {OTHER_INSTANCE_ID: {"active": "1.0.0", "ready": True},
+                 THIRD_INSTANCE_ID: {"active": "1.0.0", "ready": True},
+                 # a terminated host's report stays behind; not in service, it does not count
+                 "i-0ddddddddddddddd4": {"active": "1.1.0", "ready": True}},
+          in_service=[OTHER_INSTANCE_ID, THIRD_INSTANCE_ID])
+    result = host.run("liftoff-boot")
+    assert result.returncode == 0, result.stderr
+    assert "every ready peer serves 1.0.0, not 1.1.0" in result.stderr
+    assert host.active() == "IMAGE_TAG=1.0.0\n" and host.restarts() == ["1.0.0"]
+    end = report_history(host)[-1]
+    assert end["last_gate"]["gate"] == "boot" and end["last_gate"]["version"] == "1.0.0"
+    assert end["last_gate"]["result"] == "succeeded" and end["active"] == "1.0.0"
+
+
+@pytest.mark.parametrize("reports, why", [
+    ({}, "no ready peer reports a version"),
+    ({OTHER_INSTANCE_ID: {"active": "1.0.0", "ready": True}, THIRD_INSTANCE_ID: {"active": "1.1.0", "ready": True}},
+     "ready peers serve different versions"),
+    # An unready peer's version is no evidence of what serves; an unreadable report is skipped.
+    ({OTHER_INSTANCE_ID: {"active": "1.0.0", "ready": False}}, "no ready peer reports a version"),
+], ids=["first host", "split fleet", "unready peer"])
+def test_otherwise_boot_follows_the_parameter(host: Host, reports: dict, why: str) -> None:
+    reporting(host)
+    (host.state / "ssm_active_tag").write_text("1.1.0\n")
+    peers(host, reports, in_service=[OTHER_INSTANCE_ID, THIRD_INSTANCE_ID])
+    (host.state / "ssm" / f"{REPORT_PATH}i-0eeeeeeeeeeeeeee5".replace("/", "%")).write_text("not json")
+    result = host.run("liftoff-boot")
+    assert result.returncode == 0, result.stderr
+    assert why in result.stderr and host.active() == "IMAGE_TAG=1.1.0\n"
+
+
+def test_liftoff_report_writes_what_it_finds_and_keeps_the_last_gate(host: Host) -> None:
+    """What liftoff-report.service runs at a restart of the host: no gate, a fresh look."""
+    reporting(host)
+    host.running("1.0.0")
+    assert host.run("liftoff-stage", "1.1.0").returncode == 0
+    gate = report_history(host)[-1]["last_gate"]
+    (host.state / "images").write_text(f"{ref('1.0.0')}\n")  # the staged image is gone since
+    (host.state / "unready_tags").write_text("1.0.0\n")
+    result = host.run("liftoff-report")
+    assert result.returncode == 0, result.stderr
+    assert "live but not ready (HTTP 503" in result.stderr
+    found = report_history(host)[-1]
+    assert found["last_gate"] == gate
+    assert (found["active"], found["ready"], found["staged"], found["staged_present"]) == ("1.0.0", False, "1.1.0", False)

@@ -1,0 +1,393 @@
+"""The ec2 mode's bad days on the host boxes (issue 22): each host reports what it really holds, a gate
+that fails says why, a version is never switched to before it is ready, a database outage keeps hosts
+in the load balancer, an interrupted gate is repaired, and a replacement host joins what the fleet serves.
+
+One emulator and one box world for the module (production: ec2, two hosts, activation: slots), with
+the real releases 1.0.0 and 1.1.0 and a slow starter (live at once, ready after WARM_UP_SECONDS).
+The tests run in order and each leaves both hosts serving 1.0.0 (from either slot), nothing warm beside it.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from config import load_config
+from local import boxes, emulator as emulators, images
+from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
+from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
+from local.load import LoadRun
+from tests.helpers.emulated_stage import deploy_stage
+from tests.helpers.synth import CDK_JSON, REPO
+
+STATE_DIR = REPO / ".local" / "test-boxes-faults"
+WARMING = "1.2.0-warmup"
+WARM_UP_SECONDS = 20
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    running = emulators.start(tmp_path_factory.mktemp("emulator"))
+    try:
+        yield running
+    finally:
+        emulators.stop(running, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def production(emulator, emulator_assembly):
+    config = load_config(CDK_JSON)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+        deploy_stage(emulator_assembly, config.stage("staging"), image_tag="1.0.0")
+        yield deploy_stage(emulator_assembly, config.stage("production"), image_tag="1.0.0")
+
+
+@pytest.fixture(scope="module")
+def hosts(docker_daemon, box_image, service_image, release_images, emulator, production):
+    stage_hosts = StageHosts(
+        daemon=docker_daemon, session=EndpointSession(fake_session(), emulator.endpoint), emulator_port=emulator.port,
+        service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
+        state_dir=STATE_DIR, name=f"lf-{uuid.uuid4().hex[:6]}", box_image=box_image, say=lambda _: None)
+    try:
+        stage_hosts.start()
+        stage_hosts.push({**release_images, WARMING: images.release_image(
+            docker_daemon, service_image, WARMING, warm_up_seconds=WARM_UP_SECONDS)})
+        stage_hosts.boot()
+        stage_hosts.start_load_balancer()
+        stage_hosts.wait_in_service()
+        yield stage_hosts
+    finally:
+        stage_hosts.stop()
+
+
+def on_host(hosts: StageHosts, box: boxes.Box, *command: str, timeout: float = 300) -> str:
+    result = boxes.run_on_box(hosts.daemon, box, *command, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(command)} on {box.instance_id}: {result.stdout}{result.stderr}"
+    return result.stdout.strip()
+
+
+def activate(hosts: StageHosts, box: boxes.Box, tag: str):
+    return boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", tag, timeout=600)
+
+
+def running_containers(hosts: StageHosts, box: boxes.Box) -> set[str]:
+    return set(on_host(hosts, box, "docker", "ps", "--format", "{{.Names}}").split())
+
+
+def report(hosts: StageHosts, box: boxes.Box) -> dict:
+    return hosts.reports()[box.instance_id]
+
+
+def active_slot(hosts: StageHosts, box: boxes.Box) -> str:
+    return on_host(hosts, box, "cat", "/etc/liftoff/active-slot")
+
+
+def idle_slot(hosts: StageHosts, box: boxes.Box) -> str:
+    return "b" if active_slot(hosts, box) == "a" else "a"
+
+
+def back_on_1_0_0(hosts: StageHosts) -> None:
+    """Both hosts serve 1.0.0 again (from either slot), with nothing warm beside it, and are in service."""
+    for box in hosts.hosts:
+        result = activate(hosts, box, "1.0.0")
+        assert result.returncode == 0, result.stderr
+        on_host(hosts, box, "/opt/liftoff/bin/liftoff-retire", idle_slot(hosts, box))
+        assert hosts.serving_version(box) == "1.0.0"
+        assert running_containers(hosts, box) == {f"liftoff-app-{active_slot(hosts, box)}"}
+    hosts.wait_in_service()
+
+
+class Watch:
+    """The load balancer stand-in's target states, sampled while a test runs."""
+
+    def __init__(self, hosts: StageHosts):
+        self.hosts, self.seen, self._stop = hosts, set(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.seen.update(self.hosts.controller.states().items())
+            time.sleep(0.2)
+
+    def __enter__(self) -> "Watch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def test_each_host_reports_what_it_booted_and_serves(hosts, production):
+    path = production.service_outputs["HostReportPath"]
+    assert path == f"/liftoff/{production.stack_names['service']}/hosts/"
+    reports = hosts.reports()
+    assert sorted(reports) == sorted(box.instance_id for box in hosts.hosts)
+    for box in hosts.hosts:
+        found = reports[box.instance_id]
+        assert (found["instance"], found["active"], found["active_slot"], found["ready"]) == (box.instance_id, "1.0.0", "a", True)
+        assert (found["warm"], found["warm_until"]) == ("", "")
+        assert found["last_gate"]["gate"] == "boot" and found["last_gate"]["result"] == "succeeded"
+        assert found["last_gate"]["version"] == "1.0.0"
+
+
+def test_after_a_switch_the_report_shows_the_warm_version_until_it_retires(hosts):
+    box = hosts.hosts[0]
+    assert activate(hosts, box, "1.1.0").returncode == 0
+    found = report(hosts, box)
+    assert (found["active"], found["active_slot"], found["ready"], found["warm"]) == ("1.1.0", "b", True, "1.0.0")
+    assert found["warm_until"] > found["reported_at"]
+    assert found["last_gate"]["result"] == "succeeded" and found["last_gate"]["version"] == "1.1.0"
+    # The proxy, not a file, says which slot serves: flipped by hand, the next report follows it.
+    on_host(hosts, box, "bash", "-c", "echo 'set server slots/a state ready; set server slots/b state maint' | "
+            "socat - UNIX-CONNECT:/run/liftoff-proxy/admin.sock")
+    on_host(hosts, box, "/opt/liftoff/bin/liftoff-retire", "a")  # slot a is not the recorded active slot
+    found = report(hosts, box)
+    # Nothing serves; 1.1.0 runs in the slot the proxy does not route to, with no retirement scheduled.
+    assert (found["active"], found["active_slot"], found["ready"]) == ("", "", False)
+    assert (found["warm"], found["warm_until"]) == ("1.1.0", "")
+    assert activate(hosts, box, "1.0.0").returncode == 0  # the proxy put back in step, 1.0.0 started again
+    on_host(hosts, box, "/opt/liftoff/bin/liftoff-retire", "b")
+    found = report(hosts, box)
+    assert (found["active"], found["ready"], found["warm"]) == ("1.0.0", True, "")
+    back_on_1_0_0(hosts)
+
+
+# --- stage faults ----------------------------------------------------------------------------
+
+
+def test_a_full_disk_fails_the_stage_with_dockers_reason_and_stage_again_after_the_repair_succeeds(hosts):
+    box = hosts.hosts[0]
+    # A release neither host has pulled yet (1.1.0 ran on this one already).
+    hosts.fill_docker_disk(box)
+    try:
+        runs = hosts.run_gate("stage", WARMING)
+        assert [(run.instance_id, run.exit_code) for run in runs] == [(box.instance_id, 1)], [r.output for r in runs]
+        found = report(hosts, box)
+        assert found["last_gate"]["gate"] == "stage" and found["last_gate"]["result"] == "failed"
+        assert "no space left on device" in found["last_gate"]["reason"], found
+        assert (found["staged"], found["staged_present"], found["active"], found["ready"]) == (WARMING, False, "1.0.0", True)
+    finally:
+        hosts.free_docker_disk(box)
+    runs = hosts.run_gate("stage", WARMING)
+    assert [run.exit_code for run in runs] == [0, 0], [r.output for r in runs]
+    for each in hosts.hosts:
+        found = report(hosts, each)
+        assert found["last_gate"]["result"] == "succeeded" and found["staged_present"] is True
+        assert hosts.serving_version(each) == "1.0.0"
+
+
+def test_an_unreachable_registry_fails_the_stage_naming_it(hosts):
+    box = hosts.hosts[0]
+    hosts.stop_registry()
+    try:
+        runs = hosts.run_gate("stage", "1.1.0")
+        assert runs[0].exit_code == 1
+        found = report(hosts, box)
+        reason = found["last_gate"]["reason"]
+        assert found["last_gate"]["result"] == "failed" and hosts.world.registry_host not in reason
+        assert "dkr.ecr" in reason and ("timeout" in reason or "connect" in reason), reason
+        # The image pulled before is still here: the report reads docker, not the failed gate.
+        assert found["staged_present"] is True and hosts.serving_version(box) == "1.0.0"
+    finally:
+        hosts.start_registry()
+    assert [run.exit_code for run in hosts.run_gate("stage", "1.1.0")] == [0, 0]
+
+
+# --- no flip before ready ----------------------------------------------------------------------
+
+
+def test_a_warming_release_takes_no_request_before_it_is_ready(hosts):
+    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=30, duration=600) as run:
+        time.sleep(1)
+        runs = hosts.run_gate("activate", WARMING)
+        time.sleep(1)
+        run.stop()
+    assert [run.exit_code for run in runs] == [0, 0], [r.output for r in runs]
+    for gate in runs:
+        assert f"waiting for {WARMING} in slot" in gate.output and f"{WARMING} is ready in slot" in gate.output
+        # It waited out the warm-up (liveness alone came within a second or two).
+        assert gate.seconds >= WARM_UP_SECONDS - 2, gate.seconds
+    whole = run.summary()
+    assert whole.sent > 100 and whole.failed == 0, whole.outcomes
+    assert set(whole.versions) == {"1.0.0", WARMING}
+    assert {state for _, state in watch.seen} == {"healthy"}
+    for box in hosts.hosts:
+        assert report(hosts, box)["active"] == WARMING
+    back_on_1_0_0(hosts)
+
+
+# --- the database outage ------------------------------------------------------------------------
+
+
+def test_a_database_outage_keeps_hosts_in_the_load_balancer_and_refuses_the_flip(hosts):
+    box = hosts.hosts[0]
+    # A short readiness wait for this test (the stack's is 180 s).
+    on_host(hosts, box, "sed", "-i", "s/^READY_TIMEOUT_SECONDS=.*/READY_TIMEOUT_SECONDS=10/", "/etc/liftoff/host.env")
+    active = active_slot(hosts, box)
+    try:
+        with Watch(hosts) as watch, \
+                LoadRun(f"{hosts.balancer.url}/notes", rate=10, duration=600, timeout=10) as notes, \
+                LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as version:
+            time.sleep(2)
+            hosts.stop_database()
+            paused_at = time.monotonic()
+            try:
+                result = activate(hosts, box, "1.1.0")
+                time.sleep(max(0.0, 30 - (time.monotonic() - paused_at)))
+            finally:
+                hosts.start_database()
+            time.sleep(3)
+            version.stop()
+            notes.stop()
+    finally:
+        on_host(hosts, box, "sed", "-i", "s/^READY_TIMEOUT_SECONDS=.*/READY_TIMEOUT_SECONDS=180/", "/etc/liftoff/host.env")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    # Refused safely: either readiness failed or the start-up migrate could not reach the database.
+    assert "is live but not ready" in output or "failed to start in slot" in output, output
+    assert f"1.0.0 still serves from slot {active}" in output
+    found = report(hosts, box)
+    assert found["last_gate"]["result"] == "failed" and found["last_gate"]["version"] == "1.1.0"
+    assert found["active"] == "1.0.0" and found["warm"] == ""
+    assert running_containers(hosts, box) == {f"liftoff-app-{active}"} and hosts.serving_version(box) == "1.0.0"
+    # No host left the load balancer; nothing that needs no database failed.
+    assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
+    whole = version.summary()
+    assert whole.sent > 400 and whole.failed == 0, whole.outcomes
+    assert notes.summary().sent > 200
+    # Once the database is back, the same activation succeeds.
+    assert activate(hosts, box, "1.1.0").returncode == 0
+    back_on_1_0_0(hosts)
+
+
+# --- an interrupted gate ------------------------------------------------------------------------
+
+
+def kill_gate_after_its_start(hosts: StageHosts, box: boxes.Box, tag: str) -> None:
+    """liftoff-activate TAG, killed (SIGKILL: no trap runs) once its new slot's container runs."""
+    idle = idle_slot(hosts, box)
+    pid = on_host(hosts, box, "bash", "-c", f"/opt/liftoff/bin/liftoff-activate {tag} >/tmp/gate.log 2>&1 & echo $!")
+    wait_until(lambda: f"liftoff-app-{idle}" in running_containers(hosts, box), 120, "the gate's new slot never ran")
+    on_host(hosts, box, "kill", "-KILL", pid)
+    wait_until(lambda: boxes.run_on_box(hosts.daemon, box, "kill", "-0", pid).returncode != 0, 30, "the gate did not die")
+
+
+def test_an_interrupted_gate_leaves_no_stray_and_activate_converges_the_host(hosts):
+    box = hosts.hosts[1]
+    kill_gate_after_its_start(hosts, box, WARMING)
+    # The gate's last report (at its start) says it never finished; a fresh look (liftoff-report, as after a
+    # restart) finds what it left: the host serves 1.0.0, and WARMING runs beside it with no retirement set.
+    found = report(hosts, box)
+    assert found["last_gate"]["result"] == "running" and found["last_gate"]["version"] == WARMING
+    on_host(hosts, box, "/opt/liftoff/bin/liftoff-report")
+    found = report(hosts, box)
+    assert found["last_gate"]["result"] == "running"
+    assert found["active"] == "1.0.0" and found["warm"] == WARMING and found["warm_until"] == ""
+    # Activating the version the host serves removes what the interrupted gate left behind.
+    result = activate(hosts, box, "1.0.0")
+    assert result.returncode == 0 and "(left by an interrupted gate): stopping it" in result.stderr, result.stderr
+    assert running_containers(hosts, box) == {f"liftoff-app-{active_slot(hosts, box)}"}
+    assert report(hosts, box)["warm"] == ""
+    # Killed again; activating the version the stack names converges the host without a failed request.
+    kill_gate_after_its_start(hosts, box, WARMING)
+    port = hosts.host_environment()["CONTAINER_PORT"]
+    with LoadRun(f"http://{box.address}:{port}/version", rate=30, duration=600, allowed=[box.address]) as run:
+        time.sleep(1)
+        result = activate(hosts, box, WARMING)
+        time.sleep(1)
+        run.stop()
+    assert result.returncode == 0, result.stderr
+    whole = run.summary()
+    assert whole.sent > 30 and whole.failed == 0, whole.outcomes
+    found = report(hosts, box)
+    assert (found["active"], found["ready"], found["last_gate"]["result"]) == (WARMING, True, "succeeded")
+    back_on_1_0_0(hosts)
+
+
+def test_after_a_reboot_the_report_says_what_came_back(hosts):
+    box = hosts.hosts[1]
+    assert activate(hosts, box, "1.1.0").returncode == 0
+    before = report(hosts, box)
+    assert (before["active"], before["warm"]) == ("1.1.0", "1.0.0")
+    hosts.daemon.run("restart", "--time", "60", box.container, timeout=120)
+    wait_until(lambda: hosts.serving_version(box) == "1.1.0", 180, f"{box.instance_id} did not serve 1.1.0 after a reboot")
+    # liftoff-report.service: the warm slot and its retire timer did not survive the reboot, and the report says so.
+    after = wait_until(lambda: (found := report(hosts, box))["reported_at"] > before["reported_at"] and found, 180,
+                       "no report after the reboot")
+    assert (after["active"], after["ready"], after["warm"], after["warm_until"]) == ("1.1.0", True, "", "")
+    assert after["last_gate"] == before["last_gate"]
+    hosts.wait_in_service()
+    back_on_1_0_0(hosts)
+
+
+# --- the State Manager stand-in and the runtime ---------------------------------------------------
+
+
+def test_start_association_once_runs_the_gates_again_and_keeps_each_hosts_result(hosts, production):
+    state_manager = StateManagerStandIn(hosts, say=lambda _: None)
+    runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=production.stack_names["service"],
+                           registry_stack=production.stack_names["registry"], session=hosts.session)
+    association = production.service_outputs["ActivateAssociationId"]
+    runtime.start_association_once(association)
+    assert set(state_manager.instance_results) >= {"activate"}
+    for box in hosts.hosts:
+        assert state_manager.instance_results["activate"][box.instance_id]["status"] == "Success"
+        assert state_manager.instance_results["activate"][box.instance_id]["tag"] == "1.0.0"
+    with pytest.raises(boxes.BoxError, match="association 'no-such-association' is not one of"):
+        runtime.start_association_once("no-such-association")
+
+
+# Late in the module: it changes which instances make up the group.
+def test_a_replacement_after_an_unverified_activation_boots_what_the_fleet_serves(hosts, production):
+    # What an activation that ended unverified leaves: the stack (and the active-tag parameter) names 1.1.0,
+    # while the hosts still serve 1.0.0 (no gate ran here).
+    production.update_service(image_tag="1.1.0", staged_image_tag="1.1.0")
+    try:
+        hosts.set_limits(floor=2, ceiling=3)
+        out = hosts.scale_to(3)
+        (new,) = out.added
+        new_box = hosts.world.boxes[new]
+        assert hosts.serving_version(new_box) == "1.0.0"
+        boot_log = on_host(hosts, new_box, "cat", "/var/log/cloud-init-output.log")
+        assert "every ready peer serves 1.0.0, not 1.1.0" in boot_log, boot_log[-3000:]
+        found = report(hosts, new_box)
+        assert (found["active"], found["last_gate"]["gate"], found["last_gate"]["version"]) == ("1.0.0", "boot", "1.0.0")
+        hosts.scale_to(2)
+    finally:
+        production.update_service(image_tag="1.0.0", staged_image_tag="1.1.0")
+
+
+def test_a_dead_host_is_not_listed_healthy(hosts, production):
+    runtime = HostsRuntime(hosts=hosts, state_manager=StateManagerStandIn(hosts, say=lambda _: None),
+                           service_stack=production.stack_names["service"],
+                           registry_stack=production.stack_names["registry"], session=hosts.session)
+    group = production.service_outputs["AutoScalingGroupName"]
+    association = production.service_outputs["ActivateAssociationId"]
+    before = {i["instance"]: i["health"] for i in runtime.ec2_running(group, association)["instances"]}
+    assert set(before.values()) == {"Healthy"}
+    dead = hosts.hosts[0]
+    hosts.daemon.run("kill", dead.container, timeout=60)
+    after = {i["instance"]: i["health"] for i in runtime.ec2_running(group, association)["instances"]}
+    assert after[dead.instance_id] == "Unhealthy"
+    assert [health for instance, health in after.items() if instance != dead.instance_id] == ["Healthy"]
