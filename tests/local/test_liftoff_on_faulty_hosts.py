@@ -8,7 +8,8 @@ slots), steady load through the load balancer stand-in where a switch happens. T
 
   stage 1.1.0 on a full disk -> stage again after the repair; activate 1.1.0 with one host's gate killed ->
   activate 1.1.0 again converges it; stage WARMING with the registry down -> again after the repair;
-  activate WARMING (ready only after a warm-up) under load; status after a reboot and after a killed host.
+  activate WARMING (ready only after a warm-up) under load; activate 1.0.0 with the database down (and
+  database-backed requests beside), then again once it is back; status after a reboot and after a killed host.
 
 Each test ends reading back the ledger, the lock and the stack, and checks they agree with the hosts.
 """
@@ -284,10 +285,12 @@ def test_a_host_whose_activate_gate_was_killed_is_converged_by_activate_of_the_v
     whole = load.summary()
     assert whole.sent > 20 and whole.failed == 0, whole.outcomes
     assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
-    # What the interrupted gate left (a container in the slot it was starting) is gone; 1.1.0 serves from one slot.
-    containers = running_containers(hosts, second)
-    assert f"liftoff-app-{active_slot(hosts, second)}" in containers and len(containers) <= 2, containers
-    assert hosts.reports()[second.instance_id]["last_gate"]["result"] == "succeeded"
+    # What the interrupted gate left (1.1.0 started in the idle slot, never switched to) is not a stray any more: the
+    # re-driven gate switched to it once ready, and 1.0.0 beside it is warm with its retirement scheduled.
+    assert running_containers(hosts, second) == {"liftoff-app-a", "liftoff-app-b"}
+    found = hosts.reports()[second.instance_id]
+    assert (found["active_slot"], found["warm"], found["last_gate"]["result"]) == (idle, "1.0.0", "succeeded"), found
+    assert found["warm_until"] > found["reported_at"], found
     assert_records_agree(runtime, production, hosts, active="1.1.0", staged="1.1.0",
                          newest=("activate", "1.1.0", d.RESULT_SUCCEEDED))
 
@@ -313,21 +316,88 @@ def test_a_warming_release_activated_by_liftoff_takes_no_request_before_it_is_re
                          newest=("activate", WARMING, d.RESULT_SUCCEEDED))
 
 
+# --- the database outage --------------------------------------------------------------------------
+
+
+def set_ready_timeout(hosts: StageHosts, box: boxes.Box, seconds: int) -> None:
+    on_host(hosts, box, "sed", "-i", f"s/^READY_TIMEOUT_SECONDS=.*/READY_TIMEOUT_SECONDS={seconds}/", "/etc/liftoff/host.env")
+
+
+def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_what_runs(runtime, hosts, production):
+    code, _, err = liftoff(runtime, "stage", "1.0.0")
+    assert code == 0, err
+    first = hosts.hosts[0]
+    set_ready_timeout(hosts, first, 10)  # the stack's is 180 s: the outage would outlast nothing
+    try:
+        with Watch(hosts) as watch, \
+                LoadRun(f"{hosts.balancer.url}/notes", rate=10, duration=600, timeout=10) as notes, \
+                LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as version:
+            time.sleep(2)
+            hosts.stop_database()
+            down_at = time.monotonic()
+            try:
+                code, doc, err = liftoff(runtime, "activate", "1.0.0")
+                # 30 s down in all: longer than the health checks took to drop both hosts before issue 22.
+                time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
+            finally:
+                hosts.start_database()
+            time.sleep(3)
+            version.stop()
+            notes.stop()
+    finally:
+        set_ready_timeout(hosts, first, 180)
+    # The change is on the stack, not on the hosts: liftoff says so, names the host and why, and records it.
+    assert code == d.EXIT_UNVERIFIED, err
+    assert f"{first.instance_id}: activate gate of 1.0.0 failed" in err, err
+    assert "failed to start in slot" in err or "is live but not ready" in err, err
+    entry = ledger(runtime, production).entries()[0]
+    assert (entry.gate, entry.to_version, entry.result) == ("activate", "1.0.0", d.RESULT_UNVERIFIED)
+    assert ledger(runtime, production).read_lock() is None
+    assert stack_parameters(runtime, production)[d.IMAGE_TAG] == "1.0.0"
+    # What runs is what liftoff said: no host switched, and status reads the same from the hosts.
+    assert {hosts.serving_version(box) for box in hosts.hosts} == {WARMING}
+    code, status, err = liftoff(runtime, "status")
+    assert code == 0, err
+    # (Whether it answered ready is as of its last report: one written while the database was down says not ready.)
+    assert {r["active"] for r in status["host_reports"]} == {WARMING}, status["host_reports"]
+    # No host left the load balancer; nothing that needs no database failed.
+    assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
+    whole = version.summary()
+    assert whole.sent > 400 and whole.failed == 0, whole.outcomes
+    assert notes.summary().sent > 200
+
+    # The database is back: the same verb re-drives the gate on the hosts and converges them.
+    with LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as load:
+        time.sleep(1)
+        code, doc, err = liftoff(runtime, "activate", "1.0.0")
+        time.sleep(1)
+        load.stop()
+    assert code == 0, err
+    assert "asked State Manager to run" in err, err
+    assert load.summary().failed == 0, load.summary().outcomes
+    assert_records_agree(runtime, production, hosts, active="1.0.0", staged="1.0.0",
+                         newest=("activate", "1.0.0", d.RESULT_SUCCEEDED))
+
+
 # --- status tells each host's truth ---------------------------------------------------------------
 
 
 def test_status_after_a_reboot_and_after_a_killed_host_tells_each_hosts_truth(runtime, hosts, production):
+    active = stack_parameters(runtime, production)[d.IMAGE_TAG]
     code, doc, err = liftoff(runtime, "status")
     assert code == 0, err
     back = doc["rollback_target"]
     before = {report["instance"]: report for report in doc["host_reports"]}
-    # Right after the switch, the previous version is warm on both hosts: a rollback is a flip on each.
-    assert doc["warm"] is not None and sorted(doc["warm"]["hosts"]) == sorted(before), doc["warm"]
-    assert {report["warm"] for report in before.values()} == {back}
+    # Right after a switch, the version before it is warm on both hosts; status counts a host warm for the rollback
+    # target only where that host reports it.
+    warm_before = {report["warm"] for report in before.values()}
+    assert len(warm_before) == 1 and "" not in warm_before, before
+    expected = sorted(instance for instance, report in before.items() if report["warm"] == back)
+    assert (sorted(doc["warm"]["hosts"]) if doc["warm"] else []) == expected, (doc["warm"], before)
 
     rebooted = hosts.hosts[1]
     hosts.daemon.run("restart", "--time", "60", rebooted.container, timeout=120)
-    wait_until(lambda: hosts.serving_version(rebooted) == WARMING, 180, f"{rebooted.instance_id} did not serve {WARMING} after a reboot")
+    wait_until(lambda: hosts.serving_version(rebooted) == active, 180, f"{rebooted.instance_id} did not serve {active} after a reboot")
     wait_until(lambda: hosts.reports()[rebooted.instance_id]["reported_at"] > before[rebooted.instance_id]["reported_at"],
                180, "no report after the reboot")
     hosts.wait_in_service()
@@ -335,7 +405,7 @@ def test_status_after_a_reboot_and_after_a_killed_host_tells_each_hosts_truth(ru
     assert code == 0, err
     reports = {report["instance"]: report for report in doc["host_reports"]}
     # Nothing warm survived the reboot, and status does not claim it did.
-    assert (reports[rebooted.instance_id]["active"], reports[rebooted.instance_id]["warm"]) == (WARMING, "")
+    assert (reports[rebooted.instance_id]["active"], reports[rebooted.instance_id]["warm"]) == (active, "")
     assert doc["warm"] is None or rebooted.instance_id not in doc["warm"]["hosts"], doc["warm"]
     assert "a rollback to it now is a traffic flip on each host" not in err, err
 
@@ -351,5 +421,5 @@ def test_status_after_a_reboot_and_after_a_killed_host_tells_each_hosts_truth(ru
     book = ledger(runtime, production)
     assert book.read_lock() is None
     entry = book.entries()[0]
-    assert (entry.gate, entry.to_version, entry.result) == ("activate", WARMING, d.RESULT_SUCCEEDED)
-    assert stack_parameters(runtime, production)[d.IMAGE_TAG] == WARMING == hosts.serving_version(rebooted)
+    assert (entry.gate, entry.to_version, entry.result) == ("activate", active, d.RESULT_SUCCEEDED)
+    assert stack_parameters(runtime, production)[d.IMAGE_TAG] == active == hosts.serving_version(rebooted)
