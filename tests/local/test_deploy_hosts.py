@@ -37,7 +37,9 @@ def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp
     # One host at a time: the second host's activation is printed after the first's.
     activations = re.findall(rf"host (i-[0-9a-f]+): activate {TARGET} -> exit 0", out)
     assert activations == hosts
-    assert f"verified: 2 host(s) activated {TARGET}; 2 target(s) healthy" in out
+    # Verified from each host's own report (no stand-in: the boxes wrote them), and by the load balancer stand-in.
+    assert f"verified: every host in service (2) reports {TARGET} active and ready; 2 target(s) healthy" in out
+    assert f"verified: every host in service (2) reports {FIRST} active and ready; 2 target(s) healthy" in out
     # Steady load through the load balancer stand-in during each step: with two hosts, each drained
     # before it restarts, no request fails.
     for step, first_seen in ((f"stage {TARGET}", FIRST), (f"activate {TARGET}", FIRST), ("rollback", TARGET)):
