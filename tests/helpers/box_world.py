@@ -6,6 +6,7 @@ stand-in runs; the pieces are here once, as context managers a module's fixtures
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -32,6 +33,27 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             pytest.fail(f"{what} within {timeout:.0f} s")
         time.sleep(interval)
+
+
+class Watch:
+    """The load balancer stand-in's target states, sampled while a test runs."""
+
+    def __init__(self, hosts: StageHosts):
+        self.hosts, self.seen, self._stop = hosts, set(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.seen.update(self.hosts.controller.states().items())
+            time.sleep(0.2)
+
+    def __enter__(self) -> "Watch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 @contextmanager

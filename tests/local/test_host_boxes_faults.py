@@ -8,7 +8,6 @@ The tests run in order and each leaves both hosts serving 1.0.0 (from either slo
 """
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from local import boxes, images
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import LoadRun
-from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
+from tests.helpers.box_world import Watch, booted_hosts, deployed, running_emulator, wait_until
 from tests.helpers.synth import REPO
 
 STATE_DIR = REPO / ".local" / "test-boxes-faults"
@@ -79,27 +78,6 @@ def back_on_1_0_0(hosts: StageHosts) -> None:
         assert hosts.serving_version(box) == "1.0.0"
         assert running_containers(hosts, box) == {f"liftoff-app-{active_slot(hosts, box)}"}
     hosts.wait_in_service()
-
-
-class Watch:
-    """The load balancer stand-in's target states, sampled while a test runs."""
-
-    def __init__(self, hosts: StageHosts):
-        self.hosts, self.seen, self._stop = hosts, set(), threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.seen.update(self.hosts.controller.states().items())
-            time.sleep(0.2)
-
-    def __enter__(self) -> "Watch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 # --- reports ---------------------------------------------------------------------------------

@@ -31,23 +31,13 @@ from local.load import LoadRun
 from release import decisions as d
 from release.cli import main
 from release.ledger import Ledger
+from tests.helpers.box_world import Watch, wait_until
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON, REPO
 
 STATE_DIR = REPO / ".local" / "test-liftoff-faulty-hosts"
 WARMING = "1.2.0-warmup"
 WARM_UP_SECONDS = 20
-
-
-def wait_until(check, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout:.0f} s")
-        time.sleep(interval)
 
 
 # --- the world (the fixture shapes of test_host_boxes_faults.py) ----------------------------------
@@ -162,27 +152,6 @@ def running_containers(hosts: StageHosts, box: boxes.Box) -> set[str]:
 
 def active_slot(hosts: StageHosts, box: boxes.Box) -> str:
     return on_host(hosts, box, "cat", "/etc/liftoff/active-slot")
-
-
-class Watch:
-    """The load balancer stand-in's target states, sampled while a test runs."""
-
-    def __init__(self, hosts: StageHosts):
-        self.hosts, self.seen, self._stop = hosts, set(), threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.seen.update(self.hosts.controller.states().items())
-            time.sleep(0.2)
-
-    def __enter__(self) -> "Watch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 # --- stage under faults ---------------------------------------------------------------------------
