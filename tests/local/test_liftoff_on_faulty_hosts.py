@@ -19,20 +19,17 @@ import io
 import json
 import threading
 import time
-import uuid
 
 import pytest
 
-from config import load_config
-from local import boxes, emulator as emulators, images
+from local import boxes, images
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import LoadRun
 from release import decisions as d
 from release.cli import main
 from release.ledger import Ledger
-from tests.helpers.box_world import Watch, wait_until
-from tests.helpers.emulated_stage import deploy_stage
+from tests.helpers.box_world import Watch, booted_hosts, deployed, running_emulator, wait_until
 from tests.helpers.synth import CDK_JSON, REPO
 
 STATE_DIR = REPO / ".local" / "test-liftoff-faulty-hosts"
@@ -45,40 +42,22 @@ WARM_UP_SECONDS = 20
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    running = emulators.start(tmp_path_factory.mktemp("emulator"))
-    try:
+    with running_emulator(tmp_path_factory) as running:
         yield running
-    finally:
-        emulators.stop(running, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")
 def production(emulator, emulator_assembly):
-    config = load_config(CDK_JSON)
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
-        deploy_stage(emulator_assembly, config.stage("staging"), image_tag="1.0.0")
-        yield deploy_stage(emulator_assembly, config.stage("production"), image_tag="1.0.0")
+    with deployed(emulator, emulator_assembly) as stage:
+        yield stage
 
 
 @pytest.fixture(scope="module")
 def hosts(docker_daemon, box_image, service_image, release_images, emulator, production):
-    stage_hosts = StageHosts(
-        daemon=docker_daemon, session=EndpointSession(fake_session(), emulator.endpoint), emulator_port=emulator.port,
-        service_stack=production.stack_names["service"], registry_stack=production.stack_names["registry"],
-        state_dir=STATE_DIR, name=f"lq-{uuid.uuid4().hex[:6]}", box_image=box_image, say=lambda _: None)
-    try:
-        stage_hosts.start()
-        stage_hosts.push({**release_images, WARMING: images.release_image(
-            docker_daemon, service_image, WARMING, warm_up_seconds=WARM_UP_SECONDS)})
-        stage_hosts.boot()
-        stage_hosts.start_load_balancer()
-        stage_hosts.wait_in_service()
+    warming = images.release_image(docker_daemon, service_image, WARMING, warm_up_seconds=WARM_UP_SECONDS)
+    with booted_hosts(daemon=docker_daemon, box_image=box_image, emulator=emulator, production=production,
+                      state_dir=STATE_DIR, prefix="lq", releases={**release_images, WARMING: warming}) as stage_hosts:
         yield stage_hosts
-    finally:
-        stage_hosts.stop()
 
 
 @pytest.fixture(scope="module")
