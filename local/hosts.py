@@ -584,12 +584,12 @@ class HostsRuntime(EmulatedRuntime):
         super().__init__(**kwargs)
         self.hosts, self.state_manager = hosts, state_manager
 
-    def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
+    def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
         desired, _ = self.auto_scaling_group(auto_scaling_group)
-        activate = self.state_manager.status.get("activate", {})
+        association = self.state_manager.status.get(self.state_manager.gates_of(association_id)[0], {})
         return {"instances": [self._instance(box) for box in self.hosts.hosts],
-                "desired_count": desired, "association_parameter": activate.get("tag", ""),
-                "association_status": activate.get("status", "")}
+                "desired_count": desired, "association_parameter": association.get("tag", ""),
+                "association_status": association.get("status", "")}
 
     def _instance(self, box: boxes.Box) -> dict:
         """What the group would say of a host, from what docker says of its box and the load balancer stand-in's

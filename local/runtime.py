@@ -132,9 +132,12 @@ class EmulatedRuntime(Aws):
         return {"task_definition_image": image, "desired_count": desired,
                 "tasks": [{"task": f"emulated-task-{i}", "status": "RUNNING", "image": image} for i in range(desired)]}
 
-    def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
+    def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
         desired, instances = self._emulated_hosts(auto_scaling_group)
-        return {"instances": instances, "desired_count": desired, "association_parameter": self.active_tag(),
+        stack = self.stack(self.service_stack)
+        staging = association_id == stack.outputs.get("StageAssociationId")
+        tag = stack.parameters.get("StagedImageTag", "") if staging else self.active_tag()
+        return {"instances": instances, "desired_count": desired, "association_parameter": tag,
                 "association_status": KEPT_HOSTS_NOT_RUN if self.kept_hosts else "Success"}
 
     def host_reports(self, path: str) -> dict[str, dict]:

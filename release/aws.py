@@ -229,9 +229,11 @@ class Aws(SchemaAdapter):
         ]
         return int(groups[0].get("DesiredCapacity", 0)), instances
 
-    def ec2_running(self, auto_scaling_group: str, activate_association_id: str) -> dict:
+    def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
+        """The group's hosts, and the gate association's tag and overall status (both gates' documents take
+        `ImageTag`)."""
         desired, instances = self.auto_scaling_group(auto_scaling_group)
-        association = self.client("ssm").describe_association(AssociationId=activate_association_id)["AssociationDescription"]
+        association = self.client("ssm").describe_association(AssociationId=association_id)["AssociationDescription"]
         tags = association.get("Parameters", {}).get("ImageTag", [""])
         return {
             "instances": instances,

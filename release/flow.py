@@ -587,7 +587,7 @@ def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, st
     Returns early on what waiting cannot change (a host gate that failed, a Failed association)."""
     deadline = ctx.monotonic() + getattr(ctx.args, "verify_timeout", 600.0)
     while True:
-        running = running_now(ctx, stack)
+        running = running_now(ctx, stack, gate)
         hosts = host_truths(ctx, stack, running)
         healthy, unhealthy = healthy_and_unhealthy(running["targets"])
         final = False
@@ -596,6 +596,9 @@ def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, st
             not_healthy = "" if gate == "stage" else d.targets_not_healthy(running["desired_count"], healthy, unhealthy)
             verified, final = verdict.verified and not not_healthy, verdict.final
             message = verdict.message if not verdict.verified or not not_healthy else not_healthy
+            # The gate's association ran for this tag and Failed: no host will change its report by waiting.
+            if not verified and _association_failed(running, tag):
+                final, message = True, f"{message}; the {gate} association is {running['association_status']}"
             if verified and gate != "stage":
                 message += f"; {healthy} target(s) healthy"
         elif running["compute"] == "ec2":
@@ -604,8 +607,7 @@ def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, st
                 instance_count=len([h for h in running["hosts"] if h["state"] == "InService"]),
                 desired_count=running["desired_count"], healthy_targets=healthy, unhealthy_targets=unhealthy,
             )
-            # A State Manager association that ran for this tag and Failed will not turn healthy by waiting.
-            final = running["association_parameter"] == tag and running["association_status"].startswith("Failed")
+            final = _association_failed(running, tag)
         else:
             verified, message = d.verify_ecs(
                 tag, task_definition_image=running["task_definition_image"],
@@ -616,6 +618,12 @@ def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, st
             return verified, message
         ctx.say(f"  waiting: {message}")
         ctx.sleep(max(ctx.args.poll_interval, 0.0))
+
+
+def _association_failed(running: dict, tag: str) -> bool:
+    """A State Manager association that ran for this tag and Failed will not turn healthy by waiting."""
+    return (running.get("association_parameter") == tag
+            and running.get("association_status", "").startswith("Failed"))
 
 
 def host_truths(ctx: Context, stack: d.Stack, running: dict | None = None) -> list[fleet.HostTruth] | None:
@@ -629,17 +637,19 @@ def host_truths(ctx: Context, stack: d.Stack, running: dict | None = None) -> li
     return fleet.truths(in_service, ctx.aws.host_reports(path))
 
 
-def running_now(ctx: Context, stack: d.Stack) -> dict:
+def running_now(ctx: Context, stack: d.Stack, gate: str = "activate") -> dict:
+    """What runs now; on ec2 with the association of `gate` (stage has its own, activate and rollback share one)."""
     outputs = stack.outputs
     compute = outputs.get("ComputeMode", ctx.stage.compute)
     # ECS blue/green, canary and linear serve from either group after a release: both count.
     targets = [target for key in ("TargetGroupArn", "AlternateTargetGroupArn") if outputs.get(key)
                for target in ctx.aws.target_health(outputs[key])]
     if compute == "ec2":
-        for key in ("AutoScalingGroupName", "ActivateAssociationId"):
+        association = fleet.ASSOCIATION_OUTPUT[gate]
+        for key in ("AutoScalingGroupName", association):
             if not outputs.get(key):
                 raise MissingOutput(stack.name, key)
-        ec2 = ctx.aws.ec2_running(outputs["AutoScalingGroupName"], outputs["ActivateAssociationId"])
+        ec2 = ctx.aws.ec2_running(outputs["AutoScalingGroupName"], outputs[association])
         return {"compute": "ec2", "targets": targets, "hosts": ec2["instances"], "desired_count": ec2["desired_count"],
                 "association_parameter": ec2["association_parameter"], "association_status": ec2["association_status"]}
     for key in ("ClusterName", "EcsServiceName"):
