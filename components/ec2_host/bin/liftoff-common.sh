@@ -109,6 +109,16 @@ load_config() {
     READY_CHECK_PATH="${READY_CHECK_PATH:-$HEALTH_CHECK_PATH}"
     READY_TIMEOUT_SECONDS="${READY_TIMEOUT_SECONDS:-$HEALTH_TIMEOUT_SECONDS}"
     HOST_REPORT_PATH="${HOST_REPORT_PATH:-}"
+    # Optional (a launch template from before the canary): no canary.
+    CANARY_PERCENT="${CANARY_PERCENT:-0}"
+    CANARY_SECONDS="${CANARY_SECONDS:-0}"
+    CANARY_MIN_REQUESTS="${CANARY_MIN_REQUESTS:-10}"
+    CANARY_MAX_ERROR_PERCENT="${CANARY_MAX_ERROR_PERCENT:-5}"
+    CANARY_MAX_ADDED_MS="${CANARY_MAX_ADDED_MS:-250}"
+    for key in CANARY_PERCENT CANARY_SECONDS CANARY_MIN_REQUESTS CANARY_MAX_ERROR_PERCENT CANARY_MAX_ADDED_MS; do
+        [[ "${!key}" =~ ^[0-9]+$ ]] || die 1 "$HOST_ENV: $key must be a whole number, got '${!key}'"
+    done
+    [[ "$CANARY_PERCENT" -le 50 ]] || die 1 "$HOST_ENV: CANARY_PERCENT must be at most 50, got $CANARY_PERCENT"
     [[ "$READY_CHECK_PATH" == /* ]] || die 1 "$HOST_ENV: READY_CHECK_PATH must start with /, got '$READY_CHECK_PATH'"
     [[ "$READY_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || die 1 "$HOST_ENV: READY_TIMEOUT_SECONDS must be a whole number, got '$READY_TIMEOUT_SECONDS'"
     [[ -z "$HOST_REPORT_PATH" || "$HOST_REPORT_PATH" =~ ^/[A-Za-z0-9_./-]*/$ ]] ||
@@ -344,10 +354,13 @@ frontend app
     default_backend slots
 
 backend slots
-    server a 127.0.0.1:$SLOT_A_PORT$a_state
-    server b 127.0.0.1:$SLOT_B_PORT$b_state
+    server a 127.0.0.1:$SLOT_A_PORT weight $FULL_WEIGHT$a_state
+    server b 127.0.0.1:$SLOT_B_PORT weight $FULL_WEIGHT$b_state
 "
 }
+
+# A slot that takes all new requests has this weight; a canary splits it between the two slots.
+FULL_WEIGHT=100
 
 proxy_command() {
     printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$PROXY_SOCKET"
@@ -363,7 +376,8 @@ route_to_slot() {
     atomic_write "$ACTIVE_SLOT_FILE" "$slot"$'\n'
     write_proxy_config "$slot"
     if systemctl is-active --quiet "$PROXY_UNIT"; then
-        proxy_command "set server slots/$slot state ready; set server slots/$old state maint" >/dev/null
+        # Its full weight too: a canary held back leaves its slot at weight 0, and the slot serves again later.
+        proxy_command "set weight slots/$slot $FULL_WEIGHT; set server slots/$slot state ready; set server slots/$old state maint" >/dev/null
     else
         systemctl start "$PROXY_UNIT"
     fi
@@ -414,6 +428,95 @@ warm_until_file() {
     printf '%s/warm-until-%s' "$LIFTOFF_CONFIG_DIR" "$1"
 }
 
+# --- canary ------------------------------------------------------------------------------------
+# The new slot takes CANARY_PERCENT of this host's requests beside the serving slot, and a judge compares
+# the two on the same traffic from the proxy's own counters, every second, for CANARY_SECONDS.
+
+CANARY_FILE="$LIFTOFF_CONFIG_DIR/canary.json"
+
+# "slot requests errors avg_ms" for slots a and b, counted by the proxy since its counters were cleared:
+# requests answered plus those the slot failed (no connection, no answer); errors are 5xx answers and
+# those failures (a request the proxy then sent to the other slot still counts against this one);
+# avg_ms is HAProxy's average response time over the slot's recent requests.
+proxy_slot_counters() {
+    proxy_command "show stat" | awk -F, '
+        NR == 1 { sub(/^# */, ""); for (i = 1; i <= NF; i++) col[$i] = i; next }
+        $1 == "slots" && ($2 == "a" || $2 == "b") {
+            failed = $col["econ"] + $col["eresp"]
+            answered = $col["hrsp_1xx"] + $col["hrsp_2xx"] + $col["hrsp_3xx"] + $col["hrsp_4xx"] + $col["hrsp_5xx"] + $col["hrsp_other"]
+            print $2, answered + failed, $col["hrsp_5xx"] + failed, $col["rtime"] + 0 }'
+}
+
+# The judge, pure: `canary_judge NEW_REQUESTS NEW_ERRORS NEW_MS OLD_REQUESTS OLD_ERRORS OLD_MS` prints
+# "bad <why>", or "wait <what it saw>" (not enough requests yet, or nothing wrong so far).
+canary_judge() {
+    awk -v nr="$1" -v ne="$2" -v nms="$3" -v or="$4" -v oe="$5" -v oms="$6" -v min="$CANARY_MIN_REQUESTS" \
+        -v max_error="$CANARY_MAX_ERROR_PERCENT" -v max_added="$CANARY_MAX_ADDED_MS" 'BEGIN {
+        new_share = nr > 0 ? 100 * ne / nr : 0
+        old_share = or > 0 ? 100 * oe / or : 0
+        seen = sprintf("%d of %d requests failed (%.0f%%) against %d of %d (%.0f%%) on the serving slot; average %d ms against %d ms", ne, nr, new_share, oe, or, old_share, nms, oms)
+        if (nr < min) { print "wait " seen " (judged from " min " requests)"; exit }
+        if (new_share > max_error && new_share > old_share + max_error) {
+            printf "bad %s: more than %d%% failed (and %d points above the serving slot)\n", seen, max_error, max_error; exit }
+        if (or > 0 && nms > oms + max_added) {
+            printf "bad %s: more than %d ms slower than the serving slot\n", seen, max_added; exit }
+        print "wait " seen
+    }'
+}
+
+write_canary_record() {
+    local version="$1" verdict="$2" reason="$3" requests="$4" errors="$5" new_ms="$6" old_ms="$7" json
+    if ! json="$(jq -nc --arg version "$version" --arg verdict "$verdict" --arg reason "$(printf '%s' "$reason" | cut -c1-300)" \
+        --argjson requests "$requests" --argjson errors "$errors" --argjson new_ms "$new_ms" --argjson old_ms "$old_ms" \
+        '{version: $version, verdict: $verdict, reason: $reason, requests: $requests, errors: $errors, new_ms: $new_ms, old_ms: $old_ms}')" ||
+        ! atomic_write "$CANARY_FILE" "$json"$'\n'; then
+        log "WARNING: could not record the canary's verdict in $CANARY_FILE"
+    fi
+}
+
+# `run_canary NEW_SLOT TAG`: returns 0 when TAG may take all traffic (good, or not enough requests to judge),
+# 1 when the judge held it back (its weight is 0 again and CANARY_VERDICT says why).
+run_canary() {
+    local new="$1" tag="$2" old counters verdict="" deadline line
+    local nr=0 ne=0 nms=0 or=0 oe=0 oms=0
+    old="$(other_slot "$new")"
+    CANARY_VERDICT=""
+    # Counters from zero, so both slots are compared on the same stretch of traffic.
+    proxy_command "clear counters all; set weight slots/$old $((FULL_WEIGHT - CANARY_PERCENT)); set weight slots/$new $CANARY_PERCENT; set server slots/$new state ready" >/dev/null
+    log "canary: $tag in slot $new takes ${CANARY_PERCENT}% of this host's requests for up to ${CANARY_SECONDS}s" \
+        "(held back at more than ${CANARY_MAX_ERROR_PERCENT}% failed or ${CANARY_MAX_ADDED_MS} ms slower, from ${CANARY_MIN_REQUESTS} requests)"
+    deadline=$((${EPOCHREALTIME//[!0-9]/} + CANARY_SECONDS * 1000000))
+    while true; do
+        sleep 1
+        if counters="$(proxy_slot_counters)"; then
+            read -r _ nr ne nms <<<"$(grep "^$new " <<<"$counters")"
+            read -r _ or oe oms <<<"$(grep "^$old " <<<"$counters")"
+            line="$(canary_judge "$nr" "$ne" "$nms" "$or" "$oe" "$oms")"
+            verdict="${line%% *}"
+            if [[ "$verdict" == bad ]]; then
+                # At once, before anything else: no new request reaches the new slot from here.
+                proxy_command "set weight slots/$new 0; set server slots/$new state maint; set weight slots/$old $FULL_WEIGHT" >/dev/null
+                CANARY_VERDICT="${line#bad }"
+                write_canary_record "$tag" bad "$CANARY_VERDICT" "$nr" "$ne" "$nms" "$oms"
+                log "canary: held back $tag: $CANARY_VERDICT"
+                return 1
+            fi
+        fi
+        if [[ ${EPOCHREALTIME//[!0-9]/} -ge $deadline ]]; then
+            break
+        fi
+    done
+    line="${line#wait }"
+    if [[ "$nr" -lt "$CANARY_MIN_REQUESTS" ]]; then
+        write_canary_record "$tag" "not judged" "$line" "$nr" "$ne" "$nms" "$oms"
+        log "canary: not judged ($line); $tag takes all traffic, and the release alarms stay the second line"
+    else
+        write_canary_record "$tag" good "$line" "$nr" "$ne" "$nms" "$oms"
+        log "canary: $tag passed ($line)"
+    fi
+    return 0
+}
+
 # --- host report -------------------------------------------------------------------------------
 # What this host really holds, as JSON in the SSM parameter HOST_REPORT_PATH<instance-id> (the contract:
 # docs/release-flow.md). Written at boot, at the start and the end of every gate, and after a retire.
@@ -440,7 +543,7 @@ container_version() {
 
 host_report_json() {
     local instance="$1" slot="" active="" port="" ready=false staged="" staged_present=false warm="" warm_until=""
-    local other last_gate=null
+    local other last_gate=null canary=null
     if [[ "$ACTIVATION" == slots ]]; then
         slot="$(proxy_slot)"
         if [[ -n "$slot" ]]; then
@@ -466,11 +569,15 @@ host_report_json() {
     if [[ -s "$LAST_GATE_FILE" ]] && jq -e . "$LAST_GATE_FILE" >/dev/null 2>&1; then
         last_gate="$(cat "$LAST_GATE_FILE")"
     fi
+    if [[ -s "$CANARY_FILE" ]] && jq -e . "$CANARY_FILE" >/dev/null 2>&1; then
+        canary="$(cat "$CANARY_FILE")"
+    fi
     jq -nc --arg instance "$instance" --arg reported_at "$(now_utc)" --arg active "$active" --arg active_slot "$slot" \
         --argjson ready "$ready" --arg staged "$staged" --argjson staged_present "$staged_present" \
-        --arg warm "$warm" --arg warm_until "$warm_until" --argjson last_gate "$last_gate" \
+        --arg warm "$warm" --arg warm_until "$warm_until" --argjson last_gate "$last_gate" --argjson canary "$canary" \
         '{instance: $instance, reported_at: $reported_at, active: $active, active_slot: $active_slot, ready: $ready,
-          staged: $staged, staged_present: $staged_present, warm: $warm, warm_until: $warm_until, last_gate: $last_gate}'
+          staged: $staged, staged_present: $staged_present, warm: $warm, warm_until: $warm_until, last_gate: $last_gate,
+          canary: $canary}'
 }
 
 # Never fails its caller: a report that cannot be written is logged (journal, the gate's output and the
