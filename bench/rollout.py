@@ -16,7 +16,9 @@ production stage switches with two slots per host (activation: slots):
                           rollback-warm, inside the window: a flip back to the warm 1.0.0
   ec2, 1 host, activation: restart: activate, rollback with the in-place restart (a variant synth)
   bad release, 2 hosts: activate an image whose service never starts (readiness never passes),
-                        and one that passes its health checks but answers 5xx (bench/faults/)
+                        one that passes its health checks but answers 5xx, and one that is only 300 ms slower
+                        (bench/faults/): the host canary holds the last two back on the first host (exit 7);
+                        harm_s is the time from the first answer the bad version gave to its last
   ec2, scale 1 -> 3 -> 1: the group (floor 1, ceiling 3, as max_count 3 deploys it) is told to run 3 hosts,
                         then 1, as its target-tracking policy would (the CloudWatch trigger is AWS's; see
                         docs/scaling.md): new hosts boot from the user data into the active version, State
@@ -57,7 +59,9 @@ from release import cli as release_cli
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = Path(__file__).parent / "faults"
 FIRST, TARGET = "1.0.0", "1.1.0"
-NEVER_READY, ANSWERS_5XX = "1.9.9-neverready", "1.9.8-answers5xx"
+NEVER_READY, ANSWERS_5XX, SLOWER = "1.9.9-neverready", "1.9.8-answers5xx", "1.9.7-slower"
+# Releases that pass their health checks and harm their users: each is held back by the host canary.
+HARMFUL = {ANSWERS_5XX: FAULTS / "sitecustomize.py", SLOWER: FAULTS / "slower.py"}
 SETTLE_SECONDS = 3.0  # steady load before and after each command
 LOAD_BOUND_SECONDS = 400.0  # the longest a load run may last; it is stopped when the command is done
 
@@ -84,7 +88,8 @@ SCENARIOS = {
     # Between the two, the rollback an operator runs after an unverified release (exit 6): the stack
     # names 1.0.0 again, so the 5xx release's warm previous version is the one the hosts serve.
     "bad-release": Scenario("bad release, 2 hosts", 2, (("bad-release", "activate", NEVER_READY), ("", "rollback", FIRST),
-                                                        ("bad-release", "activate", ANSWERS_5XX))),
+                                                        ("bad-release", "activate", ANSWERS_5XX),
+                                                        ("slow-release", "activate", SLOWER))),
     # The version column holds the host count the group is told to run.
     "ec2-scale": Scenario("ec2, scale 1 -> 3 -> 1 hosts", SCALE_FLOOR, (("scale-out", "scale", str(SCALE_CEILING)),
                                                                          ("scale-in", "scale", str(SCALE_FLOOR)))),
@@ -92,14 +97,20 @@ SCENARIOS = {
 
 
 def fault_images(daemon, built: str) -> dict[str, str]:
-    """The two bad releases: one whose service exits at every start, and one that answers 5xx (bench/faults/)."""
-    never_ready = images.release_image(daemon, built, NEVER_READY, never_starts=True)
+    """The bad releases: one whose service exits at every start, one that answers 5xx and one that is only
+    slower (bench/faults/)."""
+    return {NEVER_READY: images.release_image(daemon, built, NEVER_READY, never_starts=True),
+            **{version: harmful_image(daemon, built, version) for version in HARMFUL}}
+
+
+def harmful_image(daemon, built: str, version: str) -> str:
+    """The release image `version` of HARMFUL: the service image with its fault loaded at interpreter start."""
     with tempfile.TemporaryDirectory() as context:
-        (Path(context) / "sitecustomize.py").write_text((FAULTS / "sitecustomize.py").read_text())
+        (Path(context) / "sitecustomize.py").write_text(HARMFUL[version].read_text())
         (Path(context) / "Dockerfile").write_text(
-            f"FROM {built}\nLABEL org.opencontainers.image.version={ANSWERS_5XX}\nCOPY sitecustomize.py /srv/service/sitecustomize.py\n")
-        daemon.run("build", "--quiet", "--tag", f"{images.RELEASE_IMAGE}:{ANSWERS_5XX}", context, timeout=300)
-    return {NEVER_READY: never_ready, ANSWERS_5XX: f"{images.RELEASE_IMAGE}:{ANSWERS_5XX}"}
+            f"FROM {built}\nLABEL org.opencontainers.image.version={version}\nCOPY sitecustomize.py /srv/service/sitecustomize.py\n")
+        daemon.run("build", "--quiet", "--tag", f"{images.RELEASE_IMAGE}:{version}", context, timeout=300)
+    return f"{images.RELEASE_IMAGE}:{version}"
 
 
 def liftoff(deployed: flow.LocalStage, runtime: HostsRuntime, *argv: str, config: Path = flow.CONFIG_FILE) -> tuple[int, str]:
@@ -117,7 +128,7 @@ def command(verb: str, version: str) -> tuple[str, ...]:
     forced = ("--force",) if version not in (FIRST, TARGET) else ()
     # The bad releases are watched through the bake window (their rollback is the point); the walk's
     # activations return once verified, and the rollback that follows is inside the window.
-    watch = () if version == ANSWERS_5XX else ("--no-watch",)
+    watch = () if version in HARMFUL else ("--no-watch",)
     return (verb, version, *forced, *watch)
 
 
@@ -139,17 +150,25 @@ def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action
         run.stop()
     whole = run.summary(version=version, marker="command")
     during = run.summary(since="command", until="done")
-    pulls, starts = host_work([r for r in runtime.state_manager.runs[gate_runs_before:] if r.gate == "activate"])
+    gate_runs = [r for r in runtime.state_manager.runs[gate_runs_before:] if r.gate == "activate"]
+    pulls, starts = host_work(gate_runs)
     extra = {}
-    if version == ANSWERS_5XX:
+    if version in HARMFUL:
         # Watched through the bake window: how long until every answer came from the old version again,
         # and the alarm rule that decided it (the alarm stand-in evaluates the synthesized one).
         command_at = run.marks["command"]
         failures = [r.ended for r in run.records if r.failed and r.sent is not None and r.sent >= command_at and r.ended]
         alarms = runtime.hosts.alarms
         # Failed answers are the 5xx release's (or the switch's); the last one is when the rollback took effect.
+        # The harm: from the first answer the bad version gave (a 5xx, or its own slower answer) to its last.
+        harmed = [r.ended for r in run.records if r.ended and r.sent is not None and r.sent >= command_at
+                  and (r.version == version or (version == ANSWERS_5XX and r.failed))]
         extra = {"rolled_back_after_s": round(max(failures) - command_at, 2) if code == 7 and failures else None,
                  "errors_for_s": round(max(failures) - min(failures), 2) if failures else None,
+                 "harm_s": round(max(harmed) - min(harmed), 2) if harmed else 0.0, "harmed": len(harmed),
+                 # The fleet's canary is its first host: the others must never have started the bad version.
+                 "hosts_ran_bad": len({r.instance_id for r in gate_runs if r.tag == version and "starting " in r.output}),
+                 "canary": next((line.strip() for line in output.splitlines() if line.strip().startswith("CANARY")), ""),
                  "alarms": [f"{rule.name}: {rule.kind} {rule.comparison} {rule.threshold:g}, {rule.datapoints_to_alarm} of "
                             f"{rule.evaluation_periods} x {rule.period} s" for rule in (alarms.rules if alarms else [])]}
     return {**extra, "scenario": scenario.name, "mode": "ec2", "hosts": scenario.hosts, "action": action, "version": version,
@@ -254,7 +273,8 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         first = rows[0]
         row = {key: first[key] for key in ("scenario", "mode", "hosts", "action", "version")}
         row["runs"] = len(rows)
-        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts", "rolled_back_after_s", "errors_for_s"):
+        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts", "rolled_back_after_s",
+                    "errors_for_s", "harm_s", "harmed", "hosts_ran_bad"):
             if key not in first:
                 continue
             values = [r[key] for r in rows if r[key] is not None]
@@ -269,6 +289,7 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         row["tool"] = [r["tool"] for r in rows]
         if "alarms" in first:
             row["alarms"] = first["alarms"]
+            row["canary"] = [r.get("canary", "") for r in rows]
         combined.append(row)
     return combined
 
@@ -293,7 +314,9 @@ def table(rows: list[dict]) -> str:
         if "rolled_back_after_s" in row:
             lines.append(f"\n{row['scenario']}, {row['version']}: rolled back automatically "
                          f"{figure(row, 'rolled_back_after_s')} s after the command (to its last failed answer); errors "
-                         f"for {figure(row, 'errors_for_s')} s; "
+                         f"for {figure(row, 'errors_for_s')} s; harm (its first answer to its last) {figure(row, 'harm_s')} s "
+                         f"over {figure(row, 'harmed', 0)} answers; hosts that ran it: {figure(row, 'hosts_ran_bad', 0)}; "
+                         f"{'; '.join(filter(None, row.get('canary') or [])) or 'no canary verdict'}; "
                          f"alarms: {'; '.join(row.get('alarms') or ['none'])}")
     return "\n".join(lines)
 
