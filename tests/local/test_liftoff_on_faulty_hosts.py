@@ -9,7 +9,9 @@ slots), steady load through the load balancer stand-in where a switch happens. T
   stage 1.1.0 on a full disk -> stage again after the repair; activate 1.1.0 with one host's gate killed ->
   activate 1.1.0 again converges it; stage WARMING with the registry down -> again after the repair;
   activate WARMING (ready only after a warm-up) under load; activate 1.0.0 with the database down (and
-  database-backed requests beside), then again once it is back; status after a reboot and after a killed host.
+  database-backed requests beside), then again once it is back; activate a release that answers 5xx (the host
+  canary holds it back on the first host, liftoff rolls the stack back) then a good one through the canary;
+  status after a reboot and after a killed host.
 
 Each test ends reading back the ledger, the lock and the stack, and checks they agree with the hosts.
 """
@@ -22,6 +24,7 @@ import time
 
 import pytest
 
+from bench.rollout import ANSWERS_5XX, harmful_image
 from local import boxes, images
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
@@ -55,8 +58,10 @@ def production(emulator, emulator_assembly):
 @pytest.fixture(scope="module")
 def hosts(docker_daemon, box_image, service_image, release_images, emulator, production):
     warming = images.release_image(docker_daemon, service_image, WARMING, warm_up_seconds=WARM_UP_SECONDS)
+    answers_5xx = harmful_image(docker_daemon, service_image, ANSWERS_5XX)
     with booted_hosts(daemon=docker_daemon, box_image=box_image, emulator=emulator, production=production,
-                      state_dir=STATE_DIR, prefix="lq", releases={**release_images, WARMING: warming}) as stage_hosts:
+                      state_dir=STATE_DIR, prefix="lq",
+                      releases={**release_images, WARMING: warming, ANSWERS_5XX: answers_5xx}) as stage_hosts:
         yield stage_hosts
 
 
@@ -325,6 +330,60 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
     assert load.summary().failed == 0, load.summary().outcomes
     assert_records_agree(runtime, production, hosts, active="1.0.0", staged="1.0.0",
                          newest=("activate", "1.0.0", d.RESULT_SUCCEEDED))
+
+
+# --- the host canary ------------------------------------------------------------------------------
+
+
+def test_a_release_answering_5xx_is_held_back_by_the_first_hosts_canary_and_the_stack_follows(
+        runtime, hosts, production, state_manager):
+    code, _, err = liftoff(runtime, "stage", ANSWERS_5XX)
+    assert code == 0, err
+    runs_before = len(state_manager.runs)
+    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600) as load:
+        time.sleep(2)
+        load.mark("command")
+        code, doc, err = liftoff(runtime, "activate", ANSWERS_5XX)
+        load.mark("done")
+        time.sleep(2)
+        load.stop()
+    first = hosts.hosts[0]
+    assert code == d.EXIT_AUTO_ROLLED_BACK, err
+    assert f"CANARY: {first.instance_id} held back {ANSWERS_5XX}" in err, err
+    # The first host is the fleet's canary: the second never started the bad version.
+    started = {run.instance_id for run in state_manager.runs[runs_before:]
+               if run.gate == "activate" and run.tag == ANSWERS_5XX and "starting " in run.output}
+    assert started == {first.instance_id}, started
+    # A few requests for a few seconds: the canary's share until the judge's minimum, nothing like the alarm's minutes.
+    during = load.summary(since="command", until="done")
+    failed = [record for record in load.records if record.failed]
+    assert 0 < during.failed <= max(20, during.sent // 50), during.outcomes
+    assert max(r.ended for r in failed) - min(r.ended for r in failed) <= 15, [r.ended for r in failed]
+    assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
+    # The stack, the ledger and the hosts agree on the version that served throughout.
+    book = ledger(runtime, production)
+    activate, rollback = book.entries()[1], book.entries()[0]
+    assert (activate.gate, activate.to_version) == ("activate", ANSWERS_5XX) and activate.result != d.RESULT_SUCCEEDED
+    assert "canary" in activate.detail, activate.detail
+    assert (rollback.gate, rollback.to_version, rollback.result) == ("rollback", "1.0.0", d.RESULT_SUCCEEDED)
+    assert f"the canary on {first.instance_id} judged {ANSWERS_5XX} bad" in rollback.detail, rollback.detail
+    assert stack_parameters(runtime, production)[d.IMAGE_TAG] == "1.0.0"
+    assert {hosts.serving_version(box) for box in hosts.hosts} == {"1.0.0"}
+    assert hosts.reports()[first.instance_id]["canary"]["verdict"] == "bad"
+
+    # A good release passes the same canary on each host, with nothing failed.
+    code, _, err = liftoff(runtime, "stage", "1.1.0")
+    assert code == 0, err
+    with LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600) as load:
+        time.sleep(1)
+        code, doc, err = liftoff(runtime, "activate", "1.1.0")
+        time.sleep(1)
+        load.stop()
+    assert code == 0, err
+    assert load.summary().failed == 0, load.summary().outcomes
+    assert {report["canary"]["verdict"] for report in hosts.reports().values()} == {"good"}
+    assert_records_agree(runtime, production, hosts, active="1.1.0", staged="1.1.0",
+                         newest=("activate", "1.1.0", d.RESULT_SUCCEEDED))
 
 
 # --- status tells each host's truth ---------------------------------------------------------------
