@@ -280,6 +280,15 @@ def test_shipped_hosts_switch_versions_with_two_slots_behind_their_own_proxy(shi
     assert "dnf install -y docker jq aws-cfn-bootstrap haproxy socat" in user_data
 
 
+def test_the_host_readme_documents_every_host_env_key_user_data_writes(shipped):
+    # The table is where an operator on a host looks a key up; a key written but not described is a guess.
+    readme = (HOST_FILES / "README.md").read_text()
+    table = readme.split("## Host config", 1)[1].split("\n## ", 1)[0]
+    documented = {key for row in table.splitlines() if row.startswith("| `")
+                  for key in re.findall(r"`([A-Z0-9_]+)`", row.split("|")[1])}
+    assert documented == set(host_env(rendered_user_data(shipped.templates[STACK])))
+
+
 def test_restart_activation_needs_no_proxy_and_slot_ports_avoid_the_container_port(synth_variant):
     context = copy.deepcopy(cdk_context()["liftoff"])
     context["stages"]["production"]["activation"] = "restart"
