@@ -34,7 +34,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from components.nag import acknowledge
-from config import MAX_DESIRED_COUNT, RELEASE_TAG_PATTERN, ScaleOn
+from config import MAX_DESIRED_COUNT, RELEASE_TAG_PATTERN, Canary, ScaleOn
 
 HOST_FILES = Path(__file__).parent / "ec2_host"
 UNIT_DIR = "etc/systemd/system"
@@ -158,9 +158,14 @@ class Ec2Service(Construct):
         activation: str,
         container_memory_mib: int,
         bake_seconds: int,
+        canary: Canary | None,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
+        if (canary is not None) != (activation == "slots"):
+            # Without CANARY_* a slots host would run the scripts' own defaults, not the stage's.
+            raise ValueError(f"canary settings go with activation 'slots' and only with it (StageConfig.canary); "
+                             f"got activation {activation!r} and canary {canary!r}")
         region = Stack.of(self).region
         self.security_group = ec2.SecurityGroup(self, "SecurityGroup", vpc=vpc, description="liftoff service")
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
@@ -238,6 +243,11 @@ class Ec2Service(Construct):
                 "SLOT_A_PORT": str(slot_ports[0]),
                 "SLOT_B_PORT": str(slot_ports[1]),
                 "BAKE_SECONDS": str(bake_seconds),
+                "CANARY_PERCENT": str(canary.percent),
+                "CANARY_SECONDS": str(canary.seconds),
+                "CANARY_MIN_REQUESTS": str(canary.min_requests),
+                "CANARY_MAX_ERROR_PERCENT": str(canary.max_error_percent),
+                "CANARY_MAX_ADDED_MS": str(canary.max_added_latency_ms),
             })
         # The host proxy (HAProxy) and its admin-socket client come from AL2023's own repository.
         packages = "docker jq aws-cfn-bootstrap" + (" haproxy socat" if activation == "slots" else "")
@@ -307,10 +317,11 @@ class Ec2Service(Construct):
             "/opt/liftoff/bin/liftoff-boot",
         )
 
-        # Per host: a pull, the drain, the old container's stop, and health waits for the new and,
-        # on failure, the old version.
+        # Per host: a pull, the drain, the old container's stop, health waits for the new and, on failure,
+        # the old version, and the canary (slots, unless its share is 0).
+        canary_seconds = canary.seconds if canary is not None and canary.percent else 0
         per_host_seconds = (PULL_ALLOWANCE_SECONDS + drain_seconds + stop_timeout_seconds + HEALTH_TIMEOUT_SECONDS * 2
-                            + READY_TIMEOUT_SECONDS)
+                            + READY_TIMEOUT_SECONDS + canary_seconds)
         self.stage_association = self._gate(
             "Stage",
             description="liftoff update gate: pull a release image onto this host; nothing restarts",

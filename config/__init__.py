@@ -42,6 +42,7 @@ from config.keys import (
     STAGE_NAME_PATTERN,
 )
 from config.model import (
+    CANARY_KEYS,
     COMPUTE_MODES,
     CONTEXT_KEY,
     CPU_ARCHITECTURES,
@@ -55,6 +56,7 @@ from config.model import (
     TRAFFIC_SHIFT_DEFAULTS,
     TRAFFIC_SHIFT_PERCENT_RANGES,
     AlarmThresholds,
+    Canary,
     GithubConfig,
     GithubStageAccess,
     LiftoffConfig,
@@ -67,12 +69,12 @@ from config.model import (
 from config.rules import containers_per_activation
 
 __all__ = [
-    "ACCOUNT_PATTERN", "AMI_ID_PATTERN", "CERTIFICATE_ARN_PATTERN", "COMPUTE_MODES", "CONTEXT_KEY", "CPU_ARCHITECTURES",
+    "ACCOUNT_PATTERN", "AMI_ID_PATTERN", "CANARY_KEYS", "CERTIFICATE_ARN_PATTERN", "COMPUTE_MODES", "CONTEXT_KEY", "CPU_ARCHITECTURES",
     "EC2_ACTIVATIONS", "ECS_DEPLOYMENT_STRATEGIES", "EMAIL_PATTERN", "FARGATE_CPU_MEMORY", "GITHUB_REF_PATTERN",
     "GITHUB_REPOSITORY_PATTERN", "GITHUB_SUB_FORMATS", "HOSTED_ZONE_ID_PATTERN", "HOSTNAME_PATTERN", "HOST_RESERVED_MIB",
     "INSTANCE_CLASS_PATTERN", "MAX_DESIRED_COUNT", "MODE_ONLY_KEYS", "POSTGRES_ENGINE_VERSION", "REGION_PATTERN",
     "RELEASE_TAG_DESCRIPTION", "RELEASE_TAG_PATTERN", "SCALE_ON_TARGETS", "STAGE_NAME_PATTERN", "TRAFFIC_SHIFT_DEFAULTS",
-    "TRAFFIC_SHIFT_PERCENT_RANGES", "AlarmThresholds", "ConfigError", "GithubConfig", "GithubStageAccess", "LiftoffConfig",
+    "TRAFFIC_SHIFT_PERCENT_RANGES", "AlarmThresholds", "Canary", "ConfigError", "GithubConfig", "GithubStageAccess", "LiftoffConfig",
     "RollbackWindow", "ScaleOn", "StageConfig", "cfn_lint_data", "check_release_tag", "containers_per_activation",
     "db_connections_limit", "ec2_instance_architectures", "ec2_instance_memory_mib", "ec2_instance_types", "github_role_name",
     "known_regions", "load_config", "main", "parse_cli_context", "parse_config", "rds_postgres_instance_classes",

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from config.errors import ConfigError, fail, show
 from config.model import (
+    CANARY_KEYS,
     COMPUTE_MODES,
     CPU_ARCHITECTURES,
     EC2_ACTIVATIONS,
@@ -65,6 +66,13 @@ _INT_RANGES = {
     # ECS waits between steps in whole minutes, at most 1440.
     "traffic_shift_step_seconds": (0, 86400),
     "max_count": (1, MAX_DESIRED_COUNT),
+    # The canary is the smaller share: past half, the new version would carry the host before it is judged.
+    "canary_percent": (0, 50),
+    # Hosts activate one at a time, so the whole fleet's activation grows by this per host.
+    "canary_seconds": (5, 600),
+    "canary_min_requests": (1, 100000),
+    "canary_max_error_percent": (0, 100),
+    "canary_max_added_latency_ms": (1, 60000),
 }
 _LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 PATTERNS = {
@@ -164,6 +172,22 @@ def parse_scale_on(stage: str, raw: Any) -> ScaleOn:
     return ScaleOn(metric=metric, target=value)
 
 
+def _refuse_canary_without_slots(name: str, raw: Mapping) -> None:
+    # Like bake_seconds with rolling: the defaults apply to every stage, a key written where it does nothing is refused.
+    written = [key for key in CANARY_KEYS if key in raw]
+    if not written:
+        return
+    key, value = written[0], raw[written[0]]
+    if raw["compute"] != "ec2":
+        raise fail(name, key, value,
+                   f"no {key} with compute {raw['compute']!r} (the canary runs on an ec2 host's second slot; ECS shifts "
+                   "traffic with its own deployment_strategy: canary or linear, with traffic_shift_percent); remove it")
+    if raw.get("activation", "slots") != "slots":
+        raise fail(name, key, value,
+                   f"no {key} with activation {raw['activation']!r} (one container is restarted in place: there is no "
+                   "second slot to give a share of the requests to); remove it, or set activation to slots")
+
+
 def parse_stage(name: str, raw: Any) -> StageConfig:
     if not re.fullmatch(STAGE_NAME_PATTERN, name):
         raise ConfigError(
@@ -203,6 +227,7 @@ def parse_stage(name: str, raw: Any) -> StageConfig:
         raise fail(name, "bake_seconds", raw["bake_seconds"],
                    "no bake_seconds with deployment_strategy 'rolling' (a rolling deployment keeps no previous version "
                    "to bake: the key has no effect); remove it, or set deployment_strategy to blue_green, canary or linear")
+    _refuse_canary_without_slots(name, raw)
     stage = StageConfig(name=name, **settings)
     check_stage(stage)
     return stage

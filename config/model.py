@@ -91,6 +91,27 @@ class ScaleOn:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """The canary an ec2 host runs on each activation (activation slots): before the flip, the new slot takes
+    `percent` of the host proxy's requests for up to `seconds`, and the host judges it against the old slot
+    from HAProxy's own counters (cdk.json `canary_*`; host.env `CANARY_*`). percent 0: no canary."""
+
+    percent: int
+    seconds: int
+    # The judge says nothing before the new slot has answered this many requests.
+    min_requests: int
+    # Bad when the new slot's share of 5xx and connection errors exceeds this, and the old slot's by as much.
+    max_error_percent: int
+    # Bad when the new slot's average response time exceeds the old slot's by more than this.
+    max_added_latency_ms: int
+
+
+# The stage keys behind Canary, in its field order.
+CANARY_KEYS = ("canary_percent", "canary_seconds", "canary_min_requests", "canary_max_error_percent",
+               "canary_max_added_latency_ms")
+
+
+@dataclass(frozen=True)
 class StageConfig:
     name: str
     compute: str
@@ -116,6 +137,12 @@ class StageConfig:
     # the old task set keeps its tasks) and the release's alarms are watched; a rollback inside the
     # window is a traffic flip.
     bake_seconds: int = 300
+    # ec2 slots: the canary each host runs before it flips (Canary); config refuses these keys elsewhere.
+    canary_percent: int = 10
+    canary_seconds: int = 20
+    canary_min_requests: int = 10
+    canary_max_error_percent: int = 5
+    canary_max_added_latency_ms: int = 250
     # Contract steps wait while a version inside this window (besides active, staged and warm) needs the
     # old shape: {"releases": N} (the last N versions replaced) or {"days": D} (replaced in the last D days).
     rollback_window: RollbackWindow = field(default_factory=RollbackWindow)
@@ -193,6 +220,20 @@ class StageConfig:
     def bakes(self) -> bool:
         """The previous version stays warm after an activation: ec2 slots, ecs blue_green/canary/linear."""
         return self.activation == "slots" if self.compute == "ec2" else self.deployment_strategy != "rolling"
+
+    @property
+    def canary(self) -> Canary | None:
+        """ec2 slots: the hosts' canary (percent 0 included: the hosts are told none runs); None where a
+        host has no second slot to give a share of requests to (restart) or ECS deploys (ecs)."""
+        if self.compute != "ec2" or self.activation != "slots":
+            return None
+        return Canary(
+            percent=self.canary_percent,
+            seconds=self.canary_seconds,
+            min_requests=self.canary_min_requests,
+            max_error_percent=self.canary_max_error_percent,
+            max_added_latency_ms=self.canary_max_added_latency_ms,
+        )
 
     @property
     def db_connections_alarm_threshold(self) -> int:

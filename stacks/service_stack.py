@@ -136,6 +136,7 @@ class ServiceStack(Stack):
                 activation=stage.activation,
                 container_memory_mib=stage.container_memory_mib,
                 bake_seconds=stage.bake_seconds,
+                canary=stage.canary,
                 **common,
             )
             compute_outputs = {

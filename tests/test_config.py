@@ -813,3 +813,82 @@ def test_every_from_config_import_in_the_repository_resolves():
     assert len({name for name, _ in wanted}) > 20
     missing = sorted((name, where) for name, where in wanted if not hasattr(config, name))
     assert missing == []
+
+
+# The canary on each ec2 host (activation slots): the new slot's share of the host's requests before the flip.
+
+def test_shipped_ec2_stage_runs_the_default_canary_and_ecs_and_restart_have_none():
+    from config import Canary
+
+    config = parse_config(shipped_stages())
+    assert config.stage("production").canary == Canary(
+        percent=10, seconds=20, min_requests=10, max_error_percent=5, max_added_latency_ms=250)
+    # ECS shifts traffic with its own deployment_strategy; restart has no second slot.
+    assert config.stage("staging").canary is None
+    assert parse_config(with_setting("production", "activation", "restart")).stage("production").canary is None
+
+
+def test_canary_keys_set_every_value_and_zero_percent_turns_it_off():
+    context = shipped_stages()
+    context["stages"]["production"].update({
+        "canary_percent": 50, "canary_seconds": 600, "canary_min_requests": 1, "canary_max_error_percent": 0,
+        "canary_max_added_latency_ms": 60000,
+    })
+    canary = parse_config(context).stage("production").canary
+    assert (canary.percent, canary.seconds, canary.min_requests, canary.max_error_percent, canary.max_added_latency_ms) == (
+        50, 600, 1, 0, 60000)
+    assert parse_config(with_setting("production", "canary_percent", 0)).stage("production").canary.percent == 0
+    # 20.0 in cdk.json reaches the app as 20, as every whole number does.
+    assert parse_config(with_setting("production", "canary_seconds", 20.0)).stage("production").canary.seconds == 20
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("canary_percent", 51, "a whole number from 0 to 50"),
+    ("canary_percent", -1, "a whole number from 0 to 50"),
+    ("canary_percent", 2.5, "a whole number from 0 to 50"),
+    ("canary_percent", "10", "a whole number from 0 to 50"),
+    ("canary_percent", True, "a whole number from 0 to 50"),
+    ("canary_seconds", 4, "a whole number from 5 to 600"),
+    ("canary_seconds", 601, "a whole number from 5 to 600"),
+    ("canary_min_requests", 0, "a whole number from 1 to 100000"),
+    ("canary_min_requests", 100001, "a whole number from 1 to 100000"),
+    ("canary_max_error_percent", 101, "a whole number from 0 to 100"),
+    ("canary_max_error_percent", 0.5, "a whole number from 0 to 100"),
+    ("canary_max_added_latency_ms", 0, "a whole number from 1 to 60000"),
+    ("canary_max_added_latency_ms", 60001, "a whole number from 1 to 60000"),
+])
+def test_canary_values_are_checked(key, value, allowed):
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_setting("production", key, value))
+    assert str(refused.value) == f"stage 'production': {key} = {json.dumps(value)} is not allowed; expected {allowed}"
+
+
+@pytest.mark.parametrize("key, value", [("canary_percent", 10), ("canary_seconds", 30), ("canary_max_added_latency_ms", 100)])
+def test_a_canary_key_on_ecs_is_refused_naming_the_key_its_value_and_why(key, value):
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_setting("staging", key, value))
+    assert str(refused.value) == (
+        f"stage 'staging': {key} = {value} is not allowed; expected no {key} with compute 'ecs' (the canary runs on an "
+        "ec2 host's second slot; ECS shifts traffic with its own deployment_strategy: canary or linear, with "
+        "traffic_shift_percent); remove it")
+
+
+def test_a_canary_key_with_restart_is_refused_naming_the_key_its_value_and_why():
+    context = with_setting("production", "activation", "restart")
+    context["stages"]["production"]["canary_percent"] = 0  # even "off": the key does nothing without a second slot
+    with pytest.raises(ConfigError) as refused:
+        parse_config(context)
+    assert str(refused.value) == (
+        "stage 'production': canary_percent = 0 is not allowed; expected no canary_percent with activation 'restart' "
+        "(one container is restarted in place: there is no second slot to give a share of the requests to); remove it, "
+        "or set activation to slots")
+    # The value itself is judged first: an out-of-range value names its range, wherever it is written.
+    context["stages"]["production"]["canary_percent"] = 60
+    with pytest.raises(ConfigError, match=r"canary_percent = 60 is not allowed; expected a whole number from 0 to 50$"):
+        parse_config(context)
+
+
+def test_a_canary_key_with_slots_written_out_is_accepted():
+    context = with_setting("production", "activation", "slots")
+    context["stages"]["production"]["canary_seconds"] = 45
+    assert parse_config(context).stage("production").canary.seconds == 45

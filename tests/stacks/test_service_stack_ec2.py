@@ -14,7 +14,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from components.ec2_service import HOST_FILES, host_files_archive
-from config import RELEASE_TAG_PATTERN
+from config import RELEASE_TAG_PATTERN, Canary
 from tests.helpers.synth import cdk_context
 
 STACK = "production-service"
@@ -252,7 +252,7 @@ def test_gate_wait_covers_the_largest_fleet_config_allows(shipped):
     stage = next(s for name, s in cdk_context()["liftoff"]["stages"].items() if name == "production")
     associations = {k[len("Ec2"):].split("Association")[0]: v["Properties"] for k, v in resources(shipped.templates[STACK], "AWS::SSM::Association").items()}
     per_host = (PULL_ALLOWANCE_SECONDS + stage["drain_seconds"] + stage["stop_timeout_seconds"] + 2 * HEALTH_TIMEOUT_SECONDS
-                + READY_TIMEOUT_SECONDS)
+                + READY_TIMEOUT_SECONDS + stage.get("canary_seconds", 20))
     assert associations["Activate"]["WaitForSuccessTimeoutSeconds"] == 300 + per_host * (MAX_DESIRED_COUNT + 1)
     assert associations["Stage"]["WaitForSuccessTimeoutSeconds"] == 300 + PULL_ALLOWANCE_SECONDS * (MAX_DESIRED_COUNT + 1)
     assert all(a["WaitForSuccessTimeoutSeconds"] <= MAX_ASSOCIATION_WAIT_SECONDS for a in associations.values())
@@ -269,10 +269,24 @@ def test_shipped_hosts_switch_versions_with_two_slots_behind_their_own_proxy(shi
     production = cdk_context()["liftoff"]["stages"]["production"]
     assert env["ACTIVATION"] == "slots"
     assert env["BAKE_SECONDS"] == str(production.get("bake_seconds", 300))
+    # The shipped stage sets no canary_* key: config's defaults reach every host.
+    assert {key: value for key, value in env.items() if key.startswith("CANARY_")} == {
+        "CANARY_PERCENT": "10", "CANARY_SECONDS": "20", "CANARY_MIN_REQUESTS": "10", "CANARY_MAX_ERROR_PERCENT": "5",
+        "CANARY_MAX_ADDED_MS": "250",
+    }
     # The slots listen on loopback ports of their own; the load balancer's port is the proxy's.
     assert {env["SLOT_A_PORT"], env["SLOT_B_PORT"], env["CONTAINER_PORT"]} == {"18081", "18082", "8080"}
     assert env["CONTAINER_MEMORY_MIB"] == "512"
     assert "dnf install -y docker jq aws-cfn-bootstrap haproxy socat" in user_data
+
+
+def test_the_host_readme_documents_every_host_env_key_user_data_writes(shipped):
+    # The table is where an operator on a host looks a key up; a key written but not described is a guess.
+    readme = (HOST_FILES / "README.md").read_text()
+    table = readme.split("## Host config", 1)[1].split("\n## ", 1)[0]
+    documented = {key for row in table.splitlines() if row.startswith("| `")
+                  for key in re.findall(r"`([A-Z0-9_]+)`", row.split("|")[1])}
+    assert documented == set(host_env(rendered_user_data(shipped.templates[STACK])))
 
 
 def test_restart_activation_needs_no_proxy_and_slot_ports_avoid_the_container_port(synth_variant):
@@ -281,11 +295,68 @@ def test_restart_activation_needs_no_proxy_and_slot_ports_avoid_the_container_po
     env_restart = host_env(rendered_user_data(synth_variant(context).templates[STACK]))
     assert env_restart["ACTIVATION"] == "restart"
     assert not {"SLOT_A_PORT", "SLOT_B_PORT", "BAKE_SECONDS"} & set(env_restart)
+    assert not [key for key in env_restart if key.startswith("CANARY_")]  # one container: no second slot to share with
     assert "haproxy" not in rendered_user_data(synth_variant(context).templates[STACK])
     context["stages"]["production"]["activation"] = "slots"
     context["stages"]["production"]["container_port"] = 18082
     env_slots = host_env(rendered_user_data(synth_variant(context).templates[STACK]))
     assert (env_slots["SLOT_A_PORT"], env_slots["SLOT_B_PORT"]) == ("28081", "28082")
+
+
+def activate_per_host_seconds(template: dict) -> int:
+    """The activate gate's per-host timeout, as its document gives it (the run's timeout less the document's 60 s)."""
+    documents = resources(template, "AWS::SSM::Document")
+    name = next(k for k in documents if k.startswith("Ec2ActivateDocument"))
+    return int(documents[name]["Properties"]["Content"]["mainSteps"][0]["inputs"]["timeoutSeconds"]) - 60
+
+
+def test_the_stages_canary_reaches_each_host_and_lengthens_the_activate_gate(shipped, synth_variant):
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["production"].update({
+        "canary_percent": 25, "canary_seconds": 90, "canary_min_requests": 40, "canary_max_error_percent": 2,
+        "canary_max_added_latency_ms": 400,
+    })
+    template = synth_variant(context).templates[STACK]
+    env = host_env(rendered_user_data(template))
+    assert (env["CANARY_PERCENT"], env["CANARY_SECONDS"], env["CANARY_MIN_REQUESTS"], env["CANARY_MAX_ERROR_PERCENT"],
+            env["CANARY_MAX_ADDED_MS"]) == ("25", "90", "40", "2", "400")
+    # Each host's activation now waits out the canary too: 90 s instead of the default 20.
+    shipped_per_host = activate_per_host_seconds(shipped.templates[STACK])
+    assert activate_per_host_seconds(template) == shipped_per_host + 90 - 20
+    # A share of 0 runs no canary: the hosts are told so, and the gate waits for none.
+    context["stages"]["production"]["canary_percent"] = 0
+    template = synth_variant(context).templates[STACK]
+    assert host_env(rendered_user_data(template))["CANARY_PERCENT"] == "0"
+    assert activate_per_host_seconds(template) == shipped_per_host - 20
+
+
+@pytest.mark.parametrize("activation, canary", [
+    ("slots", None), ("restart", Canary(percent=10, seconds=20, min_requests=10, max_error_percent=5, max_added_latency_ms=250)),
+])
+def test_canary_settings_go_with_slots_and_only_with_them(activation, canary):
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_ecr as ecr
+    from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+    from aws_cdk import aws_logs as logs
+    from aws_cdk import aws_secretsmanager as secretsmanager
+    from aws_cdk import aws_ssm as ssm
+
+    from components.ec2_service import Ec2Service
+
+    stack = cdk.Stack(cdk.App(), "probe")
+    vpc = ec2.Vpc(stack, "Vpc", nat_gateways=0, restrict_default_security_group=False)
+    with pytest.raises(ValueError, match=f"canary settings go with activation 'slots' and only with it .* activation '{activation}'"):
+        Ec2Service(
+            stack, "Ec2", vpc=vpc, repository=ecr.Repository(stack, "Repo"), image_tag="1.0.0", staged_image_tag="1.0.0",
+            active_tag_parameter=ssm.StringParameter(stack, "Active", string_value="1.0.0"),
+            target_group=elbv2.ApplicationTargetGroup(stack, "Tg", vpc=vpc, port=8080),
+            db_host="db", db_port="5432", db_name="app", db_secret=secretsmanager.Secret(stack, "Secret"),
+            desired_count=1, max_count=None, scale_on=None, instance_type="t4g.small", arm64=True, ami_id=None,
+            container_port=8080, health_check_path="/healthz", stop_timeout_seconds=10, drain_seconds=5,
+            activation=activation, container_memory_mib=512, bake_seconds=300, canary=canary,
+            log_retention=logs.RetentionDays.ONE_WEEK,
+        )
 
 
 def test_the_migrate_document_runs_liftoff_migrate_once_on_a_host_and_admits_only_tags_and_step_ids(shipped):
