@@ -52,8 +52,9 @@ exit codes (and what runs on the hosts / tasks afterwards):
   6  the change is on the stack but not verified on every host: activate/rollback not seen running
      healthy, or a host's gate failed (named with its reason); stage: a host's stage gate failed,
      nothing switched. The hosts named disagree; the same verb again re-runs the gate on them
-  7  ec2: the version switched, a release alarm fired in the stage's bake window, and liftoff
-     rolled back automatically (never to a version whose own switch ended unverified)
+  7  ec2: the version switched, then a host's canary judged it bad during activate, or a release
+     alarm fired in the stage's bake window, and liftoff rolled back automatically (never to a
+     version whose own switch ended unverified)
   128+N  interrupted by signal N (129 SIGHUP, 130 Ctrl-C/SIGINT, 143 SIGTERM): the stack was read
      back, the outcome recorded and the lock released; the message says whether it switched
 Refusals (2, 3, and 4 before an update starts) change nothing."""
