@@ -236,6 +236,8 @@ def test_a_canary_that_judges_the_version_bad_rolls_the_stage_back_automatically
     assert rollback.detail.startswith(f"automatic rollback: the canary on {canary_host} judged 1.1.0 bad: {CANARY_REASON}")
     assert stage.parameters()["ImageTag"] == "1.0.0" and stage.ledger().read_lock() is None
     assert "automatic rollback: the canary on" in run(stage, runtime, "history").out
+    status = run(stage, runtime, "status")
+    assert (f"canary 1.1.0 bad: {CANARY_REASON} (new slot 30 requests, 6 errors, 41 ms; old slot 38 ms)") in status.out
 
 
 def test_json_carries_the_canary_and_the_automatic_rollback(production):
