@@ -52,8 +52,9 @@ exit codes (and what runs on the hosts / tasks afterwards):
   6  the change is on the stack but not verified on every host: activate/rollback not seen running
      healthy, or a host's gate failed (named with its reason); stage: a host's stage gate failed,
      nothing switched. The hosts named disagree; the same verb again re-runs the gate on them
-  7  ec2: the version switched, a release alarm fired in the stage's bake window, and liftoff
-     rolled back automatically (never to a version whose own switch ended unverified)
+  7  ec2: the version switched, then a host's canary judged it bad during activate, or a release
+     alarm fired in the stage's bake window, and liftoff rolled back automatically (never to a
+     version whose own switch ended unverified)
   128+N  interrupted by signal N (129 SIGHUP, 130 Ctrl-C/SIGINT, 143 SIGTERM): the stack was read
      back, the outcome recorded and the lock released; the message says whether it switched
 Refusals (2, 3, and 4 before an update starts) change nothing."""
@@ -258,6 +259,8 @@ def cmd_status(ctx: Context) -> dict:
                 f"{running['association_parameter'] or '-'} {running['association_status'] or '-'})")
         if host["instance"] in by_instance:
             ctx.say(f"    reports {_host_truth(by_instance[host['instance']], ctx.clock())}")
+            if by_instance[host["instance"]].canary:
+                ctx.say(f"    canary {_canary(by_instance[host['instance']].canary)}")
     alarms = result["alarms_firing"]
     ctx.say(f"  alarms   {len(alarms)} firing" if alarms else "  alarms   none firing")
     for alarm in alarms:
@@ -286,6 +289,13 @@ def _host_truth(truth: reports.HostTruth, now: float) -> str:
         f"reported {age:.0f} s ago" if age is not None else f"reported at {truth.reported_at or '-'}",
     ]
     return "; ".join(parts) + (f" [stand-in: {truth.stand_in}]" if truth.stand_in else "")
+
+
+def _canary(canary: Mapping[str, str]) -> str:
+    """The host's last canary as its judge saw it: the verdict, why, and the numbers it judged on."""
+    return (f"{canary.get('version') or '-'} {canary.get('verdict') or '-'}" + (f": {canary['reason']}" if canary.get("reason") else "")
+            + f" (new slot {canary.get('requests') or '0'} requests, {canary.get('errors') or '0'} errors, "
+              f"{canary.get('new_ms') or '-'} ms; old slot {canary.get('old_ms') or '-'} ms)")
 
 
 def cmd_history(ctx: Context) -> dict:

@@ -20,7 +20,7 @@ EXIT_REFUSED = 3  # refused by a gate: lock held, not staged, scan findings/no s
 EXIT_AWS = 4  # AWS error: no credentials, access denied, stack missing, busy or broken
 EXIT_ROLLED_BACK = 5  # CloudFormation failed the update and rolled back: the old version is active
 EXIT_UNVERIFIED = 6  # the stack took the new version but it was not seen running healthy in time
-EXIT_AUTO_ROLLED_BACK = 7  # switched, then a release alarm fired in the bake window and liftoff rolled it back
+EXIT_AUTO_ROLLED_BACK = 7  # switched, then a host's canary or a release alarm in the bake window said bad: liftoff rolled it back
 EXIT_INTERNAL = 1  # a bug: the message says what was recorded; never a Python traceback
 EXIT_SIGNAL_BASE = 128  # interrupted by signal N: exit 128 + N (SIGHUP 129, SIGINT 130, SIGTERM 143)
 

@@ -20,6 +20,11 @@ REPORT_PATH_OUTPUT = "HostReportPath"
 
 GATE_RUNNING, GATE_SUCCEEDED, GATE_FAILED = "running", "succeeded", "failed"
 
+# Every canary verdict's gate reason starts with this (liftoff-activate's contract): it tells a version the
+# canary judged bad from a gate that broke for any other reason.
+CANARY_PREFIX = "canary: "
+CANARY_FIELDS = ("version", "verdict", "reason", "requests", "errors", "new_ms", "old_ms")
+
 
 @dataclass(frozen=True)
 class HostTruth:
@@ -36,6 +41,7 @@ class HostTruth:
     warm: str = ""
     warm_until: str = ""
     last_gate: Mapping[str, str] = field(default_factory=dict)
+    canary: Mapping[str, str] = field(default_factory=dict)  # the last canary's numbers; absent on older hosts
     stand_in: str = ""  # set when a harness answered instead of the host (local/runtime.py); shown wherever it is shown
 
     @property
@@ -50,12 +56,14 @@ def parse_report(instance: str, raw: Mapping | None) -> HostTruth:
     if raw.get("error"):
         return HostTruth(instance, error=str(raw["error"]))
     gate = raw.get("last_gate") or {}
+    canary = raw.get("canary") or {}
     return HostTruth(
         instance=instance, reported_at=str(raw.get("reported_at", "")), active=str(raw.get("active") or ""),
         active_slot=str(raw.get("active_slot") or ""), ready=raw.get("ready") is True, staged=str(raw.get("staged") or ""),
         staged_present=raw.get("staged_present") is True, warm=str(raw.get("warm") or ""),
         warm_until=str(raw.get("warm_until") or ""),
         last_gate={k: str(gate.get(k) or "") for k in ("gate", "version", "result", "reason", "at")} if isinstance(gate, Mapping) else {},
+        canary={k: "" if canary.get(k) is None else str(canary[k]) for k in CANARY_FIELDS} if isinstance(canary, Mapping) and canary else {},
         stand_in=str(raw.get("stand_in") or ""),
     )
 
@@ -80,6 +88,17 @@ def failed_gate(gate: str, tag: str, host: HostTruth) -> str:
     if last.get("gate") == HOST_GATE[gate] and last.get("version") == tag and last.get("result") == GATE_FAILED:
         return last.get("reason") or "the host's gate failed (no reason given)"
     return ""
+
+
+def canary_verdict(tag: str, hosts: Sequence[HostTruth]) -> tuple[str, str] | None:
+    """The first host (in the group's order) whose activate gate for `tag` failed on its canary's verdict, and
+    the judge's reason without the prefix; None when no canary judged `tag` bad. Only the gate's own result
+    counts: the report's `canary` block is what the judge measured, shown, never the verdict itself."""
+    for host in hosts:
+        reason = failed_gate("activate", tag, host)
+        if reason.startswith(CANARY_PREFIX):
+            return host.instance, reason[len(CANARY_PREFIX):]
+    return None
 
 
 def why_not(gate: str, tag: str, host: HostTruth) -> str:

@@ -17,7 +17,10 @@ Order of a release (`run_release`):
      (the fence), the stack updated, waited for, verified (where hosts report: on every host's report);
   6. if anything stops it after the entry was written (a signal, an AWS error, a lost connection, a
      timeout) the stack is read back and the entry records what really happened;
-  7. the lock is released (only if still ours; kept, carrying the outcome, when the ledger refused it).
+  7. the lock is released (only if still ours; kept, carrying the outcome, when the ledger refused it);
+  8. with the lock free: an activation a host's canary held back is rolled back automatically, as a release
+     of its own (exit 7); a verified ec2 activation is watched through the bake window, and an alarm there
+     rolls it back the same way.
 """
 from __future__ import annotations
 from __future__ import annotations
@@ -86,10 +89,24 @@ def run_release(ctx: Context, gate: str) -> dict:
             if not lease.end():
                 ctx.say(f"could not release the lock (AWS unreachable?); it frees itself {lease.lock.lease_seconds:.0f} s "
                         "after its last heartbeat, and the next release records what happened")
+    if released.get("canary"):
+        # A host's canary held the version back: it is not watched (it never served everywhere); it is undone.
+        return _canary_held_back(ctx, released)
     if bake.should_watch(gate=gate, compute=ctx.stage.compute, bake_seconds=ctx.stage.bake_seconds,
                          requested=bool(getattr(args, "watch", False)), result=released.get("result", "")):
         released = _bake_window(ctx, released)
     return released
+
+
+def _canary_held_back(ctx: Context, released: dict) -> dict:
+    """A host's canary judged the activated version bad: roll the stage back to what served, as an alarm would."""
+    tag, canary = released["to"], released["canary"]
+    previous = released["from"]
+    if previous == tag:  # a re-drive: the stack named the version before this run; the ledger knows what it replaced
+        previous = d.previous_version(ctx.ledger().entries(), tag)
+    return _roll_back_automatically(ctx, released, previous=previous,
+                                    note=f"the canary on {canary['host']} judged {tag} bad: {canary['reason']}",
+                                    why=f"the canary on {canary['host']} held {tag} back")
 
 
 def _bake_window(ctx: Context, released: dict) -> dict:
@@ -127,18 +144,26 @@ def _bake_window(ctx: Context, released: dict) -> dict:
         ctx.say(f"stopped watching: {check.reason}")
         return released
     ctx.say(f"ALARM in the bake window of {tag}: {check.reason}")
-    target, why = d.auto_rollback_target(ctx.ledger().entries(), released=tag, previous=previous)
+    return _roll_back_automatically(ctx, released, previous=previous, note=check.reason, why="a release alarm fired")
+
+
+def _roll_back_automatically(ctx: Context, released: dict, *, previous: str | None, note: str, why: str) -> dict:
+    """Roll back what `released` switched to, as a release of its own (the lock taken again), recorded as
+    automatic with `note`; exit 7 when that rollback succeeds. Never to a version whose own switch ended
+    unverified (`d.auto_rollback_target`); with none, nothing moves and the release stays (exit 6)."""
+    tag = released["to"]
+    target, skipped = d.auto_rollback_target(ctx.ledger().entries(), released=tag, previous=previous)
     if target is None:
         released["exit_code"] = d.EXIT_UNVERIFIED
-        ctx.say(f"NOT rolling back automatically: {why}; {tag} stays active. Choose a version: "
+        ctx.say(f"NOT rolling back automatically: {skipped}; {tag} stays active. Choose a version: "
                 f"`liftoff rollback --stage {ctx.stage.name} --to VERSION`")
-        released["auto_rollback"] = {"result": "not attempted", "reason": why}
+        released["auto_rollback"] = {"result": "not attempted", "reason": skipped}
         return released
-    if why:
-        ctx.say(why)
+    if skipped:
+        ctx.say(skipped)
     ctx.say(f"rolling back to {target} automatically")
     automatic = argparse.Namespace(**{**vars(ctx.args), "version": target, "yes": True, "force": False,
-                                      "watch": False, "automatic": check.reason})
+                                      "watch": False, "automatic": note, "automatic_why": why})
     original, ctx.args = ctx.args, automatic
     try:
         rolled_back = run_release(ctx, "rollback")
@@ -257,7 +282,7 @@ class Attempt:
         self.base["forced"] = self.forced
         why = "undo the last release" if self.gate == "rollback" and args.version is None else self.gate
         if getattr(args, "automatic", ""):
-            why = "automatic: a release alarm fired"
+            why = f"automatic: {getattr(args, 'automatic_why', '') or 'a release alarm fired'}"
         ctx.say(f"plan: {self.gate} {ctx.stage.name}: {self.key} {self.from_version or '-'} -> {self.tag} ({why}"
                 + ("; forced: not staged" if self.forced else "") + ")")
         if self.gate != "stage":
@@ -387,11 +412,20 @@ class Attempt:
         None when verified; the unverified (stage: failed) outcome otherwise."""
         ctx, tag = self.ctx, self.tag
         self.lease.doing(f"verifying {tag} runs" if self.gate != "stage" else f"verifying every host staged {tag}")
-        verified, message = _verify(ctx, final, tag, self.gate)
+        verified, message, hosts = _verify(ctx, final, tag, self.gate)
         self.outcome["verification"] = {"verified": verified, "message": message}
         if verified:
             ctx.say(f"verified: {message}")
             return None
+        # A rollback held back by a canary is not undone in turn: that would go back to what was just left.
+        held_back = fleet.canary_verdict(tag, hosts or []) if self.gate == "activate" else None
+        if held_back is not None:
+            host, reason = held_back
+            self.finish(d.RESULT_UNVERIFIED, message)
+            self.outcome["canary"] = {"host": host, "reason": reason}
+            ctx.say(f"CANARY: {host} held back {tag}: {reason}")
+            self.outcome["exit_code"] = d.EXIT_UNVERIFIED  # until the automatic rollback says otherwise
+            return self.public()
         if self.gate == "stage":
             self.finish(d.RESULT_FAILED, f"{message}; {self.key} is {tag} on the stack but not held by every host; "
                                          f"nothing switched ({d.IMAGE_TAG} is still {self.active or '-'})")
@@ -581,10 +615,11 @@ def _wait(ctx: Context, stack_name: str, seen: set[str]) -> tuple[d.Stack, list[
         ctx.sleep(ctx.args.poll_interval)
 
 
-def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, str]:
+def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, str, list[fleet.HostTruth] | None]:
     """Wait (up to --verify-timeout) until `gate` of `tag` is seen done: for activate/rollback the version runs
     healthy; where hosts report (ec2 with HostReportPath) every in-service host holds it, by its own report.
-    Returns early on what waiting cannot change (a host gate that failed, a Failed association)."""
+    Returns early on what waiting cannot change (a host gate that failed, a Failed association), with the
+    hosts' reports the verdict was read from (None where hosts do not report)."""
     deadline = ctx.monotonic() + getattr(ctx.args, "verify_timeout", 600.0)
     while True:
         running = running_now(ctx, stack, gate)
@@ -615,7 +650,7 @@ def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, st
                 healthy_targets=healthy, unhealthy_targets=unhealthy,
             )
         if verified or final or ctx.monotonic() >= deadline:
-            return verified, message
+            return verified, message, hosts
         ctx.say(f"  waiting: {message}")
         ctx.sleep(max(ctx.args.poll_interval, 0.0))
 

@@ -87,3 +87,34 @@ def test_warm_is_only_where_a_host_reports_it_and_ages_read_on_the_readers_clock
 def test_a_stand_in_is_said_wherever_its_verdict_is_shown():
     fleet = hosts(report("emulated-host-0", active="1.1.0", stand_in="derived from the stack's record"))
     assert f.judge("activate", "1.1.0", fleet, desired_count=1).message.endswith("[stand-in: derived from the stack's record]")
+
+
+def test_a_canary_verdict_is_a_failed_activate_gate_for_the_tag_whose_reason_says_canary():
+    bad = {"gate": "activate", "version": "1.1.0", "result": "failed", "at": "t",
+           "reason": "canary: the new slot answered 4 of 20 requests with errors (20%), the old slot 0 of 180 (0%)"}
+    fleet = hosts(report("i-1", active="1.1.0"), report("i-2", last_gate=bad), report("i-3", last_gate={**bad, "reason": "canary: x"}))
+    assert f.canary_verdict("1.1.0", fleet) == (
+        "i-2", "the new slot answered 4 of 20 requests with errors (20%), the old slot 0 of 180 (0%)")
+    # The same verdict is final for the fleet's judgement too, named with the host.
+    assert f.judge("activate", "1.1.0", fleet, desired_count=3).final
+
+
+def test_no_canary_verdict_from_another_failure_another_version_a_stage_gate_or_a_canary_block_alone():
+    failed = {"gate": "activate", "version": "1.1.0", "result": "failed", "reason": "readiness: /readyz never answered 200", "at": "t"}
+    assert f.canary_verdict("1.1.0", hosts(report("i-1", last_gate=failed))) is None
+    older = {**failed, "version": "1.0.9", "reason": "canary: bad"}
+    assert f.canary_verdict("1.1.0", hosts(report("i-1", last_gate=older))) is None
+    staged = {**failed, "gate": "stage", "reason": "canary: bad"}
+    assert f.canary_verdict("1.1.0", hosts(report("i-1", last_gate=staged))) is None
+    # A report's canary block is what the judge measured; only the gate's own result is the verdict.
+    measured = {"version": "1.1.0", "verdict": "bad", "reason": "x", "requests": 20, "errors": 4, "new_ms": 12, "old_ms": 10}
+    assert f.canary_verdict("1.1.0", hosts(report("i-1", active="1.1.0", canary=measured))) is None
+    assert f.canary_verdict("1.1.0", hosts(None, in_service=["i-1"])) is None  # no report: nothing known, no verdict
+
+
+def test_a_reports_canary_block_is_read_as_text_and_is_absent_on_older_hosts():
+    measured = {"version": "1.1.0", "verdict": "good", "reason": "", "requests": 42, "errors": 0, "new_ms": 12, "old_ms": 11}
+    [host] = hosts(report("i-1", canary=measured))
+    assert host.canary == {"version": "1.1.0", "verdict": "good", "reason": "", "requests": "42", "errors": "0",
+                           "new_ms": "12", "old_ms": "11"}
+    assert hosts(report("i-1"))[0].canary == {}

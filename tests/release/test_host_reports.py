@@ -22,12 +22,18 @@ class Reporting(EmulatedRuntime):
         super().__init__(emulated, **kwargs)
         self.path = f"/liftoff/{emulated.stack_names['service']}/hosts/"
         self.on_redrive = None
+        self.on_activate = None  # called with the stack's ImageTag after an update: the activate association's run
 
     def stack(self, name):
         stack = super().stack(name)
         if name == self.service_stack and fleet.REPORT_PATH_OUTPUT not in stack.outputs:
             stack = type(stack)(**{**stack.__dict__, "outputs": {**stack.outputs, fleet.REPORT_PATH_OUTPUT: self.path}})
         return stack
+
+    def update_parameters(self, name, parameters):
+        super().update_parameters(name, parameters)
+        if self.on_activate is not None:
+            self.on_activate(self.stack(name).parameters["ImageTag"])
 
     def start_association_once(self, association_id):
         super().start_association_once(association_id)
@@ -166,3 +172,127 @@ def test_status_shows_each_hosts_truth_and_warm_only_where_a_host_reports_it(pro
     assert "a traffic flip" not in status.out
     doc = run(stage, runtime, "status", "--json").json
     assert {h["instance"] for h in doc["host_reports"]} == set(hosts) and doc["warm"] is None
+
+
+# --- a canary on the hosts (activation: slots) holds a version back ------------------------------
+
+CANARY_REASON = "the new slot answered 6 of 30 requests with errors (20%), the old slot 1 of 270 (0%)"
+CANARY_SEEN = {"version": "1.1.0", "verdict": "bad", "reason": CANARY_REASON, "requests": 30, "errors": 6,
+               "new_ms": 41, "old_ms": 38}
+
+
+def held_back_on(stage, runtime, canary_host, bad="1.1.0", good="1.0.0"):
+    """The activate association as State Manager runs it, one host at a time: hosts before `canary_host` switch
+    to `bad` (keeping `good` warm), `canary_host`'s canary judges it bad and its gate fails (MaxErrors 0 ends the
+    run there: the rest never start it). Activating `good` again puts every host back on it."""
+    hosts = instances(stage)
+
+    def activate(tag):
+        if tag == bad:
+            for instance in hosts[:hosts.index(canary_host)]:
+                report(stage, runtime, instance, active=bad, active_slot="b", staged=bad, warm=good,
+                       warm_until="2026-12-02T10:05:00Z",
+                       last_gate={"gate": "activate", "version": bad, "result": "succeeded", "reason": "", "at": "t"})
+            report(stage, runtime, canary_host, active=good, staged=bad, canary=CANARY_SEEN,
+                   last_gate={"gate": "activate", "version": bad, "result": "failed", "reason": "canary: " + CANARY_REASON,
+                              "at": "t"})
+        elif tag == good:
+            for instance in hosts:
+                report(stage, runtime, instance, active=good, staged=bad, canary=CANARY_SEEN if instance == canary_host else {},
+                       last_gate={"gate": "activate", "version": good, "result": "succeeded", "reason": "", "at": "t"})
+
+    for instance in hosts:
+        report(stage, runtime, instance, active=good, staged=bad)
+    runtime.on_activate = activate
+    return hosts
+
+
+def watched(stage, runtime, *argv):
+    """A run whose clocks only move when it sleeps, so a bake window it wrongly watched would end, not hang."""
+    fake = FakeTime()
+    return stage.run(*argv, aws=runtime, clock=fake.monotonic, monotonic=fake.monotonic, sleep=fake.sleep)
+
+
+def test_a_canary_that_judges_the_version_bad_rolls_the_stage_back_automatically_and_says_so(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    canary_host = instances(stage)[-1]
+    held_back_on(stage, runtime, canary_host)
+    result = watched(stage, runtime, "activate", "1.1.0", "--yes")
+    assert result.code == d.EXIT_AUTO_ROLLED_BACK, result.out + result.err
+    said = f"CANARY: {canary_host} held back 1.1.0: {CANARY_REASON}"
+    assert said in result.out and "rolling back to 1.0.0 automatically" in result.out
+    assert result.out.index(said) < result.out.index("rolling back to 1.0.0 automatically")
+    assert f"(automatic: the canary on {canary_host} held 1.1.0 back)" in result.out
+    assert "bake window" not in result.out and "NOT VERIFIED" not in result.out  # held back: nothing to watch
+    # The ledger, the lock and the stack agree: the activation switched the stack and was never verified; the
+    # automatic rollback put it back and is verified on every host's own report.
+    rollback, activate = stage.entries()[:2]
+    assert (activate.gate, activate.from_version, activate.to_version, activate.result) == (
+        "activate", "1.0.0", "1.1.0", d.RESULT_UNVERIFIED)
+    assert f"{canary_host}: activate gate of 1.1.0 failed: canary: {CANARY_REASON}" in activate.detail
+    assert (rollback.gate, rollback.from_version, rollback.to_version, rollback.result) == (
+        "rollback", "1.1.0", "1.0.0", d.RESULT_SUCCEEDED)
+    assert rollback.detail.startswith(f"automatic rollback: the canary on {canary_host} judged 1.1.0 bad: {CANARY_REASON}")
+    assert stage.parameters()["ImageTag"] == "1.0.0" and stage.ledger().read_lock() is None
+    assert "automatic rollback: the canary on" in run(stage, runtime, "history").out
+    status = run(stage, runtime, "status")
+    assert (f"canary 1.1.0 bad: {CANARY_REASON} (new slot 30 requests, 6 errors, 41 ms; old slot 38 ms)") in status.out
+
+
+def test_json_carries_the_canary_and_the_automatic_rollback(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    canary_host = instances(stage)[0]  # the first host: nothing switched anywhere before the canary said no
+    held_back_on(stage, runtime, canary_host)
+    result = watched(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch", "--json")
+    assert result.code == d.EXIT_AUTO_ROLLED_BACK, result.out + result.err
+    doc = result.json
+    assert doc["canary"] == {"host": canary_host, "reason": CANARY_REASON}
+    assert (doc["result"], doc["exit_code"], doc["ok"]) == (d.RESULT_UNVERIFIED, d.EXIT_AUTO_ROLLED_BACK, False)
+    assert (doc["auto_rollback"]["result"], doc["auto_rollback"]["to"]) == (d.RESULT_SUCCEEDED, "1.0.0")
+    assert f"CANARY: {canary_host} held back 1.1.0" in result.err  # progress goes to stderr under --json
+
+
+def test_a_rollback_held_back_by_a_canary_is_not_undone_in_turn(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    assert run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch").code == 0
+    canary_host = instances(stage)[0]
+    held_back_on(stage, runtime, canary_host, bad="1.0.0", good="1.1.0")  # 1.0.0 is no longer warm: a real activation
+    result = watched(stage, runtime, "rollback", "--yes")
+    assert result.code == d.EXIT_UNVERIFIED, result.out + result.err
+    assert f"NOT VERIFIED: {canary_host}: activate gate of 1.0.0 failed: canary: {CANARY_REASON}" in result.out
+    assert "automatically" not in result.out and "CANARY:" not in result.out
+    assert [(e.gate, e.result) for e in stage.entries()[:2]] == [("rollback", d.RESULT_UNVERIFIED), ("activate", d.RESULT_SUCCEEDED)]
+    assert stage.ledger().read_lock() is None
+
+
+def test_a_gate_that_failed_for_another_reason_is_not_a_canary_verdict(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    hosts = instances(stage)
+    runtime.on_activate = lambda tag: report(stage, runtime, hosts[0], staged="1.1.0", last_gate={
+        "gate": "activate", "version": "1.1.0", "result": "failed", "reason": "readiness: /readyz never answered 200", "at": "t"})
+    result = watched(stage, runtime, "activate", "1.1.0", "--yes")
+    assert result.code == d.EXIT_UNVERIFIED, result.out + result.err
+    assert "readiness: /readyz never answered 200" in result.out and "automatically" not in result.out
+    assert stage.parameters()["ImageTag"] == "1.1.0" and stage.entries()[0].result == d.RESULT_UNVERIFIED
+
+
+def test_a_redrive_held_back_by_a_canary_rolls_back_to_the_version_the_ledger_says_it_replaced(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    assert run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch").code == 0
+    behind = instances(stage)[0]
+    # A host that was replaced booted 1.0.0 and disagrees; the gate run again on it meets its canary.
+    report(stage, runtime, behind, active="1.0.0", staged="1.1.0")
+    runtime.on_redrive = lambda association: report(stage, runtime, behind, active="1.0.0", staged="1.1.0", last_gate={
+        "gate": "activate", "version": "1.1.0", "result": "failed", "reason": "canary: " + CANARY_REASON, "at": "t"})
+    result = watched(stage, runtime, "activate", "1.1.0", "--yes")
+    assert result.code == d.EXIT_AUTO_ROLLED_BACK, result.out + result.err
+    assert f"CANARY: {behind} held back 1.1.0: {CANARY_REASON}" in result.out
+    assert "rolling back to 1.0.0 automatically" in result.out
+    redrive = stage.entries()[1]
+    assert (redrive.from_version, redrive.to_version, redrive.result) == ("1.1.0", "1.1.0", d.RESULT_UNVERIFIED)
+    assert stage.parameters()["ImageTag"] == "1.0.0" and stage.ledger().read_lock() is None
