@@ -89,8 +89,9 @@ def run_release(ctx: Context, gate: str) -> dict:
             if not lease.end():
                 ctx.say(f"could not release the lock (AWS unreachable?); it frees itself {lease.lock.lease_seconds:.0f} s "
                         "after its last heartbeat, and the next release records what happened")
-    if released.get("canary"):
-        # A host's canary held the version back: it is not watched (it never served everywhere); it is undone.
+    if released.get("canary") and released.get("result") != d.RESULT_ROLLED_BACK:
+        # A host's canary held the version back: it is not watched (it never served everywhere); it is undone
+        # (unless CloudFormation already did, as on AWS where the association's failure fails the update).
         return _canary_held_back(ctx, released)
     if bake.should_watch(gate=gate, compute=ctx.stage.compute, bake_seconds=ctx.stage.bake_seconds,
                          requested=bool(getattr(args, "watch", False)), result=released.get("result", "")):
@@ -384,6 +385,13 @@ class Attempt:
         self.final = final
         return final
 
+    def _canary_behind_rollback(self, final: d.Stack) -> dict | None:
+        try:
+            found = fleet.canary_verdict(self.tag, host_truths(self.ctx, final) or [])
+        except Exception:  # only an explanation: the rollback stands whatever the hosts say
+            return None
+        return {"host": found[0], "reason": found[1]} if found else None
+
     def judge_update(self, final: d.Stack) -> dict | None:
         """A rolled-back or failed update ends the release here (returned or raised); None when it completed."""
         ctx, gate, stack = self.ctx, self.gate, self.stack
@@ -391,6 +399,13 @@ class Attempt:
         if result == d.RESULT_ROLLED_BACK:
             failing = d.failing_events(self.outcome["events"])
             reasons = "; ".join(f"{e['LogicalResourceId']} {e['ResourceStatus']}: {e['ResourceStatusReason']}" for e in failing)
+            # On AWS the activate association's failure fails the update (WaitForSuccessTimeoutSeconds): where a host's
+            # canary was that failure, its reason is the one worth keeping.
+            held_back = self._canary_behind_rollback(final) if gate == "activate" else None
+            if held_back:
+                self.outcome["canary"] = held_back
+                reasons = f"the canary on {held_back['host']} judged {self.tag} bad: {held_back['reason']}; " + reasons
+                ctx.say(f"CANARY: {held_back['host']} held back {self.tag}: {held_back['reason']}")
             self.finish(d.RESULT_ROLLED_BACK, reasons or final.status_reason or "rolled back")
             self.outcome["failing_events"] = failing
             ctx.say(f"FAILED: CloudFormation rolled {stack.name} back; {self.from_version or '-'} is still "

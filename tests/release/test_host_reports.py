@@ -240,6 +240,47 @@ def test_a_canary_that_judges_the_version_bad_rolls_the_stage_back_automatically
     assert (f"canary 1.1.0 bad: {CANARY_REASON} (new slot 30 requests, 6 errors, 41 ms; old slot 38 ms)") in status.out
 
 
+class AssociationFailsTheUpdate(Reporting):
+    """As on AWS: the activate association waits for success (WaitForSuccessTimeoutSeconds), so the canary's failed
+    gate fails the stack update and CloudFormation rolls the parameter back itself."""
+
+    def update_parameters(self, name, parameters):
+        if self.on_activate is not None:
+            self.on_activate(next(p["ParameterValue"] for p in parameters if p["ParameterKey"] == "ImageTag"))
+        self._injected = [
+            ("UPDATE_IN_PROGRESS", name, "AWS::CloudFormation::Stack", "User Initiated"),
+            ("UPDATE_FAILED", "ActivateAssociation", "AWS::SSM::Association", "Association failed on 1 instance(s)"),
+            ("UPDATE_ROLLBACK_COMPLETE", name, "AWS::CloudFormation::Stack", ""),
+        ]
+
+    def _events(self, name):
+        injected = [{"EventId": f"injected-{i}", "LogicalResourceId": logical, "ResourceType": kind, "ResourceStatus": status,
+                     "ResourceStatusReason": reason, "Timestamp": None}
+                    for i, (status, logical, kind, reason) in enumerate(getattr(self, "_injected", []))]
+        return list(reversed(injected)) + super()._events(name)
+
+    def stack(self, name):
+        stack = super().stack(name)
+        if getattr(self, "_injected", None) and name == self.service_stack:
+            stack = type(stack)(**{**stack.__dict__, "status": "UPDATE_ROLLBACK_COMPLETE"})
+        return stack
+
+
+def test_where_cloudformation_rolls_back_on_the_canarys_failure_the_ledger_keeps_the_canarys_reason(production):
+    stage, reporting = production
+    assert run(stage, reporting, "stage", "1.1.0").code == 0
+    runtime = AssociationFailsTheUpdate(stage.emulated)
+    canary_host = instances(stage)[0]
+    held_back_on(stage, runtime, canary_host)
+    result = watched(stage, runtime, "activate", "1.1.0", "--yes")
+    assert result.code == d.EXIT_ROLLED_BACK, result.out + result.err
+    assert f"CANARY: {canary_host} held back 1.1.0: {CANARY_REASON}" in result.out
+    entry = stage.entries()[0]
+    assert (entry.gate, entry.to_version, entry.result) == ("activate", "1.1.0", d.RESULT_ROLLED_BACK)
+    assert entry.detail.startswith(f"the canary on {canary_host} judged 1.1.0 bad: {CANARY_REASON}; ActivateAssociation")
+    assert stage.parameters()["ImageTag"] == "1.0.0" and stage.ledger().read_lock() is None
+
+
 def test_json_carries_the_canary_and_the_automatic_rollback(production):
     stage, runtime = production
     assert run(stage, runtime, "stage", "1.1.0").code == 0
