@@ -385,7 +385,11 @@ def auto_rollback_target(entries: Sequence[Entry], *, released: str, previous: s
 
     def unverified(version: str) -> bool:
         own = next((e for e in reversed(moved) if e.to_version == version), None)
-        return own is not None and own.result != RESULT_SUCCEEDED  # a version liftoff never switched to has no verdict against it
+        if own is None or own.result == RESULT_SUCCEEDED:
+            return False  # a version liftoff never switched to has no verdict against it
+        # A later run of the same verb that verified it (the re-drive that converged the hosts) clears the verdict.
+        newer = entries[:next(i for i, e in enumerate(entries) if e is own)]
+        return not any(e.gate in SWITCH_GATES and e.to_version == version and e.result == RESULT_SUCCEEDED for e in newer)
 
     if previous and not unverified(previous):
         return previous, ""

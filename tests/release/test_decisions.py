@@ -393,6 +393,17 @@ def test_an_automatic_rollback_skips_a_version_whose_own_switch_ended_unverified
                                   released="1.1.0", previous="1.0.0")[0] is None
 
 
+def test_a_version_verified_later_by_the_same_verb_again_is_a_rollback_target_again():
+    # activate 1.0.0 ended unverified (the database was down), the same verb again re-drove the hosts and verified it.
+    newest_first = [entry("activate", "1.0.0", "1.2.0"), entry("activate", "1.0.0", "1.0.0"),
+                    entry("activate", "1.1.0", "1.0.0", d.RESULT_UNVERIFIED), entry("activate", "0.9.0", "1.1.0")]
+    assert d.auto_rollback_target(newest_first, released="1.2.0", previous="1.0.0") == ("1.0.0", "")
+    # Only a later success counts: an earlier one is what the unverified switch replaced.
+    older_success = [entry("activate", "1.1.0", "1.2.0"), entry("activate", "1.0.0", "1.1.0", d.RESULT_UNVERIFIED),
+                     entry("activate", "1.0.0", "1.1.0"), entry("activate", "0.9.0", "1.0.0")]
+    assert d.auto_rollback_target(older_success, released="1.2.0", previous="1.1.0")[0] == "1.0.0"
+
+
 def test_a_refused_typo_is_not_a_version_this_stage_knew():
     entries = [entry("activate", "1.0.0", "1.1.9", d.RESULT_REFUSED), entry("activate", "0.9.0", "1.0.0")]
     assert d.released_versions(entries) == {"0.9.0", "1.0.0"}
