@@ -23,7 +23,6 @@ Order of a release (`run_release`):
      rolls it back the same way.
 """
 from __future__ import annotations
-from __future__ import annotations
 
 import argparse
 import signal
