@@ -8,13 +8,14 @@ Order of a release (`run_release`):
   1. the tag's form is checked (no AWS needed);
   2. the lock is taken: free -> taken; held -> watched for up to one lease on our own clock: renewed
      (holder alive) -> refused and recorded; unchanged (holder dead) -> taken over and the dead run's
-     entry closed with what the stack says now;
+     entry closed with what the stack says now, and the group processes its entry says it suspended resumed;
   3. a heartbeat renews the lease every third of it and says what the release is doing;
   4. under the lock, on fresh reads: the gates (rollback target, image, scan, staged, already active);
      a refusal is recorded; "already there" is a no-op only if every host agrees (where hosts report),
      else the gate is re-run on the hosts (a re-drive) instead of updating the stack;
   5. the plan is printed, confirmed, the entry written; the lease is proven against the lock record
-     (the fence), the stack updated, waited for, verified (where hosts report: on every host's report);
+     (the fence), the stack updated, waited for, verified (where hosts report: on every host's report); an ec2
+     activate/rollback suspends the group's Terminate and AZRebalance first and resumes its own on every way out;
   6. if anything stops it after the entry was written (a signal, an AWS error, a lost connection, a
      timeout) the stack is read back and the entry records what really happened;
   7. the lock is released (only if still ours; kept, carrying the outcome, when the ledger refused it);
@@ -391,6 +392,7 @@ class Attempt:
             return
         group, ours = self.hold
         self.lease.doing(f"suspending {', '.join(ours)} on {group}")
+        # Noted before the call: a call that fails after AWS applied it (a lost answer) is still resumed on the way out.
         self.outcome["scale_in"] = {"group": group, "suspended": ours, "resumed": []}
         self.ctx.aws.suspend_processes(group, ours)
         self.ctx.say(f"{group}: suspended {', '.join(ours)} for the update (no scale-in terminates a host mid-activation)")
