@@ -203,6 +203,7 @@ class Attempt:
         self.redrive = ""  # set when the stack already names the target but hosts disagree: the gate runs again
         self.hold: tuple[str, list[str]] | None = None  # the ec2 group and the processes this run suspends
         self.hold_note = ""
+        self.start_note = ""
 
     # --- before anything changes ------------------------------------------------------------------
 
@@ -306,8 +307,9 @@ class Attempt:
         automatic = getattr(ctx.args, "automatic", "")
         note = "; ".join(part for part in (f"automatic rollback: {automatic}" if automatic else "",
                                            "forced: not staged" if self.forced else "",
-                                           f"re-drive: {self.redrive}" if self.redrive else "",
-                                           self.hold_note) if part)
+                                           f"re-drive: {self.redrive}" if self.redrive else "") if part)
+        self.start_note = note
+        note = "; ".join(part for part in (note, self.hold_note) if part)
         entry = d.Entry(release_id=self.release_id, gate=self.gate, from_version=self.from_version, to_version=self.tag,
                         who=self.who, started_at=ctx.iso(self.started), digest=self.digest, forced=self.forced, detail=note,
                         seq=self.ledger.next_seq())
@@ -319,7 +321,8 @@ class Attempt:
 
     def finish(self, result: str, detail: str) -> None:
         # The start's own note (e.g. forced) stays in front of the outcome: the entry is completed, not rewritten.
-        detail = "; ".join(part for part in (self.entry.detail, detail) if part)
+        # The scale-in note goes last: the outcome (e.g. a canary's verdict) is what a reader needs first.
+        detail = "; ".join(part for part in (self.start_note, detail, self.hold_note) if part)
         self.outcome.update(result=result, detail=detail)
         try:
             self.ledger.finish(self.entry, result=result, finished_at=self.ctx.iso(),
