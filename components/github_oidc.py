@@ -38,6 +38,8 @@ OBSERVE_ACTIONS = (
 )
 # `liftoff rollback` during an ECS bake moves traffic back by stopping the stage's deployment in progress.
 BAKE_ROLLBACK_ACTIONS = ("ecs:StopServiceDeployment",)
+# An ec2 activate/rollback holds scale-in off its hosts for the update (docs/scaling.md): suspended, then resumed.
+SCALE_IN_HOLD_ACTIONS = ("autoscaling:SuspendProcesses", "autoscaling:ResumeProcesses")
 
 
 def subject_patterns(*, owner: str, name: str, owner_id: int | None, repository_id: int | None,
@@ -125,6 +127,12 @@ class GithubDeployRole(Construct):
             return stack.format_arn(service=service, region=region, resource=resource, resource_name=name,
                                     arn_format=ArnFormat.SLASH_RESOURCE_NAME)
 
+        def group_arn(name: str) -> str:
+            wildcards.append(f"arn:<AWS::Partition>:autoscaling:{targets.region}:{stack.account}:autoScalingGroup:*:"
+                             f"autoScalingGroupName/{name}")
+            return stack.format_arn(service="autoscaling", region=targets.region, resource="autoScalingGroup",
+                                    resource_name=f"*:autoScalingGroupName/{name}", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+
         def stack_arn(name: str) -> str:
             return arn("cloudformation", "stack", f"{name}/*")
 
@@ -147,6 +155,9 @@ class GithubDeployRole(Construct):
             # CloudFormation names the stage's cluster and service after the service stack.
             iam.PolicyStatement(sid="StopBakingDeployment", actions=list(BAKE_ROLLBACK_ACTIONS),
                                 resources=[arn("ecs", "service-deployment", f"{targets.service_stack}-*/{targets.service_stack}-*/*")]),
+            # CloudFormation names the group `<service stack>-<logical id>-<suffix>`; its ARN has a generated id before the name.
+            iam.PolicyStatement(sid="HoldScaleIn", actions=list(SCALE_IN_HOLD_ACTIONS),
+                                resources=[group_arn(f"{targets.service_stack}-*")]),
         ])
         if targets.owns_registry:
             policy.add_statements(

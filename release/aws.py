@@ -229,6 +229,17 @@ class Aws(SchemaAdapter):
         ]
         return int(groups[0].get("DesiredCapacity", 0)), instances
 
+    def suspended_processes(self, name: str) -> list[str]:
+        """The group's suspended processes by name (none when the group is gone)."""
+        groups = self.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        return [p["ProcessName"] for p in groups[0].get("SuspendedProcesses", [])] if groups else []
+
+    def suspend_processes(self, name: str, processes: list[str]) -> None:
+        self.client("autoscaling").suspend_processes(AutoScalingGroupName=name, ScalingProcesses=processes)
+
+    def resume_processes(self, name: str, processes: list[str]) -> None:
+        self.client("autoscaling").resume_processes(AutoScalingGroupName=name, ScalingProcesses=processes)
+
     def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
         """The group's hosts, and the gate association's tag and overall status (both gates' documents take
         `ImageTag`)."""

@@ -27,6 +27,7 @@ from release import ecs_rollback
 from release import fleet as reports
 from release import schema_flow
 from release import runtime as runtimes
+from release import scale_in
 from release import scaling
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
 from release.context import Abort, Context, client_error_text, raise_on_signal, signal_of
@@ -247,6 +248,19 @@ def cmd_status(ctx: Context) -> dict:
             "- change it there and `cdk deploy`)")
     for line in scaling.lines(fleet, fleet_notes):
         ctx.say(line)
+    group = stack.outputs.get("AutoScalingGroupName")
+    if running["compute"] == "ec2" and group:
+        suspended = ctx.aws.suspended_processes(group)
+        result["suspended_processes"] = suspended
+        if suspended:
+            # A suspension nobody is holding for a release stops scale-in and the replacement of unhealthy hosts.
+            by = (f"release {lock.release_id} holds the lock and suspends {', '.join(scale_in.PROCESSES)} for its update"
+                  if lock else "no release is running: a killed run (the next release's takeover resumes what it "
+                  "suspended) or an operator left them")
+            ctx.say(f"  suspended {', '.join(suspended)} on {group} ({by}); resume: "
+                    f"{scale_in.resume_command(group, suspended)}")
+        else:
+            ctx.say(f"  suspended nothing on {group}")
     healthy, unhealthy = healthy_and_unhealthy(running["targets"])
     ctx.say(f"  targets  {healthy} healthy" + (f", not healthy: {', '.join(unhealthy)}" if unhealthy else ""))
     for task in running.get("tasks", []):

@@ -8,13 +8,14 @@ Order of a release (`run_release`):
   1. the tag's form is checked (no AWS needed);
   2. the lock is taken: free -> taken; held -> watched for up to one lease on our own clock: renewed
      (holder alive) -> refused and recorded; unchanged (holder dead) -> taken over and the dead run's
-     entry closed with what the stack says now;
+     entry closed with what the stack says now, and the group processes its entry says it suspended resumed;
   3. a heartbeat renews the lease every third of it and says what the release is doing;
   4. under the lock, on fresh reads: the gates (rollback target, image, scan, staged, already active);
      a refusal is recorded; "already there" is a no-op only if every host agrees (where hosts report),
      else the gate is re-run on the hosts (a re-drive) instead of updating the stack;
   5. the plan is printed, confirmed, the entry written; the lease is proven against the lock record
-     (the fence), the stack updated, waited for, verified (where hosts report: on every host's report);
+     (the fence), the stack updated, waited for, verified (where hosts report: on every host's report); an ec2
+     activate/rollback suspends the group's Terminate and AZRebalance first and resumes its own on every way out;
   6. if anything stops it after the entry was written (a signal, an AWS error, a lost connection, a
      timeout) the stack is read back and the entry records what really happened;
   7. the lock is released (only if still ours; kept, carrying the outcome, when the ledger refused it);
@@ -33,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from release import bake
 from release import fleet
+from release import scale_in
 from release import decisions as d
 from release import schema_flow
 from release.aws import MissingOutput, healthy_and_unhealthy
@@ -79,6 +81,7 @@ def run_release(ctx: Context, gate: str) -> dict:
             orphan = close_orphan(ctx, ledger, taken_over,
                                   f"its run stopped without finishing (lease of {taken_over.lease_seconds:.0f} s passed with no "
                                   f"heartbeat; taken over by release {release_id})")
+            base["scale_in_resumed"] = resume_orphans_hold(ctx, ledger, taken_over)
         base["lock_taken_over"] = asdict(taken_over) if taken_over else None
         base["orphan_closed"] = asdict(orphan) if orphan else None
         outcome = _under_lock(ctx, gate, ledger, lease, who, release_id, base)  # fills in base's from/to/digest/forced
@@ -197,6 +200,9 @@ class Attempt:
         self.final: d.Stack | None = None  # the stack as the wait saw it settle
         self.hosts: list[fleet.HostTruth] | None = None  # the hosts' own reports, where they report
         self.redrive = ""  # set when the stack already names the target but hosts disagree: the gate runs again
+        self.hold: tuple[str, list[str]] | None = None  # the ec2 group and the processes this run suspends
+        self.hold_note = ""
+        self.start_note = ""
 
     # --- before anything changes ------------------------------------------------------------------
 
@@ -301,6 +307,8 @@ class Attempt:
         note = "; ".join(part for part in (f"automatic rollback: {automatic}" if automatic else "",
                                            "forced: not staged" if self.forced else "",
                                            f"re-drive: {self.redrive}" if self.redrive else "") if part)
+        self.start_note = note
+        note = "; ".join(part for part in (note, self.hold_note) if part)
         entry = d.Entry(release_id=self.release_id, gate=self.gate, from_version=self.from_version, to_version=self.tag,
                         who=self.who, started_at=ctx.iso(self.started), digest=self.digest, forced=self.forced, detail=note,
                         seq=self.ledger.next_seq())
@@ -312,7 +320,8 @@ class Attempt:
 
     def finish(self, result: str, detail: str) -> None:
         # The start's own note (e.g. forced) stays in front of the outcome: the entry is completed, not rewritten.
-        detail = "; ".join(part for part in (self.entry.detail, detail) if part)
+        # The scale-in note goes last: the outcome (e.g. a canary's verdict) is what a reader needs first.
+        detail = "; ".join(part for part in (self.start_note, detail, self.hold_note) if part)
         self.outcome.update(result=result, detail=detail)
         try:
             self.ledger.finish(self.entry, result=result, finished_at=self.ctx.iso(),
@@ -362,6 +371,49 @@ class Attempt:
                                           f"proven this run's, longer than the lease ({self.lease.lock.lease_seconds:.0f} s)")
             ctx.say(f"warning: {self.outcome['late_write']}; `liftoff lock` shows whether another release holds it now")
         return seen
+
+    # --- scale-in held off the hosts for the update (ec2) -------------------------------------------
+
+    def plan_hold(self) -> None:
+        """Which of the group's processes this run suspends, read before the entry is written so the entry names
+        them: a takeover of this run's lock (after a SIGKILL) resumes what the entry says, and nothing more."""
+        outputs = self.stack.outputs
+        group = outputs.get("AutoScalingGroupName")
+        if self.gate == "stage" or outputs.get("ComputeMode", self.ctx.stage.compute) != "ec2" or not group:
+            return  # the stage gate switches nothing; ECS replaces tasks through its own deployment
+        already = self.ctx.aws.suspended_processes(group)
+        others = scale_in.kept(already)
+        if others:
+            self.ctx.say(f"{group}: {', '.join(others)} already suspended, not by this release: left suspended afterwards "
+                         f"({scale_in.resume_command(group, others)} resumes it)")
+        self.hold = (group, scale_in.to_suspend(already))
+        self.hold_note = scale_in.note(*self.hold)
+
+    def hold_scale_in(self) -> None:
+        if not self.hold or not self.hold[1]:
+            return
+        group, ours = self.hold
+        self.lease.doing(f"suspending {', '.join(ours)} on {group}")
+        # Noted before the call: a call that fails after AWS applied it (a lost answer) is still resumed on the way out.
+        self.outcome["scale_in"] = {"group": group, "suspended": ours, "resumed": []}
+        self.ctx.aws.suspend_processes(group, ours)
+        self.ctx.say(f"{group}: suspended {', '.join(ours)} for the update (no scale-in terminates a host mid-activation)")
+
+    def release_scale_in(self) -> None:
+        """Resume what this run suspended, whatever ended the run. A failure here is said with the command that
+        resumes it (`liftoff status` shows the suspension too); it never replaces the release's own outcome."""
+        if not self.hold or not self.hold[1] or "scale_in" not in self.outcome:
+            return
+        group, ours = self.hold
+        with Shielded():  # a second Ctrl-C must not leave the group unable to scale in
+            try:
+                resumed = resume_own(self.ctx, group, ours)
+            except Exception as error:
+                self.ctx.say(f"warning: could not resume {', '.join(ours)} on {group} ({error_text(error)}); the group does "
+                             f"not scale in until `{scale_in.resume_command(group, ours)}` is run")
+                return
+        self.outcome["scale_in"]["resumed"] = resumed
+        self.ctx.say(f"{group}: resumed {', '.join(resumed) or 'nothing (already resumed by someone else)'}")
 
     def lease_lost(self, lost: LeaseLost) -> Abort:
         """The lock stopped being ours before the update: nothing is written to the stack; the entry says so."""
@@ -586,17 +638,23 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
         return attempt.record_noop(decision)
     if attempt.redrive:
         association = attempt.plan_redrive()
+        attempt.plan_hold()
         attempt.start_entry()
         try:
+            attempt.hold_scale_in()
             attempt.redrive_hosts(association)
             return attempt.verify(attempt.stack) or attempt.succeeded()
         except BaseException as error:
             if attempt.outcome.get("finished") or isinstance(error, Abort):
                 raise
             raise attempt.told_truth(error) from None
+        finally:
+            attempt.release_scale_in()
     parameters = attempt.plan()
+    attempt.plan_hold()
     attempt.start_entry()
     try:
+        attempt.hold_scale_in()
         seen = attempt.update(parameters)
         final = attempt.wait(seen)
         ended = attempt.judge_update(final)
@@ -607,6 +665,33 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
         if attempt.outcome.get("finished") or isinstance(error, Abort):
             raise
         raise attempt.told_truth(error) from None
+    finally:
+        attempt.release_scale_in()
+
+
+def resume_own(ctx: Context, group: str, ours: list[str]) -> list[str]:
+    """Resume those of `ours` (what a run of liftoff suspended) still suspended; returns them."""
+    back = scale_in.to_resume(ours, ctx.aws.suspended_processes(group))
+    if back:
+        ctx.aws.resume_processes(group, back)
+    return back
+
+
+def resume_orphans_hold(ctx: Context, ledger: Ledger, lock) -> dict | None:
+    """A dead run's lock taken over: resume what its entry says it suspended (a SIGKILL ran no exit path)."""
+    entry = ledger.entry(lock.entry_key) if lock.entry_key else None
+    held = scale_in.suspended_by(entry.detail) if entry is not None and entry.release_id == lock.release_id else None
+    if held is None:
+        return None
+    group, ours = held
+    try:
+        resumed = resume_own(ctx, group, ours)
+    except (BotoCoreError, ClientError) as error:
+        ctx.say(f"warning: release {lock.release_id} suspended {', '.join(ours)} on {group} and they could not be resumed "
+                f"({error_text(error)}); run `{scale_in.resume_command(group, ours)}`")
+        return {"group": group, "suspended": ours, "resumed": [], "error": error_text(error)}
+    ctx.say(f"{group}: resumed {', '.join(resumed) or 'nothing (resumed meanwhile)'} that release {lock.release_id} suspended")
+    return {"group": group, "suspended": ours, "resumed": resumed}
 
 
 def _wait(ctx: Context, stack_name: str, seen: set[str]) -> tuple[d.Stack, list[dict]]:

@@ -109,6 +109,10 @@ def test_release_gates_only_on_the_stages_own_service_stack(cd):
         assert granted["StopBakingDeployment"]["Action"] == "ecs:StopServiceDeployment"
         assert arn(granted["StopBakingDeployment"]["Resource"]) == (
             f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:service-deployment/{stage}-service-*/{stage}-service-*/*")
+        # An ec2 activation suspends and resumes only this stage's group (named after the service stack).
+        assert sorted(as_list(granted["HoldScaleIn"]["Action"])) == ["autoscaling:ResumeProcesses", "autoscaling:SuspendProcesses"]
+        assert arn(granted["HoldScaleIn"]["Resource"]) == (
+            f"arn:${{AWS::Partition}}:autoscaling:eu-west-1:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/{stage}-service-*")
 
 
 def test_push_only_for_the_stage_that_owns_the_repository(cd):
