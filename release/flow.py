@@ -201,7 +201,6 @@ class Attempt:
         self.hosts: list[fleet.HostTruth] | None = None  # the hosts' own reports, where they report
         self.redrive = ""  # set when the stack already names the target but hosts disagree: the gate runs again
         self.hold: tuple[str, list[str]] | None = None  # the ec2 group and the processes this run suspends
-        self.hold_note = ""
         self.start_note = ""
 
     # --- before anything changes ------------------------------------------------------------------
@@ -387,7 +386,10 @@ class Attempt:
             self.ctx.say(f"{group}: {', '.join(others)} already suspended, not by this release: left suspended afterwards "
                          f"({scale_in.resume_command(group, others)} resumes it)")
         self.hold = (group, scale_in.to_suspend(already))
-        self.hold_note = scale_in.note(*self.hold)
+
+    @property
+    def hold_note(self) -> str:
+        return scale_in.note(*self.hold) if self.hold else ""
 
     def hold_scale_in(self) -> None:
         if not self.hold or not self.hold[1]:
@@ -436,12 +438,17 @@ class Attempt:
         self.final = final
         return final
 
-    def _canary_behind_rollback(self, final: d.Stack) -> dict | None:
+    def _canary_behind_rollback(self, final: d.Stack) -> tuple[str, str] | None:
         try:
-            found = fleet.canary_verdict(self.tag, host_truths(self.ctx, final) or [])
+            return fleet.canary_verdict(self.tag, host_truths(self.ctx, final) or [])
         except Exception:  # only an explanation: the rollback stands whatever the hosts say
             return None
-        return {"host": found[0], "reason": found[1]} if found else None
+
+    def _held_back_by_canary(self, host: str, reason: str) -> str:
+        """Keeps and says a host canary's verdict; returns it as the ledger's words."""
+        self.outcome["canary"] = {"host": host, "reason": reason}
+        self.ctx.say(f"CANARY: {host} held back {self.tag}: {reason}")
+        return f"the canary on {host} judged {self.tag} bad: {reason}"
 
     def judge_update(self, final: d.Stack) -> dict | None:
         """A rolled-back or failed update ends the release here (returned or raised); None when it completed."""
@@ -454,9 +461,7 @@ class Attempt:
             # canary was that failure, its reason is the one worth keeping.
             held_back = self._canary_behind_rollback(final) if gate == "activate" else None
             if held_back:
-                self.outcome["canary"] = held_back
-                reasons = f"the canary on {held_back['host']} judged {self.tag} bad: {held_back['reason']}; " + reasons
-                ctx.say(f"CANARY: {held_back['host']} held back {self.tag}: {held_back['reason']}")
+                reasons = f"{self._held_back_by_canary(*held_back)}; {reasons}"
             self.finish(d.RESULT_ROLLED_BACK, reasons or final.status_reason or "rolled back")
             self.outcome["failing_events"] = failing
             ctx.say(f"FAILED: CloudFormation rolled {stack.name} back; {self.from_version or '-'} is still "
@@ -486,10 +491,8 @@ class Attempt:
         # A rollback held back by a canary is not undone in turn: that would go back to what was just left.
         held_back = fleet.canary_verdict(tag, hosts or []) if self.gate == "activate" else None
         if held_back is not None:
-            host, reason = held_back
             self.finish(d.RESULT_UNVERIFIED, message)
-            self.outcome["canary"] = {"host": host, "reason": reason}
-            ctx.say(f"CANARY: {host} held back {tag}: {reason}")
+            self._held_back_by_canary(*held_back)
             self.outcome["exit_code"] = d.EXIT_UNVERIFIED  # until the automatic rollback says otherwise
             return self.public()
         if self.gate == "stage":
