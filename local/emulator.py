@@ -1,4 +1,4 @@
-"""The emulator process: `moto_server` on a loopback port, recorded in .local/ so it can be stopped by PID.
+"""The emulator process: moto's server (`local.moto_server`) on a loopback port, recorded in .local/ so it can be stopped by PID.
 
 `start` refuses a port that is taken (naming it), waits until the server answers, and kills what it
 started if it does not; `stop` ends the process group it started and removes the record. Nothing
@@ -24,6 +24,8 @@ HOST = "127.0.0.1"
 ENDPOINT_HOST = "localhost"
 RECORD_NAME = "emulator.json"
 START_TIMEOUT_SECONDS = 20.0
+# `python -m local.moto_server` finds its package from here, wherever the caller's working directory is.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class EmulatorError(RuntimeError):
@@ -42,7 +44,8 @@ class Emulator:
 
 
 def moto_server_command(port: int) -> list[str]:
-    return [str(Path(sys.executable).parent / "moto_server"), "-H", HOST, "-p", str(port)]
+    """moto's server with DynamoDB's calls atomic, as on AWS (local/moto_server.py)."""
+    return [sys.executable, "-m", "local.moto_server", "-H", HOST, "-p", str(port)]
 
 
 def free_port() -> int:
@@ -103,7 +106,7 @@ def _start_on(state_dir: Path, port: int, command: list[str] | None, timeout: fl
     with open(log, "wb") as log_file:
         # Its own session: a Ctrl-C in the terminal reaches us, and we stop it in order.
         process = subprocess.Popen(command or moto_server_command(port), stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT)
     emulator = Emulator(pid=process.pid, port=port, log=str(log))
     deadline = time.monotonic() + timeout
     try:

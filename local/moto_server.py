@@ -1,0 +1,48 @@
+"""`python -m local.moto_server -H HOST -p PORT`: moto's server, with DynamoDB's calls made atomic.
+
+DynamoDB checks a condition and writes the item as one step; moto's server answers each request on
+its own thread and checks, then writes, with nothing between two requests. Two releases racing for
+the lock could then both win here while one always loses on AWS. One lock around every DynamoDB
+call gives the emulator AWS's rule; the other services keep moto's threads (a slow CloudFormation
+call does not hold up a heartbeat).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from typing import Any, Callable, Iterable
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import run_simple
+
+DYNAMODB_TARGET_PREFIX = "DynamoDB_"
+
+
+class AtomicDynamoDB:
+    """WSGI middleware: DynamoDB requests (named by their X-Amz-Target) run one at a time, body and all."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]):
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
+            return self._app(environ, start_response)
+        with self._lock:
+            # The whole answer is made inside the lock: a lazy body would run the backend after release.
+            return list(self._app(environ, start_response))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m local.moto_server")
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto_server does: the URLs moto hands out name it
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(args.host, args.port, AtomicDynamoDB(app), threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()
