@@ -139,6 +139,7 @@ class Ec2Service(Construct):
         repository: ecr.IRepository,
         image_tag: str,
         staged_image_tag: str,
+        activate_concurrency: str,
         active_tag_parameter: ssm.IStringParameter,
         target_group: elbv2.ApplicationTargetGroup,
         db_host: str,
@@ -335,6 +336,7 @@ class Ec2Service(Construct):
             script="liftoff-activate",
             image_tag=image_tag,
             per_host_seconds=per_host_seconds,
+            max_concurrency=activate_concurrency,
         )
         # `liftoff migrate` runs a release's migrations once, on one host, through SSM Run Command with this
         # document (no association: nothing runs it by itself). Its inputs are patterned like the gates' tag.
@@ -382,7 +384,8 @@ class Ec2Service(Construct):
                 "ScaleOnCpu", target_utilization_percent=scale_on.target)
 
     def _gate(
-        self, name: str, *, description: str, script: str, image_tag: str, per_host_seconds: int
+        self, name: str, *, description: str, script: str, image_tag: str, per_host_seconds: int,
+        max_concurrency: str = "1",
     ) -> ssm.CfnAssociation:
         """A Command document running `script TAG`, and the association that runs it on every host of
         the group whenever `image_tag` (a stack parameter) changes."""
@@ -403,8 +406,9 @@ class Ec2Service(Construct):
                     key="tag:aws:autoscaling:groupName", values=[self.auto_scaling_group.auto_scaling_group_name]
                 )
             ],
-            # One host at a time, and stop at the first failure: the rest keep the old version.
-            max_concurrency="1",
+            # One host at a time (unless the stack asks for all at once: a warm rollback is a flip on every
+            # host), and stop at the first failure: the rest keep the old version.
+            max_concurrency=max_concurrency,
             max_errors="0",
             # CloudFormation waits for every host before it succeeds. The wait covers the largest fleet
             # config allows (plus the spare) rather than today's count: a timeout computed from

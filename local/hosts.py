@@ -9,8 +9,9 @@
 - The State Manager stand-in (`StateManagerStandIn`): the emulator has no association model, so a
   thread follows the service stack's `StagedImageTag` and `ImageTag` parameters and, whenever one
   changes (and once at start, as an association's creation does), runs the gate's document command
-  (`/opt/liftoff/bin/liftoff-stage TAG` or `liftoff-activate TAG`) on the hosts one at a time,
-  stopping at the first failure (MaxConcurrency 1, MaxErrors 0). `start_association_once` runs an
+  (`/opt/liftoff/bin/liftoff-stage TAG` or `liftoff-activate TAG`) on the hosts as many at a time as the
+  association's MaxConcurrency in the template says (resolved with the stack's parameters: 1, or 100%
+  for a warm rollback), starting none after the first failure (MaxErrors 0). `start_association_once` runs an
   association again with the stack's current parameter, as SSM StartAssociationsOnce does; each
   instance's last result per gate is kept (`instance_results`). The emulator gives each association
   id a placeholder value of its own (local/adapter.py), so an id runs its own gate.
@@ -32,6 +33,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -47,6 +49,13 @@ GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", 
 FOLLOW_INTERVAL_SECONDS = 0.5
 MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
 Say = Callable[[str], None]
+
+
+def concurrency_of(max_concurrency: str, hosts: int) -> int:
+    """An association's MaxConcurrency as a number of hosts: "1", "10" or "25%" (of the targets, at least one)."""
+    if max_concurrency.endswith("%"):
+        return max(1, hosts * int(max_concurrency[:-1]) // 100)
+    return max(1, int(max_concurrency))
 
 
 @dataclass
@@ -68,6 +77,7 @@ class GateRun:
     exit_code: int
     seconds: float
     output: str = field(repr=False)
+    started: float = 0.0  # monotonic: which runs overlapped
 
     @property
     def succeeded(self) -> bool:
@@ -407,19 +417,29 @@ class StageHosts:
     def hosts(self) -> list[boxes.Box]:
         return list(self._require_world().boxes.values())
 
-    def run_gate(self, gate: str, tag: str) -> list[GateRun]:
-        """The gate's document command on each host in turn, stopping at the first failure."""
+    def run_gate(self, gate: str, tag: str, *, max_concurrency: str = "1") -> list[GateRun]:
+        """The gate's document command on the hosts, as State Manager's rate control runs it: at most
+        `max_concurrency` (a count or a percentage of the hosts) at a time, and none started after the first
+        failure (MaxErrors 0). Runs come back in the hosts' order."""
         script = {name: command for name, _, command in GATES}[gate]
-        runs = []
         with self._lock:
-            for box in self.hosts:
+            hosts = list(self.hosts)
+            at_once = concurrency_of(max_concurrency, len(hosts))
+            failed = threading.Event()
+
+            def run(box: boxes.Box) -> GateRun | None:
+                if failed.is_set():
+                    return None
                 began = time.monotonic()
                 result = boxes.run_on_box(self.daemon, box, f"/opt/liftoff/bin/{script}", tag)
-                runs.append(GateRun(gate=gate, tag=tag, instance_id=box.instance_id, exit_code=result.returncode,
-                                    seconds=time.monotonic() - began, output=result.stdout + result.stderr))
                 if result.returncode != 0:
-                    break
-        return runs
+                    failed.set()
+                return GateRun(gate=gate, tag=tag, instance_id=box.instance_id, exit_code=result.returncode,
+                               seconds=time.monotonic() - began, output=result.stdout + result.stderr, started=began)
+
+            with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix=f"{gate}-gate") as pool:
+                runs = list(pool.map(run, hosts))
+        return [run for run in runs if run is not None]
 
     def answer(self, box: boxes.Box, path: str, *, timeout: float = 2.0) -> tuple[int, str]:
         """What the host's service answers on `path` (its own port, as the load balancer reaches it)."""
@@ -497,10 +517,26 @@ class StateManagerStandIn:
             done.extend(self._run(gate, tag))
         return done
 
+    def max_concurrency(self, gate: str, parameters: dict[str, str]) -> str:
+        """The gate's association's MaxConcurrency as the stack's template says it (a Ref resolved with the
+        stack's parameters), found by the parameter its ImageTag follows."""
+        body = self.hosts.session.client("cloudformation").get_template(
+            StackName=self.hosts.service_stack, TemplateStage="Original")["TemplateBody"]
+        template = json.loads(body) if isinstance(body, str) else body
+        follows = {"Ref": {name: parameter for name, parameter, _ in GATES}[gate]}
+        for resource in template.get("Resources", {}).values():
+            properties = resource.get("Properties", {})
+            if resource.get("Type") == "AWS::SSM::Association" and properties.get("Parameters", {}).get("ImageTag") == [follows]:
+                value = properties.get("MaxConcurrency", "1")
+                return parameters.get(value["Ref"], "1") if isinstance(value, dict) else str(value)
+        return "1"
+
     def _run(self, gate: str, tag: str) -> list[GateRun]:
         with self._changed:
             self.status[gate] = {"tag": tag, "status": "InProgress"}
-        runs = self.hosts.run_gate(gate, tag)
+        at_once = self.max_concurrency(gate, self.parameters())
+        began = time.monotonic()
+        runs = self.hosts.run_gate(gate, tag, max_concurrency=at_once)
         failed = [run for run in runs if not run.succeeded]
         with self._changed:
             self.status[gate] = {"tag": tag, "status": "Failed" if failed else "Success"}
@@ -508,6 +544,7 @@ class StateManagerStandIn:
             self._changed.notify_all()
         for run in runs:
             self.say(f"  host {run.instance_id}: {gate} {tag} -> exit {run.exit_code} in {run.seconds:.1f} s")
+        self.say(f"  {gate} {tag}: {len(runs)} host(s), MaxConcurrency {at_once}, {time.monotonic() - began:.1f} s in all")
         return runs
 
     def _record(self, runs: list[GateRun]) -> None:

@@ -26,6 +26,9 @@ EXIT_SIGNAL_BASE = 128  # interrupted by signal N: exit 128 + N (SIGHUP 129, SIG
 
 IMAGE_TAG = "ImageTag"
 STAGED_IMAGE_TAG = "StagedImageTag"
+# The ec2 activation association's MaxConcurrency (stacks/service_stack.py): set on every switch.
+ACTIVATE_CONCURRENCY = "ActivateConcurrency"
+ONE_HOST_AT_A_TIME, EVERY_HOST_AT_ONCE = "1", "100%"
 GATES = ("stage", "activate", "rollback")
 GATE_PARAMETER = {"stage": STAGED_IMAGE_TAG, "activate": IMAGE_TAG, "rollback": IMAGE_TAG}
 
@@ -264,8 +267,9 @@ def decide_activate(
     return check_scan(images[tag], fail_severity) or proceed(f"{gate} {active or '-'} -> {tag}")
 
 
-def parameters_for(current: Mapping[str, str], gate: str, tag: str) -> list[dict[str, str]]:
-    """Every stack parameter, explicitly: the gate's own parameter set to `tag`, all others kept.
+def parameters_for(current: Mapping[str, str], gate: str, tag: str, *, concurrency: str | None = None) -> list[dict[str, str]]:
+    """Every stack parameter, explicitly: the gate's own parameter set to `tag`, the activation's concurrency
+    to `concurrency` where given and the stack has it, all others kept.
 
     Explicit values (never UsePreviousValue) so the update means exactly what was decided here.
     """
@@ -275,8 +279,9 @@ def parameters_for(current: Mapping[str, str], gate: str, tag: str) -> list[dict
     masked = sorted(name for name, value in current.items() if value == MASKED_VALUE and name != key)
     if masked:
         raise ValueError(f"parameters {', '.join(masked)} are NoEcho; their values cannot be passed on explicitly")
+    chosen = {key: tag, **({ACTIVATE_CONCURRENCY: concurrency} if concurrency and ACTIVATE_CONCURRENCY in current else {})}
     return [
-        {"ParameterKey": name, "ParameterValue": tag if name == key else value}
+        {"ParameterKey": name, "ParameterValue": chosen.get(name, value)}
         for name, value in sorted(current.items())
     ]
 

@@ -173,3 +173,11 @@ def age_seconds(reported_at: str, now: float) -> float | None:
 def warm_hosts(hosts: Sequence[HostTruth], version: str | None) -> list[HostTruth]:
     """The hosts that report `version` warm now: where a rollback to it is a flip."""
     return [host for host in hosts if version and host.reported and host.warm == version]
+
+
+def one_wave(gate: str, tag: str, hosts: Sequence[HostTruth] | None) -> bool:
+    """May every in-service host switch to `tag` at once? Only where each reports it warm: there the switch
+    is a flip to what served a moment ago (no pull, no start, no canary), and one host after the other would
+    only make a fleet's rollback as slow as its size. Anything unknown (no hosts, a host without a report)
+    keeps one at a time, where the first host's failure stops the rest."""
+    return HOST_GATE[gate] == "activate" and bool(hosts) and len(warm_hosts(hosts, tag)) == len(hosts)

@@ -200,6 +200,7 @@ class Attempt:
         self.final: d.Stack | None = None  # the stack as the wait saw it settle
         self.hosts: list[fleet.HostTruth] | None = None  # the hosts' own reports, where they report
         self.redrive = ""  # set when the stack already names the target but hosts disagree: the gate runs again
+        self.one_wave = False  # every host flips at once (fleet.one_wave)
         self.hold: tuple[str, list[str]] | None = None  # the ec2 group and the processes this run suspends
         self.start_note = ""
 
@@ -275,8 +276,14 @@ class Attempt:
         """Every stack parameter for the update (the gate's one changed), printed and confirmed."""
         ctx, args, stack = self.ctx, self.ctx.args, self.stack
         inputs = ctx.aws.parameter_inputs(stack)
+        concurrency = None
+        if self.gate != "stage" and d.ACTIVATE_CONCURRENCY in inputs:
+            if self.hosts is None:
+                self.hosts = host_truths(ctx, stack)
+            self.one_wave = fleet.one_wave(self.gate, self.tag, self.hosts)
+            concurrency = d.EVERY_HOST_AT_ONCE if self.one_wave else d.ONE_HOST_AT_A_TIME
         try:
-            parameters = d.parameters_for(inputs, self.gate, self.tag)
+            parameters = d.parameters_for(inputs, self.gate, self.tag, concurrency=concurrency)
         except ValueError as error:
             raise self.refused(d.refuse(d.EXIT_AWS, f"cannot update {stack.name}: {error}")) from None
         self.changes = d.changed_parameters(inputs, parameters)
@@ -289,7 +296,9 @@ class Attempt:
         if getattr(args, "automatic", ""):
             why = f"automatic: {getattr(args, 'automatic_why', '') or 'a release alarm fired'}"
         ctx.say(f"plan: {self.gate} {ctx.stage.name}: {self.key} {self.from_version or '-'} -> {self.tag} ({why}"
-                + ("; forced: not staged" if self.forced else "") + ")")
+                + ("; forced: not staged" if self.forced else "")
+                + (f"; every host holds {self.tag} warm: all {len(self.hosts or [])} flip at once" if self.one_wave else "")
+                + ")")
         if self.gate != "stage":
             self.lease.doing("waiting for confirmation")
             confirm(ctx, f"{self.gate} {ctx.stage.name}: switch the running version {self.from_version or '-'} -> {self.tag}?")

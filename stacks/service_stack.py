@@ -23,6 +23,10 @@ from config import RELEASE_TAG_DESCRIPTION, RELEASE_TAG_PATTERN, StageConfig
 
 IMAGE_TAG_PARAMETER = "ImageTag"
 STAGED_IMAGE_TAG_PARAMETER = "StagedImageTag"
+ACTIVATE_CONCURRENCY_PARAMETER = "ActivateConcurrency"
+# One host after the other (the first is the fleet's canary), or every host at once: a switch that is only
+# a flip on every host (a warm rollback) need not wait host by host. liftoff chooses per switch.
+ACTIVATE_CONCURRENCIES = ("1", "100%")
 
 
 class ServiceStack(Stack):
@@ -124,10 +128,21 @@ class ServiceStack(Stack):
                 "EcsServiceName": self.compute.service.service_name,
             }
         else:
+            activate_concurrency = CfnParameter(
+                self,
+                ACTIVATE_CONCURRENCY_PARAMETER,
+                type="String",
+                default=ACTIVATE_CONCURRENCIES[0],
+                allowed_values=list(ACTIVATE_CONCURRENCIES),
+                description="How many hosts the activation gate switches at once: 1 (each host after the one "
+                            "before passed, the first is the canary) or 100% (a warm rollback, a flip on every "
+                            "host). liftoff sets it on every switch.",
+            )
             self.compute = Ec2Service(
                 self,
                 "Ec2",
                 staged_image_tag=staged_image_tag.value_as_string,
+                activate_concurrency=activate_concurrency.value_as_string,
                 active_tag_parameter=self.active_tag_parameter,
                 instance_type=stage.instance_type,
                 ami_id=stage.ami_id,

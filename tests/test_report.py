@@ -5,7 +5,7 @@ import pytest
 
 from config import parse_config
 from tests.helpers.synth import cdk_context
-from tools.report import ReportError, monthly_cost, rollout_wave, stage_report
+from tools.report import ReportError, fleet_switch, monthly_cost, rollout_wave, stage_report
 
 MAX_WAVE_SECONDS = 30
 MAX_ONE_INSTANCE_MONTHLY_USD = 62
@@ -158,3 +158,16 @@ def test_the_readme_scaling_example_figures(synth_variant):
     context["stages"]["production"].update(max_count=4, scale_on={"requests_per_target": 1000})
     report = stage_report(parse_config(context).stage("production"), synth_variant(context).outdir)
     assert (report.monthly_usd, report.monthly_usd_at_ceiling) == (91.72, 126.75)
+
+
+def test_a_fleets_warm_rollback_is_one_flip_whatever_its_size_and_a_switch_grows_with_it():
+    fifty, two = fleet_switch(hosts=50, canary_seconds=20), fleet_switch(hosts=2, canary_seconds=20)
+    one_at_a_time, waves, warm_before, warm_now = fifty.values()
+    assert one_at_a_time == 50 * (6.5 + 20) and waves == 3 * (6.5 + 20)
+    assert warm_before == 45.0 and warm_now == 0.9 == list(two.values())[3]
+    assert list(two.values())[:2] == [53.0, 53.0]
+
+
+def test_the_fleet_model_is_for_hosts_with_slots_only(shipped, config):
+    assert stage_report(config.stage("production"), shipped.outdir).fleet_switch  # ec2, activation: slots
+    assert stage_report(config.stage("staging"), shipped.outdir).fleet_switch == {}  # ecs

@@ -3,6 +3,8 @@
 Both figures are models of what AWS will do, computed from the templates that would be deployed:
 - the rollout floor per wave: the waits AWS itself imposes while replacing one task or host
   (health-check interval x healthy threshold + deregistration delay + container stop timeout);
+- the time to switch a fleet of `FLEET_MODEL_HOSTS` ec2 hosts (activation: slots), one host at a time, in
+  waves, and a warm rollback in one wave, from per-host figures `make bench-rollout` measured;
 - the always-on monthly list price of a stage, before traffic-dependent charges (LCUs, data
   transfer, log volume), at its floor (desired_count) and, for a stage that scales by traffic, at its
   ceiling (max_count): what a month at each edge costs.
@@ -40,6 +42,13 @@ ALB_PUBLIC_ADDRESSES = 2
 TARGET_TRACKING_ALARMS = 2
 
 
+# Measured with `make bench-rollout` (README, ec2 1 host, median of 3 runs, 2026-11-28): one host's activation
+# before the canary existed (the image staged: start, readiness, flip) and a warm flip.
+HOST_SWITCH_SECONDS = 6.5
+WARM_FLIP_SECONDS = 0.9
+FLEET_MODEL_HOSTS = 50
+
+
 class ReportError(ValueError):
     pass
 
@@ -56,6 +65,7 @@ class StageReport:
     monthly_parts: dict[str, float]
     monthly_usd_at_ceiling: float
     monthly_parts_at_ceiling: dict[str, float]
+    fleet_switch: dict[str, float]  # empty where hosts have no slots (ecs, activation: restart)
 
 
 def _resources(template: dict, resource_type: str) -> list[dict]:
@@ -185,6 +195,19 @@ def monthly_cost(data_template: dict, service_template: dict, *, count: int | No
     return {name: round(value, 2) for name, value in parts.items()}
 
 
+def fleet_switch(*, hosts: int, canary_seconds: int) -> dict[str, float]:
+    """Seconds until every host serves the new version: a host's switch takes its start and its canary (a good
+    release runs the whole canary), a warm rollback only a flip. Waves of 1, 25 % and the rest each take one
+    host's switch; they are designed (docs/release-flow.md), not built: each switch is one host at a time."""
+    per_host = HOST_SWITCH_SECONDS + canary_seconds
+    return {
+        "switch, one host at a time (ActivateConcurrency 1, as built)": round(hosts * per_host, 1),
+        "switch, waves 1 -> 25 % -> the rest (designed, not built)": round(min(hosts, 3) * per_host, 1),
+        "warm rollback, one host at a time (before)": round(hosts * WARM_FLIP_SECONDS, 1),
+        "warm rollback, one wave (ActivateConcurrency 100%, as built)": WARM_FLIP_SECONDS,
+    }
+
+
 def stage_report(stage, cdk_out: Path) -> StageReport:
     def load(stack_name: str) -> dict:
         path = cdk_out / f"{stack_name}.template.json"
@@ -208,6 +231,8 @@ def stage_report(stage, cdk_out: Path) -> StageReport:
         monthly_parts=cost,
         monthly_usd_at_ceiling=round(sum(at_ceiling.values()), 2),
         monthly_parts_at_ceiling=at_ceiling,
+        fleet_switch=fleet_switch(hosts=FLEET_MODEL_HOSTS, canary_seconds=stage.canary.seconds if stage.canary.percent else 0)
+        if stage.canary is not None else {},
     )
 
 
@@ -235,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, seconds in report.wave_parts.items():
             print(f"    {seconds:>4} s  {name}")
         edge = f" at the floor ({report.desired_count})" if scales else ""
+        if report.fleet_switch:
+            print(f"  {FLEET_MODEL_HOSTS} hosts until all serve the new version (modelled from a host's switch "
+                  f"{HOST_SWITCH_SECONDS} s + the canary, a flip {WARM_FLIP_SECONDS} s, measured):")
+            for name, seconds in report.fleet_switch.items():
+                print(f"    {seconds:>6.1f} s  {name}")
         print(f"  always-on list price{edge}: {report.monthly_usd:.2f} $/month")
         for name, usd in report.monthly_parts.items():
             print(f"    {usd:>7.2f} $  {name}")

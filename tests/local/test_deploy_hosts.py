@@ -37,6 +37,10 @@ def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp
     # One host at a time: the second host's activation is printed after the first's.
     activations = re.findall(rf"host (i-[0-9a-f]+): activate {TARGET} -> exit 0", out)
     assert activations == hosts
+    assert f"activate {TARGET}: 2 host(s), MaxConcurrency 1," in out
+    # The rollback right after is to the version both hosts hold warm: one wave, both flip at once.
+    assert f"every host holds {FIRST} warm: all 2 flip at once" in out
+    assert f"activate {FIRST}: 2 host(s), MaxConcurrency 100%," in out
     # Verified from each host's own report (no stand-in: the boxes wrote them), and by the load balancer stand-in.
     assert f"verified: every host in service (2) reports {TARGET} active and ready; 2 target(s) healthy" in out
     assert f"verified: every host in service (2) reports {FIRST} active and ready; 2 target(s) healthy" in out

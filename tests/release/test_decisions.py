@@ -160,6 +160,15 @@ class TestParameters:
         parameters = d.parameters_for(self.CURRENT, gate, "1.1.0")
         assert d.changed_parameters(self.CURRENT, parameters) == {"ImageTag": ("1.0.0", "1.1.0")}
 
+    def test_the_activation_concurrency_is_set_where_the_stack_has_it_and_nowhere_else(self):
+        with_concurrency = {**self.CURRENT, d.ACTIVATE_CONCURRENCY: d.EVERY_HOST_AT_ONCE}
+        parameters = d.parameters_for(with_concurrency, "activate", "1.1.0", concurrency=d.ONE_HOST_AT_A_TIME)
+        assert d.changed_parameters(with_concurrency, parameters) == {"ImageTag": ("1.0.0", "1.1.0"),
+                                                                      "ActivateConcurrency": ("100%", "1")}
+        # An ECS stack (or one deployed before the parameter existed) gets no parameter it does not declare.
+        parameters = d.parameters_for(self.CURRENT, "rollback", "1.1.0", concurrency=d.EVERY_HOST_AT_ONCE)
+        assert d.changed_parameters(self.CURRENT, parameters) == {"ImageTag": ("1.0.0", "1.1.0")}
+
     def test_a_stack_without_the_gate_parameter_is_refused(self):
         with pytest.raises(ValueError, match="StagedImageTag"):
             d.parameters_for({"ImageTag": "1.0.0"}, "stage", "1.1.0")

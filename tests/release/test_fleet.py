@@ -118,3 +118,15 @@ def test_a_reports_canary_block_is_read_as_text_and_is_absent_on_older_hosts():
     assert host.canary == {"version": "1.1.0", "verdict": "good", "reason": "", "requests": "42", "errors": "0",
                            "new_ms": "12", "old_ms": "11"}
     assert hosts(report("i-1"))[0].canary == {}
+
+
+def test_one_wave_only_where_every_host_in_service_reports_the_target_warm():
+    warm = report("i-1", active="1.1.0", warm="1.0.0")
+    assert f.one_wave("rollback", "1.0.0", hosts(warm, report("i-2", active="1.1.0", warm="1.0.0")))
+    assert f.one_wave("activate", "1.0.0", hosts(warm))
+    # One host that would have to start it (or pull it), or says nothing, keeps one host at a time.
+    assert not f.one_wave("rollback", "1.0.0", hosts(warm, report("i-2", active="1.1.0")))
+    assert not f.one_wave("rollback", "1.0.0", [*hosts(warm), f.parse_report("i-2", None)])
+    assert not f.one_wave("rollback", "1.0.0", [])
+    assert not f.one_wave("rollback", "1.0.0", None)
+    assert not f.one_wave("stage", "1.0.0", hosts(warm))

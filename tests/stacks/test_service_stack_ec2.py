@@ -137,7 +137,9 @@ def test_each_gate_is_an_association_driven_by_its_parameter(shipped, associatio
     name = next(k for k in associations if k.startswith(f"Ec2{association}Association"))
     properties = associations[name]["Properties"]
     assert properties["Parameters"] == {"ImageTag": [{"Ref": parameter}]}
-    assert properties["MaxConcurrency"] == "1" and properties["MaxErrors"] == "0"
+    # The stage gate pulls one host at a time; the activate gate as liftoff asks (1, or 100% for a warm rollback).
+    assert properties["MaxConcurrency"] == ("1" if association == "Stage" else {"Ref": "ActivateConcurrency"})
+    assert properties["MaxErrors"] == "0"
     assert properties["WaitForSuccessTimeoutSeconds"] >= 300
     group = next(iter(resources(template, "AWS::AutoScaling::AutoScalingGroup")))
     assert properties["Targets"] == [{"Key": "tag:aws:autoscaling:groupName", "Values": [{"Ref": group}]}]
@@ -145,6 +147,11 @@ def test_each_gate_is_an_association_driven_by_its_parameter(shipped, associatio
     assert document["DocumentType"] == "Command"
     assert document["Content"]["parameters"]["ImageTag"]["allowedPattern"] == RELEASE_TAG_PATTERN
     assert document["Content"]["mainSteps"][0]["inputs"]["runCommand"] == [f"/opt/liftoff/bin/{script} '{{{{ImageTag}}}}'"]
+
+
+def test_the_activation_concurrency_is_one_host_at_a_time_unless_liftoff_asks_for_all(shipped):
+    parameter = shipped.templates[STACK]["Parameters"]["ActivateConcurrency"]
+    assert (parameter["Type"], parameter["Default"], parameter["AllowedValues"]) == ("String", "1", ["1", "100%"])
 
 
 def test_activation_waits_for_staging_when_both_change(shipped):
@@ -348,7 +355,7 @@ def test_canary_settings_go_with_slots_and_only_with_them(activation, canary):
     vpc = ec2.Vpc(stack, "Vpc", nat_gateways=0, restrict_default_security_group=False)
     with pytest.raises(ValueError, match=f"canary settings go with activation 'slots' and only with it .* activation '{activation}'"):
         Ec2Service(
-            stack, "Ec2", vpc=vpc, repository=ecr.Repository(stack, "Repo"), image_tag="1.0.0", staged_image_tag="1.0.0",
+            stack, "Ec2", vpc=vpc, repository=ecr.Repository(stack, "Repo"), image_tag="1.0.0", staged_image_tag="1.0.0", activate_concurrency="1",
             active_tag_parameter=ssm.StringParameter(stack, "Active", string_value="1.0.0"),
             target_group=elbv2.ApplicationTargetGroup(stack, "Tg", vpc=vpc, port=8080),
             db_host="db", db_port="5432", db_name="app", db_secret=secretsmanager.Secret(stack, "Secret"),
