@@ -77,7 +77,6 @@ class GateRun:
     exit_code: int
     seconds: float
     output: str = field(repr=False)
-    started: float = 0.0  # monotonic: which runs overlapped
 
     @property
     def succeeded(self) -> bool:
@@ -435,7 +434,7 @@ class StageHosts:
                 if result.returncode != 0:
                     failed.set()
                 return GateRun(gate=gate, tag=tag, instance_id=box.instance_id, exit_code=result.returncode,
-                               seconds=time.monotonic() - began, output=result.stdout + result.stderr, started=began)
+                               seconds=time.monotonic() - began, output=result.stdout + result.stderr)
 
             with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix=f"{gate}-gate") as pool:
                 runs = list(pool.map(run, hosts))
@@ -514,7 +513,7 @@ class StateManagerStandIn:
             tag = parameters.get(parameter, "")
             if not tag or self.status.get(gate, {}).get("tag") == tag:
                 continue
-            done.extend(self._run(gate, tag))
+            done.extend(self._run(gate, tag, parameters))
         return done
 
     def max_concurrency(self, gate: str, parameters: dict[str, str]) -> str:
@@ -531,10 +530,11 @@ class StateManagerStandIn:
                 return parameters.get(value["Ref"], "1") if isinstance(value, dict) else str(value)
         return "1"
 
-    def _run(self, gate: str, tag: str) -> list[GateRun]:
+    def _run(self, gate: str, tag: str, parameters: dict[str, str]) -> list[GateRun]:
+        """Run `gate` with `tag` at the concurrency `parameters` (the stack's, read with the tag) give its association."""
         with self._changed:
             self.status[gate] = {"tag": tag, "status": "InProgress"}
-        at_once = self.max_concurrency(gate, self.parameters())
+        at_once = self.max_concurrency(gate, parameters)
         began = time.monotonic()
         runs = self.hosts.run_gate(gate, tag, max_concurrency=at_once)
         failed = [run for run in runs if not run.succeeded]
@@ -573,7 +573,7 @@ class StateManagerStandIn:
         for gate in self.gates_of(association_id):
             tag = parameters.get({name: parameter for name, parameter, _ in GATES}[gate], "")
             if tag:
-                runs.extend(self._run(gate, tag))
+                runs.extend(self._run(gate, tag, parameters))
         return runs
 
     def start(self) -> None:
