@@ -323,6 +323,7 @@ class Ec2Service(Construct):
         canary_seconds = canary.seconds if canary is not None and canary.percent else 0
         per_host_seconds = (PULL_ALLOWANCE_SECONDS + drain_seconds + stop_timeout_seconds + HEALTH_TIMEOUT_SECONDS * 2
                             + READY_TIMEOUT_SECONDS + canary_seconds)
+        self.gate_documents: dict[str, ssm.CfnDocument] = {}
         self.stage_association = self._gate(
             "Stage",
             description="liftoff update gate: pull a release image onto this host; nothing restarts",
@@ -338,6 +339,7 @@ class Ec2Service(Construct):
             per_host_seconds=per_host_seconds,
             max_concurrency=activate_concurrency,
         )
+        self.activate_document = self.gate_documents["Activate"]
         # `liftoff migrate` runs a release's migrations once, on one host, through SSM Run Command with this
         # document (no association: nothing runs it by itself). Its inputs are patterned like the gates' tag.
         self.migrate_document = ssm.CfnDocument(
@@ -388,7 +390,8 @@ class Ec2Service(Construct):
         max_concurrency: str = "1",
     ) -> ssm.CfnAssociation:
         """A Command document running `script TAG`, and the association that runs it on every host of
-        the group whenever `image_tag` (a stack parameter) changes."""
+        the group whenever `image_tag` (a stack parameter) changes. The document is kept in `gate_documents`:
+        `liftoff` runs the activate gate's on one host by itself (the fleet's canary)."""
         document = ssm.CfnDocument(
             self,
             f"{name}Document",
@@ -396,6 +399,7 @@ class Ec2Service(Construct):
             update_method="NewVersion",
             content=gate_document(description=description, script=script, timeout_seconds=per_host_seconds + 60),
         )
+        self.gate_documents[name] = document
         return ssm.CfnAssociation(
             self,
             f"{name}Association",
@@ -406,8 +410,9 @@ class Ec2Service(Construct):
                     key="tag:aws:autoscaling:groupName", values=[self.auto_scaling_group.auto_scaling_group_name]
                 )
             ],
-            # One host at a time (unless the stack asks for all at once: a warm rollback is a flip on every
-            # host), and stop at the first failure: the rest keep the old version.
+            # One host at a time, or a quarter of the fleet at a time once the fleet's canary host passed alone,
+            # or all at once (a warm rollback is a flip on every host); stop at the first failure: hosts not yet
+            # started keep the old version.
             max_concurrency=max_concurrency,
             max_errors="0",
             # CloudFormation waits for every host before it succeeds. The wait covers the largest fleet

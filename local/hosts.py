@@ -42,6 +42,7 @@ from local import boxes, lb
 from local.alarms import AlarmStandIn
 from local.docker import Daemon
 from local.emulator import free_port
+from local.run_command import RunCommandStandIn
 from local.runtime import EmulatedRuntime
 from release import bake
 
@@ -620,6 +621,11 @@ class HostsRuntime(EmulatedRuntime):
     def __init__(self, *, hosts: StageHosts, state_manager: StateManagerStandIn, **kwargs):
         super().__init__(**kwargs)
         self.hosts, self.state_manager = hosts, state_manager
+        self.run_command = RunCommandStandIn(hosts)
+
+    def send_and_wait(self, instance, document, parameters, *, timeout, poll, sleep, monotonic):
+        """SSM Run Command on one box (the fleet's canary runs the stack's activate document there alone)."""
+        return self.run_command.run(instance, document, parameters, timeout=timeout)
 
     def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
         desired, _ = self.auto_scaling_group(auto_scaling_group)

@@ -18,11 +18,14 @@ import re
 import ssl
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from local import boxes
-from local.hosts import StageHosts
 from local.runtime import EmulatedRuntime
 from release.schema_aws import SchemaAdapter
+
+if TYPE_CHECKING:  # local.hosts runs the fleet's canary through this stand-in
+    from local.hosts import StageHosts
 
 
 class RunCommandRefused(Exception):

@@ -18,7 +18,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2  # bad input: unknown stage, malformed or mutable tag, unknown version, no confirmation
 EXIT_REFUSED = 3  # refused by a gate: lock held, not staged, scan findings/no scan, image gone
 EXIT_AWS = 4  # AWS error: no credentials, access denied, stack missing, busy or broken
-EXIT_ROLLED_BACK = 5  # CloudFormation failed the update and rolled back: the old version is active
+EXIT_ROLLED_BACK = 5  # the switch failed and was undone (CloudFormation rolled back, or the fleet's canary host failed before the stack moved): the old version is active
 EXIT_UNVERIFIED = 6  # the stack took the new version but it was not seen running healthy in time
 EXIT_AUTO_ROLLED_BACK = 7  # switched, then a host's canary or a release alarm in the bake window said bad: liftoff rolled it back
 EXIT_INTERNAL = 1  # a bug: the message says what was recorded; never a Python traceback
@@ -28,7 +28,7 @@ IMAGE_TAG = "ImageTag"
 STAGED_IMAGE_TAG = "StagedImageTag"
 # The ec2 activation association's MaxConcurrency (stacks/service_stack.py): set on every switch.
 ACTIVATE_CONCURRENCY = "ActivateConcurrency"
-ONE_HOST_AT_A_TIME, EVERY_HOST_AT_ONCE = "1", "100%"
+ONE_HOST_AT_A_TIME, IN_WAVES, EVERY_HOST_AT_ONCE = "1", "25%", "100%"
 GATES = ("stage", "activate", "rollback")
 GATE_PARAMETER = {"stage": STAGED_IMAGE_TAG, "activate": IMAGE_TAG, "rollback": IMAGE_TAG}
 

@@ -181,3 +181,23 @@ def one_wave(gate: str, tag: str, hosts: Sequence[HostTruth] | None) -> bool:
     only make a fleet's rollback as slow as its size. Anything unknown (no hosts, a host without a report)
     keeps one at a time, where the first host's failure stops the rest."""
     return HOST_GATE[gate] == "activate" and bool(hosts) and len(warm_hosts(hosts, tag)) == len(hosts)
+
+
+# The stack output naming the activate gate's document: present on stacks whose activation can run in waves.
+ACTIVATE_DOCUMENT_OUTPUT = "ActivateDocumentName"
+
+
+def fleet_canary(gate: str, tag: str, hosts: Sequence[HostTruth] | None, *, canary_on: bool) -> str | None:
+    """The host whose activate gate runs first and alone, before the stack moves (the fleet's canary), or None.
+
+    Only an activation of a new version on two or more hosts, each reporting for itself, with the host canary on:
+    once that host's own canary passed, the rest switch a quarter of the fleet at a time. A bad version then
+    costs one host's canary and never reaches the stack. Anything unknown (a host without a report, a harness
+    answering for one) keeps one host at a time, where the first failure stops the rest. The host is the first,
+    in the group's order, that serves ready and does not already hold `tag`."""
+    if gate != "activate" or not canary_on or not hosts or len(hosts) < 2:
+        return None
+    if any(not host.reported or host.stand_in for host in hosts):
+        return None
+    candidates = [host for host in hosts if host.ready and not holds(gate, tag, host)]
+    return candidates[0].instance if candidates else None

@@ -201,6 +201,7 @@ class Attempt:
         self.hosts: list[fleet.HostTruth] | None = None  # the hosts' own reports, where they report
         self.redrive = ""  # set when the stack already names the target but hosts disagree: the gate runs again
         self.one_wave = False  # every host flips at once (fleet.one_wave)
+        self.canary_host: str | None = None  # the fleet's canary: its gate runs alone before the stack moves
         self.hold: tuple[str, list[str]] | None = None  # the ec2 group and the processes this run suspends
         self.start_note = ""
 
@@ -281,7 +282,10 @@ class Attempt:
             if self.hosts is None:
                 self.hosts = host_truths(ctx, stack)
             self.one_wave = fleet.one_wave(self.gate, self.tag, self.hosts)
-            concurrency = d.EVERY_HOST_AT_ONCE if self.one_wave else d.ONE_HOST_AT_A_TIME
+            if not self.one_wave and fleet.ACTIVATE_DOCUMENT_OUTPUT in stack.outputs:
+                self.canary_host = fleet.fleet_canary(self.gate, self.tag, self.hosts, canary_on=_canary_on(ctx.stage))
+            concurrency = (d.EVERY_HOST_AT_ONCE if self.one_wave else d.IN_WAVES if self.canary_host
+                           else d.ONE_HOST_AT_A_TIME)
         try:
             parameters = d.parameters_for(inputs, self.gate, self.tag, concurrency=concurrency)
         except ValueError as error:
@@ -298,6 +302,8 @@ class Attempt:
         ctx.say(f"plan: {self.gate} {ctx.stage.name}: {self.key} {self.from_version or '-'} -> {self.tag} ({why}"
                 + ("; forced: not staged" if self.forced else "")
                 + (f"; every host holds {self.tag} warm: all {len(self.hosts or [])} flip at once" if self.one_wave else "")
+                + (f"; {self.canary_host} is the fleet's canary: its gate runs alone first, then the rest "
+                   f"{d.IN_WAVES} of the fleet at a time" if self.canary_host else "")
                 + ")")
         if self.gate != "stage":
             self.lease.doing("waiting for confirmation")
@@ -547,6 +553,58 @@ class Attempt:
             self.ctx.aws.start_association_once(association)
         self.ctx.say(f"{self.stack.name}: asked State Manager to run {association} again")
 
+    def run_fleet_canary(self) -> dict | None:
+        """The activate gate on the fleet's canary host alone (SSM Run Command, the stack's activate document),
+        fenced like an update, before the stack moves. None when the host serves the tag ready afterwards (the
+        update follows, in waves); else the outcome: the stack was never updated, and the entry says what the
+        host itself reports now."""
+        ctx, host, tag = self.ctx, self.canary_host, self.tag
+        document = self.stack.outputs[fleet.ACTIVATE_DOCUMENT_OUTPUT]
+        activity = f"the fleet's canary: the activate gate of {tag} on {host} alone"
+        try:
+            proven = self.lease.fence(activity)
+            while not self.lease.held_since(proven):
+                proven = self.lease.fence(activity)
+        except LeaseLost as lost:
+            raise self.lease_lost(lost) from None
+        ctx.say(f"{host}: the fleet's canary: running the activate gate of {tag} there alone (Run Command, {document})")
+        self.outcome["fleet_canary"] = {"host": host, "sent": True}
+        timeout = getattr(ctx.args, "verify_timeout", 600.0)
+        code, output, where = ctx.aws.send_and_wait(host, document, {"ImageTag": [tag]}, timeout=timeout,
+                                                    poll=max(ctx.args.poll_interval, 1.0), sleep=ctx.sleep,
+                                                    monotonic=ctx.monotonic)
+        truth = next((h for h in host_truths(ctx, self.stack) or [] if h.instance == host), None)
+        self.outcome["fleet_canary"].update(exit_code=code, where=where)
+        if code == 0 and truth is not None and fleet.holds("activate", tag, truth):
+            ctx.say(f"{host}: passed alone, serves {tag} ready; the rest follow, {d.IN_WAVES} of the fleet at a time")
+            self.outcome["fleet_canary"]["result"] = "passed"
+            return None
+        untouched = f"the stack was not updated ({self.key} is still {self.from_version or '-'})"
+        verdict = fleet.canary_verdict(tag, [truth]) if truth is not None else None
+        if truth is not None and truth.active == tag:
+            # The host runs it although its gate did not pass (killed, timed out): the record says so, and
+            # activating what the stack names puts it back.
+            detail = (f"{host}, the fleet's canary host, serves {tag} but its activate gate did not pass "
+                      f"({fleet.why_not('activate', tag, truth) if not fleet.holds('activate', tag, truth) else f'exit {code}'}); "
+                      f"{untouched}; `liftoff activate {self.from_version} --stage {ctx.stage.name}` converges it")
+            result, exit_code = d.RESULT_FAILED, d.EXIT_UNVERIFIED
+        elif verdict is not None:
+            detail = f"{self._held_back_by_canary(*verdict)}; {untouched}: {truth.active or '-'} serves on every host"
+            result, exit_code = d.RESULT_ROLLED_BACK, d.EXIT_AUTO_ROLLED_BACK
+        else:
+            why = (fleet.why_not("activate", tag, truth) if truth is not None else f"{host}: no report")
+            if code is None:
+                why = f"{why}; its gate did not finish within {timeout:.0f} s ({where})"
+            elif output.strip():
+                why = f"{why}; {output.strip().splitlines()[-1]}"
+            detail = f"the activate gate of {tag} failed on the fleet's canary host: {why}; {untouched}"
+            result, exit_code = d.RESULT_FAILED, d.EXIT_ROLLED_BACK
+        self.outcome["fleet_canary"]["result"] = result
+        self.finish(result, detail)
+        ctx.say(f"NOT SWITCHED: {detail}")
+        self.outcome["exit_code"] = exit_code
+        return self.public()
+
     def succeeded(self) -> dict:
         self.finish(d.RESULT_SUCCEEDED, self.outcome.get("verification", {}).get("message", ""))
         self.ctx.say(f"{self.gate} {self.tag} on {self.ctx.stage.name}: succeeded in {self.ctx.clock() - self.started:.1f}s "
@@ -577,6 +635,13 @@ class Attempt:
                 settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
                                        f"{cause}; the {fleet.HOST_GATE[gate]} gate of {tag} was asked to run again on the "
                                        "hosts and its outcome is not known (`liftoff status` shows each host)", d.EXIT_AWS)
+            elif "fleet_canary" in self.outcome and "update" not in self.outcome:
+                # Stopped while the canary host's gate ran alone: the stack did not move, that host may have.
+                canary = self.outcome["fleet_canary"]["host"]
+                settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
+                                       f"{cause}; the stack was not updated, but {canary} (the fleet's canary host) was running "
+                                       f"the activate gate of {tag} alone: `liftoff status` shows what it serves, and "
+                                       f"`liftoff activate {from_version} --stage {ctx.stage.name}` converges it", d.EXIT_AWS)
             elif self.outcome.get("update") == "sent" and settled.switched is False:
                 # The call got no answer: it may still land. "Nothing switched" would be a guess.
                 settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
@@ -667,6 +732,10 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
     attempt.start_entry()
     try:
         attempt.hold_scale_in()
+        if attempt.canary_host:
+            held_back = attempt.run_fleet_canary()
+            if held_back is not None:
+                return held_back
         seen = attempt.update(parameters)
         final = attempt.wait(seen)
         ended = attempt.judge_update(final)
@@ -679,6 +748,11 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
         raise attempt.told_truth(error) from None
     finally:
         attempt.release_scale_in()
+
+
+def _canary_on(stage) -> bool:
+    """Does each host of this stage run a canary before it flips (ec2, two slots, a share above 0)?"""
+    return stage.compute == "ec2" and stage.activation == "slots" and stage.canary_percent > 0
 
 
 def resume_own(ctx: Context, group: str, ours: list[str]) -> list[str]:

@@ -193,7 +193,7 @@ class SchemaAdapter:
         """Run Command: send `document` to one instance, wait for its invocation; (exit code, output, where)."""
         ssm = self.client("ssm")
         sent = ssm.send_command(InstanceIds=[instance], DocumentName=document, Parameters=parameters,
-                                TimeoutSeconds=max(30, int(timeout)), Comment="liftoff migrate")["Command"]
+                                TimeoutSeconds=max(30, int(timeout)), Comment=f"liftoff: {document}"[:100])["Command"]
         where = f"host {instance} command {sent['CommandId']}"
         deadline = monotonic() + timeout
         while True:

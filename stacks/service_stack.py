@@ -26,7 +26,7 @@ STAGED_IMAGE_TAG_PARAMETER = "StagedImageTag"
 ACTIVATE_CONCURRENCY_PARAMETER = "ActivateConcurrency"
 # One host after the other (the first is the fleet's canary), or every host at once: a switch that is only
 # a flip on every host (a warm rollback) need not wait host by host. liftoff chooses per switch.
-ACTIVATE_CONCURRENCIES = ("1", "100%")
+ACTIVATE_CONCURRENCIES = ("1", "25%", "100%")
 
 
 class ServiceStack(Stack):
@@ -135,8 +135,9 @@ class ServiceStack(Stack):
                 default=ACTIVATE_CONCURRENCIES[0],
                 allowed_values=list(ACTIVATE_CONCURRENCIES),
                 description="How many hosts the activation gate switches at once: 1 (each host after the one "
-                            "before passed, the first is the canary) or 100% (a warm rollback, a flip on every "
-                            "host). liftoff sets it on every switch.",
+                            "before passed), 25% (waves of a quarter of the fleet, once the fleet's canary host "
+                            "passed alone) or 100% (a warm rollback, a flip on every host). liftoff sets it on "
+                            "every switch.",
             )
             self.compute = Ec2Service(
                 self,
@@ -159,6 +160,8 @@ class ServiceStack(Stack):
                 "StageAssociationId": self.compute.stage_association.attr_association_id,
                 "ActivateAssociationId": self.compute.activate_association.attr_association_id,
                 "MigrateDocumentName": self.compute.migrate_document.ref,
+                # liftoff runs this gate on the fleet's canary host alone (Run Command) before the stack moves.
+                "ActivateDocumentName": self.compute.activate_document.ref,
                 # Each host's report: one SSM parameter per instance, <path><instance-id> (docs/release-flow.md).
                 "HostReportPath": self.compute.host_report_path,
             }

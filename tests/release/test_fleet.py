@@ -130,3 +130,25 @@ def test_one_wave_only_where_every_host_in_service_reports_the_target_warm():
     assert not f.one_wave("rollback", "1.0.0", [])
     assert not f.one_wave("rollback", "1.0.0", None)
     assert not f.one_wave("stage", "1.0.0", hosts(warm))
+
+
+def test_the_fleets_canary_is_the_first_ready_host_not_holding_the_tag_on_a_fleet_that_reports_for_itself():
+    fleet = hosts(report("i-1"), report("i-2"), report("i-3"))
+    assert f.fleet_canary("activate", "1.1.0", fleet, canary_on=True) == "i-1"
+    # A host already on the tag (a retry) or not ready is not the canary: the next one is.
+    assert f.fleet_canary("activate", "1.1.0", hosts(report("i-1", active="1.1.0"), report("i-2", ready=False),
+                                                     report("i-3")), canary_on=True) == "i-3"
+    assert f.fleet_canary("activate", "1.1.0", hosts(report("i-1", active="1.1.0"), report("i-2", active="1.1.0")),
+                          canary_on=True) is None
+
+
+def test_no_fleet_canary_where_the_rest_could_not_follow_in_waves_safely():
+    two = hosts(report("i-1"), report("i-2"))
+    assert f.fleet_canary("activate", "1.1.0", hosts(report("i-1")), canary_on=True) is None  # one host: its own canary
+    assert f.fleet_canary("activate", "1.1.0", two, canary_on=False) is None  # no host canary: one at a time
+    assert f.fleet_canary("rollback", "1.1.0", two, canary_on=True) is None  # a known version: one at a time, or one wave
+    assert f.fleet_canary("stage", "1.1.0", two, canary_on=True) is None
+    assert f.fleet_canary("activate", "1.1.0", None, canary_on=True) is None
+    # A host that says nothing, or a harness answering for one, leaves the fleet unknown: one at a time.
+    assert f.fleet_canary("activate", "1.1.0", [*hosts(report("i-1")), f.parse_report("i-2", None)], canary_on=True) is None
+    assert f.fleet_canary("activate", "1.1.0", hosts(report("i-1"), report("i-2", stand_in="emulator")), canary_on=True) is None

@@ -4,7 +4,11 @@ release/flow.py acts), on the emulated production stage.
 The emulator runs no host: `Reporting` is the stand-in runtime (local/runtime.py) on a stack that has the
 HostReportPath output (added here where the deployed template does not have it yet), and the tests play
 the hosts by writing their reports into moto's SSM parameters, as a host's report script does on AWS.
-A host whose gate is asked to run again (`start_association_once`) answers through `on_redrive`.
+A host whose gate is asked to run again (`start_association_once`) answers through `on_redrive`; the fleet's
+canary host, whose activate gate liftoff runs alone through Run Command, through `on_command`.
+
+`Reporting` shows the stack as deployed before activations ran in waves (no ActivateDocumentName output: one host
+at a time, the path liftoff still takes on such a stack); `waves = True` shows the current stack.
 """
 from __future__ import annotations
 
@@ -23,12 +27,23 @@ class Reporting(EmulatedRuntime):
         self.path = f"/liftoff/{emulated.stack_names['service']}/hosts/"
         self.on_redrive = None
         self.on_activate = None  # called with the stack's ImageTag after an update: the activate association's run
+        self.on_command = None  # called with (instance, tag) for a Run Command of the activate document; returns its exit code
+        self.commands: list[tuple[str, str, dict]] = []
+        self.waves = False
 
     def stack(self, name):
         stack = super().stack(name)
-        if name == self.service_stack and fleet.REPORT_PATH_OUTPUT not in stack.outputs:
-            stack = type(stack)(**{**stack.__dict__, "outputs": {**stack.outputs, fleet.REPORT_PATH_OUTPUT: self.path}})
+        if name == self.service_stack:
+            outputs = {**stack.outputs, fleet.REPORT_PATH_OUTPUT: stack.outputs.get(fleet.REPORT_PATH_OUTPUT, self.path)}
+            if not self.waves:
+                outputs.pop(fleet.ACTIVATE_DOCUMENT_OUTPUT, None)
+            stack = type(stack)(**{**stack.__dict__, "outputs": outputs})
         return stack
+
+    def send_and_wait(self, instance, document, parameters, *, timeout, poll, sleep, monotonic):
+        self.commands.append((instance, document, parameters))
+        code = self.on_command(instance, parameters["ImageTag"][0]) if self.on_command else None
+        return code, "", f"host {instance} (test)"
 
     def update_parameters(self, name, parameters):
         super().update_parameters(name, parameters)
@@ -337,3 +352,116 @@ def test_a_redrive_held_back_by_a_canary_rolls_back_to_the_version_the_ledger_sa
     redrive = stage.entries()[1]
     assert (redrive.from_version, redrive.to_version, redrive.result) == ("1.1.0", "1.1.0", d.RESULT_UNVERIFIED)
     assert stage.parameters()["ImageTag"] == "1.0.0" and stage.ledger().read_lock() is None
+
+
+# --- the fleet's canary: one host alone through Run Command, then the rest in waves ------------------------
+
+def fleet_on(stage, runtime, tag="1.1.0"):
+    """Every host reports 1.0.0 ready; the stack is the current one (waves). Returns the hosts and a log of what
+    ran, in order: ("command", host) for the canary's Run Command, ("association", tag) for the stack's run."""
+    runtime.waves = True
+    hosts = instances(stage)
+    for instance in hosts:
+        report(stage, runtime, instance, active="1.0.0", staged=tag)
+    ran = []
+
+    def switched(instance):
+        report(stage, runtime, instance, active=tag, active_slot="b", staged=tag, warm="1.0.0",
+               warm_until="2026-12-02T10:05:00Z",
+               last_gate={"gate": "activate", "version": tag, "result": "succeeded", "reason": "", "at": "t"})
+
+    def association(value):
+        ran.append(("association", value))
+        for instance in hosts:
+            switched(instance)
+
+    def command(instance, value):
+        ran.append(("command", instance))
+        switched(instance)
+        return 0
+
+    runtime.on_activate, runtime.on_command = association, command
+    return hosts, ran
+
+
+def test_an_activation_on_a_fleet_runs_the_canary_host_alone_first_then_the_rest_a_quarter_at_a_time(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    hosts, ran = fleet_on(stage, runtime)
+    result = run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch")
+    assert result.code == 0, result.out + result.err
+    assert ran == [("command", hosts[0]), ("association", "1.1.0")]  # the stack moved only after the canary passed
+    document = stage.emulated.service_outputs[fleet.ACTIVATE_DOCUMENT_OUTPUT]
+    assert runtime.commands == [(hosts[0], document, {"ImageTag": ["1.1.0"]})]
+    assert stage.parameters()[d.ACTIVATE_CONCURRENCY] == d.IN_WAVES
+    assert f"{hosts[0]} is the fleet's canary: its gate runs alone first, then the rest 25% of the fleet at a time" in result.out
+    assert f"{hosts[0]}: passed alone, serves 1.1.0 ready" in result.out
+    assert f"verified: every host in service ({len(hosts)}) reports 1.1.0 active and ready" in result.out
+    assert stage.entries()[0].result == d.RESULT_SUCCEEDED
+
+
+def test_a_release_the_fleets_canary_judges_bad_never_reaches_the_stack(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    hosts, ran = fleet_on(stage, runtime)
+
+    def judged_bad(instance, tag):
+        ran.append(("command", instance))
+        report(stage, runtime, instance, active="1.0.0", staged=tag, canary=CANARY_SEEN,
+               last_gate={"gate": "activate", "version": tag, "result": "failed", "reason": "canary: " + CANARY_REASON, "at": "t"})
+        return 4
+
+    runtime.on_command = judged_bad
+    result = watched(stage, runtime, "activate", "1.1.0", "--yes")
+    assert result.code == d.EXIT_AUTO_ROLLED_BACK, result.out + result.err
+    assert ran == [("command", hosts[0])]  # no association ran: the other hosts never started it
+    assert f"CANARY: {hosts[0]} held back 1.1.0: {CANARY_REASON}" in result.out
+    assert "rolling back" not in result.out and "bake window" not in result.out  # nothing moved, nothing to undo
+    assert stage.parameters()["ImageTag"] == "1.0.0" and stage.parameters()[d.ACTIVATE_CONCURRENCY] == d.ONE_HOST_AT_A_TIME
+    activate, staged = stage.entries()[:2]
+    assert (activate.gate, activate.to_version, activate.result) == ("activate", "1.1.0", d.RESULT_ROLLED_BACK)
+    assert activate.detail.startswith(f"the canary on {hosts[0]} judged 1.1.0 bad: {CANARY_REASON}; the stack was not "
+                                      "updated (ImageTag is still 1.0.0): 1.0.0 serves on every host")
+    assert staged.gate == "stage" and stage.ledger().read_lock() is None
+
+
+def test_a_canary_host_whose_gate_fails_for_another_reason_stops_the_release_before_the_stack(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    hosts, ran = fleet_on(stage, runtime)
+    runtime.on_command = lambda instance, tag: (report(stage, runtime, instance, active="1.0.0", staged=tag, last_gate={
+        "gate": "activate", "version": tag, "result": "failed", "reason": "readiness: /readyz never answered 200", "at": "t"}), 1)[1]
+    result = watched(stage, runtime, "activate", "1.1.0", "--yes")
+    assert result.code == d.EXIT_ROLLED_BACK, result.out + result.err
+    assert "CANARY:" not in result.out and ran == []
+    assert (f"NOT SWITCHED: the activate gate of 1.1.0 failed on the fleet's canary host: {hosts[0]}: activate gate of "
+            "1.1.0 failed: readiness: /readyz never answered 200; the stack was not updated") in result.out
+    assert stage.parameters()["ImageTag"] == "1.0.0" and stage.entries()[0].result == d.RESULT_FAILED
+
+
+def test_a_canary_host_left_serving_the_tag_without_a_passed_gate_is_recorded_as_such(production):
+    """Its gate timed out after the flip (no answer from Run Command): the host runs 1.1.0, the stack names 1.0.0."""
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    hosts, _ = fleet_on(stage, runtime)
+    runtime.on_command = lambda instance, tag: report(stage, runtime, instance, active=tag, staged=tag, last_gate={
+        "gate": "activate", "version": tag, "result": "running", "reason": "", "at": "t"})
+    result = watched(stage, runtime, "activate", "1.1.0", "--yes")
+    assert result.code == d.EXIT_UNVERIFIED, result.out + result.err
+    entry = stage.entries()[0]
+    assert entry.result == d.RESULT_FAILED and f"{hosts[0]}, the fleet's canary host, serves 1.1.0" in entry.detail
+    assert "`liftoff activate 1.0.0 --stage production` converges it" in entry.detail
+    assert stage.parameters()["ImageTag"] == "1.0.0"
+
+
+def test_a_warm_rollback_needs_no_fleet_canary(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    hosts, ran = fleet_on(stage, runtime)
+    assert run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch").code == 0
+    ran.clear()
+    runtime.on_activate = lambda tag: [report(stage, runtime, i, active=tag, staged="1.1.0", warm="1.1.0") for i in hosts]
+    result = run(stage, runtime, "rollback", "--yes")
+    assert result.code == 0, result.out + result.err
+    assert ran == [] and len(runtime.commands) == 1  # only the activation's canary ran a command
+    assert stage.parameters()[d.ACTIVATE_CONCURRENCY] == d.EVERY_HOST_AT_ONCE

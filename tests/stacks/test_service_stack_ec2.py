@@ -151,7 +151,16 @@ def test_each_gate_is_an_association_driven_by_its_parameter(shipped, associatio
 
 def test_the_activation_concurrency_is_one_host_at_a_time_unless_liftoff_asks_for_all(shipped):
     parameter = shipped.templates[STACK]["Parameters"]["ActivateConcurrency"]
-    assert (parameter["Type"], parameter["Default"], parameter["AllowedValues"]) == ("String", "1", ["1", "100%"])
+    assert (parameter["Type"], parameter["Default"], parameter["AllowedValues"]) == ("String", "1", ["1", "25%", "100%"])
+
+
+def test_liftoff_can_run_the_activate_gate_on_one_host_the_association_runs_on_every_host(shipped):
+    """The fleet's canary: `liftoff` sends the association's own document to one host before the stack moves."""
+    template = shipped.templates[STACK]
+    associations = resources(template, "AWS::SSM::Association")
+    activate = next(v for k, v in associations.items() if k.startswith("Ec2ActivateAssociation"))
+    assert template["Outputs"]["ActivateDocumentName"]["Value"] == activate["Properties"]["Name"]
+    assert activate["Properties"]["MaxConcurrency"] == {"Ref": "ActivateConcurrency"}
 
 
 def test_activation_waits_for_staging_when_both_change(shipped):
