@@ -582,16 +582,35 @@ host_report_json() {
 
 # Never fails its caller: a report that cannot be written is logged (journal, the gate's output and the
 # instance's liftoff-host-report log stream when CloudWatch answers), and the gate's result stands.
+# The report describes the host now; `--beside` sends it in the background (its pid in REPORT_PID).
 report_host() {
     [[ -n "$HOST_REPORT_PATH" ]] || return 0
-    local instance="" json errors why
+    local instance="" json errors
     errors="$(mktemp)"
-    if instance="$(imds_get instance-id 2>"$errors")" && json="$(host_report_json "$instance" 2>>"$errors")" &&
-        aws ssm put-parameter --region "$AWS_REGION" --name "$HOST_REPORT_PATH$instance" --type String \
-            --overwrite --value "$json" >/dev/null 2>>"$errors"; then
+    if instance="$(imds_get instance-id 2>"$errors")" && json="$(host_report_json "$instance" 2>>"$errors")"; then
+        if [[ "${1:-}" == --beside ]]; then
+            put_host_report "$instance" "$json" "$errors" &
+            REPORT_PID=$!
+        else
+            put_host_report "$instance" "$json" "$errors"
+        fi
+        return 0
+    fi
+    report_not_written "$instance" "$errors"
+}
+
+put_host_report() {
+    local instance="$1" json="$2" errors="$3"
+    if aws ssm put-parameter --region "$AWS_REGION" --name "$HOST_REPORT_PATH$instance" --type String \
+        --overwrite --value "$json" >/dev/null 2>>"$errors"; then
         rm -f "$errors"
         return 0
     fi
+    report_not_written "$instance" "$errors"
+}
+
+report_not_written() {
+    local instance="$1" errors="$2" why
     why="$(last_line "$errors")"
     rm -f "$errors"
     log "WARNING: the host report $HOST_REPORT_PATH${instance:-<instance-id>} was not written (${why:-no reason given});" \
@@ -626,13 +645,17 @@ record_gate() {
 }
 
 # A gate (stage, activate, boot) reports `running` now and its result when the script exits, however it
-# exits (a SIGKILL leaves `running`: the interrupted gate shows as such).
+# exits (a SIGKILL leaves `running`: the interrupted gate shows as such). The `running` report, made
+# before the gate does anything, is sent beside its work: the AWS CLI takes a second or two to start,
+# which a warm flip would otherwise wait for; the result's report waits for it, so the two never land
+# out of order.
 gate_begin() {
     GATE_NAME="$1"
     GATE_VERSION="$2"
     LIFTOFF_FAILURE=""
     record_gate running ""
-    report_host
+    REPORT_PID=""
+    report_host --beside
     trap 'gate_end $?' EXIT
 }
 
@@ -643,5 +666,6 @@ gate_end() {
     else
         record_gate failed "${LIFTOFF_FAILURE:-$LIFTOFF_PROG exited $status}"
     fi
+    [[ -z "${REPORT_PID:-}" ]] || wait "$REPORT_PID" 2>/dev/null || true
     report_host
 }
