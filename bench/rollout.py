@@ -140,7 +140,7 @@ def host_work(runs) -> tuple[int, int]:
 
 def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action: str, verb: str, version: str,
             config: Path) -> dict:
-    gate_runs_before = len(runtime.state_manager.runs)
+    gate_runs_before, command_runs_before = len(runtime.state_manager.runs), len(runtime.command_runs)
     with LoadRun(url, rate=rate, duration=LOAD_BOUND_SECONDS) as run:
         time.sleep(SETTLE_SECONDS)
         run.mark("command")
@@ -150,7 +150,9 @@ def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action
         run.stop()
     whole = run.summary(version=version, marker="command")
     during = run.summary(since="command", until="done")
-    gate_runs = [r for r in runtime.state_manager.runs[gate_runs_before:] if r.gate == "activate"]
+    # The fleet's canary host runs its gate alone (Run Command) before State Manager runs the rest.
+    gate_runs = [r for r in runtime.command_runs[command_runs_before:] + runtime.state_manager.runs[gate_runs_before:]
+                 if r.gate == "activate"]
     pulls, starts = host_work(gate_runs)
     extra = {}
     if version in HARMFUL:

@@ -45,18 +45,12 @@ from local.emulator import free_port
 from local.run_command import RunCommandStandIn
 from local.runtime import EmulatedRuntime
 from release import bake
+from release import decisions as d
 
 GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", "liftoff-activate"))
 FOLLOW_INTERVAL_SECONDS = 0.5
 MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
 Say = Callable[[str], None]
-
-
-def concurrency_of(max_concurrency: str, hosts: int) -> int:
-    """An association's MaxConcurrency as a number of hosts: "1", "10" or "25%" (of the targets, at least one)."""
-    if max_concurrency.endswith("%"):
-        return max(1, hosts * int(max_concurrency[:-1]) // 100)
-    return max(1, int(max_concurrency))
 
 
 @dataclass
@@ -424,7 +418,7 @@ class StageHosts:
         script = {name: command for name, _, command in GATES}[gate]
         with self._lock:
             hosts = list(self.hosts)
-            at_once = concurrency_of(max_concurrency, len(hosts))
+            at_once = d.hosts_at_once(max_concurrency, len(hosts))
             failed = threading.Event()
 
             def run(box: boxes.Box) -> GateRun | None:
@@ -622,10 +616,19 @@ class HostsRuntime(EmulatedRuntime):
         super().__init__(**kwargs)
         self.hosts, self.state_manager = hosts, state_manager
         self.run_command = RunCommandStandIn(hosts)
+        # The gates Run Command ran (the fleet's canary host alone), as the State Manager stand-in keeps its own.
+        self.command_runs: list[GateRun] = []
 
     def send_and_wait(self, instance, document, parameters, *, timeout, poll, sleep, monotonic):
         """SSM Run Command on one box (the fleet's canary runs the stack's activate document there alone)."""
-        return self.run_command.run(instance, document, parameters, timeout=timeout)
+        began = time.monotonic()
+        code, output, where = self.run_command.run(instance, document, parameters, timeout=timeout)
+        tag = parameters.get("ImageTag", [""])[0]
+        self.command_runs.append(GateRun(gate="activate", tag=tag, instance_id=instance, exit_code=code,
+                                         seconds=time.monotonic() - began, output=output))
+        self.state_manager.say(f"  host {instance}: activate {tag} alone (Run Command, the fleet's canary) -> exit {code} "
+                               f"in {time.monotonic() - began:.1f} s")
+        return code, output, where
 
     def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
         desired, _ = self.auto_scaling_group(auto_scaling_group)

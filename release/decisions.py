@@ -29,6 +29,15 @@ STAGED_IMAGE_TAG = "StagedImageTag"
 # The ec2 activation association's MaxConcurrency (stacks/service_stack.py): set on every switch.
 ACTIVATE_CONCURRENCY = "ActivateConcurrency"
 ONE_HOST_AT_A_TIME, IN_WAVES, EVERY_HOST_AT_ONCE = "1", "25%", "100%"
+
+
+def hosts_at_once(max_concurrency: str, hosts: int) -> int:
+    """An association's MaxConcurrency as a number of hosts: "1", "10" or "25%" (of the targets, at least one)."""
+    if max_concurrency.endswith("%"):
+        return max(1, hosts * int(max_concurrency[:-1]) // 100)
+    return max(1, int(max_concurrency))
+
+
 GATES = ("stage", "activate", "rollback")
 GATE_PARAMETER = {"stage": STAGED_IMAGE_TAG, "activate": IMAGE_TAG, "rollback": IMAGE_TAG}
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from release import decisions as d
 
 HOURS_PER_MONTH = 730
 
@@ -197,14 +200,17 @@ def monthly_cost(data_template: dict, service_template: dict, *, count: int | No
 
 def fleet_switch(*, hosts: int, canary_seconds: int) -> dict[str, float]:
     """Seconds until every host serves the new version: a host's switch takes its start and its canary (a good
-    release runs the whole canary), a warm rollback only a flip. Waves of 1, 25 % and the rest each take one
-    host's switch; they are designed (docs/release-flow.md), not built: each switch is one host at a time."""
+    release runs the whole canary), a warm rollback only a flip. In waves, the fleet's canary host switches alone,
+    then State Manager keeps a quarter of the fleet switching at once (`ActivateConcurrency 25%`; the canary's
+    host is a no-op by then)."""
     per_host = HOST_SWITCH_SECONDS + canary_seconds
+    at_once = d.hosts_at_once(d.IN_WAVES, hosts)
     return {
-        "switch, one host at a time (ActivateConcurrency 1, as built)": round(hosts * per_host, 1),
-        "switch, waves 1 -> 25 % -> the rest (designed, not built)": round(min(hosts, 3) * per_host, 1),
+        "switch, one host at a time (ActivateConcurrency 1: no fleet canary)": round(hosts * per_host, 1),
+        "switch in waves (the canary host alone, then ActivateConcurrency 25%)":
+            round((1 + math.ceil((hosts - 1) / at_once)) * per_host, 1),
         "warm rollback, one host at a time (before)": round(hosts * WARM_FLIP_SECONDS, 1),
-        "warm rollback, one wave (ActivateConcurrency 100%, as built)": WARM_FLIP_SECONDS,
+        "warm rollback, one wave (ActivateConcurrency 100%)": WARM_FLIP_SECONDS,
     }
 
 

@@ -34,10 +34,13 @@ def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp
         assert re.search(rf"host {instance}: activate {TARGET} -> exit 0 in \d+\.\d s", out)
         assert re.search(rf"host {instance} \(.*\): active {TARGET}, answers /version with {TARGET}", out)
         assert re.search(rf"host {instance}: activate {FIRST} -> exit 0 in \d+\.\d s", out)
-    # One host at a time: the second host's activation is printed after the first's.
+    # In waves: the first host is the fleet's canary, its gate run alone (Run Command) before the stack moves;
+    # then the association, a quarter of the fleet at a time (one of two), finds it already active.
+    canary = re.search(rf"host (i-[0-9a-f]+): activate {TARGET} alone \(Run Command, the fleet's canary\) -> exit 0", out)
+    assert canary and canary.group(1) == hosts[0], out[-4000:]
     activations = re.findall(rf"host (i-[0-9a-f]+): activate {TARGET} -> exit 0", out)
-    assert activations == hosts
-    assert f"activate {TARGET}: 2 host(s), MaxConcurrency 1," in out
+    assert activations == hosts and out.index(canary.group(0)) < out.index(f"host {hosts[0]}: activate {TARGET} -> exit 0")
+    assert f"activate {TARGET}: 2 host(s), MaxConcurrency 25%," in out
     # The rollback right after is to the version both hosts hold warm: one wave, both flip at once.
     assert f"every host holds {FIRST} warm: all 2 flip at once" in out
     assert f"activate {FIRST}: 2 host(s), MaxConcurrency 100%," in out

@@ -335,11 +335,11 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
 # --- the host canary ------------------------------------------------------------------------------
 
 
-def test_a_release_answering_5xx_is_held_back_by_the_first_hosts_canary_and_the_stack_follows(
+def test_a_release_answering_5xx_is_held_back_by_the_fleets_canary_host_and_never_reaches_the_stack(
         runtime, hosts, production, state_manager):
     code, _, err = liftoff(runtime, "stage", ANSWERS_5XX)
     assert code == 0, err
-    runs_before = len(state_manager.runs)
+    runs_before, commands_before = len(state_manager.runs), len(runtime.command_runs)
     with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600) as load:
         time.sleep(2)
         load.mark("command")
@@ -350,23 +350,24 @@ def test_a_release_answering_5xx_is_held_back_by_the_first_hosts_canary_and_the_
     first = hosts.hosts[0]
     assert code == d.EXIT_AUTO_ROLLED_BACK, err
     assert f"CANARY: {first.instance_id} held back {ANSWERS_5XX}" in err, err
-    # The first host is the fleet's canary: the second never started the bad version.
-    started = {run.instance_id for run in state_manager.runs[runs_before:]
-               if run.gate == "activate" and run.tag == ANSWERS_5XX and "starting " in run.output}
-    assert started == {first.instance_id}, started
+    # The first host is the fleet's canary, its gate run alone through Run Command: no association ran, and the
+    # second host never started the bad version.
+    assert f"{first.instance_id} is the fleet's canary" in err, err
+    assert [run.instance_id for run in runtime.command_runs[commands_before:]] == [first.instance_id]
+    assert "starting " in runtime.command_runs[-1].output and runtime.command_runs[-1].exit_code == 4
+    assert not [run for run in state_manager.runs[runs_before:] if run.gate == "activate"]
     # A few requests for a few seconds: the canary's share until the judge's minimum, nothing like the alarm's minutes.
     during = load.summary(since="command", until="done")
     failed = [record for record in load.records if record.failed]
     assert 0 < during.failed <= max(20, during.sent // 50), during.outcomes
     assert max(r.ended for r in failed) - min(r.ended for r in failed) <= 15, [r.ended for r in failed]
     assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
-    # The stack, the ledger and the hosts agree on the version that served throughout.
-    book = ledger(runtime, production)
-    activate, rollback = book.entries()[1], book.entries()[0]
-    assert (activate.gate, activate.to_version) == ("activate", ANSWERS_5XX) and activate.result != d.RESULT_SUCCEEDED
-    assert "canary" in activate.detail, activate.detail
-    assert (rollback.gate, rollback.to_version, rollback.result) == ("rollback", "1.0.0", d.RESULT_SUCCEEDED)
-    assert f"the canary on {first.instance_id} judged {ANSWERS_5XX} bad" in rollback.detail, rollback.detail
+    # The stack, the ledger and the hosts agree on the version that served throughout: the stack never moved, so
+    # one entry says it all and there is nothing to roll back.
+    activate = ledger(runtime, production).entries()[0]
+    assert (activate.gate, activate.to_version, activate.result) == ("activate", ANSWERS_5XX, d.RESULT_ROLLED_BACK)
+    assert activate.detail.startswith(f"the canary on {first.instance_id} judged {ANSWERS_5XX} bad"), activate.detail
+    assert "the stack was not updated (ImageTag is still 1.0.0): 1.0.0 serves on every host" in activate.detail
     assert stack_parameters(runtime, production)[d.IMAGE_TAG] == "1.0.0"
     assert {hosts.serving_version(box) for box in hosts.hosts} == {"1.0.0"}
     assert hosts.reports()[first.instance_id]["canary"]["verdict"] == "bad"
@@ -381,6 +382,9 @@ def test_a_release_answering_5xx_is_held_back_by_the_first_hosts_canary_and_the_
         load.stop()
     assert code == 0, err
     assert load.summary().failed == 0, load.summary().outcomes
+    # In waves: the canary host alone first, then the stack, a quarter of the fleet at a time.
+    assert f"{first.instance_id}: passed alone, serves 1.1.0 ready" in err, err
+    assert stack_parameters(runtime, production)[d.ACTIVATE_CONCURRENCY] == d.IN_WAVES
     assert {report["canary"]["verdict"] for report in hosts.reports().values()} == {"good"}
     assert_records_agree(runtime, production, hosts, active="1.1.0", staged="1.1.0",
                          newest=("activate", "1.1.0", d.RESULT_SUCCEEDED))

@@ -438,3 +438,10 @@ def test_the_takeover_records_a_dead_runs_own_outcome_only_when_the_stack_agrees
     nothing = d.settle(gate="activate", from_version="1.0.0", to_version="1.1.0", stack=stack(active="1.0.0"), cause="taken over")
     assert d.trust_own_outcome(nothing, own) == nothing  # the stack disagrees: the read-back stands
     assert d.trust_own_outcome(switched, "verifying 1.1.0 runs") == switched  # no outcome in the lock
+
+
+def test_an_associations_max_concurrency_as_hosts_at_once():
+    # A percentage of the targets, rounded down, never below one host: a quarter of 2 is still one.
+    assert [d.hosts_at_once(d.IN_WAVES, n) for n in (1, 2, 4, 8, 50)] == [1, 1, 1, 2, 12]
+    assert d.hosts_at_once(d.EVERY_HOST_AT_ONCE, 50) == 50 and d.hosts_at_once(d.ONE_HOST_AT_A_TIME, 50) == 1
+    assert d.hosts_at_once("10", 3) == 10
