@@ -592,10 +592,10 @@ class Attempt:
             detail = f"{self._held_back_by_canary(*verdict)}; {untouched}: {truth.active or '-'} serves on every host"
             result, exit_code = d.RESULT_ROLLED_BACK, d.EXIT_AUTO_ROLLED_BACK
         else:
-            why = (fleet.why_not("activate", tag, truth) if truth is not None else f"{host}: no report")
+            why = fleet.why_not("activate", tag, truth) if truth is not None else f"{host}: no report"
             if code is None:
                 why = f"{why}; its gate did not finish within {timeout:.0f} s ({where})"
-            elif output.strip():
+            elif truth is None and output.strip():  # the host's own words, where its report says nothing
                 why = f"{why}; {output.strip().splitlines()[-1]}"
             detail = f"the activate gate of {tag} failed on the fleet's canary host: {why}; {untouched}"
             result, exit_code = d.RESULT_FAILED, d.EXIT_ROLLED_BACK

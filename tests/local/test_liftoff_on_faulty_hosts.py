@@ -299,14 +299,16 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
             notes.stop()
     finally:
         set_ready_timeout(hosts, first, 180)
-    # The change is on the stack, not on the hosts: liftoff says so, names the host and why, and records it.
-    assert code == d.EXIT_UNVERIFIED, err
-    assert f"{first.instance_id}: activate gate of 1.0.0 failed" in err, err
+    # The fleet's canary host failed it alone, so the stack never moved: liftoff says so, names the host and why,
+    # and records it.
+    assert code == d.EXIT_ROLLED_BACK, err
+    assert f"the fleet's canary host: {first.instance_id}: activate gate of 1.0.0 failed" in err, err
     assert "failed to start in slot" in err or "is live but not ready" in err, err
     entry = ledger(runtime, production).entries()[0]
-    assert (entry.gate, entry.to_version, entry.result) == ("activate", "1.0.0", d.RESULT_UNVERIFIED)
+    assert (entry.gate, entry.to_version, entry.result) == ("activate", "1.0.0", d.RESULT_FAILED)
+    assert f"the stack was not updated (ImageTag is still {WARMING})" in entry.detail, entry.detail
     assert ledger(runtime, production).read_lock() is None
-    assert stack_parameters(runtime, production)[d.IMAGE_TAG] == "1.0.0"
+    assert stack_parameters(runtime, production)[d.IMAGE_TAG] == WARMING
     # What runs is what liftoff said: no host switched, and status reads the same from the hosts.
     assert {hosts.serving_version(box) for box in hosts.hosts} == {WARMING}
     code, status, err = liftoff(runtime, "status")
@@ -319,14 +321,14 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
     assert whole.sent > 400 and whole.failed == 0, whole.outcomes
     assert notes.summary().sent > 200
 
-    # The database is back: the same verb re-drives the gate on the hosts and converges them.
+    # The database is back: the same verb switches the fleet, its canary host first.
     with LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", "1.0.0")
         time.sleep(1)
         load.stop()
     assert code == 0, err
-    assert "asked State Manager to run" in err, err
+    assert f"{first.instance_id}: passed alone, serves 1.0.0 ready" in err, err
     assert load.summary().failed == 0, load.summary().outcomes
     assert_records_agree(runtime, production, hosts, active="1.0.0", staged="1.0.0",
                          newest=("activate", "1.0.0", d.RESULT_SUCCEEDED))
