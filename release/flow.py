@@ -377,7 +377,11 @@ class Attempt:
         except ClientError as error:
             # CloudFormation answered with a refusal: the update was not accepted.
             self.outcome["update"] = "refused"
-            self.finish(d.RESULT_FAILED, f"CloudFormation refused the update: {client_error_text(error)}; nothing changed")
+            canary = self.outcome.get("fleet_canary", {})
+            changed = (f"the stack is unchanged, but {canary['host']} (the fleet's canary host) already serves {self.tag}: "
+                       f"`liftoff activate {self.from_version} --stage {ctx.stage.name}` puts it back"
+                       if canary.get("result") == "passed" else "nothing changed")
+            self.finish(d.RESULT_FAILED, f"CloudFormation refused the update: {client_error_text(error)}; {changed}")
             raise self.aborted(d.EXIT_AWS, self.outcome["detail"], "fix the cause and run the same command again") from None
         if not self.lease.held_since(proven):
             # The call itself outlasted the lease: another release may have taken the lock over while it was in flight.

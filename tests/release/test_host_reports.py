@@ -465,3 +465,24 @@ def test_a_warm_rollback_needs_no_fleet_canary(production):
     assert result.code == 0, result.out + result.err
     assert ran == [] and len(runtime.commands) == 1  # only the activation's canary ran a command
     assert stage.parameters()[d.ACTIVATE_CONCURRENCY] == d.EVERY_HOST_AT_ONCE
+
+
+def test_an_update_refused_after_the_canary_host_passed_says_that_host_already_serves_it(production):
+    from botocore.exceptions import ClientError
+
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    hosts, ran = fleet_on(stage, runtime)
+
+    def refused(name, parameters):
+        raise ClientError({"Error": {"Code": "ValidationError", "Message": "Stack is in UPDATE_IN_PROGRESS state"}},
+                          "UpdateStack")
+
+    runtime.update_parameters = refused
+    result = run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch")
+    assert result.code == d.EXIT_AWS, result.out + result.err
+    assert ran == [("command", hosts[0])]
+    entry = stage.entries()[0]
+    assert entry.result == d.RESULT_FAILED and "nothing changed" not in entry.detail
+    assert (f"the stack is unchanged, but {hosts[0]} (the fleet's canary host) already serves 1.1.0: "
+            "`liftoff activate 1.0.0 --stage production` puts it back") in entry.detail
