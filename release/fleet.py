@@ -82,32 +82,51 @@ def holds(gate: str, tag: str, host: HostTruth) -> bool:
     return host.active == tag and host.ready
 
 
-def failed_gate(gate: str, tag: str, host: HostTruth) -> str:
-    """The reason the host's own gate for `tag` failed ('' when it did not): final, waiting will not change it."""
+# A host's clock and liftoff's may differ by this much (both NTP-synced) when a gate's time is compared with a switch's.
+CLOCK_SKEW_SECONDS = 5.0
+
+
+def failed_gate(gate: str, tag: str, host: HostTruth, *, since: float | None = None) -> str:
+    """The reason the host's own gate for `tag` failed ('' when it did not): final, waiting will not change it.
+    With `since` (epoch seconds: when this switch began), a failure the host recorded before it is an earlier
+    attempt's, not this one's: the gate will run again, so it is not final and not returned."""
     last = host.last_gate
     if last.get("gate") == HOST_GATE[gate] and last.get("version") == tag and last.get("result") == GATE_FAILED:
+        if since is not None and _before(last.get("at", ""), since - CLOCK_SKEW_SECONDS):
+            return ""
         return last.get("reason") or "the host's gate failed (no reason given)"
     return ""
 
 
-def canary_verdict(tag: str, hosts: Sequence[HostTruth]) -> tuple[str, str] | None:
+def _before(at: str, epoch: float) -> bool:
+    """Is the host's ISO time `at` earlier than `epoch`? An unreadable time is never earlier (it counts)."""
+    try:
+        return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() < epoch
+    except ValueError:
+        return False
+
+
+def canary_verdict(tag: str, hosts: Sequence[HostTruth], *, since: float | None = None) -> tuple[str, str] | None:
     """The first host (in the group's order) whose activate gate for `tag` failed on its canary's verdict, and
     the judge's reason without the prefix; None when no canary judged `tag` bad. Only the gate's own result
     counts: the report's `canary` block is what the judge measured, shown, never the verdict itself."""
     for host in hosts:
-        reason = failed_gate("activate", tag, host)
+        reason = failed_gate("activate", tag, host, since=since)
         if reason.startswith(CANARY_PREFIX):
             return host.instance, reason[len(CANARY_PREFIX):]
     return None
 
 
-def why_not(gate: str, tag: str, host: HostTruth) -> str:
+def why_not(gate: str, tag: str, host: HostTruth, *, since: float | None = None) -> str:
     """Why this host does not (yet) hold it, in one line naming the host."""
     if not host.reported:
         return f"{host.instance}: {host.error}"
-    failed = failed_gate(gate, tag, host)
+    failed = failed_gate(gate, tag, host, since=since)
     if failed:
         return f"{host.instance}: {HOST_GATE[gate]} gate of {tag} failed: {failed}"
+    if failed_gate(gate, tag, host):
+        return (f"{host.instance}: its {HOST_GATE[gate]} gate of {tag} failed at {host.last_gate.get('at') or '-'}, before "
+                "this switch; waiting for it to run again")
     if HOST_GATE[gate] == "stage":
         if host.staged != tag:
             return f"{host.instance}: staged {host.staged or 'nothing'}, not {tag}" + _running(host, gate, tag)
@@ -132,19 +151,20 @@ class FleetVerdict:
     disagreeing: tuple[str, ...] = ()  # the hosts that do not hold it
 
 
-def judge(gate: str, tag: str, hosts: Sequence[HostTruth], *, desired_count: int) -> FleetVerdict:
-    """Is `gate` of `tag` verified on the fleet: every in-service host holds it (and as many as desired)?"""
+def judge(gate: str, tag: str, hosts: Sequence[HostTruth], *, desired_count: int, since: float | None = None) -> FleetVerdict:
+    """Is `gate` of `tag` verified on the fleet: every in-service host holds it (and as many as desired)?
+    `since`: when this switch began; a host's failure from before it is not this switch's (`failed_gate`)."""
     disagreeing = [host for host in hosts if not holds(gate, tag, host)]
-    failed = [host for host in disagreeing if failed_gate(gate, tag, host)]
+    failed = [host for host in disagreeing if failed_gate(gate, tag, host, since=since)]
     what = "staged (image present)" if HOST_GATE[gate] == "stage" else "active and ready"
     stand_in = next((host.stand_in for host in hosts if host.stand_in), "")
     note = f" [stand-in: {stand_in}]" if stand_in else ""
     if failed:
-        return FleetVerdict(False, True, "; ".join(why_not(gate, tag, host) for host in failed) + note,
+        return FleetVerdict(False, True, "; ".join(why_not(gate, tag, host, since=since) for host in failed) + note,
                             tuple(h.instance for h in disagreeing))
     if disagreeing:
         return FleetVerdict(False, False, f"{len(hosts) - len(disagreeing)} of {len(hosts)} host(s) report {tag} {what}; "
-                            + "; ".join(why_not(gate, tag, host) for host in disagreeing) + note,
+                            + "; ".join(why_not(gate, tag, host, since=since) for host in disagreeing) + note,
                             tuple(h.instance for h in disagreeing))
     if len(hosts) < desired_count:
         return FleetVerdict(False, False, f"{len(hosts)} of {desired_count} host(s) in service report {tag} {what}{note}")

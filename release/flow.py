@@ -459,7 +459,7 @@ class Attempt:
 
     def _canary_behind_rollback(self, final: d.Stack) -> tuple[str, str] | None:
         try:
-            return fleet.canary_verdict(self.tag, host_truths(self.ctx, final) or [])
+            return fleet.canary_verdict(self.tag, host_truths(self.ctx, final) or [], since=self.started)
         except Exception:  # only an explanation: the rollback stands whatever the hosts say
             return None
 
@@ -502,13 +502,13 @@ class Attempt:
         None when verified; the unverified (stage: failed) outcome otherwise."""
         ctx, tag = self.ctx, self.tag
         self.lease.doing(f"verifying {tag} runs" if self.gate != "stage" else f"verifying every host staged {tag}")
-        verified, message, hosts = _verify(ctx, final, tag, self.gate)
+        verified, message, hosts = _verify(ctx, final, tag, self.gate, since=self.started)
         self.outcome["verification"] = {"verified": verified, "message": message}
         if verified:
             ctx.say(f"verified: {message}")
             return None
         # A rollback held back by a canary is not undone in turn: that would go back to what was just left.
-        held_back = fleet.canary_verdict(tag, hosts or []) if self.gate == "activate" else None
+        held_back = fleet.canary_verdict(tag, hosts or [], since=self.started) if self.gate == "activate" else None
         if held_back is not None:
             self.finish(d.RESULT_UNVERIFIED, message)
             self._held_back_by_canary(*held_back)
@@ -584,19 +584,19 @@ class Attempt:
             self.outcome["fleet_canary"]["result"] = "passed"
             return None
         untouched = f"the stack was not updated ({self.key} is still {self.from_version or '-'})"
-        verdict = fleet.canary_verdict(tag, [truth]) if truth is not None else None
+        verdict = fleet.canary_verdict(tag, [truth], since=self.started) if truth is not None else None
         if truth is not None and truth.active == tag:
             # The host runs it although its gate did not pass (killed, timed out): the record says so, and
             # activating what the stack names puts it back.
             detail = (f"{host}, the fleet's canary host, serves {tag} but its activate gate did not pass "
-                      f"({fleet.why_not('activate', tag, truth) if not fleet.holds('activate', tag, truth) else f'exit {code}'}); "
+                      f"({fleet.why_not('activate', tag, truth, since=self.started) if not fleet.holds('activate', tag, truth) else f'exit {code}'}); "
                       f"{untouched}; `liftoff activate {self.from_version} --stage {ctx.stage.name}` converges it")
             result, exit_code = d.RESULT_FAILED, d.EXIT_UNVERIFIED
         elif verdict is not None:
             detail = f"{self._held_back_by_canary(*verdict)}; {untouched}: {truth.active or '-'} serves on every host"
             result, exit_code = d.RESULT_ROLLED_BACK, d.EXIT_AUTO_ROLLED_BACK
         else:
-            why = fleet.why_not("activate", tag, truth) if truth is not None else f"{host}: no report"
+            why = fleet.why_not("activate", tag, truth, since=self.started) if truth is not None else f"{host}: no report"
             if code is None:
                 why = f"{why}; its gate did not finish within {timeout:.0f} s ({where})"
             elif truth is None and output.strip():  # the host's own words, where its report says nothing
@@ -804,7 +804,8 @@ def _wait(ctx: Context, stack_name: str, seen: set[str]) -> tuple[d.Stack, list[
         ctx.sleep(ctx.args.poll_interval)
 
 
-def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, str, list[fleet.HostTruth] | None]:
+def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str, *,
+            since: float | None = None) -> tuple[bool, str, list[fleet.HostTruth] | None]:
     """Wait (up to --verify-timeout) until `gate` of `tag` is seen done: for activate/rollback the version runs
     healthy; where hosts report (ec2 with HostReportPath) every in-service host holds it, by its own report.
     Returns early on what waiting cannot change (a host gate that failed, a Failed association), with the
@@ -816,7 +817,7 @@ def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str) -> tuple[bool, st
         healthy, unhealthy = healthy_and_unhealthy(running["targets"])
         final = False
         if hosts is not None:
-            verdict = fleet.judge(gate, tag, hosts, desired_count=running["desired_count"])
+            verdict = fleet.judge(gate, tag, hosts, desired_count=running["desired_count"], since=since)
             not_healthy = "" if gate == "stage" else d.targets_not_healthy(running["desired_count"], healthy, unhealthy)
             verified, final = verdict.verified and not not_healthy, verdict.final
             message = verdict.message if not verdict.verified or not not_healthy else not_healthy

@@ -3,6 +3,8 @@ holds what the stack asks; a failed host gate is final and named; a report that 
 is never taken for agreement."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from release import fleet as f
 
 
@@ -152,3 +154,23 @@ def test_no_fleet_canary_where_the_rest_could_not_follow_in_waves_safely():
     # A host that says nothing, or a harness answering for one, leaves the fleet unknown: one at a time.
     assert f.fleet_canary("activate", "1.1.0", [*hosts(report("i-1")), f.parse_report("i-2", None)], canary_on=True) is None
     assert f.fleet_canary("activate", "1.1.0", hosts(report("i-1"), report("i-2", stand_in="emulator")), canary_on=True) is None
+
+
+def test_a_failure_from_before_this_switch_is_not_final_one_after_it_is():
+    """The host failed 1.1.0 in an earlier attempt (10:00); this switch began at 10:05 and its gate has not run
+    there yet: waiting, not a verdict. A failure at 10:06 is this switch's own: final."""
+    began = datetime.fromisoformat("2026-12-02T10:05:00+00:00").timestamp()
+    canary = {"gate": "activate", "version": "1.1.0", "result": "failed", "reason": "canary: 5xx", "at": "2026-12-02T10:00:00Z"}
+    earlier = hosts(report("i-1", last_gate=canary), report("i-2", active="1.1.0"))
+    verdict = f.judge("activate", "1.1.0", earlier, desired_count=2, since=began)
+    assert (verdict.verified, verdict.final) == (False, False)
+    assert "i-1: its activate gate of 1.1.0 failed at 2026-12-02T10:00:00Z, before this switch; waiting for it" in verdict.message
+    assert f.canary_verdict("1.1.0", earlier, since=began) is None
+    assert f.judge("activate", "1.1.0", earlier, desired_count=2).final  # without `since`: every failure counts
+    now = hosts(report("i-1", last_gate={**canary, "at": "2026-12-02T10:06:00Z"}), report("i-2", active="1.1.0"))
+    assert f.judge("activate", "1.1.0", now, desired_count=2, since=began).final
+    assert f.canary_verdict("1.1.0", now, since=began) == ("i-1", "5xx")
+    # Within the clocks' allowed skew, and with an unreadable time, the failure counts.
+    skewed = hosts(report("i-1", last_gate={**canary, "at": "2026-12-02T10:04:57Z"}))
+    assert f.judge("activate", "1.1.0", skewed, desired_count=1, since=began).final
+    assert f.judge("activate", "1.1.0", hosts(report("i-1", last_gate={**canary, "at": "t"})), desired_count=1, since=began).final
