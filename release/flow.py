@@ -668,6 +668,11 @@ class Attempt:
                 "" if gate == "stage" else ", verified" if settled.result == d.RESULT_SUCCEEDED else ", not verified")
             hint = (f"check `liftoff status --stage {ctx.stage.name}`" +
                     ("" if gate == "stage" else f"; `liftoff rollback --stage {ctx.stage.name}` returns to {from_version or '-'}"))
+        elif "fleet_canary" in self.outcome and "update" not in self.outcome:
+            now = (f"{key} is still {settled.value or '-'}, but {self.outcome['fleet_canary']['host']} (the fleet's canary "
+                   f"host) was running the activate gate of {tag} alone")
+            hint = (f"`liftoff status --stage {ctx.stage.name}` shows what it serves; `liftoff activate {from_version} "
+                    f"--stage {ctx.stage.name}` converges it, or run the same command again")
         elif settled.switched is False:
             now = f"{key} is still {settled.value or '-'}: nothing switched"
             hint = "run the same command again when the cause is fixed"

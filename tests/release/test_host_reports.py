@@ -486,3 +486,23 @@ def test_an_update_refused_after_the_canary_host_passed_says_that_host_already_s
     assert entry.result == d.RESULT_FAILED and "nothing changed" not in entry.detail
     assert (f"the stack is unchanged, but {hosts[0]} (the fleet's canary host) already serves 1.1.0: "
             "`liftoff activate 1.0.0 --stage production` puts it back") in entry.detail
+
+
+def test_a_release_stopped_while_the_canary_host_runs_alone_records_that_host_and_the_unmoved_stack(production):
+    stage, runtime = production
+    assert run(stage, runtime, "stage", "1.1.0").code == 0
+    hosts, ran = fleet_on(stage, runtime)
+
+    def interrupted(instance, tag):
+        report(stage, runtime, instance, active="1.0.0", staged=tag, last_gate={
+            "gate": "activate", "version": tag, "result": "running", "reason": "", "at": "t"})
+        raise KeyboardInterrupt
+
+    runtime.on_command = interrupted
+    result = run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch")
+    assert result.code == 130, result.out + result.err
+    said = result.out + result.err
+    assert f"ImageTag is still 1.0.0, but {hosts[0]} (the fleet's canary host) was running the activate gate of 1.1.0 alone" in said
+    entry = stage.entries()[0]
+    assert entry.result == d.RESULT_INTERRUPTED and f"the stack was not updated, but {hosts[0]}" in entry.detail
+    assert stage.parameters()["ImageTag"] == "1.0.0" and ran == [] and stage.ledger().read_lock() is None
