@@ -362,13 +362,7 @@ class Attempt:
         for name, (old, new) in self.changes.items():
             ctx.say(f"{stack.name}: {name} {old or '-'} -> {new}")
         seen = ctx.aws.stack_event_ids(stack.name)
-        activity = f"updating {stack.name}: {self.key} {self.from_version or '-'} -> {self.tag}"
-        try:
-            proven = self.lease.fence(activity)
-            while not self.lease.held_since(proven):  # paused between the proof and the call
-                proven = self.lease.fence(activity)
-        except LeaseLost as lost:
-            raise self.lease_lost(lost) from None
+        proven = self.prove_lease(f"updating {stack.name}: {self.key} {self.from_version or '-'} -> {self.tag}")
         try:
             with Deferred():
                 self.outcome["update"] = "sent"
@@ -435,6 +429,17 @@ class Attempt:
                 return
         self.outcome["scale_in"]["resumed"] = resumed
         self.ctx.say(f"{group}: resumed {', '.join(resumed) or 'nothing (already resumed by someone else)'}")
+
+    def prove_lease(self, activity: str) -> float:
+        """The lock record written conditionally on still being ours, right before a write to the stage; proven again
+        if the run was paused between the proof and now. Returns when it was proven (monotonic)."""
+        try:
+            proven = self.lease.fence(activity)
+            while not self.lease.held_since(proven):  # paused between the proof and the call
+                proven = self.lease.fence(activity)
+        except LeaseLost as lost:
+            raise self.lease_lost(lost) from None
+        return proven
 
     def lease_lost(self, lost: LeaseLost) -> Abort:
         """The lock stopped being ours before the update: nothing is written to the stack; the entry says so."""
@@ -546,13 +551,7 @@ class Attempt:
 
     def redrive_hosts(self, association: str) -> None:
         """StartAssociationsOnce, fenced like an update: only while the lease provably holds."""
-        activity = f"re-running the {fleet.HOST_GATE[self.gate]} gate of {self.tag} on the hosts"
-        try:
-            proven = self.lease.fence(activity)
-            while not self.lease.held_since(proven):
-                proven = self.lease.fence(activity)
-        except LeaseLost as lost:
-            raise self.lease_lost(lost) from None
+        self.prove_lease(f"re-running the {fleet.HOST_GATE[self.gate]} gate of {self.tag} on the hosts")
         with Deferred():
             self.ctx.aws.start_association_once(association)
         self.ctx.say(f"{self.stack.name}: asked State Manager to run {association} again")
@@ -564,13 +563,7 @@ class Attempt:
         host itself reports now."""
         ctx, host, tag = self.ctx, self.canary_host, self.tag
         document = self.stack.outputs[fleet.ACTIVATE_DOCUMENT_OUTPUT]
-        activity = f"the fleet's canary: the activate gate of {tag} on {host} alone"
-        try:
-            proven = self.lease.fence(activity)
-            while not self.lease.held_since(proven):
-                proven = self.lease.fence(activity)
-        except LeaseLost as lost:
-            raise self.lease_lost(lost) from None
+        self.prove_lease(f"the fleet's canary: the activate gate of {tag} on {host} alone")
         ctx.say(f"{host}: the fleet's canary: running the activate gate of {tag} there alone (Run Command, {document})")
         self.outcome["fleet_canary"] = {"host": host, "sent": True}
         timeout = getattr(ctx.args, "verify_timeout", 600.0)
