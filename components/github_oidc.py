@@ -40,6 +40,10 @@ OBSERVE_ACTIONS = (
 BAKE_ROLLBACK_ACTIONS = ("ecs:StopServiceDeployment",)
 # An ec2 activate/rollback holds scale-in off its hosts for the update (docs/scaling.md): suspended, then resumed.
 SCALE_IN_HOLD_ACTIONS = ("autoscaling:SuspendProcesses", "autoscaling:ResumeProcesses")
+# An ec2 activation runs its gate on the fleet's canary host alone, and `liftoff migrate` its migrations on one
+# host, through Run Command with the stage's own documents; the invocation's result has no resource-level ARN.
+RUN_COMMAND_ACTIONS = ("ssm:SendCommand",)
+COMMAND_RESULT_ACTIONS = ("ssm:GetCommandInvocation",)
 
 
 def subject_patterns(*, owner: str, name: str, owner_id: int | None, repository_id: int | None,
@@ -158,6 +162,12 @@ class GithubDeployRole(Construct):
             # CloudFormation names the group `<service stack>-<logical id>-<suffix>`; its ARN has a generated id before the name.
             iam.PolicyStatement(sid="HoldScaleIn", actions=list(SCALE_IN_HOLD_ACTIONS),
                                 resources=[group_arn(f"{targets.service_stack}-*")]),
+            # CloudFormation names the documents `<service stack>-<logical id>-<suffix>`; the instance ids are only
+            # known at launch (the group replaces hosts), so any instance, with only this stage's documents.
+            iam.PolicyStatement(sid="RunHostGates", actions=list(RUN_COMMAND_ACTIONS),
+                                resources=[arn("ssm", "document", f"{targets.service_stack}-*"),
+                                           arn("ec2", "instance", "*")]),
+            iam.PolicyStatement(sid="ReadCommandResults", actions=list(COMMAND_RESULT_ACTIONS), resources=["*"]),
         ])
         if targets.owns_registry:
             policy.add_statements(
@@ -168,8 +178,9 @@ class GithubDeployRole(Construct):
         policy.attach_to_role(self.role)
         self.policy = policy
         acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", (
-            "ecr:GetAuthorizationToken and the ECS/ELB/Auto Scaling/SSM describe calls liftoff makes to verify "
-            "a rollout support no resource-level ARN; all of them are read-only except the login token."
+            "ecr:GetAuthorizationToken, ssm:GetCommandInvocation and the ECS/ELB/Auto Scaling/SSM describe calls "
+            "liftoff makes to verify a rollout support no resource-level ARN; all of them are read-only except the "
+            "login token."
         ))
         for wildcard in dict.fromkeys(wildcards):
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{wildcard}]", (

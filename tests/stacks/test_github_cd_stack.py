@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.github_oidc import ECR_PUSH_ACTIONS, OBSERVE_ACTIONS
+from components.github_oidc import COMMAND_RESULT_ACTIONS, ECR_PUSH_ACTIONS, OBSERVE_ACTIONS
 from tests.helpers.synth import cdk_context
 
 ACCOUNT = "111111111111"
@@ -113,6 +113,12 @@ def test_release_gates_only_on_the_stages_own_service_stack(cd):
         assert sorted(as_list(granted["HoldScaleIn"]["Action"])) == ["autoscaling:ResumeProcesses", "autoscaling:SuspendProcesses"]
         assert arn(granted["HoldScaleIn"]["Resource"]) == (
             f"arn:${{AWS::Partition}}:autoscaling:eu-west-1:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/{stage}-service-*")
+        # The fleet's canary host and `liftoff migrate`: Run Command with this stage's documents only.
+        assert granted["RunHostGates"]["Action"] == "ssm:SendCommand"
+        assert sorted(arn(resource) for resource in as_list(granted["RunHostGates"]["Resource"])) == [
+            f"arn:${{AWS::Partition}}:ec2:eu-west-1:{ACCOUNT}:instance/*",
+            f"arn:${{AWS::Partition}}:ssm:eu-west-1:{ACCOUNT}:document/{stage}-service-*"]
+        assert (granted["ReadCommandResults"]["Action"], granted["ReadCommandResults"]["Resource"]) == ("ssm:GetCommandInvocation", "*")
 
 
 def test_push_only_for_the_stage_that_owns_the_repository(cd):
@@ -134,7 +140,8 @@ def test_wildcard_resources_only_for_read_only_calls_and_no_wildcard_actions(cd)
             assert all("*" not in action for action in as_list(statement["Action"])), f"{stage} {sid}"
             assert statement["Effect"] == "Allow"
             if statement["Resource"] == "*":
-                assert set(as_list(statement["Action"])) <= set(OBSERVE_ACTIONS) | {"ecr:GetAuthorizationToken"}, f"{stage} {sid}"
+                assert set(as_list(statement["Action"])) <= (set(OBSERVE_ACTIONS) | {"ecr:GetAuthorizationToken"}
+                                                              | set(COMMAND_RESULT_ACTIONS)), f"{stage} {sid}"
 
 
 def test_outputs_name_each_role(cd):
