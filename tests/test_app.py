@@ -23,7 +23,7 @@ def cli_synth(tmp_path, desired_count_text: str) -> tuple[subprocess.CompletedPr
     synth = subprocess.run([str(REPO / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--output", str(tmp_path / "cdk.out")],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     config = subprocess.run([sys.executable, "-m", "config", "production"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=300)
     return synth, config
 
 
