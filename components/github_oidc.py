@@ -44,6 +44,8 @@ SCALE_IN_HOLD_ACTIONS = ("autoscaling:SuspendProcesses", "autoscaling:ResumeProc
 # host, through Run Command with the stage's own documents; the invocation's result has no resource-level ARN.
 RUN_COMMAND_ACTIONS = ("ssm:SendCommand",)
 COMMAND_RESULT_ACTIONS = ("ssm:GetCommandInvocation",)
+HOST_REPORT_ACTIONS = ("ssm:GetParametersByPath",)
+REDRIVE_ACTIONS = ("ssm:StartAssociationsOnce",)
 
 
 def subject_patterns(*, owner: str, name: str, owner_id: int | None, repository_id: int | None,
@@ -168,6 +170,12 @@ class GithubDeployRole(Construct):
                                 resources=[arn("ssm", "document", f"{targets.service_stack}-*"),
                                            arn("ec2", "instance", "*")]),
             iam.PolicyStatement(sid="ReadCommandResults", actions=list(COMMAND_RESULT_ACTIONS), resources=["*"]),
+            # Each ec2 host's own report (`/liftoff/<service stack>/hosts/<instance-id>`): what it really serves.
+            iam.PolicyStatement(sid="ReadHostReports", actions=list(HOST_REPORT_ACTIONS),
+                                resources=[arn("ssm", "parameter", f"liftoff/{targets.service_stack}/hosts"),
+                                           arn("ssm", "parameter", f"liftoff/{targets.service_stack}/hosts/*")]),
+            # `stage`/`activate` of what the stack already names re-run the gate where hosts disagree; the ids are generated.
+            iam.PolicyStatement(sid="RedriveHostGates", actions=list(REDRIVE_ACTIONS), resources=[arn("ssm", "association", "*")]),
         ])
         if targets.owns_registry:
             policy.add_statements(

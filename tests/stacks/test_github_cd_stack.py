@@ -119,6 +119,12 @@ def test_release_gates_only_on_the_stages_own_service_stack(cd):
             f"arn:${{AWS::Partition}}:ec2:eu-west-1:{ACCOUNT}:instance/*",
             f"arn:${{AWS::Partition}}:ssm:eu-west-1:{ACCOUNT}:document/{stage}-service-*"]
         assert (granted["ReadCommandResults"]["Action"], granted["ReadCommandResults"]["Resource"]) == ("ssm:GetCommandInvocation", "*")
+        # Each host's report, read under the stage's own path; a re-drive of the stage's associations.
+        assert granted["ReadHostReports"]["Action"] == "ssm:GetParametersByPath"
+        assert sorted(arn(resource) for resource in as_list(granted["ReadHostReports"]["Resource"])) == [
+            f"arn:${{AWS::Partition}}:ssm:eu-west-1:{ACCOUNT}:parameter/liftoff/{stage}-service/hosts",
+            f"arn:${{AWS::Partition}}:ssm:eu-west-1:{ACCOUNT}:parameter/liftoff/{stage}-service/hosts/*"]
+        assert granted["RedriveHostGates"]["Action"] == "ssm:StartAssociationsOnce"
 
 
 def test_push_only_for_the_stage_that_owns_the_repository(cd):
