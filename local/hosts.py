@@ -616,19 +616,20 @@ class HostsRuntime(EmulatedRuntime):
         super().__init__(**kwargs)
         self.hosts, self.state_manager = hosts, state_manager
         self.run_command = RunCommandStandIn(hosts)
-        # The gates Run Command ran (the fleet's canary host alone), as the State Manager stand-in keeps its own.
+        # The gates Run Command ran (the fleet's canary host alone; every host's warm flip), as the State Manager stand-in keeps its own.
         self.command_runs: list[GateRun] = []
 
-    def send_and_wait(self, instance, document, parameters, *, timeout, poll, sleep, monotonic):
-        """SSM Run Command on one box (the fleet's canary runs the stack's activate document there alone)."""
+    def send_to_hosts(self, instances, document, parameters, *, timeout, poll, sleep, monotonic):
+        """SSM Run Command on the boxes: the fleet's canary host alone, or every host's warm flip at once."""
         began = time.monotonic()
-        code, output, where = self.run_command.run(instance, document, parameters, timeout=timeout)
+        results = self.run_command.run_on(instances, document, parameters, timeout=timeout)
         tag = parameters.get("ImageTag", [""])[0]
-        self.command_runs.append(GateRun(gate="activate", tag=tag, instance_id=instance, exit_code=code,
-                                         seconds=time.monotonic() - began, output=output))
-        self.state_manager.say(f"  host {instance}: activate {tag} alone (Run Command, the fleet's canary) -> exit {code} "
-                               f"in {time.monotonic() - began:.1f} s")
-        return code, output, where
+        for instance, (code, output, _) in results.items():
+            self.command_runs.append(GateRun(gate="activate", tag=tag, instance_id=instance, exit_code=code,
+                                             seconds=time.monotonic() - began, output=output))
+            self.state_manager.say(f"  host {instance}: activate {tag} (Run Command, {len(instances)} host(s)) -> exit {code} "
+                                   f"in {time.monotonic() - began:.1f} s")
+        return results
 
     def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
         desired, _ = self.auto_scaling_group(auto_scaling_group)

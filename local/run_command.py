@@ -17,6 +17,7 @@ import json
 import re
 import ssl
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,11 +61,21 @@ class RunCommandStandIn:
         return commands
 
     def run(self, instance: str, document: str, parameters: dict[str, list[str]], *, timeout: float) -> tuple[int, str, str]:
-        box = self.hosts.world.boxes[instance]
-        commands = self.render(document, parameters)
-        self.runs.append((instance, document, parameters))
-        result = boxes.run_on_box(self.hosts.daemon, box, "bash", "-c", "\n".join(["set -e", *commands]), timeout=timeout)
-        return result.returncode, result.stdout + result.stderr, f"host {instance} (Run Command stand-in, document {document})"
+        return self.run_on([instance], document, parameters, timeout=timeout)[instance]
+
+    def run_on(self, instances: list[str], document: str, parameters: dict[str, list[str]], *,
+               timeout: float) -> dict[str, tuple[int, str, str]]:
+        """One command sent to several instances: each host's agent runs it at once, independently of the others.
+        A parameter SSM refuses is refused before any host runs anything, as SSM refuses the whole command."""
+        script = "\n".join(["set -e", *self.render(document, parameters)])
+
+        def on_host(instance: str) -> tuple[int, str, str]:
+            self.runs.append((instance, document, parameters))
+            result = boxes.run_on_box(self.hosts.daemon, self.hosts.world.boxes[instance], "bash", "-c", script, timeout=timeout)
+            return result.returncode, result.stdout + result.stderr, f"host {instance} (Run Command stand-in, document {document})"
+
+        with ThreadPoolExecutor(max_workers=max(1, len(instances)), thread_name_prefix="run-command") as pool:
+            return dict(zip(instances, pool.map(on_host, instances)))
 
 
 class BoxesRuntime(EmulatedRuntime):
@@ -77,8 +88,8 @@ class BoxesRuntime(EmulatedRuntime):
         # The real adapter's path (one in-service host, the stack's migrate document), not the emulator's refusal.
         return SchemaAdapter.run_one_off(self, outputs, **kwargs)
 
-    def send_and_wait(self, instance, document, parameters, *, timeout, poll, sleep, monotonic):
-        return self.run_command.run(instance, document, parameters, timeout=timeout)
+    def send_to_hosts(self, instances, document, parameters, *, timeout, poll, sleep, monotonic):
+        return self.run_command.run_on(instances, document, parameters, timeout=timeout)
 
     def download_layer(self, repository: str, digest: str) -> bytes | None:
         world = self.hosts.world

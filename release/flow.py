@@ -202,6 +202,8 @@ class Attempt:
         self.redrive = ""  # set when the stack already names the target but hosts disagree: the gate runs again
         self.one_wave = False  # every host flips at once (fleet.one_wave)
         self.canary_host: str | None = None  # the fleet's canary: its gate runs alone before the stack moves
+        self.flip_first = False  # a warm wave: every host flips through Run Command before the stack moves
+        self.inputs: dict[str, str] = {}  # the stack's parameters as the update starts from them
         self.hold: tuple[str, list[str]] | None = None  # the ec2 group and the processes this run suspends
         self.start_note = ""
 
@@ -276,12 +278,13 @@ class Attempt:
     def plan(self) -> list[dict[str, str]]:
         """Every stack parameter for the update (the gate's one changed), printed and confirmed."""
         ctx, args, stack = self.ctx, self.ctx.args, self.stack
-        inputs = ctx.aws.parameter_inputs(stack)
+        inputs = self.inputs = ctx.aws.parameter_inputs(stack)
         concurrency = None
         if self.gate != "stage" and d.ACTIVATE_CONCURRENCY in inputs:
             if self.hosts is None:
                 self.hosts = host_truths(ctx, stack)
             self.one_wave = fleet.one_wave(self.gate, self.tag, self.hosts)
+            self.flip_first = self.one_wave and fleet.ACTIVATE_DOCUMENT_OUTPUT in stack.outputs
             if not self.one_wave and fleet.ACTIVATE_DOCUMENT_OUTPUT in stack.outputs:
                 self.canary_host = fleet.fleet_canary(self.gate, self.tag, self.hosts, canary_on=_canary_on(ctx.stage))
             concurrency = (d.EVERY_HOST_AT_ONCE if self.one_wave else d.IN_WAVES if self.canary_host
@@ -302,6 +305,7 @@ class Attempt:
         ctx.say(f"plan: {self.gate} {ctx.stage.name}: {self.key} {self.from_version or '-'} -> {self.tag} ({why}"
                 + ("; forced: not staged" if self.forced else "")
                 + (f"; every host holds {self.tag} warm: all {len(self.hosts or [])} flip at once" if self.one_wave else "")
+                + (" (Run Command), then the stack follows" if self.flip_first else "")
                 + (f"; {self.canary_host} is the fleet's canary: its gate runs alone first, then the rest "
                    f"{d.IN_WAVES} of the fleet at a time" if self.canary_host else "")
                 + ")")
@@ -372,9 +376,15 @@ class Attempt:
             # CloudFormation answered with a refusal: the update was not accepted.
             self.outcome["update"] = "refused"
             canary = self.outcome.get("fleet_canary", {})
-            changed = (f"the stack is unchanged, but {canary['host']} (the fleet's canary host) already serves {self.tag}: "
-                       f"`liftoff activate {self.from_version} --stage {ctx.stage.name}` puts it back"
-                       if canary.get("result") == "passed" else "nothing changed")
+            flipped = self.outcome.get("warm_flip", {}).get("flipped")
+            if canary.get("result") == "passed":
+                changed = (f"the stack is unchanged, but {canary['host']} (the fleet's canary host) already serves {self.tag}: "
+                           f"`liftoff activate {self.from_version} --stage {ctx.stage.name}` puts it back")
+            elif flipped:
+                changed = (f"the stack is unchanged, but {', '.join(flipped)} already serve {self.tag} (flipped back first): "
+                           f"`liftoff activate {self.from_version} --stage {ctx.stage.name}` puts them back")
+            else:
+                changed = "nothing changed"
             self.finish(d.RESULT_FAILED, f"CloudFormation refused the update: {client_error_text(error)}; {changed}")
             raise self.aborted(d.EXIT_AWS, self.outcome["detail"], "fix the cause and run the same command again") from None
         if not self.lease.held_since(proven):
@@ -602,6 +612,45 @@ class Attempt:
         self.outcome["exit_code"] = exit_code
         return self.public()
 
+    def flip_warm_first(self, parameters: list[dict[str, str]]) -> list[dict[str, str]]:
+        """A warm wave: every host flips back now (Run Command, the stack's activate document, all at once, fenced
+        like an update), then the stack follows and its association finds each host already there. On AWS State
+        Manager applies a changed association seconds to minutes after CloudFormation changes it; Run Command
+        reaches the hosts in about one. Returns the update's parameters: one host at a time if a host did not flip
+        (its gate then runs with the stack, as any activation's)."""
+        ctx, tag = self.ctx, self.tag
+        hosts = [host.instance for host in self.hosts or []]
+        document = self.stack.outputs[fleet.ACTIVATE_DOCUMENT_OUTPUT]
+        self.prove_lease(f"flipping every host back to {tag} (warm) before the stack follows")
+        ctx.say(f"flipping all {len(hosts)} host(s) to the warm {tag} now (Run Command, {document})")
+        self.outcome["warm_flip"] = {"hosts": hosts, "flipped": []}
+        began = ctx.monotonic()
+        results = ctx.aws.send_to_hosts(hosts, document, {"ImageTag": [tag]}, timeout=getattr(ctx.args, "verify_timeout", 600.0),
+                                        poll=max(ctx.args.poll_interval, 0.5), sleep=ctx.sleep, monotonic=ctx.monotonic)
+        flipped = self.outcome["warm_flip"]["flipped"] = [host for host in hosts if results[host][0] == 0]
+        for host in hosts:
+            code, output, where = results[host]
+            if code != 0:
+                said = output.strip().splitlines()[-1] if output.strip() else where
+                ctx.say(f"{host}: its warm flip did not pass ({f'exit {code}' if code is not None else 'no answer in time'}: "
+                        f"{said}); its gate runs again with the stack")
+        if len(flipped) == len(hosts):
+            ctx.say(f"every host serves {tag} again ({ctx.monotonic() - began:.1f} s); the stack follows")
+            return parameters
+        parameters = d.parameters_for(self.inputs, self.gate, tag, concurrency=d.ONE_HOST_AT_A_TIME)
+        self.changes = d.changed_parameters(self.inputs, parameters)
+        return parameters
+
+    def ahead_of_stack(self) -> str:
+        """The hosts this run switched before the stack moved, as a record says them ("" when none)."""
+        canary = self.outcome.get("fleet_canary")
+        if canary:
+            return f"{canary['host']} (the fleet's canary host) was running the activate gate of {self.tag} alone"
+        flip = self.outcome.get("warm_flip")
+        if flip:
+            return f"{', '.join(flip['hosts'])} (every host) were flipping back to the warm {self.tag}"
+        return ""
+
     def succeeded(self) -> dict:
         self.finish(d.RESULT_SUCCEEDED, self.outcome.get("verification", {}).get("message", ""))
         self.ctx.say(f"{self.gate} {self.tag} on {self.ctx.stage.name}: succeeded in {self.ctx.clock() - self.started:.1f}s "
@@ -632,13 +681,13 @@ class Attempt:
                 settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
                                        f"{cause}; the {fleet.HOST_GATE[gate]} gate of {tag} was asked to run again on the "
                                        "hosts and its outcome is not known (`liftoff status` shows each host)", d.EXIT_AWS)
-            elif "fleet_canary" in self.outcome and "update" not in self.outcome:
-                # Stopped while the canary host's gate ran alone: the stack did not move, that host may have.
-                canary = self.outcome["fleet_canary"]["host"]
+            elif self.ahead_of_stack() and "update" not in self.outcome:
+                # Stopped while hosts switched ahead of the stack (the canary host, a warm flip): the stack did not
+                # move, those hosts may have.
                 settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
-                                       f"{cause}; the stack was not updated, but {canary} (the fleet's canary host) was running "
-                                       f"the activate gate of {tag} alone: `liftoff status` shows what it serves, and "
-                                       f"`liftoff activate {from_version} --stage {ctx.stage.name}` converges it", d.EXIT_AWS)
+                                       f"{cause}; the stack was not updated, but {self.ahead_of_stack()}: `liftoff status` "
+                                       f"shows what each host serves, and `liftoff activate {from_version} --stage "
+                                       f"{ctx.stage.name}` converges them", d.EXIT_AWS)
             elif self.outcome.get("update") == "sent" and settled.switched is False:
                 # The call got no answer: it may still land. "Nothing switched" would be a guess.
                 settled = d.Settlement(d.RESULT_INTERRUPTED, None, settled.value,
@@ -661,11 +710,10 @@ class Attempt:
                 "" if gate == "stage" else ", verified" if settled.result == d.RESULT_SUCCEEDED else ", not verified")
             hint = (f"check `liftoff status --stage {ctx.stage.name}`" +
                     ("" if gate == "stage" else f"; `liftoff rollback --stage {ctx.stage.name}` returns to {from_version or '-'}"))
-        elif "fleet_canary" in self.outcome and "update" not in self.outcome:
-            now = (f"{key} is still {settled.value or '-'}, but {self.outcome['fleet_canary']['host']} (the fleet's canary "
-                   f"host) was running the activate gate of {tag} alone")
-            hint = (f"`liftoff status --stage {ctx.stage.name}` shows what it serves; `liftoff activate {from_version} "
-                    f"--stage {ctx.stage.name}` converges it, or run the same command again")
+        elif self.ahead_of_stack() and "update" not in self.outcome:
+            now = f"{key} is still {settled.value or '-'}, but {self.ahead_of_stack()}"
+            hint = (f"`liftoff status --stage {ctx.stage.name}` shows what each host serves; `liftoff activate {from_version} "
+                    f"--stage {ctx.stage.name}` converges them, or run the same command again")
         elif settled.switched is False:
             now = f"{key} is still {settled.value or '-'}: nothing switched"
             hint = "run the same command again when the cause is fixed"
@@ -738,6 +786,8 @@ def _under_lock(ctx: Context, gate: str, ledger: Ledger, lease: Lease, who: str,
             held_back = attempt.run_fleet_canary()
             if held_back is not None:
                 return held_back
+        elif attempt.flip_first:
+            parameters = attempt.flip_warm_first(parameters)
         seen = attempt.update(parameters)
         final = attempt.wait(seen)
         ended = attempt.judge_update(final)

@@ -29,6 +29,7 @@ MANIFEST_TYPES = [
 ]
 SCHEMA_KEY = {"pk": {"S": "SCHEMA"}, "sk": {"S": "STATE"}}
 ONE_OFF_DONE = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"})
+SEND_COMMAND_MAX_INSTANCES = 50  # SendCommand's InstanceIds limit
 
 
 class LabelsUnreadable(Exception):
@@ -190,20 +191,35 @@ class SchemaAdapter:
 
     def send_and_wait(self, instance: str, document: str, parameters: dict[str, list[str]], *, timeout: float, poll: float,
                       sleep, monotonic) -> tuple[int | None, str, str]:
-        """Run Command: send `document` to one instance, wait for its invocation; (exit code, output, where)."""
+        """Run Command on one instance: (exit code, output, where)."""
+        return self.send_to_hosts([instance], document, parameters, timeout=timeout, poll=poll, sleep=sleep,
+                                  monotonic=monotonic)[instance]
+
+    def send_to_hosts(self, instances: list[str], document: str, parameters: dict[str, list[str]], *, timeout: float,
+                      poll: float, sleep, monotonic) -> dict[str, tuple[int | None, str, str]]:
+        """Run Command: send `document` to every instance at once, wait for each invocation; per instance (exit code,
+        or None when it did not finish within `timeout`; output; where)."""
         ssm = self.client("ssm")
-        sent = ssm.send_command(InstanceIds=[instance], DocumentName=document, Parameters=parameters,
-                                TimeoutSeconds=max(30, int(timeout)), Comment=f"liftoff: {document}"[:100])["Command"]
-        where = f"host {instance} command {sent['CommandId']}"
+        commands: dict[str, str] = {}
+        for first in range(0, len(instances), SEND_COMMAND_MAX_INSTANCES):
+            batch = instances[first:first + SEND_COMMAND_MAX_INSTANCES]
+            sent = ssm.send_command(InstanceIds=batch, DocumentName=document, Parameters=parameters,
+                                    TimeoutSeconds=max(30, int(timeout)), Comment=f"liftoff: {document}"[:100])["Command"]
+            commands.update((instance, sent["CommandId"]) for instance in batch)
+        where = {instance: f"host {instance} command {command}" for instance, command in commands.items()}
+        done: dict[str, tuple[int | None, str, str]] = {}
         deadline = monotonic() + timeout
         while True:
-            try:
-                invocation = ssm.get_command_invocation(CommandId=sent["CommandId"], InstanceId=instance)
-            except ssm.exceptions.InvocationDoesNotExist:
-                invocation = {"Status": "Pending"}
-            if invocation.get("Status") in ONE_OFF_DONE:
-                output = invocation.get("StandardOutputContent", "") + invocation.get("StandardErrorContent", "")
-                return invocation.get("ResponseCode"), output, where
-            if monotonic() >= deadline:
-                return None, "", where
+            for instance, command in commands.items():
+                if instance in done:
+                    continue
+                try:
+                    invocation = ssm.get_command_invocation(CommandId=command, InstanceId=instance)
+                except ssm.exceptions.InvocationDoesNotExist:
+                    continue  # not delivered yet
+                if invocation.get("Status") in ONE_OFF_DONE:
+                    output = invocation.get("StandardOutputContent", "") + invocation.get("StandardErrorContent", "")
+                    done[instance] = (invocation.get("ResponseCode"), output, where[instance])
+            if len(done) == len(commands) or monotonic() >= deadline:
+                return {instance: done.get(instance, (None, "", where[instance])) for instance in instances}
             sleep(poll)

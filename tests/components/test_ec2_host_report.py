@@ -31,7 +31,8 @@ def test_stage_reports_running_then_succeeded_with_what_docker_holds(host: Host)
     result = host.run("liftoff-stage", "1.1.0")
     assert result.returncode == 0, result.stderr
     start, end = report_history(host)
-    assert start["last_gate"]["result"] == "running" and start["staged_present"] is False
+    # Made beside the pull (it may see the pull done), it says the gate was running whatever it saw.
+    assert start["last_gate"] | {"at": ""} == {"gate": "stage", "version": "1.1.0", "result": "running", "reason": "", "at": ""}
     assert end["instance"] == INSTANCE_ID
     assert end["last_gate"] | {"at": ""} == {"gate": "stage", "version": "1.1.0", "result": "succeeded", "reason": "", "at": ""}
     # Read from docker and the service at report time: the container runs 1.0.0 and answers its readiness.

@@ -36,14 +36,18 @@ def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp
         assert re.search(rf"host {instance}: activate {FIRST} -> exit 0 in \d+\.\d s", out)
     # In waves: the first host is the fleet's canary, its gate run alone (Run Command) before the stack moves;
     # then the association, a quarter of the fleet at a time (one of two), finds it already active.
-    canary = re.search(rf"host (i-[0-9a-f]+): activate {TARGET} alone \(Run Command, the fleet's canary\) -> exit 0", out)
+    canary = re.search(rf"host (i-[0-9a-f]+): activate {TARGET} \(Run Command, 1 host\(s\)\) -> exit 0", out)
     assert canary and canary.group(1) == hosts[0], out[-4000:]
     activations = re.findall(rf"host (i-[0-9a-f]+): activate {TARGET} -> exit 0", out)
     assert activations == hosts and out.index(canary.group(0)) < out.index(f"host {hosts[0]}: activate {TARGET} -> exit 0")
     assert f"activate {TARGET}: 2 host(s), MaxConcurrency 25%," in out
-    # The rollback right after is to the version both hosts hold warm: one wave, both flip at once.
-    assert f"every host holds {FIRST} warm: all 2 flip at once" in out
+    # The rollback right after is to the version both hosts hold warm: one wave, both flipped at once through
+    # Run Command before the stack moves; the association then finds each already there (100%, one wave).
+    assert f"every host holds {FIRST} warm: all 2 flip at once (Run Command), then the stack follows" in out
+    flips = re.findall(rf"host (i-[0-9a-f]+): activate {FIRST} \(Run Command, 2 host\(s\)\) -> exit 0", out)
+    assert sorted(flips) == sorted(hosts), out[-4000:]
     assert f"activate {FIRST}: 2 host(s), MaxConcurrency 100%," in out
+    assert out.index(f"every host serves {FIRST} again") < out.index(f"activate {FIRST}: 2 host(s), MaxConcurrency 100%,")
     # Verified from each host's own report (no stand-in: the boxes wrote them), and by the load balancer stand-in.
     assert f"verified: every host in service (2) reports {TARGET} active and ready; 2 target(s) healthy" in out
     assert f"verified: every host in service (2) reports {FIRST} active and ready; 2 target(s) healthy" in out

@@ -40,10 +40,13 @@ class Reporting(EmulatedRuntime):
             stack = type(stack)(**{**stack.__dict__, "outputs": outputs})
         return stack
 
-    def send_and_wait(self, instance, document, parameters, *, timeout, poll, sleep, monotonic):
-        self.commands.append((instance, document, parameters))
-        code = self.on_command(instance, parameters["ImageTag"][0]) if self.on_command else None
-        return code, "", f"host {instance} (test)"
+    def send_to_hosts(self, instances, document, parameters, *, timeout, poll, sleep, monotonic):
+        results = {}
+        for instance in instances:
+            self.commands.append((instance, document, parameters))
+            code = self.on_command(instance, parameters["ImageTag"][0]) if self.on_command else None
+            results[instance] = (code, "", f"host {instance} (test)")
+        return results
 
     def update_parameters(self, name, parameters):
         super().update_parameters(name, parameters)
@@ -454,17 +457,109 @@ def test_a_canary_host_left_serving_the_tag_without_a_passed_gate_is_recorded_as
     assert stage.parameters()["ImageTag"] == "1.0.0"
 
 
-def test_a_warm_rollback_needs_no_fleet_canary(production):
-    stage, runtime = production
+def activated_in_waves(stage, runtime) -> tuple[list[str], list]:
+    """1.1.0 activated on the fleet (its canary host first): every host serves it with 1.0.0 warm."""
     assert run(stage, runtime, "stage", "1.1.0").code == 0
     hosts, ran = fleet_on(stage, runtime)
     assert run(stage, runtime, "activate", "1.1.0", "--yes", "--no-watch").code == 0
     ran.clear()
-    runtime.on_activate = lambda tag: [report(stage, runtime, i, active=tag, staged="1.1.0", warm="1.1.0") for i in hosts]
+    runtime.commands.clear()
+    return hosts, ran
+
+
+def flipped_back(stage, runtime, instance: str) -> None:
+    report(stage, runtime, instance, active="1.0.0", active_slot="a", staged="1.1.0", warm="1.1.0",
+           warm_until="2026-12-02T10:10:00Z",
+           last_gate={"gate": "activate", "version": "1.0.0", "result": "succeeded", "reason": "", "at": "t"})
+
+
+def test_a_warm_rollback_flips_every_host_at_once_through_run_command_before_the_stack_moves(production):
+    stage, runtime = production
+    hosts, ran = activated_in_waves(stage, runtime)
+
+    def flip(instance, tag):
+        ran.append(("command", instance))
+        flipped_back(stage, runtime, instance)
+        return 0
+
+    runtime.on_command, runtime.on_activate = flip, lambda tag: ran.append(("association", tag))
     result = run(stage, runtime, "rollback", "--yes")
     assert result.code == 0, result.out + result.err
-    assert ran == [] and len(runtime.commands) == 1  # only the activation's canary ran a command
-    assert stage.parameters()[d.ACTIVATE_CONCURRENCY] == d.EVERY_HOST_AT_ONCE
+    # No fleet canary (going back to what served a moment ago); every host flipped, then the stack followed.
+    assert ran == [*(("command", host) for host in hosts), ("association", "1.0.0")]
+    document = stage.emulated.service_outputs[fleet.ACTIVATE_DOCUMENT_OUTPUT]
+    assert runtime.commands == [(host, document, {"ImageTag": ["1.0.0"]}) for host in hosts]
+    assert stage.parameters()["ImageTag"] == "1.0.0" and stage.parameters()[d.ACTIVATE_CONCURRENCY] == d.EVERY_HOST_AT_ONCE
+    assert f"every host holds 1.0.0 warm: all {len(hosts)} flip at once (Run Command), then the stack follows" in result.out
+    assert "every host serves 1.0.0 again" in result.out
+    assert f"verified: every host in service ({len(hosts)}) reports 1.0.0 active and ready" in result.out
+    entry = stage.entries()[0]
+    assert (entry.gate, entry.to_version, entry.result) == ("rollback", "1.0.0", d.RESULT_SUCCEEDED)
+
+
+def test_a_host_whose_warm_flip_fails_runs_its_gate_with_the_stack_one_host_at_a_time(production):
+    stage, runtime = production
+    hosts, ran = activated_in_waves(stage, runtime)
+    stuck = hosts[-1]
+
+    def flip(instance, tag):
+        if instance != stuck:
+            flipped_back(stage, runtime, instance)
+            return 0
+        report(stage, runtime, instance, active="1.1.0", active_slot="b", staged="1.1.0", warm="1.0.0", last_gate={
+            "gate": "activate", "version": "1.0.0", "result": "failed", "reason": "1.0.0 is live but not ready", "at": "t"})
+        return 1
+
+    def association(tag):
+        ran.append(("association", tag))
+        flipped_back(stage, runtime, stuck)  # its gate, run again, started 1.0.0 the ordinary way
+
+    runtime.on_command, runtime.on_activate = flip, association
+    result = run(stage, runtime, "rollback", "--yes")
+    assert result.code == 0, result.out + result.err
+    assert f"{stuck}: its warm flip did not pass (exit 1: host {stuck} (test)); its gate runs again with the stack" in result.out
+    # The stack follows one host at a time: the host that did not flip starts the version, others find it there.
+    assert stage.parameters()[d.ACTIVATE_CONCURRENCY] == d.ONE_HOST_AT_A_TIME
+    assert f"{d.ACTIVATE_CONCURRENCY} {d.IN_WAVES} -> {d.ONE_HOST_AT_A_TIME}" in result.out
+    assert ran == [("association", "1.0.0")] and stage.entries()[0].result == d.RESULT_SUCCEEDED
+
+
+def test_a_rollback_stopped_during_its_warm_flip_records_the_hosts_and_the_unmoved_stack(production):
+    stage, runtime = production
+    hosts, ran = activated_in_waves(stage, runtime)
+
+    def interrupted(instance, tag):
+        raise KeyboardInterrupt
+
+    runtime.on_command = interrupted
+    result = run(stage, runtime, "rollback", "--yes")
+    assert result.code == 130, result.out + result.err
+    said = result.out + result.err
+    assert f"ImageTag is still 1.1.0, but {', '.join(hosts)} (every host) were flipping back to the warm 1.0.0" in said
+    entry = stage.entries()[0]
+    assert entry.result == d.RESULT_INTERRUPTED and f"the stack was not updated, but {', '.join(hosts)}" in entry.detail
+    assert "`liftoff activate 1.1.0 --stage production` converges them" in entry.detail
+    assert stage.parameters()["ImageTag"] == "1.1.0" and ran == [] and stage.ledger().read_lock() is None
+
+
+def test_an_update_refused_after_the_warm_flip_says_which_hosts_already_serve_the_version(production):
+    from botocore.exceptions import ClientError
+
+    stage, runtime = production
+    hosts, _ = activated_in_waves(stage, runtime)
+    runtime.on_command = lambda instance, tag: (flipped_back(stage, runtime, instance), 0)[1]
+
+    def refused(name, parameters):
+        raise ClientError({"Error": {"Code": "ValidationError", "Message": "Stack is in UPDATE_IN_PROGRESS state"}},
+                          "UpdateStack")
+
+    runtime.update_parameters = refused
+    result = run(stage, runtime, "rollback", "--yes")
+    assert result.code == d.EXIT_AWS, result.out + result.err
+    entry = stage.entries()[0]
+    assert entry.result == d.RESULT_FAILED and "nothing changed" not in entry.detail
+    assert (f"the stack is unchanged, but {', '.join(hosts)} already serve 1.0.0 (flipped back first): "
+            "`liftoff activate 1.1.0 --stage production` puts them back") in entry.detail
 
 
 def test_an_update_refused_after_the_canary_host_passed_says_that_host_already_serves_it(production):

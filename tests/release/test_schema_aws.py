@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.stub import ANY, Stubber
 
 from local import aws as local_aws
 from release.aws import Aws
 from release.schema import SchemaState
+from release.schema_aws import SEND_COMMAND_MAX_INSTANCES
 
+FIRST_COMMAND, SECOND_COMMAND = "11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000"
 LABELS = {"io.liftoff.release": "1.2.0", "io.liftoff.schema.head": "0003_x", "io.liftoff.schema.requires": "0002_y",
           "io.liftoff.schema.contracts": "0003_x:1.0.0"}
 
@@ -97,3 +100,39 @@ def test_the_emulated_runtime_reads_labels_the_emulator_kept(emulated_staging):
     runtime = EmulatedRuntime(emulated_staging)
     assert runtime.image_labels(emulated_staging.repository_name, "1.2.0") == LABELS
     assert runtime.image_labels(emulated_staging.repository_name, "1.1.0") == {}  # pushed without labels
+
+
+def test_run_command_goes_to_every_host_at_once_and_waits_for_each_invocation():
+    aws = Aws(region="us-east-1")
+    hosts = [f"i-{index:017x}" for index in range(SEND_COMMAND_MAX_INSTANCES + 1)]
+    slept = []
+    with Stubber(aws.client("ssm")) as stub:
+        # SendCommand takes at most 50 instance ids: two calls, one command each.
+        for batch, command in ((hosts[:-1], FIRST_COMMAND), (hosts[-1:], SECOND_COMMAND)):
+            stub.add_response("send_command", {"Command": {"CommandId": command}},
+                              {"InstanceIds": batch, "DocumentName": "doc", "Parameters": {"ImageTag": ["1.0.0"]},
+                               "TimeoutSeconds": 60, "Comment": ANY})
+        # First pass: all but the last finish (the last one not delivered yet); second pass: the last one fails.
+        for host in hosts[:-1]:
+            stub.add_response("get_command_invocation", {"Status": "Success", "ResponseCode": 0, "StandardOutputContent": "ok\n"},
+                              {"CommandId": FIRST_COMMAND, "InstanceId": host})
+        stub.add_client_error("get_command_invocation", "InvocationDoesNotExist", expected_params={"CommandId": SECOND_COMMAND, "InstanceId": hosts[-1]})
+        stub.add_response("get_command_invocation", {"Status": "Failed", "ResponseCode": 1, "StandardErrorContent": "not ready\n"},
+                          {"CommandId": SECOND_COMMAND, "InstanceId": hosts[-1]})
+        results = aws.send_to_hosts(hosts, "doc", {"ImageTag": ["1.0.0"]}, timeout=60, poll=1, sleep=slept.append,
+                                    monotonic=lambda: 0.0)
+        stub.assert_no_pending_responses()
+    assert list(results) == hosts and slept == [1]
+    assert results[hosts[0]] == (0, "ok\n", f"host {hosts[0]} command {FIRST_COMMAND}")
+    assert results[hosts[-1]] == (1, "not ready\n", f"host {hosts[-1]} command {SECOND_COMMAND}")
+
+
+def test_run_command_that_does_not_finish_in_time_has_no_exit_code():
+    aws = Aws(region="us-east-1")
+    clock = iter([0.0, 5.0, 11.0])
+    with Stubber(aws.client("ssm")) as stub:
+        stub.add_response("send_command", {"Command": {"CommandId": FIRST_COMMAND}})
+        for _ in range(2):
+            stub.add_response("get_command_invocation", {"Status": "InProgress"}, {"CommandId": FIRST_COMMAND, "InstanceId": "i-0123456789abcdef0"})
+        assert aws.send_and_wait("i-0123456789abcdef0", "doc", {}, timeout=10, poll=1, sleep=lambda _: None,
+                                 monotonic=lambda: next(clock)) == (None, "", f"host i-0123456789abcdef0 command {FIRST_COMMAND}")

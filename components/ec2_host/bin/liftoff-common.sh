@@ -566,8 +566,9 @@ host_report_json() {
     if [[ -n "$staged" ]] && docker image inspect "$(image_ref "$staged")" >/dev/null 2>&1; then
         staged_present=true
     fi
-    if [[ -s "$LAST_GATE_FILE" ]] && jq -e . "$LAST_GATE_FILE" >/dev/null 2>&1; then
-        last_gate="$(cat "$LAST_GATE_FILE")"
+    local gate_json="${REPORT_LAST_GATE:-$(cat "$LAST_GATE_FILE" 2>/dev/null || true)}"
+    if [[ -n "$gate_json" ]] && jq -e . >/dev/null 2>&1 <<<"$gate_json"; then
+        last_gate="$gate_json"
     fi
     if [[ -s "$CANARY_FILE" ]] && jq -e . "$CANARY_FILE" >/dev/null 2>&1; then
         canary="$(cat "$CANARY_FILE")"
@@ -582,18 +583,23 @@ host_report_json() {
 
 # Never fails its caller: a report that cannot be written is logged (journal, the gate's output and the
 # instance's liftoff-host-report log stream when CloudWatch answers), and the gate's result stands.
-# The report describes the host now; `--beside` sends it in the background (its pid in REPORT_PID).
+# The report describes the host now; `--beside` makes and sends it in the background (its pid in
+# REPORT_PID) with the gate's result as it is now, whatever the gate records meanwhile.
 report_host() {
     [[ -n "$HOST_REPORT_PATH" ]] || return 0
+    if [[ "${1:-}" == --beside ]]; then
+        REPORT_LAST_GATE="$(cat "$LAST_GATE_FILE" 2>/dev/null || true)" report_host_now &
+        REPORT_PID=$!
+        return 0
+    fi
+    report_host_now
+}
+
+report_host_now() {
     local instance="" json errors
     errors="$(mktemp)"
     if instance="$(imds_get instance-id 2>"$errors")" && json="$(host_report_json "$instance" 2>>"$errors")"; then
-        if [[ "${1:-}" == --beside ]]; then
-            put_host_report "$instance" "$json" "$errors" &
-            REPORT_PID=$!
-        else
-            put_host_report "$instance" "$json" "$errors"
-        fi
+        put_host_report "$instance" "$json" "$errors"
         return 0
     fi
     report_not_written "$instance" "$errors"
@@ -645,10 +651,11 @@ record_gate() {
 }
 
 # A gate (stage, activate, boot) reports `running` now and its result when the script exits, however it
-# exits (a SIGKILL leaves `running`: the interrupted gate shows as such). The `running` report, made
-# before the gate does anything, is sent beside its work: the AWS CLI takes a second or two to start,
-# which a warm flip would otherwise wait for; the result's report waits for it, so the two never land
-# out of order.
+# exits (a SIGKILL leaves `running`: the interrupted gate shows as such). The `running` report is made and
+# sent beside the gate's work: reading the host (docker, the proxy, readiness) and starting the AWS CLI
+# take a second or more, which a warm flip would otherwise wait for. It may describe the host as the gate
+# changes it, and says the gate is running; the result's report waits for it, so the two never land out
+# of order.
 gate_begin() {
     GATE_NAME="$1"
     GATE_VERSION="$2"
