@@ -130,10 +130,10 @@ def why_not(gate: str, tag: str, host: HostTruth, *, since: float | None = None)
     if HOST_GATE[gate] == "stage":
         if host.staged != tag:
             return f"{host.instance}: staged {host.staged or 'nothing'}, not {tag}" + _running(host, gate, tag)
-        return f"{host.instance}: {tag} staged but its image is not in the host's Docker"
+        return f"{host.instance}: {tag} staged but its image is not in the host's Docker" + _running(host, gate, tag)
     if host.active != tag:
         return f"{host.instance}: serves {host.active or 'nothing'}, not {tag}" + _running(host, gate, tag)
-    return f"{host.instance}: serves {tag} but it does not answer ready"
+    return f"{host.instance}: serves {tag} but it does not answer ready" + _running(host, gate, tag)
 
 
 def _running(host: HostTruth, gate: str, tag: str) -> str:

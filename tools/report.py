@@ -210,7 +210,7 @@ def fleet_switch(*, hosts: int, canary_seconds: int) -> dict[str, float]:
         "switch in waves (the canary host alone, then ActivateConcurrency 25%)":
             round((1 + math.ceil((hosts - 1) / at_once)) * per_host, 1),
         "warm rollback, one host at a time (before)": round(hosts * WARM_FLIP_SECONDS, 1),
-        "warm rollback, one wave (ActivateConcurrency 100%)": WARM_FLIP_SECONDS,
+        "warm rollback, one wave (Run Command to every host at once)": WARM_FLIP_SECONDS,
     }
 
 

@@ -29,6 +29,12 @@ def test_stage_is_verified_only_when_every_host_has_the_image():
     verdict = f.judge("stage", "1.1.0", gone, desired_count=2)
     assert (verdict.verified, verdict.final, verdict.disagreeing) == (False, False, ("i-2",))
     assert "i-2: 1.1.0 staged but its image is not in the host's Docker" in verdict.message
+    # A host's `running` report is made beside its gate's work: it may show the tag before its image is in.
+    pulling = hosts(report("i-1", staged="1.1.0"), report("i-2", staged="1.1.0", staged_present=False, last_gate={
+        "gate": "stage", "version": "1.1.0", "result": "running", "reason": "", "at": "2026-12-02T10:00:01Z"}))
+    verdict = f.judge("stage", "1.1.0", pulling, desired_count=2)
+    assert "i-2: 1.1.0 staged but its image is not in the host's Docker (its stage gate is running since 2026-12-02T10:00:01Z)" \
+        in verdict.message
 
 
 def test_a_failed_stage_gate_is_final_and_names_the_host_and_the_reason():
