@@ -11,11 +11,11 @@ ingestion and evaluation delay (up to about a minute more on AWS), and any metri
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from local.follower import Follower
 from local.lb import Controller, LoadBalancer
 
 Say = Callable[[str], None]
@@ -108,8 +108,7 @@ class AlarmStandIn:
         self.samples: list[Sample] = []
         self.states: dict[str, str] = {}
         self.changes: list[tuple[float, str, str, str]] = []  # (when, alarm, state, reason)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._follower = Follower("alarm stand-in", self.evaluate_once, interval=interval, say=say)
 
     def sample(self) -> Sample:
         rows = self.balancer.command("show stat").splitlines()
@@ -133,18 +132,7 @@ class AlarmStandIn:
                 self.say(f"  alarm stand-in: {rule.name} -> {state}: {reason}")
 
     def start(self) -> None:
-        self.evaluate_once()
-        self._thread = threading.Thread(target=self._follow, name="alarm-stand-in", daemon=True)
-        self._thread.start()
+        self._follower.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.evaluate_once()
-            except Exception as error:  # a transient emulator or socket error must not end the follower
-                self.say(f"  alarm stand-in: {error}")
+        self._follower.stop()

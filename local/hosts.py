@@ -42,6 +42,7 @@ from local import boxes, lb
 from local.alarms import AlarmStandIn
 from local.docker import Daemon
 from local.emulator import free_port
+from local.follower import Follower
 from local.run_command import RunCommandStandIn
 from local.runtime import EmulatedRuntime
 from release import bake
@@ -492,8 +493,9 @@ class StateManagerStandIn:
         self.runs: list[GateRun] = []
         # gate -> instance -> its last run's result: {"tag", "status" (Success|Failed), "exit_code", "output"}
         self.instance_results: dict[str, dict[str, dict]] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A gate run in progress may take minutes (a pull, a canary): stopping waits for it.
+        self._follower = Follower("State Manager stand-in", self.apply_once, interval=FOLLOW_INTERVAL_SECONDS, say=say,
+                                  stop_timeout=900)
         self._changed = threading.Condition()
 
     def parameters(self) -> dict[str, str]:
@@ -572,21 +574,10 @@ class StateManagerStandIn:
         return runs
 
     def start(self) -> None:
-        self.apply_once()
-        self._thread = threading.Thread(target=self._follow, name="state-manager-stand-in", daemon=True)
-        self._thread.start()
+        self._follower.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=900)
-
-    def _follow(self) -> None:
-        while not self._stop.wait(FOLLOW_INTERVAL_SECONDS):
-            try:
-                self.apply_once()
-            except Exception as error:  # a transient emulator error must not end the follower
-                self.say(f"  State Manager stand-in: {error}")
+        self._follower.stop()
 
 
 def join_gates(hosts: StageHosts, state_manager: StateManagerStandIn, instance_ids: list[str]) -> list[GateRun]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from local import processes
+from local.follower import Follower
 
 HAPROXY = "haproxy"
 BACKEND = "targets"
@@ -206,8 +207,7 @@ class Controller:
         self.was_healthy: set[str] = set()
         self.draining: dict[str, float] = {}  # target -> when its deregistration delay ends
         self._published: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._follower = Follower("load balancer controller", self.sync, interval=self.poll_seconds, say=say)
         self._lock = threading.Lock()
 
     def registrations(self) -> dict[str, int]:
@@ -272,18 +272,7 @@ class Controller:
         tmp.replace(self.health_file)
 
     def start(self) -> None:
-        self.sync()
-        self._thread = threading.Thread(target=self._follow, name="load-balancer-controller", daemon=True)
-        self._thread.start()
+        self._follower.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.sync()
-            except Exception as error:  # a transient emulator or socket error must not end the follower
-                self.say(f"  load balancer controller: {error}")
+        self._follower.stop()
