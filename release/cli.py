@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="run a version's migrations once as a one-off (ecs task / one ec2 host); contract steps only when the stage allows")
     p.add_argument("--version", help="whose migrations to run (default: the staged version)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (required when stdin is not a terminal)")
-    verbs.add_parser("status", parents=[common, reads], help="stack state, versions, desired count, target health, what runs, the lock, last releases")
+    verbs.add_parser("status", parents=[common, reads], help="stack state, versions, desired count, target health, what runs, the schema, the lock, last releases")
     p = verbs.add_parser("history", parents=[common, reads], help="the release ledger: one line per attempt, in the ledger's order")
     p.add_argument("--limit", type=_at_least_one, default=50, help="newest entries to show, 1 or more (default 50)")
     verbs.add_parser("lock", parents=[common, reads], help="who holds the stage's lock, what that release is doing, since when")
@@ -275,6 +275,7 @@ def cmd_status(ctx: Context) -> dict:
             ctx.say(f"    reports {_host_truth(by_instance[host['instance']], ctx.clock())}")
             if by_instance[host["instance"]].canary:
                 ctx.say(f"    canary {_canary(by_instance[host['instance']].canary)}")
+    result["schema"] = schema_flow.status(ctx, stack, entries)
     alarms = result["alarms_firing"]
     ctx.say(f"  alarms   {len(alarms)} firing" if alarms else "  alarms   none firing")
     for alarm in alarms:

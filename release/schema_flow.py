@@ -25,8 +25,10 @@ from release import decisions as d
 from release import schema as s
 from release.context import Abort, Context, Shielded, record
 from release.context import confirm as ask
+from release.context import error_text
 from release.lease import LockCollision, acquire, close_orphan
 from release.ledger import Ledger, new_release_id
+from release.aws import MissingOutput
 from release.schema_aws import LabelsUnreadable, OneOffError
 
 GATE = "migrate"
@@ -92,6 +94,20 @@ def run_migrate(ctx: Context) -> dict:
             lease.end()
 
 
+def contract_plan(ctx: Context, facts: SchemaFacts, image: s.ImageSchema, *, active: str | None, staged: str | None,
+                  entries: list[d.Entry], present: set[str]) -> s.ContractPlan:
+    """Which of `image`'s contract steps may run on the stage now, and who holds the first one that may not."""
+    holding = s.holders(active=active, staged=staged, entries=entries, now=ctx.clock(), window=ctx.stage.rollback_window,
+                        bake_seconds=ctx.stage.bake_seconds)
+    releases = {h.version: facts.release_of(h.version, present) for h in holding}
+    return s.decide_contracts(image, facts.state, holding, releases)
+
+
+def plan_json(plan: s.ContractPlan) -> dict:
+    return {"allowed": list(plan.allowed), "held": plan.held, "held_after_retiring": plan.held_after_retiring,
+            "held_by": [asdict(h) for h in plan.held_by]}
+
+
 def migrate_under_lock(ctx: Context, ledger: Ledger, lease, *, who: str, release_id: str, stack: d.Stack, tag: str,
                        entries: list[d.Entry], confirm: bool, facts: SchemaFacts | None = None) -> dict:
     """Run `tag`'s migrations once as a one-off, with the contract steps the stage allows; record the result."""
@@ -122,10 +138,7 @@ def migrate_under_lock(ctx: Context, ledger: Ledger, lease, *, who: str, release
     verdict = s.fit(image, facts.state)
     if verdict.kind == s.FIT_LEFT_BEHIND:
         raise refused(d.refuse(d.EXIT_REFUSED, verdict.message, "migrate with a newer version (`liftoff versions` marks them)"))
-    holding = s.holders(active=active, staged=staged, entries=entries, now=ctx.clock(), window=ctx.stage.rollback_window,
-                        bake_seconds=ctx.stage.bake_seconds)
-    releases = {h.version: facts.release_of(h.version, set(images)) for h in holding}
-    plan = s.decide_contracts(image, facts.state, holding, releases)
+    plan = contract_plan(ctx, facts, image, active=active, staged=staged, entries=entries, present=set(images))
     arguments = [part for step in plan.allowed for part in ("--allow-contract", step)]
     state_now = facts.state
     ctx.say(f"plan: migrate {ctx.stage.name}: run the migrations of {tag} (release {image.release}, ships up to {image.head}) "
@@ -143,9 +156,7 @@ def migrate_under_lock(ctx: Context, ledger: Ledger, lease, *, who: str, release
                     digest=digest, detail=plan.describe(), seq=ledger.next_seq())
     lease.renew(activity=f"migrating {ctx.stage.name} with {tag}", entry=entry, version=tag)
     entry = ledger.start(entry, ctx.stage.name)
-    result: dict[str, Any] = {"to": tag, "digest": digest, "seq": entry.seq, "plan": {
-        "allowed": list(plan.allowed), "held": plan.held, "held_after_retiring": plan.held_after_retiring,
-        "held_by": [asdict(h) for h in plan.held_by]}}
+    result: dict[str, Any] = {"to": tag, "digest": digest, "seq": entry.seq, "plan": plan_json(plan)}
 
     def finish(outcome: str, detail: str) -> None:
         detail = "; ".join(part for part in (entry.detail, detail) if part)
@@ -246,3 +257,41 @@ def version_marks(ctx: Context, tags: list[str]) -> dict:
         for tag in tags:
             ctx.say(f"  {tag:<12} {fits[tag]['fit'].upper():<14} {fits[tag]['message'] if fits[tag]['fit'] != s.FIT_OK else ''}".rstrip())
     return {"state": asdict(state) if state else None, "fit": fits}
+
+
+def status(ctx: Context, stack: d.Stack, entries: list[d.Entry]) -> dict:
+    """`liftoff status`: the stage's schema state, and what `liftoff migrate` would do now with the version it runs
+    by default (the staged one): which contract steps may run, which is held and by which versions, until when.
+    Read without the lock, like the rest of status; a read that fails is said, and status goes on."""
+    indent = " " * 11
+    try:
+        facts = SchemaFacts(ctx)
+    except (BotoCoreError, ClientError, MissingOutput) as error:
+        ctx.say(f"  schema   could not be read: {error_text(error)}")
+        return {"state": None, "error": error_text(error)}
+    state = facts.state
+    active, staged = stack.parameters.get(d.IMAGE_TAG), stack.parameters.get(d.STAGED_IMAGE_TAG)
+    target = s.migrate_target(None, active=active, staged=staged)
+    result: dict[str, Any] = {"state": asdict(state) if state else None, "migrate_version": target, "contracts": None}
+    if state is None:
+        ctx.say(f"  schema   not recorded yet (`liftoff migrate --stage {ctx.stage.name}` records it)")
+        return result
+    contracts = ", ".join(f"{step} (after-retiring {retired})" for step, retired in sorted(state.contracts.items()))
+    ctx.say(f"  schema   head {state.head}: {len(state.applied)} step(s) applied"
+            + (f", contract steps applied: {contracts}" if contracts else "")
+            + f" (recorded {state.recorded_at} by migrate of {state.version})")
+    if not target:
+        return result
+    try:
+        image = facts.image(target)
+        present = set(ctx.aws.images(facts.repository))
+    except (s.LabelError, LabelsUnreadable, BotoCoreError, ClientError) as error:
+        ctx.say(f"{indent}migrate of {target} now: not known ({error_text(error)})")
+        return result
+    if image is None:
+        ctx.say(f"{indent}migrate of {target} now: not known ({target} declares no schema contract)")
+        return result
+    plan = contract_plan(ctx, facts, image, active=active, staged=staged, entries=entries, present=present)
+    result["contracts"] = plan_json(plan)
+    ctx.say(f"{indent}migrate of {target} now: {plan.describe()}")
+    return result

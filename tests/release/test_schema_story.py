@@ -132,6 +132,15 @@ def test_expand_in_1_1_0_contract_in_1_2_0_after_1_0_0_leaves_the_window(stage):
     assert f"contract step {CONTRACT} (after-retiring 1.0.0) held" in held.err
     assert columns(database)["title"] == "YES"  # still nullable: 1.0.0 could come back and insert without one
     assert runtime.runs[-1] == ("1.2.0", [])
+    # `status` shows the schema and the held step with its holder, as migrate would decide it now.
+    status = run("status", "--json")
+    assert status.code == 0, status.err
+    schema = status.json["schema"]
+    assert schema["state"]["applied"] == ["0001_create_notes", "0002_add_note_title"] and schema["migrate_version"] == "1.2.0"
+    assert (schema["contracts"]["held"], [h["version"] for h in schema["contracts"]["held_by"]]) == (CONTRACT, ["1.0.0"])
+    assert "  schema   head 0002_add_note_title: 2 step(s) applied (recorded " in status.err
+    assert (f"migrate of 1.2.0 now: contract step {CONTRACT} (after-retiring 1.0.0) held, and every step after it: "
+            "still needed by 1.0.0 (warm; leaves at ") in status.err
 
     # 1.2.0 needs only 0002, so it activates; 1.0.0 leaves the window (the last release replaced 1.1.0).
     assert run("activate", "1.2.0", "--yes").code == 0
@@ -141,6 +150,9 @@ def test_expand_in_1_1_0_contract_in_1_2_0_after_1_0_0_leaves_the_window(stage):
     assert applied.json["schema"]["contracts"] == {CONTRACT: "1.0.0"}
     assert runtime.runs[-1] == ("1.2.0", ["--allow-contract", CONTRACT])
     assert columns(database)["title"] == "NO"
+    shown = run("status").out
+    assert f"contract steps applied: {CONTRACT} (after-retiring 1.0.0)" in shown
+    assert "migrate of 1.2.0 now: no contract step pending" in shown
 
     # The schema has left 1.0.0 behind: rollback --to it is refused with the step that did it, --force or not.
     for extra in ((), ("--force",)):
