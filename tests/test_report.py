@@ -165,7 +165,7 @@ def test_a_fleets_warm_rollback_is_one_flip_whatever_its_size_and_a_switch_grows
     one_at_a_time, waves, warm_before, warm_now = fifty.values()
     # In waves: the canary host alone, then 12 of 50 at once (25 %, rounded down) for the other 49: 5 more.
     assert one_at_a_time == 50 * (6.5 + 20) and waves == (1 + 5) * (6.5 + 20)
-    assert warm_before == 45.0 and warm_now == 0.9 == list(two.values())[3]
+    assert warm_before == 30.0 and warm_now == 0.6 == list(two.values())[3]
     assert list(two.values())[:2] == [53.0, 53.0]
 
 

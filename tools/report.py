@@ -45,10 +45,11 @@ ALB_PUBLIC_ADDRESSES = 2
 TARGET_TRACKING_ALARMS = 2
 
 
-# Measured with `make bench-rollout` (README, ec2 1 host, median of 3 runs, 2026-11-28): one host's activation
-# before the canary existed (the image staged: start, readiness, flip) and a warm flip.
+# Measured with `make bench-rollout` (README, ec2 1 host, median of 3 runs): one host's activation before the
+# canary existed (the image staged: start, readiness, flip; 2026-11-28) and a warm flip through Run Command
+# (2026-12-03).
 HOST_SWITCH_SECONDS = 6.5
-WARM_FLIP_SECONDS = 0.9
+WARM_FLIP_SECONDS = 0.6
 FLEET_MODEL_HOSTS = 50
 
 
