@@ -60,9 +60,6 @@ class RunCommandStandIn:
                 commands.append(re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: values[m.group(1)], command))
         return commands
 
-    def run(self, instance: str, document: str, parameters: dict[str, list[str]], *, timeout: float) -> tuple[int, str, str]:
-        return self.run_on([instance], document, parameters, timeout=timeout)[instance]
-
     def run_on(self, instances: list[str], document: str, parameters: dict[str, list[str]], *,
                timeout: float) -> dict[str, tuple[int, str, str]]:
         """One command sent to several instances: each host's agent runs it at once, independently of the others.

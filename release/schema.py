@@ -85,6 +85,11 @@ class SchemaState:
     def head(self) -> str:
         return max(self.applied) if self.applied else ""
 
+    @property
+    def contracts_text(self) -> str:
+        """The applied contract steps with the release each retires, for people ("" when none)."""
+        return ", ".join(f"{step} (after-retiring {retired})" for step, retired in sorted(self.contracts.items()))
+
 
 @dataclass(frozen=True)
 class Fit:

@@ -23,12 +23,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from release import decisions as d
 from release import schema as s
-from release.context import Abort, Context, Shielded, record
+from release.aws import MissingOutput
+from release.context import Abort, Context, Shielded, error_text, record
 from release.context import confirm as ask
-from release.context import error_text
 from release.lease import LockCollision, acquire, close_orphan
 from release.ledger import Ledger, new_release_id
-from release.aws import MissingOutput
 from release.schema_aws import LabelsUnreadable, OneOffError
 
 GATE = "migrate"
@@ -252,8 +251,8 @@ def version_marks(ctx: Context, tags: list[str]) -> dict:
         ctx.say(f"schema of {ctx.stage.name}: not recorded yet (`liftoff migrate --stage {ctx.stage.name}` records it)")
     else:
         ctx.say(f"schema of {ctx.stage.name}: head {state.head}"
-                + (f", contract steps applied: {', '.join(f'{k} (after-retiring {v})' for k, v in sorted(state.contracts.items()))}"
-                   if state.contracts else "") + f" (recorded {state.recorded_at} by migrate of {state.version})")
+                + (f", contract steps applied: {state.contracts_text}" if state.contracts else "")
+                + f" (recorded {state.recorded_at} by migrate of {state.version})")
         for tag in tags:
             ctx.say(f"  {tag:<12} {fits[tag]['fit'].upper():<14} {fits[tag]['message'] if fits[tag]['fit'] != s.FIT_OK else ''}".rstrip())
     return {"state": asdict(state) if state else None, "fit": fits}
@@ -276,9 +275,8 @@ def status(ctx: Context, stack: d.Stack, entries: list[d.Entry]) -> dict:
     if state is None:
         ctx.say(f"  schema   not recorded yet (`liftoff migrate --stage {ctx.stage.name}` records it)")
         return result
-    contracts = ", ".join(f"{step} (after-retiring {retired})" for step, retired in sorted(state.contracts.items()))
     ctx.say(f"  schema   head {state.head}: {len(state.applied)} step(s) applied"
-            + (f", contract steps applied: {contracts}" if contracts else "")
+            + (f", contract steps applied: {state.contracts_text}" if state.contracts else "")
             + f" (recorded {state.recorded_at} by migrate of {state.version})")
     if not target:
         return result
