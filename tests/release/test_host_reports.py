@@ -467,6 +467,15 @@ def activated_in_waves(stage, runtime) -> tuple[list[str], list]:
     return hosts, ran
 
 
+def told_after(stage, runtime, serving: dict[str, str]) -> dict:
+    """After a failure path: the lock is free, and `status` shows what each host itself reports serving."""
+    assert stage.ledger().read_lock() is None
+    doc = run(stage, runtime, "status", "--json").json
+    assert doc["lock"] is None
+    assert {host["instance"]: host["active"] for host in doc["host_reports"]} == serving
+    return doc
+
+
 def flipped_back(stage, runtime, instance: str) -> None:
     report(stage, runtime, instance, active="1.0.0", active_slot="a", staged="1.1.0", warm="1.1.0",
            warm_until="2026-12-02T10:10:00Z",
@@ -522,6 +531,7 @@ def test_a_host_whose_warm_flip_fails_runs_its_gate_with_the_stack_one_host_at_a
     assert stage.parameters()[d.ACTIVATE_CONCURRENCY] == d.ONE_HOST_AT_A_TIME
     assert f"{d.ACTIVATE_CONCURRENCY} {d.IN_WAVES} -> {d.ONE_HOST_AT_A_TIME}" in result.out
     assert ran == [("association", "1.0.0")] and stage.entries()[0].result == d.RESULT_SUCCEEDED
+    assert told_after(stage, runtime, {host: "1.0.0" for host in hosts})["active"] == "1.0.0"
 
 
 def test_a_rollback_stopped_during_its_warm_flip_records_the_hosts_and_the_unmoved_stack(production):
@@ -540,6 +550,9 @@ def test_a_rollback_stopped_during_its_warm_flip_records_the_hosts_and_the_unmov
     assert entry.result == d.RESULT_INTERRUPTED and f"the stack was not updated, but {', '.join(hosts)}" in entry.detail
     assert "`liftoff activate 1.1.0 --stage production` converges them" in entry.detail
     assert stage.parameters()["ImageTag"] == "1.1.0" and ran == [] and stage.ledger().read_lock() is None
+    # Nothing flipped (the command never reached a host): every host says so, and history shows the interruption.
+    assert told_after(stage, runtime, {host: "1.1.0" for host in hosts})["active"] == "1.1.0"
+    assert "interrupted" in run(stage, runtime, "history").out
 
 
 def test_an_update_refused_after_the_warm_flip_says_which_hosts_already_serve_the_version(production):
@@ -560,6 +573,8 @@ def test_an_update_refused_after_the_warm_flip_says_which_hosts_already_serve_th
     assert entry.result == d.RESULT_FAILED and "nothing changed" not in entry.detail
     assert (f"the stack is unchanged, but {', '.join(hosts)} already serve 1.0.0 (flipped back first): "
             "`liftoff activate 1.1.0 --stage production` puts them back") in entry.detail
+    # The stack still names 1.1.0; each host's own report says it serves 1.0.0.
+    assert told_after(stage, runtime, {host: "1.0.0" for host in hosts})["active"] == "1.1.0"
 
 
 def test_an_update_refused_after_the_canary_host_passed_says_that_host_already_serves_it(production):
