@@ -24,7 +24,8 @@ ECR_PUSH_ACTIONS = (
     "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage",
 )
-ECR_READ_ACTIONS = ("ecr:DescribeImages", "ecr:DescribeImageScanFindings")
+# An image's tags, digest and scan; its manifest and config blob carry the schema contract a release declares.
+ECR_READ_ACTIONS = ("ecr:DescribeImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 STACK_READ_ACTIONS = ("cloudformation:DescribeStacks",)
 RELEASE_GATE_ACTIONS = ("cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
                         "cloudformation:GetTemplate", "cloudformation:UpdateStack")
@@ -46,6 +47,14 @@ RUN_COMMAND_ACTIONS = ("ssm:SendCommand",)
 COMMAND_RESULT_ACTIONS = ("ssm:GetCommandInvocation",)
 HOST_REPORT_ACTIONS = ("ssm:GetParametersByPath",)
 REDRIVE_ACTIONS = ("ssm:StartAssociationsOnce",)
+# An activation watches the stage's release alarms through its bake; reading composite alarms needs `*`.
+ALARM_READ_ACTIONS = ("cloudwatch:DescribeAlarms",)
+# `liftoff migrate` on an ecs stage: the service's task definition re-registered as `<family>-migrate` with the
+# version's image, run once, its output read, the revision deregistered (neither registration call takes a
+# resource-level permission).
+MIGRATE_REGISTER_ACTIONS = ("ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition")
+MIGRATE_RUN_ACTIONS = ("ecs:RunTask",)
+MIGRATE_LOG_ACTIONS = ("logs:GetLogEvents",)
 
 
 def subject_patterns(*, owner: str, name: str, owner_id: int | None, repository_id: int | None,
@@ -94,6 +103,11 @@ class GithubOidcProvider(Construct):
             )
 
 
+def compact(name: str) -> str:
+    """A name as CDK's unique ids spell it: letters and digits only."""
+    return "".join(character for character in name if character.isalnum())
+
+
 @dataclass(frozen=True)
 class StageTargets:
     """The names a stage's deploy role may act on (CloudFormation generates the repository and table names
@@ -139,6 +153,12 @@ class GithubDeployRole(Construct):
             return stack.format_arn(service="autoscaling", region=targets.region, resource="autoScalingGroup",
                                     resource_name=f"*:autoScalingGroupName/{name}", arn_format=ArnFormat.COLON_RESOURCE_NAME)
 
+        def log_group_arn(name: str) -> str:
+            # A stream's ARN is the group's followed by `:log-stream:<name>`: the wildcard covers both.
+            wildcards.append(f"arn:<AWS::Partition>:logs:{targets.region}:{stack.account}:log-group:{name}")
+            return stack.format_arn(service="logs", region=targets.region, resource="log-group", resource_name=name,
+                                    arn_format=ArnFormat.COLON_RESOURCE_NAME)
+
         def stack_arn(name: str) -> str:
             return arn("cloudformation", "stack", f"{name}/*")
 
@@ -176,6 +196,19 @@ class GithubDeployRole(Construct):
                                            arn("ssm", "parameter", f"liftoff/{targets.service_stack}/hosts/*")]),
             # `stage`/`activate` of what the stack already names re-run the gate where hosts disagree; the ids are generated.
             iam.PolicyStatement(sid="RedriveHostGates", actions=list(REDRIVE_ACTIONS), resources=[arn("ssm", "association", "*")]),
+            iam.PolicyStatement(sid="WatchReleaseAlarms", actions=list(ALARM_READ_ACTIONS), resources=["*"]),
+            iam.PolicyStatement(sid="RegisterMigrateTask", actions=list(MIGRATE_REGISTER_ACTIONS), resources=["*"]),
+            # CDK names the task family after the stack without its dashes (`stagingserviceEcsTask...`); the
+            # cluster carries the stack's name: only the migrate family, only in the stage's own cluster.
+            iam.PolicyStatement(sid="RunMigrateTask", actions=list(MIGRATE_RUN_ACTIONS),
+                                resources=[arn("ecs", "task-definition", f"{compact(targets.service_stack)}*-migrate:*")],
+                                conditions={"ArnLike": {"ecs:cluster": arn("ecs", "cluster", f"{targets.service_stack}-*")}}),
+            # The one-off task runs as the service's task and execution roles (named `<service stack>-...`).
+            iam.PolicyStatement(sid="PassMigrateTaskRoles", actions=["iam:PassRole"],
+                                resources=[arn("iam", "role", f"{targets.service_stack}-*", region="")],
+                                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
+            iam.PolicyStatement(sid="ReadMigrateOutput", actions=list(MIGRATE_LOG_ACTIONS),
+                                resources=[log_group_arn(f"{targets.service_stack}-*")]),
         ])
         if targets.owns_registry:
             policy.add_statements(
@@ -186,9 +219,10 @@ class GithubDeployRole(Construct):
         policy.attach_to_role(self.role)
         self.policy = policy
         acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", (
-            "ecr:GetAuthorizationToken, ssm:GetCommandInvocation and the ECS/ELB/Auto Scaling/SSM describe calls "
-            "liftoff makes to verify a rollout support no resource-level ARN; all of them are read-only except the "
-            "login token."
+            "ecr:GetAuthorizationToken, ssm:GetCommandInvocation, ecs:Register/DeregisterTaskDefinition and the ECS/ELB/Auto "
+            "Scaling/SSM describe calls liftoff makes to verify a rollout support no resource-level ARN, and "
+            "cloudwatch:DescribeAlarms must be on * to read composite alarms; all of them are read-only except the "
+            "login token and the migrate task's registration, which runs nothing (RunTask is scoped to the stage)."
         ))
         for wildcard in dict.fromkeys(wildcards):
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{wildcard}]", (

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from components.github_oidc import COMMAND_RESULT_ACTIONS, ECR_PUSH_ACTIONS, OBSERVE_ACTIONS
+from components.github_oidc import (ALARM_READ_ACTIONS, COMMAND_RESULT_ACTIONS, ECR_PUSH_ACTIONS, MIGRATE_REGISTER_ACTIONS,
+                                   OBSERVE_ACTIONS)
 from tests.helpers.synth import cdk_context
 
 ACCOUNT = "111111111111"
@@ -125,6 +126,20 @@ def test_release_gates_only_on_the_stages_own_service_stack(cd):
             f"arn:${{AWS::Partition}}:ssm:eu-west-1:{ACCOUNT}:parameter/liftoff/{stage}-service/hosts",
             f"arn:${{AWS::Partition}}:ssm:eu-west-1:{ACCOUNT}:parameter/liftoff/{stage}-service/hosts/*"]
         assert granted["RedriveHostGates"]["Action"] == "ssm:StartAssociationsOnce"
+        # The activation's alarm watch through the bake (composite alarms are read only with `*`).
+        assert (granted["WatchReleaseAlarms"]["Action"], granted["WatchReleaseAlarms"]["Resource"]) == ("cloudwatch:DescribeAlarms", "*")
+        # `liftoff migrate` on ecs: only the migrate family, only in the stage's cluster, as the stage's own roles.
+        assert granted["RunMigrateTask"]["Action"] == "ecs:RunTask"
+        assert arn(granted["RunMigrateTask"]["Resource"]) == (
+            f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:task-definition/{stage}service*-migrate:*")
+        assert {key: arn(value) for key, value in granted["RunMigrateTask"]["Condition"]["ArnLike"].items()} == {
+            "ecs:cluster": f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:cluster/{stage}-service-*"}
+        assert granted["PassMigrateTaskRoles"]["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+        assert arn(granted["PassMigrateTaskRoles"]["Resource"]) == f"arn:${{AWS::Partition}}:iam::{ACCOUNT}:role/{stage}-service-*"
+        assert arn(granted["ReadMigrateOutput"]["Resource"]) == (
+            f"arn:${{AWS::Partition}}:logs:eu-west-1:{ACCOUNT}:log-group:{stage}-service-*")
+        # The image's manifest and config blob (its schema contract), read from the stage's repository.
+        assert {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"} <= set(as_list(granted["ReadImages"]["Action"]))
 
 
 def test_push_only_for_the_stage_that_owns_the_repository(cd):
@@ -147,7 +162,8 @@ def test_wildcard_resources_only_for_read_only_calls_and_no_wildcard_actions(cd)
             assert statement["Effect"] == "Allow"
             if statement["Resource"] == "*":
                 assert set(as_list(statement["Action"])) <= (set(OBSERVE_ACTIONS) | {"ecr:GetAuthorizationToken"}
-                                                              | set(COMMAND_RESULT_ACTIONS)), f"{stage} {sid}"
+                                                              | set(COMMAND_RESULT_ACTIONS) | set(ALARM_READ_ACTIONS)
+                                                              | set(MIGRATE_REGISTER_ACTIONS)), f"{stage} {sid}"
 
 
 def test_outputs_name_each_role(cd):
@@ -195,3 +211,16 @@ def test_logical_ids_are_pinned(cd):
     template = cd.templates["liftoff-github"]
     assert {key for key, value in template["Resources"].items() if value["Type"] in ("AWS::IAM::OIDCProvider", "AWS::IAM::Role")} == {
         "GithubOidcProvider76A72F7F", "DeploystagingRole7A182984", "DeployproductionRole98A95B8B"}
+
+
+def test_the_migrate_grant_matches_the_family_the_service_stack_really_synthesizes(cd):
+    """RunMigrateTask's family pattern follows CDK's naming of the service's task definition: tied to the template,
+    so a naming change in CDK fails here, not in a user's release."""
+    from fnmatch import fnmatch
+
+    granted = arn(statements(cd.templates["liftoff-github"], "staging")["RunMigrateTask"]["Resource"])
+    [definition] = resources(cd.templates["staging-service"], "AWS::ECS::TaskDefinition").values()
+    migrate_family = f"{definition['Properties']['Family']}-migrate"  # what release/schema_aws.py registers
+    assert fnmatch(f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:task-definition/{migrate_family}:3", granted), granted
+    assert not fnmatch(f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:task-definition/{definition['Properties']['Family']}:3",
+                       granted), "the service's own family must not be runnable by the role"
