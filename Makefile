@@ -63,7 +63,9 @@ else
 	@echo "make deploy: TARGET=$(TARGET) is not supported; use TARGET=local (the default) or TARGET=aws" >&2; exit 2
 endif
 
-# An emulator with the stage deployed, left running in the background for you to explore; local-down stops it.
+# An emulator with the stage deployed, left running for you to explore; on the ec2 stage its hosts too, kept by a
+# supervisor (the load balancer, State Manager, alarms, the Auto Scaling group). Run again while it runs: the stacks
+# are updated in place from cdk.json (e.g. a new desired_count). local-down stops all of it, each by its pid.
 local-up: setup
 	$(PYTHON) -m local up --stage $(STAGE) $(if $(LOCAL_PORT),--port $(LOCAL_PORT))
 

@@ -2,20 +2,26 @@
 
 deploy  start an emulator, deploy the stage with the real CDK CLI, walk stage -> activate -> rollback with
         the release tool and print its ledger, stop the emulator
-up      the same deploy and walk, but leave the emulator running (recorded in .local/) for you to explore
-down    stop the emulator `up` left running, by its recorded PID, and remove the record
+up      the same deploy and walk, but leave the emulator running (recorded in .local/) for you to explore; on an
+        ec2 stage the hosts stay too, kept by a supervisor (local/supervisor.py). `up` while it runs updates the
+        stacks in place from cdk.json (a changed desired_count: the group boots or drains hosts to match)
+down    stop what `up` left running, each by its recorded pid, and remove the records (nothing recorded: says so)
 """
 from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
 from config import ConfigError, load_config
+from local import boxes, docker, images
 from local import deploy as flow
 from local import emulator as emulators
+from local import supervisor as supervisors
+from local.emulator import free_port
 from local.runtime import shell_exports
 
 EXIT_FAILED = 1
@@ -40,12 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, _raise_on_signal)
 
     if args.command == "down":
-        stopped = emulators.stop_recorded(args.state_dir)
-        flow.log(f"stopped the emulator (pid {stopped.pid}, port {stopped.port})" if stopped else "no emulator recorded; nothing to stop")
-        for what in flow.stop_kept_hosts(args.state_dir):
-            flow.log(f"stopped {what}")
-        return 0
-
+        return down(args.state_dir)
     try:
         stage = load_config(flow.REPO / "cdk.json").stage(args.stage)
     except ConfigError as error:
@@ -53,9 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     running = emulators.recorded(args.state_dir)
     if running is not None and emulators.is_ours(running):
-        print(f"liftoff local: an emulator is already running (pid {running.pid}, port {running.port}); "
-              "`make local-down` stops it", file=sys.stderr)
-        return EXIT_FAILED
+        if args.command == "deploy":
+            print(f"liftoff local: an emulator is already running (pid {running.pid}, port {running.port}); "
+                  "`make local-down` stops it", file=sys.stderr)
+            return EXIT_FAILED
+        return update(stage, running, args)
+    if running is not None or supervisors.recorded(args.state_dir) is not None:
+        down(args.state_dir)  # left by a run that crashed, or by a reboot: recorded by us, so ours to clear
 
     started_at = time.monotonic()
     emulator = None
@@ -80,24 +85,98 @@ def main(argv: list[str] | None = None) -> int:
     flow.log(f"total {time.monotonic() - started_at:.1f} s")
     flow.log(flow.HOSTS_NOTE if deployed.real_hosts else flow.EMULATOR_NOTE)
     if keep:
-        flow.log(f"the emulator keeps running (pid {emulator.pid}, recorded in {args.state_dir}/{emulators.RECORD_NAME}). "
-                 "Reach it from another shell with:")
-        print(f"  {shell_exports(emulator.endpoint, kept_hosts=bool(deployed.hosts))}")
-        print(f"  cd {flow.REPO}")
-        print(f"  aws cloudformation describe-stacks --stack-name {stage.service_stack_name}")
-        print(f"  .venv/bin/liftoff status --stage {stage.name}")
+        record = None
         if deployed.hosts:
-            # The hosts' State Manager stand-in runs inside the walk only: a shell's activate would switch the stack, not them.
-            print(f"  .venv/bin/liftoff history --stage {stage.name}   # activate/rollback on these hosts: `make deploy` "
-                  "(from another shell they would switch the stack, not the hosts, and say so)")
-        else:
-            print(f"  .venv/bin/liftoff activate {flow.release_tags()[1]} --stage {stage.name}   # staged by the walk; asks, switches, verifies")
-            print(f"  .venv/bin/liftoff rollback --stage {stage.name}")
-        for instance_id, container, address in deployed.hosts:
-            print(f"  curl http://{address}:{stage.container_port}/version   # host {instance_id}; "
-                  f"docker exec -it {container[:12]} bash for a shell on it")
-        print("  make local-down   # stops it" + (" and the hosts" if deployed.hosts else ""))
+            try:
+                record = keep_hosts(stage, deployed, args.state_dir)
+            except supervisors.SupervisorError as error:
+                print(f"liftoff local: {error}", file=sys.stderr)
+                down(args.state_dir)
+                return EXIT_FAILED
+        explore(stage, emulator, record, args.state_dir)
     return 0
+
+
+def keep_hosts(stage, deployed: flow.LocalStage, state_dir: Path, *, listen_port: int | None = None) -> supervisors.SupervisorRecord:
+    """The supervisor that keeps the hosts living after the walk (its followers stopped with the walk)."""
+    supervisors.save_associations(state_dir, deployed.associations)
+    if listen_port is not None and _someone_listens(listen_port):
+        listen_port = None
+    with flow.step("starting the supervisor: load balancer, State Manager, alarms and Auto Scaling group stand-ins "
+                   f"(log: {state_dir / supervisors.LOG_NAME})"):
+        record = supervisors.start(state_dir, stage=stage.name, listen_port=listen_port or free_port(), box_image=deployed.box_image,
+                                   docker_host=flow.docker_host())
+    flow.log(f"  supervisor pid {record.pid}")
+    return record
+
+
+def _someone_listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def update(stage, emulator: emulators.Emulator, args) -> int:
+    """`up` on a running emulator: the stacks updated from cdk.json; the supervisor started again if it is gone."""
+    flow.log(f"an emulator is already running (pid {emulator.pid}, port {emulator.port}): updating stage {stage.name} in place")
+    try:
+        deployed = flow.update_stage(stage, emulator, source=args.assembly, target=args.adapted)
+        record = supervisors.recorded(args.state_dir)
+        if record is not None and record.stage != stage.name:
+            raise flow.DeployError(f"the running world keeps stage {record.stage}'s hosts; `make local-down` first to switch "
+                                   f"to {stage.name}")
+        world = boxes.BoxWorld.recorded(args.state_dir)
+        if world is not None and (record is None or not supervisors.is_ours(record)):
+            flow.log("the supervisor is not running (killed, or the machine restarted): starting it again")
+            supervisors.stop_recorded(args.state_dir)
+            deployed.box_image = images.box_image(docker.Daemon(host=flow.docker_host()))
+            deployed.associations = supervisors.saved_associations(args.state_dir)
+            # The load balancer comes back on the address already printed, where it can.
+            record = keep_hosts(stage, deployed, args.state_dir,
+                                listen_port=int(record.balancer_url.rsplit(":", 1)[1]) if record is not None else None)
+    except (flow.DeployError, supervisors.SupervisorError, docker.DockerError) as error:
+        print(f"liftoff local: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if record is not None:
+        flow.log("the supervisor's Auto Scaling group stand-in follows the new size: `liftoff status` or its log shows the hosts")
+    explore(stage, emulator, record, args.state_dir)
+    return 0
+
+
+def down(state_dir: Path) -> int:
+    """Stop everything `up` left running, each by its recorded pid; idempotent."""
+    stopped = supervisors.stop_recorded(state_dir)
+    if stopped is not None:
+        flow.log(f"stopped the supervisor (pid {stopped.pid}) and its load balancer ({stopped.balancer_url})")
+    emulator = emulators.stop_recorded(state_dir)
+    flow.log(f"stopped the emulator (pid {emulator.pid}, port {emulator.port})" if emulator else
+             "no emulator recorded; nothing to stop")
+    for what in flow.stop_kept_hosts(state_dir):
+        flow.log(f"stopped {what}")
+    (state_dir / supervisors.ASSOCIATIONS_NAME).unlink(missing_ok=True)  # what those hosts' associations last ran
+    return 0
+
+
+def explore(stage, emulator: emulators.Emulator, record: supervisors.SupervisorRecord | None, state_dir: Path) -> None:
+    """How to reach what `up` left running, from another shell."""
+    flow.log(f"the emulator keeps running (pid {emulator.pid}, recorded in {state_dir}/{emulators.RECORD_NAME}). "
+             "Reach it from another shell with:")
+    print(f"  {shell_exports(emulator.endpoint, control_url=record.control_url if record else '')}")
+    print(f"  cd {flow.REPO}")
+    print(f"  .venv/bin/liftoff status --stage {stage.name}")
+    print(f"  .venv/bin/liftoff activate {flow.release_tags()[1]} --stage {stage.name}   # staged by the walk; asks, switches, verifies")
+    print(f"  .venv/bin/liftoff rollback --stage {stage.name}")
+    if record is not None:
+        print(f"load balancer: {record.balancer_url}")
+        print(f"  curl -s {record.balancer_url}/version")
+        print(f"  watch -n 0.5 curl -s {record.balancer_url}/version   # which version answers, live")
+        print(f"  tail -f {record.log}   # the hosts' gates and the Auto Scaling group, as they run")
+        print("  edit desired_count in cdk.json, then `make local-up` again: the group boots or drains hosts to match")
+    else:
+        print(f"  aws cloudformation describe-stacks --stack-name {stage.service_stack_name}")
+    print("  make local-down   # stops it" + (" and the hosts" if record else ""))
 
 
 if __name__ == "__main__":

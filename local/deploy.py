@@ -82,6 +82,11 @@ def release_tags() -> tuple[list[str], str]:
     return releases, target
 
 
+def docker_host() -> str:
+    """The Docker daemon the hosts run on (DOCKER_HOST, else the default socket, where `up` starts one if none answers)."""
+    return os.environ.get("DOCKER_HOST") or docker.DEFAULT_HOST
+
+
 def cli_environment(emulator: Emulator) -> dict[str, str]:
     """The environment for the CDK CLI and boto3: fake credentials, every AWS call to the emulator."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
@@ -149,6 +154,8 @@ class LocalStage:
     assembly: Path  # the adapted copy the CLI deploys
     real_hosts: bool = False  # the walk ran on host boxes (ec2 with Docker), not on the stand-in
     hosts: list[tuple[str, str, str]] = field(default_factory=list)  # (instance id, container, address)
+    box_image: str = ""  # the hosts' box image, for the boxes the group launches later
+    associations: dict[str, dict] = field(default_factory=dict)  # what the State Manager stand-in last ran per gate
 
     @property
     def clients(self) -> aws.EndpointSession:
@@ -449,11 +456,40 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
                 release_walk(deployed, first=first, target=target_version, runtime=runtime, hosts=hosts)
                 deployed.real_hosts = True
                 deployed.hosts = [(box.instance_id, box.container, box.address) for box in hosts.hosts]
-                return deployed
+                deployed.box_image = hosts.box_image
+        if deployed.real_hosts:
+            # Read once the State Manager stand-in has stopped: the association a rollback changed may run last.
+            deployed.associations = {gate: dict(value) for gate, value in state_manager.status.items()}
+            return deployed
     with step(f"pushing release images {', '.join(releases)} (the releases {API_DIR.relative_to(REPO)} keeps) into the emulated ECR, "
               "starting each image's scan"):
         aws.push_images(deployed.clients, deployed.repository_name, releases)
     release_walk(deployed, first=first, target=target_version)
+    return deployed
+
+
+def update_stage(stage: StageConfig, emulator: Emulator, *, source: Path | None, target: Path) -> LocalStage:
+    """`make local-up` again on a running stage: the stacks updated in place from the current cdk.json (a changed
+    `desired_count`, say), each version parameter kept as it is; the supervisor's group follows the new size."""
+    stacks = StageStacks.of(stage)
+    session = emulator_session(emulator)
+    try:
+        parameters = aws.stack_parameters(session, stacks.service)
+    except Exception as error:  # noqa: BLE001 (botocore's ClientError or a connection error: either way, say it)
+        raise DeployError(f"the running emulator has no stack {stacks.service} to update ({error}); "
+                          "`make local-down`, then `make local-up`") from None
+    if source is None:
+        with step("npx cdk synth (the real cloud assembly, cdk.out/)"):
+            source = synthesize()
+    with step(f"adapting a copy of {source.name} for the emulator into {target.name}/"):
+        adapt(source, target, stage, emulator)
+    active, staged = parameters["ImageTag"], parameters.get("StagedImageTag") or parameters["ImageTag"]
+    with step(f"npx cdk deploy {' '.join(stacks.in_order)} (an update in place: ImageTag={active}, StagedImageTag={staged} kept)"):
+        run_cdk(["deploy", "--app", str(target), *cdk_deploy_options(stacks, active, staged), *stacks.in_order],
+                emulator, what=f"cdk deploy of stage {stage.name!r} into the running emulator")
+    deployed = LocalStage(stage=stage, emulator=emulator, stacks=stacks, assembly=target)
+    for name in stacks.in_order:
+        log(f"  {name}: {deployed.status(name)}")
     return deployed
 
 

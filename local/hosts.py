@@ -136,6 +136,10 @@ class StageHosts:
                       "DB_NAME": environment["DB_NAME"], "DB_PORT": environment["DB_PORT"]})
         return self.world
 
+    def attach(self, world: boxes.BoxWorld) -> None:
+        """Take over a world another process started and recorded (`make local-up`'s supervisor)."""
+        self.world = world
+
     def start_load_balancer(self, *, listen_port: int | None = None) -> lb.LoadBalancer:
         """HAProxy configured from the synthesized target group, following the emulator's registrations."""
         world = self._require_world()
@@ -246,18 +250,18 @@ class StageHosts:
         if after - before:
             # moto registers a new instance at once; the group registers it when it is in service, with an address
             # (here: once its box runs). Registered earlier, the stand-in would add a target it cannot reach.
-            self._targets("deregister", sorted(after - before))
+            self.targets("deregister", sorted(after - before))
         event = ScaleEvent(before=len(before), after=len(after))
         if before - after:
-            self._drain_and_terminate(sorted(before - after), began, event, timeout)
+            self.drain_and_terminate(sorted(before - after), began, event, timeout)
         if after - before:
-            self._launch(sorted(after - before), began, event, state_manager, timeout)
+            self.launch(sorted(after - before), began, event, state_manager, timeout)
         return event
 
-    def _drain_and_terminate(self, leaving: list[str], began: float, event: ScaleEvent, timeout: float) -> None:
+    def drain_and_terminate(self, leaving: list[str], began: float, event: ScaleEvent, timeout: float) -> None:
         world = self._require_world()
         # moto terminates the instances but leaves them registered; the group's own deregistration, as on AWS.
-        self._targets("deregister", leaving)
+        self.targets("deregister", leaving)
         deadline = time.monotonic() + self.balancer.settings.deregistration_delay_seconds + timeout
         while any(instance in self.controller.states() for instance in leaving):
             if time.monotonic() > deadline:
@@ -278,11 +282,11 @@ class StageHosts:
         for thread in threads:
             thread.join()
 
-    def _targets(self, verb: str, instances: list[str]) -> None:
+    def targets(self, verb: str, instances: list[str]) -> None:
         call = getattr(self.session.client("elbv2"), f"{verb}_targets")
         call(TargetGroupArn=self.controller.target_group_arn, Targets=[{"Id": instance} for instance in instances])
 
-    def _launch(self, joining: list[str], began: float, event: ScaleEvent, state_manager: "StateManagerStandIn | None",
+    def launch(self, joining: list[str], began: float, event: ScaleEvent, state_manager: "StateManagerStandIn | None",
                 timeout: float) -> None:
         world = self._require_world()
         user_data = self.user_data()
@@ -307,7 +311,7 @@ class StageHosts:
                                    local_ipv4=instance.get("PrivateIpAddress", ""), user_data=user_data,
                                    availability_zone=instance.get("Placement", {}).get("AvailabilityZone", f"{world.region}a"),
                                    state_dir=self.state_dir)
-            self._targets("register", joining)
+            self.targets("register", joining)
             for instance in joining:
                 boxes.wait_signalled(self.daemon, world.boxes[instance])
             if state_manager is not None:
@@ -487,9 +491,10 @@ class StageHosts:
 class StateManagerStandIn:
     """Runs the gates on the hosts when the stack's gate parameters change (see the module docstring)."""
 
-    def __init__(self, hosts: StageHosts, *, say: Say = print):
+    def __init__(self, hosts: StageHosts, *, say: Say = print, status: dict[str, dict] | None = None):
         self.hosts, self.say = hosts, say
-        self.status: dict[str, dict] = {}
+        # gate -> what its association last ran ({"tag", "status"}); seeded, a gate whose tag is unchanged does not run
+        self.status: dict[str, dict] = dict(status or {})
         self.runs: list[GateRun] = []
         # gate -> instance -> its last run's result: {"tag", "status" (Success|Failed), "exit_code", "output"}
         self.instance_results: dict[str, dict[str, dict]] = {}

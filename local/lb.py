@@ -129,6 +129,8 @@ class LoadBalancer:
 
     def start(self) -> None:
         with socket.socket() as probe:
+            # As HAProxy binds (SO_REUSEADDR): only a listener makes the port taken, not the last one's closed connections.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", self.listen_port))
             except OSError as error:

@@ -16,7 +16,7 @@ the `ActiveImageTagParameterName` SSM parameter, which CloudFormation updates fr
   report under the path first (moto keeps SSM parameters: a test writes a host that disagrees there),
   and for each in-service host without one a stand-in made from the stack's record, labelled
   `stand_in` (REPORT_STAND_IN), shown as `[stand-in: ...]` wherever `liftoff` uses it. Real boxes
-  (kept by `make local-up`, or read by a subclass such as local.hosts.HostsRuntime) get no stand-in;
+  (read by a subclass: local.hosts.HostsRuntime, local.control.SupervisedRuntime) get no stand-in;
   `start_association_once` is only recorded (`associations_started`): nothing runs here.
 
 On AWS these answers come from ECS, the target group and State Manager; here they only repeat the
@@ -24,14 +24,12 @@ stack's own record, so an emulated activation always "runs" what it set. Every d
 makes on top of them is its own.
 
 The seam: `liftoff` run from any shell loads the factory `LIFTOFF_RUNTIME` names (`release.runtime`):
-`local.runtime:emulator` (or `local.runtime:emulator_unhealthy`, or `local.runtime:emulator_hosts`)
-builds this adapter, and refuses unless AWS_ENDPOINT_URL is a loopback address; `shell_exports` is the
-line `make local-up` prints. The release tool knows none of these names. `emulator_hosts` is
-for an ec2 stage whose hosts are real boxes `make local-up` kept: their gates run only inside
-`make deploy`'s walk (local/hosts.py's State Manager stand-in does not outlive it), so here the
-activate association reports Failed, naming why, instead of pretending the boxes switched. A runtime that really runs the version (host
-boxes, a State Manager stand-in) replaces the three reads below and nothing else: the release flow,
-the ledger and the lock do not change.
+`local.runtime:emulator` (or `local.runtime:emulator_unhealthy`) builds this adapter, and refuses unless
+AWS_ENDPOINT_URL is a loopback address; `shell_exports` is the line `make local-up` prints. The release tool
+knows none of these names. `local.runtime:emulator_hosts` is for an ec2 stage whose hosts are real boxes
+`make local-up` kept: it asks the supervisor that keeps them (local/supervisor.py, at LIFTOFF_LOCAL_CONTROL)
+what runs, through local/control.py, and refuses when no supervisor answers. A runtime that really runs the
+version replaces the three reads below and nothing else: the release flow, the ledger and the lock do not change.
 """
 from __future__ import annotations
 
@@ -55,16 +53,18 @@ STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emula
 # Labels every host report the stand-in makes up (release.fleet shows it wherever a verdict uses it).
 REPORT_STAND_IN = "made up by local/runtime.py from the stack's record: no host runs here"
 
-KEPT_HOSTS_NOT_RUN = ("Failed (not run: the hosts are real boxes kept by `make local-up`, and their gates run only "
-                      "inside `make deploy`'s walk; docs/local-emulator.md)")
+CONTROL_VARIABLE = "LIFTOFF_LOCAL_CONTROL"  # the kept hosts' supervisor API (local/control.py)
 
 
-def shell_exports(endpoint: str, *, kept_hosts: bool = False) -> str:
-    """The one line that points a fresh shell (the AWS CLI, boto3 and `liftoff`) at the emulator.
+def shell_exports(endpoint: str, *, control_url: str = "") -> str:
+    """The one line that points a fresh shell (the AWS CLI, boto3 and `liftoff`) at the emulator, and at the
+    supervisor of its real hosts when `make local-up` kept some.
 
     botocore and the AWS CLI read the region from AWS_DEFAULT_REGION, not AWS_REGION: both are set."""
     values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT,
-              RUNTIME_VARIABLE: f"{__name__}:emulator_hosts" if kept_hosts else f"{__name__}:emulator"}
+              RUNTIME_VARIABLE: f"{__name__}:emulator_hosts" if control_url else f"{__name__}:emulator"}
+    if control_url:
+        values[CONTROL_VARIABLE] = control_url
     return "export " + " ".join(f"{key}={value}" for key, value in values.items())
 
 
@@ -81,8 +81,25 @@ def emulator_unhealthy(*, stage: StageConfig, region: str | None, environ: Mappi
 
 
 def emulator_hosts(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
-    """An ec2 stage whose hosts are real boxes `make local-up` kept (see KEPT_HOSTS_NOT_RUN)."""
-    return _emulated(stage, region, environ, "emulator_hosts", healthy=True, kept_hosts=True)
+    """An ec2 stage whose hosts are real boxes kept by `make local-up`: what runs is asked of their supervisor."""
+    from local.control import ControlClient, ControlError, SupervisedRuntime
+
+    _emulated(stage, region, environ, "emulator_hosts")  # the same loopback check
+    url = environ.get(CONTROL_VARIABLE, "")
+    if not loopback(url):
+        raise RuntimeRefused(f"{RUNTIME_VARIABLE}={__name__}:emulator_hosts needs {CONTROL_VARIABLE}, the loopback address of "
+                             f"the kept hosts' supervisor; it is {url or 'unset'}",
+                             "use the whole export line `make local-up` printed")
+    control = ControlClient(url)
+    try:
+        supervised = control.state()["stage"]
+    except ControlError as error:
+        raise RuntimeRefused(str(error), "`make local-up` starts it (and `make local-down` stops it)") from None
+    if supervised != stage.name:
+        raise RuntimeRefused(f"the local supervisor keeps stage {supervised}'s hosts, not {stage.name}'s",
+                             f"use --stage {supervised}, or `make local-up STAGE={stage.name}` after `make local-down`")
+    return SupervisedRuntime(control=control, service_stack=stage.service_stack_name,
+                             registry_stack=stage.registry_stack_name, region=region)
 
 
 def _emulated(stage: StageConfig, region: str | None, environ: Mapping[str, str], name: str, **kwargs) -> "EmulatedRuntime":
@@ -108,11 +125,9 @@ class EmulatedRuntime(Aws):
     """The release tool's adapter on an emulated stage; see the module docstring for what it stands in for."""
 
     def __init__(self, *, service_stack: str, registry_stack: str, region: str | None = None,
-                 session: boto3.session.Session | EndpointSession | None = None, healthy: bool = True,
-                 kept_hosts: bool = False):
+                 session: boto3.session.Session | EndpointSession | None = None, healthy: bool = True):
         super().__init__(region=region, session=session)
         self.service_stack, self.registry_stack, self.healthy = service_stack, registry_stack, healthy
-        self.kept_hosts = kept_hosts
         self.associations_started: list[str] = []
 
     # --- what the stack recorded --------------------------------------------------------------
@@ -138,19 +153,19 @@ class EmulatedRuntime(Aws):
         staging = association_id == stack.outputs.get("StageAssociationId")
         tag = stack.parameters.get("StagedImageTag", "") if staging else self.active_tag()
         return {"instances": instances, "desired_count": desired, "association_parameter": tag,
-                "association_status": KEPT_HOSTS_NOT_RUN if self.kept_hosts else "Success"}
+                "association_status": "Success"}
 
     def host_reports(self, path: str) -> dict[str, dict]:
         """The hosts' reports: every real one under `path` (moto keeps SSM parameters, so a test, or a host box,
         can write what a host holds, e.g. one that disagrees); for an in-service host without one, a stand-in
         made from the stack's record (active = the recorded active tag, staged = StagedImageTag, ready as
-        `healthy`), labelled `stand_in`. Real boxes kept by `make local-up` get no stand-in: they report or not."""
+        `healthy`), labelled `stand_in`. Real boxes get no stand-in: they report or not."""
         found = super().host_reports(path)
         stack = self.stack(self.service_stack)
         group = stack.outputs.get("AutoScalingGroupName")
-        # Real hosts report for themselves: boxes kept by `make local-up`, and any subclass that reads what real
-        # boxes run (local.hosts.HostsRuntime replaces ec2_running). A host of theirs without a report is unknown.
-        real_hosts = self.kept_hosts or type(self).ec2_running is not EmulatedRuntime.ec2_running
+        # Real hosts report for themselves: any subclass that reads what real boxes run (local.hosts.HostsRuntime,
+        # local.control.SupervisedRuntime replace ec2_running). A host of theirs without a report is unknown.
+        real_hosts = type(self).ec2_running is not EmulatedRuntime.ec2_running
         if real_hosts or not group:
             return found
         now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -80,10 +80,8 @@ def test_host_reports_are_the_real_ones_first_and_a_labelled_stand_in_for_the_re
     assert reports[hosts[0]] == behind  # the host's own word, not overwritten by the stand-in
     verdict = fleet.judge("activate", "1.0.0", fleet.truths(hosts, reports), desired_count=len(hosts))
     assert not verdict.verified and verdict.disagreeing == (hosts[0],)
-    # Real boxes kept by `make local-up` report for themselves: no stand-in is made up for them.
-    assert _runtime(production, kept_hosts=True).host_reports(path) == {hosts[0]: behind}
-
-    class ReadsRealBoxes(EmulatedRuntime):  # as local.hosts.HostsRuntime does
+    # Real boxes report for themselves: no stand-in is made up for them.
+    class ReadsRealBoxes(EmulatedRuntime):  # as local.hosts.HostsRuntime and local.control.SupervisedRuntime do
         def ec2_running(self, auto_scaling_group, activate_association_id):
             return super().ec2_running(auto_scaling_group, activate_association_id)
 
@@ -107,5 +105,57 @@ def test_the_factories_refuse_a_real_endpoint_and_the_export_line_names_one():
     with pytest.raises(RuntimeRefused, match="AWS_ENDPOINT_URL is https://cloudformation.eu-west-1.amazonaws.com, not a loopback"):
         local_runtime.emulator(stage=stage, region="eu-west-1", environ={"AWS_ENDPOINT_URL": "https://cloudformation.eu-west-1.amazonaws.com"})
     made = local_runtime.emulator_unhealthy(stage=stage, region="us-east-1", environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
-    assert (made.healthy, made.kept_hosts, made.service_stack) == (False, False, stage.service_stack_name)
-    assert "LIFTOFF_RUNTIME=local.runtime:emulator_hosts" in local_runtime.shell_exports("http://localhost:1", kept_hosts=True)
+    assert (made.healthy, made.service_stack) == (False, stage.service_stack_name)
+    exports = local_runtime.shell_exports("http://localhost:1", control_url="http://127.0.0.1:2")
+    assert "LIFTOFF_RUNTIME=local.runtime:emulator_hosts" in exports and "LIFTOFF_LOCAL_CONTROL=http://127.0.0.1:2" in exports
+    assert "LIFTOFF_RUNTIME=local.runtime:emulator " in local_runtime.shell_exports("http://localhost:1") + " "
+
+
+def test_the_kept_hosts_runtime_refuses_without_a_supervisor_that_answers_for_the_stage():
+    """`local.runtime:emulator_hosts` asks the supervisor what runs: without one (or one keeping another stage's
+    hosts) liftoff refuses at once, naming why and what to do, instead of pretending anything switched."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import pytest
+
+    from config import load_config
+    from local import runtime as local_runtime
+    from local.control import SupervisedRuntime
+    from local.emulator import free_port
+    from release.runtime import RuntimeRefused
+    from tests.helpers.synth import CDK_JSON
+
+    stage = load_config(CDK_JSON).stage("production")
+    endpoint = {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
+    with pytest.raises(RuntimeRefused, match="needs LIFTOFF_LOCAL_CONTROL, .* it is unset"):
+        local_runtime.emulator_hosts(stage=stage, region="us-east-1", environ=endpoint)
+    with pytest.raises(RuntimeRefused, match="it is https://example.com"):
+        local_runtime.emulator_hosts(stage=stage, region="us-east-1", environ={**endpoint, "LIFTOFF_LOCAL_CONTROL": "https://example.com"})
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RuntimeRefused, match=f"the local supervisor at {nobody} does not answer"):
+        local_runtime.emulator_hosts(stage=stage, region="us-east-1", environ={**endpoint, "LIFTOFF_LOCAL_CONTROL": nobody})
+
+    class Staging(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"stage": "staging"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Staging)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        control = {**endpoint, "LIFTOFF_LOCAL_CONTROL": f"http://127.0.0.1:{server.server_port}"}
+        with pytest.raises(RuntimeRefused, match="keeps stage staging's hosts, not production's"):
+            local_runtime.emulator_hosts(stage=stage, region="us-east-1", environ=control)
+        made = local_runtime.emulator_hosts(stage=load_config(CDK_JSON).stage("staging"), region="us-east-1", environ=control)
+        assert isinstance(made, SupervisedRuntime) and made.control.url == control["LIFTOFF_LOCAL_CONTROL"]
+    finally:
+        server.shutdown()
+        server.server_close()

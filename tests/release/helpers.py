@@ -88,9 +88,9 @@ class EmulatedRuntime(runtime.EmulatedRuntime):
     as active. `healthy=False` reports the targets unhealthy.
     """
 
-    def __init__(self, emulated: EmulatedStage, *, healthy: bool = True, kept_hosts: bool = False):
+    def __init__(self, emulated: EmulatedStage, *, healthy: bool = True):
         super().__init__(service_stack=emulated.stack_names["service"], registry_stack=emulated.stack_names["registry"],
-                         region=emulated.region, healthy=healthy, kept_hosts=kept_hosts)
+                         region=emulated.region, healthy=healthy)
         self.emulated = emulated
 
 

@@ -675,23 +675,3 @@ def test_an_ec2_stage_reports_its_hosts(deploy_emulated_stage):
 
     run = ReleaseStage(production).run("status", aws=Aws(region=production.region))
     assert run.code == 0 and "host " in run.out
-
-
-def test_real_hosts_kept_by_local_up_are_never_pretended_switched(deploy_emulated_stage):
-    """LIFTOFF_RUNTIME=local.runtime:emulator_hosts: the boxes' gates run only in `make deploy`'s walk, so a shell's stage
-    and activate switch the stack, say the hosts did not follow, exit 6 at once (a Failed association is final)."""
-    from tests.release.helpers import ReleaseStage
-
-    deploy_emulated_stage("staging", image_tag="1.0.0", push_tags=("1.0.0", "1.1.0"))
-    production = ReleaseStage(deploy_emulated_stage("production", image_tag="1.0.0"))
-    runtime = EmulatedRuntime(production.emulated, kept_hosts=True)
-    time = FakeTime()
-    staged = production.run("stage", "1.1.0", aws=runtime, monotonic=time.monotonic, sleep=time.sleep)
-    assert staged.code == d.EXIT_UNVERIFIED, staged.out
-    assert "the stage association is Failed (not run: the hosts are real boxes kept by `make local-up`" in staged.out
-    assert time.slept == 0
-    run = production.run("activate", "1.1.0", "--yes", aws=runtime, monotonic=time.monotonic, sleep=time.sleep)
-    assert run.code == d.EXIT_UNVERIFIED
-    assert "the activate association is Failed (not run: the hosts are real boxes kept by `make local-up`" in run.out, run.out
-    assert time.slept == 0  # no waiting out --verify-timeout for what cannot change
-    assert "Failed (not run" in production.run("status", aws=runtime).out

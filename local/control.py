@@ -1,0 +1,80 @@
+"""Another shell's `liftoff` on a `make local-up` ec2 world: the release tool's adapter that asks the supervisor.
+
+What runs on the host boxes (their docker, the load balancer stand-in's checks, the State Manager
+stand-in's association results, Run Command on a box) is known only to the supervisor process
+(local/supervisor.py); `SupervisedRuntime` asks it over its loopback API for exactly those reads and
+commands and sends everything else to the emulator, as `liftoff` sends it to AWS. The hosts' own reports
+are real (the boxes write them to the emulator's SSM), so none is made up here.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+
+from local.runtime import EmulatedRuntime
+from release.schema_aws import SchemaAdapter
+
+
+class ControlError(RuntimeError):
+    """The supervisor did not answer, or answered with an error (its type and message kept)."""
+
+    def __init__(self, message: str, kind: str = ""):
+        super().__init__(message)
+        self.kind = kind
+
+
+class ControlClient:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def state(self, *, timeout: float = 5.0) -> dict:
+        try:
+            with urllib.request.urlopen(f"{self.url}/state", timeout=timeout) as response:
+                return json.loads(response.read())
+        except (OSError, ValueError) as error:
+            raise ControlError(f"the local supervisor at {self.url} does not answer ({error})") from None
+
+    def call(self, method: str, *, timeout: float = 60.0, **args):
+        request = urllib.request.Request(f"{self.url}/call", data=json.dumps({"method": method, "args": args}).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer = json.loads(response.read())
+        except (OSError, ValueError) as error:
+            raise ControlError(f"the local supervisor at {self.url} did not answer {method} ({error})") from None
+        if "error" in answer:
+            error = answer["error"]
+            raise ControlError(f"{error['message']} (the local supervisor's {error['type']}, answering {method})", error["type"])
+        return answer["result"]
+
+
+class SupervisedRuntime(EmulatedRuntime):
+    def __init__(self, *, control: ControlClient, **kwargs):
+        super().__init__(**kwargs)
+        self.control = control
+
+    def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
+        return self.control.call("ec2_running", auto_scaling_group=auto_scaling_group, association_id=association_id)
+
+    def target_health(self, target_group_arn: str) -> list[dict]:
+        return self.control.call("target_health", target_group_arn=target_group_arn)
+
+    def start_association_once(self, association_id: str) -> None:
+        # The association runs on every host before the supervisor answers: bounded as a gate is.
+        self.control.call("start_association_once", association_id=association_id, timeout=1800)
+
+    def send_to_hosts(self, instances, document, parameters, *, timeout, poll, sleep, monotonic):
+        # The HTTP wait outlasts the command's own timeout, which the supervisor applies on the hosts.
+        results = self.control.call("send_to_hosts", timeout=timeout + 60, instances=list(instances), document=document,
+                                    parameters=parameters, command_timeout=timeout)
+        return {instance: tuple(result) for instance, result in results.items()}
+
+    def run_one_off(self, outputs, **kwargs):
+        # `liftoff migrate` on the boxes: the real adapter's path (one in-service host, the stack's migrate document).
+        return SchemaAdapter.run_one_off(self, outputs, **kwargs)
+
+    def download_layer(self, repository: str, digest: str) -> bytes | None:
+        blob = self.control.call("download_layer", repository=repository, digest=digest)
+        return None if blob is None else base64.b64decode(blob)

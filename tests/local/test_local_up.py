@@ -1,0 +1,202 @@
+"""`make local-up` is a living world: from a clean shell with only the printed export line, liftoff drives the
+real hosts; the group replaces a killed host; raising desired_count and running `up` again adds a host.
+
+One world for the whole module (booting it is minutes); the tests run in order, each on what the one before
+left, as a user's session does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from local import supervisor as supervisors
+from local.load import LoadRun
+from tests.helpers.box_world import wait_until
+from tests.helpers.synth import REPO, cdk_context
+
+FIRST, TARGET = "1.0.0", "1.1.0"
+LOAD_RATE = 10.0
+
+
+def local(command: str, session: dict, *extra: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "local", command, "--stage", "production", "--state-dir", str(session["state"]),
+                           "--adapted", str(session["adapted"]), *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "DOCKER_HOST": session["docker_host"]})
+
+
+def second_shell(session: dict, command: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`command` in `env -i bash` with nothing but the export line `up` printed (and the checkout to cd into)."""
+    script = f"{session['exports']}\ncd {shlex.quote(str(REPO))}\n{command}"
+    return subprocess.run(["env", "-i", "bash", "--noprofile", "--norc", "-c", script], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def supervisor_state(session: dict) -> dict:
+    with urllib.request.urlopen(f"{session['control']}/state", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def serves(address: str, timeout: float = 2.0) -> str:
+    try:
+        with urllib.request.urlopen(f"http://{address}:8080/version", timeout=timeout) as response:
+            return json.loads(response.read()).get("version", "")
+    except (OSError, ValueError):
+        return ""
+
+
+@pytest.fixture(scope="module")
+def session(shipped, tmp_path_factory, docker_daemon, box_image, service_image):
+    root = tmp_path_factory.mktemp("local-up")
+    session = {"state": root / "state", "adapted": root / "adapted", "docker_host": docker_daemon.host, "root": root}
+    up = local("up", session, "--assembly", str(shipped.outdir))
+    try:
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
+        session["up"] = up.stdout
+        session["exports"] = next(line.strip() for line in up.stdout.splitlines() if line.strip().startswith("export "))
+        session["balancer"] = re.search(r"^load balancer: (http://127\.0\.0\.1:\d+)$", up.stdout, re.M).group(1)
+        session["control"] = re.search(r"LIFTOFF_LOCAL_CONTROL=(\S+)", session["exports"]).group(1)
+        session["record"] = supervisors.recorded(session["state"])
+        yield session
+    finally:
+        down = local("down", session, timeout=300)
+        session["down"] = down
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_up_prints_the_load_balancer_a_curl_and_a_watch_line_and_the_supervisor_keeps_the_hosts(session):
+    out = session["up"]
+    assert f"curl -s {session['balancer']}/version" in out and f"watch -n 0.5 curl -s {session['balancer']}/version" in out
+    record = session["record"]
+    assert record is not None and supervisors.is_ours(record) and record.balancer_url == session["balancer"]
+    # The walk's last rollback left the first release active: the load balancer answers with it.
+    with urllib.request.urlopen(f"{session['balancer']}/version", timeout=5) as response:
+        assert json.loads(response.read())["version"] == FIRST
+    state = supervisor_state(session)
+    assert len(state["hosts"]) == 2 and set(state["targets"].values()) == {"healthy"}
+
+
+def test_a_second_shell_stages_activates_rolls_back_and_reads_the_hosts(session):
+    staged = second_shell(session, f".venv/bin/liftoff stage {TARGET} --stage production")
+    assert staged.returncode == 0, staged.stdout + staged.stderr
+    hosts = sorted(supervisor_state(session)["hosts"])
+    # The walk left it staged: read from each host's own report through the supervisor, there is nothing to do.
+    assert f"{TARGET} is already staged on production-service, and every host in service (2) reports it" in staged.stdout, \
+        staged.stdout
+    migrated = second_shell(session, f".venv/bin/liftoff migrate --version {TARGET} --stage production --yes")
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    said = migrated.stdout + migrated.stderr
+    assert "(SSM Run Command, document" in said and f"migrate of {TARGET} exited 0" in said, said
+    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600) as run:
+        try:
+            activated = second_shell(session, f".venv/bin/liftoff activate {TARGET} --stage production --yes --no-watch")
+        finally:
+            run.stop()
+    assert activated.returncode == 0, activated.stdout + activated.stderr
+    assert f"verified: every host in service (2) reports {TARGET} active and ready" in activated.stdout, activated.stdout
+    summary = run.summary()
+    assert summary.sent > 0 and summary.failed == 0, summary
+    assert TARGET in summary.versions
+    for address in supervisor_state(session)["hosts"].values():
+        assert serves(address) == TARGET
+
+    rolled = second_shell(session, ".venv/bin/liftoff rollback --stage production --yes")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert f"every host holds {FIRST} warm: all 2 flip at once (Run Command)" in rolled.stdout, rolled.stdout
+    status = second_shell(session, ".venv/bin/liftoff status --stage production")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for host in hosts:  # each host's own report, none made up
+        assert re.search(rf"{host}.*{FIRST}", status.stdout), status.stdout
+    assert "[stand-in:" not in status.stdout  # no report made up
+    assert "schema   not recorded" not in status.stdout  # the migrate above recorded it
+    # The gates ran in the supervisor, as State Manager and Run Command run them on AWS (the walk left 1.1.0
+    # warm on both hosts, so the activation above flipped them at once too).
+    log = Path(session["record"].log).read_text()
+    assert re.search(rf"host i-[0-9a-f]+: activate {TARGET} -> exit 0", log), log[-3000:]  # the association followed
+    assert re.search(rf"activate {FIRST} \(Run Command, 2 host\(s\)\) -> exit 0", log), log[-3000:]
+
+
+def test_the_group_replaces_a_killed_host_with_one_on_the_active_version(session, docker_daemon):
+    before = supervisor_state(session)["hosts"]
+    victim = sorted(before)[0]
+    container = json.loads((session["state"] / "boxes.json").read_text())["boxes"][victim]["container"]
+    docker_daemon.run("kill", container)
+    state = wait_until(lambda: (lambda s: s if victim not in s["hosts"] and len(s["hosts"]) == 2
+                                and set(s["targets"].values()) == {"healthy"} and len(s["targets"]) == 2 else None)(
+        supervisor_state(session)), 400, "the group to replace the killed host", interval=2)
+    assert [item[0] for item in state["replaced"]] == [victim]
+    assert "EC2 status checks failed" in state["replaced"][0][1]
+    (new,) = set(state["hosts"]) - set(before)
+    assert serves(state["hosts"][new]) == FIRST  # the active version, staged one pulled by its gates
+    status = second_shell(session, ".venv/bin/liftoff status --stage production")
+    assert new in status.stdout and victim not in status.stdout.split("last releases:")[0], status.stdout
+
+
+def test_a_killed_supervisor_comes_back_with_up_on_the_same_load_balancer(session, shipped):
+    record = supervisors.recorded(session["state"])
+    os.kill(record.pid, signal.SIGKILL)  # a crash: nothing of it runs its shutdown
+    wait_until(lambda: not supervisors.is_ours(record), 30, "the supervisor to die")
+    with pytest.raises(OSError):
+        supervisor_state(session)  # a second shell's liftoff now refuses (tests/local/test_runtime.py)
+    again = local("up", session, "--assembly", str(shipped.outdir))
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-3000:]
+    assert "the supervisor is not running (killed, or the machine restarted): starting it again" in again.stdout
+    restarted = supervisors.recorded(session["state"])
+    assert restarted.pid != record.pid and supervisors.is_ours(restarted)
+    assert restarted.balancer_url == session["balancer"]  # the address already printed still serves
+    assert not Path(f"/proc/{record.balancer_pid}").exists() or b"haproxy" not in Path(f"/proc/{record.balancer_pid}/cmdline").read_bytes()
+    session["control"] = restarted.control_url
+    session["exports"] = next(line.strip() for line in again.stdout.splitlines() if line.strip().startswith("export "))
+    with urllib.request.urlopen(f"{session['balancer']}/version", timeout=5) as response:
+        assert json.loads(response.read())["version"] == FIRST
+    # Seeded with what the associations last ran: no gate ran again at its start.
+    since_restart = Path(restarted.log).read_text().rsplit(f"(HAProxy pid {restarted.balancer_pid})", 1)[1]
+    assert " -> exit " not in since_restart, since_restart
+
+
+def test_raising_desired_count_and_up_again_adds_a_host_on_the_active_version(session, synth_variant):
+    context = cdk_context()["liftoff"]
+    stages = context["stages"]
+    production = {**stages["production"], "desired_count": 3}
+    variant = synth_variant({**context, "stages": {**stages, "production": production}})
+    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600) as run:
+        try:
+            again = local("up", session, "--assembly", str(variant.outdir))
+            assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-3000:]
+            assert "updating stage production in place" in again.stdout
+            state = wait_until(lambda: (lambda s: s if len(s["hosts"]) == 3 and len(s["targets"]) == 3
+                                        and set(s["targets"].values()) == {"healthy"} else None)(supervisor_state(session)),
+                               400, "a third host in service", interval=2)
+            time.sleep(2)  # load on the three
+        finally:
+            run.stop()
+    summary = run.summary()
+    assert summary.sent > 0 and summary.failed == 0, summary
+    assert all(serves(address) == FIRST for address in state["hosts"].values())
+    # The stack kept its versions: ImageTag was not touched by the update.
+    status = second_shell(session, ".venv/bin/liftoff status --stage production")
+    assert status.returncode == 0 and len(re.findall(rf"i-[0-9a-f]+.*{FIRST}", status.stdout)) >= 3, status.stdout
+
+
+def test_local_down_stops_everything_and_says_so_when_run_again(session, docker_daemon):
+    record = supervisors.recorded(session["state"])
+    world = json.loads((session["state"] / "boxes.json").read_text())["name"]
+    down = local("down", session, timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert f"stopped the supervisor (pid {record.pid})" in down.stdout and f"stopped the hosts' world {world}" in down.stdout
+    assert not supervisors.is_ours(record)
+    assert docker_daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={world}").stdout.split() == []
+    assert docker_daemon.run("network", "ls", "--quiet", "--filter", f"label=liftoff.harness={world}").stdout.split() == []
+    again = local("down", session, timeout=300)
+    assert again.returncode == 0 and "no emulator recorded; nothing to stop" in again.stdout, again.stdout + again.stderr
+    assert "stopped" not in again.stdout
