@@ -122,11 +122,11 @@ def update(stage, emulator: emulators.Emulator, args) -> int:
     """`up` on a running emulator: the stacks updated from cdk.json; the supervisor started again if it is gone."""
     flow.log(f"an emulator is already running (pid {emulator.pid}, port {emulator.port}): updating stage {stage.name} in place")
     try:
-        deployed = flow.update_stage(stage, emulator, source=args.assembly, target=args.adapted)
         record = supervisors.recorded(args.state_dir)
-        if record is not None and record.stage != stage.name:
+        if record is not None and record.stage != stage.name:  # refused before anything changes
             raise flow.DeployError(f"the running world keeps stage {record.stage}'s hosts; `make local-down` first to switch "
                                    f"to {stage.name}")
+        deployed = flow.update_stage(stage, emulator, source=args.assembly, target=args.adapted)
         world = boxes.BoxWorld.recorded(args.state_dir)
         if world is not None and (record is None or not supervisors.is_ours(record)):
             flow.log("the supervisor is not running (killed, or the machine restarted): starting it again")
