@@ -491,8 +491,9 @@ class StageHosts:
 class StateManagerStandIn:
     """Runs the gates on the hosts when the stack's gate parameters change (see the module docstring)."""
 
-    def __init__(self, hosts: StageHosts, *, say: Say = print, status: dict[str, dict] | None = None):
-        self.hosts, self.say = hosts, say
+    def __init__(self, hosts: StageHosts, *, say: Say = print, status: dict[str, dict] | None = None,
+                 on_result: Callable[[dict[str, dict]], None] | None = None):
+        self.hosts, self.say, self.on_result = hosts, say, on_result
         # gate -> what its association last ran ({"tag", "status"}); seeded, a gate whose tag is unchanged does not run
         self.status: dict[str, dict] = dict(status or {})
         self.runs: list[GateRun] = []
@@ -544,6 +545,9 @@ class StateManagerStandIn:
             self.status[gate] = {"tag": tag, "status": "Failed" if failed else "Success"}
             self._record(runs)
             self._changed.notify_all()
+            finished = {name: dict(value) for name, value in self.status.items()}
+        if self.on_result is not None:  # e.g. kept on disk the moment it is known (local/supervisor.py)
+            self.on_result(finished)
         for run in runs:
             self.say(f"  host {run.instance_id}: {gate} {tag} -> exit {run.exit_code} in {run.seconds:.1f} s")
         self.say(f"  {gate} {tag}: {len(runs)} host(s), MaxConcurrency {at_once}, {time.monotonic() - began:.1f} s in all")

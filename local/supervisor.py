@@ -128,7 +128,7 @@ def _command_line(pid: int) -> bytes:
 def save_associations(state_dir: Path, status: dict[str, dict]) -> None:
     """What the State Manager stand-in's associations last ran (gate -> tag, status), for the next supervisor."""
     done = {gate: value for gate, value in status.items() if value.get("status") in ("Success", "Failed")}
-    tmp = state_dir / f"{ASSOCIATIONS_NAME}.tmp"
+    tmp = state_dir / f"{ASSOCIATIONS_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"  # two gates may end at once
     tmp.write_text(json.dumps(done, indent=1))
     tmp.replace(state_dir / ASSOCIATIONS_NAME)
 
@@ -157,14 +157,15 @@ class Supervisor:
                                 registry_stack=registry_stack, state_dir=state_dir, name=world.name, box_image=box_image,
                                 say=say)
         self.hosts.attach(world)
-        self.state_manager = StateManagerStandIn(self.hosts, say=say, status=saved_associations(state_dir))
+        # What the associations ran is kept the moment each run ends: a supervisor killed later starts from it.
+        self.state_manager = StateManagerStandIn(self.hosts, say=say, status=saved_associations(state_dir),
+                                                 on_result=lambda status: save_associations(state_dir, status))
         self.runtime = HostsRuntime(hosts=self.hosts, state_manager=self.state_manager, service_stack=service_stack,
                                     registry_stack=registry_stack, region=FAKE_ENVIRONMENT["AWS_REGION"], session=session)
         self.group = GroupStandIn(self.hosts, self.state_manager, say=say)
-        self._group_follower = Follower("Auto Scaling group stand-in", self._group_step, interval=GROUP_INTERVAL_SECONDS,
+        self._group_follower = Follower("Auto Scaling group stand-in", self.group.step, interval=GROUP_INTERVAL_SECONDS,
                                         say=say, stop_timeout=boxes.BOOT_TIMEOUT_SECONDS)
         self._server: ThreadingHTTPServer | None = None
-        self._saved: dict = {}
 
     def start(self) -> SupervisorRecord:
         balancer = self.hosts.start_load_balancer(listen_port=self.listen_port)
@@ -192,19 +193,8 @@ class Supervisor:
             self._server.shutdown()
         self._group_follower.stop()
         self.state_manager.stop()
-        self._save()
         self.hosts.stop_load_balancer()
         self.say("stopped")
-
-    def _group_step(self) -> None:
-        self._save()
-        self.group.step()
-
-    def _save(self) -> None:
-        status = {gate: dict(value) for gate, value in self.state_manager.status.items()}
-        if status != self._saved:
-            save_associations(self.state_dir, status)
-            self._saved = status
 
     def state(self) -> dict:
         states = self.hosts.controller.states() if self.hosts.controller is not None else {}

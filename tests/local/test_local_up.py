@@ -146,6 +146,10 @@ def test_the_group_replaces_a_killed_host_with_one_on_the_active_version(session
 
 def test_a_killed_supervisor_comes_back_with_up_on_the_same_load_balancer(session, shipped):
     record = supervisors.recorded(session["state"])
+    # Killed between gate runs (a run cut short is rightly run again by the next supervisor).
+    wait_until(lambda: all(association["status"] != "InProgress"
+                           for association in supervisor_state(session)["associations"].values()),
+               300, "the associations to settle")
     os.kill(record.pid, signal.SIGKILL)  # a crash: nothing of it runs its shutdown
     wait_until(lambda: not supervisors.is_ours(record), 30, "the supervisor to die")
     with pytest.raises(OSError):
