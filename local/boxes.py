@@ -180,7 +180,7 @@ def stop_world(daemon: Daemon, world: BoxWorld, state_dir: Path) -> None:
     if containers:
         daemon.run("rm", "--force", "--volumes", *containers, check=False, timeout=120)
     daemon.run("network", "rm", world.network, check=False)
-    if _is_endpoint_proxy(world.proxy_pid):  # after a reboot the recorded pid may be anyone's
+    if b"local.endpoints" in processes.command_line(world.proxy_pid):  # after a reboot the recorded pid may be anyone's
         processes.stop(world.proxy_pid)
     (state_dir / WORLD_RECORD).unlink(missing_ok=True)
 
@@ -298,13 +298,6 @@ def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path
         processes.stop(proxy.pid)
         raise
     return proxy
-
-
-def _is_endpoint_proxy(pid: int) -> bool:
-    try:
-        return b"local.endpoints" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
 
 
 def _registry_answers(world: BoxWorld) -> bool:

@@ -105,8 +105,8 @@ def recorded_daemon(state_dir: Path) -> int | None:
     """The pid of a dockerd this module started with `state_dir`, if it still runs (pids get reused)."""
     try:
         pid = int((state_dir / "dockerd.pid").read_text().strip())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
+    command = processes.command_line(pid).split(b"\0")
     return pid if command and command[0].endswith(b"dockerd") and str(state_dir / "dockerd.pid").encode() in command else None
 

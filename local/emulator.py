@@ -142,10 +142,7 @@ def recorded(state_dir: Path) -> Emulator | None:
 
 def is_ours(emulator: Emulator) -> bool:
     """True if the recorded PID is still a moto_server on the recorded port (PIDs get reused)."""
-    try:
-        arguments = Path(f"/proc/{emulator.pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    arguments = processes.command_line(emulator.pid).split(b"\0")
     return any(b"moto_server" in argument for argument in arguments) and str(emulator.port).encode() in arguments
 
 

@@ -47,6 +47,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def command_line(pid: int) -> bytes:
+    """The process's command line as the kernel keeps it (arguments joined by NUL), b"" when it is gone: a
+    recorded pid is checked against it before it is stopped, since pids get reused (after a reboot, say)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def reap(pid: int) -> None:
     try:
         os.waitpid(pid, 0)

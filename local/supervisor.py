@@ -101,7 +101,7 @@ def recorded(state_dir: Path) -> SupervisorRecord | None:
 
 def is_ours(record: SupervisorRecord) -> bool:
     """The recorded pid is still a supervisor (pids get reused, e.g. after a reboot)."""
-    return b"local.supervisor" in _command_line(record.pid)
+    return b"local.supervisor" in processes.command_line(record.pid)
 
 
 def stop_recorded(state_dir: Path) -> SupervisorRecord | None:
@@ -112,17 +112,10 @@ def stop_recorded(state_dir: Path) -> SupervisorRecord | None:
         return None
     if is_ours(record):
         processes.stop(record.pid, grace_seconds=STOP_GRACE_SECONDS)
-    if b"haproxy" in _command_line(record.balancer_pid):  # killed before it stopped HAProxy (its own session)
+    if b"haproxy" in processes.command_line(record.balancer_pid):  # killed before it stopped HAProxy (its own session)
         processes.stop(record.balancer_pid)
     (state_dir / RECORD_NAME).unlink(missing_ok=True)
     return record
-
-
-def _command_line(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def save_associations(state_dir: Path, status: dict[str, dict]) -> None:
