@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
 import urllib.request
 
 from local.runtime import EmulatedRuntime
@@ -18,11 +17,7 @@ from release.schema_aws import SchemaAdapter
 
 
 class ControlError(RuntimeError):
-    """The supervisor did not answer, or answered with an error (its type and message kept)."""
-
-    def __init__(self, message: str, kind: str = ""):
-        super().__init__(message)
-        self.kind = kind
+    """The supervisor did not answer, or answered with an error (its type and message said)."""
 
 
 class ControlClient:
@@ -46,7 +41,7 @@ class ControlClient:
             raise ControlError(f"the local supervisor at {self.url} did not answer {method} ({error})") from None
         if "error" in answer:
             error = answer["error"]
-            raise ControlError(f"{error['message']} (the local supervisor's {error['type']}, answering {method})", error["type"])
+            raise ControlError(f"{error['message']} (the local supervisor's {error['type']}, answering {method})")
         return answer["result"]
 
 

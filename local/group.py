@@ -35,7 +35,6 @@ class GroupStandIn:
         # When each box was launched (by this stand-in's clock): the grace period counts from there. Boxes found
         # already running when the stand-in starts count from then.
         self.launched: dict[str, float] = {}
-        self.events: list[ScaleEvent] = []
         self.replaced: list[tuple[str, str]] = []  # (instance, why)
 
     def step(self) -> None:
@@ -88,7 +87,6 @@ class GroupStandIn:
             return
         began = self.monotonic()
         event = ScaleEvent(before=len(boxed), after=len(listed))
-        self.events.append(event)
         if joining:
             self.say(f"  Auto Scaling group: launching {', '.join(joining)} from the launch template")
             # moto registers a new instance at once; the group registers it once it runs (see StageHosts.scale_to).
