@@ -249,36 +249,19 @@ def observe(deployed: LocalStage) -> dict[str, str]:
 
 
 NOT_MODELLED = "not modelled by the emulator"
-# Rows that follow the ImageTag parameter on AWS but that moto leaves as they were; when the tag
-# changed and these did not, the table says so rather than "unchanged".
-EMULATOR_KEEPS = {
-    "ECS task definition": "moto keeps the task definition on a stack update; AWS registers a new revision",
-    "ECS container image": "moto keeps the task definition's image; AWS rolls the tasks onto the new one",
-}
-
-
-def change_marker(key: str, old: str, new: str, *, image_tag_changed: bool) -> str:
-    if old != new:
-        return "changed"
-    if image_tag_changed and key in EMULATOR_KEEPS:
-        return f"the emulator cannot show this change: {EMULATOR_KEEPS[key]}"
-    return "unchanged"
 
 
 def change_lines(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """The before/after table: never "unchanged" for what the emulator cannot change."""
+    """The before/after table; a row the emulator does not model says so instead of a before and after."""
     keys = list({**before, **after})
     width = max(len(key) for key in keys)
-    tag_key = next((key for key in keys if key.endswith(" parameter ImageTag")), None)
-    image_tag_changed = tag_key is not None and before.get(tag_key) != after.get(tag_key)
     lines = []
     for key in keys:
         old, new = before.get(key, "-"), after.get(key, "-")
         if old == new == NOT_MODELLED:
             lines.append(f"  {key:<{width}}  ({NOT_MODELLED}: the change cannot be shown)")
             continue
-        marker = change_marker(key, old, new, image_tag_changed=image_tag_changed)
-        lines.append(f"  {key:<{width}}  {old} -> {new}  ({marker})")
+        lines.append(f"  {key:<{width}}  {old} -> {new}  ({'changed' if old != new else 'unchanged'})")
     return lines
 
 

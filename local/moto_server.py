@@ -1,4 +1,5 @@
-"""`python -m local.moto_server -H HOST -p PORT`: moto's server, with DynamoDB's calls made atomic.
+"""`python -m local.moto_server -H HOST -p PORT`: moto's server, with DynamoDB's calls made atomic and ECS's
+CloudFormation models keeping what the template says (local/moto_models.py).
 
 DynamoDB checks a condition and writes the item as one step; moto's server answers each request on
 its own thread and checks, then writes, with nothing between two requests. Two releases racing for
@@ -15,6 +16,8 @@ from typing import Any, Callable, Iterable
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
+
+from local import moto_models
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_"
 
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args(argv)
+    moto_models.install()
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto_server does: the URLs moto hands out name it
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, AtomicDynamoDB(app), threaded=True, request_handler=MotoRequestHandler)

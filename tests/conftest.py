@@ -60,6 +60,11 @@ UNITS_DIR_KEY = "liftoff_units_dir"
 
 
 def pytest_configure(config):
+    # The in-process moto (`mock_aws`) gets the same ECS CloudFormation models as the emulator's moto_server, in every
+    # test process, whatever runs first.
+    from local import moto_models
+
+    moto_models.install()
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(XdistUnits(config), "liftoff-xdist-units")
 

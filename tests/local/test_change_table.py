@@ -1,4 +1,4 @@
-"""local/deploy.py's before/after table: it never calls something unchanged that the emulator cannot change."""
+"""local/deploy.py's before/after table: changed where it changed, and no arrow where the emulator models nothing."""
 from __future__ import annotations
 
 from local.deploy import NOT_MODELLED, change_lines
@@ -11,15 +11,14 @@ BEFORE = {
 }
 
 
-def test_rows_moto_keeps_say_the_emulator_cannot_show_the_change():
-    after = {**BEFORE, "staging-service parameter ImageTag": "1.1.0"}
+def test_rows_say_changed_where_the_value_changed():
+    after = {**BEFORE, "staging-service parameter ImageTag": "1.1.0", "ECS task definition": "task:2",
+             "ECS container image": "repo:1.1.0"}
     lines = dict(zip(BEFORE, change_lines(BEFORE, after)))
     assert lines["staging-service parameter ImageTag"].endswith("1.0.0 -> 1.1.0  (changed)")
-    assert "(the emulator cannot show this change: moto keeps the task definition on a stack update" in lines["ECS task definition"]
-    assert "(the emulator cannot show this change: moto keeps the task definition's image" in lines["ECS container image"]
-    # Not driven by the tag: truly unchanged.
+    assert lines["ECS task definition"].endswith("task:1 -> task:2  (changed)")
+    assert lines["ECS container image"].endswith("repo:1.0.0 -> repo:1.1.0  (changed)")
     assert lines["ECS desired count"].endswith("1 -> 1  (unchanged)")
-    assert not any("(unchanged)" in line for key, line in lines.items() if key.startswith("ECS t") or key.startswith("ECS c"))
 
 
 def test_without_a_tag_change_unchanged_means_unchanged():

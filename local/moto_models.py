@@ -1,0 +1,160 @@
+"""CloudFormation models for ECS that keep what the template says, installed into the emulator's moto.
+
+moto 5.2's own models for `AWS::ECS::TaskDefinition` and `AWS::ECS::Service` keep a fraction of the
+template: a task definition keeps its containers and memory (no network mode, CPU, roles or
+compatibilities), an update compares PascalCase properties with the camelCase ones it stored, so every
+update registers a revision whose containers have lost their `image`; a service keeps its cluster, task
+family and desired count (no load balancers, launch type, network or deployment configuration), and an
+update leaves it on the first revision, deregistered. The ECS stand-in (local/ecs.py) follows what ECS
+holds, as the ECS scheduler does on AWS, so ECS must hold what CloudFormation set. These replace the
+four CloudFormation hooks with ones that pass every property moto's own ECS API takes:
+
+- a task definition: every property `RegisterTaskDefinition` takes; an update that changes any of them
+  registers a new revision and deregisters the old one (CloudFormation replaces a task definition);
+- a service that names a task definition CloudFormation replaced is updated too (moto updates a resource only
+  when its own JSON or a parameter it names changed);
+- a service: load balancers, launch type, platform version, network configuration, deployment controller,
+  tags, and the two settings moto's API has no field for (`deploymentConfiguration`,
+  `healthCheckGracePeriodSeconds`), kept on the service so `DescribeServices` returns them; an update sets
+  the new task definition revision (its ARN, as CloudFormation's Ref gives) and, when it changed, starts a
+  new PRIMARY deployment with the deployment configuration of the update.
+
+What ECS then does with a deployment (tasks, target registrations, rollout state) moto does not do; the
+ECS stand-in does it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from moto.cloudformation import parsing
+from moto.core.utils import pascal_to_camelcase, utcnow
+from moto.ecs import models as ecs_models
+from moto.moto_api._internal import mock_random
+
+# CloudFormation property -> RegisterTaskDefinition keyword (moto's backend).
+TASK_DEFINITION_PROPERTIES = {
+    "Volumes": "volumes", "NetworkMode": "network_mode", "PlacementConstraints": "placement_constraints",
+    "RequiresCompatibilities": "requires_compatibilities", "Cpu": "cpu", "Memory": "memory",
+    "TaskRoleArn": "task_role_arn", "ExecutionRoleArn": "execution_role_arn", "ProxyConfiguration": "proxy_configuration",
+    "RuntimePlatform": "runtime_platform", "IpcMode": "ipc_mode", "PidMode": "pid_mode", "EphemeralStorage": "ephemeral_storage",
+}
+# Template keys whose values are names the user chose (environment names, labels, log options): kept as written.
+_VERBATIM_KEYS = ("Options", "DockerLabels", "SystemControls")
+
+
+def _camel(value: Any) -> Any:
+    """CloudFormation's PascalCase keys as ECS's API spells them, leaving user-named keys (log options...) as written."""
+    if isinstance(value, list):
+        return [_camel(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {pascal_to_camelcase(key): (item if key in _VERBATIM_KEYS else _camel(item)) for key, item in value.items()}
+
+
+def _task_definition_arguments(properties: dict) -> dict:
+    arguments = {"family": properties.get("Family", f"task-definition-{int(mock_random.random() * 10**6)}"),
+                 "container_definitions": _camel(properties.get("ContainerDefinitions", []))}
+    for key, keyword in TASK_DEFINITION_PROPERTIES.items():
+        if key in properties:
+            arguments[keyword] = _camel(properties[key]) if isinstance(properties[key], (dict, list)) else properties[key]
+    if "Tags" in properties:
+        arguments["tags"] = _camel(properties["Tags"])
+    return arguments
+
+
+def _create_task_definition(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    backend = ecs_models.ecs_backends[account_id][region_name]
+    registered = backend.register_task_definition(**_task_definition_arguments(cloudformation_json["Properties"]))
+    registered._liftoff_arguments = _task_definition_arguments(cloudformation_json["Properties"])
+    return registered
+
+
+def _update_task_definition(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    arguments = _task_definition_arguments(cloudformation_json["Properties"])
+    if getattr(original_resource, "_liftoff_arguments", None) == arguments:
+        return original_resource
+    backend = ecs_models.ecs_backends[account_id][region_name]
+    registered = backend.register_task_definition(**arguments)
+    registered._liftoff_arguments = arguments
+    backend.deregister_task_definition(original_resource.arn)
+    return registered
+
+
+def _cluster_name(value: Any) -> str:
+    return value.name if isinstance(value, ecs_models.Cluster) else str(value).rsplit("/", 1)[-1]
+
+
+def _task_definition_arn(value: Any) -> str:
+    return value.arn if isinstance(value, ecs_models.TaskDefinition) else str(value)
+
+
+def _keep_settings(service, properties: dict) -> None:
+    """What moto's service has no constructor argument for, kept where DescribeServices reads it."""
+    service.deployment_configuration = _camel(properties.get("DeploymentConfiguration", {}))
+    if "HealthCheckGracePeriodSeconds" in properties:
+        service.health_check_grace_period_seconds = int(properties["HealthCheckGracePeriodSeconds"])
+
+
+def _create_service(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    properties = cloudformation_json["Properties"]
+    backend = ecs_models.ecs_backends[account_id][region_name]
+    service = backend.create_service(
+        _cluster_name(properties["Cluster"]), properties.get("ServiceName", resource_name),
+        int(properties.get("DesiredCount", 1)), task_definition_str=_task_definition_arn(properties["TaskDefinition"]),
+        load_balancers=_camel(properties.get("LoadBalancers", [])), tags=_camel(properties.get("Tags", [])),
+        deployment_controller=_camel(properties.get("DeploymentController", {"Type": "ECS"})),
+        launch_type=properties.get("LaunchType"), platform_version=properties.get("PlatformVersion"),
+        propagate_tags=properties.get("PropagateTags", "NONE"),
+        network_configuration=_camel(properties["NetworkConfiguration"]) if "NetworkConfiguration" in properties else None)
+    _keep_settings(service, properties)
+    return service
+
+
+def _update_service(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    properties = cloudformation_json["Properties"]
+    backend = ecs_models.ecs_backends[account_id][region_name]
+    task_definition = _task_definition_arn(properties["TaskDefinition"])
+    changed = task_definition != original_resource.task_definition
+    service = backend.update_service({
+        "cluster": original_resource.cluster_name, "service": original_resource.name,
+        "task_definition": task_definition, "desired_count": int(properties.get("DesiredCount", original_resource.desired_count))})
+    service.load_balancers = _camel(properties.get("LoadBalancers", []))
+    if "NetworkConfiguration" in properties:
+        service.network_configuration = _camel(properties["NetworkConfiguration"])
+    _keep_settings(service, properties)
+    if changed:
+        now = utcnow()
+        for deployment in service.deployments:
+            deployment["status"] = "ACTIVE"
+        deployment_id = f"ecs-svc/{mock_random.randint(0, 32**12)}"
+        service.deployments.insert(0, {
+            "id": deployment_id, "status": "PRIMARY", "taskDefinition": task_definition, "desiredCount": service.desired_count,
+            "pendingCount": service.desired_count, "runningCount": 0, "failedTasks": 0, "createdAt": now, "updatedAt": now,
+            "launchType": service.launch_type, "rolloutState": "IN_PROGRESS",
+            "rolloutStateReason": f"ECS deployment {deployment_id} in progress."})
+    return service
+
+
+_original_resource_diff = parsing.ResourceMap.build_resource_diff
+
+
+def _resource_diff_with_services(self, other_template, parameters=None):
+    """moto modifies a resource only when its own JSON or a parameter it names changed; CloudFormation also updates a
+    service whose `Ref` to its task definition now names a new revision. Services are added after the task definitions
+    they name, so the update resolves the new revision."""
+    actions = _original_resource_diff(self, other_template, parameters)
+    modified = set(actions["Modify"])
+    for name, resource in other_template["Resources"].items():
+        if resource.get("Type") == "AWS::ECS::Service" and name in self._resource_json_map and name not in modified:
+            if modified & set(parsing.get_references_from_template(resource.get("Properties", {}).get("TaskDefinition", {}))):
+                actions["Modify"].append(name)
+    return actions
+
+
+def install() -> None:
+    """Replace moto's ECS CloudFormation hooks in this process (the emulator's moto_server calls this at start)."""
+    parsing.ResourceMap.build_resource_diff = _resource_diff_with_services
+    ecs_models.TaskDefinition.create_from_cloudformation_json = classmethod(_create_task_definition)
+    ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(_update_task_definition)
+    ecs_models.Service.create_from_cloudformation_json = classmethod(_create_service)
+    ecs_models.Service.update_from_cloudformation_json = classmethod(_update_service)

@@ -1,0 +1,106 @@
+"""The emulator's ECS keeps what a template says, and an update moves the service to the new revision."""
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local import moto_models
+
+
+def template(tag: str, *, desired: int = 2) -> str:
+    container = {
+        "Name": "app", "Image": {"Fn::Join": ["", ["registry/repo:", {"Ref": "Tag"}]]}, "User": "1000",
+        "ReadonlyRootFilesystem": True, "StopTimeout": 10, "HealthCheck": {"Command": ["CMD", "true"], "Interval": 5},
+        "LogConfiguration": {"LogDriver": "awslogs", "Options": {"awslogs-group": "logs", "awslogs-stream-prefix": "app"}},
+        "Environment": [{"Name": "APP_VERSION", "Value": {"Ref": "Tag"}}], "PortMappings": [{"ContainerPort": 8080}],
+        "Secrets": [{"Name": "DB_PASSWORD", "ValueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf:password::"}],
+    }
+    return json.dumps({
+        "Parameters": {"Tag": {"Type": "String"}},
+        "Resources": {
+            "Cluster": {"Type": "AWS::ECS::Cluster"},
+            "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+                "Family": "service-task", "Cpu": "256", "Memory": "512", "NetworkMode": "awsvpc",
+                "RequiresCompatibilities": ["FARGATE"], "ExecutionRoleArn": "arn:aws:iam::123456789012:role/execution",
+                "TaskRoleArn": "arn:aws:iam::123456789012:role/task", "ContainerDefinitions": [container]}},
+            "Service": {"Type": "AWS::ECS::Service", "Properties": {
+                "Cluster": {"Ref": "Cluster"}, "TaskDefinition": {"Ref": "Task"}, "DesiredCount": desired,
+                "LaunchType": "FARGATE", "HealthCheckGracePeriodSeconds": 15,
+                "DeploymentConfiguration": {"Strategy": "BLUE_GREEN", "BakeTimeInMinutes": 5, "MaximumPercent": 200,
+                                            "MinimumHealthyPercent": 100,
+                                            "Alarms": {"AlarmNames": ["release-5xx"], "Enable": True, "Rollback": True}},
+                "LoadBalancers": [{"ContainerName": "app", "ContainerPort": 8080, "TargetGroupArn": "arn:aws:elasticloadbalancing:tg"}]}},
+        },
+        "Outputs": {"Cluster": {"Value": {"Ref": "Cluster"}}, "Service": {"Value": {"Fn::GetAtt": ["Service", "Name"]}}},
+    })
+
+
+@pytest.fixture
+def ecs_stack():
+    moto_models.install()
+    with mock_aws():
+        cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+        ecs = boto3.client("ecs", region_name="us-east-1")
+        cloudformation.create_stack(StackName="svc", TemplateBody=template("1.0.0"),
+                                    Parameters=[{"ParameterKey": "Tag", "ParameterValue": "1.0.0"}])
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in cloudformation.describe_stacks(StackName="svc")["Stacks"][0]["Outputs"]}
+
+        def service() -> dict:
+            return ecs.describe_services(cluster=outputs["Cluster"], services=[outputs["Service"]])["services"][0]
+
+        def update(tag: str, **kwargs) -> None:
+            cloudformation.update_stack(StackName="svc", TemplateBody=template(tag, **kwargs),
+                                        Parameters=[{"ParameterKey": "Tag", "ParameterValue": tag}])
+
+        yield ecs, service, update
+
+
+def test_the_task_definition_keeps_every_property_the_template_sets(ecs_stack):
+    ecs, service, _ = ecs_stack
+    definition = ecs.describe_task_definition(taskDefinition=service()["taskDefinition"])["taskDefinition"]
+    assert (definition["networkMode"], definition["cpu"], definition["memory"]) == ("awsvpc", "256", "512")
+    assert definition["requiresCompatibilities"] == ["FARGATE"]
+    assert definition["executionRoleArn"].endswith(":role/execution") and definition["taskRoleArn"].endswith(":role/task")
+    container = definition["containerDefinitions"][0]
+    assert container["image"] == "registry/repo:1.0.0"
+    assert (container["user"], container["readonlyRootFilesystem"], container["stopTimeout"]) == ("1000", True, 10)
+    assert container["healthCheck"] == {"command": ["CMD", "true"], "interval": 5}
+    # Option names are the user's (awslogs-...), not CloudFormation property names: kept as written.
+    assert container["logConfiguration"]["options"] == {"awslogs-group": "logs", "awslogs-stream-prefix": "app"}
+    assert container["secrets"][0]["valueFrom"].endswith(":password::")
+
+
+def test_the_service_keeps_its_load_balancer_launch_type_and_deployment_configuration(ecs_stack):
+    _, service, _ = ecs_stack
+    described = service()
+    assert described["launchType"] == "FARGATE"
+    assert described["healthCheckGracePeriodSeconds"] == 15
+    assert described["loadBalancers"] == [{"containerName": "app", "containerPort": 8080, "targetGroupArn": "arn:aws:elasticloadbalancing:tg"}]
+    configuration = described["deploymentConfiguration"]
+    assert (configuration["strategy"], configuration["bakeTimeInMinutes"]) == ("BLUE_GREEN", 5)
+    assert configuration["alarms"] == {"alarmNames": ["release-5xx"], "enable": True, "rollback": True}
+
+
+def test_an_image_tag_update_registers_a_revision_and_starts_a_deployment_of_it(ecs_stack):
+    ecs, service, update = ecs_stack
+    first = service()["taskDefinition"]
+    update("2.0.0")
+    described = service()
+    assert described["taskDefinition"] != first and described["taskDefinition"].endswith(":2")
+    definition = ecs.describe_task_definition(taskDefinition=described["taskDefinition"])["taskDefinition"]
+    assert definition["containerDefinitions"][0]["image"] == "registry/repo:2.0.0"
+    assert definition["networkMode"] == "awsvpc"
+    assert [(d["status"], d["taskDefinition"]) for d in described["deployments"]] == [
+        ("PRIMARY", described["taskDefinition"]), ("ACTIVE", first)]
+    assert ecs.describe_task_definition(taskDefinition=first)["taskDefinition"]["status"] == "INACTIVE"
+
+
+def test_a_count_change_alone_keeps_the_revision_and_starts_no_deployment(ecs_stack):
+    _, service, update = ecs_stack
+    before = service()
+    update("1.0.0", desired=3)
+    after = service()
+    assert after["desiredCount"] == 3
+    assert after["taskDefinition"] == before["taskDefinition"]
+    assert [d["id"] for d in after["deployments"]] == [d["id"] for d in before["deployments"]]
