@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from local import processes
 from local.follower import Follower
@@ -55,12 +55,20 @@ class TargetGroupSettings:
 
     @classmethod
     def from_template(cls, template: dict) -> "TargetGroupSettings":
-        """From the one AWS::ElasticLoadBalancingV2::TargetGroup of a synthesized template (AWS defaults where unset)."""
+        """From the synthesized template's AWS::ElasticLoadBalancingV2::TargetGroup(s), which must check alike (AWS defaults where unset)."""
         groups = [resource["Properties"] for resource in template.get("Resources", {}).values()
                   if resource.get("Type") == "AWS::ElasticLoadBalancingV2::TargetGroup"]
-        if len(groups) != 1:
-            raise LoadBalancerError(f"expected one target group in the service template, found {len(groups)}")
-        group = groups[0]
+        if not groups:
+            raise LoadBalancerError("expected a target group in the service template, found none")
+        settings = {cls._from_group(group) for group in groups}
+        if len(settings) != 1:
+            # One HAProxy backend checks every target the same way: groups that differ would need one each.
+            raise LoadBalancerError(f"the service template's {len(groups)} target groups differ in their health check or "
+                                    "deregistration delay; the load balancer stand-in checks all targets alike")
+        return settings.pop()
+
+    @classmethod
+    def _from_group(cls, group: dict) -> "TargetGroupSettings":
         attributes = {item["Key"]: item["Value"] for item in group.get("TargetGroupAttributes", [])}
         return cls(
             health_check_path=group.get("HealthCheckPath", "/"),
@@ -185,6 +193,10 @@ class LoadBalancer:
         self.command(f"enable health {BACKEND}/{target}; enable server {BACKEND}/{target}; "
                      f"set server {BACKEND}/{target} health down")
 
+    def weigh(self, target: str, weight: int) -> None:
+        """The server's share of new requests (0 to 256; 0: none, checks go on)."""
+        self.command(f"set server {BACKEND}/{target} weight {weight}")
+
     def drain(self, target: str) -> None:
         self.command(f"set server {BACKEND}/{target} state drain")
 
@@ -201,11 +213,18 @@ class Controller:
 
     poll_seconds = 0.25
 
-    def __init__(self, balancer: LoadBalancer, *, elbv2, target_group_arn: str, address_of: Callable[[str], str | None],
+    def __init__(self, balancer: LoadBalancer, *, elbv2, target_group_arn: str = "", target_group_arns: Sequence[str] = (),
+                 address_of: Callable[[str], str | None], routing: Callable[[], dict[str, int]] | None = None,
                  health_file: Path | None = None, say: Say = print):
-        self.balancer, self.elbv2, self.target_group_arn = balancer, elbv2, target_group_arn
-        self.address_of, self.health_file, self.say = address_of, health_file, say
+        self.balancer, self.elbv2 = balancer, elbv2
+        self.target_group_arns = [target_group_arn] if target_group_arn else list(target_group_arns)
+        if not self.target_group_arns:
+            raise LoadBalancerError("the controller follows at least one target group")
+        self.target_group_arn = self.target_group_arns[0]
+        self.address_of, self.routing, self.health_file, self.say = address_of, routing, health_file, say
         self.registered: dict[str, float] = {}  # target -> when it was added
+        self.group_of: dict[str, str] = {}  # target -> the target group it is registered in
+        self.weights: dict[str, int] = {}  # target -> the HAProxy weight last set (routing only)
         self.was_healthy: set[str] = set()
         self.draining: dict[str, float] = {}  # target -> when its deregistration delay ends
         self._published: dict[str, str] = {}
@@ -213,8 +232,17 @@ class Controller:
         self._lock = threading.Lock()
 
     def registrations(self) -> dict[str, int]:
-        descriptions = self.elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]
-        return {d["Target"]["Id"]: int(d["Target"].get("Port") or self.balancer.settings.port) for d in descriptions}
+        found: dict[str, int] = {}
+        for group in self.target_group_arns:
+            descriptions = self.elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+            for description in descriptions:
+                target = description["Target"]["Id"]
+                if target in found and self.group_of.get(target) != group:
+                    # One HAProxy server per target: ECS never registers a task in both groups at once.
+                    raise LoadBalancerError(f"{target} is registered in two target groups; the stand-in serves each target once")
+                found[target] = int(description["Target"].get("Port") or self.balancer.settings.port)
+                self.group_of[target] = group
+        return found
 
     def sync(self) -> dict[str, str]:
         """One pass: new registrations added as initial, deregistrations drained, drains past their delay removed;
@@ -242,6 +270,9 @@ class Controller:
                     self.balancer.remove(target)
                     del self.draining[target]
                     self.registered.pop(target, None)
+                    self.weights.pop(target, None)
+            if self.routing is not None:
+                self._route(self.routing())
             self._published = self._observe()
             self._publish(self._published)
             return dict(self._published)
@@ -251,6 +282,24 @@ class Controller:
         answer the hosts get from describe-target-health now. Wait on this, and assert on this."""
         with self._lock:
             return dict(self._published)
+
+    def states_of(self, target_group_arn: str) -> dict[str, str]:
+        """`states`, for the targets of one target group."""
+        with self._lock:
+            return {target: state for target, state in self._published.items() if self.group_of.get(target) == target_group_arn}
+
+    def _route(self, weights: dict[str, int]) -> None:
+        """A listener rule's weighted forward: each group's share (0 to 100) spread over its serving targets, as
+        HAProxy server weights (0 to 256); a group at 0 gets no request, and its targets are still checked."""
+        serving = [target for target in self.registered if target not in self.draining]
+        for target in serving:
+            group = self.group_of.get(target, "")
+            share = int(weights.get(group, 0))
+            members = sum(1 for other in serving if self.group_of.get(other) == group)
+            weight = 0 if share <= 0 else max(1, min(256, round(share * 256 / 100 / members)))
+            if self.weights.get(target) != weight:
+                self.balancer.weigh(target, weight)
+                self.weights[target] = weight
 
     def _observe(self) -> dict[str, str]:
         servers = self.balancer.servers()
@@ -270,7 +319,8 @@ class Controller:
         if self.health_file is None:
             return
         tmp = self.health_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({self.target_group_arn: states}))
+        tmp.write_text(json.dumps({group: {target: state for target, state in states.items() if self.group_of.get(target) == group}
+                                   for group in self.target_group_arns}))
         tmp.replace(self.health_file)
 
     def start(self) -> None:

@@ -34,9 +34,17 @@ def test_aws_defaults_apply_where_the_template_sets_nothing():
     assert (settings.interval_seconds, settings.healthy_threshold, settings.deregistration_delay_seconds) == (30, 5, 300)
 
 
-def test_a_template_without_one_target_group_is_refused():
-    with pytest.raises(lb.LoadBalancerError, match="expected one target group in the service template, found 0"):
+def test_a_template_without_a_target_group_is_refused():
+    with pytest.raises(lb.LoadBalancerError, match="expected a target group in the service template, found none"):
         lb.TargetGroupSettings.from_template({"Resources": {}})
+
+
+def test_groups_that_check_alike_share_their_settings_and_groups_that_differ_are_refused():
+    group = {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {"HealthCheckPath": "/healthz"}}
+    other = {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {"HealthCheckPath": "/other"}}
+    assert lb.TargetGroupSettings.from_template({"Resources": {"A": group, "B": group}}).health_check_path == "/healthz"
+    with pytest.raises(lb.LoadBalancerError, match="2 target groups differ"):
+        lb.TargetGroupSettings.from_template({"Resources": {"A": group, "B": other}})
 
 
 class Backend:
@@ -122,6 +130,40 @@ def test_the_controller_follows_registrations_with_alb_states(balancer, tmp_path
         backends["10.0.0.2"].healthy = False
         wait_for(lambda: controller.sync() == {"10.0.0.2": "unhealthy"})
         assert json.loads(health_file.read_text()) == {group: {"10.0.0.2": "unhealthy"}}
+    finally:
+        for backend in backends.values():
+            backend.close()
+
+
+def test_a_weighted_listener_rule_sends_each_group_its_share_and_both_groups_are_checked(balancer, tmp_path):
+    elbv2 = boto3.client("elbv2")
+    vpc = boto3.client("ec2").create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    blue, green = (elbv2.create_target_group(Name=name, Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+                   for name in ("blue", "green"))
+    backends = {"10.0.0.1": Backend("1.0.0"), "10.0.0.2": Backend("1.1.0")}
+    weights = {blue: 100, green: 0}
+    health_file = tmp_path / "health.json"
+    controller = lb.Controller(balancer, elbv2=elbv2, target_group_arns=[blue, green], routing=lambda: dict(weights),
+                               health_file=health_file, say=lambda _: None,
+                               address_of=lambda target: "127.0.0.1" if target in backends else None)
+    elbv2.register_targets(TargetGroupArn=blue, Targets=[{"Id": "10.0.0.1", "Port": backends["10.0.0.1"].port}])
+    elbv2.register_targets(TargetGroupArn=green, Targets=[{"Id": "10.0.0.2", "Port": backends["10.0.0.2"].port}])
+
+    def versions(count=8):
+        return {json.loads(urllib.request.urlopen(f"{balancer.url}/version", timeout=5).read())["version"] for _ in range(count)}
+
+    try:
+        wait_for(lambda: controller.sync() == {"10.0.0.1": "healthy", "10.0.0.2": "healthy"})
+        # The group at weight 0 is checked (healthy) but serves nothing.
+        assert controller.states_of(green) == {"10.0.0.2": "healthy"} and controller.states_of(blue) == {"10.0.0.1": "healthy"}
+        assert json.loads(health_file.read_text()) == {blue: {"10.0.0.1": "healthy"}, green: {"10.0.0.2": "healthy"}}
+        assert versions() == {"1.0.0"}
+        weights.update({blue: 0, green: 100})
+        controller.sync()
+        assert versions() == {"1.1.0"}
+        weights.update({blue: 50, green: 50})
+        controller.sync()
+        assert versions(count=20) == {"1.0.0", "1.1.0"}  # round robin over equal weights: both within 20 requests
     finally:
         for backend in backends.values():
             backend.close()
