@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -183,6 +184,40 @@ def stop_world(daemon: Daemon, world: BoxWorld, state_dir: Path) -> None:
     if b"local.endpoints" in processes.command_line(world.proxy_pid):  # after a reboot the recorded pid may be anyone's
         processes.stop(world.proxy_pid)
     (state_dir / WORLD_RECORD).unlink(missing_ok=True)
+
+
+MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
+
+
+def push_images(daemon: Daemon, world: BoxWorld, session, repository: str, images: dict[str, str]) -> dict[str, str]:
+    """Push each `version -> local image` to the world's ECR stand-in and record its manifest in the emulator's ECR
+    (with a scan started, as scan-on-push does); return each version's digest."""
+    ecr = session.client("ecr")
+    digests = {}
+    for version, image in images.items():
+        reference = f"{world.registry_host}/{repository}:{version}"
+        daemon.run("tag", image, reference)
+        daemon.run("push", "--quiet", reference, timeout=600)
+        daemon.run("rmi", reference, check=False)
+        manifest, media_type = registry_manifest(world, repository, version)
+        recorded = ecr.put_image(repositoryName=repository, imageTag=version, imageManifest=manifest,
+                                 imageManifestMediaType=media_type)["image"]
+        try:
+            ecr.start_image_scan(repositoryName=repository, imageId={"imageTag": version})
+        except ecr.exceptions.LimitExceededException:
+            pass  # the same image under another tag: its scan has started already
+        digests[version] = recorded["imageId"]["imageDigest"]
+    return digests
+
+
+def registry_manifest(world: BoxWorld, repository: str, tag: str) -> tuple[str, str]:
+    """The manifest the ECR stand-in serves for `repository:tag`, and its media type."""
+    context = ssl.create_default_context(cafile=str(Path(world.pki_dir) / "ca.crt"))
+    context.check_hostname = False  # the certificate names the ECR host; we reach it on loopback
+    request = urllib.request.Request(f"https://{world.registry_host}/v2/{repository}/manifests/{tag}",
+                                     headers={"Accept": ", ".join(MANIFEST_TYPES)})
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:
+        return response.read().decode(), response.headers.get("Content-Type", MANIFEST_TYPES[0])
 
 
 def dnsmasq_config(world: BoxWorld) -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import ssl
 import threading
 import time
 import urllib.error
@@ -50,7 +49,6 @@ from release import decisions as d
 
 GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", "liftoff-activate"))
 FOLLOW_INTERVAL_SECONDS = 0.5
-MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
 Say = Callable[[str], None]
 
 
@@ -192,25 +190,8 @@ class StageHosts:
 
     def push(self, images: dict[str, str]) -> dict[str, str]:
         """Push each `version -> local image` to the ECR stand-in and record it in the emulator's ECR; return digests."""
-        world = self._require_world()
         repository = self._outputs(self.registry_stack)["RepositoryName"]
-        ecr = self.session.client("ecr")
-        digests = {}
-        for version, image in images.items():
-            reference = f"{world.registry_host}/{repository}:{version}"
-            self.daemon.run("tag", image, reference)
-            self.daemon.run("push", "--quiet", reference, timeout=600)
-            self.daemon.run("rmi", reference, check=False)
-            manifest, media_type = self._manifest(repository, version)
-            recorded = ecr.put_image(repositoryName=repository, imageTag=version, imageManifest=manifest,
-                                     imageManifestMediaType=media_type)["image"]
-            try:
-                ecr.start_image_scan(repositoryName=repository, imageId={"imageTag": version})
-            except ecr.exceptions.LimitExceededException:
-                pass  # the same image under another tag: its scan has started already
-
-            digests[version] = recorded["imageId"]["imageDigest"]
-        return digests
+        return boxes.push_images(self.daemon, self._require_world(), self.session, repository, images)
 
     def set_capacity(self, count: int) -> None:
         """The Auto Scaling group's size in the emulator, as a `desired_count` deploy (or the autoscaler) sets it."""
@@ -472,15 +453,6 @@ class StageHosts:
 
     def active_tags(self) -> dict[str, str]:
         return {box.instance_id: boxes.active_tag(self.daemon, box) for box in self.hosts}
-
-    def _manifest(self, repository: str, tag: str) -> tuple[str, str]:
-        world = self._require_world()
-        context = ssl.create_default_context(cafile=str(Path(world.pki_dir) / "ca.crt"))
-        context.check_hostname = False  # the certificate names the ECR host; we reach it on loopback
-        request = urllib.request.Request(f"https://{world.registry_host}/v2/{repository}/manifests/{tag}",
-                                         headers={"Accept": ", ".join(MANIFEST_TYPES)})
-        with urllib.request.urlopen(request, context=context, timeout=30) as response:
-            return response.read().decode(), response.headers.get("Content-Type", MANIFEST_TYPES[0])
 
     def _require_world(self) -> boxes.BoxWorld:
         if self.world is None:

@@ -1,0 +1,457 @@
+"""The ECS stand-in's service scheduler: it follows the emulator's ECS services and deploys them as ECS does.
+
+Every `interval` seconds (one Follower) it reads each service of the cluster from the emulator (task
+definition revision, desired count, deployment configuration, load balancers: what local/moto_models.py
+keeps from the template) and moves the real tasks (local/ecs_tasks.py) towards it, the way AWS's
+documentation describes ECS's deployment controller (docs/local-emulator.md cites each page):
+
+- a new revision starts a *service deployment*; `rolling` (strategy ROLLING): new tasks up to
+  `maximumPercent` of the desired count, each registered in the target group once RUNNING; an old task
+  is deregistered (it drains for the group's deregistration delay) and stopped only while the healthy
+  tasks stay at or above `minimumHealthyPercent`;
+- `blue_green` (BLUE_GREEN): the new ("green") tasks are registered in the target group the production
+  listener rule sends nothing to; once all are healthy, the rule's weights move every request to it
+  (PRODUCTION_TRAFFIC_SHIFT), the old ("blue") tasks stay running and registered for `bakeTimeInMinutes`
+  (BAKE_TIME), then are deregistered and stopped (CLEAN_UP);
+- a release alarm of `deploymentConfiguration.alarms` in ALARM during the deployment or its bake, the
+  deployment circuit breaker's threshold of failed tasks, or `StopServiceDeployment` with ROLLBACK: the
+  deployment rolls back. In blue/green that is the rule's weights back to the blue group (no task starts)
+  and the green tasks stopped; in rolling, a new deployment of the last revision that succeeded;
+- steady state: a task that stops, or that fails the target group's health checks after the service's
+  `healthCheckGracePeriodSeconds`, is replaced; a desired count change starts or stops tasks.
+
+What ECS does that this does not: placement across zones, capacity providers, Service Connect, task
+scale-in protection, service events, and the test listener (TEST_TRAFFIC_SHIFT); CloudFormation's wait for
+the deployment (moto finishes the stack update at once, so `liftoff` verifies against these tasks instead).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from local.ecs_tasks import Task, TaskRunner
+from local.follower import Follower
+from local.lb import Controller
+
+Say = Callable[[str], None]
+ROLLING, BLUE_GREEN = "ROLLING", "BLUE_GREEN"
+ACTIVE_STATUSES = ("PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS")
+
+
+def rule_weights(elbv2, rule_arn: str) -> dict[str, int]:
+    """A listener rule's forward action as {target group ARN: weight}."""
+    rules = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"]
+    for action in rules[0].get("Actions", []) if rules else []:
+        if action.get("Type") == "forward":
+            groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or [{"TargetGroupArn": action["TargetGroupArn"], "Weight": 100}]
+            return {group["TargetGroupArn"]: int(group.get("Weight", 1)) for group in groups}
+    return {}
+
+
+def circuit_breaker_threshold(desired: int) -> int:
+    """Failed task launches that trip the deployment circuit breaker: half the desired count, at least 3, at most 200
+    (AWS: *How the Amazon ECS deployment circuit breaker detects failures*)."""
+    return min(200, max(3, math.ceil(desired * 0.5)))
+
+
+def rolling_bounds(desired: int, minimum_percent: int, maximum_percent: int) -> tuple[int, int]:
+    """(tasks that must stay healthy, tasks that may run) during a rolling deployment: ECS rounds the minimum up and
+    the maximum down (*Deploy Amazon ECS services by replacing tasks*)."""
+    return math.ceil(desired * minimum_percent / 100), max(desired, math.floor(desired * maximum_percent / 100))
+
+
+@dataclass
+class ManagedTask:
+    task: Task
+    revision: str  # the task definition ARN it runs
+    target_group: str  # where it is (or will be) registered
+    registered: bool = False
+    deregistered_at: float | None = None  # draining since; stopped once the deregistration delay has passed
+    stopping: bool = False  # its stop has been started
+    counted: bool = False  # a failed launch the deployment has counted
+
+
+@dataclass
+class Deployment:
+    """One service deployment, as ECS's ListServiceDeployments / DescribeServiceDeployments describe it."""
+
+    arn: str
+    strategy: str
+    target: str  # task definition ARN
+    sources: list[str]
+    status: str = "IN_PROGRESS"
+    stage: str = "SCALE_UP"
+    target_group: str = ""  # where the new tasks go
+    source_group: str = ""
+    bake_minutes: int = 0
+    bake_until: float | None = None
+    started_at: float = field(default_factory=time.time)
+    stage_changed_at: float = field(default_factory=time.time)
+    failed_tasks: int = 0
+    reason: str = ""
+
+    def move(self, stage: str) -> None:
+        self.stage, self.stage_changed_at = stage, time.time()
+
+
+@dataclass
+class ServiceState:
+    name: str
+    arn: str
+    revision: str = ""  # the revision the last deployment started for
+    desired: int = 0
+    tasks: dict[str, ManagedTask] = field(default_factory=dict)
+    deployments: list[Deployment] = field(default_factory=list)  # newest first
+    settings: dict = field(default_factory=dict)  # the last DescribeServices answer
+
+
+class EcsStandIn:
+    """Runs the services of one cluster on real tasks (see the module docstring)."""
+
+    interval = 1.0
+
+    def __init__(self, runner: TaskRunner, *, session, cluster: str, controller: Controller | None, say: Say = print):
+        self.runner, self.session, self.cluster, self.controller, self.say = runner, session, cluster, controller, say
+        self.services: dict[str, ServiceState] = {}
+        self._lock = threading.RLock()
+        self._follower = Follower("ECS stand-in", self.step, interval=self.interval, say=say)
+        self._definitions: dict[str, dict] = {}
+        self._stop_requests: dict[str, str] = {}  # deployment ARN -> stop type
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._follower.start()
+
+    def stop(self, *, stop_tasks: bool = True) -> None:
+        self._follower.stop()
+        if stop_tasks:
+            with self._lock:
+                managed = [item for state in self.services.values() for item in state.tasks.values()]
+            threads = [threading.Thread(target=self.runner.stop, args=(item.task, "the ECS stand-in stopped"), daemon=True)
+                       for item in managed]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=180)
+
+    # --- what liftoff reads (through local.ecs_stage.TasksRuntime) --------------------------------
+
+    def tasks(self, service: str) -> list[dict]:
+        with self._lock:
+            state = self._find(service)
+            return [dict(item.task.describe(), revision=item.revision, targetGroup=item.target_group) for item in state.tasks.values()] if state else []
+
+    def deployments(self, service: str) -> list[Deployment]:
+        with self._lock:
+            state = self._find(service)
+            return list(state.deployments) if state else []
+
+    def definition(self, arn: str) -> dict:
+        if arn not in self._definitions:
+            self._definitions[arn] = self.session.client("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
+        return self._definitions[arn]
+
+    def request_stop(self, deployment_arn: str, stop_type: str = "ROLLBACK") -> None:
+        """StopServiceDeployment: honoured at the next step (the deployment must be in progress)."""
+        with self._lock:
+            for state in self.services.values():
+                for deployment in state.deployments:
+                    if deployment.arn == deployment_arn:
+                        if deployment.status not in ("PENDING", "IN_PROGRESS"):
+                            raise ValueError(f"service deployment {deployment_arn} is {deployment.status}; only one in "
+                                             "progress can be stopped")
+                        deployment.status = "ROLLBACK_REQUESTED" if stop_type == "ROLLBACK" else "STOP_REQUESTED"
+                        self._stop_requests[deployment_arn] = stop_type
+                        return
+        raise ValueError(f"no service deployment {deployment_arn}")
+
+    def _find(self, service: str) -> ServiceState | None:
+        name = service.rsplit("/", 1)[-1]
+        return self.services.get(name)
+
+    # --- one pass ----------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        ecs = self.session.client("ecs")
+        arns = ecs.list_services(cluster=self.cluster).get("serviceArns", [])
+        described = ecs.describe_services(cluster=self.cluster, services=arns)["services"] if arns else []
+        with self._lock:
+            for service in described:
+                if service.get("status") != "ACTIVE":
+                    continue
+                state = self.services.setdefault(service["serviceName"], ServiceState(name=service["serviceName"], arn=service["serviceArn"]))
+                state.settings = service
+                self._follow(state, service)
+
+    def _follow(self, state: ServiceState, service: dict) -> None:
+        for item in list(state.tasks.values()):
+            self.runner.observe(item.task)
+        self._register_running(state)
+        self._finish_draining(state)
+        revision, desired = service["taskDefinition"], int(service.get("desiredCount", 0))
+        state.desired = desired
+        deployment = next((d for d in state.deployments if d.status in ACTIVE_STATUSES + ("STOP_REQUESTED",)), None)
+        if revision != state.revision:
+            if deployment is not None:  # superseded: ECS stops the deployment in progress for the newer one
+                deployment.status, deployment.reason = "STOPPED", "a newer deployment started"
+            deployment = self._begin(state, service, revision)
+        if deployment is None:
+            self._keep_steady(state, service)
+            return
+        request = self._stop_requests.pop(deployment.arn, None)
+        if request == "ROLLBACK":
+            self._roll_back(state, deployment, "StopServiceDeployment with ROLLBACK")
+            return
+        firing = self._firing_alarms(service) if deployment.status == "IN_PROGRESS" else []
+        if firing:
+            self._roll_back(state, deployment, f"deployment alarm(s) in ALARM: {', '.join(firing)}")
+            return
+        if deployment.strategy == BLUE_GREEN:
+            self._blue_green(state, service, deployment)
+        else:
+            self._rolling(state, service, deployment)
+
+    # --- deployments -------------------------------------------------------------------------------
+
+    def _begin(self, state: ServiceState, service: dict, revision: str) -> Deployment:
+        configuration = service.get("deploymentConfiguration") or {}
+        strategy = configuration.get("strategy", ROLLING)
+        production, alternate = self._groups(service)
+        first = not state.tasks and not state.deployments
+        deployment_id = f"{int(time.time() * 1000):x}{len(state.deployments):02x}"
+        deployment = Deployment(
+            arn=f"{state.arn.replace(':service/', ':service-deployment/')}/{deployment_id}",
+            strategy=BLUE_GREEN if strategy == BLUE_GREEN and alternate and not first else ROLLING,
+            target=revision, sources=sorted({item.revision for item in state.tasks.values() if item.revision != revision}),
+            bake_minutes=int(configuration.get("bakeTimeInMinutes", 0)) if strategy == BLUE_GREEN else 0,
+            target_group=alternate if strategy == BLUE_GREEN and alternate and not first else production,
+            source_group=production)
+        state.revision = revision
+        state.deployments.insert(0, deployment)
+        if deployment.strategy == BLUE_GREEN:
+            # A deployment superseded in its bake leaves tasks in the group the new one fills: they go first.
+            for item in self._live_all(state):
+                if item.target_group == deployment.target_group and item.deregistered_at is None:
+                    self._drain(item, "superseded by a newer deployment")
+        self.say(f"  ECS stand-in: {state.name}: {deployment.strategy.lower().replace('_', '/')} deployment of "
+                 f"{revision.rsplit('/', 1)[-1]} started ({deployment.arn.rsplit('/', 1)[-1]})")
+        return deployment
+
+    def _rolling(self, state: ServiceState, service: dict, deployment: Deployment) -> None:
+        configuration = service.get("deploymentConfiguration") or {}
+        keep_healthy, may_run = rolling_bounds(state.desired, int(configuration.get("minimumHealthyPercent", 100)),
+                                               int(configuration.get("maximumPercent", 200)))
+        if self._count_failures(state, deployment, service):
+            return
+        new = self._live(state, deployment.target)
+        old = [item for item in self._live_all(state) if item.revision != deployment.target and item.deregistered_at is None]
+        while len(new) < state.desired and len(self._live_all(state)) < may_run:
+            new.append(self._launch(state, deployment.target, deployment.target_group))
+        healthy_new = [item for item in new if self._healthy(item)]
+        healthy_old = [item for item in old if self._healthy(item)]
+        for item in sorted(old, key=lambda task: task in healthy_old):  # the unhealthy ones first: they serve nothing
+            if len(healthy_new) + len(healthy_old) - (1 if item in healthy_old else 0) < keep_healthy:
+                break
+            self._drain(item, "replaced by the service deployment")
+            old.remove(item)
+            if item in healthy_old:
+                healthy_old.remove(item)
+        if not old and len(healthy_new) >= state.desired and not self._draining(state):
+            deployment.status, deployment.stage = "SUCCESSFUL", "CLEAN_UP"
+            self.say(f"  ECS stand-in: {state.name}: deployment {deployment.arn.rsplit('/', 1)[-1]} successful "
+                     f"({len(healthy_new)} task(s) of {deployment.target.rsplit('/', 1)[-1]} healthy)")
+
+    def _blue_green(self, state: ServiceState, service: dict, deployment: Deployment) -> None:
+        if deployment.stage == "SCALE_UP":
+            if self._count_failures(state, deployment, service):
+                return
+            green = self._live(state, deployment.target)
+            while len(green) < state.desired:
+                green.append(self._launch(state, deployment.target, deployment.target_group))
+            if len(green) >= state.desired and all(self._healthy(item) for item in green):
+                self._shift(service, deployment.target_group)
+                deployment.move("BAKE_TIME")
+                deployment.bake_until = time.time() + 60 * deployment.bake_minutes
+                self.say(f"  ECS stand-in: {state.name}: production traffic moved to {deployment.target.rsplit('/', 1)[-1]}; "
+                         f"the previous tasks stay for the {deployment.bake_minutes} min bake")
+            return
+        if deployment.stage == "BAKE_TIME" and time.time() >= (deployment.bake_until or 0):
+            deployment.move("CLEAN_UP")
+        if deployment.stage == "CLEAN_UP":
+            for item in self._live_all(state):
+                if item.revision != deployment.target and item.deregistered_at is None:
+                    self._drain(item, "the blue/green deployment's bake ended")
+            if not [item for item in self._live_all(state) if item.revision != deployment.target]:
+                deployment.status = "SUCCESSFUL"
+                self.say(f"  ECS stand-in: {state.name}: deployment {deployment.arn.rsplit('/', 1)[-1]} successful")
+
+    def _roll_back(self, state: ServiceState, deployment: Deployment, why: str) -> None:
+        """Back to the revision that ran before; the service's task definition says so again, as after ECS's rollback."""
+        deployment.status, deployment.reason = "ROLLBACK_IN_PROGRESS", why
+        self.say(f"  ECS stand-in: {state.name}: deployment {deployment.arn.rsplit('/', 1)[-1]} rolls back: {why}")
+        previous = next((d.target for d in state.deployments if d.status == "SUCCESSFUL" and d.target != deployment.target),
+                        deployment.sources[0] if deployment.sources else None)
+        if previous is None:
+            deployment.status = "ROLLBACK_FAILED"
+            return
+        self.session.client("ecs").update_service(cluster=self.cluster, service=state.name, taskDefinition=previous)
+        if deployment.strategy == BLUE_GREEN:
+            if deployment.stage != "SCALE_UP":
+                self._shift(state.settings, deployment.source_group)  # the blue tasks still run: traffic back, nothing starts
+            for item in self._live(state, deployment.target):
+                self._drain(item, f"rolled back: {why}")
+            state.revision = previous
+            deployment.status = "ROLLBACK_SUCCESSFUL"
+            return
+        deployment.status = "ROLLBACK_SUCCESSFUL"
+        rollback = self._begin(state, state.settings, previous)
+        rollback.reason = f"rollback of {deployment.arn.rsplit('/', 1)[-1]}"
+
+    def _keep_steady(self, state: ServiceState, service: dict) -> None:
+        """No deployment in progress: the desired count of the current revision, healthy, in the serving group."""
+        production, _ = self._groups(service)
+        serving_group = next((item.target_group for item in self._live(state, state.revision)), production)
+        live = self._live(state, state.revision)
+        for item in list(live):
+            if self._failed_checks(item, service):
+                self._drain(item, "Task failed ELB health checks", immediate=True)
+                live.remove(item)
+        while len(live) < state.desired:
+            live.append(self._launch(state, state.revision, serving_group))
+        for item in live[state.desired:]:
+            self._drain(item, "the service's desired count went down")
+
+    # --- tasks ------------------------------------------------------------------------------------
+
+    def _launch(self, state: ServiceState, revision: str, target_group: str) -> ManagedTask:
+        task = self.runner.start(self.definition(revision), group=f"service:{state.name}", started_by="ecs-svc")
+        item = ManagedTask(task=task, revision=revision, target_group=target_group)
+        state.tasks[task.task_id] = item
+        return item
+
+    def _live(self, state: ServiceState, revision: str) -> list[ManagedTask]:
+        return [item for item in self._live_all(state) if item.revision == revision and item.deregistered_at is None]
+
+    def _live_all(self, state: ServiceState) -> list[ManagedTask]:
+        return [item for item in state.tasks.values() if item.task.last_status != "STOPPED" and item.task.desired_status != "STOPPED"]
+
+    def _draining(self, state: ServiceState) -> list[ManagedTask]:
+        return [item for item in state.tasks.values() if item.deregistered_at is not None and item.task.last_status != "STOPPED"]
+
+    def _healthy(self, item: ManagedTask) -> bool:
+        if item.task.last_status != "RUNNING" or not item.registered:
+            return False
+        if self.controller is None:
+            return item.task.health_status != "UNHEALTHY"
+        return self.controller.states_of(item.target_group).get(item.task.address) == "healthy"
+
+    def _failed_checks(self, item: ManagedTask, service: dict) -> bool:
+        """Unhealthy in its group after the grace period, or never healthy within it and the checks that make one healthy."""
+        if self.controller is None or not item.registered or item.task.started_at is None:
+            return item.task.health_status == "UNHEALTHY"
+        grace = int(service.get("healthCheckGracePeriodSeconds") or 0)
+        settings = self.controller.balancer.settings
+        state = self.controller.states_of(item.target_group).get(item.task.address)
+        since = time.time() - item.task.started_at
+        if state == "unhealthy" and since > grace:
+            return True
+        return state == "initial" and since > grace + settings.interval_seconds * (settings.healthy_threshold + settings.unhealthy_threshold) + 5
+
+    def _count_failures(self, state: ServiceState, deployment: Deployment, service: dict) -> bool:
+        """Failed launches of the new revision (stopped, or failing checks): replaced, counted; True once the circuit
+        breaker (or, for blue/green, the same threshold) rolls the deployment back."""
+        for item in list(state.tasks.values()):
+            if item.revision != deployment.target or item.counted:
+                continue
+            failed = item.task.last_status == "STOPPED" and item.deregistered_at is None
+            if not failed and item.task.last_status == "RUNNING" and self._failed_checks(item, service):
+                self._drain(item, "Task failed ELB health checks", immediate=True)
+                failed = True
+            if failed:
+                item.counted = True
+                deployment.failed_tasks += 1
+        breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
+        limit = circuit_breaker_threshold(state.desired)
+        if deployment.failed_tasks >= limit and (breaker.get("enable") or deployment.strategy == BLUE_GREEN):
+            why = f"{deployment.failed_tasks} task(s) failed to start or pass health checks (threshold {limit})"
+            if breaker.get("rollback") or deployment.strategy == BLUE_GREEN:
+                self._roll_back(state, deployment, why)
+            else:
+                deployment.status, deployment.reason = "FAILED", why
+            return True
+        return False
+
+    def _register_running(self, state: ServiceState) -> None:
+        for item in state.tasks.values():
+            if item.task.last_status == "RUNNING" and not item.registered and item.deregistered_at is None:
+                port = self._container_port(state.settings)
+                if port is not None:
+                    self.session.client("elbv2").register_targets(TargetGroupArn=item.target_group,
+                                                                  Targets=[{"Id": item.task.address, "Port": port}])
+                item.registered = True
+
+    def _drain(self, item: ManagedTask, reason: str, *, immediate: bool = False) -> None:
+        """Deregister, let it drain for the group's delay, then stop it (at once when it failed its checks or never served)."""
+        item.deregistered_at = time.time() - (10**6 if immediate or not item.registered else 0)
+        item.task.stopped_reason = item.task.stopped_reason or reason
+        if item.registered:
+            port = self._container_port(self.services[item.task.group.split(":", 1)[1]].settings)
+            self.session.client("elbv2").deregister_targets(TargetGroupArn=item.target_group,
+                                                            Targets=[{"Id": item.task.address, "Port": port}])
+
+    def _finish_draining(self, state: ServiceState) -> None:
+        delay = self.controller.balancer.settings.deregistration_delay_seconds if self.controller is not None else 0
+        for item in state.tasks.values():
+            if (item.deregistered_at is not None and not item.stopping and item.task.last_status != "STOPPED"
+                    and time.time() - item.deregistered_at >= delay):
+                item.stopping = True
+                threading.Thread(target=self.runner.stop, args=(item.task, item.task.stopped_reason or "stopped by the service"),
+                                 daemon=True).start()
+        # Forget tasks stopped long ago: `tasks` shows what stopped recently, as DescribeTasks does for about an hour.
+        for task_id, item in list(state.tasks.items()):
+            if item.task.last_status == "STOPPED" and item.task.stopped_at and time.time() - item.task.stopped_at > 3600:
+                del state.tasks[task_id]
+
+    # --- the load balancer and alarms ----------------------------------------------------------------
+
+    @staticmethod
+    def _container_port(service: dict) -> int | None:
+        balancers = service.get("loadBalancers") or []
+        return int(balancers[0]["containerPort"]) if balancers else None
+
+    def _groups(self, service: dict) -> tuple[str, str]:
+        """(the group the production listener rule sends requests to, the other one or '')."""
+        balancers = service.get("loadBalancers") or []
+        if not balancers:
+            return "", ""
+        first = balancers[0]
+        advanced = first.get("advancedConfiguration") or {}
+        alternate = advanced.get("alternateTargetGroupArn", "")
+        rule = advanced.get("productionListenerRule")
+        if not alternate or not rule:
+            return first["targetGroupArn"], ""
+        weights = rule_weights(self.session.client("elbv2"), rule)
+        production = max(weights, key=weights.get) if weights else first["targetGroupArn"]
+        return production, alternate if production == first["targetGroupArn"] else first["targetGroupArn"]
+
+    def _shift(self, service: dict, to_group: str) -> None:
+        """The production listener rule forwards everything to `to_group` (ECS's production traffic shift)."""
+        advanced = ((service.get("loadBalancers") or [{}])[0].get("advancedConfiguration") or {})
+        rule = advanced["productionListenerRule"]
+        groups = [(service.get("loadBalancers") or [{}])[0]["targetGroupArn"], advanced["alternateTargetGroupArn"]]
+        self.session.client("elbv2").modify_rule(RuleArn=rule, Actions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+            {"TargetGroupArn": group, "Weight": 100 if group == to_group else 0} for group in groups]}}])
+        if self.controller is not None:
+            self.controller.sync()  # the new weights in HAProxy now, not at the controller's next pass
+
+    def _firing_alarms(self, service: dict) -> list[str]:
+        alarms = (service.get("deploymentConfiguration") or {}).get("alarms") or {}
+        names = alarms.get("alarmNames") or []
+        if not alarms.get("enable") or not alarms.get("rollback") or not names:
+            return []
+        described = self.session.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+        return [alarm["AlarmName"] for alarm in described if alarm.get("StateValue") == "ALARM"]

@@ -1,0 +1,224 @@
+"""An ecs stage run for real: the box world (ECR and RDS stand-ins, the AWS endpoints), the load balancer stand-in
+on both target groups and the production listener rule, the alarm stand-in, and the ECS stand-in's tasks.
+
+`StageTasks` starts and stops all of it (everything it starts carries the world's label, and `stop` removes it);
+`TasksRuntime` is the release tool's adapter on such a stage: what runs comes from the ECS stand-in (its tasks,
+its service deployments, StopServiceDeployment) and the load balancer stand-in (target health), everything else
+from the emulator, as from AWS.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from local import boxes, lb
+from local.alarms import AlarmStandIn
+from local.docker import Daemon
+from local.ecs_service import ACTIVE_STATUSES, EcsStandIn, rule_weights
+from local.ecs_tasks import TaskRunner, World, resolve_secret
+from local.emulator import free_port
+from local.runtime import EmulatedRuntime
+from release import bake
+from release import ecs_deployments as e
+
+Say = Callable[[str], None]
+APP_CONTAINER = "app"
+
+
+class StageTasks:
+    """The ECS side of one emulated stage, on this machine's Docker; `stop` removes all of it."""
+
+    def __init__(self, *, daemon: Daemon, session, emulator_port: int, service_stack: str, registry_stack: str,
+                 state_dir: Path, name: str, box_image: str, account: str, region: str, say: Say = print):
+        self.daemon, self.session, self.emulator_port = daemon, session, emulator_port
+        self.service_stack, self.registry_stack = service_stack, registry_stack
+        self.state_dir, self.name, self.box_image, self.account, self.region, self.say = state_dir, name, box_image, account, region, say
+        self.world: boxes.BoxWorld | None = None
+        self.balancer: lb.LoadBalancer | None = None
+        self.controller: lb.Controller | None = None
+        self.alarms: AlarmStandIn | None = None
+        self.ecs: EcsStandIn | None = None
+
+    def outputs(self, stack: str | None = None) -> dict[str, str]:
+        described = self.session.client("cloudformation").describe_stacks(StackName=stack or self.service_stack)["Stacks"][0]
+        return {output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs", [])}
+
+    def service(self) -> dict:
+        outputs = self.outputs()
+        return self.session.client("ecs").describe_services(cluster=outputs["ClusterName"], services=[outputs["EcsServiceName"]])["services"][0]
+
+    def app_container(self, definition: dict) -> dict:
+        balancers = self.service().get("loadBalancers") or []
+        name = balancers[0]["containerName"] if balancers else APP_CONTAINER
+        return next(c for c in definition["containerDefinitions"] if c["name"] == name)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> boxes.BoxWorld:
+        """The world the tasks reach: its database gets the user, password, name and port the task definition passes."""
+        definition = self.session.client("ecs").describe_task_definition(taskDefinition=self.service()["taskDefinition"])["taskDefinition"]
+        app = self.app_container(definition)
+        environment = {item["name"]: item["value"] for item in app.get("environment") or []}
+        for secret in app.get("secrets") or []:
+            environment[secret["name"]] = resolve_secret(secret["valueFrom"], secretsmanager=self.session.client("secretsmanager"),
+                                                         ssm=self.session.client("ssm"))
+        self.world = boxes.start_world(
+            self.daemon, name=self.name, image=self.box_image, emulator_port=self.emulator_port, region=self.region,
+            state_dir=self.state_dir, say=self.say,
+            database={key: environment[key] for key in ("DB_USER", "DB_PASSWORD", "DB_NAME", "DB_PORT")})
+        return self.world
+
+    def push(self, images: dict[str, str]) -> dict[str, str]:
+        return boxes.push_images(self.daemon, self._world(), self.session, self.outputs(self.registry_stack)["RepositoryName"], images)
+
+    def start_load_balancer(self, *, listen_port: int | None = None) -> lb.LoadBalancer:
+        """HAProxy from the synthesized target groups, following both groups' registrations and the production
+        listener rule's weights (which ECS's blue/green deployment moves)."""
+        world = self._world()
+        template = self.session.client("cloudformation").get_template(StackName=self.service_stack)["TemplateBody"]
+        template = json.loads(template) if isinstance(template, str) else template
+        self.balancer = lb.LoadBalancer(lb.TargetGroupSettings.from_template(template), state_dir=self.state_dir, name=self.name,
+                                        listen_port=listen_port or free_port())
+        self.balancer.start()
+        outputs = self.outputs()
+        groups = [outputs[key] for key in ("TargetGroupArn", "AlternateTargetGroupArn") if outputs.get(key)]
+        advanced = ((self.service().get("loadBalancers") or [{}])[0].get("advancedConfiguration") or {})
+        rule = advanced.get("productionListenerRule")
+        routing = (lambda: rule_weights(self.session.client("elbv2"), rule)) if rule else None
+        self.controller = lb.Controller(self.balancer, elbv2=self.session.client("elbv2"), target_group_arns=groups, routing=routing,
+                                        address_of=lambda target: target,  # ip targets: the task's own address
+                                        health_file=Path(world.health_file), say=self.say)
+        self.controller.start()
+        names = list(bake.alarm_names(outputs))
+        if names:
+            self.alarms = AlarmStandIn(self.balancer, self.controller, self.session.client("cloudwatch"), names, say=self.say)
+            self.alarms.start()
+        return self.balancer
+
+    def start_tasks(self) -> EcsStandIn:
+        """The ECS stand-in: from now on the cluster's services run (and follow every stack update)."""
+        world = self._world()
+        database = {address: world.database_address for address in self._database_endpoints()}
+        runner = TaskRunner(World(daemon=self.daemon, name=world.name, network=world.network, registry_host=world.registry_host,
+                                  pause_image=self.box_image, hosts=database),
+                            session=self.session, account=self.account, region=self.region, cluster=self.outputs()["ClusterName"],
+                            say=self.say)
+        self.ecs = EcsStandIn(runner, session=self.session, cluster=self.outputs()["ClusterName"], controller=self.controller, say=self.say)
+        self.ecs.start()
+        return self.ecs
+
+    def wait_steady(self, timeout: float = 180.0) -> list[dict]:
+        """Until the service's deployment succeeded: its desired count of tasks running and healthy."""
+        service = self.outputs()["EcsServiceName"]
+        deadline = time.monotonic() + timeout
+        while True:
+            deployments = self.ecs.deployments(service) if self.ecs else []
+            running = [task for task in (self.ecs.tasks(service) if self.ecs else []) if task["lastStatus"] == "RUNNING"]
+            if deployments and deployments[0].status == "SUCCESSFUL":
+                return running
+            if time.monotonic() > deadline:
+                stopped = [f"{task['taskArn'].rsplit('/', 1)[-1][:8]}: {task['stoppedReason']}"
+                           for task in (self.ecs.tasks(service) if self.ecs else []) if task["lastStatus"] == "STOPPED"]
+                raise boxes.BoxError(f"the ECS service did not reach a successful deployment within {timeout:.0f} s "
+                                     f"(deployments: {[(d.status, d.stage) for d in deployments]}; stopped tasks: {stopped or 'none'})")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.ecs is not None:
+            self.ecs.stop(stop_tasks=True)
+            self.ecs = None
+        if self.alarms is not None:
+            self.alarms.stop()
+            self.alarms = None
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+        if self.balancer is not None:
+            self.balancer.stop()
+            self.balancer = None
+        if self.world is not None:
+            boxes.stop_world(self.daemon, self.world, self.state_dir)
+            self.world = None
+
+    def _database_endpoints(self) -> list[str]:
+        instances = self.session.client("rds").describe_db_instances()["DBInstances"]
+        return [instance["Endpoint"]["Address"] for instance in instances if instance.get("Endpoint", {}).get("Address")]
+
+    def _world(self) -> boxes.BoxWorld:
+        if self.world is None:
+            raise boxes.BoxError("the stage's world is not started (call start() first)")
+        return self.world
+
+
+class TasksRuntime(EmulatedRuntime):
+    """`liftoff` on an ecs stage whose tasks really run: ECS's answers come from the ECS stand-in's tasks and deployments,
+    target health from the load balancer stand-in's checks; nothing is made up from the stack's record."""
+
+    def __init__(self, *, tasks: StageTasks, **kwargs):
+        super().__init__(**kwargs)
+        self.stage_tasks = tasks
+
+    def _stand_in(self) -> EcsStandIn:
+        if self.stage_tasks.ecs is None:
+            raise boxes.BoxError("the ECS stand-in is not running (StageTasks.start_tasks)")
+        return self.stage_tasks.ecs
+
+    def ecs_running(self, cluster: str, service: str) -> dict:
+        described = self.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
+        if not described:
+            return {"task_definition_image": "", "tasks": [], "desired_count": 0}
+        stand_in = self._stand_in()
+        definition = stand_in.definition(described[0]["taskDefinition"])
+        tasks = []
+        for task in stand_in.tasks(service):
+            if task["lastStatus"] != "RUNNING":
+                continue
+            image = next((c["image"] for c in task["containers"] if c["name"] == self.stage_tasks.app_container(definition)["name"]), "")
+            tasks.append({"task": task["taskArn"].rsplit("/", 1)[-1], "status": task["lastStatus"], "image": image})
+        return {"task_definition_image": self.stage_tasks.app_container(definition)["image"], "tasks": tasks,
+                "desired_count": described[0].get("desiredCount", 0)}
+
+    def target_health(self, target_group_arn: str) -> list[dict]:
+        if self.stage_tasks.controller is None:
+            raise boxes.BoxError("the load balancer stand-in is not running (StageTasks.start_load_balancer)")
+        return [{"target": target, "state": state, "reason": "" if state == "healthy" else state}
+                for target, state in self.stage_tasks.controller.states_of(target_group_arn).items()]
+
+    def ecs_deployments(self, cluster: str, service: str) -> list:
+        stand_in = self._stand_in()
+        tasks = stand_in.tasks(service)
+
+        def revision(arn: str, weight: float | None) -> e.Revision:
+            image = self.stage_tasks.app_container(stand_in.definition(arn))["image"]
+            running = sum(1 for task in tasks if task["revision"] == arn and task["lastStatus"] == "RUNNING")
+            return e.Revision(tag=e.image_tag(image), running=running, production_weight=weight)
+
+        found = []
+        for deployment in stand_in.deployments(service):
+            if deployment.status not in ACTIVE_STATUSES:
+                continue
+            moved = deployment.stage in e.TRAFFIC_MOVED_STAGES
+            found.append(e.ServiceDeployment(
+                arn=deployment.arn, status=deployment.status, lifecycle_stage=deployment.stage,
+                target=revision(deployment.target, 100.0 if moved else 0.0),
+                sources=tuple(revision(source, 0.0 if moved else 100.0) for source in deployment.sources),
+                bake_minutes=deployment.bake_minutes, updated_at=_datetime(deployment.stage_changed_at)))
+        return found
+
+    def stop_ecs_deployment(self, arn: str) -> None:
+        self._stand_in().request_stop(arn, "ROLLBACK")
+
+    def ecs_deployment_status(self, arn: str) -> str:
+        for state in self._stand_in().services.values():
+            for deployment in state.deployments:
+                if deployment.arn == arn:
+                    return deployment.status
+        return ""
+
+
+def _datetime(moment: float):
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(moment, timezone.utc)

@@ -1,0 +1,154 @@
+"""The staging (ecs, blue/green) stage run for real: the synthesized task definition as containers, its service
+deployments moving real traffic through the load balancer stand-in, and `liftoff` reading what runs.
+
+One world for the module (emulator, stage, box world, HAProxy, the ECS stand-in); the tests run in order on it.
+The stage is the shipped staging stage with a 1-minute bake (60 s, the shortest bake ECS takes) and two tasks.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from config import parse_config
+from local.aws import EMULATED_ACCOUNT, FAKE_ENVIRONMENT, EndpointSession, fake_session
+from local.ecs_stage import StageTasks, TasksRuntime
+from local.load import LoadRun
+from release import cli as release_cli
+from release import decisions as d
+from tests.helpers.box_world import running_emulator, wait_until
+from tests.helpers.emulated_stage import deploy_stage
+from tests.helpers.synth import cdk_context
+
+FIRST, TARGET = "1.0.0", "1.1.0"
+LOAD_RATE = 20.0
+
+
+@pytest.fixture(scope="module")
+def staging_config(synth_variant):
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["staging"].update({"bake_seconds": 60, "desired_count": 2})
+    variant = synth_variant(context)
+    (variant.outdir / "cdk.json").write_text(json.dumps({"context": {**cdk_context(), "liftoff": context}}))
+    return variant, parse_config(context).stage("staging")
+
+
+@pytest.fixture(scope="module")
+def world(docker_daemon, box_image, release_images, staging_config, tmp_path_factory):
+    variant, stage = staging_config
+    with running_emulator(tmp_path_factory) as emulator, pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+        deployed = deploy_stage(variant.outdir, stage, image_tag=FIRST)
+        session = EndpointSession(fake_session(), emulator.endpoint)
+        tasks = StageTasks(daemon=docker_daemon, session=session, emulator_port=emulator.port,
+                           service_stack=deployed.stack_names["service"], registry_stack=deployed.stack_names["registry"],
+                           state_dir=tmp_path_factory.mktemp("ecs-state"), name=f"ecs-{uuid.uuid4().hex[:6]}", box_image=box_image,
+                           account=EMULATED_ACCOUNT, region=FAKE_ENVIRONMENT["AWS_REGION"], say=print)
+        try:
+            tasks.start()
+            tasks.push(dict(release_images))
+            tasks.start_load_balancer()
+            tasks.start_tasks()
+            tasks.wait_steady()
+            yield {"tasks": tasks, "deployed": deployed, "stage": stage, "config": variant.outdir / "cdk.json", "session": session}
+        finally:
+            tasks.stop()
+            left = docker_daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={tasks.name}").stdout.split()
+            assert left == [], f"containers left behind: {left}"
+
+
+def runtime(world) -> TasksRuntime:
+    return TasksRuntime(tasks=world["tasks"], service_stack=world["deployed"].stack_names["service"],
+                        registry_stack=world["deployed"].stack_names["registry"], region=FAKE_ENVIRONMENT["AWS_REGION"],
+                        session=world["session"])
+
+
+def liftoff(world, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    options = ["--config", str(world["config"]), "--stage", "staging"]
+    if argv[0] in ("stage", "activate", "rollback"):
+        options += ["--poll-interval", "1"]
+    if argv[0] in ("activate", "rollback"):
+        options += ["--yes"]
+    code = release_cli.main([*argv, *options], stdin=io.StringIO(""), stdout=out, stderr=out, aws=runtime(world))
+    return code, out.getvalue()
+
+
+def version_through_the_balancer(world) -> str:
+    with urllib.request.urlopen(f"{world['tasks'].balancer.url}/version", timeout=5) as response:
+        return json.loads(response.read())["version"]
+
+
+def service_tasks(world) -> list[dict]:
+    return world["tasks"].ecs.tasks(world["tasks"].outputs()["EcsServiceName"])
+
+
+def test_the_synthesized_task_definition_runs_as_containers_and_serves(world, docker_daemon):
+    running = [task for task in service_tasks(world) if task["lastStatus"] == "RUNNING"]
+    assert len(running) == 2
+    assert version_through_the_balancer(world) == FIRST
+    # Each task: its own address, the migrate container exited 0 before the app started (dependsOn SUCCESS).
+    assert len({task["address"] for task in running}) == 2
+    for task in running:
+        containers = {container["name"]: container for container in task["containers"]}
+        assert containers["migrate"]["lastStatus"] == "STOPPED" and containers["migrate"]["exitCode"] == 0
+        assert containers["app"]["lastStatus"] == "RUNNING"
+    # The app container has what the task definition says: the secret resolved, the stop timeout, the task's memory.
+    app_id = docker_daemon.run("ps", "--quiet", "--filter", f"label=liftoff.ecs.task={running[0]['taskArn'].rsplit('/', 1)[-1]}",
+                               "--filter", "name=-app").stdout.split()[0]
+    inspected = json.loads(docker_daemon.run("inspect", app_id).stdout)[0]
+    environment = dict(item.split("=", 1) for item in inspected["Config"]["Env"])
+    secret_arn = world["deployed"].outputs[world["deployed"].stack_names["data"]]["DatabaseSecretArn"]
+    secret = json.loads(world["session"].client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
+    assert (environment["DB_USER"], environment["DB_PASSWORD"]) == (secret["username"], secret["password"])
+    assert environment["APP_VERSION"] == FIRST
+    assert inspected["Config"]["StopTimeout"] == world["stage"].stop_timeout_seconds
+    assert inspected["HostConfig"]["Memory"] == world["stage"].task_memory_mib * 1024 * 1024
+    assert inspected["Config"].get("Healthcheck", {}).get("Test") == ["NONE"]  # ECS ignores the image's HEALTHCHECK
+
+
+def test_liftoff_status_reads_the_running_tasks(world):
+    code, out = liftoff(world, "status")
+    assert code == 0, out
+    assert FIRST in out
+
+
+def test_a_blue_green_activation_moves_traffic_with_no_failed_request_and_a_rollback_in_the_bake_is_a_flip(world):
+    stand_in, controller = world["tasks"].ecs, world["tasks"].controller
+    service = world["tasks"].outputs()["EcsServiceName"]
+    blue = {task["address"] for task in service_tasks(world) if task["lastStatus"] == "RUNNING"}
+    with LoadRun(f"{world['tasks'].balancer.url}/version", rate=LOAD_RATE, duration=600) as run:
+        try:
+            code, out = liftoff(world, "stage", TARGET)
+            assert code == 0, out
+            # Activate without waiting out the bake (verification needs the blue tasks gone, as on AWS).
+            code, out = liftoff(world, "activate", TARGET, "--no-watch", "--verify-timeout", "0")
+            assert code in (0, d.EXIT_UNVERIFIED), out
+            wait_until(lambda: stand_in.deployments(service)[0].stage == "BAKE_TIME", 120, "the deployment reached its bake")
+            wait_until(lambda: version_through_the_balancer(world) == TARGET, 10, "the balancer served the new version")
+            # Inside the bake the blue tasks still run (registered, weight 0), and a rollback is a traffic flip back to them.
+            assert blue <= {task["address"] for task in service_tasks(world) if task["lastStatus"] == "RUNNING"}
+            outcome = {}
+            rollback = threading.Thread(target=lambda: outcome.update(zip(("code", "out"), liftoff(world, "rollback"))))
+            started = time.monotonic()
+            rollback.start()
+            wait_until(lambda: all(version_through_the_balancer(world) == FIRST for _ in range(5)), 60,
+                       "every answer from the earlier version")
+            flipped_after = time.monotonic() - started
+            # What serves at that moment: the blue tasks, no task started for it.
+            assert {target for target, weight in controller.weights.items() if weight > 0} == blue
+            rollback.join(timeout=300)
+            assert outcome.get("code") == 0, outcome.get("out")
+            print(f"rollback in the bake: every answer from {FIRST} {flipped_after:.1f} s after the command")
+        finally:
+            run.stop()
+    summary = run.summary()
+    assert summary.failed == 0, summary
