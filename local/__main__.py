@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             emulators.stop(emulator, args.state_dir)
             flow.log(f"stopped the emulator (pid {emulator.pid})")
     flow.log(f"total {time.monotonic() - started_at:.1f} s")
-    flow.log(flow.HOSTS_NOTE if deployed.real_hosts else flow.EMULATOR_NOTE)
+    flow.log(flow.HOSTS_NOTE if deployed.real_hosts else flow.TASKS_NOTE if deployed.real_tasks else flow.EMULATOR_NOTE)
     if keep:
         record = None
         if deployed.hosts:

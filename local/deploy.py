@@ -21,6 +21,7 @@ from config import StageConfig
 from local import aws, boxes, docker, images
 from local.adapter import adapt_assembly, alarms_to_create, secrets_to_create
 from local.assembly import StageStacks, read_templates
+from local.ecs_stage import StageTasks, TasksRuntime
 from local.emulator import Emulator
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import LoadRun
@@ -50,6 +51,15 @@ HOSTS_NOTE = (
     "traffic in the ALB's place. What stood in for AWS (IMDS, cfn-signal, State Manager, the endpoints' names, the "
     "load balancer) is listed in docs/local-emulator.md. `make deploy TARGET=aws STAGE=...` deploys the same stacks "
     "to a real account."
+)
+
+
+TASKS_NOTE = (
+    "The control plane was a local AWS emulator (moto); the tasks were real: the ECS stand-in ran the synthesized task "
+    "definition as containers (the image from a real registry, the secrets from the emulator, the migrate container before "
+    "the app), moved them through ECS's deployment (blue/green: the listener rule's weights, the bake, the rollback) and "
+    "HAProxy served the traffic in the ALB's place. What stood in for AWS is listed in docs/local-emulator.md. "
+    "`make deploy TARGET=aws STAGE=...` deploys the same stacks to a real account."
 )
 
 
@@ -153,6 +163,7 @@ class LocalStage:
     stacks: StageStacks
     assembly: Path  # the adapted copy the CLI deploys
     real_hosts: bool = False  # the walk ran on host boxes (ec2 with Docker), not on the stand-in
+    real_tasks: bool = False  # the walk ran on real ECS tasks (ecs with Docker), not on the stand-in
     hosts: list[tuple[str, str, str]] = field(default_factory=list)  # (instance id, container, address)
     box_image: str = ""  # the hosts' box image, for the boxes the group launches later
     associations: dict[str, dict] = field(default_factory=dict)  # what the State Manager stand-in last ran per gate
@@ -276,7 +287,7 @@ def liftoff(deployed: LocalStage, runtime: EmulatedRuntime, *argv: str) -> None:
     options = ["--config", str(CONFIG_FILE), "--stage", deployed.stage.name]
     if verb in ("stage", "activate", "rollback"):
         # moto finishes an update before it answers; real hosts take seconds per gate, polled each second.
-        options += ["--poll-interval", "1" if isinstance(runtime, HostsRuntime) else "0"]
+        options += ["--poll-interval", "1" if isinstance(runtime, (HostsRuntime, TasksRuntime)) else "0"]
     if verb in ("activate", "rollback"):
         options += ["--yes"]
     if verb == "activate":
@@ -294,39 +305,50 @@ WALK_LOAD_BOUND_SECONDS = 600.0
 
 
 def release_walk(deployed: LocalStage, *, first: str, target: str, runtime: EmulatedRuntime | None = None,
-                 hosts: StageHosts | None = None) -> None:
-    """stage -> activate -> rollback with the release tool, then its ledger; on real hosts, what each one
+                 hosts: StageHosts | None = None, tasks: StageTasks | None = None) -> None:
+    """stage -> activate -> rollback with the release tool, then its ledger; on real hosts or tasks, what each one
     serves, with steady load through the load balancer stand-in during each step."""
     runtime = runtime or deployed.runtime()
     loads: list[tuple[str, object]] = []
+    balancer = hosts.balancer if hosts is not None else tasks.balancer if tasks is not None else None
+
+    def show() -> None:
+        if hosts is not None:
+            print_hosts(hosts)
+        if tasks is not None:
+            print_tasks(tasks)
 
     def step_under_load(*argv: str) -> None:
-        if hosts is None or hosts.balancer is None:
+        if balancer is None:
             liftoff(deployed, runtime, *argv)
             return
-        with LoadRun(f"{hosts.balancer.url}/version", rate=WALK_LOAD_RATE, duration=WALK_LOAD_BOUND_SECONDS) as run:
+        with LoadRun(f"{balancer.url}/version", rate=WALK_LOAD_RATE, duration=WALK_LOAD_BOUND_SECONDS) as run:
             try:
                 liftoff(deployed, runtime, *argv)
             finally:
                 run.stop()
         loads.append((" ".join(argv), run.summary()))
 
-    if hosts is None:
-        log(f"release walk {first} -> {target} -> {first} with liftoff; {STAND_IN_NOTE}")
-    else:
+    if hosts is not None:
         log(f"release walk {first} -> {target} -> {first} with liftoff on {len(hosts.hosts)} real host(s); "
             "each gate runs on the hosts one at a time (the State Manager stand-in, local/hosts.py)")
+    elif tasks is not None:
+        strategy = deployed.stage.deployment_strategy
+        log(f"release walk {first} -> {target} -> {first} with liftoff on real ECS tasks ({strategy} deployments, the ECS stand-in, "
+            "local/ecs_service.py)" + (f"; each activation is verified once ECS's {deployed.stage.bake_seconds} s bake has ended "
+                                       "and the previous tasks are gone, as on AWS, where CloudFormation waits for it"
+                                       if strategy != "rolling" else ""))
+    else:
+        log(f"release walk {first} -> {target} -> {first} with liftoff; {STAND_IN_NOTE}")
     liftoff(deployed, runtime, "versions")
     before = observe(deployed)
     step_under_load("stage", target)
     step_under_load("activate", target)
     log(f"what `liftoff stage` + `liftoff activate {target}` changed (before -> after):")
     print_changes(before, observe(deployed))
-    if hosts is not None:
-        print_hosts(hosts)
+    show()
     step_under_load("rollback")
-    if hosts is not None:
-        print_hosts(hosts)
+    show()
     liftoff(deployed, runtime, "history")
     liftoff(deployed, runtime, "status")
     if loads:
@@ -342,6 +364,71 @@ def print_hosts(hosts: StageHosts) -> None:
     for box in hosts.hosts:
         log(f"  host {box.instance_id} ({box.address}): active {active[box.instance_id] or '-'}, "
             f"answers /version with {hosts.serving_version(box) or 'nothing'}")
+
+
+def print_tasks(tasks: StageTasks) -> None:
+    service = tasks.outputs()["EcsServiceName"]
+    for task in tasks.ecs.tasks(service) if tasks.ecs else []:
+        if task["lastStatus"] == "RUNNING":
+            image = next((c["image"] for c in task["containers"] if c["name"] == "app"), "-")
+            log(f"  task {task['taskArn'].rsplit('/', 1)[-1][:12]} ({task['address']}, {task['revision'].rsplit('/', 1)[-1]}): "
+                f"runs {image.rsplit('/', 1)[-1]}, in {task['targetGroup'].rsplit('/', 2)[-2]}")
+
+
+def build_images(daemon: docker.Daemon, releases: list[str],
+                 extra_images: Callable[[docker.Daemon, str], dict[str, str]] | None = None) -> tuple[dict[str, str], str]:
+    """The service image from service/Dockerfile as each release, and the box image (hosts, registry, database)."""
+    base = images.python_base(daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda line: log(f"  {line}"))
+    built = images.build_service_image(daemon, base)
+    release_images = {version: images.release_image(daemon, built, version) for version in releases}
+    if extra_images is not None:
+        release_images.update(extra_images(daemon, built))
+    return release_images, images.box_image(daemon)
+
+
+@contextmanager
+def real_tasks(deployed: LocalStage, releases: list[str], *, state_dir: Path = STATE_DIR) -> Iterator[StageTasks | None]:
+    """An ecs stage's service as real tasks on this machine's Docker (yields None, saying why, where Docker is missing);
+    everything is removed at the end."""
+    try:
+        daemon = docker.connect_or_start(state_dir)
+    except docker.DockerError as error:
+        log(f"no Docker here ({error}); the walk stays control-plane only")
+        yield None
+        return
+    if daemon.ours:
+        log(f"  started dockerd (pid {daemon.pid}); it is stopped at the end")
+    tasks = None
+    try:
+        with step("building the service image from service/Dockerfile, and the box image (registry, database)"):
+            release_images, box_image = build_images(daemon, releases)
+        stale = boxes.BoxWorld.recorded(state_dir)
+        if stale is not None:  # left by a run that was killed: recorded by us, so ours to remove
+            log(f"  removing the world {stale.name} a killed run left behind")
+            boxes.stop_world(daemon, stale, state_dir)
+        tasks = StageTasks(daemon=daemon, session=deployed.clients, emulator_port=deployed.emulator.port,
+                           service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry, state_dir=state_dir,
+                           name=f"liftoff-{deployed.stage.name}-{os.getpid()}", box_image=box_image,
+                           account=aws.EMULATED_ACCOUNT, region=aws.FAKE_ENVIRONMENT["AWS_REGION"], say=lambda line: log(line))
+        with step(f"starting the world {tasks.name}: AWS endpoints (TLS, to the emulator), the ECR and RDS stand-ins"):
+            tasks.start()
+        with step(f"pushing release images {', '.join(releases)} into the ECR stand-in (a real registry) and the emulated ECR"):
+            for version, digest in tasks.push(release_images).items():
+                log(f"  {version}: {digest}")
+        with step("starting the load balancer stand-in (HAProxy on both target groups, weights from the production listener rule)"):
+            log(f"  {tasks.start_load_balancer().url} -> the tasks registered in the emulated target groups")
+        with step("starting the ECS stand-in: the service's tasks from its task definition, until the first deployment succeeds"):
+            tasks.start_tasks()
+            tasks.wait_steady()
+        print_tasks(tasks)
+        yield tasks
+    except docker.DockerError as error:
+        raise DeployError(f"the ecs tasks could not run here: {error}") from None
+    finally:
+        if tasks is not None:
+            with step("stopping the tasks (SIGTERM, then SIGKILL after each stop timeout), the stand-ins and their network"):
+                tasks.stop()
+        docker.stop(daemon)
 
 
 @contextmanager
@@ -364,12 +451,7 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False,
     walked = False
     try:
         with step("building the service image from service/Dockerfile, and the host box image"):
-            base = images.python_base(daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda line: log(f"  {line}"))
-            built = images.build_service_image(daemon, base)
-            release_images = {version: images.release_image(daemon, built, version) for version in releases}
-            if extra_images is not None:
-                release_images.update(extra_images(daemon, built))
-            box_image = images.box_image(daemon)
+            release_images, box_image = build_images(daemon, releases, extra_images)
         stale = boxes.BoxWorld.recorded(state_dir)
         if stale is not None:  # left by a run that was killed: recorded by us, so ours to remove
             log(f"  removing the hosts' world {stale.name} a killed run left behind")
@@ -443,6 +525,17 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
         if deployed.real_hosts:
             # Read once the State Manager stand-in has stopped: the association a rollback changed may run last.
             deployed.associations = {gate: dict(value) for gate, value in state_manager.status.items()}
+            return deployed
+    if stage.compute == "ecs":
+        if keep_hosts:
+            log("the ECS stand-in's tasks run for the walk only: `make local-up` keeps the emulator, not the tasks (yet)")
+        with real_tasks(deployed, releases, state_dir=state_dir) as tasks:
+            if tasks is not None:
+                runtime = TasksRuntime(tasks=tasks, service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry,
+                                       region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.clients)
+                release_walk(deployed, first=first, target=target_version, runtime=runtime, tasks=tasks)
+                deployed.real_tasks = True
+        if deployed.real_tasks:
             return deployed
     with step(f"pushing release images {', '.join(releases)} (the releases {API_DIR.relative_to(REPO)} keeps) into the emulated ECR, "
               "starting each image's scan"):

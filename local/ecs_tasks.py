@@ -13,9 +13,9 @@ A task is started the way the ECS agent starts one (AWS's *Amazon ECS task defin
 - `environment`, `command`, `entryPoint`, `workingDirectory`, `user`, `readonlyRootFilesystem`, `portMappings`
   (awsvpc: the container port), `healthCheck` (only the task definition's: ECS ignores an image's own
   HEALTHCHECK, so the container runs with none unless the task definition names one), `stopTimeout` (SIGTERM, then
-  SIGKILL after it; 30 s when unset, Fargate's default), `ulimits`, `dockerLabels`, container `cpu`/`memory`/
-  `memoryReservation`, the task's `cpu` and `memory` (each container is capped at the task's size: Docker has no
-  cgroup per task), `mountPoints` of the task's plain volumes (Fargate's ephemeral task storage: a Docker volume per
+  SIGKILL after it; 30 s when unset, Fargate's default), `ulimits`, `dockerLabels`, a container's `cpu` (a relative
+  share), `memory` and `memoryReservation`, the task's `cpu` and `memory` (each container is capped at the task's
+  size: Docker has no cgroup per task), `mountPoints` of the task's plain volumes (Fargate's ephemeral task storage: a Docker volume per
   task, removed with it);
 - `dependsOn` in order (START, COMPLETE, SUCCESS, HEALTHY): a container whose condition is never met is not
   started, and the task stops;
@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import secrets as random_tokens
+import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -192,7 +193,7 @@ def resolve_secret(value_from: str, *, secretsmanager, ssm) -> str:
         except json.JSONDecodeError:
             raise SecretUnavailable(f"ResourceInitializationError: unable to retrieve secret from asm: secret {found.group('secret')} "
                                     f"is not JSON, so it has no key {found.group('json_key')!r}") from None
-        if found.group("json_key") not in document:
+        if not isinstance(document, dict) or found.group("json_key") not in document:
             raise SecretUnavailable(f"ResourceInitializationError: unable to retrieve secret from asm: retrieved secret from Secrets "
                                     f"Manager did not contain json key {found.group('json_key')}")
         return str(document[found.group("json_key")])
@@ -240,9 +241,10 @@ def run_arguments(definition: dict, container: dict, *, name: str, namespace: st
         arguments += ["--memory", f"{memory}m"]
     if _is_set(container.get("memoryReservation")):
         arguments += ["--memory-reservation", f"{int(container['memoryReservation'])}m"]
-    cpu_units = container.get("cpu") if _is_set(container.get("cpu")) else definition.get("cpu")
-    if _is_set(cpu_units):
-        arguments += ["--cpus", f"{int(cpu_units) / 1024:g}"]  # 1024 CPU units are one vCPU
+    if _is_set(definition.get("cpu")):
+        arguments += ["--cpus", f"{int(definition['cpu']) / 1024:g}"]  # the task's size is a hard cap; 1024 units are one vCPU
+    if _is_set(container.get("cpu")):
+        arguments += ["--cpu-shares", str(int(container["cpu"]))]  # a container's own units are a relative share, as on ECS
     for limit in container.get("ulimits") or []:
         arguments += ["--ulimit", f"{limit['name']}={limit['softLimit']}:{limit['hardLimit']}"]
     for mount in container.get("mountPoints") or []:
@@ -250,7 +252,8 @@ def run_arguments(definition: dict, container: dict, *, name: str, namespace: st
     check = container.get("healthCheck")
     if check:
         command = list(check["command"])
-        test = command[1] if command[0] == "CMD-SHELL" else json.dumps(command[1:]) if command[0] == "CMD" else " ".join(command)
+        # Docker runs --health-cmd under /bin/sh -c: the exec form (CMD) is quoted for the shell to split back.
+        test = command[1] if command[0] == "CMD-SHELL" else shlex.join(command[1:]) if command[0] == "CMD" else shlex.join(command)
         arguments += ["--health-cmd", test, "--health-interval", f"{int(check.get('interval', 30))}s",
                       "--health-timeout", f"{int(check.get('timeout', 5))}s", "--health-retries", str(int(check.get("retries", 3))),
                       "--health-start-period", f"{int(check.get('startPeriod', 0))}s"]
@@ -368,6 +371,8 @@ class TaskRunner:
             self._stopped(task, str(reason), "TaskFailedToStart")
         except DockerError as error:
             self._stopped(task, f"CannotStartContainerError: {error}", "TaskFailedToStart")
+        except Exception as error:  # noqa: BLE001 (a task never stays PROVISIONING: whatever broke is its stopped reason)
+            self._stopped(task, f"the ECS stand-in could not start the task: {type(error).__name__}: {error}", "TaskFailedToStart")
 
     def _environment(self, container: dict) -> dict[str, str]:
         values = {item["name"]: item["value"] for item in container.get("environment") or []}

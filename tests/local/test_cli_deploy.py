@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from config import load_config
 from local import deploy as flow
 from local import emulator as emulators
 from local.adapter import UNMODELLED_OUTPUT_PLACEHOLDER
+from local.emulator import free_port
 from release.ledger import Ledger
 from tests.helpers.synth import CDK_JSON, REPO, cdk_context
 
@@ -94,9 +96,11 @@ def _history_rows(output: str) -> list[list[str]]:
 def test_make_deploy_walks_stage_activate_rollback_and_prints_the_ledger(shipped, tmp_path):
     """`make deploy` (minus the synth: the session's assembly is passed in), as a user runs it."""
     state = tmp_path / "state"
+    # No Docker (a DOCKER_HOST nobody answers): the control-plane walk; tests/local/test_deploy_tasks.py runs the real tasks.
     result = subprocess.run([sys.executable, "-m", "local", "deploy", "--assembly", str(shipped.outdir),
                              "--adapted", str(tmp_path / "adapted"), "--state-dir", str(state)],
-                            cwd=REPO, capture_output=True, text=True, timeout=180)
+                            cwd=REPO, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     # Each verb ran, in this order, with its timing.
