@@ -25,6 +25,17 @@ production stage switches with two slots per host (activation: slots):
                         Manager's gates reach them (the staged version is pulled), and they get requests once
                         healthy; leaving hosts are deregistered and drained for the delay before they stop
 
+  ecs (the staging stage on the ECS stand-in's real tasks, local/ecs_service.py; 2 tasks):
+    blue/green:  activate 1.0.0 -> 1.1.0 (new tasks in the other target group, the listener rule's weights move,
+                 a one-minute bake); rollback after the bake (a new deployment of 1.0.0); activate 1.1.0 again
+                 up to its bake (not measured); rollback-warm inside the bake: StopServiceDeployment, traffic back
+                 to the tasks that still run
+    bad release: activate the release that answers 5xx, with the shipped five-minute bake: the release alarm
+                 (the alarm stand-in) rolls ECS's deployment back; failed answers and how long they lasted
+    rolling:     activate 1.0.0 -> 1.1.0 with deployment_strategy rolling (minimum 100 %, maximum 200 %)
+  On ecs, "hosts pulling / starting" counts the tasks started until every answer came from the version
+  (Fargate pulls the image for each task it starts); tasks started after that are said below the table.
+
 Columns: requests sent, failed (non-2xx or connection error), longest stretch without a successful
 response, seconds from the command to every response coming from the new version (for scale-out: to
 the last new host healthy in the load balancer, i.e. serving; for scale-in: to the last leaving host
@@ -52,6 +63,7 @@ from pathlib import Path
 
 from config import load_config
 from local import aws, deploy as flow, emulator as emulators, images
+from local.ecs_stage import TasksRuntime
 from local.hosts import HostsRuntime
 from local.load import LoadRun
 from release import cli as release_cli
@@ -69,11 +81,14 @@ LOAD_BOUND_SECONDS = 400.0  # the longest a load run may last; it is stopped whe
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    hosts: int
+    hosts: int  # hosts (ec2) or tasks (ecs)
     # (action, verb, version): action names the row ("" = a step that is run but not measured);
-    # verb is a liftoff verb, or window-ends (each host retires its warm slot, as its timer would).
+    # verb is a liftoff verb, window-ends (each host retires its warm slot, as its timer would), or, on ecs,
+    # activate-to-bake (activate without waiting for its verification, until ECS's deployment is in its bake).
     actions: tuple[tuple[str, str, str], ...]
-    settings: tuple[tuple[str, object], ...] = ()  # production stage settings of a variant synth
+    settings: tuple[tuple[str, object], ...] = ()  # the stage's settings in a variant synth (None removes a key)
+    mode: str = "ec2"
+    stage: str = "production"
 
 
 SLOT_WALK = (("activate", "activate", TARGET), ("", "window-ends", ""), ("rollback", "rollback", FIRST),
@@ -93,6 +108,17 @@ SCENARIOS = {
     # The version column holds the host count the group is told to run.
     "ec2-scale": Scenario("ec2, scale 1 -> 3 -> 1 hosts", SCALE_FLOOR, (("scale-out", "scale", str(SCALE_CEILING)),
                                                                          ("scale-in", "scale", str(SCALE_FLOOR)))),
+    # The staging stage (ecs) on the ECS stand-in's real tasks, with a one-minute bake (ECS's shortest) so a run
+    # takes minutes: activate and rollback are each verified once the bake has ended; rollback-warm is inside it.
+    "ecs-blue-green": Scenario("ecs blue/green, 2 tasks", 2, (("activate", "activate", TARGET), ("rollback", "rollback", FIRST),
+                                                            ("", "activate-to-bake", TARGET), ("rollback-warm", "rollback", FIRST)),
+                               settings=(("desired_count", 2), ("bake_seconds", 60)), mode="ecs", stage="staging"),
+    # The shipped five-minute bake: the release alarm (two one-minute periods) must fire inside it.
+    "ecs-bad-release": Scenario("ecs blue/green bad release, 2 tasks", 2, (("bad-release", "activate", ANSWERS_5XX),),
+                                settings=(("desired_count", 2),), mode="ecs", stage="staging"),
+    "ecs-rolling": Scenario("ecs rolling, 2 tasks", 2, (("activate", "activate", TARGET),),
+                            settings=(("desired_count", 2), ("deployment_strategy", "rolling"), ("bake_seconds", None)),
+                            mode="ecs", stage="staging"),
 }
 
 
@@ -138,16 +164,23 @@ def host_work(runs) -> tuple[int, int]:
             sum(1 for run in runs if "starting " in run.output or "restarting " in run.output))
 
 
-def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action: str, verb: str, version: str,
-            config: Path) -> dict:
-    gate_runs_before, command_runs_before = len(runtime.state_manager.runs), len(runtime.command_runs)
+def under_load(url: str, rate: float, deployed, runtime, verb: str, version: str, config: Path) -> tuple[int, str, LoadRun, float]:
+    """One liftoff command with steady load before, during and after it: (exit, output, the load run, wall clock at the command)."""
     with LoadRun(url, rate=rate, duration=LOAD_BOUND_SECONDS) as run:
         time.sleep(SETTLE_SECONDS)
         run.mark("command")
+        command_at = time.time()
         code, output = liftoff(deployed, runtime, *command(verb, version), config=config)
         run.mark("done")
         time.sleep(SETTLE_SECONDS)
         run.stop()
+    return code, output, run, command_at
+
+
+def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action: str, verb: str, version: str,
+            config: Path) -> dict:
+    gate_runs_before, command_runs_before = len(runtime.state_manager.runs), len(runtime.command_runs)
+    code, output, run, _ = under_load(url, rate, deployed, runtime, verb, version, config)
     whole = run.summary(version=version, marker="command")
     during = run.summary(since="command", until="done")
     # The fleet's canary host runs its gate alone (Run Command) before State Manager runs the rest.
@@ -178,6 +211,111 @@ def measure(url: str, rate: float, deployed, runtime, scenario: Scenario, action
             "p50_ms": during.p50_ms, "p99_ms": during.p99_ms, "versions": whole.versions, "exit": code,
             "pulls": pulls, "starts": starts,
             "outcomes": whole.outcomes, "tool": output.strip().splitlines()[-1] if output.strip() else ""}
+
+
+def measure_ecs(url: str, rate: float, deployed, runtime, scenario: Scenario, action: str, verb: str, version: str,
+                config: Path) -> dict:
+    """One liftoff command on the ECS stand-in's tasks under steady load; tasks started are counted from the stand-in."""
+    stand_in = runtime.stage_tasks.ecs
+    service = deployed.outputs(deployed.stacks.service)["EcsServiceName"]
+    known = {task["taskArn"] for task in stand_in.tasks(service)}
+    code, output, run, command_at = under_load(url, rate, deployed, runtime, verb, version, config)
+    whole = run.summary(version=version, marker="command")
+    during = run.summary(since="command", until="done")
+    switched_at = command_at + whole.switch_s if whole.switch_s is not None else None
+    started = [task for task in stand_in.tasks(service) if task["taskArn"] not in known]
+    # Tasks started before every answer came from the version (what the switch itself needed), and after it.
+    before = [t for t in started if switched_at is None or _epoch(t["createdAt"]) <= switched_at]
+    extra = {}
+    if version in HARMFUL:
+        start = run.marks["command"]
+        failures = [r.ended for r in run.records if r.failed and r.sent is not None and r.sent >= start and r.ended]
+        harmed = [r.ended for r in run.records if r.ended and r.sent is not None and r.sent >= start
+                  and (r.version == version or (version == ANSWERS_5XX and r.failed))]
+        deployment = next((d for d in stand_in.deployments(service) if d.target.endswith(f":{_revision_of(stand_in, service, version)}")), None)
+        extra = {"rolled_back_after_s": round(max(failures) - start, 2) if failures else None,
+                 "errors_for_s": round(max(failures) - min(failures), 2) if failures else None,
+                 "harm_s": round(max(harmed) - min(harmed), 2) if harmed else 0.0, "harmed": len(harmed),
+                 "tasks_ran_bad": sum(1 for t in started if t["revision"].endswith(f":{_revision_of(stand_in, service, version)}")),
+                 "deployment": f"{deployment.status}: {deployment.reason}" if deployment else "",
+                 "alarms": [f"{rule.name}: {rule.kind} {rule.comparison} {rule.threshold:g}, {rule.datapoints_to_alarm} of "
+                            f"{rule.evaluation_periods} x {rule.period} s"
+                            for rule in (runtime.stage_tasks.alarms.rules if runtime.stage_tasks.alarms else [])]}
+    return {**extra, "scenario": scenario.name, "mode": "ecs", "hosts": scenario.hosts, "action": action, "version": version,
+            "sent": whole.sent, "failed": whole.failed, "longest_gap_s": whole.longest_gap_s, "switch_s": whole.switch_s,
+            "p50_ms": during.p50_ms, "p99_ms": during.p99_ms, "versions": whole.versions, "exit": code,
+            "pulls": len(before), "starts": len(before), "starts_after_switch": len(started) - len(before),
+            "outcomes": whole.outcomes, "tool": output.strip().splitlines()[-1] if output.strip() else ""}
+
+
+def _epoch(stamp: str | None) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp() if stamp else 0.0
+
+
+def _revision_of(stand_in, service: str, version: str) -> str:
+    """The newest task definition revision whose app image is `version` ('' when none is)."""
+    for deployment in stand_in.deployments(service):
+        if any(container.get("image", "").endswith(f":{version}") for container in stand_in.definition(deployment.target)["containerDefinitions"]):
+            return deployment.target.rsplit(":", 1)[-1]
+    return ""
+
+
+def to_bake(deployed, runtime, version: str, config: Path, log) -> None:
+    """activate without waiting for verification (which needs the bake over), then wait until ECS's deployment bakes."""
+    out = io.StringIO()
+    code = release_cli.main(["activate", version, "--config", str(config), "--stage", deployed.stage.name, "--poll-interval", "1",
+                             "--yes", "--no-watch", "--verify-timeout", "0"], stdin=io.StringIO(""), stdout=out, stderr=out, aws=runtime)
+    if code not in (0, 6):
+        raise SystemExit(f"liftoff activate {version} exited {code}:\n{out.getvalue()}")
+    service = deployed.outputs(deployed.stacks.service)["EcsServiceName"]
+    deadline = time.monotonic() + 300
+    while runtime.stage_tasks.ecs.deployments(service)[0].stage != "BAKE_TIME":
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the deployment of {version} did not reach its bake within 300 s")
+        time.sleep(0.5)
+    print(f"  {version}: ECS's deployment is in its bake", file=log, flush=True)
+
+
+@contextlib.contextmanager
+def deployed_stage(scenario: Scenario, assembly: Path, log):
+    """The scenario's stage deployed into a fresh emulator (stopped at the end): (deployed stage, its cdk.json, state dir)."""
+    config = assembly / "cdk.json" if (assembly / "cdk.json").exists() else flow.CONFIG_FILE
+    stage = load_config(config).stage(scenario.stage)
+    with tempfile.TemporaryDirectory() as scratch:
+        state = Path(scratch)
+        emulator = emulators.start(state)
+        try:
+            with contextlib.redirect_stdout(log):
+                yield flow.deploy_stage(stage, emulator, source=assembly, target=state / "adapted", image_tag=FIRST), config, state
+        finally:
+            emulators.stop(emulator, state)
+
+
+def stage_target(deployed, runtime, config: Path) -> None:
+    code, output = liftoff(deployed, runtime, "stage", TARGET, config=config)
+    if code != 0:
+        raise SystemExit(f"liftoff stage {TARGET} exited {code}:\n{output}")
+
+
+def one_run_ecs(scenario: Scenario, assembly: Path, rate: float, log) -> list[dict]:
+    rows = []
+    with deployed_stage(scenario, assembly, log) as (deployed, config, state):
+        extra = fault_images if scenario.name.startswith("ecs blue/green bad") else None
+        with flow.real_tasks(deployed, [FIRST, TARGET], state_dir=state, extra_images=extra) as tasks:
+            if tasks is None:
+                raise SystemExit("bench/rollout.py needs Docker (see README's test prerequisites)")
+            runtime = TasksRuntime(tasks=tasks, service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry,
+                                   region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.clients)
+            stage_target(deployed, runtime, config)
+            for action, verb, version in scenario.actions:
+                if verb == "activate-to-bake":
+                    to_bake(deployed, runtime, version, config, log)
+                else:
+                    rows.append(measure_ecs(f"{tasks.balancer.url}/version", rate, deployed, runtime, scenario,
+                                            action, verb, version, config))
+    return rows
 
 
 def measure_scale(url: str, rate: float, hosts, state_manager, scenario: Scenario, action: str, count: int) -> dict:
@@ -229,46 +367,36 @@ def scale_rows(url: str, rate: float, hosts, state_manager, scenario: Scenario) 
 
 
 def one_run(scenario: Scenario, assembly: Path, rate: float, log) -> list[dict]:
-    config = assembly / "cdk.json" if (assembly / "cdk.json").exists() else flow.CONFIG_FILE
-    stage = load_config(config).stage("production")
-    with tempfile.TemporaryDirectory() as scratch:
-        state = Path(scratch)
-        emulator = emulators.start(state)
-        try:
-            with contextlib.redirect_stdout(log):
-                deployed = flow.deploy_stage(stage, emulator, source=assembly, target=state / "adapted", image_tag=FIRST)
-                extra = fault_images if scenario.name.startswith("bad release") else None
-                with flow.real_hosts(deployed, [FIRST, TARGET], host_count=scenario.hosts, extra_images=extra) as running:
-                    if running is None:
-                        raise SystemExit("bench/rollout.py needs Docker (see README's test prerequisites)")
-                    hosts, state_manager = running
-                    runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,
-                                           registry_stack=deployed.stacks.registry, region=aws.FAKE_ENVIRONMENT["AWS_REGION"],
-                                           session=deployed.clients)
-                    code, output = liftoff(deployed, runtime, "stage", TARGET, config=config)
+    if scenario.mode == "ecs":
+        return one_run_ecs(scenario, assembly, rate, log)
+    rows = []
+    with deployed_stage(scenario, assembly, log) as (deployed, config, _):
+        extra = fault_images if scenario.name.startswith("bad release") else None
+        with flow.real_hosts(deployed, [FIRST, TARGET], host_count=scenario.hosts, extra_images=extra) as running:
+            if running is None:
+                raise SystemExit("bench/rollout.py needs Docker (see README's test prerequisites)")
+            hosts, state_manager = running
+            runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,
+                                   registry_stack=deployed.stacks.registry, region=aws.FAKE_ENVIRONMENT["AWS_REGION"],
+                                   session=deployed.clients)
+            stage_target(deployed, runtime, config)
+            if scenario.actions[0][1] == "scale":
+                return scale_rows(f"{hosts.balancer.url}/version", rate, hosts, state_manager, scenario)
+            for action, verb, version in scenario.actions:
+                if verb == "window-ends":
+                    for line in hosts.end_bake_window():
+                        print(f"  bake window ends: {line}", file=log, flush=True)
+                elif not action and verb == "rollback" and \
+                        runtime.stack(deployed.stacks.service).parameters.get("ImageTag") == version:
+                    # The fleet's canary host held the bad release back before the stack moved.
+                    print(f"  nothing to roll back: the stack still names {version}", file=log, flush=True)
+                elif not action:
+                    code, output = liftoff(deployed, runtime, *command(verb, version), config=config)
                     if code != 0:
-                        raise SystemExit(f"liftoff stage {TARGET} exited {code}:\n{output}")
-                    if scenario.actions[0][1] == "scale":
-                        rows = scale_rows(f"{hosts.balancer.url}/version", rate, hosts, state_manager, scenario)
-                    else:
-                        rows = []
-                        for action, verb, version in scenario.actions:
-                            if verb == "window-ends":
-                                for line in hosts.end_bake_window():
-                                    print(f"  bake window ends: {line}", file=log, flush=True)
-                            elif not action and verb == "rollback" and \
-                                    runtime.stack(deployed.stacks.service).parameters.get("ImageTag") == version:
-                                # The fleet's canary host held the bad release back before the stack moved.
-                                print(f"  nothing to roll back: the stack still names {version}", file=log, flush=True)
-                            elif not action:
-                                code, output = liftoff(deployed, runtime, *command(verb, version), config=config)
-                                if code != 0:
-                                    raise SystemExit(f"liftoff {verb} {version} exited {code}:\n{output}")
-                            else:
-                                rows.append(measure(f"{hosts.balancer.url}/version", rate, deployed, runtime, scenario,
-                                                    action, verb, version, config))
-        finally:
-            emulators.stop(emulator, state)
+                        raise SystemExit(f"liftoff {verb} {version} exited {code}:\n{output}")
+                else:
+                    rows.append(measure(f"{hosts.balancer.url}/version", rate, deployed, runtime, scenario,
+                                        action, verb, version, config))
     return rows
 
 
@@ -279,8 +407,8 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         first = rows[0]
         row = {key: first[key] for key in ("scenario", "mode", "hosts", "action", "version")}
         row["runs"] = len(rows)
-        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts", "rolled_back_after_s",
-                    "errors_for_s", "harm_s", "harmed", "hosts_ran_bad"):
+        for key in ("sent", "failed", "longest_gap_s", "switch_s", "p50_ms", "p99_ms", "pulls", "starts", "starts_after_switch",
+                    "rolled_back_after_s", "errors_for_s", "harm_s", "harmed", "hosts_ran_bad", "tasks_ran_bad"):
             if key not in first:
                 continue
             values = [r[key] for r in rows if r[key] is not None]
@@ -296,6 +424,8 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         if "alarms" in first:
             row["alarms"] = first["alarms"]
             row["canary"] = [r.get("canary", "") for r in rows]
+        if "deployment" in first:
+            row["deployment"] = [r.get("deployment", "") for r in rows]
         combined.append(row)
     return combined
 
@@ -317,6 +447,16 @@ def table(rows: list[dict]) -> str:
                      f"{figure(row, 'p50_ms', 1)} | {figure(row, 'p99_ms', 1)} | {', '.join(row['versions'])} | "
                      f"{','.join(str(code) for code in row['exits'])} | {figure(row, 'pulls', 0)} / {figure(row, 'starts', 0)} |")
     for row in rows:
+        if row.get("mode") == "ecs" and row.get("starts_after_switch"):
+            lines.append(f"\n{row['scenario']}, {row['action']}: tasks started after every answer came from {row['version']}: "
+                         f"{figure(row, 'starts_after_switch', 0)} (the ordinary rollback that sets ImageTag back after the flip, "
+                         "which the emulator's already finished stack update needs; docs/local-emulator.md)")
+        if row.get("mode") == "ecs" and "rolled_back_after_s" in row:
+            lines.append(f"\n{row['scenario']}, {row['version']}: errors for {figure(row, 'errors_for_s')} s "
+                         f"({figure(row, 'failed', 0)} failed answers; harm, its first answer to its last, {figure(row, 'harm_s')} s); "
+                         f"tasks that ran it: {figure(row, 'tasks_ran_bad', 0)}; ECS's deployment: {'; '.join(row.get('deployment') or [])}; "
+                         f"alarms: {'; '.join(row.get('alarms') or ['none'])}")
+            continue
         if "rolled_back_after_s" in row:
             lines.append(f"\n{row['scenario']}, {row['version']}: rolled back automatically "
                          f"{figure(row, 'rolled_back_after_s')} s after the command (to its last failed answer); errors "
@@ -357,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             scenario = SCENARIOS[key]
             assembly = shipped
             if scenario.settings:
-                assembly = flow.synthesize_variant({"production": dict(scenario.settings)}, Path(variants) / key)
+                assembly = flow.synthesize_variant({scenario.stage: dict(scenario.settings)}, Path(variants) / key)
             runs = []
             for number in range(1, args.runs + 1):
                 print(f"bench/rollout.py: {scenario.name}, run {number}/{args.runs} ...", file=sys.stderr, flush=True)

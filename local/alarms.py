@@ -136,3 +136,17 @@ class AlarmStandIn:
 
     def stop(self) -> None:
         self._follower.stop()
+
+
+def start_release_alarms(balancer: LoadBalancer, controller: Controller, cloudwatch, outputs: dict[str, str], *,
+                         say: Say = print) -> "AlarmStandIn | None":
+    """The stack's release alarms (its DeploymentAlarmNames output) evaluated on what `balancer` counts, started;
+    None when the stack names none."""
+    from release import bake
+
+    names = list(bake.alarm_names(outputs))
+    if not names:
+        return None
+    alarms = AlarmStandIn(balancer, controller, cloudwatch, names, say=say)
+    alarms.start()
+    return alarms

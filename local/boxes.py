@@ -212,12 +212,21 @@ def push_images(daemon: Daemon, world: BoxWorld, session, repository: str, image
 
 def registry_manifest(world: BoxWorld, repository: str, tag: str) -> tuple[str, str]:
     """The manifest the ECR stand-in serves for `repository:tag`, and its media type."""
+    with _registry_get(world, f"/v2/{repository}/manifests/{tag}", {"Accept": ", ".join(MANIFEST_TYPES)}) as response:
+        return response.read().decode(), response.headers.get("Content-Type", MANIFEST_TYPES[0])
+
+
+def registry_blob(world: BoxWorld, repository: str, digest: str) -> bytes:
+    """A blob (a layer, an image's config) as the ECR stand-in serves it: what GetDownloadUrlForLayer leads to on AWS."""
+    with _registry_get(world, f"/v2/{repository}/blobs/{digest}", {}) as response:
+        return response.read()
+
+
+def _registry_get(world: BoxWorld, path: str, headers: dict[str, str]):
     context = ssl.create_default_context(cafile=str(Path(world.pki_dir) / "ca.crt"))
     context.check_hostname = False  # the certificate names the ECR host; we reach it on loopback
-    request = urllib.request.Request(f"https://{world.registry_host}/v2/{repository}/manifests/{tag}",
-                                     headers={"Accept": ", ".join(MANIFEST_TYPES)})
-    with urllib.request.urlopen(request, context=context, timeout=30) as response:
-        return response.read().decode(), response.headers.get("Content-Type", MANIFEST_TYPES[0])
+    return urllib.request.urlopen(urllib.request.Request(f"https://{world.registry_host}{path}", headers=headers),
+                                  context=context, timeout=30)
 
 
 def dnsmasq_config(world: BoxWorld) -> str:

@@ -129,13 +129,15 @@ def synthesize() -> Path:
 
 
 def synthesize_variant(stage_settings: dict[str, dict], outdir: Path) -> Path:
-    """The app synthesized with some stages' settings changed (say `activation: restart`), into `outdir`.
+    """The app synthesized with some stages' settings changed (say `activation: restart`; None removes a key), into `outdir`.
 
     Runs app.py the way the CDK CLI does (the whole cdk.json context in CDK_CONTEXT_JSON, the
     assembly to CDK_OUTDIR), so the variant is validated and built exactly like the shipped stages."""
     context = json.loads(CONFIG_FILE.read_text())["context"]
     for stage, settings in stage_settings.items():
         context["liftoff"]["stages"][stage].update(settings)
+        for key in [key for key, value in settings.items() if value is None]:  # None: the key is not set at all
+            del context["liftoff"]["stages"][stage][key]
     outdir.mkdir(parents=True, exist_ok=True)
     # The variant's own cdk.json, for the release tool's --config (it reads the stage's settings too).
     (outdir / "cdk.json").write_text(json.dumps({"context": context}, indent=1))
@@ -386,26 +388,43 @@ def build_images(daemon: docker.Daemon, releases: list[str],
     return release_images, images.box_image(daemon)
 
 
-@contextmanager
-def real_tasks(deployed: LocalStage, releases: list[str], *, state_dir: Path = STATE_DIR) -> Iterator[StageTasks | None]:
-    """An ecs stage's service as real tasks on this machine's Docker (yields None, saying why, where Docker is missing);
-    everything is removed at the end."""
+def connect_docker(state_dir: Path) -> docker.Daemon | None:
+    """The machine's Docker daemon, or one started for this run (stopped at its end); None, said in one line, without."""
     try:
         daemon = docker.connect_or_start(state_dir)
     except docker.DockerError as error:
         log(f"no Docker here ({error}); the walk stays control-plane only")
-        yield None
-        return
+        return None
     if daemon.ours:
         log(f"  started dockerd (pid {daemon.pid}); it is stopped at the end")
+    return daemon
+
+
+def prepare_world(daemon: docker.Daemon, releases: list[str], state_dir: Path, *, boxes_for: str,
+                  extra_images: Callable[[docker.Daemon, str], dict[str, str]] | None = None) -> tuple[dict[str, str], str]:
+    """The release images and the box image; and no world a killed run left behind (recorded by us, so ours to remove)."""
+    with step(f"building the service image from service/Dockerfile, and the box image ({boxes_for})"):
+        release_images, box_image = build_images(daemon, releases, extra_images)
+    stale = boxes.BoxWorld.recorded(state_dir)
+    if stale is not None:
+        log(f"  removing the world {stale.name} a killed run left behind")
+        boxes.stop_world(daemon, stale, state_dir)
+    return release_images, box_image
+
+
+@contextmanager
+def real_tasks(deployed: LocalStage, releases: list[str], *, state_dir: Path = STATE_DIR,
+               extra_images: Callable[[docker.Daemon, str], dict[str, str]] | None = None) -> Iterator[StageTasks | None]:
+    """An ecs stage's service as real tasks on this machine's Docker (yields None, saying why, where Docker is missing);
+    everything is removed at the end."""
+    daemon = connect_docker(state_dir)
+    if daemon is None:
+        yield None
+        return
     tasks = None
     try:
-        with step("building the service image from service/Dockerfile, and the box image (registry, database)"):
-            release_images, box_image = build_images(daemon, releases)
-        stale = boxes.BoxWorld.recorded(state_dir)
-        if stale is not None:  # left by a run that was killed: recorded by us, so ours to remove
-            log(f"  removing the world {stale.name} a killed run left behind")
-            boxes.stop_world(daemon, stale, state_dir)
+        release_images, box_image = prepare_world(daemon, releases, state_dir, boxes_for="the registry, the database",
+                                                  extra_images=extra_images)
         tasks = StageTasks(daemon=daemon, session=deployed.clients, emulator_port=deployed.emulator.port,
                            service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry, state_dir=state_dir,
                            name=f"liftoff-{deployed.stage.name}-{os.getpid()}", box_image=box_image,
@@ -439,23 +458,15 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False,
 
     `host_count` sets the Auto Scaling group's capacity in the emulator before the hosts boot (as a
     `desired_count` change would); `extra_images(daemon, built_image)` adds release images to push."""
-    try:
-        daemon = docker.connect_or_start(state_dir)
-    except docker.DockerError as error:
-        log(f"no Docker here ({error}); the walk stays control-plane only")
+    daemon = connect_docker(state_dir)
+    if daemon is None:
         yield None
         return
-    if daemon.ours:
-        log(f"  started dockerd (pid {daemon.pid}); it is stopped at the end")
     hosts = state_manager = None
     walked = False
     try:
-        with step("building the service image from service/Dockerfile, and the host box image"):
-            release_images, box_image = build_images(daemon, releases, extra_images)
-        stale = boxes.BoxWorld.recorded(state_dir)
-        if stale is not None:  # left by a run that was killed: recorded by us, so ours to remove
-            log(f"  removing the hosts' world {stale.name} a killed run left behind")
-            boxes.stop_world(daemon, stale, state_dir)
+        release_images, box_image = prepare_world(daemon, releases, state_dir, boxes_for="the hosts, the registry, the database",
+                                                  extra_images=extra_images)
         hosts = StageHosts(daemon=daemon, session=deployed.clients, emulator_port=deployed.emulator.port,
                            service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry,
                            state_dir=state_dir, name=f"liftoff-{deployed.stage.name}-{os.getpid()}", box_image=box_image,

@@ -12,11 +12,15 @@ documentation describes ECS's deployment controller (docs/local-emulator.md cite
 - `blue_green` (BLUE_GREEN): the new ("green") tasks are registered in the target group the production
   listener rule sends nothing to; once all are healthy, the rule's weights move every request to it
   (PRODUCTION_TRAFFIC_SHIFT), the old ("blue") tasks stay running and registered for `bakeTimeInMinutes`
-  (BAKE_TIME), then are deregistered and stopped (CLEAN_UP);
+  (BAKE_TIME), then are deregistered and stopped (CLEAN_UP); `canary` and `linear` move the weights in steps
+  (`canaryPercent` then the rest after `canaryBakeTimeInMinutes`; `stepPercent` every `stepBakeTimeInMinutes`)
+  before the same bake;
 - a release alarm of `deploymentConfiguration.alarms` in ALARM during the deployment or its bake, the
-  deployment circuit breaker's threshold of failed tasks, or `StopServiceDeployment` with ROLLBACK: the
-  deployment rolls back. In blue/green that is the rule's weights back to the blue group (no task starts)
-  and the green tasks stopped; in rolling, a new deployment of the last revision that succeeded;
+  deployment circuit breaker's threshold of failed tasks (rolling only, as on AWS), or `StopServiceDeployment`
+  with ROLLBACK: the deployment rolls back. With a traffic shift that is the rule's weights back to the old group
+  (no task starts) and the new tasks stopped; in rolling, a new deployment of the last revision that succeeded.
+  Either way the service's task definition names the revision that runs again;
+- launches that fail in a row are retried after 5 s, doubling to 60 s (ECS throttles them too);
 - steady state: a task that stops, or that fails the target group's health checks after the service's
   `healthCheckGracePeriodSeconds`, is replaced; a desired count change starts or stops tasks.
 
@@ -37,7 +41,9 @@ from local.follower import Follower
 from local.lb import Controller
 
 Say = Callable[[str], None]
-ROLLING, BLUE_GREEN = "ROLLING", "BLUE_GREEN"
+ROLLING, BLUE_GREEN, CANARY, LINEAR = "ROLLING", "BLUE_GREEN", "CANARY", "LINEAR"
+SHIFTING = (BLUE_GREEN, CANARY, LINEAR)  # strategies with two target groups, a traffic shift and a bake
+LAUNCH_BACKOFF_SECONDS = (5, 10, 20, 40, 60)  # between failed launches in a row (ECS throttles them too)
 ACTIVE_STATUSES = ("PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS")
 
 
@@ -49,6 +55,21 @@ def rule_weights(elbv2, rule_arn: str) -> dict[str, int]:
             groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or [{"TargetGroupArn": action["TargetGroupArn"], "Weight": 100}]
             return {group["TargetGroupArn"]: int(group.get("Weight", 1)) for group in groups}
     return {}
+
+
+def shift_steps(strategy: str, configuration: dict) -> list[tuple[int, int]]:
+    """The production traffic shift as (new version's percent, minutes to wait after it) steps: all at once (blue/green),
+    a canary share then the rest (canary), or equal steps (linear); the last step's wait is the bake."""
+    bake = int(configuration.get("bakeTimeInMinutes", 0))
+    if strategy == CANARY:
+        canary = configuration.get("canaryConfiguration") or {}
+        return [(int(float(canary.get("canaryPercent", 5))), int(canary.get("canaryBakeTimeInMinutes", 0))), (100, bake)]
+    if strategy == LINEAR:
+        linear = configuration.get("linearConfiguration") or {}
+        step = max(3.0, float(linear.get("stepPercent", 10)))  # AWS takes 3.0 to 100.0
+        weights = [round(step * count) for count in range(1, math.ceil(100 / step)) if step * count < 100] + [100]
+        return [(weight, int(linear.get("stepBakeTimeInMinutes", 0)) if weight < 100 else bake) for weight in weights]
+    return [(100, bake)]
 
 
 def circuit_breaker_threshold(desired: int) -> int:
@@ -72,6 +93,9 @@ class ManagedTask:
     deregistered_at: float | None = None  # draining since; stopped once the deregistration delay has passed
     stopping: bool = False  # its stop has been started
     counted: bool = False  # a failed launch the deployment has counted
+    launch_noted: bool = False  # its launch's outcome has been taken into the service's backoff
+    failed_checks: bool = False  # stopped by the scheduler because it failed the target group's health checks
+    ended_by_itself: bool = False  # stopped without the scheduler asking (a crash, a failed start)
 
 
 @dataclass
@@ -88,6 +112,8 @@ class Deployment:
     source_group: str = ""
     bake_minutes: int = 0
     bake_until: float | None = None
+    steps: list[tuple[int, int]] = field(default_factory=list)  # the traffic shift still to do (percent, minutes after)
+    weight: int = 0  # the new version's share of production traffic now
     started_at: float = field(default_factory=time.time)
     stage_changed_at: float = field(default_factory=time.time)
     failed_tasks: int = 0
@@ -106,6 +132,8 @@ class ServiceState:
     tasks: dict[str, ManagedTask] = field(default_factory=dict)
     deployments: list[Deployment] = field(default_factory=list)  # newest first
     settings: dict = field(default_factory=dict)  # the last DescribeServices answer
+    failed_launches: int = 0  # failed launches in a row
+    next_launch_at: float = 0.0  # no launch before this (backoff after failed ones)
 
 
 class EcsStandIn:
@@ -190,6 +218,8 @@ class EcsStandIn:
     def _follow(self, state: ServiceState, service: dict) -> None:
         for item in list(state.tasks.values()):
             self.runner.observe(item.task)
+        self._note_launches(state)
+        self._deregister_stopped(state)
         self._register_running(state)
         self._finish_draining(state)
         revision, desired = service["taskDefinition"], int(service.get("desiredCount", 0))
@@ -210,8 +240,8 @@ class EcsStandIn:
         if firing:
             self._roll_back(state, deployment, f"deployment alarm(s) in ALARM: {', '.join(firing)}")
             return
-        if deployment.strategy == BLUE_GREEN:
-            self._blue_green(state, service, deployment)
+        if deployment.strategy in SHIFTING:
+            self._shifting(state, service, deployment)
         else:
             self._rolling(state, service, deployment)
 
@@ -220,19 +250,22 @@ class EcsStandIn:
     def _begin(self, state: ServiceState, service: dict, revision: str) -> Deployment:
         configuration = service.get("deploymentConfiguration") or {}
         strategy = configuration.get("strategy", ROLLING)
+        if strategy not in (ROLLING, *SHIFTING):
+            raise ValueError(f"deployment strategy {strategy} is not run by the ECS stand-in ({', '.join((ROLLING, *SHIFTING))})")
         production, alternate = self._groups(service)
-        first = not state.tasks and not state.deployments
+        # The service's first deployment has nothing to shift from: its tasks go straight into the production group.
+        shifting = strategy in SHIFTING and bool(alternate) and bool(state.tasks or state.deployments)
         deployment_id = f"{int(time.time() * 1000):x}{len(state.deployments):02x}"
         deployment = Deployment(
             arn=f"{state.arn.replace(':service/', ':service-deployment/')}/{deployment_id}",
-            strategy=BLUE_GREEN if strategy == BLUE_GREEN and alternate and not first else ROLLING,
+            strategy=strategy if shifting else ROLLING,
             target=revision, sources=sorted({item.revision for item in state.tasks.values() if item.revision != revision}),
-            bake_minutes=int(configuration.get("bakeTimeInMinutes", 0)) if strategy == BLUE_GREEN else 0,
-            target_group=alternate if strategy == BLUE_GREEN and alternate and not first else production,
-            source_group=production)
+            bake_minutes=int(configuration.get("bakeTimeInMinutes", 0)) if shifting else 0,
+            steps=shift_steps(strategy, configuration) if shifting else [],
+            target_group=alternate if shifting else production, source_group=production)
         state.revision = revision
         state.deployments.insert(0, deployment)
-        if deployment.strategy == BLUE_GREEN:
+        if deployment.strategy in SHIFTING:
             # A deployment superseded in its bake leaves tasks in the group the new one fills: they go first.
             for item in self._live_all(state):
                 if item.target_group == deployment.target_group and item.deregistered_at is None:
@@ -249,7 +282,7 @@ class EcsStandIn:
             return
         new = self._live(state, deployment.target)
         old = [item for item in self._live_all(state) if item.revision != deployment.target and item.deregistered_at is None]
-        while len(new) < state.desired and len(self._live_all(state)) < may_run:
+        while len(new) < state.desired and len(self._live_all(state)) < may_run and time.time() >= state.next_launch_at:
             new.append(self._launch(state, deployment.target, deployment.target_group))
         healthy_new = [item for item in new if self._healthy(item)]
         healthy_old = [item for item in old if self._healthy(item)]
@@ -265,29 +298,42 @@ class EcsStandIn:
             self.say(f"  ECS stand-in: {state.name}: deployment {deployment.arn.rsplit('/', 1)[-1]} successful "
                      f"({len(healthy_new)} task(s) of {deployment.target.rsplit('/', 1)[-1]} healthy)")
 
-    def _blue_green(self, state: ServiceState, service: dict, deployment: Deployment) -> None:
+    def _shifting(self, state: ServiceState, service: dict, deployment: Deployment) -> None:
+        """Blue/green, canary, linear: the new tasks fill the other group, then the listener rule's weights move in steps,
+        then the bake; the old tasks go only after it."""
         if deployment.stage == "SCALE_UP":
-            if self._count_failures(state, deployment, service):
-                return
+            # No circuit breaker here (AWS: it applies to rolling deployments only): failed tasks are replaced until the
+            # deployment's alarms or a StopServiceDeployment end it; production traffic never reaches them.
+            self._count_failures(state, deployment, service)
             green = self._live(state, deployment.target)
-            while len(green) < state.desired:
+            while len(green) < state.desired and time.time() >= state.next_launch_at:
                 green.append(self._launch(state, deployment.target, deployment.target_group))
             if len(green) >= state.desired and all(self._healthy(item) for item in green):
-                self._shift(service, deployment.target_group)
-                deployment.move("BAKE_TIME")
-                deployment.bake_until = time.time() + 60 * deployment.bake_minutes
-                self.say(f"  ECS stand-in: {state.name}: production traffic moved to {deployment.target.rsplit('/', 1)[-1]}; "
-                         f"the previous tasks stay for the {deployment.bake_minutes} min bake")
+                deployment.move("PRODUCTION_TRAFFIC_SHIFT")
+                self._next_shift(state, service, deployment)
             return
-        if deployment.stage == "BAKE_TIME" and time.time() >= (deployment.bake_until or 0):
-            deployment.move("CLEAN_UP")
+        if deployment.stage in ("PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME") and time.time() >= (deployment.bake_until or 0):
+            if deployment.steps:
+                self._next_shift(state, service, deployment)
+            else:
+                deployment.move("CLEAN_UP")
         if deployment.stage == "CLEAN_UP":
             for item in self._live_all(state):
                 if item.revision != deployment.target and item.deregistered_at is None:
-                    self._drain(item, "the blue/green deployment's bake ended")
+                    self._drain(item, f"the {deployment.strategy.lower().replace('_', '/')} deployment's bake ended")
             if not [item for item in self._live_all(state) if item.revision != deployment.target]:
                 deployment.status = "SUCCESSFUL"
                 self.say(f"  ECS stand-in: {state.name}: deployment {deployment.arn.rsplit('/', 1)[-1]} successful")
+
+    def _next_shift(self, state: ServiceState, service: dict, deployment: Deployment) -> None:
+        weight, minutes = deployment.steps.pop(0)
+        self._weigh(service, deployment.target_group, weight)
+        deployment.weight = weight
+        deployment.bake_until = time.time() + 60 * minutes
+        if not deployment.steps:
+            deployment.move("BAKE_TIME")
+        self.say(f"  ECS stand-in: {state.name}: {weight}% of production traffic on {deployment.target.rsplit('/', 1)[-1]}"
+                 + (f"; the previous tasks stay for the {minutes} min bake" if not deployment.steps else f"; next step in {minutes} min"))
 
     def _roll_back(self, state: ServiceState, deployment: Deployment, why: str) -> None:
         """Back to the revision that ran before; the service's task definition says so again, as after ECS's rollback."""
@@ -299,9 +345,10 @@ class EcsStandIn:
             deployment.status = "ROLLBACK_FAILED"
             return
         self.session.client("ecs").update_service(cluster=self.cluster, service=state.name, taskDefinition=previous)
-        if deployment.strategy == BLUE_GREEN:
+        if deployment.strategy in SHIFTING:
             if deployment.stage != "SCALE_UP":
-                self._shift(state.settings, deployment.source_group)  # the blue tasks still run: traffic back, nothing starts
+                self._weigh(state.settings, deployment.target_group, 0)  # the old tasks still run: traffic back, nothing starts
+                deployment.weight = 0
             for item in self._live(state, deployment.target):
                 self._drain(item, f"rolled back: {why}")
             state.revision = previous
@@ -318,9 +365,10 @@ class EcsStandIn:
         live = self._live(state, state.revision)
         for item in list(live):
             if self._failed_checks(item, service):
+                item.failed_checks = True
                 self._drain(item, "Task failed ELB health checks", immediate=True)
                 live.remove(item)
-        while len(live) < state.desired:
+        while len(live) < state.desired and time.time() >= state.next_launch_at:
             live.append(self._launch(state, state.revision, serving_group))
         for item in live[state.desired:]:
             self._drain(item, "the service's desired count went down")
@@ -367,8 +415,9 @@ class EcsStandIn:
         for item in list(state.tasks.values()):
             if item.revision != deployment.target or item.counted:
                 continue
-            failed = item.task.last_status == "STOPPED" and item.deregistered_at is None
+            failed = item.ended_by_itself
             if not failed and item.task.last_status == "RUNNING" and self._failed_checks(item, service):
+                item.failed_checks = True
                 self._drain(item, "Task failed ELB health checks", immediate=True)
                 failed = True
             if failed:
@@ -376,14 +425,37 @@ class EcsStandIn:
                 deployment.failed_tasks += 1
         breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
         limit = circuit_breaker_threshold(state.desired)
-        if deployment.failed_tasks >= limit and (breaker.get("enable") or deployment.strategy == BLUE_GREEN):
-            why = f"{deployment.failed_tasks} task(s) failed to start or pass health checks (threshold {limit})"
-            if breaker.get("rollback") or deployment.strategy == BLUE_GREEN:
+        if deployment.strategy == ROLLING and breaker.get("enable") and deployment.failed_tasks >= limit:
+            why = f"circuit breaker: {deployment.failed_tasks} task(s) failed to start or pass health checks (threshold {limit})"
+            if breaker.get("rollback"):
                 self._roll_back(state, deployment, why)
             else:
                 deployment.status, deployment.reason = "FAILED", why
             return True
         return False
+
+    def _note_launches(self, state: ServiceState) -> None:
+        """Failed launches in a row (a task that stopped by itself before it ever served) push the next launch back
+        (5 s, doubling to 60 s); a task that becomes healthy resets it."""
+        for item in state.tasks.values():
+            if item.task.last_status == "STOPPED" and item.deregistered_at is None:
+                item.ended_by_itself = True
+            if item.launch_noted:
+                continue
+            if item.task.last_status == "STOPPED" and (item.ended_by_itself or item.failed_checks):
+                item.launch_noted = True
+                state.failed_launches += 1
+                wait = LAUNCH_BACKOFF_SECONDS[min(state.failed_launches, len(LAUNCH_BACKOFF_SECONDS)) - 1]
+                state.next_launch_at = time.time() + wait
+            elif self._healthy(item):
+                item.launch_noted = True
+                state.failed_launches, state.next_launch_at = 0, 0.0
+
+    def _deregister_stopped(self, state: ServiceState) -> None:
+        """A task that stopped by itself (a crash, a failed start) leaves its target group, as ECS deregisters it."""
+        for item in state.tasks.values():
+            if item.ended_by_itself and item.registered and item.deregistered_at is None:
+                self._drain(item, item.task.stopped_reason or "stopped", immediate=True)
 
     def _register_running(self, state: ServiceState) -> None:
         for item in state.tasks.values():
@@ -438,13 +510,15 @@ class EcsStandIn:
         production = max(weights, key=weights.get) if weights else first["targetGroupArn"]
         return production, alternate if production == first["targetGroupArn"] else first["targetGroupArn"]
 
-    def _shift(self, service: dict, to_group: str) -> None:
-        """The production listener rule forwards everything to `to_group` (ECS's production traffic shift)."""
-        advanced = ((service.get("loadBalancers") or [{}])[0].get("advancedConfiguration") or {})
-        rule = advanced["productionListenerRule"]
-        groups = [(service.get("loadBalancers") or [{}])[0]["targetGroupArn"], advanced["alternateTargetGroupArn"]]
-        self.session.client("elbv2").modify_rule(RuleArn=rule, Actions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
-            {"TargetGroupArn": group, "Weight": 100 if group == to_group else 0} for group in groups]}}])
+    def _weigh(self, service: dict, new_group: str, percent: int) -> None:
+        """The production listener rule forwards `percent` of requests to `new_group` and the rest to the other group
+        (ECS's production traffic shift, and its reverse on a rollback)."""
+        balancer = (service.get("loadBalancers") or [{}])[0]
+        advanced = balancer.get("advancedConfiguration") or {}
+        groups = [balancer["targetGroupArn"], advanced["alternateTargetGroupArn"]]
+        self.session.client("elbv2").modify_rule(RuleArn=advanced["productionListenerRule"], Actions=[{
+            "Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": group, "Weight": percent if group == new_group else 100 - percent} for group in groups]}}])
         if self.controller is not None:
             self.controller.sync()  # the new weights in HAProxy now, not at the controller's next pass
 

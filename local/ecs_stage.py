@@ -3,8 +3,8 @@ on both target groups and the production listener rule, the alarm stand-in, and 
 
 `StageTasks` starts and stops all of it (everything it starts carries the world's label, and `stop` removes it);
 `TasksRuntime` is the release tool's adapter on such a stage: what runs comes from the ECS stand-in (its tasks,
-its service deployments, StopServiceDeployment) and the load balancer stand-in (target health), everything else
-from the emulator, as from AWS.
+its service deployments, StopServiceDeployment, RunTask for `liftoff migrate`), target health from the load
+balancer stand-in, image blobs from the ECR stand-in, everything else from the emulator, as from AWS.
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 from local import boxes, lb
-from local.alarms import AlarmStandIn
+from local.alarms import AlarmStandIn, start_release_alarms
 from local.docker import Daemon
 from local.ecs_service import ACTIVE_STATUSES, EcsStandIn, rule_weights
 from local.ecs_tasks import TaskRunner, World, resolve_secret
 from local.emulator import free_port
 from local.runtime import EmulatedRuntime
-from release import bake
+from release.aws import Aws, newest_stopped, stopped_task
 from release import ecs_deployments as e
 
 Say = Callable[[str], None]
@@ -49,8 +49,9 @@ class StageTasks:
         outputs = self.outputs()
         return self.session.client("ecs").describe_services(cluster=outputs["ClusterName"], services=[outputs["EcsServiceName"]])["services"][0]
 
-    def app_container(self, definition: dict) -> dict:
-        balancers = self.service().get("loadBalancers") or []
+    def app_container(self, definition: dict, service: dict | None = None) -> dict:
+        """The container the load balancer sends requests to (the service's, else `app`)."""
+        balancers = (service if service is not None else self.service()).get("loadBalancers") or []
         name = balancers[0]["containerName"] if balancers else APP_CONTAINER
         return next(c for c in definition["containerDefinitions"] if c["name"] == name)
 
@@ -91,10 +92,7 @@ class StageTasks:
                                         address_of=lambda target: target,  # ip targets: the task's own address
                                         health_file=Path(world.health_file), say=self.say)
         self.controller.start()
-        names = list(bake.alarm_names(outputs))
-        if names:
-            self.alarms = AlarmStandIn(self.balancer, self.controller, self.session.client("cloudwatch"), names, say=self.say)
-            self.alarms.start()
+        self.alarms = start_release_alarms(self.balancer, self.controller, self.session.client("cloudwatch"), outputs, say=self.say)
         return self.balancer
 
     def start_tasks(self) -> EcsStandIn:
@@ -129,15 +127,8 @@ class StageTasks:
         if self.ecs is not None:
             self.ecs.stop(stop_tasks=True)
             self.ecs = None
-        if self.alarms is not None:
-            self.alarms.stop()
-            self.alarms = None
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-        if self.balancer is not None:
-            self.balancer.stop()
-            self.balancer = None
+        lb.stop_in_order(self.alarms, self.controller, self.balancer)
+        self.alarms = self.controller = self.balancer = None
         if self.world is not None:
             boxes.stop_world(self.daemon, self.world, self.state_dir)
             self.world = None
@@ -159,6 +150,7 @@ class TasksRuntime(EmulatedRuntime):
     def __init__(self, *, tasks: StageTasks, **kwargs):
         super().__init__(**kwargs)
         self.stage_tasks = tasks
+        self._one_offs: dict = {}  # task ARN -> the one-off Task this runtime started
 
     def _stand_in(self) -> EcsStandIn:
         if self.stage_tasks.ecs is None:
@@ -170,15 +162,18 @@ class TasksRuntime(EmulatedRuntime):
         if not described:
             return {"task_definition_image": "", "tasks": [], "desired_count": 0}
         stand_in = self._stand_in()
-        definition = stand_in.definition(described[0]["taskDefinition"])
-        tasks = []
+
+        def image_of(revision: str) -> str:
+            return self.stage_tasks.app_container(stand_in.definition(revision), described[0])["image"]
+
+        tasks, stopped = [], []
         for task in stand_in.tasks(service):
-            if task["lastStatus"] != "RUNNING":
-                continue
-            image = next((c["image"] for c in task["containers"] if c["name"] == self.stage_tasks.app_container(definition)["name"]), "")
-            tasks.append({"task": task["taskArn"].rsplit("/", 1)[-1], "status": task["lastStatus"], "image": image})
-        return {"task_definition_image": self.stage_tasks.app_container(definition)["image"], "tasks": tasks,
-                "desired_count": described[0].get("desiredCount", 0)}
+            if task["lastStatus"] == "RUNNING":
+                tasks.append({"task": task["taskArn"].rsplit("/", 1)[-1], "status": task["lastStatus"], "image": image_of(task["revision"])})
+            elif task["lastStatus"] == "STOPPED":
+                stopped.append(stopped_task({**task, "containers": [{"image": image_of(task["revision"])}]}))
+        return {"task_definition_image": image_of(described[0]["taskDefinition"]), "tasks": tasks,
+                "desired_count": described[0].get("desiredCount", 0), "stopped_tasks": newest_stopped(stopped)}
 
     def target_health(self, target_group_arn: str) -> list[dict]:
         if self.stage_tasks.controller is None:
@@ -189,9 +184,10 @@ class TasksRuntime(EmulatedRuntime):
     def ecs_deployments(self, cluster: str, service: str) -> list:
         stand_in = self._stand_in()
         tasks = stand_in.tasks(service)
+        described = self.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
 
         def revision(arn: str, weight: float | None) -> e.Revision:
-            image = self.stage_tasks.app_container(stand_in.definition(arn))["image"]
+            image = self.stage_tasks.app_container(stand_in.definition(arn), described[0] if described else {})["image"]
             running = sum(1 for task in tasks if task["revision"] == arn and task["lastStatus"] == "RUNNING")
             return e.Revision(tag=e.image_tag(image), running=running, production_weight=weight)
 
@@ -199,13 +195,31 @@ class TasksRuntime(EmulatedRuntime):
         for deployment in stand_in.deployments(service):
             if deployment.status not in ACTIVE_STATUSES:
                 continue
-            moved = deployment.stage in e.TRAFFIC_MOVED_STAGES
             found.append(e.ServiceDeployment(
                 arn=deployment.arn, status=deployment.status, lifecycle_stage=deployment.stage,
-                target=revision(deployment.target, 100.0 if moved else 0.0),
-                sources=tuple(revision(source, 0.0 if moved else 100.0) for source in deployment.sources),
+                target=revision(deployment.target, float(deployment.weight)),
+                sources=tuple(revision(source, float(100 - deployment.weight)) for source in deployment.sources),
                 bake_minutes=deployment.bake_minutes, updated_at=_datetime(deployment.stage_changed_at)))
         return found
+
+    # --- RunTask (the one-off `liftoff migrate` runs): the real adapter's flow, on the stand-in's tasks --------------
+
+    def run_one_off(self, outputs, **kwargs):
+        return Aws.run_one_off(self, outputs, **kwargs)  # EmulatedRuntime refuses: here a task really runs
+
+    def _run_task(self, ecs, run: dict) -> str:
+        definition = ecs.describe_task_definition(taskDefinition=run["taskDefinition"])["taskDefinition"]
+        task = self._stand_in().runner.start(definition, group=f"family:{definition['family']}", started_by=run.get("startedBy", ""))
+        self._one_offs[task.arn] = task
+        return task.arn
+
+    def _describe_task(self, ecs, cluster: str, task_arn: str) -> dict:
+        task = self._one_offs[task_arn]
+        self._stand_in().runner.observe(task)  # an essential container's exit stops it (and ships its logs)
+        return task.describe()
+
+    def download_layer(self, repository: str, digest: str) -> bytes | None:
+        return boxes.registry_blob(self.stage_tasks._world(), repository, digest)
 
     def stop_ecs_deployment(self, arn: str) -> None:
         self._stand_in().request_stop(arn, "ROLLBACK")

@@ -57,6 +57,7 @@ HONOURED_TASK_KEYS = {
     "runtimePlatform", "registeredAt", "registeredBy", "deregisteredAt", "tags",
 }
 DEPENDENCY_CONDITIONS = ("START", "COMPLETE", "SUCCESS", "HEALTHY")
+NAMESPACE = "~namespace"  # the pause container holding the task's network namespace (ECS shows none)
 DEFAULT_STOP_TIMEOUT_SECONDS = 30  # Fargate's default when stopTimeout is unset
 MAX_STOP_TIMEOUT_SECONDS = 120  # Fargate's maximum
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<path>.+)$")
@@ -319,7 +320,8 @@ class Task:
                     "stoppedReason": self.stopped_reason, "stopCode": self.stop_code, "address": self.address,
                     "createdAt": _iso(self.created_at), "startedAt": _iso(self.started_at), "stoppedAt": _iso(self.stopped_at),
                     "containers": [{"name": name, "image": value["image"], "lastStatus": value["status"],
-                                    "exitCode": value.get("exit_code")} for name, value in self.containers.items()]}
+                                    "exitCode": value.get("exit_code")} for name, value in self.containers.items()
+                                   if name != NAMESPACE]}
 
 
 def _iso(moment: float | None) -> str | None:
@@ -405,7 +407,7 @@ class TaskRunner:
         address = self.world.daemon.run("inspect", "--format",
                                         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", pause).stdout.strip()
         with task.lock:
-            task.containers["~namespace"] = {"id": pause, "image": self.world.pause_image, "essential": False, "status": "RUNNING"}
+            task.containers[NAMESPACE] = {"id": pause, "image": self.world.pause_image, "essential": False, "status": "RUNNING"}
             task.address = address
 
     def _volumes(self, task: Task, definition: dict) -> dict[str, str]:
@@ -422,7 +424,7 @@ class TaskRunner:
         if task.desired_status == "STOPPED":
             raise _Stopped("the task was stopped while it started")
         arguments = run_arguments(definition, container, name=f"{self.world.name}-task-{task.task_id[:12]}-{container['name']}",
-                                  namespace=task.containers["~namespace"]["id"], image=image, environment=environment,
+                                  namespace=task.containers[NAMESPACE]["id"], image=image, environment=environment,
                                   labels=self._labels(task), volumes=volumes)
         identifier = self.world.daemon.run(*arguments).stdout.strip()
         with task.lock:
@@ -468,7 +470,7 @@ class TaskRunner:
             return
         healths, essential_exit = [], None
         for name, container in list(task.containers.items()):
-            if name == "~namespace":
+            if name == NAMESPACE:
                 continue
             try:
                 state = self._state(container["id"])
@@ -505,7 +507,7 @@ class TaskRunner:
             return
         with task.lock:
             task.last_status = "DEPROVISIONING"
-        names = [name for name in task.containers if name != "~namespace"]
+        names = [name for name in task.containers if name != NAMESPACE]
         for name in reversed(names):
             container = task.containers[name]
             if container["status"] != "STOPPED":

@@ -38,13 +38,12 @@ from pathlib import Path
 from typing import Callable
 
 from local import boxes, lb
-from local.alarms import AlarmStandIn
+from local.alarms import AlarmStandIn, start_release_alarms
 from local.docker import Daemon
 from local.emulator import free_port
 from local.follower import Follower
 from local.run_command import RunCommandStandIn
 from local.runtime import EmulatedRuntime
-from release import bake
 from release import decisions as d
 
 GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", "liftoff-activate"))
@@ -153,11 +152,7 @@ class StageHosts:
             address_of=lambda target: world.boxes[target].address if target in world.boxes else None,
             health_file=Path(world.health_file), say=self.say)
         self.controller.start()
-        # The release alarms (DeploymentAlarmNames), evaluated on what this load balancer counts.
-        names = list(bake.alarm_names(outputs))
-        if names:
-            self.alarms = AlarmStandIn(self.balancer, self.controller, self.session.client("cloudwatch"), names, say=self.say)
-            self.alarms.start()
+        self.alarms = start_release_alarms(self.balancer, self.controller, self.session.client("cloudwatch"), outputs, say=self.say)
         return self.balancer
 
     def wait_in_service(self, timeout: float = 120.0) -> None:
@@ -172,15 +167,8 @@ class StageHosts:
             time.sleep(0.25)
 
     def stop_load_balancer(self) -> None:
-        if self.alarms is not None:
-            self.alarms.stop()
-            self.alarms = None
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-        if self.balancer is not None:
-            self.balancer.stop()
-            self.balancer = None
+        lb.stop_in_order(self.alarms, self.controller, self.balancer)
+        self.alarms = self.controller = self.balancer = None
 
     def stop(self) -> None:
         self.stop_load_balancer()

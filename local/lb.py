@@ -328,3 +328,11 @@ class Controller:
 
     def stop(self) -> None:
         self._follower.stop()
+
+
+def stop_in_order(*followers) -> None:
+    """Stop what watches the load balancer, then the load balancer: each of `followers` that is not None (alarms,
+    controller, balancer)."""
+    for follower in followers:
+        if follower is not None:
+            follower.stop()

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from local import boxes
@@ -89,9 +86,4 @@ class BoxesRuntime(EmulatedRuntime):
         return self.run_command.run_on(instances, document, parameters, timeout=timeout)
 
     def download_layer(self, repository: str, digest: str) -> bytes | None:
-        world = self.hosts.world
-        context = ssl.create_default_context(cafile=str(Path(world.pki_dir) / "ca.crt"))
-        context.check_hostname = False  # the certificate names the ECR host; we reach it on loopback
-        request = urllib.request.Request(f"https://{world.registry_host}/v2/{repository}/blobs/{digest}")
-        with urllib.request.urlopen(request, context=context, timeout=30) as response:
-            return response.read()
+        return boxes.registry_blob(self.hosts.world, repository, digest)

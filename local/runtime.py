@@ -144,7 +144,7 @@ class EmulatedRuntime(Aws):
     def ecs_running(self, cluster: str, service: str) -> dict:
         desired = self._ecs_desired_count(cluster, service)
         image = self.active_image()
-        return {"task_definition_image": image, "desired_count": desired,
+        return {"task_definition_image": image, "desired_count": desired, "stopped_tasks": [],
                 "tasks": [{"task": f"emulated-task-{i}", "status": "RUNNING", "image": image} for i in range(desired)]}
 
     def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:

@@ -192,7 +192,11 @@ class Aws(SchemaAdapter):
                     "status": task.get("lastStatus", ""),
                     "image": next((c.get("image", "") for c in task.get("containers", [])), ""),
                 })
-        return {"task_definition_image": image, "tasks": tasks, "desired_count": svc.get("desiredCount", 0)}
+        # ECS keeps stopped tasks for about an hour: the newest say why a version does not run (a secret, a pull, a crash).
+        stopped_arns = ecs.list_tasks(cluster=cluster, serviceName=service, desiredStatus="STOPPED").get("taskArns", [])[:100]
+        stopped = [stopped_task(task) for task in ecs.describe_tasks(cluster=cluster, tasks=stopped_arns)["tasks"]] if stopped_arns else []
+        return {"task_definition_image": image, "tasks": tasks, "desired_count": svc.get("desiredCount", 0),
+                "stopped_tasks": newest_stopped(stopped)}
 
     def ecs_deployments(self, cluster: str, service: str) -> list:
         """ECS service deployments in progress (blue/green, canary, linear), see release.ecs_deployments."""
@@ -321,6 +325,21 @@ def _event(event: dict) -> dict:
         "ResourceStatus": event.get("ResourceStatus", ""),
         "ResourceStatusReason": event.get("ResourceStatusReason", ""),
     }
+
+
+STOPPED_TASKS_SHOWN = 5
+
+
+def stopped_task(task: dict) -> dict:
+    """A stopped task as `liftoff` shows it: which, what it ran, when and why it stopped (ECS's own words)."""
+    stopped_at = task.get("stoppedAt")
+    return {"task": task["taskArn"].rsplit("/", 1)[-1], "image": next((c.get("image", "") for c in task.get("containers", [])), ""),
+            "stopped_at": stopped_at.isoformat() if hasattr(stopped_at, "isoformat") else str(stopped_at or ""),
+            "reason": task.get("stoppedReason", "")}
+
+
+def newest_stopped(stopped: Iterable[dict]) -> list[dict]:
+    return sorted(stopped, key=lambda task: task["stopped_at"], reverse=True)[:STOPPED_TASKS_SHOWN]
 
 
 def healthy_and_unhealthy(targets: Iterable[dict]) -> tuple[int, list[str]]:

@@ -265,6 +265,9 @@ def cmd_status(ctx: Context) -> dict:
     ctx.say(f"  targets  {healthy} healthy" + (f", not healthy: {', '.join(unhealthy)}" if unhealthy else ""))
     for task in running.get("tasks", []):
         ctx.say(f"  task {task['task']} {task['status']} {task['image']}")
+    result["stopped_tasks"] = running.get("stopped_tasks", [])
+    for task in result["stopped_tasks"]:
+        ctx.say(f"  stopped  task {task['task']} {task['image']} at {task['stopped_at'] or '-'}: {task['reason'] or '-'}")
     if running["compute"] == "ecs":
         result["deployment"] = ecs_rollback.status(ctx, stack)
     by_instance = {truth.instance: truth for truth in truths or []}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
 from config import RELEASE_TAG_DESCRIPTION, RELEASE_TAG_PATTERN
@@ -513,6 +514,21 @@ def verify_ecs(tag: str, *, task_definition_image: str, running_images: Sequence
     if not_healthy:
         return False, not_healthy
     return True, f"{len(running_images)} task(s) run {tag}; {healthy_targets} target(s) healthy"
+
+
+def last_stopped_of(tag: str, stopped_tasks: Sequence[dict], *, since: float | None = None) -> dict | None:
+    """The newest stopped task that ran `tag` (since `since`, epoch seconds, when given): why the version does not run."""
+    for task in stopped_tasks:
+        if not _image_has_tag(task.get("image", ""), tag):
+            continue
+        if since is not None:
+            try:
+                if datetime.fromisoformat(task["stopped_at"].replace("Z", "+00:00")).timestamp() < since:
+                    continue
+            except (KeyError, ValueError):
+                continue
+        return task
+    return None
 
 
 def verify_ec2(tag: str, *, association_parameter: str, association_status: str, instance_count: int,

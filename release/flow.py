@@ -887,6 +887,9 @@ def _verify(ctx: Context, stack: d.Stack, tag: str, gate: str, *,
                 running_images=[t["image"] for t in running["tasks"]], desired_count=running["desired_count"],
                 healthy_targets=healthy, unhealthy_targets=unhealthy,
             )
+            failed = d.last_stopped_of(tag, running.get("stopped_tasks", []), since=since)
+            if not verified and failed:
+                message += f"; a task of {tag} stopped: {failed['reason']}"
         if verified or final or ctx.monotonic() >= deadline:
             return verified, message, hosts
         ctx.say(f"  waiting: {message}")
@@ -930,7 +933,7 @@ def running_now(ctx: Context, stack: d.Stack, gate: str = "activate") -> dict:
             raise MissingOutput(stack.name, key)
     ecs = ctx.aws.ecs_running(outputs["ClusterName"], outputs["EcsServiceName"])
     return {"compute": "ecs", "targets": targets, "tasks": ecs["tasks"], "desired_count": ecs["desired_count"],
-            "task_definition_image": ecs["task_definition_image"]}
+            "task_definition_image": ecs["task_definition_image"], "stopped_tasks": ecs.get("stopped_tasks", [])}
 
 
 

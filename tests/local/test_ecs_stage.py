@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -17,6 +18,7 @@ import uuid
 import pytest
 
 from config import parse_config
+from local import images
 from local.aws import EMULATED_ACCOUNT, FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.ecs_stage import StageTasks, TasksRuntime
 from local.load import LoadRun
@@ -152,3 +154,81 @@ def test_a_blue_green_activation_moves_traffic_with_no_failed_request_and_a_roll
             run.stop()
     summary = run.summary()
     assert summary.failed == 0, summary
+
+
+def steady(world, timeout=240) -> None:
+    service = world["tasks"].outputs()["EcsServiceName"]
+    wait_until(lambda: world["tasks"].ecs.deployments(service)[0].status == "SUCCESSFUL"
+               and len([t for t in service_tasks(world) if t["lastStatus"] == "RUNNING"]) == 2, timeout, "the service settled")
+
+
+def test_a_task_whose_secret_cannot_be_read_never_starts_and_status_shows_ecss_reason(world, docker_daemon):
+    steady(world)
+    secrets = world["session"].client("secretsmanager")
+    secret_arn = world["deployed"].outputs[world["deployed"].stack_names["data"]]["DatabaseSecretArn"]
+    running = [task for task in service_tasks(world) if task["lastStatus"] == "RUNNING"]
+    secrets.delete_secret(SecretId=secret_arn, RecoveryWindowInDays=7)  # marked for deletion: unreadable, restorable
+    try:
+        # A task dies (its app container is killed); ECS replaces it, and the replacement cannot read its secrets.
+        victim = running[0]["taskArn"].rsplit("/", 1)[-1]
+        app = docker_daemon.run("ps", "--quiet", "--filter", f"label=liftoff.ecs.task={victim}", "--filter", "name=-app").stdout.split()[0]
+        docker_daemon.run("kill", app)
+
+        def failed_start():
+            return [task for task in service_tasks(world) if task["lastStatus"] == "STOPPED" and task["stopCode"] == "TaskFailedToStart"]
+
+        (failed, *_) = wait_until(failed_start, 60, "a replacement failed to start")
+        assert failed["stoppedReason"].startswith("ResourceInitializationError: unable to pull secrets or registry auth")
+        assert "marked deleted" in failed["stoppedReason"]
+        assert failed["containers"] == []  # no container of it ever started
+        code, out = liftoff(world, "status")
+        assert code == 0, out
+        assert re.search(r"^  stopped  task \S+ \S+ at \S+: ResourceInitializationError: .*marked deleted", out, re.M), out
+        assert re.search(rf"^  stopped  task {victim} \S+ at \S+: Essential container in task exited", out, re.M), out
+    finally:
+        secrets.restore_secret(SecretId=secret_arn)
+    # Readable again: the next launch (after ECS-like backoff) runs, and the service is whole.
+    wait_until(lambda: len([t for t in service_tasks(world) if t["lastStatus"] == "RUNNING"]) == 2, 120, "the service replaced the task")
+
+
+def test_liftoff_migrate_runs_the_migrate_task_for_real_against_the_database_and_shows_its_output(world):
+    steady(world)
+    code, out = liftoff(world, "migrate", "--version", TARGET, "--yes")
+    assert code == 0, out
+    started = re.search(r"one-off task ([0-9a-f]+) \((\S+-migrate):\d+\) started", out)
+    assert started, out
+    # Its log stream, as the awslogs driver names it, holds what the container wrote (shipped when it stopped).
+    logs = world["session"].client("logs")
+    group = world["tasks"].outputs()["LogGroupName"]
+    events = logs.get_log_events(logGroupName=group, logStreamName=f"migrate/migrate/{started.group(1)}", startFromHead=True)["events"]
+    assert events and any("migrat" in event["message"] for event in events), events
+    assert events[-1]["message"] in out  # what the task printed is shown to whoever ran it
+    # The one-off is not the service's: no service task stopped or started for it, and its copy of the definition is gone.
+    assert len([t for t in service_tasks(world) if t["lastStatus"] == "RUNNING"]) == 2
+    families = world["session"].client("ecs").list_task_definitions(familyPrefix=started.group(2))["taskDefinitionArns"]
+    assert families == []
+
+
+def test_a_release_that_never_gets_healthy_never_takes_traffic_and_rollback_abandons_it(world, docker_daemon, service_image):
+    steady(world)
+    world["tasks"].push({"1.2.0": images.release_image(docker_daemon, service_image, "1.2.0", never_starts=True)})
+    service = world["tasks"].outputs()["EcsServiceName"]
+    with LoadRun(f"{world['tasks'].balancer.url}/version", rate=LOAD_RATE, duration=600) as run:
+        try:
+            code, out = liftoff(world, "stage", "1.2.0")
+            assert code == 0, out
+            code, out = liftoff(world, "activate", "1.2.0", "--no-watch", "--verify-timeout", "45")
+            assert code == d.EXIT_UNVERIFIED, out
+            # Why it does not run, in ECS's words, in the activation's own output.
+            assert "a task of 1.2.0 stopped: Essential container in task exited" in out, out
+            deployment = world["tasks"].ecs.deployments(service)[0]
+            assert (deployment.status, deployment.stage, deployment.weight) == ("IN_PROGRESS", "SCALE_UP", 0)
+            code, out = liftoff(world, "rollback")
+            assert code == 0, out
+            assert "abandons the new tasks" in out
+            assert deployment.status == "ROLLBACK_SUCCESSFUL"
+        finally:
+            run.stop()
+    summary = run.summary()
+    assert summary.failed == 0, summary
+    assert set(summary.versions) == {FIRST}, summary

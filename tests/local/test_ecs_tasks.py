@@ -12,7 +12,6 @@ import shlex
 import boto3
 import pytest
 
-from local.ecs_service import circuit_breaker_threshold, rolling_bounds
 from local.ecs_tasks import (SecretUnavailable, TaskDefinitionRefused, _millis, _next_nanosecond, check_task_definition,
                              log_stream, registry_reference, resolve_secret, run_arguments, start_order)
 
@@ -258,16 +257,3 @@ def test_docker_log_timestamps_keep_their_nanoseconds():
     assert _next_nanosecond("2026-12-03T16:40:00.123456789Z") == "1796316000.123456790"
     assert _next_nanosecond("2026-12-03T16:40:00.999999999Z") == "1796316001.000000000"
     assert _millis("2026-12-03T16:40:00.123456789Z") == 1796316000123
-
-
-@pytest.mark.parametrize("desired, minimum, maximum, bounds", [
-    (2, 100, 200, (2, 4)), (3, 50, 200, (2, 6)), (1, 100, 150, (1, 1)), (4, 50, 125, (2, 5)), (3, 67, 150, (3, 4)),
-    (3, 0, 100, (0, 3)), (0, 100, 200, (0, 0)),
-])
-def test_rolling_bounds_round_the_minimum_up_and_the_maximum_down_but_never_below_desired(desired, minimum, maximum, bounds):
-    assert rolling_bounds(desired, minimum, maximum) == bounds
-
-
-@pytest.mark.parametrize("desired, threshold", [(1, 3), (6, 3), (7, 4), (10, 5), (400, 200), (1000, 200)])
-def test_the_circuit_breaker_trips_at_half_the_desired_count_between_3_and_200(desired, threshold):
-    assert circuit_breaker_threshold(desired) == threshold

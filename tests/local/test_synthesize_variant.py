@@ -22,3 +22,11 @@ def test_a_variant_is_synthesized_with_its_own_config(tmp_path):
 def test_a_variant_the_config_refuses_says_why(tmp_path):
     with pytest.raises(DeployError, match="container_memory_mib = 4096 is not allowed"):
         synthesize_variant({"production": {"container_memory_mib": 4096}}, tmp_path / "bad")
+
+
+def test_a_setting_of_none_removes_the_key(tmp_path):
+    # Rolling keeps nothing warm, so the config refuses bake_seconds with it: the variant drops the shipped key.
+    outdir = synthesize_variant({"staging": {"deployment_strategy": "rolling", "bake_seconds": None}}, tmp_path / "rolling")
+    stage = json.loads((outdir / "cdk.json").read_text())["context"]["liftoff"]["stages"]["staging"]
+    assert stage["deployment_strategy"] == "rolling" and "bake_seconds" not in stage
+    assert load_config(outdir / "cdk.json").stage("staging").deployment_strategy == "rolling"

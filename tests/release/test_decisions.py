@@ -298,6 +298,19 @@ class TestOutcomes:
         # A tag that merely ends the same way is not the same release.
         assert not d.verify_ecs("1.0", **ok)[0]
 
+    def test_the_newest_stopped_task_of_the_version_since_the_switch_says_why_it_does_not_run(self):
+        stopped = [
+            {"task": "new", "image": "repo:1.1.0", "stopped_at": "2026-12-03T10:00:10+00:00", "reason": "ResourceInitializationError: x"},
+            {"task": "other", "image": "repo:1.0.0", "stopped_at": "2026-12-03T10:00:09+00:00", "reason": "scaled in"},
+            {"task": "old", "image": "repo:1.1.0", "stopped_at": "2026-12-03T09:00:00+00:00", "reason": "an hour ago"},
+        ]
+        switch_began = 1796292005.0  # 2026-12-03T10:00:05Z
+        assert d.last_stopped_of("1.1.0", stopped)["task"] == "new"
+        assert d.last_stopped_of("1.1.0", stopped, since=switch_began)["reason"] == "ResourceInitializationError: x"
+        assert d.last_stopped_of("1.1.0", stopped[2:], since=switch_began) is None  # before this switch: not its reason
+        assert d.last_stopped_of("1.2.0", stopped) is None
+        assert d.last_stopped_of("1.1.0", [{"task": "t", "image": "repo:1.1.0", "stopped_at": "", "reason": "r"}], since=1.0) is None
+
     def test_ec2_is_verified_only_when_the_association_succeeded_for_this_tag(self):
         ok = dict(association_parameter="1.1.0", association_status="Success", instance_count=2, desired_count=2,
                   healthy_targets=2, unhealthy_targets=[])
