@@ -70,8 +70,8 @@ class TaskDefinitionRefused(ValueError):
     """The task definition sets something the stand-in cannot honour; the message names it."""
 
 
-class SecretUnavailable(RuntimeError):
-    """A `secrets` entry could not be resolved; the message is the reason ECS gives the stopped task."""
+class TaskCannotStart(RuntimeError):
+    """A secret, or the image, could not be fetched: the message is the reason ECS gives the stopped task."""
 
 
 def _is_set(value: Any) -> bool:
@@ -166,7 +166,7 @@ def registry_reference(image: str, registry_host: str) -> str:
     `REGISTRY_HOST/REPO:TAG`); any other registry cannot be reached from here."""
     found = ECR_HOST.match(image)
     if not found:
-        raise SecretUnavailable(f"CannotPullContainerError: {image} is not in the stage's ECR; the ECS stand-in pulls only from the "
+        raise TaskCannotStart(f"CannotPullContainerError: {image} is not in the stage's ECR; the ECS stand-in pulls only from the "
                                 "ECR stand-in (no other registry is reachable here)")
     return f"{registry_host}/{found.group('path')}"
 
@@ -184,7 +184,7 @@ def resolve_secret(value_from: str, *, secretsmanager, ssm) -> str:
         try:
             value = secretsmanager.get_secret_value(**request)["SecretString"]
         except Exception as error:  # noqa: BLE001 (botocore's ClientError: its code and message are the reason)
-            raise SecretUnavailable(
+            raise TaskCannotStart(
                 "ResourceInitializationError: unable to pull secrets or registry auth: unable to retrieve secret from asm: "
                 f"failed to fetch secret {found.group('secret')} from secrets manager: {_client_error(error)}") from None
         if not found.group("json_key"):
@@ -192,10 +192,10 @@ def resolve_secret(value_from: str, *, secretsmanager, ssm) -> str:
         try:
             document = json.loads(value)
         except json.JSONDecodeError:
-            raise SecretUnavailable(f"ResourceInitializationError: unable to retrieve secret from asm: secret {found.group('secret')} "
+            raise TaskCannotStart(f"ResourceInitializationError: unable to retrieve secret from asm: secret {found.group('secret')} "
                                     f"is not JSON, so it has no key {found.group('json_key')!r}") from None
         if not isinstance(document, dict) or found.group("json_key") not in document:
-            raise SecretUnavailable(f"ResourceInitializationError: unable to retrieve secret from asm: retrieved secret from Secrets "
+            raise TaskCannotStart(f"ResourceInitializationError: unable to retrieve secret from asm: retrieved secret from Secrets "
                                     f"Manager did not contain json key {found.group('json_key')}")
         return str(document[found.group("json_key")])
     parameter = PARAMETER_ARN.match(value_from)
@@ -203,7 +203,7 @@ def resolve_secret(value_from: str, *, secretsmanager, ssm) -> str:
     try:
         return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     except Exception as error:  # noqa: BLE001
-        raise SecretUnavailable(f"ResourceInitializationError: unable to pull secrets or registry auth: unable to retrieve secrets "
+        raise TaskCannotStart(f"ResourceInitializationError: unable to pull secrets or registry auth: unable to retrieve secrets "
                                 f"from ssm: {name}: {_client_error(error)}") from None
 
 
@@ -367,7 +367,7 @@ class TaskRunner:
                 self._start_container(task, definition, container, images[container["name"]], environments[container["name"]], volumes)
             with task.lock:
                 task.last_status, task.started_at = "RUNNING", time.time()
-        except (TaskDefinitionRefused, SecretUnavailable) as error:
+        except (TaskDefinitionRefused, TaskCannotStart) as error:
             self._stopped(task, str(error), "TaskFailedToStart")
         except _Stopped as reason:
             self._stopped(task, str(reason), "TaskFailedToStart")
@@ -389,7 +389,7 @@ class TaskRunner:
                 return
             result = self.world.daemon.run("pull", "--quiet", image, check=False, timeout=600)
             if result.returncode != 0:
-                raise SecretUnavailable(f"CannotPullContainerError: pull image manifest has been retried: {image}: "
+                raise TaskCannotStart(f"CannotPullContainerError: pull image manifest has been retried: {image}: "
                                         f"{result.stderr.strip()[-500:]}")
             self._pulled.add(image)
 

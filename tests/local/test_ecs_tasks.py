@@ -12,7 +12,7 @@ import shlex
 import boto3
 import pytest
 
-from local.ecs_tasks import (SecretUnavailable, TaskDefinitionRefused, _millis, _next_nanosecond, check_task_definition,
+from local.ecs_tasks import (TaskCannotStart, TaskDefinitionRefused, _millis, _next_nanosecond, check_task_definition,
                              log_stream, registry_reference, resolve_secret, run_arguments, start_order)
 
 ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/repo/name:1.2.3"
@@ -107,7 +107,7 @@ def test_a_dependency_cycle_is_refused_naming_a_container_on_it():
 
 def test_an_ecr_image_is_pulled_from_the_ecr_stand_in_and_any_other_is_not():
     assert registry_reference(ECR_IMAGE, "127.0.0.1:5000") == "127.0.0.1:5000/repo/name:1.2.3"
-    with pytest.raises(SecretUnavailable) as unavailable:
+    with pytest.raises(TaskCannotStart) as unavailable:
         registry_reference("python:3.11", "127.0.0.1:5000")
     assert str(unavailable.value).startswith("CannotPullContainerError: python:3.11 ")
 
@@ -127,7 +127,7 @@ def test_a_secret_resolves_whole_or_by_json_key(aws):
     resolve, arn, _ = aws
     assert json.loads(resolve(arn)) == {"username": "app", "password": "first"}
     assert resolve(f"{arn}:password::") == "first"
-    with pytest.raises(SecretUnavailable) as unavailable:
+    with pytest.raises(TaskCannotStart) as unavailable:
         resolve(f"{arn}:host::")
     assert str(unavailable.value).startswith("ResourceInitializationError: ") and str(unavailable.value).endswith("json key host")
 
@@ -136,13 +136,13 @@ def test_a_secret_resolves_whole_or_by_json_key(aws):
 def test_a_json_key_of_a_secret_that_is_no_json_object_is_unavailable(aws, document):
     resolve, _, secretsmanager = aws
     arn = secretsmanager.create_secret(Name="staging/token", SecretString=document)["ARN"]
-    with pytest.raises(SecretUnavailable, match=r"^ResourceInitializationError: .*password"):
+    with pytest.raises(TaskCannotStart, match=r"^ResourceInitializationError: .*password"):
         resolve(f"{arn}:password::")
 
 
 def test_a_secret_that_does_not_exist_stops_the_task_with_the_reason_ecs_gives(aws):
     resolve, _, _ = aws
-    with pytest.raises(SecretUnavailable) as unavailable:
+    with pytest.raises(TaskCannotStart) as unavailable:
         resolve("arn:aws:secretsmanager:us-east-1:123456789012:secret:staging/absent-AbCdEf:password::")
     assert str(unavailable.value).startswith("ResourceInitializationError: ")
     assert "ResourceNotFoundException" in str(unavailable.value) and "staging/absent-AbCdEf" in str(unavailable.value)
@@ -163,7 +163,7 @@ def test_an_ssm_parameter_resolves_by_arn_or_name(aws, value_from):
 
 
 def test_a_missing_ssm_parameter_is_unavailable(aws):
-    with pytest.raises(SecretUnavailable) as unavailable:
+    with pytest.raises(TaskCannotStart) as unavailable:
         aws[0]("arn:aws:ssm:us-east-1:123456789012:parameter/app/absent")
     assert str(unavailable.value).startswith("ResourceInitializationError: ")
     assert "/app/absent: ParameterNotFound" in str(unavailable.value)
