@@ -176,10 +176,17 @@ def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, re
 
 
 def stop_world(daemon: Daemon, world: BoxWorld, state_dir: Path) -> None:
-    """Remove the boxes, the stand-ins and the network this world started, and stop its proxy by pid."""
+    """Remove the boxes, the stand-ins, anything else labelled with the world's name, and the network this world started;
+    stop its proxy by pid."""
     containers = [box.container for box in world.boxes.values()] + [world.registry_container, world.database_container]
+    # And whatever else carries the world's label (the ECS stand-in's task containers): the network goes only when empty.
+    labelled = daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={world.name}", check=False).stdout.split()
+    containers += [container for container in labelled if container not in containers]
     if containers:
         daemon.run("rm", "--force", "--volumes", *containers, check=False, timeout=120)
+    volumes = daemon.run("volume", "ls", "--quiet", "--filter", f"label=liftoff.harness={world.name}", check=False).stdout.split()
+    if volumes:
+        daemon.run("volume", "rm", "--force", *volumes, check=False)
     daemon.run("network", "rm", world.network, check=False)
     if b"local.endpoints" in processes.command_line(world.proxy_pid):  # after a reboot the recorded pid may be anyone's
         processes.stop(world.proxy_pid)

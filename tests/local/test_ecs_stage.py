@@ -146,7 +146,7 @@ def test_a_blue_green_activation_moves_traffic_with_no_failed_request_and_a_roll
                        "every answer from the earlier version")
             flipped_after = time.monotonic() - started
             # What serves at that moment: the blue tasks, no task started for it.
-            assert {target for target, weight in controller.weights.items() if weight > 0} == blue
+            assert {target for target, weight in dict(controller.weights).items() if weight > 0} == blue
             rollback.join(timeout=300)
             assert outcome.get("code") == 0, outcome.get("out")
             print(f"rollback in the bake: every answer from {FIRST} {flipped_after:.1f} s after the command")
