@@ -118,6 +118,7 @@ class Deployment:
     stage_changed_at: float = field(default_factory=time.time)
     failed_tasks: int = 0
     reason: str = ""
+    rolls_back: bool = False  # started by ECS to roll a failed deployment back
 
     def move(self, stage: str) -> None:
         self.stage, self.stage_changed_at = stage, time.time()
@@ -236,7 +237,8 @@ class EcsStandIn:
         if request == "ROLLBACK":
             self._roll_back(state, deployment, "StopServiceDeployment with ROLLBACK")
             return
-        firing = self._firing_alarms(service) if deployment.status == "IN_PROGRESS" else []
+        # A rollback's own deployment is not judged by the alarms that caused it (they stay in ALARM for a while).
+        firing = self._firing_alarms(service) if deployment.status == "IN_PROGRESS" and not deployment.rolls_back else []
         if firing:
             self._roll_back(state, deployment, f"deployment alarm(s) in ALARM: {', '.join(firing)}")
             return
@@ -356,7 +358,7 @@ class EcsStandIn:
             return
         deployment.status = "ROLLBACK_SUCCESSFUL"
         rollback = self._begin(state, state.settings, previous)
-        rollback.reason = f"rollback of {deployment.arn.rsplit('/', 1)[-1]}"
+        rollback.reason, rollback.rolls_back = f"rollback of {deployment.arn.rsplit('/', 1)[-1]}", True
 
     def _keep_steady(self, state: ServiceState, service: dict) -> None:
         """No deployment in progress: the desired count of the current revision, healthy, in the serving group."""
