@@ -140,14 +140,18 @@ _original_resource_diff = parsing.ResourceMap.build_resource_diff
 
 def _resource_diff_with_services(self, other_template, parameters=None):
     """moto modifies a resource only when its own JSON or a parameter it names changed; CloudFormation also updates a
-    service whose `Ref` to its task definition now names a new revision. Services are added after the task definitions
-    they name, so the update resolves the new revision."""
+    service whose `Ref` to its task definition now names a new revision. Services are updated after everything else
+    (a service whose own JSON changed too included), so each resolves the new revision."""
     actions = _original_resource_diff(self, other_template, parameters)
     modified = set(actions["Modify"])
-    for name, resource in other_template["Resources"].items():
+    resources = other_template["Resources"]
+    for name, resource in resources.items():
         if resource.get("Type") == "AWS::ECS::Service" and name in self._resource_json_map and name not in modified:
             if modified & set(parsing.get_references_from_template(resource.get("Properties", {}).get("TaskDefinition", {}))):
                 actions["Modify"].append(name)
+    # Services last, whatever else changed with them: each resolves its task definition after that was replaced.
+    services = [name for name in actions["Modify"] if resources.get(name, {}).get("Type") == "AWS::ECS::Service"]
+    actions["Modify"] = [name for name in actions["Modify"] if name not in services] + services
     return actions
 
 

@@ -104,3 +104,14 @@ def test_a_count_change_alone_keeps_the_revision_and_starts_no_deployment(ecs_st
     assert after["desiredCount"] == 3
     assert after["taskDefinition"] == before["taskDefinition"]
     assert [d["id"] for d in after["deployments"]] == [d["id"] for d in before["deployments"]]
+
+
+def test_a_count_and_image_change_together_move_the_service_to_the_new_revision(ecs_stack):
+    # The service's own JSON changes too: it must still be updated after its task definition is replaced.
+    ecs, service, update = ecs_stack
+    update("2.0.0", desired=3)
+    described = service()
+    assert described["desiredCount"] == 3 and described["taskDefinition"].endswith(":2")
+    image = ecs.describe_task_definition(taskDefinition=described["taskDefinition"])["taskDefinition"]["containerDefinitions"][0]["image"]
+    assert image == "registry/repo:2.0.0"
+
