@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from local import emulator as emulators
+from local.emulator import free_port
 from tests.helpers.synth import REPO
 
 TARGET = "1.1.0"  # service/VERSION: staged by the walk, the first release active
@@ -19,9 +20,12 @@ TARGET = "1.1.0"  # service/VERSION: staged by the walk, the first release activ
 
 def test_the_printed_lines_release_by_hand_from_a_fresh_shell(shipped, tmp_path):
     state = tmp_path / "state"
+    # No Docker (a DOCKER_HOST nobody answers): the control-plane stand-in this test reads; with Docker the staging walk
+    # runs on real tasks (tests/local/test_deploy_tasks.py).
     up = subprocess.run([sys.executable, "-m", "local", "up", "--assembly", str(shipped.outdir), "--adapted",
                          str(tmp_path / "adapted"), "--state-dir", str(state)],
-                        cwd=REPO, capture_output=True, text=True, timeout=180)
+                        cwd=REPO, capture_output=True, text=True, timeout=180,
+                        env={**os.environ, "DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         printed = [line.strip() for line in up.stdout.splitlines() if line.startswith("  ")]
