@@ -29,7 +29,7 @@ def test_staging_walk_runs_on_real_tasks_with_no_failed_request_and_leaves_nothi
     # The first deployment ran the task definition as a real task, then the walk moved it blue/green and back.
     assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:1\): runs \S+:{FIRST}", out), out[-4000:]
     assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:2\): runs \S+:{TARGET}", out), out[-4000:]
-    assert "blue/green deployment of" in out and "production traffic moved to" in out
+    assert "blue/green deployment of" in out and "100% of production traffic on" in out
     assert f"verified: 1 task(s) run {TARGET}" in out and f"verified: 1 task(s) run {FIRST}" in out
     for step, first_seen in ((f"stage {TARGET}", FIRST), (f"activate {TARGET}", FIRST), ("rollback", TARGET)):
         line = re.search(rf"liftoff {step}: sent (\d+), failed (\d+), longest gap (\d+\.\d+) s, versions (.*)$", out, re.M)
