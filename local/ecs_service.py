@@ -149,6 +149,12 @@ class EcsStandIn:
         self._follower = Follower("ECS stand-in", self.step, interval=self.interval, say=say)
         self._definitions: dict[str, dict] = {}
         self._stop_requests: dict[str, str] = {}  # deployment ARN -> stop type
+        self._clients: dict[str, object] = {}  # one per service: the step runs every second
+
+    def _client(self, service: str):
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service)
+        return self._clients[service]
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -181,7 +187,7 @@ class EcsStandIn:
 
     def definition(self, arn: str) -> dict:
         if arn not in self._definitions:
-            self._definitions[arn] = self.session.client("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            self._definitions[arn] = self._client("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
         return self._definitions[arn]
 
     def request_stop(self, deployment_arn: str, stop_type: str = "ROLLBACK") -> None:
@@ -205,7 +211,7 @@ class EcsStandIn:
     # --- one pass ----------------------------------------------------------------------------------
 
     def step(self) -> None:
-        ecs = self.session.client("ecs")
+        ecs = self._client("ecs")
         arns = ecs.list_services(cluster=self.cluster).get("serviceArns", [])
         described = ecs.describe_services(cluster=self.cluster, services=arns)["services"] if arns else []
         with self._lock:
@@ -346,7 +352,7 @@ class EcsStandIn:
         if previous is None:
             deployment.status = "ROLLBACK_FAILED"
             return
-        self.session.client("ecs").update_service(cluster=self.cluster, service=state.name, taskDefinition=previous)
+        self._client("ecs").update_service(cluster=self.cluster, service=state.name, taskDefinition=previous)
         if deployment.strategy in SHIFTING:
             if deployment.stage != "SCALE_UP":
                 self._weigh(state.settings, deployment.target_group, 0)  # the old tasks still run: traffic back, nothing starts
@@ -464,7 +470,7 @@ class EcsStandIn:
             if item.task.last_status == "RUNNING" and not item.registered and item.deregistered_at is None:
                 port = self._container_port(state.settings)
                 if port is not None:
-                    self.session.client("elbv2").register_targets(TargetGroupArn=item.target_group,
+                    self._client("elbv2").register_targets(TargetGroupArn=item.target_group,
                                                                   Targets=[{"Id": item.task.address, "Port": port}])
                 item.registered = True
 
@@ -474,7 +480,7 @@ class EcsStandIn:
         item.task.stopped_reason = item.task.stopped_reason or reason
         if item.registered:
             port = self._container_port(self.services[item.task.group.split(":", 1)[1]].settings)
-            self.session.client("elbv2").deregister_targets(TargetGroupArn=item.target_group,
+            self._client("elbv2").deregister_targets(TargetGroupArn=item.target_group,
                                                             Targets=[{"Id": item.task.address, "Port": port}])
 
     def _finish_draining(self, state: ServiceState) -> None:
@@ -508,7 +514,7 @@ class EcsStandIn:
         rule = advanced.get("productionListenerRule")
         if not alternate or not rule:
             return first["targetGroupArn"], ""
-        weights = rule_weights(self.session.client("elbv2"), rule)
+        weights = rule_weights(self._client("elbv2"), rule)
         production = max(weights, key=weights.get) if weights else first["targetGroupArn"]
         return production, alternate if production == first["targetGroupArn"] else first["targetGroupArn"]
 
@@ -518,7 +524,7 @@ class EcsStandIn:
         balancer = (service.get("loadBalancers") or [{}])[0]
         advanced = balancer.get("advancedConfiguration") or {}
         groups = [balancer["targetGroupArn"], advanced["alternateTargetGroupArn"]]
-        self.session.client("elbv2").modify_rule(RuleArn=advanced["productionListenerRule"], Actions=[{
+        self._client("elbv2").modify_rule(RuleArn=advanced["productionListenerRule"], Actions=[{
             "Type": "forward", "ForwardConfig": {"TargetGroups": [
                 {"TargetGroupArn": group, "Weight": percent if group == new_group else 100 - percent} for group in groups]}}])
         if self.controller is not None:
@@ -529,5 +535,5 @@ class EcsStandIn:
         names = alarms.get("alarmNames") or []
         if not alarms.get("enable") or not alarms.get("rollback") or not names:
             return []
-        described = self.session.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+        described = self._client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
         return [alarm["AlarmName"] for alarm in described if alarm.get("StateValue") == "ALARM"]

@@ -87,8 +87,9 @@ class StageTasks:
         groups = [outputs[key] for key in ("TargetGroupArn", "AlternateTargetGroupArn") if outputs.get(key)]
         advanced = ((self.service().get("loadBalancers") or [{}])[0].get("advancedConfiguration") or {})
         rule = advanced.get("productionListenerRule")
-        routing = (lambda: rule_weights(self.session.client("elbv2"), rule)) if rule else None
-        self.controller = lb.Controller(self.balancer, elbv2=self.session.client("elbv2"), target_group_arns=groups, routing=routing,
+        elbv2 = self.session.client("elbv2")  # one client for the controller's passes (every 0.25 s) and the rule's weights
+        routing = (lambda: rule_weights(elbv2, rule)) if rule else None
+        self.controller = lb.Controller(self.balancer, elbv2=elbv2, target_group_arns=groups, routing=routing,
                                         address_of=lambda target: target,  # ip targets: the task's own address
                                         health_file=Path(world.health_file), say=self.say)
         self.controller.start()
