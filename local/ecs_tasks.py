@@ -23,11 +23,15 @@ A task is started the way the ECS agent starts one (AWS's *Amazon ECS task defin
   SIGTERM, then SIGKILL after their stop timeout; a non-essential one may exit (the `migrate` container does);
 - `awslogs`: each container's output goes to the emulator's CloudWatch Logs, group `awslogs-group`, stream
   `PREFIX/CONTAINER/TASK-ID` (what the awslogs driver names it), shipped by the stand-in as the container runs
-  and when it stops.
+  and when it stops;
+- `taskRoleArn`: the role is assumed in the emulator's STS for the task and served to its containers at
+  169.254.170.2 (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, local/task_credentials.py); `executionRoleArn`: what the
+  agent does (`secrets`, awslogs) is signed with that role's credentials, which no container sees. A task
+  definition that needs an execution role and names none is refused with the message ECS's RegisterTaskDefinition
+  gives.
 
 Anything else a task definition sets is refused when the task would start (`TaskDefinitionRefused`, naming the
-container, the key and its value): nothing is silently ignored. The task role's credentials are not served
-(no task-metadata stand-in yet; the service makes no AWS call): `role_notes` says so wherever a task starts.
+container, the key and its value): nothing is silently ignored.
 """
 from __future__ import annotations
 
@@ -37,11 +41,14 @@ import secrets as random_tokens
 import shlex
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from local import task_credentials
 from local.docker import Daemon, DockerError
+from local.task_credentials import AssumedRole
 
 Say = Callable[[str], None]
 
@@ -137,6 +144,26 @@ def check_task_definition(definition: dict) -> None:
             raise TaskDefinitionRefused(f"{where}: stopTimeout {container['stopTimeout']}; Fargate allows 2 to {MAX_STOP_TIMEOUT_SECONDS} s")
     if not any(container.get("essential", True) for container in definition["containerDefinitions"]):
         raise TaskDefinitionRefused(f"task definition {family}: no container is essential; ECS requires at least one")
+    missing_execution_role = execution_role_refusal(definition)
+    if missing_execution_role:
+        raise TaskDefinitionRefused(f"task definition {family}: ClientException: {missing_execution_role}")
+
+
+def execution_role_refusal(definition: dict) -> str | None:
+    """ECS's RegisterTaskDefinition message when the agent would need an execution role the definition does not name
+    (AWS's *task execution IAM role* page: secrets; on Fargate, awslogs and private ECR images), else None."""
+    if _is_set(definition.get("executionRoleArn")):
+        return None
+    containers = definition.get("containerDefinitions") or []
+    if any(_is_set(container.get("secrets")) for container in containers):
+        return "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'."
+    if "FARGATE" not in (definition.get("requiresCompatibilities") or []):
+        return None  # on EC2 the container instance's role does the agent's work
+    if any((container.get("logConfiguration") or {}).get("logDriver") == "awslogs" for container in containers):
+        return "Fargate requires task definition to have execution role ARN to support log driver awslogs."
+    if any(ECR_HOST.match(container.get("image", "")) for container in containers):
+        return "Fargate requires task definition to have execution role ARN to support ECR images."
+    return None
 
 
 def start_order(definition: dict) -> list[dict]:
@@ -310,6 +337,10 @@ class Task:
     stopped_at: float | None = None
     containers: dict[str, dict] = field(default_factory=dict)  # name -> {"id", "image", "essential", "exit_code", "status"}
     volumes: list[str] = field(default_factory=list)  # Docker volumes standing in for the task's ephemeral storage
+    credentials_id: str = ""  # in AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; empty when the task has no task role
+    task_role: AssumedRole | None = field(default=None, repr=False)  # what the task's containers get at 169.254.170.2
+    execution_role: AssumedRole | None = field(default=None, repr=False)  # what the agent signs its own calls with
+    refresh_retry_at: float = 0.0  # after a failed refresh of the task role's credentials, the next try
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def describe(self) -> dict:
@@ -352,7 +383,8 @@ class TaskRunner:
         try:
             check_task_definition(definition)
             containers = start_order(definition)
-            environments = {container["name"]: self._environment(container) for container in containers}
+            self._assume_roles(task, definition)
+            environments = {container["name"]: self._environment(task, container) for container in containers}
             images = {container["name"]: registry_reference(container["image"], self.world.registry_host) for container in containers}
             with task.lock:
                 task.last_status = "PENDING"
@@ -376,12 +408,39 @@ class TaskRunner:
         except Exception as error:  # noqa: BLE001 (a task never stays PROVISIONING: whatever broke is its stopped reason)
             self._stopped(task, f"the ECS stand-in could not start the task: {type(error).__name__}: {error}", "TaskFailedToStart")
 
-    def _environment(self, container: dict) -> dict[str, str]:
+    def _assume_roles(self, task: Task, definition: dict) -> None:
+        execution_role, task_role = definition.get("executionRoleArn"), definition.get("taskRoleArn")
+        assumed_execution = self._assume(execution_role, task) if _is_set(execution_role) else None
+        assumed_task = self._assume(task_role, task) if _is_set(task_role) else None
+        with task.lock:
+            task.execution_role, task.task_role = assumed_execution, assumed_task
+            task.credentials_id = str(uuid.uuid4()) if assumed_task else ""
+
+    def _assume(self, role_arn: str, task: Task) -> AssumedRole:
+        # The session names the task, so the emulator's GetCallerIdentity (and its logs) tell which task called.
+        response = self.session.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=task.task_id)
+        return AssumedRole.from_sts(role_arn, response["Credentials"])
+
+    def _agent_client(self, task: Task, service: str):
+        """A client for what the agent does for the task (secrets, awslogs): as the execution role when the task
+        definition names one, else with the runner's own credentials (the container instance's role, on EC2)."""
+        with task.lock:
+            role = task.execution_role
+        if role is None:
+            return self.session.client(service)
+        if role.due_for_refresh(datetime.now(timezone.utc)):
+            role = self._assume(role.role_arn, task)
+            with task.lock:
+                task.execution_role = role
+        return self.session.client(service, **role.client_arguments())
+
+    def _environment(self, task: Task, container: dict) -> dict[str, str]:
         values = {item["name"]: item["value"] for item in container.get("environment") or []}
-        for secret in container.get("secrets") or []:
-            values[secret["name"]] = resolve_secret(secret["valueFrom"], secretsmanager=self.session.client("secretsmanager"),
-                                                    ssm=self.session.client("ssm"))
-        return values
+        if container.get("secrets"):
+            secretsmanager, ssm = self._agent_client(task, "secretsmanager"), self._agent_client(task, "ssm")
+            for secret in container["secrets"]:
+                values[secret["name"]] = resolve_secret(secret["valueFrom"], secretsmanager=secretsmanager, ssm=ssm)
+        return {**values, **task_credentials.container_environment(task.credentials_id)}
 
     def _pull(self, image: str) -> None:
         with self._pull_lock:
@@ -397,18 +456,51 @@ class TaskRunner:
         return {"liftoff.harness": self.world.name, "liftoff.ecs.task": task.task_id, "liftoff.ecs.group": task.group}
 
     def _start_namespace(self, task: Task) -> None:
-        arguments = ["run", "--detach", "--name", f"{self.world.name}-task-{task.task_id[:12]}", "--network", self.world.network,
-                     "--entrypoint", "sleep"]
+        arguments = ["run", "--detach", "--name", f"{self.world.name}-task-{task.task_id[:12]}", "--network", self.world.network]
         for key, value in self._labels(task).items():
             arguments += ["--label", f"{key}={value}"]
         for name, address in self.world.hosts.items():
             arguments += ["--add-host", f"{name}:{address}"]
-        pause = self.world.daemon.run(*arguments, self.world.pause_image, "infinity").stdout.strip()
+        if task.task_role:
+            # NET_ADMIN for its address and redirect rule: the pause container's own, the task's containers do not get it.
+            arguments += ["--cap-add", "NET_ADMIN", "--entrypoint", "python3", self.world.pause_image,
+                          "-c", task_credentials.server_source(), "serve", task.credentials_id]
+        else:
+            # No task role: no variable in any container, so nothing in the task asks for credentials; no endpoint
+            # (and no NET_ADMIN) is needed to answer it.
+            arguments += ["--entrypoint", "sleep", self.world.pause_image, "infinity"]
+        pause = self.world.daemon.run(*arguments).stdout.strip()
+        with task.lock:
+            task.containers[NAMESPACE] = {"id": pause, "image": self.world.pause_image, "essential": False, "status": "RUNNING"}
         address = self.world.daemon.run("inspect", "--format",
                                         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", pause).stdout.strip()
         with task.lock:
-            task.containers[NAMESPACE] = {"id": pause, "image": self.world.pause_image, "essential": False, "status": "RUNNING"}
             task.address = address
+        if task.task_role:
+            self._install_task_role(task, task.task_role)
+
+    def _install_task_role(self, task: Task, role: AssumedRole) -> None:
+        """Hand the task role's credentials to the task's endpoint; returns once it answers with them."""
+        pause = task.containers[NAMESPACE]["id"]
+        result = self.world.daemon.run("exec", "--interactive", pause, "python3", "-c", task_credentials.server_source(),
+                                       "install", task.credentials_id, input=json.dumps(role.document()), check=False, timeout=60)
+        if result.returncode != 0:
+            logs = self.world.daemon.run("logs", "--tail", "20", pause, check=False)
+            raise _Stopped(f"the ECS stand-in's task credentials endpoint did not take the task role's credentials: "
+                           f"{result.stderr.strip()[-500:]} {(logs.stdout + logs.stderr).strip()[-1000:]}".strip())
+        with task.lock:
+            task.task_role = role
+
+    def _refresh_task_role(self, task: Task) -> None:
+        """New task role credentials before the served ones expire, as the agent gets from ECS."""
+        role = task.task_role
+        if role is None or not role.due_for_refresh(datetime.now(timezone.utc)) or time.time() < task.refresh_retry_at:
+            return
+        try:
+            self._install_task_role(task, self._assume(role.role_arn, task))
+        except Exception as error:  # noqa: BLE001 (the task goes on with the credentials it has; a minute later, again)
+            task.refresh_retry_at = time.time() + 60
+            self.say(f"  ECS stand-in: task {task.task_id[:8]}: the task role's credentials were not refreshed: {error}")
 
     def _volumes(self, task: Task, definition: dict) -> dict[str, str]:
         volumes = {}
@@ -465,9 +557,11 @@ class TaskRunner:
     # --- watching and stopping ------------------------------------------------------------------
 
     def observe(self, task: Task) -> None:
-        """Bring the task's record up to what its containers do: exits, health; an essential exit stops the task."""
+        """Bring the task's record up to what its containers do: exits, health; an essential exit stops the task;
+        the task role's credentials renewed before they expire."""
         if task.last_status != "RUNNING":
             return
+        self._refresh_task_role(task)
         healths, essential_exit = [], None
         for name, container in list(task.containers.items()):
             if name == NAMESPACE:
@@ -548,7 +642,7 @@ class TaskRunner:
         lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
         if not lines:
             return
-        logs = self.session.client("logs")
+        logs = self._agent_client(task, "logs")
         try:
             logs.create_log_stream(logGroupName=container["log_group"], logStreamName=container["log_stream"])
         except logs.exceptions.ResourceAlreadyExistsException:

@@ -1,19 +1,29 @@
-"""The ECS stand-in's pure parts, without Docker: which task definitions it refuses (local/ecs_tasks.py
-`check_task_definition`), the containers' start order, the ECR stand-in's image references, `secrets` resolved
-from moto's Secrets Manager and SSM as the ECS agent resolves them, the `docker run` arguments of a container,
-awslogs stream names and `docker logs` timestamps; and the rolling-deployment bounds and circuit-breaker
-threshold of local/ecs_service.py."""
+"""The ECS stand-in's task runner (local/ecs_tasks.py). Without Docker: which task definitions it refuses
+(`check_task_definition`, an execution role missing where ECS requires one included), the containers' start order,
+the ECR stand-in's image references, `secrets` resolved from moto's Secrets Manager and SSM as the ECS agent resolves
+them (signed as the execution role), the task role's variable in every container's environment, the `docker run`
+arguments of a container, awslogs stream names and `docker logs` timestamps. With Docker: real tasks whose containers
+read the task role's credentials at 169.254.170.2, or find no variable when the task has no role."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shlex
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 import boto3
 import pytest
 
-from local.ecs_tasks import (TaskCannotStart, TaskDefinitionRefused, _millis, _next_nanosecond, check_task_definition,
-                             log_stream, registry_reference, resolve_secret, run_arguments, start_order)
+from local.docker import Daemon
+from local.ecs_tasks import (NAMESPACE, Task, TaskCannotStart, TaskDefinitionRefused, TaskRunner, World, _millis,
+                             _next_nanosecond, check_task_definition, log_stream, registry_reference, resolve_secret,
+                             run_arguments, start_order)
+from local.task_credentials import RELATIVE_URI_VARIABLE, relative_uri
+from tests.helpers import local_registry
+from tests.helpers.box_world import wait_until
 
 ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/repo/name:1.2.3"
 LOCAL_IMAGE = "127.0.0.1:5000/repo:1"
@@ -89,6 +99,32 @@ def test_keys_left_at_a_not_set_value_are_accepted(unset):
     definition["containerDefinitions"][1]["environmentFiles"] = unset
     definition["proxyConfiguration"] = definition["pidMode"] = unset
     check_task_definition(definition)
+
+
+def without_execution_role(*, secrets: bool = True, logs: bool = True, compatibilities=("FARGATE",)) -> dict:
+    definition = changed("task", "executionRoleArn", None)
+    definition["requiresCompatibilities"] = list(compatibilities)
+    for container in definition["containerDefinitions"]:
+        container["secrets"] = container["secrets"] if secrets else []
+        container["logConfiguration"] = container["logConfiguration"] if logs else None
+    return definition
+
+
+@pytest.mark.parametrize("definition, message", [
+    (without_execution_role(), "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'."),
+    (without_execution_role(compatibilities=["EC2"]),
+     "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'."),
+    (without_execution_role(secrets=False), "Fargate requires task definition to have execution role ARN to support log driver awslogs."),
+    (without_execution_role(secrets=False, logs=False), "Fargate requires task definition to have execution role ARN to support ECR images."),
+], ids=["secrets", "secrets on EC2", "awslogs on Fargate", "an ECR image on Fargate"])
+def test_a_task_definition_that_needs_an_execution_role_and_names_none_is_refused_as_ecs_refuses_it(definition, message):
+    with pytest.raises(TaskDefinitionRefused) as refused:
+        check_task_definition(definition)
+    assert str(refused.value) == f"task definition staging-service: ClientException: {message}"
+
+
+def test_on_ec2_the_instance_role_does_the_agents_work_so_no_execution_role_is_needed_without_secrets():
+    check_task_definition(without_execution_role(secrets=False, compatibilities=["EC2"]))
 
 
 def test_containers_start_after_the_containers_they_depend_on():
@@ -257,3 +293,227 @@ def test_docker_log_timestamps_keep_their_nanoseconds():
     assert _next_nanosecond("2026-12-03T16:40:00.123456789Z") == "1796316000.123456790"
     assert _next_nanosecond("2026-12-03T16:40:00.999999999Z") == "1796316001.000000000"
     assert _millis("2026-12-03T16:40:00.123456789Z") == 1796316000123
+
+
+# --- the roles: what the agent signs with, what the containers get ---------------------------------
+
+TASK_ROLE = "arn:aws:iam::123456789012:role/staging-task"
+EXECUTION_ROLE = "arn:aws:iam::123456789012:role/staging-execution"
+
+
+class RecordingSession:
+    """The runner's session on the in-process moto, noting which access key each client signs with."""
+
+    def __init__(self):
+        self.signed_with: list[tuple[str, str | None]] = []
+
+    def client(self, service: str, **kwargs):
+        self.signed_with.append((service, kwargs.get("aws_access_key_id")))
+        return boto3.client(service, region_name="us-east-1", **kwargs)
+
+
+def caller(role) -> str:
+    return boto3.client("sts", region_name="us-east-1", **role.client_arguments()).get_caller_identity()["Arn"]
+
+
+@pytest.fixture
+def runner_without_docker(emulated_aws):
+    session = RecordingSession()
+    world = World(daemon=Daemon(host="unix:///nonexistent.sock"), name="w", network="n", registry_host="127.0.0.1:1",
+                  pause_image="pause")
+    return TaskRunner(world, session=session, account="123456789012", region="us-east-1", cluster="c", say=lambda _: None), session
+
+
+def new_task() -> Task:
+    task_id = uuid.uuid4().hex
+    return Task(arn=f"arn:aws:ecs:us-east-1:123456789012:task/c/{task_id}", task_id=task_id, definition_arn="td", group="g",
+                started_by="")
+
+
+def test_each_role_is_assumed_in_the_emulators_sts_as_a_session_named_after_the_task(runner_without_docker):
+    runner, _ = runner_without_docker
+    task = new_task()
+    runner._assume_roles(task, changed("task", "taskRoleArn", TASK_ROLE))
+    assert caller(task.task_role) == f"arn:aws:sts::123456789012:assumed-role/staging-task/{task.task_id}"
+    assert caller(task.execution_role) == f"arn:aws:sts::123456789012:assumed-role/staging-execution/{task.task_id}"
+    assert task.task_role.access_key_id.startswith("ASIA") and task.task_role.expiration > datetime.now(timezone.utc)
+    assert str(uuid.UUID(task.credentials_id)) == task.credentials_id  # ECS's credentials ids are UUIDs
+
+
+def test_every_container_gets_the_task_roles_uri_and_secrets_are_read_as_the_execution_role(runner_without_docker):
+    runner, session = runner_without_docker
+    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="staging/db", SecretString=json.dumps({"password": "first"}))["ARN"]
+    definition = changed("task", "taskRoleArn", TASK_ROLE)
+    for container in definition["containerDefinitions"]:
+        container["secrets"] = [{"name": "DATABASE_PASSWORD", "valueFrom": f"{secret}:password::"}]
+    task = new_task()
+    runner._assume_roles(task, definition)
+    environments = {container["name"]: runner._environment(task, container) for container in start_order(definition)}
+    uri = relative_uri(task.credentials_id)
+    assert environments == {name: {"DATABASE_HOST": "db.internal", "DATABASE_PASSWORD": "first", RELATIVE_URI_VARIABLE: uri}
+                            for name in ("migrate", "app")}
+    # The agent's reads are the execution role's; the task role's keys are for the containers alone.
+    assert {key for service, key in session.signed_with if service in ("secretsmanager", "ssm")} == {task.execution_role.access_key_id}
+
+
+def test_a_task_without_a_task_role_has_no_credentials_uri_in_any_container(runner_without_docker):
+    runner, _ = runner_without_docker
+    definition = without_execution_role(secrets=False)  # no secret to read: only the task role is in question
+    task = new_task()
+    runner._assume_roles(task, definition)
+    assert task.task_role is None and task.credentials_id == ""
+    for container in start_order(definition):
+        assert runner._environment(task, container) == {"DATABASE_HOST": "db.internal"}
+
+
+def test_without_an_execution_role_the_agent_signs_with_the_runners_own_credentials(runner_without_docker):
+    runner, session = runner_without_docker
+    task = new_task()
+    runner._assume_roles(task, without_execution_role(secrets=False, logs=False, compatibilities=["EC2"]))
+    assert task.execution_role is None
+    runner._agent_client(task, "logs")
+    assert session.signed_with[-1] == ("logs", None)
+
+
+# --- real tasks (Docker) ---------------------------------------------------------------------------
+
+REPOSITORY = "task-credentials"
+LOG_GROUP = "/liftoff/task-credentials"
+# What each container of the Docker tests runs: it reads the task role's credentials as an SDK does, prints one line,
+# and (the essential one, given `stay`) keeps running until the task stops.
+READ_CREDENTIALS = """
+import json, os, sys, time, urllib.error, urllib.request
+
+def get(path):
+    try:
+        with urllib.request.urlopen("http://169.254.170.2" + path, timeout=5) as response:
+            return [response.status, json.load(response)]
+    except urllib.error.HTTPError as error:
+        return [error.code, json.load(error)]
+
+uri = os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+found = {"uri": uri}
+if uri:
+    found.update(credentials=get(uri), other_id=get("/v2/credentials/not-this-task"))
+print(json.dumps(found), flush=True)
+if sys.argv[1:] == ["stay"]:
+    time.sleep(600)
+"""
+
+
+@pytest.fixture(scope="module")
+def task_world(docker_daemon, box_image, python_base_image, tmp_path_factory):
+    """A network, an ECR stand-in (a loopback registry) holding a python3 image, and the box image as the pause image."""
+    name = f"tasks-{uuid.uuid4().hex[:6]}"
+    registry = local_registry.start(tmp_path_factory.mktemp("ecr"))
+    image = f"{registry.host}/{REPOSITORY}:1"
+    network = None
+    try:
+        docker_daemon.run("tag", python_base_image, image)
+        docker_daemon.run("push", "--quiet", image, timeout=600)
+        network = docker_daemon.run("network", "create", "--label", f"liftoff.harness={name}", f"{name}-net").stdout.strip()
+        yield World(daemon=docker_daemon, name=name, network=network, registry_host=registry.host, pause_image=box_image)
+    finally:
+        left = docker_daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={name}", check=False).stdout.split()
+        if left:
+            docker_daemon.run("rm", "--force", "--volumes", *left, check=False)
+        if network:
+            docker_daemon.run("network", "rm", network, check=False)
+        docker_daemon.run("rmi", image, check=False)
+        local_registry.stop(registry)
+
+
+def reading_task_definition(*, task_role: str | None) -> dict:
+    logs = {"logDriver": "awslogs", "options": {"awslogs-group": LOG_GROUP, "awslogs-stream-prefix": "tasks",
+                                                "awslogs-region": "us-east-1"}}
+    common = {"image": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{REPOSITORY}:1", "entryPoint": ["python3", "-c", READ_CREDENTIALS],
+              "logConfiguration": logs}
+    definition = {
+        "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/credentials:1", "family": "credentials",
+        "revision": 1, "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+        "executionRoleArn": EXECUTION_ROLE,
+        "containerDefinitions": [
+            {"name": "migrate", "essential": False, **common},
+            {"name": "app", "essential": True, "command": ["stay"], "stopTimeout": 2,
+             "dependsOn": [{"containerName": "migrate", "condition": "SUCCESS"}], **common},
+        ]}
+    if task_role:
+        definition["taskRoleArn"] = task_role
+    return definition
+
+
+def run_reading_task(world: World, definition: dict, *, while_running: Callable[[TaskRunner, Task], None] = lambda *_: None,
+                     ) -> tuple[Task, dict[str, dict], dict[str, dict]]:
+    """Run the task until its app container has printed, then `while_running`; stop it. Each container's line (from its
+    awslogs stream in the emulator) and its `docker inspect`, taken while it ran."""
+    session = boto3.Session(region_name="us-east-1")
+    session.client("logs").create_log_group(logGroupName=LOG_GROUP)
+    runner = TaskRunner(world, session=session, account="123456789012", region="us-east-1", cluster="c", say=lambda _: None)
+    task = runner.start(definition, group="family:credentials")
+    inspected = {}
+    try:
+        wait_until(lambda: task.last_status in ("RUNNING", "STOPPED"), 120, "the task did not start")
+        assert task.last_status == "RUNNING", task.stopped_reason
+        app = task.containers["app"]["id"]
+        wait_until(lambda: world.daemon.run("logs", app, check=False).stdout.strip(), 30, "the app container printed nothing")
+        for name in (NAMESPACE, "migrate", "app"):
+            inspected[name] = json.loads(world.daemon.run("inspect", task.containers[name]["id"]).stdout)[0]
+        while_running(runner, task)
+    finally:
+        runner.stop(task, "the test is over")
+    left = world.daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.ecs.task={task.task_id}").stdout.split()
+    assert left == [], f"containers left behind: {left}"
+    logs = session.client("logs")
+    printed = {name: json.loads(logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=f"tasks/{name}/{task.task_id}")
+                                ["events"][0]["message"]) for name in ("migrate", "app")}
+    return task, printed, inspected
+
+
+def environment_of(inspected: dict) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in inspected["Config"]["Env"] or [])
+
+
+def test_every_container_of_a_task_reads_the_task_roles_credentials_at_169_254_170_2(task_world, emulated_aws):
+    renewal = {}
+
+    def renew_before_expiry(runner: TaskRunner, task: Task) -> None:
+        served = task.task_role
+        task.task_role = dataclasses.replace(served, expiration=datetime.now(timezone.utc) + timedelta(minutes=20))
+        runner.observe(task)
+        read_again = task_world.daemon.run("exec", task.containers["app"]["id"], "python3", "-c", READ_CREDENTIALS).stdout
+        renewal.update(served=served.access_key_id, renewed=task.task_role.access_key_id,
+                       read=json.loads(read_again)["credentials"][1]["AccessKeyId"])
+
+    task, printed, inspected = run_reading_task(task_world, reading_task_definition(task_role=TASK_ROLE),
+                                                while_running=renew_before_expiry)
+    uri = relative_uri(task.credentials_id)
+    for name in ("migrate", "app"):  # the dependency container too
+        assert printed[name]["uri"] == uri and environment_of(inspected[name])[RELATIVE_URI_VARIABLE] == uri
+        status, credentials = printed[name]["credentials"]
+        assert status == 200 and set(credentials) == {"RoleArn", "AccessKeyId", "SecretAccessKey", "Token", "Expiration"}
+        assert credentials["RoleArn"] == TASK_ROLE and credentials["AccessKeyId"].startswith("ASIA")
+        assert datetime.strptime(credentials["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) > datetime.now(timezone.utc)
+        assert printed[name]["other_id"] == [400, {"code": "InvalidIdInRequest", "message": "CredentialsV2Request: Credentials not found",
+                                                   "HTTPErrorCode": 400}]
+        assert not any(key.startswith("AWS_") and key != RELATIVE_URI_VARIABLE for key in environment_of(inspected[name]))
+    credentials = printed["app"]["credentials"][1]
+    # Real credentials of the emulator: its STS maps them to the task role's session for this task.
+    identity = boto3.client("sts", region_name="us-east-1", aws_access_key_id=credentials["AccessKeyId"],
+                            aws_secret_access_key=credentials["SecretAccessKey"],
+                            aws_session_token=credentials["Token"]).get_caller_identity()
+    assert identity["Arn"] == f"arn:aws:sts::123456789012:assumed-role/staging-task/{task.task_id}"
+    assert credentials["AccessKeyId"] != task.execution_role.access_key_id  # the agent's credentials never reach a container
+    assert [capability.removeprefix("CAP_") for capability in inspected[NAMESPACE]["HostConfig"]["CapAdd"]] == ["NET_ADMIN"]
+    # Credentials near their expiry are replaced by a new session; the containers read the new ones at once.
+    assert renewal["renewed"] != renewal["served"] == credentials["AccessKeyId"] and renewal["read"] == renewal["renewed"]
+
+
+def test_a_task_without_a_task_role_has_no_credentials_variable_and_no_endpoint(task_world, emulated_aws):
+    task, printed, inspected = run_reading_task(task_world, reading_task_definition(task_role=None))
+    assert task.credentials_id == ""
+    for name in ("migrate", "app"):
+        assert printed[name] == {"uri": None}
+        assert RELATIVE_URI_VARIABLE not in environment_of(inspected[name])
+    assert not inspected[NAMESPACE]["HostConfig"]["CapAdd"]
+    assert inspected[NAMESPACE]["Config"]["Entrypoint"] == ["sleep"]
