@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -45,6 +46,15 @@ ROLLING, BLUE_GREEN, CANARY, LINEAR = "ROLLING", "BLUE_GREEN", "CANARY", "LINEAR
 SHIFTING = (BLUE_GREEN, CANARY, LINEAR)  # strategies with two target groups, a traffic shift and a bake
 LAUNCH_BACKOFF_SECONDS = (5, 10, 20, 40, 60)  # between failed launches in a row (ECS throttles them too)
 ACTIVE_STATUSES = ("PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS")
+STOPPED_KEPT_SECONDS = 3600  # DescribeTasks shows a stopped task for about an hour
+# The load balancer stand-in's states as DescribeTargetHealth words them (reason codes from the ELBv2 API).
+TARGET_STATES = {
+    "healthy": {"State": "healthy"},
+    "initial": {"State": "initial", "Reason": "Elb.InitialHealthChecking", "Description": "Initial health checks in progress"},
+    "unhealthy": {"State": "unhealthy", "Reason": "Target.FailedHealthChecks", "Description": "Health checks failed"},
+    "draining": {"State": "draining", "Reason": "Target.DeregistrationInProgress", "Description": "Target deregistration is in progress"},
+    "unused": {"State": "unused", "Reason": "Target.NotInUse", "Description": "Target group is not configured to receive traffic"},
+}
 
 
 def rule_weights(elbv2, rule_arn: str) -> dict[str, int]:
@@ -55,6 +65,15 @@ def rule_weights(elbv2, rule_arn: str) -> dict[str, int]:
             groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or [{"TargetGroupArn": action["TargetGroupArn"], "Weight": 100}]
             return {group["TargetGroupArn"]: int(group.get("Weight", 1)) for group in groups}
     return {}
+
+
+def service_groups(service: dict) -> list[str]:
+    """Every target group the service's tasks may be registered in (the alternate one too, in a traffic shift)."""
+    balancers = service.get("loadBalancers") or []
+    if not balancers:
+        return []
+    alternate = (balancers[0].get("advancedConfiguration") or {}).get("alternateTargetGroupArn")
+    return [balancers[0]["targetGroupArn"], *([alternate] if alternate else [])]
 
 
 def shift_steps(strategy: str, configuration: dict) -> list[tuple[int, int]]:
@@ -150,6 +169,7 @@ class EcsStandIn:
         self._definitions: dict[str, dict] = {}
         self._stop_requests: dict[str, str] = {}  # deployment ARN -> stop type
         self._clients: dict[str, object] = {}  # one per service: the step runs every second
+        self.one_offs: dict[str, Task] = {}  # RunTask's tasks (task id -> task), kept an hour after they stop
 
     def _client(self, service: str):
         if service not in self._clients:
@@ -173,12 +193,13 @@ class EcsStandIn:
             for thread in threads:
                 thread.join(timeout=180)
 
-    # --- what liftoff reads (through local.ecs_stage.TasksRuntime) --------------------------------
+    # --- what the cluster shows (the agent publishes it to the emulator: local/ecs_agent.py) ----------
 
     def tasks(self, service: str) -> list[dict]:
         with self._lock:
             state = self._find(service)
-            return [dict(item.task.describe(), revision=item.revision, targetGroup=item.target_group) for item in state.tasks.values()] if state else []
+            return [dict(self.described_task(item.task), revision=item.revision, targetGroup=item.target_group)
+                    for item in state.tasks.values()] if state else []
 
     def deployments(self, service: str) -> list[Deployment]:
         with self._lock:
@@ -204,6 +225,74 @@ class EcsStandIn:
                         return
         raise ValueError(f"no service deployment {deployment_arn}")
 
+    def run_one_off(self, definition_arn: str, *, group: str, started_by: str = "") -> Task:
+        """RunTask: a task outside any service (`liftoff migrate`'s one-off), watched at each step until it stops."""
+        task = self.runner.start(self.definition(definition_arn), group=group, started_by=started_by)
+        with self._lock:
+            self.one_offs[task.task_id] = task
+        return task
+
+    def snapshot(self) -> dict:
+        """The cluster as ECS's API shows it now (see local/moto_live.py): tasks, service deployments and their
+        revisions, and the load balancer stand-in's state of each target of the services' groups."""
+        with self._lock:
+            tasks = [item.task for state in self.services.values() for item in state.tasks.values()] + list(self.one_offs.values())
+            deployments, revisions, health = [], {}, {}
+            for state in self.services.values():
+                for deployment in state.deployments:
+                    deployments.append(self._described_deployment(state, deployment))
+                    for arn in (deployment.target, *deployment.sources):
+                        revisions[self.revision_arn(state, arn)] = self._described_revision(state, arn)
+                if self.controller is not None:
+                    for group in service_groups(state.settings):
+                        health[group] = {target: TARGET_STATES.get(value, {"State": value})
+                                         for target, value in self.controller.states_of(group).items()}
+        return {"clusterArn": self.cluster_arn, "tasks": [self.described_task(task) for task in tasks], "deployments": deployments,
+                "revisions": revisions, "targetHealth": health}
+
+    def described_task(self, task: Task) -> dict:
+        """As DescribeTasks shows it: every container of its task definition, in the definition's order, those that
+        never started too (PENDING, or STOPPED with no exit code once the task stopped)."""
+        described = task.describe()
+        started = {container["name"]: container for container in described["containers"]}
+        never = "STOPPED" if described["lastStatus"] == "STOPPED" else "PENDING"
+        described["containers"] = [started.get(c["name"]) or {"name": c["name"], "image": c.get("image", ""), "lastStatus": never, "exitCode": None}
+                                   for c in self.definition(task.definition_arn).get("containerDefinitions", [])]
+        return described
+
+    @property
+    def cluster_arn(self) -> str:
+        return f"arn:aws:ecs:{self.runner.region}:{self.runner.account}:cluster/{self.cluster}"
+
+    def revision_arn(self, state: ServiceState, definition_arn: str) -> str:
+        """A service revision per task definition revision the service ran (ECS numbers them; a checksum here)."""
+        return f"{state.arn.replace(':service/', ':service-revision/')}/{zlib.crc32(definition_arn.encode())}"
+
+    def _described_revision(self, state: ServiceState, definition_arn: str) -> dict:
+        containers = self.definition(definition_arn).get("containerDefinitions", [])
+        return {"serviceRevisionArn": self.revision_arn(state, definition_arn), "serviceArn": state.arn, "clusterArn": self.cluster_arn,
+                "taskDefinition": definition_arn, "launchType": "FARGATE",
+                "containerImages": [{"containerName": c["name"], "image": c.get("image", "")} for c in containers]}
+
+    def _described_deployment(self, state: ServiceState, deployment: Deployment) -> dict:
+        def summary(arn: str, weight: int) -> dict:
+            counts = [item.task.last_status for item in state.tasks.values() if item.revision == arn]
+            return {"arn": self.revision_arn(state, arn), "requestedTaskCount": state.desired if arn == deployment.target else 0,
+                    "runningTaskCount": counts.count("RUNNING"),
+                    "pendingTaskCount": sum(1 for status in counts if status in ("PROVISIONING", "PENDING")),
+                    "requestedProductionTrafficWeight": float(weight)}
+
+        configuration = dict(state.settings.get("deploymentConfiguration") or {})
+        configuration["bakeTimeInMinutes"] = deployment.bake_minutes
+        finished = deployment.status not in ACTIVE_STATUSES + ("STOP_REQUESTED",)
+        return {"serviceDeploymentArn": deployment.arn, "serviceArn": state.arn, "clusterArn": self.cluster_arn,
+                "createdAt": deployment.started_at, "startedAt": deployment.started_at, "updatedAt": deployment.stage_changed_at,
+                **({"finishedAt": deployment.stage_changed_at} if finished else {}),
+                "status": deployment.status, "statusReason": deployment.reason, "lifecycleStage": deployment.stage,
+                "targetServiceRevision": summary(deployment.target, deployment.weight),
+                "sourceServiceRevisions": [summary(source, 100 - deployment.weight) for source in deployment.sources],
+                "deploymentConfiguration": configuration}
+
     def _find(self, service: str) -> ServiceState | None:
         name = service.rsplit("/", 1)[-1]
         return self.services.get(name)
@@ -215,6 +304,10 @@ class EcsStandIn:
         arns = ecs.list_services(cluster=self.cluster).get("serviceArns", [])
         described = ecs.describe_services(cluster=self.cluster, services=arns)["services"] if arns else []
         with self._lock:
+            for task_id, task in list(self.one_offs.items()):
+                self.runner.observe(task)  # an essential container's exit stops it (and ships its logs)
+                if task.last_status == "STOPPED" and task.stopped_at and time.time() - task.stopped_at > STOPPED_KEPT_SECONDS:
+                    del self.one_offs[task_id]
             for service in described:
                 if service.get("status") != "ACTIVE":
                     continue
@@ -493,7 +586,7 @@ class EcsStandIn:
                                  daemon=True).start()
         # Forget tasks stopped long ago: `tasks` shows what stopped recently, as DescribeTasks does for about an hour.
         for task_id, item in list(state.tasks.items()):
-            if item.task.last_status == "STOPPED" and item.task.stopped_at and time.time() - item.task.stopped_at > 3600:
+            if item.task.last_status == "STOPPED" and item.task.stopped_at and time.time() - item.task.stopped_at > STOPPED_KEPT_SECONDS:
                 del state.tasks[task_id]
 
     # --- the load balancer and alarms ----------------------------------------------------------------

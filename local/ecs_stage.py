@@ -2,9 +2,10 @@
 on both target groups and the production listener rule, the alarm stand-in, and the ECS stand-in's tasks.
 
 `StageTasks` starts and stops all of it (everything it starts carries the world's label, and `stop` removes it);
-`TasksRuntime` is the release tool's adapter on such a stage: what runs comes from the ECS stand-in (its tasks,
-its service deployments, StopServiceDeployment, RunTask for `liftoff migrate`), target health from the load
-balancer stand-in, image blobs from the ECR stand-in, everything else from the emulator, as from AWS.
+the ECS stand-in's agent publishes what runs to the emulator, whose ECS and ELBv2 APIs answer from it (local/moto_live.py).
+`TasksRuntime` is the release tool's adapter on such a stage: the real one, reading tasks, service deployments
+and target health from the emulator as from AWS (and stopping a deployment, running `liftoff migrate`'s one-off
+task through it), with image blobs from the ECR stand-in.
 """
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from typing import Callable
 from local import boxes, lb
 from local.alarms import AlarmStandIn, start_release_alarms
 from local.docker import Daemon
-from local.ecs_service import ACTIVE_STATUSES, EcsStandIn, rule_weights
+from local.ecs_agent import EcsAgent
+from local.ecs_service import EcsStandIn, rule_weights
 from local.ecs_tasks import TaskRunner, World, resolve_secret
 from local.emulator import free_port
 from local.runtime import EmulatedRuntime
-from release.aws import Aws, newest_stopped, stopped_task
-from release import ecs_deployments as e
+from release.aws import Aws
 
 Say = Callable[[str], None]
 APP_CONTAINER = "app"
@@ -40,6 +41,7 @@ class StageTasks:
         self.controller: lb.Controller | None = None
         self.alarms: AlarmStandIn | None = None
         self.ecs: EcsStandIn | None = None
+        self.agent: EcsAgent | None = None
 
     def outputs(self, stack: str | None = None) -> dict[str, str]:
         described = self.session.client("cloudformation").describe_stacks(StackName=stack or self.service_stack)["Stacks"][0]
@@ -106,6 +108,8 @@ class StageTasks:
                             say=self.say)
         self.ecs = EcsStandIn(runner, session=self.session, cluster=self.outputs()["ClusterName"], controller=self.controller, say=self.say)
         self.ecs.start()
+        self.agent = EcsAgent(self.ecs, endpoint_url=self.session.endpoint_url, say=self.say)
+        self.agent.start()
         return self.ecs
 
     def wait_steady(self, timeout: float = 180.0) -> list[dict]:
@@ -125,6 +129,9 @@ class StageTasks:
             time.sleep(0.5)
 
     def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
+            self.agent = None
         if self.ecs is not None:
             self.ecs.stop(stop_tasks=True)
             self.ecs = None
@@ -145,95 +152,18 @@ class StageTasks:
 
 
 class TasksRuntime(EmulatedRuntime):
-    """`liftoff` on an ecs stage whose tasks really run: ECS's answers come from the ECS stand-in's tasks and deployments,
-    target health from the load balancer stand-in's checks; nothing is made up from the stack's record."""
+    """`liftoff` on an ecs stage whose tasks really run: the real adapter's reads of ECS and the target groups, which the
+    emulator answers from the ECS stand-in's publications (local/moto_live.py), as AWS answers them; image blobs from
+    the ECR stand-in. Nothing is made up from the stack's record."""
+
+    ecs_running = Aws.ecs_running
+    target_health = Aws.target_health
+    ecs_deployments = Aws.ecs_deployments
+    run_one_off = Aws.run_one_off  # EmulatedRuntime refuses: here the one-off task really runs
 
     def __init__(self, *, tasks: StageTasks, **kwargs):
         super().__init__(**kwargs)
         self.stage_tasks = tasks
-        self._one_offs: dict = {}  # task ARN -> the one-off Task this runtime started
-
-    def _stand_in(self) -> EcsStandIn:
-        if self.stage_tasks.ecs is None:
-            raise boxes.BoxError("the ECS stand-in is not running (StageTasks.start_tasks)")
-        return self.stage_tasks.ecs
-
-    def ecs_running(self, cluster: str, service: str) -> dict:
-        described = self.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
-        if not described:
-            return {"task_definition_image": "", "tasks": [], "desired_count": 0}
-        stand_in = self._stand_in()
-
-        def image_of(revision: str) -> str:
-            return self.stage_tasks.app_container(stand_in.definition(revision), described[0])["image"]
-
-        tasks, stopped = [], []
-        for task in stand_in.tasks(service):
-            if task["lastStatus"] == "RUNNING":
-                tasks.append({"task": task["taskArn"].rsplit("/", 1)[-1], "status": task["lastStatus"], "image": image_of(task["revision"])})
-            elif task["lastStatus"] == "STOPPED":
-                stopped.append(stopped_task({**task, "containers": [{"image": image_of(task["revision"])}]}))
-        return {"task_definition_image": image_of(described[0]["taskDefinition"]), "tasks": tasks,
-                "desired_count": described[0].get("desiredCount", 0), "stopped_tasks": newest_stopped(stopped)}
-
-    def target_health(self, target_group_arn: str) -> list[dict]:
-        if self.stage_tasks.controller is None:
-            raise boxes.BoxError("the load balancer stand-in is not running (StageTasks.start_load_balancer)")
-        return [{"target": target, "state": state, "reason": "" if state == "healthy" else state}
-                for target, state in self.stage_tasks.controller.states_of(target_group_arn).items()]
-
-    def ecs_deployments(self, cluster: str, service: str) -> list:
-        stand_in = self._stand_in()
-        tasks = stand_in.tasks(service)
-        described = self.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
-
-        def revision(arn: str, weight: float | None) -> e.Revision:
-            image = self.stage_tasks.app_container(stand_in.definition(arn), described[0] if described else {})["image"]
-            running = sum(1 for task in tasks if task["revision"] == arn and task["lastStatus"] == "RUNNING")
-            return e.Revision(tag=e.image_tag(image), running=running, production_weight=weight)
-
-        found = []
-        for deployment in stand_in.deployments(service):
-            if deployment.status not in ACTIVE_STATUSES:
-                continue
-            found.append(e.ServiceDeployment(
-                arn=deployment.arn, status=deployment.status, lifecycle_stage=deployment.stage,
-                target=revision(deployment.target, float(deployment.weight)),
-                sources=tuple(revision(source, float(100 - deployment.weight)) for source in deployment.sources),
-                bake_minutes=deployment.bake_minutes, updated_at=_datetime(deployment.stage_changed_at)))
-        return found
-
-    # --- RunTask (the one-off `liftoff migrate` runs): the real adapter's flow, on the stand-in's tasks --------------
-
-    def run_one_off(self, outputs, **kwargs):
-        return Aws.run_one_off(self, outputs, **kwargs)  # EmulatedRuntime refuses: here a task really runs
-
-    def _run_task(self, ecs, run: dict) -> str:
-        definition = ecs.describe_task_definition(taskDefinition=run["taskDefinition"])["taskDefinition"]
-        task = self._stand_in().runner.start(definition, group=f"family:{definition['family']}", started_by=run.get("startedBy", ""))
-        self._one_offs[task.arn] = task
-        return task.arn
-
-    def _describe_task(self, ecs, cluster: str, task_arn: str) -> dict:
-        task = self._one_offs[task_arn]
-        self._stand_in().runner.observe(task)  # an essential container's exit stops it (and ships its logs)
-        return task.describe()
 
     def download_layer(self, repository: str, digest: str) -> bytes | None:
         return boxes.registry_blob(self.stage_tasks._world(), repository, digest)
-
-    def stop_ecs_deployment(self, arn: str) -> None:
-        self._stand_in().request_stop(arn, "ROLLBACK")
-
-    def ecs_deployment_status(self, arn: str) -> str:
-        for state in self._stand_in().services.values():
-            for deployment in state.deployments:
-                if deployment.arn == arn:
-                    return deployment.status
-        return ""
-
-
-def _datetime(moment: float):
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(moment, timezone.utc)

@@ -1,5 +1,6 @@
-"""`python -m local.moto_server -H HOST -p PORT`: moto's server, with DynamoDB's calls made atomic and ECS's
-CloudFormation models keeping what the template says (local/moto_models.py).
+"""`python -m local.moto_server -H HOST -p PORT`: moto's server, with DynamoDB's calls made atomic, ECS's
+CloudFormation models keeping what the template says (local/moto_models.py), and clusters whose tasks really run
+answered from the ECS stand-in's publications (local/moto_live.py).
 
 DynamoDB checks a condition and writes the item as one step; moto's server answers each request on
 its own thread and checks, then writes, with nothing between two requests. Two releases racing for
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterable
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
 
-from local import moto_models
+from local import moto_live, moto_models
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_"
 
@@ -43,9 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args(argv)
     moto_models.install()
+    moto_live.install()
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto_server does: the URLs moto hands out name it
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, AtomicDynamoDB(app), threaded=True, request_handler=MotoRequestHandler)
+    run_simple(args.host, args.port, moto_live.PublishEndpoint(AtomicDynamoDB(app)), threaded=True, request_handler=MotoRequestHandler)
 
 
 if __name__ == "__main__":

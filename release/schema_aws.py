@@ -143,11 +143,14 @@ class SchemaAdapter:
             else:  # a Fargate-only task definition decides it (moto reports the service's launch type as EC2)
                 fargate_only = definition.get("requiresCompatibilities") == ["FARGATE"]
                 run["launchType"] = "FARGATE" if fargate_only else svc.get("launchType") or "FARGATE"
-            task_arn = self._run_task(ecs, run)
+            started = ecs.run_task(**run)
+            if not started.get("tasks"):
+                raise OneOffError(f"ECS started no task: {started.get('failures')}")
+            task_arn = started["tasks"][0]["taskArn"]
             say(f"  one-off task {task_arn.rsplit('/', 1)[-1]} ({registered.rsplit('/', 1)[-1]}) started")
             deadline = monotonic() + timeout
             while True:
-                task = self._describe_task(ecs, cluster, task_arn)
+                task = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"][0]
                 if task.get("lastStatus") == "STOPPED":
                     break
                 if monotonic() >= deadline:
@@ -157,15 +160,6 @@ class SchemaAdapter:
             return OneOff(code, self._task_log(container, task_arn), f"task {task_arn}")
         finally:
             ecs.deregister_task_definition(taskDefinition=registered)
-
-    def _run_task(self, ecs, run: dict) -> str:
-        started = ecs.run_task(**run)
-        if not started.get("tasks"):
-            raise OneOffError(f"ECS started no task: {started.get('failures')}")
-        return started["tasks"][0]["taskArn"]
-
-    def _describe_task(self, ecs, cluster: str, task_arn: str) -> dict:
-        return ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"][0]
 
     def _task_log(self, container: dict, task_arn: str) -> str:
         options = (container.get("logConfiguration") or {}).get("options") or {}

@@ -90,7 +90,13 @@ def version_through_the_balancer(world) -> str:
 
 
 def service_tasks(world) -> list[dict]:
-    return world["tasks"].ecs.tasks(world["tasks"].outputs()["EcsServiceName"])
+    """The service's tasks as `liftoff` reads them: ListTasks and DescribeTasks answered by the emulator from the ECS
+    stand-in's publication (a wait on these is a wait on what the next `liftoff` sees)."""
+    outputs = world["tasks"].outputs()
+    ecs = world["session"].client("ecs")
+    arns = [arn for status in ("RUNNING", "STOPPED")
+            for arn in ecs.list_tasks(cluster=outputs["ClusterName"], serviceName=outputs["EcsServiceName"], desiredStatus=status)["taskArns"]]
+    return ecs.describe_tasks(cluster=outputs["ClusterName"], tasks=arns)["tasks"] if arns else []
 
 
 def test_the_synthesized_task_definition_runs_as_containers_and_serves(world, docker_daemon):
@@ -180,7 +186,9 @@ def test_a_task_whose_secret_cannot_be_read_never_starts_and_status_shows_ecss_r
         (failed, *_) = wait_until(failed_start, 60, "a replacement failed to start")
         assert failed["stoppedReason"].startswith("ResourceInitializationError: unable to pull secrets or registry auth")
         assert "marked deleted" in failed["stoppedReason"]
-        assert failed["containers"] == []  # no container of it ever started
+        # No container of it ever started: DescribeTasks lists each of the task definition's, stopped without an exit code.
+        assert {c["name"] for c in failed["containers"]} == {"app", "migrate"}
+        assert all(c["lastStatus"] == "STOPPED" and c["exitCode"] is None for c in failed["containers"])
         code, out = liftoff(world, "status")
         assert code == 0, out
         assert re.search(r"^  stopped  task \S+ \S+ at \S+: ResourceInitializationError: .*marked deleted", out, re.M), out

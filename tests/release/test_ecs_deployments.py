@@ -8,7 +8,8 @@ DescribeServiceRevisions, StopServiceDeployment raise NotImplementedError), so:
 - the command flow runs on the emulated stage with a stand-in for ECS's deployment (the way
   local/runtime.py stands in for what runs), for the branch the emulator can hold: the stack update has
   already finished, so the parameter must be set after traffic went back;
-- the real adapter against the emulator is a strict xfail (docs/local-emulator.md).
+- the real adapter against the emulator's moto_server, which answers these calls from the ECS stand-in's
+  deployments, in tests/local/test_moto_live.py, and on real tasks in tests/local/test_ecs_stage.py.
 """
 from __future__ import annotations
 
@@ -198,18 +199,6 @@ def test_without_a_deployment_in_progress_the_ordinary_rollback_runs(released_st
     assert run.code == 0
     assert "no traffic flip: no ECS deployment in progress" in run.out
     assert released_staging.parameters()["ImageTag"] == "1.0.0"
-
-
-@pytest.mark.xfail(strict=True, raises=NotImplementedError, reason=(
-    "moto has no ECS service deployments API (ListServiceDeployments raises NotImplementedError) and runs no "
-    "deployment: the real adapter cannot find a baking deployment to stop; only a real account shows CloudFormation's "
-    "update failing and rolling back when it is stopped"))
-def test_the_real_adapter_finds_the_baking_deployment(released_staging):
-    from release.aws import Aws
-
-    outputs = released_staging.emulated.service_outputs
-    real = Aws(session=released_staging.emulated.session)
-    assert real.ecs_deployments(outputs["ClusterName"], outputs["EcsServiceName"])
 
 
 def test_an_interrupted_wait_after_the_stop_says_the_traffic_still_moves_back(released_staging):

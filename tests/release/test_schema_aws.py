@@ -1,9 +1,9 @@
 """release/schema_aws.py, the real adapter, on the staging stage deployed in moto: what moto honours is
-asserted; what it cannot show (the config blob download, a task or a Run Command that really runs) is
-xfail(strict=True), listed in docs/local-emulator.md."""
+asserted; what it cannot show (the config blob download) is xfail(strict=True), listed in docs/local-emulator.md.
+The ECS one-off that really runs and reports its output: tests/local/test_ecs_stage.py (the emulator's RunTask
+answered by the ECS stand-in)."""
 from __future__ import annotations
 
-import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -30,28 +30,22 @@ def test_the_schema_state_round_trips_through_the_ledger_table(emulated_staging)
         TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "RELEASE"}})["Count"] == 0
 
 
-def fargate_service(ecs, *, awsvpc: bool = False) -> dict:
+def fargate_service(ecs) -> dict:
     """A Fargate service made with boto3 (moto's CloudFormation model of a task definition drops its compatibilities,
     network mode and roles, and the service's launch type). The stack's is `awsvpc`; moto 5.2.5's run_task fails on
-    that (its ENI model lacks private_dns_name), so the copy is checked on a `bridge` one and the full run is xfail."""
+    that (its ENI model lacks private_dns_name), so the copy is checked on a `bridge` one here and the full run on
+    the ECS stand-in (tests/local/test_ecs_stage.py)."""
     ecs.create_cluster(clusterName="c")
     logging = {"logDriver": "awslogs", "options": {"awslogs-group": "g", "awslogs-stream-prefix": "migrate", "awslogs-region": "us-east-1"}}
     definition = ecs.register_task_definition(
-        family="svc", networkMode="awsvpc" if awsvpc else "bridge", cpu="256", memory="512",
-        **({"requiresCompatibilities": ["FARGATE"]} if awsvpc else {}),  # moto makes every Fargate definition awsvpc
+        family="svc", networkMode="bridge", cpu="256", memory="512",  # moto makes every Fargate definition awsvpc
         executionRoleArn="arn:aws:iam::123456789012:role/exec", taskRoleArn="arn:aws:iam::123456789012:role/task",
         containerDefinitions=[
             {"name": "migrate", "image": "repo:1.1.0", "command": ["migrate"], "essential": False, "logConfiguration": logging},
             {"name": "app", "image": "repo:1.1.0", "essential": True, "dependsOn": [{"containerName": "migrate", "condition": "SUCCESS"}],
              "portMappings": [{"containerPort": 8080}]},
         ])["taskDefinition"]
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="svc", Description="svc", VpcId=vpc)["GroupId"]
-    network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group], "assignPublicIp": "ENABLED"}}
-    ecs.create_service(cluster="c", serviceName="s", taskDefinition=definition["taskDefinitionArn"], desiredCount=1,
-                       launchType="FARGATE", **({"networkConfiguration": network} if awsvpc else {}))
+    ecs.create_service(cluster="c", serviceName="s", taskDefinition=definition["taskDefinitionArn"], desiredCount=1, launchType="FARGATE")
     return {"ClusterName": "c", "EcsServiceName": "s"}
 
 
@@ -80,17 +74,6 @@ def test_the_ecs_one_off_runs_a_copy_of_the_service_task_definition_with_the_ver
 def test_the_real_adapter_reads_labels_from_the_config_blob(emulated_staging):
     local_aws.push_images(emulated_staging.session, emulated_staging.repository_name, ["1.2.0"], labels={"1.2.0": LABELS})
     assert Aws(region=emulated_staging.region).image_labels(emulated_staging.repository_name, "1.2.0") == LABELS
-
-
-@pytest.mark.xfail(strict=True, reason="moto's ECS runs no task (run_task records one that never stops, and with the "
-                                       "stack's awsvpc network mode moto 5.2.5's run_task fails outright), so the one-off "
-                                       "migrate never reports an exit code or output")
-def test_the_ecs_one_off_reports_the_migrate_output(emulated_aws):
-    adapter = Aws(region="us-east-1")
-    one = adapter.run_one_off(fargate_service(adapter.client("ecs"), awsvpc=True), compute="ecs", image="repo:1.2.0", tag="1.2.0", arguments=[],
-                              timeout=1, poll=0.2, sleep=__import__("time").sleep, monotonic=__import__("time").monotonic,
-                              say=lambda _: None)
-    assert one.exit_code == 0 and '"message": "schema state"' in one.output
 
 
 def test_the_emulated_runtime_reads_labels_the_emulator_kept(emulated_staging):
