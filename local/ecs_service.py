@@ -258,6 +258,12 @@ class EcsStandIn:
         never = "STOPPED" if described["lastStatus"] == "STOPPED" else "PENDING"
         described["containers"] = [started.get(c["name"]) or {"name": c["name"], "image": c.get("image", ""), "lastStatus": never, "exitCode": None}
                                    for c in self.definition(task.definition_arn).get("containerDefinitions", [])]
+        if described.get("address"):
+            # Where DescribeTasks says an awsvpc task's address: its network interface attachment, and each container's.
+            described["attachments"] = [{"type": "ElasticNetworkInterface", "status": "ATTACHED" if described["lastStatus"] != "STOPPED" else "DELETED",
+                                         "details": [{"name": "privateIPv4Address", "value": described["address"]}]}]
+            for container in described["containers"]:
+                container["networkInterfaces"] = [{"privateIpv4Address": described["address"]}]
         return described
 
     @property

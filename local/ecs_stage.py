@@ -42,14 +42,21 @@ class StageTasks:
         self.alarms: AlarmStandIn | None = None
         self.ecs: EcsStandIn | None = None
         self.agent: EcsAgent | None = None
+        self._clients: dict[str, object] = {}
+
+    def _client(self, service: str):
+        # One per service: the waits of a walk or a test read the stack and the service many times a second.
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service)
+        return self._clients[service]
 
     def outputs(self, stack: str | None = None) -> dict[str, str]:
-        described = self.session.client("cloudformation").describe_stacks(StackName=stack or self.service_stack)["Stacks"][0]
+        described = self._client("cloudformation").describe_stacks(StackName=stack or self.service_stack)["Stacks"][0]
         return {output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs", [])}
 
     def service(self) -> dict:
         outputs = self.outputs()
-        return self.session.client("ecs").describe_services(cluster=outputs["ClusterName"], services=[outputs["EcsServiceName"]])["services"][0]
+        return self._client("ecs").describe_services(cluster=outputs["ClusterName"], services=[outputs["EcsServiceName"]])["services"][0]
 
     def app_container(self, definition: dict, service: dict | None = None) -> dict:
         """The container the load balancer sends requests to (the service's, else `app`)."""
@@ -61,7 +68,7 @@ class StageTasks:
 
     def start(self) -> boxes.BoxWorld:
         """The world the tasks reach: its database gets the user, password, name and port the task definition passes."""
-        definition = self.session.client("ecs").describe_task_definition(taskDefinition=self.service()["taskDefinition"])["taskDefinition"]
+        definition = self._client("ecs").describe_task_definition(taskDefinition=self.service()["taskDefinition"])["taskDefinition"]
         app = self.app_container(definition)
         environment = {item["name"]: item["value"] for item in app.get("environment") or []}
         for secret in app.get("secrets") or []:
@@ -129,6 +136,14 @@ class StageTasks:
             time.sleep(0.5)
 
     def stop(self) -> None:
+        self.stop_running()
+        if self.world is not None:
+            boxes.stop_world(self.daemon, self.world, self.state_dir)
+            self.world = None
+
+    def stop_running(self) -> None:
+        """The agent, the tasks, the load balancer and the alarms; the world stays (`make local-up` keeps it for its
+        supervisor, which runs them again on it)."""
         if self.agent is not None:
             self.agent.stop()
             self.agent = None
@@ -137,9 +152,6 @@ class StageTasks:
             self.ecs = None
         lb.stop_in_order(self.alarms, self.controller, self.balancer)
         self.alarms = self.controller = self.balancer = None
-        if self.world is not None:
-            boxes.stop_world(self.daemon, self.world, self.state_dir)
-            self.world = None
 
     def _database_endpoints(self) -> list[str]:
         instances = self.session.client("rds").describe_db_instances()["DBInstances"]
