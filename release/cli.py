@@ -45,7 +45,8 @@ exit codes (and what runs on the hosts / tasks afterwards):
      finished while it waited; the lock lost before this run's write (nothing written); version not
      staged, scan findings or no completed scan, image gone, schema (never overridden by --force)
      (hosts untouched)
-  4  AWS error: no credentials or region, access denied, endpoint not answering, stack or output
+  4  AWS error: no credentials or region, access denied (named: who may not call what on which
+     resource), endpoint not answering, stack or output
      missing, stack busy or failed, CloudFormation refused the update, the wait timed out, an
      UpdateStack with no answer (the message says whether the version switched; the ledger records
      the same); migrate: the one-off could not run, did not finish, or its migration failed
@@ -391,12 +392,21 @@ def _aws_error(error: Exception, ctx: Context | None) -> Abort:
         return Abort(d.EXIT_AWS, f"stack {error.stack} has no output {error.output}",
                      "deploy the current version of the app (`make deploy`) so the stack exports it")
     if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        hint = ("your identity lacks a permission this verb needs; see docs/release-tool.md (IAM)"
-                if "AccessDenied" in code or code in ("UnauthorizedOperation", "AccessDeniedException")
-                else "nothing changed by this error; check the message and run again")
-        return Abort(d.EXIT_AWS, f"AWS error: {client_error_text(error)}", hint)
+        hint = d.refusal_hint(error.response.get("Error", {}), error.operation_name)
+        if hint:
+            return Abort(d.EXIT_AWS, client_error_text(error, caller=_caller_or_blank(ctx)), hint)
+        return Abort(d.EXIT_AWS, f"AWS error: {client_error_text(error)}", "nothing changed by this error; check the message and run again")
     return Abort(d.EXIT_AWS, f"AWS error: {error}", "check connectivity and the AWS endpoint/region")
+
+
+def _caller_or_blank(ctx: Context | None) -> str:
+    """Who made the refused call, when AWS's message does not say (one more read; a failure leaves it unnamed)."""
+    if ctx is None:
+        return ""
+    try:
+        return ctx.aws.caller_arn()
+    except Exception:  # noqa: BLE001 (naming the caller is a courtesy: the refusal is reported either way)
+        return ""
 
 
 def _emit(stream: TextIO, text: str) -> None:

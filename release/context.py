@@ -156,8 +156,13 @@ def confirm(ctx: Context, question: str) -> None:
 
 
 
-def client_error_text(error: ClientError) -> str:
+def client_error_text(error: ClientError, *, caller: str = "") -> str:
+    """AWS's code and message; a permission refusal as who may not call what on which resource (`caller` names the
+    principal when AWS's message does not)."""
     info = error.response.get("Error", {})
+    refused = d.denial(info.get("Code", ""), info.get("Message", ""), operation=error.operation_name or "the call", principal=caller)
+    if refused is not None:
+        return f"{refused.text()} ({info.get('Code')})"
     return f"{info.get('Code', 'Error')}: {info.get('Message', str(error))}"
 
 

@@ -640,3 +640,41 @@ def settle(*, gate: str, from_version: str, to_version: str, stack: Stack | None
 def one_line(text: str) -> str:
     """History keeps one line per entry whatever a detail contains (AWS messages carry newlines)."""
     return " ".join(text.split())
+
+
+# --- a denied call -------------------------------------------------------------------------------
+
+DENIED_CODES = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess",
+                "AuthorizationError", "NotAuthorized")
+_NOT_AUTHORIZED = re.compile(r"(?:User|Principal): (?P<principal>\S+) is not authorized to perform: (?P<action>[\w-]+:[\w*-]+)"
+                             r"(?: on resource: (?P<resource>\S+?))?(?=[\s,;]|$)")
+
+
+@dataclass(frozen=True)
+class Denial:
+    principal: str
+    action: str
+    resource: str
+
+    def text(self) -> str:
+        return f"access denied: {self.principal} may not call {self.action} on {self.resource}"
+
+
+def denial(code: str, message: str, *, operation: str, principal: str = "") -> Denial | None:
+    """An AWS error that is a permission refusal, with who was refused what on which resource (from AWS's own message
+    where it says so; `operation` and `principal` fill what it left out), else None."""
+    if code not in DENIED_CODES and not code.endswith("AccessDenied"):
+        return None
+    found = _NOT_AUTHORIZED.search(message or "")
+    return Denial(principal=(found and found.group("principal")) or principal or "the caller (AWS did not name it)",
+                  action=(found and found.group("action")) or f"{operation} (AWS did not name the action)",
+                  resource=(found and found.group("resource")) or "a resource AWS did not name")
+
+
+def refusal_hint(info: Mapping[str, str], operation: str | None) -> str:
+    """What to do about a permission refusal ('' for any other error)."""
+    refused = denial(info.get("Code", ""), info.get("Message", ""), operation=operation or "the call")
+    if refused is None:
+        return ""
+    return (f"grant {refused.action.split(' ', 1)[0]} on the resource to the principal that ran this (docs/security.md lists "
+            "what each principal needs); nothing after the refused call was done")

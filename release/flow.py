@@ -385,8 +385,9 @@ class Attempt:
                            f"`liftoff activate {self.from_version} --stage {ctx.stage.name}` puts them back")
             else:
                 changed = "nothing changed"
-            self.finish(d.RESULT_FAILED, f"CloudFormation refused the update: {client_error_text(error)}; {changed}")
-            raise self.aborted(d.EXIT_AWS, self.outcome["detail"], "fix the cause and run the same command again") from None
+            self.finish(d.RESULT_FAILED, f"CloudFormation refused the update: {client_error_text(error, caller=self.who)}; {changed}")
+            raise self.aborted(d.EXIT_AWS, self.outcome["detail"], d.refusal_hint(error.response.get("Error", {}), error.operation_name)
+                               or "fix the cause and run the same command again") from None
         if not self.lease.held_since(proven):
             # The call itself outlasted the lease: another release may have taken the lock over while it was in flight.
             self.outcome["late_write"] = (f"UpdateStack returned {ctx.monotonic() - proven:.0f} s after the lock was last "

@@ -242,6 +242,19 @@ class TestActivate:
         parameters = released_staging.parameters()
         assert (parameters["ImageTag"], parameters["StagedImageTag"]) == ("1.1.0", "1.0.0")
 
+    def test_a_refusal_whose_message_names_nothing_still_names_the_call_and_the_caller(self, released_staging):
+        from botocore.exceptions import ClientError
+
+        class Refuses(EmulatedRuntime):
+            def update_parameters(self, name, parameters):
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "UpdateStack")
+
+        run = released_staging.run("stage", "1.1.0", aws=Refuses(released_staging.emulated))
+        assert run.code == d.EXIT_AWS
+        caller = Refuses(released_staging.emulated).caller_arn()
+        assert (f"access denied: {caller} may not call UpdateStack (AWS did not name the action) on a resource AWS did not "
+                "name (AccessDenied)") in run.err
+
     def test_force_on_a_staged_version_is_not_recorded_as_forced(self, released_staging):
         released_staging.run("stage", "1.1.0")
         assert released_staging.run("activate", "1.1.0", "--yes", "--force").code == 0
@@ -250,12 +263,19 @@ class TestActivate:
     def test_an_update_cloudformation_refuses_is_recorded_as_failed(self, released_staging):
         from botocore.exceptions import ClientError
 
+        principal = "arn:aws:sts::123456789012:assumed-role/staging-deploy/gha"
+        stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/staging-service/1a2b"
+
         class Refuses(EmulatedRuntime):
             def update_parameters(self, name, parameters):
-                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed to update"}}, "UpdateStack")
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": (
+                    f"User: {principal} is not authorized to perform: cloudformation:UpdateStack on resource: {stack} "
+                    "because no identity-based policy allows the cloudformation:UpdateStack action")}}, "UpdateStack")
 
         run = released_staging.run("stage", "1.1.0", aws=Refuses(released_staging.emulated))
-        assert run.code == d.EXIT_AWS and "AccessDenied: not allowed to update" in run.err
+        assert run.code == d.EXIT_AWS
+        assert f"access denied: {principal} may not call cloudformation:UpdateStack on {stack} (AccessDenied)" in run.err
+        assert "grant cloudformation:UpdateStack on the resource to the principal that ran this" in run.err
         (entry,) = released_staging.entries()
         assert entry.result == d.RESULT_FAILED and "AccessDenied" in entry.detail
         assert released_staging.ledger().read_lock() is None

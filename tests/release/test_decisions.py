@@ -458,3 +458,29 @@ def test_an_associations_max_concurrency_as_hosts_at_once():
     assert [d.hosts_at_once(d.IN_WAVES, n) for n in (1, 2, 4, 8, 50)] == [1, 1, 1, 2, 12]
     assert d.hosts_at_once(d.EVERY_HOST_AT_ONCE, 50) == 50 and d.hosts_at_once(d.ONE_HOST_AT_A_TIME, 50) == 1
     assert d.hosts_at_once("10", 3) == 10
+
+
+@pytest.mark.parametrize("code,message,expected", [
+    # IAM's wording, as most services give it: who, what, on which resource.
+    ("AccessDeniedException", "User: arn:aws:sts::123456789012:assumed-role/task/abc is not authorized to perform: "
+     "dynamodb:PutItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/ledger because no identity-based policy "
+     "allows the dynamodb:PutItem action",
+     ("arn:aws:sts::123456789012:assumed-role/task/abc", "dynamodb:PutItem", "arn:aws:dynamodb:us-east-1:123456789012:table/ledger")),
+    # moto's enforcement names no resource; EC2 wraps IAM's sentence in its own.
+    ("AccessDenied", "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: ecs:RunTask",
+     ("arn:aws:iam::123456789012:user/ops", "ecs:RunTask", "a resource AWS did not name")),
+    ("UnauthorizedOperation", "You are not authorized to perform this operation. User: arn:aws:iam::1:user/u is not authorized "
+     "to perform: ec2:DescribeInstances on resource: *, with an explicit deny",
+     ("arn:aws:iam::1:user/u", "ec2:DescribeInstances", "*")),
+    # S3's bare refusal: the call and the caller come from what liftoff knows.
+    ("AccessDenied", "Access Denied", ("arn:aws:iam::1:user/me", "GetObject (AWS did not name the action)", "a resource AWS did not name")),
+])
+def test_a_refusal_names_who_may_not_call_what_on_which_resource(code, message, expected):
+    found = d.denial(code, message, operation="GetObject", principal="arn:aws:iam::1:user/me")
+    assert (found.principal, found.action, found.resource) == expected
+    assert found.text() == f"access denied: {expected[0]} may not call {expected[1]} on {expected[2]}"
+
+
+def test_other_errors_are_not_refusals():
+    assert d.denial("ThrottlingException", "User: x is not authorized to perform: a:b", operation="X") is None
+    assert d.denial("ValidationError", "Stack does not exist", operation="DescribeStacks") is None

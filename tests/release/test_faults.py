@@ -104,10 +104,13 @@ def test_a_rejected_final_ledger_write_says_so_and_the_takeover_records_the_outc
     assert served.liftoff("stage", "1.1.0").returncode == 0
     # Only the entry's completion (conditional on in_progress) is refused; the lock and the entry's start pass.
     served.proxy.add("UpdateItem", "fail", contains='":in_progress"', times=None, code="AccessDeniedException",
-                     message="not authorized to perform dynamodb:UpdateItem")
+                     message="User: arn:aws:sts::123456789012:assumed-role/ops/me is not authorized to perform: dynamodb:UpdateItem "
+                             "on resource: arn:aws:dynamodb:us-east-1:123456789012:table/ledger because no identity-based policy "
+                             "allows the dynamodb:UpdateItem action")
     first = served.liftoff("activate", "1.1.0", "--yes", "--lease-seconds", LEASE, "--poll-interval", "0.2")
     assert first.returncode == 0, first.stderr  # the release itself happened and was verified
-    assert "the ledger refused this release's outcome (AccessDeniedException" in first.stderr
+    assert ("the ledger refused this release's outcome (access denied: arn:aws:sts::123456789012:assumed-role/ops/me may not "
+            "call dynamodb:UpdateItem on arn:aws:dynamodb:us-east-1:123456789012:table/ledger (AccessDeniedException)") in first.stderr
     assert "The ledger refused the outcome too" in first.stderr and "the lock stays held, naming it" in first.stderr
     lock = served.ledger().read_lock()
     assert lock is not None and lock.activity.startswith("outcome succeeded: ")
