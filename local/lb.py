@@ -208,6 +208,13 @@ class LoadBalancer:
                      f"del server {BACKEND}/{target}")
 
 
+def route_order(wanted: dict[str, int], current: dict[str, int]) -> list[tuple[str, int]]:
+    """The weight changes to make, raises first: HAProxy applies each at once, so lowering the serving group before
+    raising the other would leave every server at 0 for a moment, and a request then gets a 503."""
+    changes = [(target, weight) for target, weight in wanted.items() if current.get(target) != weight]
+    return sorted(changes, key=lambda change: change[1] <= current.get(change[0], 0))
+
+
 class Controller:
     """Follows the emulator's registrations into HAProxy and publishes ALB-like target states."""
 
@@ -291,15 +298,19 @@ class Controller:
     def _route(self, weights: dict[str, int]) -> None:
         """A listener rule's weighted forward: each group's share (0 to 100) spread over its serving targets, as
         HAProxy server weights (0 to 256); a group at 0 gets no request, and its targets are still checked."""
+        for target, weight in route_order(self._weights_for(weights), self.weights):
+            self.balancer.weigh(target, weight)
+            self.weights[target] = weight
+
+    def _weights_for(self, shares: dict[str, int]) -> dict[str, int]:
         serving = [target for target in self.registered if target not in self.draining]
+        wanted = {}
         for target in serving:
             group = self.group_of.get(target, "")
-            share = int(weights.get(group, 0))
+            share = int(shares.get(group, 0))
             members = sum(1 for other in serving if self.group_of.get(other) == group)
-            weight = 0 if share <= 0 else max(1, min(256, round(share * 256 / 100 / members)))
-            if self.weights.get(target) != weight:
-                self.balancer.weigh(target, weight)
-                self.weights[target] = weight
+            wanted[target] = 0 if share <= 0 else max(1, min(256, round(share * 256 / 100 / members)))
+        return wanted
 
     def _observe(self) -> dict[str, str]:
         servers = self.balancer.servers()

@@ -200,3 +200,11 @@ def test_a_deep_state_directory_still_gets_an_admin_socket_haproxy_accepts(tmp_p
     finally:
         running.stop()
     assert not running.admin_socket.exists()
+
+
+def test_a_traffic_shift_raises_the_new_groups_weights_before_it_lowers_the_old_ones():
+    # HAProxy applies each weight at once: all servers at 0 for a moment would answer a request 503.
+    current = {"blue-1": 128, "blue-2": 128, "green-1": 0, "green-2": 0, "steady": 64}
+    wanted = {"blue-1": 0, "blue-2": 0, "green-1": 128, "green-2": 128, "steady": 64, "new": 0}
+    assert lb.route_order(wanted, current) == [("green-1", 128), ("green-2", 128), ("blue-1", 0), ("blue-2", 0), ("new", 0)]
+    assert lb.route_order(current, current) == []
