@@ -2,9 +2,10 @@
 
 deploy  start an emulator, deploy the stage with the real CDK CLI, walk stage -> activate -> rollback with
         the release tool and print its ledger, stop the emulator
-up      the same deploy and walk, but leave the emulator running (recorded in .local/) for you to explore; on an
-        ec2 stage the hosts stay too, kept by a supervisor (local/supervisor.py). `up` while it runs updates the
-        stacks in place from cdk.json (a changed desired_count: the group boots or drains hosts to match)
+up      the same deploy and walk, but leave the emulator running (recorded in .local/) for you to explore; with
+        Docker the hosts (ec2) or the service's tasks (ecs) stay too, kept by a supervisor (local/supervisor.py). `up`
+        while it runs updates the stacks in place from cdk.json (a changed desired_count: the group boots or drains
+        hosts, or the ECS stand-in starts or stops tasks, to match)
 down    stop what `up` left running, each by its recorded pid, and remove the records (nothing recorded: says so)
 """
 from __future__ import annotations
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         with flow.step(f"starting the emulator (moto_server on {emulators.HOST}, port {args.port or 'free'})"):
             emulator = emulators.start(args.state_dir, port=args.port)
         flow.log(f"  emulator pid {emulator.pid} at {emulator.endpoint}")
-        deployed = flow.run(stage, emulator, source=args.assembly, target=args.adapted, keep_hosts=args.command == "up",
+        deployed = flow.run(stage, emulator, source=args.assembly, target=args.adapted, keep_world=args.command == "up",
                             state_dir=args.state_dir)
         keep = args.command == "up"
     except (emulators.EmulatorError, flow.DeployError) as error:
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     flow.log(flow.HOSTS_NOTE if deployed.real_hosts else flow.TASKS_NOTE if deployed.real_tasks else flow.EMULATOR_NOTE)
     if keep:
         record = None
-        if deployed.hosts:
+        if deployed.real_hosts or deployed.real_tasks:
             try:
-                record = keep_hosts(stage, deployed, args.state_dir)
+                record = keep_world(stage, deployed, args.state_dir)
             except supervisors.SupervisorError as error:
                 print(f"liftoff local: {error}", file=sys.stderr)
                 down(args.state_dir)
@@ -97,13 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def keep_hosts(stage, deployed: flow.LocalStage, state_dir: Path, *, listen_port: int | None = None) -> supervisors.SupervisorRecord:
-    """The supervisor that keeps the hosts living after the walk (its followers stopped with the walk)."""
-    supervisors.save_associations(state_dir, deployed.associations)
+def keep_world(stage, deployed: flow.LocalStage, state_dir: Path, *, listen_port: int | None = None) -> supervisors.SupervisorRecord:
+    """The supervisor that keeps the hosts or the tasks living after the walk (the walk's followers stopped with it)."""
+    if stage.compute == "ec2":
+        supervisors.save_associations(state_dir, deployed.associations)
+        keeps = "load balancer, State Manager, alarms and Auto Scaling group stand-ins"
+    else:
+        keeps = ("load balancer and alarm stand-ins, the ECS stand-in and its agent (the service's tasks start again, "
+                 "of its current revision)")
     if listen_port is not None and _someone_listens(listen_port):
         listen_port = None
-    with flow.step("starting the supervisor: load balancer, State Manager, alarms and Auto Scaling group stand-ins "
-                   f"(log: {state_dir / supervisors.LOG_NAME})"):
+    with flow.step(f"starting the supervisor: {keeps} (log: {state_dir / supervisors.LOG_NAME})"):
         record = supervisors.start(state_dir, stage=stage.name, listen_port=listen_port or free_port(), box_image=deployed.box_image,
                                    docker_host=flow.docker_host())
     flow.log(f"  supervisor pid {record.pid}")
@@ -124,7 +129,7 @@ def update(stage, emulator: emulators.Emulator, args) -> int:
     try:
         record = supervisors.recorded(args.state_dir)
         if record is not None and record.stage != stage.name:  # refused before anything changes
-            raise flow.DeployError(f"the running world keeps stage {record.stage}'s hosts; `make local-down` first to switch "
+            raise flow.DeployError(f"the running world keeps stage {record.stage}; `make local-down` first to switch "
                                    f"to {stage.name}")
         deployed = flow.update_stage(stage, emulator, source=args.assembly, target=args.adapted)
         world = boxes.BoxWorld.recorded(args.state_dir)
@@ -134,13 +139,16 @@ def update(stage, emulator: emulators.Emulator, args) -> int:
             deployed.box_image = images.box_image(docker.Daemon(host=flow.docker_host()))
             deployed.associations = supervisors.saved_associations(args.state_dir)
             # The load balancer comes back on the address already printed, where it can.
-            record = keep_hosts(stage, deployed, args.state_dir,
+            record = keep_world(stage, deployed, args.state_dir,
                                 listen_port=int(record.balancer_url.rsplit(":", 1)[1]) if record is not None else None)
     except (flow.DeployError, supervisors.SupervisorError, docker.DockerError) as error:
         print(f"liftoff local: {error}", file=sys.stderr)
         return EXIT_FAILED
-    if record is not None:
+    if record is not None and stage.compute == "ec2":
         flow.log("the supervisor's Auto Scaling group stand-in follows the new size: `liftoff status` or its log shows the hosts")
+    elif record is not None:
+        flow.log("the supervisor's ECS stand-in follows the stack (a new desired count starts or stops tasks): "
+                 "`liftoff status` or its log shows the tasks")
     explore(stage, emulator, record, args.state_dir)
     return 0
 
@@ -153,7 +161,7 @@ def down(state_dir: Path) -> int:
     emulator = emulators.stop_recorded(state_dir)
     flow.log(f"stopped the emulator (pid {emulator.pid}, port {emulator.port})" if emulator else
              "no emulator recorded; nothing to stop")
-    for what in flow.stop_kept_hosts(state_dir):
+    for what in flow.stop_kept_world(state_dir):
         flow.log(f"stopped {what}")
     (state_dir / supervisors.ASSOCIATIONS_NAME).unlink(missing_ok=True)  # what those hosts' associations last ran
     return 0
@@ -163,7 +171,7 @@ def explore(stage, emulator: emulators.Emulator, record: supervisors.SupervisorR
     """How to reach what `up` left running, from another shell."""
     flow.log(f"the emulator keeps running (pid {emulator.pid}, recorded in {state_dir}/{emulators.RECORD_NAME}). "
              "Reach it from another shell with:")
-    print(f"  {shell_exports(emulator.endpoint, control_url=record.control_url if record else '')}")
+    print(f"  {shell_exports(emulator.endpoint, control_url=record.control_url if record else '', compute=stage.compute)}")
     print(f"  cd {flow.REPO}")
     print(f"  .venv/bin/liftoff status --stage {stage.name}")
     print(f"  .venv/bin/liftoff activate {flow.release_tags()[1]} --stage {stage.name}   # staged by the walk; asks, switches, verifies")
@@ -172,11 +180,16 @@ def explore(stage, emulator: emulators.Emulator, record: supervisors.SupervisorR
         print(f"load balancer: {record.balancer_url}")
         print(f"  curl -s {record.balancer_url}/version")
         print(f"  watch -n 0.5 curl -s {record.balancer_url}/version   # which version answers, live")
-        print(f"  tail -f {record.log}   # the hosts' gates and the Auto Scaling group, as they run")
-        print("  edit desired_count in cdk.json, then `make local-up` again: the group boots or drains hosts to match")
+        if stage.compute == "ec2":
+            print(f"  tail -f {record.log}   # the hosts' gates and the Auto Scaling group, as they run")
+            print("  edit desired_count in cdk.json, then `make local-up` again: the group boots or drains hosts to match")
+        else:
+            print(f"  tail -f {record.log}   # the ECS stand-in's deployments and tasks, as they run")
+            print("  edit desired_count in cdk.json, then `make local-up` again: the ECS stand-in starts or stops tasks to match")
     else:
         print(f"  aws cloudformation describe-stacks --stack-name {stage.service_stack_name}")
-    print("  make local-down   # stops it" + (" and the hosts" if record else ""))
+    kept = "" if record is None else " and the hosts" if stage.compute == "ec2" else " and the tasks"
+    print(f"  make local-down   # stops it{kept}")
 
 
 if __name__ == "__main__":

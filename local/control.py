@@ -1,10 +1,15 @@
-"""Another shell's `liftoff` on a `make local-up` ec2 world: the release tool's adapter that asks the supervisor.
+"""Another shell's `liftoff` on a `make local-up` world: the release tool's adapters that ask the supervisor.
 
-What runs on the host boxes (their docker, the load balancer stand-in's checks, the State Manager
-stand-in's association results, Run Command on a box) is known only to the supervisor process
+What runs on the host boxes of an ec2 world (their docker, the load balancer stand-in's checks, the State
+Manager stand-in's association results, Run Command on a box) is known only to the supervisor process
 (local/supervisor.py); `SupervisedRuntime` asks it over its loopback API for exactly those reads and
 commands and sends everything else to the emulator, as `liftoff` sends it to AWS. The hosts' own reports
 are real (the boxes write them to the emulator's SSM), so none is made up here.
+
+On an ecs world the emulator itself answers the ECS and target health reads from the supervisor's ECS
+stand-in (local/moto_live.py), RunTask included: `SupervisedTasksRuntime` is the real adapter for those, as
+local.ecs_stage.TasksRuntime is inside the walk, and asks the supervisor only for image blobs (the ECR
+stand-in's, where an image's schema labels are).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import json
 import urllib.request
 
 from local.runtime import EmulatedRuntime
+from release.aws import Aws
 from release.schema_aws import SchemaAdapter
 
 
@@ -45,10 +51,18 @@ class ControlClient:
         return answer["result"]
 
 
-class SupervisedRuntime(EmulatedRuntime):
+class _AsksTheSupervisor(EmulatedRuntime):
     def __init__(self, *, control: ControlClient, **kwargs):
         super().__init__(**kwargs)
         self.control = control
+
+    def download_layer(self, repository: str, digest: str) -> bytes | None:
+        blob = self.control.call("download_layer", repository=repository, digest=digest)
+        return None if blob is None else base64.b64decode(blob)
+
+
+class SupervisedRuntime(_AsksTheSupervisor):
+    """An ec2 world: what runs on the hosts, asked of the supervisor."""
 
     def ec2_running(self, auto_scaling_group: str, association_id: str) -> dict:
         return self.control.call("ec2_running", auto_scaling_group=auto_scaling_group, association_id=association_id)
@@ -70,6 +84,13 @@ class SupervisedRuntime(EmulatedRuntime):
         # `liftoff migrate` on the boxes: the real adapter's path (one in-service host, the stack's migrate document).
         return SchemaAdapter.run_one_off(self, outputs, **kwargs)
 
-    def download_layer(self, repository: str, digest: str) -> bytes | None:
-        blob = self.control.call("download_layer", repository=repository, digest=digest)
-        return None if blob is None else base64.b64decode(blob)
+
+class SupervisedTasksRuntime(_AsksTheSupervisor):
+    """An ecs world: the real adapter's reads of ECS and the target groups, which the emulator answers from the kept ECS
+    stand-in's publications as AWS answers them, and `liftoff migrate`'s one-off task through RunTask; nothing is made
+    up from the stack's record."""
+
+    ecs_running = Aws.ecs_running
+    target_health = Aws.target_health
+    ecs_deployments = Aws.ecs_deployments
+    run_one_off = Aws.run_one_off

@@ -413,15 +413,17 @@ def prepare_world(daemon: docker.Daemon, releases: list[str], state_dir: Path, *
 
 
 @contextmanager
-def real_tasks(deployed: LocalStage, releases: list[str], *, state_dir: Path = STATE_DIR,
+def real_tasks(deployed: LocalStage, releases: list[str], *, keep: bool = False, state_dir: Path = STATE_DIR,
                extra_images: Callable[[docker.Daemon, str], dict[str, str]] | None = None) -> Iterator[StageTasks | None]:
     """An ecs stage's service as real tasks on this machine's Docker (yields None, saying why, where Docker is missing);
-    everything is removed at the end."""
+    everything is removed at the end, except with `keep` after a walk that ended well: then the world (registry,
+    database, endpoints) stays for `make local-up`'s supervisor, which runs the load balancer and the tasks again on it."""
     daemon = connect_docker(state_dir)
     if daemon is None:
         yield None
         return
     tasks = None
+    walked = False
     try:
         release_images, box_image = prepare_world(daemon, releases, state_dir, boxes_for="the registry, the database",
                                                   extra_images=extra_images)
@@ -441,13 +443,21 @@ def real_tasks(deployed: LocalStage, releases: list[str], *, state_dir: Path = S
             tasks.wait_steady()
         print_tasks(tasks)
         yield tasks
+        walked = True
     except docker.DockerError as error:
         raise DeployError(f"the ecs tasks could not run here: {error}") from None
     finally:
-        if tasks is not None:
+        kept = keep and walked  # a failed `up` leaves nothing behind either
+        if tasks is not None and kept:
+            # The ECS stand-in, its agent and the load balancer are threads of this process: the supervisor runs its own.
+            with step("stopping the walk's tasks (SIGTERM, then SIGKILL after each stop timeout) and the stand-ins; "
+                      f"the world {tasks.name} stays"):
+                tasks.stop_running()
+        elif tasks is not None:
             with step("stopping the tasks (SIGTERM, then SIGKILL after each stop timeout), the stand-ins and their network"):
                 tasks.stop()
-        docker.stop(daemon)
+        if not kept:
+            docker.stop(daemon)
 
 
 @contextmanager
@@ -509,8 +519,9 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False,
 
 
 def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, target: Path = ADAPTED_DIR,
-        keep_hosts: bool = False, state_dir: Path = STATE_DIR) -> LocalStage:
-    """The whole demo in a running emulator: synth, deploy, push images, the release walk."""
+        keep_world: bool = False, state_dir: Path = STATE_DIR) -> LocalStage:
+    """The whole demo in a running emulator: synth, deploy, push images, the release walk. With `keep_world` (`up`) the
+    hosts' or the tasks' world stays after the walk, for the supervisor."""
     releases, target_version = release_tags()
     first = releases[0] if releases[0] != target_version else releases[-1]
     if first == target_version:
@@ -523,7 +534,7 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
     for name in deployed.stacks.in_order:
         log(f"  {name}: {deployed.status(name)}")
     if stage.compute == "ec2":
-        with real_hosts(deployed, releases, keep=keep_hosts, state_dir=state_dir) as running:
+        with real_hosts(deployed, releases, keep=keep_world, state_dir=state_dir) as running:
             if running is not None:
                 hosts, state_manager = running
                 runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,
@@ -538,14 +549,13 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
             deployed.associations = {gate: dict(value) for gate, value in state_manager.status.items()}
             return deployed
     if stage.compute == "ecs":
-        if keep_hosts:
-            log("the ECS stand-in's tasks run for the walk only: `make local-up` keeps the emulator, not the tasks (yet)")
-        with real_tasks(deployed, releases, state_dir=state_dir) as tasks:
+        with real_tasks(deployed, releases, keep=keep_world, state_dir=state_dir) as tasks:
             if tasks is not None:
                 runtime = TasksRuntime(tasks=tasks, service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry,
                                        region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.clients)
                 release_walk(deployed, first=first, target=target_version, runtime=runtime, tasks=tasks)
                 deployed.real_tasks = True
+                deployed.box_image = tasks.box_image  # the tasks' pause image, for the supervisor's stand-in
         if deployed.real_tasks:
             return deployed
     with step(f"pushing release images {', '.join(releases)} (the releases {API_DIR.relative_to(REPO)} keeps) into the emulated ECR, "
@@ -557,7 +567,8 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
 
 def update_stage(stage: StageConfig, emulator: Emulator, *, source: Path | None, target: Path) -> LocalStage:
     """`make local-up` again on a running stage: the stacks updated in place from the current cdk.json (a changed
-    `desired_count`, say), each version parameter kept as it is; the supervisor's group follows the new size."""
+    `desired_count`, say), each version parameter kept as it is; the supervisor's Auto Scaling group or ECS stand-in
+    follows the new size."""
     stacks = StageStacks.of(stage)
     session = emulator_session(emulator)
     try:
@@ -580,14 +591,18 @@ def update_stage(stage: StageConfig, emulator: Emulator, *, source: Path | None,
     return deployed
 
 
-def stop_kept_hosts(state_dir: Path = STATE_DIR) -> list[str]:
-    """What `local down` removes besides the emulator: the hosts' world and the Docker daemon `up` started."""
+def stop_kept_world(state_dir: Path = STATE_DIR) -> list[str]:
+    """What `local down` removes besides the emulator: the hosts' or the tasks' world and the Docker daemon `up` started."""
     stopped = []
     world = boxes.BoxWorld.recorded(state_dir)
     if world is not None:
         daemon = docker.Daemon(host=docker.DEFAULT_HOST)
         boxes.stop_world(daemon, world, state_dir)
-        stopped.append(f"the hosts' world {world.name} ({len(world.boxes)} host(s), registry, database, network, proxy pid {world.proxy_pid})")
+        if world.boxes:
+            stopped.append(f"the hosts' world {world.name} ({len(world.boxes)} host(s), registry, database, network, "
+                           f"proxy pid {world.proxy_pid})")
+        else:  # an ecs world: its tasks were stopped by the supervisor (a killed one's are removed with the world)
+            stopped.append(f"the tasks' world {world.name} (registry, database, network, proxy pid {world.proxy_pid})")
     daemon_pid = docker.recorded_daemon(state_dir)
     if daemon_pid is not None:
         docker.stop(docker.Daemon(host=docker.DEFAULT_HOST, pid=daemon_pid))

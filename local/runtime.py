@@ -28,8 +28,11 @@ The seam: `liftoff` run from any shell loads the factory `LIFTOFF_RUNTIME` names
 AWS_ENDPOINT_URL is a loopback address; `shell_exports` is the line `make local-up` prints. The release tool
 knows none of these names. `local.runtime:emulator_hosts` is for an ec2 stage whose hosts are real boxes
 `make local-up` kept: it asks the supervisor that keeps them (local/supervisor.py, at LIFTOFF_LOCAL_CONTROL)
-what runs, through local/control.py, and refuses when no supervisor answers. A runtime that really runs the
-version replaces the three reads below and nothing else: the release flow, the ledger and the lock do not change.
+what runs, through local/control.py, and refuses when no supervisor answers. `local.runtime:emulator_tasks` is
+for an ecs stage whose tasks `make local-up` keeps: the real adapter's ECS reads (the emulator answers them from
+the kept ECS stand-in), and only image blobs from that supervisor; it refuses likewise. A runtime that really
+runs the version replaces the three reads below and nothing else: the release flow, the ledger and the lock do
+not change.
 """
 from __future__ import annotations
 
@@ -53,16 +56,20 @@ STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emula
 # Labels every host report the stand-in makes up (release.fleet shows it wherever a verdict uses it).
 REPORT_STAND_IN = "made up by local/runtime.py from the stack's record: no host runs here"
 
-CONTROL_VARIABLE = "LIFTOFF_LOCAL_CONTROL"  # the kept hosts' supervisor API (local/control.py)
+CONTROL_VARIABLE = "LIFTOFF_LOCAL_CONTROL"  # the kept world's supervisor API (local/control.py)
+# The factory for a stage whose world `make local-up` kept, by the stage's compute.
+SUPERVISED_FACTORIES = {"ec2": "emulator_hosts", "ecs": "emulator_tasks"}
 
 
-def shell_exports(endpoint: str, *, control_url: str = "") -> str:
+def shell_exports(endpoint: str, *, control_url: str = "", compute: str = "ec2") -> str:
     """The one line that points a fresh shell (the AWS CLI, boto3 and `liftoff`) at the emulator, and at the
-    supervisor of its real hosts when `make local-up` kept some.
+    supervisor of its real hosts (`compute` ec2) or tasks (ecs) when `make local-up` kept them.
 
     botocore and the AWS CLI read the region from AWS_DEFAULT_REGION, not AWS_REGION: both are set."""
-    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT,
-              RUNTIME_VARIABLE: f"{__name__}:emulator_hosts" if control_url else f"{__name__}:emulator"}
+    if control_url and compute not in SUPERVISED_FACTORIES:
+        raise ValueError(f"no kept world runs on compute {compute!r}; one of {', '.join(SUPERVISED_FACTORIES)}")
+    factory = SUPERVISED_FACTORIES[compute] if control_url else "emulator"
+    values = {"AWS_ENDPOINT_URL": endpoint, **FAKE_ENVIRONMENT, RUNTIME_VARIABLE: f"{__name__}:{factory}"}
     if control_url:
         values[CONTROL_VARIABLE] = control_url
     return "export " + " ".join(f"{key}={value}" for key, value in values.items())
@@ -82,13 +89,37 @@ def emulator_unhealthy(*, stage: StageConfig, region: str | None, environ: Mappi
 
 def emulator_hosts(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
     """An ec2 stage whose hosts are real boxes kept by `make local-up`: what runs is asked of their supervisor."""
-    from local.control import ControlClient, ControlError, SupervisedRuntime
+    from local.control import SupervisedRuntime
 
-    _emulated(stage, region, environ, "emulator_hosts")  # the same loopback check
+    control = _supervisor(stage, region, environ, "emulator_hosts", compute="ec2")
+    return SupervisedRuntime(control=control, service_stack=stage.service_stack_name,
+                             registry_stack=stage.registry_stack_name, region=region)
+
+
+def emulator_tasks(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
+    """An ecs stage whose tasks `make local-up` keeps running: ECS and target health read as on AWS (the emulator answers
+    from the kept ECS stand-in), image blobs asked of the supervisor."""
+    from local.control import SupervisedTasksRuntime
+
+    control = _supervisor(stage, region, environ, "emulator_tasks", compute="ecs")
+    return SupervisedTasksRuntime(control=control, service_stack=stage.service_stack_name,
+                                  registry_stack=stage.registry_stack_name, region=region)
+
+
+def _supervisor(stage: StageConfig, region: str | None, environ: Mapping[str, str], name: str, *, compute: str):
+    """The client of the supervisor that keeps `stage`'s world, once it answers for that stage (local/control.py)."""
+    from local.control import ControlClient, ControlError
+
+    _emulated(stage, region, environ, name)  # the same loopback check
+    if stage.compute != compute:
+        right = SUPERVISED_FACTORIES.get(stage.compute, "emulator")
+        raise RuntimeRefused(f"{RUNTIME_VARIABLE}={__name__}:{name} is for a kept {compute} stage; stage {stage.name} runs on "
+                             f"{stage.compute}",
+                             f"use the export line `make local-up STAGE={stage.name}` printed ({RUNTIME_VARIABLE}={__name__}:{right})")
     url = environ.get(CONTROL_VARIABLE, "")
     if not loopback(url):
-        raise RuntimeRefused(f"{RUNTIME_VARIABLE}={__name__}:emulator_hosts needs {CONTROL_VARIABLE}, the loopback address of "
-                             f"the kept hosts' supervisor; it is {url or 'unset'}",
+        raise RuntimeRefused(f"{RUNTIME_VARIABLE}={__name__}:{name} needs {CONTROL_VARIABLE}, the loopback address of "
+                             f"the kept world's supervisor; it is {url or 'unset'}",
                              "use the whole export line `make local-up` printed")
     control = ControlClient(url)
     try:
@@ -96,10 +127,9 @@ def emulator_hosts(*, stage: StageConfig, region: str | None, environ: Mapping[s
     except ControlError as error:
         raise RuntimeRefused(str(error), "`make local-up` starts it (and `make local-down` stops it)") from None
     if supervised != stage.name:
-        raise RuntimeRefused(f"the local supervisor keeps stage {supervised}'s hosts, not {stage.name}'s",
+        raise RuntimeRefused(f"the local supervisor keeps stage {supervised}, not {stage.name}",
                              f"use --stage {supervised}, or `make local-up STAGE={stage.name}` after `make local-down`")
-    return SupervisedRuntime(control=control, service_stack=stage.service_stack_name,
-                             registry_stack=stage.registry_stack_name, region=region)
+    return control
 
 
 def _emulated(stage: StageConfig, region: str | None, environ: Mapping[str, str], name: str, **kwargs) -> "EmulatedRuntime":

@@ -1,11 +1,13 @@
 """`make local-up` is a living world: from a clean shell with only the printed export line, liftoff drives the
-real hosts; the group replaces a killed host; raising desired_count and running `up` again adds a host.
+real hosts; the group replaces a killed host; raising desired_count and running `up` again adds a host. On the ecs
+stage the service's tasks keep running the same way, and a killed supervisor leaves none behind.
 
-One world for the whole module (booting it is minutes); the tests run in order, each on what the one before
-left, as a user's session does.
+One ec2 world for the ec2 tests (booting it is minutes); they run in order, each on what the one before left, as a
+user's session does. The ecs stage is one test with one `up`/`down` cycle of its own (its walk alone is minutes).
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -19,10 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from config import load_config
+from local import emulator as emulators
 from local import supervisor as supervisors
+from local.aws import EndpointSession, fake_session
 from local.load import LoadRun
 from tests.helpers.box_world import wait_until
-from tests.helpers.synth import REPO, cdk_context
+from tests.helpers.synth import CDK_JSON, REPO, cdk_context
 
 FIRST, TARGET = "1.0.0", "1.1.0"
 LOAD_RATE = 10.0
@@ -31,7 +36,8 @@ LOAD_TIMEOUT = 5.0
 
 
 def local(command: str, session: dict, *extra: str, timeout: float = 1200) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "local", command, "--stage", "production", "--state-dir", str(session["state"]),
+    stage = session.get("stage", "production")
+    return subprocess.run([sys.executable, "-m", "local", command, "--stage", stage, "--state-dir", str(session["state"]),
                            "--adapted", str(session["adapted"]), *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "DOCKER_HOST": session["docker_host"]})
@@ -206,3 +212,77 @@ def test_local_down_stops_everything_and_says_so_when_run_again(session, docker_
     again = local("down", session, timeout=300)
     assert again.returncode == 0 and "no emulator recorded; nothing to stop" in again.stdout, again.stdout + again.stderr
     assert "stopped" not in again.stdout
+
+
+def test_local_up_staging_keeps_the_tasks_running_and_a_killed_supervisor_leaves_none_behind(synth_variant, tmp_path,
+                                                                                            docker_daemon, box_image,
+                                                                                            service_image):
+    context = copy.deepcopy(cdk_context()["liftoff"])
+    context["stages"]["staging"]["bake_seconds"] = 60  # the walk's two verified switches wait one bake each (ECS's shortest)
+    assembly = str(synth_variant(context).outdir)
+    stage = load_config(CDK_JSON).stage("staging")
+    session = {"state": tmp_path / "state", "adapted": tmp_path / "adapted", "docker_host": docker_daemon.host, "stage": "staging"}
+    emulator = world = record = None
+    try:
+        up = local("up", session, "--assembly", assembly)
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
+        session["exports"] = next(line.strip() for line in up.stdout.splitlines() if line.strip().startswith("export "))
+        assert "LIFTOFF_RUNTIME=local.runtime:emulator_tasks" in session["exports"], session["exports"]
+        balancer = re.search(r"^load balancer: (http://127\.0\.0\.1:\d+)$", up.stdout, re.M).group(1)
+        emulator, record = emulators.recorded(session["state"]), supervisors.recorded(session["state"])
+        world = json.loads((session["state"] / "boxes.json").read_text())["name"]
+        clients = EndpointSession(fake_session(), emulator.endpoint)
+        outputs = {output["OutputKey"]: output["OutputValue"] for output in
+                   clients.client("cloudformation").describe_stacks(StackName=stage.service_stack_name)["Stacks"][0]["Outputs"]}
+        cluster, service = outputs["ClusterName"], outputs["EcsServiceName"]
+        ecs = clients.client("ecs")
+        desired = ecs.describe_services(cluster=cluster, services=[service])["services"][0]["desiredCount"]
+
+        def running_tasks() -> set[str]:
+            """What the emulator's ECS API lists RUNNING for the service (from the kept stand-in's publication)."""
+            arns = ecs.list_tasks(cluster=cluster, serviceName=service, desiredStatus="RUNNING")["taskArns"]
+            described = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
+            return {task["taskArn"].rsplit("/", 1)[-1] for task in described if task["lastStatus"] == "RUNNING"}
+
+        def task_containers() -> set[str]:
+            """The tasks whose containers run in the world, whoever started them."""
+            shown = docker_daemon.run("ps", "--filter", f"label=liftoff.harness={world}", "--filter", "label=liftoff.ecs.task",
+                                      "--format", '{{.Label "liftoff.ecs.task"}}').stdout
+            return set(shown.split())
+
+        def exactly_the_desired_tasks() -> set[str]:
+            running = running_tasks()
+            return running if len(running) == desired and task_containers() == running else set()
+
+        kept = wait_until(exactly_the_desired_tasks, 60, f"{desired} running task(s), and only their containers")
+        with urllib.request.urlopen(f"{balancer}/version", timeout=5) as response:
+            assert json.loads(response.read())["version"] == FIRST  # the walk ended on a rollback to the first release
+        status = second_shell(session, ".venv/bin/liftoff status --stage staging")
+        assert status.returncode == 0, status.stdout + status.stderr
+        for task in kept:
+            assert re.search(rf"task {task} RUNNING \S+:{FIRST}", status.stdout), status.stdout
+
+        os.kill(record.pid, signal.SIGKILL)  # a crash: its tasks go on running, nobody stops them
+        wait_until(lambda: not supervisors.is_ours(record), 30, "the supervisor to die")
+        assert task_containers() == kept
+        again = local("up", session, "--assembly", assembly)
+        assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-3000:]
+        assert "the supervisor is not running (killed, or the machine restarted): starting it again" in again.stdout
+        record = supervisors.recorded(session["state"])
+        assert supervisors.is_ours(record) and record.balancer_url == balancer
+        replaced = wait_until(exactly_the_desired_tasks, 60, f"{desired} running task(s), and only their containers")
+        assert not replaced & kept  # the dead supervisor's tasks were removed, not counted twice
+        # The log holds both supervisors' lines: the restarted one's are the last.
+        cleared = re.findall(r"removed what an earlier ECS stand-in left: (\d+) task container\(s\)", Path(record.log).read_text())
+        assert int(cleared[-1]) >= 2 * len(kept), cleared  # each task's app and the pause container holding its network
+        with urllib.request.urlopen(f"{balancer}/version", timeout=5) as response:
+            assert json.loads(response.read())["version"] == FIRST
+    finally:
+        down = local("down", session, timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert f"stopped the supervisor (pid {record.pid})" in down.stdout and f"stopped the tasks' world {world}" in down.stdout
+    assert not supervisors.is_ours(record) and not emulators.is_ours(emulator)
+    for kind in ("ps", "network", "volume"):
+        listed = docker_daemon.run(*(["ps", "--all"] if kind == "ps" else [kind, "ls"]), "--quiet",
+                                   "--filter", f"label=liftoff.harness={world}").stdout.split()
+        assert listed == [], f"{kind}: {listed}"

@@ -108,12 +108,15 @@ def test_the_factories_refuse_a_real_endpoint_and_the_export_line_names_one():
     assert (made.healthy, made.service_stack) == (False, stage.service_stack_name)
     exports = local_runtime.shell_exports("http://localhost:1", control_url="http://127.0.0.1:2")
     assert "LIFTOFF_RUNTIME=local.runtime:emulator_hosts" in exports and "LIFTOFF_LOCAL_CONTROL=http://127.0.0.1:2" in exports
-    assert "LIFTOFF_RUNTIME=local.runtime:emulator " in local_runtime.shell_exports("http://localhost:1") + " "
+    tasks = local_runtime.shell_exports("http://localhost:1", control_url="http://127.0.0.1:2", compute="ecs")
+    assert "LIFTOFF_RUNTIME=local.runtime:emulator_tasks" in tasks and "LIFTOFF_LOCAL_CONTROL=http://127.0.0.1:2" in tasks
+    assert "LIFTOFF_RUNTIME=local.runtime:emulator " in local_runtime.shell_exports("http://localhost:1", compute="ecs") + " "
 
 
-def test_the_kept_hosts_runtime_refuses_without_a_supervisor_that_answers_for_the_stage():
-    """`local.runtime:emulator_hosts` asks the supervisor what runs: without one (or one keeping another stage's
-    hosts) liftoff refuses at once, naming why and what to do, instead of pretending anything switched."""
+def test_the_kept_world_runtimes_refuse_without_a_supervisor_that_answers_for_the_stage():
+    """`local.runtime:emulator_hosts` asks the supervisor what runs, `local.runtime:emulator_tasks` its image blobs:
+    without one (or one keeping another stage, or the factory of the other compute) liftoff refuses at once, naming
+    why and what to do, instead of pretending anything switched."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,8 +125,9 @@ def test_the_kept_hosts_runtime_refuses_without_a_supervisor_that_answers_for_th
 
     from config import load_config
     from local import runtime as local_runtime
-    from local.control import SupervisedRuntime
+    from local.control import SupervisedRuntime, SupervisedTasksRuntime
     from local.emulator import free_port
+    from release.aws import Aws
     from release.runtime import RuntimeRefused
     from tests.helpers.synth import CDK_JSON
 
@@ -137,9 +141,11 @@ def test_the_kept_hosts_runtime_refuses_without_a_supervisor_that_answers_for_th
     with pytest.raises(RuntimeRefused, match=f"the local supervisor at {nobody} does not answer"):
         local_runtime.emulator_hosts(stage=stage, region="us-east-1", environ={**endpoint, "LIFTOFF_LOCAL_CONTROL": nobody})
 
-    class Staging(BaseHTTPRequestHandler):
+    supervised = {"stage": "staging"}  # what the fake supervisor answers for, changed below
+
+    class Supervisor(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            body = json.dumps({"stage": "staging"}).encode()
+            body = json.dumps(supervised).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -148,13 +154,25 @@ def test_the_kept_hosts_runtime_refuses_without_a_supervisor_that_answers_for_th
         def log_message(self, *_):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Staging)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Supervisor)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         control = {**endpoint, "LIFTOFF_LOCAL_CONTROL": f"http://127.0.0.1:{server.server_port}"}
-        with pytest.raises(RuntimeRefused, match="keeps stage staging's hosts, not production's"):
+        with pytest.raises(RuntimeRefused, match="keeps stage staging, not production"):
             local_runtime.emulator_hosts(stage=stage, region="us-east-1", environ=control)
-        made = local_runtime.emulator_hosts(stage=load_config(CDK_JSON).stage("staging"), region="us-east-1", environ=control)
+        staging = load_config(CDK_JSON).stage("staging")
+        with pytest.raises(RuntimeRefused, match="emulator_hosts is for a kept ec2 stage; stage staging runs on ecs") as refused:
+            local_runtime.emulator_hosts(stage=staging, region="us-east-1", environ=control)
+        assert "LIFTOFF_RUNTIME=local.runtime:emulator_tasks" in refused.value.hint
+        with pytest.raises(RuntimeRefused, match="emulator_tasks is for a kept ecs stage; stage production runs on ec2"):
+            local_runtime.emulator_tasks(stage=stage, region="us-east-1", environ=control)
+        made = local_runtime.emulator_tasks(stage=staging, region="us-east-1", environ=control)
+        assert isinstance(made, SupervisedTasksRuntime) and made.control.url == control["LIFTOFF_LOCAL_CONTROL"]
+        # What runs is read as on AWS (the emulator answers from the kept ECS stand-in), never made up from the stack.
+        for read in ("ecs_running", "target_health", "ecs_deployments", "run_one_off"):
+            assert getattr(SupervisedTasksRuntime, read) is getattr(Aws, read), read
+        supervised["stage"] = "production"
+        made = local_runtime.emulator_hosts(stage=stage, region="us-east-1", environ=control)
         assert isinstance(made, SupervisedRuntime) and made.control.url == control["LIFTOFF_LOCAL_CONTROL"]
     finally:
         server.shutdown()
