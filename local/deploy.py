@@ -596,7 +596,7 @@ def stop_kept_world(state_dir: Path = STATE_DIR) -> list[str]:
     stopped = []
     world = boxes.BoxWorld.recorded(state_dir)
     if world is not None:
-        daemon = docker.Daemon(host=docker.DEFAULT_HOST)
+        daemon = docker.Daemon(host=os.environ.get("DOCKER_HOST") or docker.DEFAULT_HOST)  # the daemon `up` used
         boxes.stop_world(daemon, world, state_dir)
         if world.boxes:
             stopped.append(f"the hosts' world {world.name} ({len(world.boxes)} host(s), registry, database, network, "

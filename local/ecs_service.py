@@ -186,6 +186,13 @@ class EcsStandIn:
         if stop_tasks:
             with self._lock:
                 managed = [item for state in self.services.values() for item in state.tasks.values()]
+                for item in managed:
+                    # ECS deregisters a task it stops: no registration outlives the stand-in (a later one would inherit it).
+                    if item.registered and item.deregistered_at is None and item.task.last_status != "STOPPED":
+                        try:
+                            self._drain(item, "the ECS stand-in stopped", immediate=True)
+                        except Exception as error:  # noqa: BLE001 (the emulator may be gone first; the tasks stop regardless)
+                            self.say(f"  ECS stand-in: could not deregister task {item.task.task_id[:8]}: {error}")
             threads = [threading.Thread(target=self.runner.stop, args=(item.task, "the ECS stand-in stopped"), daemon=True)
                        for item in managed]
             for thread in threads:
