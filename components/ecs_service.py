@@ -143,8 +143,11 @@ class EcsService(Construct):
             min_healthy_percent=100,
             max_healthy_percent=200,
             deployment_strategy=None if rolling else _STRATEGIES[deployment_strategy],
-            # The circuit breaker applies to rolling deployments only; the others stop on the alarms.
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True) if rolling else None,
+            # Tasks that never become healthy fail the deployment and roll it back by themselves (AWS: *Amazon ECS
+            # deployment failure detection*: the circuit breaker serves rolling and blue/green deployments; canary
+            # and linear stop on the alarms). Blue/green's bad release then never took a request.
+            circuit_breaker=(ecs.DeploymentCircuitBreaker(enable=True, rollback=True)
+                             if deployment_strategy in ("rolling", "blue_green") else None),
             bake_time=None if rolling else Duration.minutes(bake_seconds // 60),
             canary_configuration=shift if deployment_strategy == "canary" else None,
             linear_configuration=shift if deployment_strategy == "linear" else None,

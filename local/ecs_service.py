@@ -16,7 +16,7 @@ documentation describes ECS's deployment controller (docs/local-emulator.md cite
   (`canaryPercent` then the rest after `canaryBakeTimeInMinutes`; `stepPercent` every `stepBakeTimeInMinutes`)
   before the same bake;
 - a release alarm of `deploymentConfiguration.alarms` in ALARM during the deployment or its bake, the
-  deployment circuit breaker's threshold of failed tasks (rolling only, as on AWS), or `StopServiceDeployment`
+  deployment circuit breaker's threshold of failed tasks (rolling and blue/green, as on AWS), or `StopServiceDeployment`
   with ROLLBACK: the deployment rolls back. With a traffic shift that is the rule's weights back to the old group
   (no task starts) and the new tasks stopped; in rolling, a new deployment of the last revision that succeeded.
   Either way the service's task definition names the revision that runs again;
@@ -44,6 +44,8 @@ from local.lb import Controller
 Say = Callable[[str], None]
 ROLLING, BLUE_GREEN, CANARY, LINEAR = "ROLLING", "BLUE_GREEN", "CANARY", "LINEAR"
 SHIFTING = (BLUE_GREEN, CANARY, LINEAR)  # strategies with two target groups, a traffic shift and a bake
+# AWS, *Amazon ECS deployment failure detection*: the circuit breaker serves rolling and blue/green deployments.
+BREAKER_STRATEGIES = (ROLLING, BLUE_GREEN)
 LAUNCH_BACKOFF_SECONDS = (5, 10, 20, 40, 60)  # between failed launches in a row (ECS throttles them too)
 ACTIVE_STATUSES = ("PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS")
 STOPPED_KEPT_SECONDS = 3600  # DescribeTasks shows a stopped task for about an hour
@@ -416,9 +418,10 @@ class EcsStandIn:
         """Blue/green, canary, linear: the new tasks fill the other group, then the listener rule's weights move in steps,
         then the bake; the old tasks go only after it."""
         if deployment.stage == "SCALE_UP":
-            # No circuit breaker here (AWS: it applies to rolling deployments only): failed tasks are replaced until the
-            # deployment's alarms or a StopServiceDeployment end it; production traffic never reaches them.
-            self._count_failures(state, deployment, service)
+            # Failed tasks are replaced (production traffic never reaches them) until the circuit breaker (blue/green
+            # only, where the service enables it), the deployment's alarms or a StopServiceDeployment end it.
+            if self._count_failures(state, deployment, service):
+                return
             green = self._live(state, deployment.target)
             while len(green) < state.desired and time.time() >= state.next_launch_at:
                 green.append(self._launch(state, deployment.target, deployment.target_group))
@@ -539,7 +542,7 @@ class EcsStandIn:
                 deployment.failed_tasks += 1
         breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
         limit = circuit_breaker_threshold(state.desired)
-        if deployment.strategy == ROLLING and breaker.get("enable") and deployment.failed_tasks >= limit:
+        if deployment.strategy in BREAKER_STRATEGIES and breaker.get("enable") and deployment.failed_tasks >= limit:
             why = f"circuit breaker: {deployment.failed_tasks} task(s) failed to start or pass health checks (threshold {limit})"
             if breaker.get("rollback"):
                 self._roll_back(state, deployment, why)

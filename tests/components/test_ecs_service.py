@@ -47,9 +47,10 @@ def test_shipped_staging_deploys_blue_green_with_bake_time_and_rollback_alarms(s
     deployment = service["DeploymentConfiguration"]
     assert deployment["Strategy"] == "BLUE_GREEN"
     assert deployment["BakeTimeInMinutes"] == 5  # bake_seconds 300
-    # Full capacity of the new version before any traffic moves; the circuit breaker is rolling-only.
+    # Full capacity of the new version before any traffic moves; new tasks that never become healthy trip the
+    # circuit breaker, which rolls the deployment back before it took a request.
     assert (deployment["MinimumHealthyPercent"], deployment["MaximumPercent"]) == (100, 200)
-    assert "DeploymentCircuitBreaker" not in deployment
+    assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
     alarms = {logical_id for logical_id in of_type(template, "AWS::CloudWatch::Alarm")}
     release = sorted(a for a in alarms if a.startswith("AlarmsRelease"))
     assert len(release) == 2

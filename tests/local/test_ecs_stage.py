@@ -223,24 +223,34 @@ def test_liftoff_migrate_runs_the_migrate_task_for_real_against_the_database_and
     assert families == []
 
 
-def test_a_release_that_never_gets_healthy_never_takes_traffic_and_rollback_abandons_it(world, docker_daemon, service_image):
+def test_a_release_that_never_gets_healthy_never_takes_traffic_and_the_circuit_breaker_rolls_it_back(world, docker_daemon,
+                                                                                                        service_image):
     steady(world)
     world["tasks"].push({"1.2.0": images.release_image(docker_daemon, service_image, "1.2.0", never_starts=True)})
-    service = world["tasks"].outputs()["EcsServiceName"]
+    outputs = world["tasks"].outputs()
+    ecs = world["session"].client("ecs")
     with LoadRun(f"{world['tasks'].balancer.url}/version", rate=LOAD_RATE, duration=600) as run:
         try:
             code, out = liftoff(world, "stage", "1.2.0")
             assert code == 0, out
             code, out = liftoff(world, "activate", "1.2.0", "--no-watch", "--verify-timeout", "45")
+            # Never seen running: not verified (on AWS CloudFormation's update fails with the deployment: exit 5; moto
+            # finished the update at once, docs/local-emulator.md). Why, in ECS's words, in the activation's output.
             assert code == d.EXIT_UNVERIFIED, out
-            # Why it does not run, in ECS's words, in the activation's own output.
             assert "a task of 1.2.0 stopped: Essential container in task exited" in out, out
-            deployment = world["tasks"].ecs.deployments(service)[0]
-            assert (deployment.status, deployment.stage, deployment.weight) == ("IN_PROGRESS", "SCALE_UP", 0)
-            code, out = liftoff(world, "rollback")
-            assert code == 0, out
-            assert "abandons the new tasks" in out
-            assert deployment.status == "ROLLBACK_SUCCESSFUL"
+
+            def rolled_back():
+                # As the AWS CLI or liftoff read it: ECS's own rollback of the deployment, and why.
+                listed = ecs.list_service_deployments(cluster=outputs["ClusterName"], service=outputs["EcsServiceName"],
+                                                      status=["ROLLBACK_SUCCESSFUL"])["serviceDeployments"]
+                return [d for d in listed if d.get("statusReason", "").startswith("circuit breaker")]
+
+            (deployment, *_) = wait_until(rolled_back, 120, "the circuit breaker rolled the deployment back")
+            assert re.fullmatch(r"circuit breaker: [3-9] task\(s\) failed to start or pass health checks \(threshold 3\)",
+                                deployment["statusReason"]), deployment
+            service = ecs.describe_services(cluster=outputs["ClusterName"], services=[outputs["EcsServiceName"]])["services"][0]
+            image = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]["containerDefinitions"]
+            assert all(container["image"].endswith(f":{FIRST}") for container in image)  # the service names the old revision again
         finally:
             run.stop()
     summary = run.summary()
