@@ -17,8 +17,7 @@ import base64
 import json
 import urllib.request
 
-from local.runtime import EmulatedRuntime
-from release.aws import Aws
+from local.runtime import EmulatedRuntime, RealTaskReads
 from release.schema_aws import SchemaAdapter
 
 
@@ -85,12 +84,7 @@ class SupervisedRuntime(_AsksTheSupervisor):
         return SchemaAdapter.run_one_off(self, outputs, **kwargs)
 
 
-class SupervisedTasksRuntime(_AsksTheSupervisor):
+class SupervisedTasksRuntime(RealTaskReads, _AsksTheSupervisor):
     """An ecs world: the real adapter's reads of ECS and the target groups, which the emulator answers from the kept ECS
     stand-in's publications as AWS answers them, and `liftoff migrate`'s one-off task through RunTask; nothing is made
     up from the stack's record."""
-
-    ecs_running = Aws.ecs_running
-    target_health = Aws.target_health
-    ecs_deployments = Aws.ecs_deployments
-    run_one_off = Aws.run_one_off

@@ -31,7 +31,7 @@ class EcsAgent:
 
     def __init__(self, stand_in: EcsStandIn, *, endpoint_url: str, say: Say = print):
         self.stand_in, self.say = stand_in, say
-        self.url = endpoint_url.rstrip("/") + PUBLISH_PATH
+        self.url = publication_url(endpoint_url)
         self._started: dict[str, str] = {}  # RunTask request id -> task ARN, until a publication carried it
         self._follower = Follower("ECS agent", self.exchange, interval=self.interval, say=say)
 
@@ -41,7 +41,7 @@ class EcsAgent:
     def stop(self) -> None:
         self._follower.stop()
         try:
-            self._send("DELETE", self._identity())
+            withdraw(self.url, **self._identity())
         except EcsAgentError as error:
             self.say(f"  ECS agent: the emulator kept the publication: {error}")
 
@@ -78,10 +78,25 @@ class EcsAgent:
         return {"account": runner.account, "region": runner.region, "cluster": self.stand_in.cluster}
 
     def _send(self, method: str, body: dict) -> dict:
-        request = urllib.request.Request(self.url, data=json.dumps(body, default=str).encode(), method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-                return json.loads(response.read() or b"{}")
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            raise EcsAgentError(f"{method} {self.url}: {error}") from error
+        return _send(self.url, method, body)
+
+
+def publication_url(endpoint_url: str) -> str:
+    return endpoint_url.rstrip("/") + PUBLISH_PATH
+
+
+def withdraw(url: str, *, account: str, region: str, cluster: str) -> None:
+    """The emulator forgets what a stand-in published for `cluster`: its ECS answers are moto's again. The agent's own
+    stop does it; so does whoever clears after a stand-in killed outright (its publication would turn stale, and the
+    emulator would then fail every ECS read of the cluster)."""
+    _send(url, "DELETE", {"account": account, "region": region, "cluster": cluster})
+
+
+def _send(url: str, method: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body, default=str).encode(), method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            return json.loads(response.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise EcsAgentError(f"{method} {url}: {error}") from error

@@ -69,6 +69,11 @@ def rule_weights(elbv2, rule_arn: str) -> dict[str, int]:
     return {}
 
 
+def stopped_long_ago(task: Task) -> bool:
+    """Stopped longer ago than DescribeTasks shows a stopped task: forgotten."""
+    return task.last_status == "STOPPED" and bool(task.stopped_at) and time.time() - task.stopped_at > STOPPED_KEPT_SECONDS
+
+
 def service_groups(service: dict) -> list[str]:
     """Every target group the service's tasks may be registered in (the alternate one too, in a traffic shift)."""
     balancers = service.get("loadBalancers") or []
@@ -321,7 +326,7 @@ class EcsStandIn:
         with self._lock:
             for task_id, task in list(self.one_offs.items()):
                 self.runner.observe(task)  # an essential container's exit stops it (and ships its logs)
-                if task.last_status == "STOPPED" and task.stopped_at and time.time() - task.stopped_at > STOPPED_KEPT_SECONDS:
+                if stopped_long_ago(task):
                     del self.one_offs[task_id]
             for service in described:
                 if service.get("status") != "ACTIVE":
@@ -602,7 +607,7 @@ class EcsStandIn:
                                  daemon=True).start()
         # Forget tasks stopped long ago: `tasks` shows what stopped recently, as DescribeTasks does for about an hour.
         for task_id, item in list(state.tasks.items()):
-            if item.task.last_status == "STOPPED" and item.task.stopped_at and time.time() - item.task.stopped_at > STOPPED_KEPT_SECONDS:
+            if stopped_long_ago(item.task):
                 del state.tasks[task_id]
 
     # --- the load balancer and alarms ----------------------------------------------------------------

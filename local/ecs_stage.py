@@ -21,8 +21,7 @@ from local.ecs_agent import EcsAgent
 from local.ecs_service import EcsStandIn, rule_weights
 from local.ecs_tasks import TaskRunner, World, resolve_secret
 from local.emulator import free_port
-from local.runtime import EmulatedRuntime
-from release.aws import Aws
+from local.runtime import EmulatedRuntime, RealTaskReads
 
 Say = Callable[[str], None]
 APP_CONTAINER = "app"
@@ -57,6 +56,11 @@ class StageTasks:
     def service(self) -> dict:
         outputs = self.outputs()
         return self._client("ecs").describe_services(cluster=outputs["ClusterName"], services=[outputs["EcsServiceName"]])["services"][0]
+
+    @staticmethod
+    def target_groups(outputs: dict[str, str]) -> list[str]:
+        """The service's target groups, from its stack's outputs (the alternate one too, with a traffic shift)."""
+        return [outputs[key] for key in ("TargetGroupArn", "AlternateTargetGroupArn") if outputs.get(key)]
 
     def app_container(self, definition: dict, service: dict | None = None) -> dict:
         """The container the load balancer sends requests to (the service's, else `app`)."""
@@ -93,7 +97,7 @@ class StageTasks:
                                         listen_port=listen_port or free_port())
         self.balancer.start()
         outputs = self.outputs()
-        groups = [outputs[key] for key in ("TargetGroupArn", "AlternateTargetGroupArn") if outputs.get(key)]
+        groups = self.target_groups(outputs)
         advanced = ((self.service().get("loadBalancers") or [{}])[0].get("advancedConfiguration") or {})
         rule = advanced.get("productionListenerRule")
         elbv2 = self.session.client("elbv2")  # one client for the controller's passes (every 0.25 s) and the rule's weights
@@ -163,15 +167,10 @@ class StageTasks:
         return self.world
 
 
-class TasksRuntime(EmulatedRuntime):
+class TasksRuntime(RealTaskReads, EmulatedRuntime):
     """`liftoff` on an ecs stage whose tasks really run: the real adapter's reads of ECS and the target groups, which the
     emulator answers from the ECS stand-in's publications (local/moto_live.py), as AWS answers them; image blobs from
     the ECR stand-in. Nothing is made up from the stack's record."""
-
-    ecs_running = Aws.ecs_running
-    target_health = Aws.target_health
-    ecs_deployments = Aws.ecs_deployments
-    run_one_off = Aws.run_one_off  # EmulatedRuntime refuses: here the one-off task really runs
 
     def __init__(self, *, tasks: StageTasks, **kwargs):
         super().__init__(**kwargs)

@@ -151,6 +151,17 @@ def loopback(endpoint: str) -> bool:
         return False
 
 
+class RealTaskReads:
+    """Mixed in before EmulatedRuntime where an ecs stage's tasks really run (the ECS stand-in, whose agent publishes
+    them to the emulator: local/moto_live.py): the real adapter's reads of ECS and the target groups, and RunTask for
+    `liftoff migrate`'s one-off task, instead of answers made up from the stack's record."""
+
+    ecs_running = Aws.ecs_running
+    target_health = Aws.target_health
+    ecs_deployments = Aws.ecs_deployments
+    run_one_off = Aws.run_one_off
+
+
 class EmulatedRuntime(Aws):
     """The release tool's adapter on an emulated stage; see the module docstring for what it stands in for."""
 

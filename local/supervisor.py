@@ -44,8 +44,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -54,12 +52,12 @@ from local import boxes, processes
 from local import emulator as emulators
 from local.aws import EMULATED_ACCOUNT, FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.docker import DEFAULT_HOST, Daemon
+from local.ecs_agent import EcsAgentError, publication_url, withdraw
 from local.ecs_stage import StageTasks
 from local.follower import Follower
 from local.group import GroupStandIn
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.lb import LoadBalancer
-from local.moto_live import PUBLISH_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD_NAME = "supervisor.json"
@@ -293,8 +291,7 @@ class TasksSupervisor(_Supervising):
     def start(self) -> SupervisorRecord:
         outputs = self.tasks.outputs()
         self.service = outputs["EcsServiceName"]
-        groups = [outputs[key] for key in ("TargetGroupArn", "AlternateTargetGroupArn") if outputs.get(key)]
-        self._clear_a_dead_stand_in(cluster=outputs["ClusterName"], target_groups=groups)
+        self._clear_a_dead_stand_in(cluster=outputs["ClusterName"], target_groups=StageTasks.target_groups(outputs))
         balancer = self.tasks.start_load_balancer(listen_port=self.listen_port)
         self.say(f"load balancer: {balancer.url} (HAProxy pid {balancer.process.pid})")
         self.tasks.start_tasks()
@@ -330,8 +327,11 @@ class TasksSupervisor(_Supervising):
         """What an earlier stand-in left: a killed supervisor's publication, task containers and registrations; after
         the walk, which stopped its tasks in order, only their registrations (ECS deregisters a stopped task; a stand-in
         that stops with its tasks leaves them)."""
-        withdraw_publication(self.session.endpoint_url, account=EMULATED_ACCOUNT, region=FAKE_ENVIRONMENT["AWS_REGION"],
-                             cluster=cluster)
+        try:
+            withdraw(publication_url(self.session.endpoint_url), account=EMULATED_ACCOUNT, region=FAKE_ENVIRONMENT["AWS_REGION"],
+                     cluster=cluster)
+        except EcsAgentError as error:
+            raise SupervisorError(f"the emulator did not withdraw cluster {cluster}'s publication ({error})") from None
         world = self.tasks.world
         containers = self.daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={world.name}",
                                      "--filter", "label=liftoff.ecs.task").stdout.split()
@@ -353,19 +353,6 @@ class TasksSupervisor(_Supervising):
         if containers or deregistered:
             self.say(f"removed what an earlier ECS stand-in left: {len(containers)} task container(s), {len(volumes)} volume(s), "
                      f"{deregistered} target registration(s)")
-
-
-def withdraw_publication(endpoint_url: str, *, account: str, region: str, cluster: str) -> None:
-    """The emulator forgets what a stand-in published for `cluster` (as its agent's stop does): a publication left
-    by a killed one turns stale, and the emulator then fails every ECS read of the cluster, and DescribeTargetHealth."""
-    url = endpoint_url.rstrip("/") + PUBLISH_PATH
-    request = urllib.request.Request(url, method="DELETE", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"account": account, "region": region, "cluster": cluster}).encode())
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-    except (urllib.error.URLError, OSError) as error:
-        raise SupervisorError(f"the emulator did not withdraw cluster {cluster}'s publication (DELETE {url}: {error})") from None
 
 
 def _handler(supervisor: _Supervising) -> type[BaseHTTPRequestHandler]:
