@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.github_oidc import (ALARM_READ_ACTIONS, COMMAND_RESULT_ACTIONS, ECR_PUSH_ACTIONS, MIGRATE_REGISTER_ACTIONS,
+from components.release_permissions import (ALARM_READ_ACTIONS, COMMAND_RESULT_ACTIONS, ECR_PUSH_ACTIONS, MIGRATE_REGISTER_ACTIONS,
                                    OBSERVE_ACTIONS)
 from tests.helpers.synth import cdk_context
 
