@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, Stack, Token
 from aws_cdk import aws_iam as iam
 
 ECR_PUSH_ACTIONS = (
@@ -68,22 +68,26 @@ class StageTargets:
 def release_statements(stack: Stack, targets: StageTargets) -> tuple[list[iam.PolicyStatement], list[str]]:
     """The release verbs on `targets`, and each resource pattern that ends in a wildcard (for cdk-nag's list)."""
     wildcards: list[str] = []
+    # cdk-nag names an unresolved account or region the way CloudFormation's pseudo parameters are written.
+    account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+    region_label = "<AWS::Region>" if Token.is_unresolved(targets.region) else targets.region
 
     def arn(service: str, resource: str, name: str, *, region: str = targets.region) -> str:
         # Every name here ends in a wildcard (see the acknowledgement below); each is listed for cdk-nag.
-        wildcards.append(f"arn:<AWS::Partition>:{service}:{region}:{stack.account}:{resource}/{name}")
+        label = name.replace(stack.account, account).replace(targets.region, region_label)
+        wildcards.append(f"arn:<AWS::Partition>:{service}:{region_label if region == targets.region else region}:{account}:{resource}/{label}")
         return stack.format_arn(service=service, region=region, resource=resource, resource_name=name,
                                 arn_format=ArnFormat.SLASH_RESOURCE_NAME)
 
     def group_arn(name: str) -> str:
-        wildcards.append(f"arn:<AWS::Partition>:autoscaling:{targets.region}:{stack.account}:autoScalingGroup:*:"
+        wildcards.append(f"arn:<AWS::Partition>:autoscaling:{region_label}:{account}:autoScalingGroup:*:"
                          f"autoScalingGroupName/{name}")
         return stack.format_arn(service="autoscaling", region=targets.region, resource="autoScalingGroup",
                                 resource_name=f"*:autoScalingGroupName/{name}", arn_format=ArnFormat.COLON_RESOURCE_NAME)
 
     def log_group_arn(name: str) -> str:
         # A stream's ARN is the group's followed by `:log-stream:<name>`: the wildcard covers both.
-        wildcards.append(f"arn:<AWS::Partition>:logs:{targets.region}:{stack.account}:log-group:{name}")
+        wildcards.append(f"arn:<AWS::Partition>:logs:{region_label}:{account}:log-group:{name}")
         return stack.format_arn(service="logs", region=targets.region, resource="log-group", resource_name=name,
                                 arn_format=ArnFormat.COLON_RESOURCE_NAME)
 

@@ -19,6 +19,8 @@ from components.ec2_service import Ec2Service
 from components.ecs_service import EcsService
 from components.load_balancer import LoadBalancer
 from components.nag import acknowledge
+from components.operator_policy import OperatorPolicy
+from components.release_permissions import StageTargets
 from config import RELEASE_TAG_DESCRIPTION, RELEASE_TAG_PATTERN, StageConfig
 
 IMAGE_TAG_PARAMETER = "ImageTag"
@@ -232,6 +234,12 @@ class ServiceStack(Stack):
             db_cpu_percent=thresholds.db_cpu_percent,
             db_connections=stage.db_connections_alarm_threshold,
         )
+        # The people who run liftoff on this stage get exactly the release verbs on it (docs/security.md).
+        self.operator_policy = OperatorPolicy(self, "Operators", targets=StageTargets(
+            stage=stage.name, region=self.region, registry_stack=stage.registry_stack_name,
+            data_stack=stage.data_stack_name, service_stack=stage.service_stack_name,
+            owns_registry=stage.share_registry_with is None,
+        ))
         host = stage.domain_name or self.load_balancer.load_balancer.load_balancer_dns_name
         CfnOutput(self, "ServiceUrl", value=f"{self.load_balancer.url_scheme}://{host}")
         CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn)
@@ -249,5 +257,6 @@ class ServiceStack(Stack):
         CfnOutput(self, "ActiveImageTagParameterName", value=self.active_tag_parameter.parameter_name)
         CfnOutput(self, "StagedImageTagParameterName", value=self.staged_tag_parameter.parameter_name)
         CfnOutput(self, "LogGroupName", value=self.compute.log_group.log_group_name)
+        CfnOutput(self, "OperatorPolicyArn", value=self.operator_policy.policy.managed_policy_arn)
         for name, value in compute_outputs.items():
             CfnOutput(self, name, value=value)

@@ -44,6 +44,8 @@ def test_acknowledged_findings_are_exactly_the_reviewed_ones(shipped):
         ("AwsSolutions-IAM4", "production-service/Ec2/HostRole"),
         ("AwsSolutions-IAM5", "production-service/Ec2/HostRole/DefaultPolicy"),
         ("AwsSolutions-IAM5", "staging-service/Ecs/Task/ExecutionRole"),
+        ("AwsSolutions-IAM5", "production-service/Operators/Policy"),
+        ("AwsSolutions-IAM5", "staging-service/Operators/Policy"),
         ("AwsSolutions-RDS10", "staging-data/Database/Instance"),
         ("AwsSolutions-RDS11", "production-data/Database/Instance"),
         ("AwsSolutions-RDS11", "staging-data/Database/Instance"),
