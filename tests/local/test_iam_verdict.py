@@ -70,6 +70,11 @@ CASES = [
     ("elasticloadbalancing:DeregisterTargets", {"TargetGroupArn": TARGET_GROUP}, [TARGET_GROUP]),
     ("autoscaling:DescribeAutoScalingGroups", {"AutoScalingGroupNames.member.1": "g"}, ["*"]),
     ("autoscaling:DescribeAutoScalingInstances", {"InstanceIds.member.1": "i-1"}, ["*"]),
+    ("autoscaling:DescribePolicies", {"AutoScalingGroupName": "g"}, ["*"]),
+    ("autoscaling:DescribeScalingActivities", {"AutoScalingGroupName": "g", "MaxRecords": "5"}, ["*"]),
+    ("application-autoscaling:DescribeScalableTargets", {"ServiceNamespace": "ecs", "ResourceIds": ["service/c/s"]}, ["*"]),
+    ("application-autoscaling:DescribeScalingPolicies", {"ServiceNamespace": "ecs", "ResourceId": "service/c/s"}, ["*"]),
+    ("application-autoscaling:DescribeScalingActivities", {"ServiceNamespace": "ecs", "ResourceId": "service/c/s"}, ["*"]),
     *[(f"autoscaling:{name}", {"AutoScalingGroupName": "production-service-Hosts-X"}, [GROUP]) for name in (
         "SuspendProcesses", "ResumeProcesses", "CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")],
     ("ssm:DescribeAssociation", {"AssociationId": "assoc-1"}, [arn("ssm", "association/assoc-1")]),
@@ -339,7 +344,14 @@ def deploy_session(stage: str) -> str:
 def policies(world):
     roles = {stage: world.policies_of(f"arn:aws:iam::{ACCOUNT}:role/liftoff-{stage}-github-deploy") for stage in ("staging", "production")}
     host = world.policies_of(world.principal_arn("production-service", logical_id(world, "production-service", "AWS::IAM::Role", "Ec2HostRole")))
-    return {**{policy.principal: policy for policy in roles.values()}, host.principal: host}
+    tasks = [world.policies_of(world.principal_arn("staging-service", logical_id(world, "staging-service", "AWS::IAM::Role", prefix)))
+             for prefix in ("EcsTaskTaskRole", "EcsTaskExecutionRole")]
+    return {policy.principal: policy for policy in [*roles.values(), host, *tasks]}
+
+
+def task_session(world, prefix: str) -> str:
+    name = world.ref("staging-service", logical_id(world, "staging-service", "AWS::IAM::Role", prefix))
+    return f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/{'0' * 32}"
 
 
 def host_session(world) -> str:
@@ -517,3 +529,45 @@ def test_the_release_verbs_calls_are_allowed_for_each_deploy_role(world, policie
     assert [str(v) for v in verdicts if not v.allowed] == []
     passed = [v for v in verdicts if v.call.get("implied_by") == "ecs:RunTask"]
     assert sorted(v.resource for v in passed) == sorted(roles.values())
+
+
+def test_the_task_roles(world, policies):
+    """The execution role pulls the image, reads the stage's database secret and writes the task's logs (what the ECS
+    agent does with it); the task role, which the application runs as, may not write the ledger."""
+    execution, task = task_session(world, "EcsTaskExecutionRole"), task_session(world, "EcsTaskTaskRole")
+    log_group = world.ref("staging-service", logical_id(world, "staging-service", "AWS::Logs::LogGroup"))
+    secret = world.ref("staging-data", logical_id(world, "staging-data", "AWS::SecretsManager::SecretTargetAttachment"))
+    repository = world.ref("staging-registry", logical_id(world, "staging-registry", "AWS::ECR::Repository"))
+    agent = [
+        call("ecr:GetAuthorizationToken", {}, execution),
+        call("ecr:BatchGetImage", {"repositoryName": repository}, execution),
+        call("ecr:GetDownloadUrlForLayer", {"repositoryName": repository, "layerDigest": "sha256:0"}, execution),
+        call("secretsmanager:GetSecretValue", {"SecretId": secret}, execution),
+        call("logs:CreateLogStream", {"logGroupName": log_group, "logStreamName": f"liftoff/web/{'0' * 32}"}, execution),
+        call("logs:PutLogEvents", {"logGroupName": log_group, "logStreamName": f"liftoff/web/{'0' * 32}"}, execution),
+    ]
+    assert [str(v) for v in judge(agent, policies) if not v.allowed] == []
+    production_secret = world.ref("production-data", logical_id(world, "production-data", "AWS::SecretsManager::SecretTargetAttachment"))
+    refused = judge([call("secretsmanager:GetSecretValue", {"SecretId": production_secret}, execution),
+                     call("dynamodb:PutItem", {"TableName": ledger(world, "staging")}, task)], policies)
+    assert [v.decision for v in refused] == [IMPLICITLY_DENIED, IMPLICITLY_DENIED]
+
+
+def test_physical_ids_of_a_deployed_world_win_over_the_guesses(world):
+    table = logical_id(world, "staging-data", "AWS::DynamoDB::Table")
+    deployed = Synthesized(world.templates, account=ACCOUNT, region=REGION,
+                           physical_ids={"staging-data": {table: "staging-data-ReleaseLedgerTableB497B9C4-1XYZ"}},
+                           stack_ids={"staging-service": arn("cloudformation", "stack/staging-service/5a1b")})
+    assert deployed.get_att("staging-data", table, "Arn") == arn("dynamodb", "table/staging-data-ReleaseLedgerTableB497B9C4-1XYZ")
+    assert deployed.resolve("staging-service", {"Ref": "AWS::StackId"}) == arn("cloudformation", "stack/staging-service/5a1b")
+
+
+def test_an_operator_with_the_stages_operator_policy(world):
+    # People run liftoff as themselves, outside the templates, with the stage's `liftoff-<stage>-operator` policy.
+    operator = f"arn:aws:iam::{ACCOUNT}:user/alice"
+    policies = {operator: Policies(principal=operator, documents=(world.managed_policy("liftoff-staging-operator"),))}
+    own, other, push = judge([call("cloudformation:UpdateStack", {"StackName": "staging-service"}, operator),
+                              call("cloudformation:UpdateStack", {"StackName": "production-service"}, operator),
+                              call("ecr:PutImage", {"repositoryName": "staging-registry-repo"}, operator)], policies)
+    assert own.allowed and other.decision == IMPLICITLY_DENIED
+    assert push.decision == IMPLICITLY_DENIED  # the image push is CI's
