@@ -820,11 +820,7 @@ GAWK_RESERVED = {
     "case", "continue", "default", "delete", "do", "else", "exit", "for", "func", "function", "getline", "if", "in",
     "next", "nextfile", "print", "printf", "return", "switch", "while",
 }
-AWK_ON_AL2023 = pytest.mark.xfail(strict=True, reason=(
-    "product bug: canary_judge (components/ec2_host/bin/liftoff-common.sh) passes `awk -v or=...`; AL2023's awk is "
-    "gawk, which refuses a builtin's name as a variable and exits 2, so on AL2023 the judge answers nothing and "
-    "run_canary never holds a release back (it records it as passed). Renaming the variable (e.g. old_requests) "
-    "fixes it; then remove this mark"))
+
 
 
 def awk_variables(sources: HostSources) -> dict[str, list[str]]:
@@ -857,7 +853,6 @@ def test_the_awk_variable_reader_sees_options_and_assignments():
     assert set(awk_variables(sample)) == {"or", "max", "n", "a"}
 
 
-@AWK_ON_AL2023
 def test_no_awk_variable_of_the_scripts_is_a_gawk_builtin(sources):
     clashes = {name: where for name, where in awk_variables(sources).items() if name in GAWK_RESERVED}
     assert not clashes, f"gawk (AL2023's awk) refuses these variable names: {clashes}"
@@ -881,7 +876,6 @@ def awk_outputs(awk: str, directory: Path, stat: str) -> list[str]:
     return run.stdout.splitlines()
 
 
-@AWK_ON_AL2023
 def test_the_scripts_awk_programs_answer_alike_under_mawk_and_gawk(host_proxy, tmp_path):
     implementations = {name: shutil.which(name) for name in ("mawk", "gawk")}
     missing = [name for name, path in implementations.items() if path is None]

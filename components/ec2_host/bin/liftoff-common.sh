@@ -450,15 +450,15 @@ proxy_slot_counters() {
 # The judge, pure: `canary_judge NEW_REQUESTS NEW_ERRORS NEW_MS OLD_REQUESTS OLD_ERRORS OLD_MS` prints
 # "bad <why>", or "wait <what it saw>" (not enough requests yet, or nothing wrong so far).
 canary_judge() {
-    awk -v nr="$1" -v ne="$2" -v nms="$3" -v or="$4" -v oe="$5" -v oms="$6" -v min="$CANARY_MIN_REQUESTS" \
+    awk -v nr="$1" -v ne="$2" -v nms="$3" -v old_requests="$4" -v oe="$5" -v oms="$6" -v min="$CANARY_MIN_REQUESTS" \
         -v max_error="$CANARY_MAX_ERROR_PERCENT" -v max_added="$CANARY_MAX_ADDED_MS" 'BEGIN {
         new_share = nr > 0 ? 100 * ne / nr : 0
-        old_share = or > 0 ? 100 * oe / or : 0
-        seen = sprintf("%d of %d requests failed (%.0f%%) against %d of %d (%.0f%%) on the serving slot; average %d ms against %d ms", ne, nr, new_share, oe, or, old_share, nms, oms)
+        old_share = old_requests > 0 ? 100 * oe / old_requests : 0
+        seen = sprintf("%d of %d requests failed (%.0f%%) against %d of %d (%.0f%%) on the serving slot; average %d ms against %d ms", ne, nr, new_share, oe, old_requests, old_share, nms, oms)
         if (nr < min) { print "wait " seen " (judged from " min " requests)"; exit }
         if (new_share > max_error && new_share > old_share + max_error) {
             printf "bad %s: more than %d%% failed (and %d points above the serving slot)\n", seen, max_error, max_error; exit }
-        if (or > 0 && nms > oms + max_added) {
+        if (old_requests > 0 && nms > oms + max_added) {
             printf "bad %s: more than %d ms slower than the serving slot\n", seen, max_added; exit }
         print "wait " seen
     }'
