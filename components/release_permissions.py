@@ -27,6 +27,13 @@ OBSERVE_ACTIONS = (
     # ECS blue/green, canary, linear: the deployment in progress and what is warm (`liftoff status`, `rollback`).
     "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments", "ecs:DescribeServiceRevisions",
 )
+# `liftoff status` shows how the stage scales (the target-tracking policies and the last scaling activities, ec2: EC2
+# Auto Scaling, ecs: Application Auto Scaling); none of these describe calls takes a resource-level ARN.
+SCALING_READ_ACTIONS = (
+    "autoscaling:DescribePolicies", "autoscaling:DescribeScalingActivities",
+    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DescribeScalingActivities",
+)
 # `liftoff rollback` during an ECS bake moves traffic back by stopping the stage's deployment in progress.
 BAKE_ROLLBACK_ACTIONS = ("ecs:StopServiceDeployment",)
 # An ec2 activate/rollback holds scale-in off its hosts for the update (docs/scaling.md): suspended, then resumed.
@@ -100,19 +107,17 @@ def release_statements(stack: Stack, targets: StageTargets) -> tuple[list[iam.Po
         iam.PolicyStatement(sid="ReadStageStacks", actions=list(STACK_READ_ACTIONS),
                             resources=[stack_arn(targets.registry_stack), stack_arn(targets.data_stack)]),
         iam.PolicyStatement(sid="ReleaseGates", actions=list(RELEASE_GATE_ACTIONS), resources=[stack_arn(targets.service_stack)]),
-        # The service stack was deployed by `cdk deploy` with the bootstrap's execution role; an update
-        # of its parameters runs as that role, which the caller must be allowed to hand to CloudFormation.
-        iam.PolicyStatement(
-            sid="PassStackExecutionRole", actions=["iam:PassRole"],
-            resources=[arn("iam", "role", f"cdk-*-cfn-exec-role-{stack.account}-{targets.region}", region="")],
-            conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
-        ),
+        # No iam:PassRole of the stack's execution role: an update that names no RoleARN keeps the stack's role,
+        # and CloudFormation checks no PassRole for it (UpdateStack's RoleARN in the API reference); liftoff names none.
         iam.PolicyStatement(sid="ReadImages", actions=list(ECR_READ_ACTIONS), resources=[repository]),
         iam.PolicyStatement(sid="ReleaseLedger", actions=list(LEDGER_ACTIONS), resources=[ledger]),
         iam.PolicyStatement(sid="ObserveRollout", actions=list(OBSERVE_ACTIONS), resources=["*"]),
+        iam.PolicyStatement(sid="ReadScaling", actions=list(SCALING_READ_ACTIONS), resources=["*"]),
         # CloudFormation names the stage's cluster and service after the service stack.
+        # The Service Authorization Reference lists both the service and the deployment as its resources.
         iam.PolicyStatement(sid="StopBakingDeployment", actions=list(BAKE_ROLLBACK_ACTIONS),
-                            resources=[arn("ecs", "service-deployment", f"{targets.service_stack}-*/{targets.service_stack}-*/*")]),
+                            resources=[arn("ecs", "service-deployment", f"{targets.service_stack}-*/{targets.service_stack}-*/*"),
+                                       arn("ecs", "service", f"{targets.service_stack}-*/{targets.service_stack}-*")]),
         # CloudFormation names the group `<service stack>-<logical id>-<suffix>`; its ARN has a generated id before the name.
         iam.PolicyStatement(sid="HoldScaleIn", actions=list(SCALE_IN_HOLD_ACTIONS),
                             resources=[group_arn(f"{targets.service_stack}-*")]),
@@ -162,7 +167,7 @@ RELEASE_WILDCARD_REASON = (
 )
 RELEASE_STAR_REASON = (
     "ssm:GetCommandInvocation, ecs:Register/DeregisterTaskDefinition and the ECS/ELB/Auto Scaling/SSM describe calls "
-    "liftoff makes to verify a rollout support no resource-level ARN, and cloudwatch:DescribeAlarms must be on * to "
+    "liftoff makes to verify a rollout and show how the stage scales support no resource-level ARN, and cloudwatch:DescribeAlarms must be on * to "
     "read composite alarms; all of them are read-only except the migrate task's registration, which runs nothing "
     "(RunTask is scoped to the stage)."
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from components.release_permissions import (ALARM_READ_ACTIONS, COMMAND_RESULT_ACTIONS, ECR_PUSH_ACTIONS, MIGRATE_REGISTER_ACTIONS,
-                                   OBSERVE_ACTIONS)
+                                            OBSERVE_ACTIONS, SCALING_READ_ACTIONS)
 from tests.helpers.synth import cdk_context
 
 ACCOUNT = "111111111111"
@@ -104,12 +104,15 @@ def test_release_gates_only_on_the_stages_own_service_stack(cd):
         assert arn(granted["ReleaseLedger"]["Resource"]) == f"arn:${{AWS::Partition}}:dynamodb:eu-west-1:{ACCOUNT}:table/{stage}-data-*"
         assert sorted(as_list(granted["ReleaseLedger"]["Action"])) == [
             "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
-        assert granted["PassStackExecutionRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
-        assert arn(granted["PassStackExecutionRole"]["Resource"]) == f"arn:${{AWS::Partition}}:iam::{ACCOUNT}:role/cdk-*-cfn-exec-role-{ACCOUNT}-eu-west-1"
+        # An update naming no RoleARN keeps the stack's execution role without a PassRole check: none is granted.
+        assert "PassStackExecutionRole" not in granted
+        assert all(s["Condition"]["StringEquals"]["iam:PassedToService"] == "ecs-tasks.amazonaws.com"
+                   for s in granted.values() if "iam:PassRole" in as_list(s["Action"]))
         # The ECS fast rollback stops only this stage's service deployments (cluster and service carry the stack's name).
         assert granted["StopBakingDeployment"]["Action"] == "ecs:StopServiceDeployment"
-        assert arn(granted["StopBakingDeployment"]["Resource"]) == (
-            f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:service-deployment/{stage}-service-*/{stage}-service-*/*")
+        assert [arn(r) for r in granted["StopBakingDeployment"]["Resource"]] == [
+            f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:service-deployment/{stage}-service-*/{stage}-service-*/*",
+            f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:service/{stage}-service-*/{stage}-service-*"]
         # An ec2 activation suspends and resumes only this stage's group (named after the service stack).
         assert sorted(as_list(granted["HoldScaleIn"]["Action"])) == ["autoscaling:ResumeProcesses", "autoscaling:SuspendProcesses"]
         assert arn(granted["HoldScaleIn"]["Resource"]) == (
@@ -163,7 +166,7 @@ def test_wildcard_resources_only_for_read_only_calls_and_no_wildcard_actions(cd)
             if statement["Resource"] == "*":
                 assert set(as_list(statement["Action"])) <= (set(OBSERVE_ACTIONS) | {"ecr:GetAuthorizationToken"}
                                                               | set(COMMAND_RESULT_ACTIONS) | set(ALARM_READ_ACTIONS)
-                                                              | set(MIGRATE_REGISTER_ACTIONS)), f"{stage} {sid}"
+                                                              | set(MIGRATE_REGISTER_ACTIONS) | set(SCALING_READ_ACTIONS)), f"{stage} {sid}"
 
 
 def test_outputs_name_each_role(cd):
