@@ -11,10 +11,7 @@ from constructs import Construct
 
 from components.nag import acknowledge
 from components.release_permissions import RELEASE_STAR_REASON, RELEASE_WILDCARD_REASON, StageTargets, release_statements
-
-
-def operator_policy_name(stage: str) -> str:
-    return f"liftoff-{stage}-operator"
+from config import operator_policy_name
 
 
 class OperatorPolicy(Construct):

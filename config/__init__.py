@@ -65,6 +65,7 @@ from config.model import (
     StageConfig,
     check_release_tag,
     github_role_name,
+    operator_policy_name,
 )
 from config.rules import containers_per_activation
 
@@ -76,6 +77,6 @@ __all__ = [
     "RELEASE_TAG_DESCRIPTION", "RELEASE_TAG_PATTERN", "SCALE_ON_TARGETS", "STAGE_NAME_PATTERN", "TRAFFIC_SHIFT_DEFAULTS",
     "TRAFFIC_SHIFT_PERCENT_RANGES", "AlarmThresholds", "Canary", "ConfigError", "GithubConfig", "GithubStageAccess", "LiftoffConfig",
     "RollbackWindow", "ScaleOn", "StageConfig", "cfn_lint_data", "check_release_tag", "containers_per_activation",
-    "db_connections_limit", "ec2_instance_architectures", "ec2_instance_memory_mib", "ec2_instance_types", "github_role_name",
+    "db_connections_limit", "ec2_instance_architectures", "ec2_instance_memory_mib", "ec2_instance_types", "github_role_name", "operator_policy_name",
     "known_regions", "load_config", "main", "parse_cli_context", "parse_config", "rds_postgres_instance_classes",
 ]

@@ -306,6 +306,11 @@ def github_role_name(stage: str) -> str:
     return f"liftoff-{stage}-github-deploy"
 
 
+def operator_policy_name(stage: str) -> str:
+    # A fixed name: an IAM Identity Center permission set names a customer managed policy by name.
+    return f"liftoff-{stage}-operator"
+
+
 @dataclass(frozen=True)
 class LiftoffConfig:
     stages: tuple[StageConfig, ...]

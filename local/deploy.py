@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from config import StageConfig
-from local import aws, boxes, docker, images
+from local import aws, boxes, docker, images, moto_iam
 from local.adapter import adapt_assembly, alarms_to_create, secrets_to_create
 from local.assembly import StageStacks, read_templates
 from local.ecs_stage import StageTasks, TasksRuntime
 from local.emulator import Emulator
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import LoadRun
+from local.principals import operator_session
 from local.runtime import STAND_IN_NOTE, EmulatedRuntime
 from release import cli as release_cli
 
@@ -169,10 +170,18 @@ class LocalStage:
     hosts: list[tuple[str, str, str]] = field(default_factory=list)  # (instance id, container, address)
     box_image: str = ""  # the hosts' box image, for the boxes the group launches later
     associations: dict[str, dict] = field(default_factory=dict)  # what the State Manager stand-in last ran per gate
+    _operator: aws.EndpointSession | None = field(default=None, repr=False)
 
     @property
     def clients(self) -> aws.EndpointSession:
         return emulator_session(self.emulator)
+
+    @property
+    def operator(self) -> aws.EndpointSession:
+        """The stage's operator (local/principals.py): who `liftoff` runs as, held to liftoff-<stage>-operator."""
+        if self._operator is None:
+            self._operator = operator_session(self.clients, self.stage.name)
+        return self._operator
 
     def outputs(self, stack_name: str) -> dict[str, str]:
         return aws.stack_outputs(self.clients, stack_name)
@@ -186,7 +195,7 @@ class LocalStage:
     def runtime(self) -> EmulatedRuntime:
         """The release tool's adapter for this stage: every client to the emulator, what runs from the stand-in."""
         return EmulatedRuntime(service_stack=self.stacks.service, registry_stack=self.stacks.registry,
-                               region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=self.clients)
+                               region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=self.operator, stand_in_session=self.clients)
 
     @property
     def repository_name(self) -> str:
@@ -353,12 +362,24 @@ def release_walk(deployed: LocalStage, *, first: str, target: str, runtime: Emul
     show()
     liftoff(deployed, runtime, "history")
     liftoff(deployed, runtime, "status")
+    account_for_calls(deployed)
     if loads:
         log(f"what clients saw through the load balancer stand-in ({WALK_LOAD_RATE:.0f} requests/s, a new connection each, "
             "GET /version; `make bench-rollout` measures more):")
         for what, summary in loads:
             log(f"  liftoff {what}: sent {summary.sent}, failed {summary.failed}, longest gap {summary.longest_gap_s:.2f} s, "
                 f"versions {', '.join(f'{v} x{n}' for v, n in summary.versions.items()) or 'none'}")
+
+
+def account_for_calls(deployed: LocalStage) -> None:
+    """Say what the operator's `liftoff` called as the emulator recorded it, held to liftoff-<stage>-operator
+    (local/moto_iam.py); a refused call already stopped the walk with liftoff's exit 4, this says none slipped by."""
+    operator = deployed.operator.client("sts").get_caller_identity()["Arn"]
+    calls = moto_iam.recorded_calls(deployed.emulator.endpoint)
+    line, refused = moto_iam.summary(calls, operator)
+    log(f"IAM enforced by the emulator (local/moto_iam.py): liftoff ran as {line}")
+    if refused:
+        raise DeployError("calls the operator's policy refused: " + ", ".join(f"{c['action']} on {c['resources'][0]}" for c in refused))
 
 
 def print_hosts(hosts: StageHosts) -> None:
@@ -539,7 +560,8 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
                 hosts, state_manager = running
                 runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=deployed.stacks.service,
                                        registry_stack=deployed.stacks.registry,
-                                       region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.clients)
+                                       region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.operator,
+                                       stand_in_session=deployed.clients)
                 release_walk(deployed, first=first, target=target_version, runtime=runtime, hosts=hosts)
                 deployed.real_hosts = True
                 deployed.hosts = [(box.instance_id, box.container, box.address) for box in hosts.hosts]
@@ -552,7 +574,8 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
         with real_tasks(deployed, releases, keep=keep_world, state_dir=state_dir) as tasks:
             if tasks is not None:
                 runtime = TasksRuntime(tasks=tasks, service_stack=deployed.stacks.service, registry_stack=deployed.stacks.registry,
-                                       region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.clients)
+                                       region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.operator,
+                                       stand_in_session=deployed.clients)
                 release_walk(deployed, first=first, target=target_version, runtime=runtime, tasks=tasks)
                 deployed.real_tasks = True
                 deployed.box_image = tasks.box_image  # the tasks' pause image, for the supervisor's stand-in

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
 
-from local import moto_live, moto_models
+from local import moto_iam, moto_live, moto_models
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_"
 
@@ -45,9 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     moto_models.install()
     moto_live.install()
+    moto_iam.install()
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto_server does: the URLs moto hands out name it
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, moto_live.PublishEndpoint(AtomicDynamoDB(app)), threaded=True, request_handler=MotoRequestHandler)
+    run_simple(args.host, args.port, moto_iam.CallsEndpoint(moto_live.PublishEndpoint(AtomicDynamoDB(app))), threaded=True, request_handler=MotoRequestHandler)
 
 
 if __name__ == "__main__":

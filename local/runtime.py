@@ -166,16 +166,20 @@ class EmulatedRuntime(Aws):
     """The release tool's adapter on an emulated stage; see the module docstring for what it stands in for."""
 
     def __init__(self, *, service_stack: str, registry_stack: str, region: str | None = None,
-                 session: boto3.session.Session | EndpointSession | None = None, healthy: bool = True):
+                 session: boto3.session.Session | EndpointSession | None = None, healthy: bool = True,
+                 stand_in_session: boto3.session.Session | EndpointSession | None = None):
         super().__init__(region=region, session=session)
         self.service_stack, self.registry_stack, self.healthy = service_stack, registry_stack, healthy
         self.associations_started: list[str] = []
+        # What only the stand-in reads (the stack's own record, the emulator's blob store) is read as the harness,
+        # so `liftoff` itself runs with its caller's permissions and nothing more (local/moto_iam.py).
+        self._stand_in = Aws(region=region, session=stand_in_session) if stand_in_session is not None else self
 
     # --- what the stack recorded --------------------------------------------------------------
 
     def active_tag(self) -> str:
         name = self.output(self.service_stack, "ActiveImageTagParameterName")
-        return self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+        return self._stand_in.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
 
     def active_image(self) -> str:
         return f"{self.output(self.registry_stack, 'RepositoryUri')}:{self.active_tag()}"
@@ -243,8 +247,8 @@ class EmulatedRuntime(Aws):
         from local.aws import LAYER_BUCKET
 
         try:
-            return self.client("s3").get_object(Bucket=LAYER_BUCKET, Key=f"{repository}/{digest}")["Body"].read()
-        except self.client("s3").exceptions.ClientError:
+            return self._stand_in.client("s3").get_object(Bucket=LAYER_BUCKET, Key=f"{repository}/{digest}")["Body"].read()
+        except self._stand_in.client("s3").exceptions.ClientError:
             return None  # an image pushed without labels declares no schema contract
 
     def run_one_off(self, outputs, **_kwargs):
@@ -256,7 +260,7 @@ class EmulatedRuntime(Aws):
     # --- helpers ------------------------------------------------------------------------------
 
     def _ecs_desired_count(self, cluster: str, service: str) -> int:
-        described = self.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
+        described = self._stand_in.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
         return int(described[0].get("desiredCount", 0)) if described else 0
 
     def _emulated_hosts(self, name: str) -> tuple[int, list[dict]]:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from components.operator_policy import operator_policy_name
+from config import operator_policy_name
 from components.release_permissions import ECR_PUSH_ACTIONS
 
 STAGES = ("staging", "production")

@@ -24,6 +24,8 @@ def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp
     result = deploy_production(shipped, tmp_path, DOCKER_HOST=docker_daemon.host)
     out = result.stdout
     assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
+                     r"arn:aws:iam::\d+:user/liftoff-production-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)
     booted = re.findall(r"host (i-[0-9a-f]+) signalled SUCCESS (\d+\.\d) s after boot", out)
     assert len(booted) == 2
     hosts = [instance for instance, _ in booted]
@@ -71,3 +73,6 @@ def test_without_docker_the_walk_says_so_in_one_line_and_stays_control_plane(shi
     assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
     assert len([line for line in out.splitlines() if "no Docker here" in line]) == 1
     assert "the emulator's stand-in (local/runtime.py)" in out and "signalled SUCCESS" not in out
+    # The walk's liftoff ran as the stage's operator, held to liftoff-production-operator, and nothing was refused.
+    assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
+                     r"arn:aws:iam::\d+:user/liftoff-production-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)

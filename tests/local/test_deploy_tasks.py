@@ -26,6 +26,8 @@ def test_staging_walk_runs_on_real_tasks_with_no_failed_request_and_leaves_nothi
                             cwd=REPO, capture_output=True, text=True, timeout=1200, env={**os.environ, "DOCKER_HOST": docker_daemon.host})
     out = result.stdout
     assert result.returncode == 0, out[-5000:] + result.stderr[-2000:]
+    assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
+                     r"arn:aws:iam::\d+:user/liftoff-staging-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)
     # The first deployment ran the task definition as a real task, then the walk moved it blue/green and back.
     assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:1\): runs \S+:{FIRST}", out), out[-4000:]
     assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:2\): runs \S+:{TARGET}", out), out[-4000:]
