@@ -4,7 +4,9 @@ The pipeline's scripts call the release tool through $LIFTOFF; the end-to-end te
 This runs `release.cli.main` with the emulator's stand-in runtime (local/runtime.py, the same one
 `make deploy` uses): CloudFormation, ECR, the ledger and the lock are the emulator's for real; only
 "what runs" (tasks, hosts, target health) repeats what the stack recorded, since moto runs nothing.
-Every client goes to $AWS_ENDPOINT_URL with the fake identity, never to a real account.
+The tool calls AWS with the credentials in the environment (AWS_ACCESS_KEY_ID, ...: in the end-to-end test, a GitHub
+deploy role's session, held to that role's policies by the emulator); only the stand-in's own reads (the stack's
+record, the emulator's blob store) go as the harness. Every client goes to $AWS_ENDPOINT_URL, never to a real account.
 """
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import os
 import sys
 from pathlib import Path
 
+import boto3
+
 from config import load_config
-from local.aws import EndpointSession, fake_session
+from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.runtime import EmulatedRuntime
 from release import cli
 
@@ -31,8 +35,13 @@ def main(argv: list[str]) -> int:
         stage = load_config(config_path).stage(stage_name)
     except Exception:  # the tool itself reports a bad stage or config with its own exit code
         return cli.main(argv)
+    # No instance metadata to fall back on: a step without credentials fails at once instead of probing for them.
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    caller = boto3.Session()  # the step's own credentials and region, from AWS_* variables
     runtime = EmulatedRuntime(service_stack=stage.service_stack_name, registry_stack=stage.registry_stack_name,
-                              region=fake_session().region_name, session=EndpointSession(fake_session(), endpoint))
+                              region=caller.region_name or FAKE_ENVIRONMENT["AWS_REGION"],
+                              session=EndpointSession(caller, endpoint),
+                              stand_in_session=EndpointSession(fake_session(), endpoint))
     return cli.main(argv, aws=runtime)
 
 

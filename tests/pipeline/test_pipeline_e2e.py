@@ -11,6 +11,11 @@ as `make deploy` does. Two stand-ins remain: moto's ECR has no registry endpoint
 real registry stored is put into it through the ECR API under the same digest
 (tests/helpers/local_registry.py); and the image is built for this machine's architecture (the shipped
 stages are arm64: on GitHub the build job runs on an arm64 runner; this machine cannot run arm64 code).
+
+IAM is enforced (local/moto_iam.py): each step that names a stage runs as that stage's GitHub deploy role, created
+in the emulator with the policies the app synthesizes for it (tests/helpers/deploy_roles.py) and assumed with
+AssumeRoleWithWebIdentity as a GitHub job does. What each role's session called is recorded and must be allowed,
+at run time and by the verdict (local/iam_verdict.py); the staging role is refused on production.
 """
 from __future__ import annotations
 
@@ -22,19 +27,27 @@ from pathlib import Path
 from unittest import mock
 
 import platform
+import re
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from config import load_config
 from local import aws as local_aws
 from local import emulator as emulators
-from tests.helpers import local_registry
+from local import moto_iam
+from local.iam_verdict import IMPLICITLY_DENIED, PLACEHOLDER_ID, Synthesized, judge
+from release.context import client_error_text
+from tests.helpers import deploy_roles, local_registry
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON, REPO
 
 PIPELINE = REPO / "pipeline"
 FIRST, RELEASE = "1.0.0", "1.4.2"
 HOST_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[platform.machine()]
+STAGES = ("staging", "production")
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 @pytest.fixture
@@ -53,8 +66,9 @@ def registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, emulator_assembly):
-    """A moto_server on loopback with staging and production deployed (ImageTag 1.0.0), stopped at the end."""
+def server(tmp_path_factory, emulator_assembly, synth_variant):
+    """A moto_server on loopback with staging and production deployed (ImageTag 1.0.0) and each stage's GitHub deploy
+    role in it as synthesized (account and region the emulator's) with a job's credentials for it; stopped at the end."""
     state = tmp_path_factory.mktemp("emulator")
     emulator = emulators.start(state)
     environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
@@ -65,7 +79,13 @@ def server(tmp_path_factory, emulator_assembly):
             config = load_config(CDK_JSON)
             staging = deploy_stage(emulator_assembly, config.stage("staging"), image_tag=FIRST, push_tags=(FIRST,))
             deploy_stage(emulator_assembly, config.stage("production"), image_tag=FIRST)
-        yield {"environment": environment, "repository": staging.repository_name, "endpoint": emulator.endpoint}
+        synthesized = Synthesized(synth_variant(deploy_roles.liftoff_context()).templates,
+                                  account=local_aws.EMULATED_ACCOUNT, region=deploy_roles.REGION)
+        admin = local_aws.EndpointSession(local_aws.fake_session(), emulator.endpoint)
+        roles = {stage: deploy_roles.create(admin, synthesized, stage) for stage in STAGES}
+        credentials = {stage: deploy_roles.web_identity_environment(admin, role.arn) for stage, role in roles.items()}
+        yield {"environment": environment, "repository": staging.repository_name, "endpoint": emulator.endpoint,
+               "roles": roles, "credentials": credentials}
     finally:
         emulators.stop(emulator, state)
 
@@ -75,13 +95,18 @@ def session(server) -> local_aws.EndpointSession:
 
 
 def step(server, tmp_path: Path, script: str, *args: str, extra_env: dict | None = None,
-         timeout: float = 120) -> tuple[int, dict, str, str]:
-    """Run one pipeline script as a CI would: returns (exit code, step outputs, job summary, stderr)."""
+         timeout: float = 120, as_role: str | None = None) -> tuple[int, dict, str, str]:
+    """Run one pipeline script as a CI would: returns (exit code, step outputs, job summary, stderr).
+
+    The step holds the credentials of the deploy role of the stage it names (`--stage`), or of `as_role`'s; one that
+    names no stage (or one without a role) holds none, as a job that assumed no role."""
     outputs, summary = tmp_path / f"{script}.outputs", tmp_path / f"{script}.summary"
     outputs.unlink(missing_ok=True)
     summary.unlink(missing_ok=True)
+    role = as_role or (args[args.index("--stage") + 1] if "--stage" in args else None)
     environment = {
-        **server["environment"],
+        **{key: value for key, value in server["environment"].items() if key not in CREDENTIAL_VARIABLES},
+        **server["credentials"].get(role, {}),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "LIFTOFF": f"{sys.executable} -m tests.helpers.emulated_liftoff",
         "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary),
@@ -94,6 +119,14 @@ def step(server, tmp_path: Path, script: str, *args: str, extra_env: dict | None
     return result.returncode, values, summary.read_text() if summary.exists() else "", result.stderr
 
 
+def role_session(server, stage: str) -> local_aws.EndpointSession:
+    """A boto3 session holding the credentials the stage's deploy-role steps hold."""
+    credentials = server["credentials"][stage]
+    return local_aws.EndpointSession(boto3.Session(
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"], aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=credentials["AWS_SESSION_TOKEN"], region_name=deploy_roles.REGION), server["endpoint"])
+
+
 def ledger(server, stage: str) -> list[dict]:
     clients = session(server)
     table = local_aws.stack_outputs(clients, f"{stage}-data")["ReleaseLedgerTable"]
@@ -104,6 +137,17 @@ def ledger(server, stage: str) -> list[dict]:
 
 def parameters(server, stage: str) -> dict[str, str]:
     return local_aws.stack_parameters(session(server), f"{stage}-service")
+
+
+def calls_of(server, stage: str) -> list[dict]:
+    """What the stage's deploy role's session called so far, as the emulator recorded it."""
+    principal = deploy_roles.session_principal(server["roles"][stage].arn)
+    return [call for call in moto_iam.recorded_calls(server["endpoint"]) if call["principal"] == principal]
+
+
+def verdicts(server, stage: str, calls: list[dict]) -> list:
+    role = server["roles"][stage]
+    return judge(calls, {role.arn: role.policies})
 
 
 def test_tag_build_push_scan_stage_activate_approve_activate_rollback(server, docker, registry, tmp_path):
@@ -133,8 +177,16 @@ def test_tag_build_push_scan_stage_activate_approve_activate_rollback(server, do
     finally:
         daemon.run("image", "rm", f"liftoff-service:{version}", remote, check=False)
 
-    # The one stand-in step: the stored manifest into the emulator's ECR under the same digest.
-    assert local_registry.copy_to_ecr(registry, session(server), repository, version) == digest
+    # The one stand-in step: the stored manifest into the emulator's ECR under the same digest, as the staging role (the
+    # job's registry login is ecr:GetAuthorizationToken; ECR authorizes a manifest PUT as ecr:PutImage). The scan
+    # AWS starts on push is AWS's own doing: the harness starts it.
+    pusher = role_session(server, "staging").client("ecr")
+    pusher.get_authorization_token()
+    text, media_type, stored = local_registry.manifest(registry, repository, version)
+    pusher.put_image(repositoryName=repository, imageManifest=text, imageManifestMediaType=media_type, imageTag=version,
+                     imageDigest=stored)
+    session(server).client("ecr").start_image_scan(repositoryName=repository, imageId={"imageTag": version})
+    assert stored == digest
     # A re-run of the same commit finds the tag in ECR and does not push again (tags are immutable).
     code, out, summary, err = step(server, tmp_path, "push.sh", "--stage", "staging", "--version", version, "--registry", registry.host)
     assert (code, out["digest"]) == (0, digest), err
@@ -187,6 +239,20 @@ def test_tag_build_push_scan_stage_activate_approve_activate_rollback(server, do
     assert [(e["gate"], e["result"]) for e in sorted(ledger(server, "staging"), key=lambda e: e["sk"])] == [
         ("stage", "succeeded"), ("activate", "succeeded")]
 
+    # Every step ran as its stage's deploy role, with the synthesized policies and nothing more: nothing refused at run
+    # time, the gates' own UpdateStack on the stage's service stack among the calls, and the verdict agrees.
+    principals = {call["principal"] for call in moto_iam.recorded_calls(server["endpoint"])}
+    assert principals == {deploy_roles.session_principal(role.arn) for role in server["roles"].values()}
+    for stage in STAGES:
+        calls = calls_of(server, stage)
+        assert [call for call in calls if not call["allowed"]] == [], stage
+        updated = {call["params"].get("StackName") for call in calls if call["action"] == "cloudformation:UpdateStack"}
+        assert updated == {f"{stage}-service"}, stage
+        assert {"ecr:DescribeImages", "dynamodb:PutItem", "cloudformation:DescribeStacks"} <= {call["action"] for call in calls}
+        assert [str(verdict) for verdict in verdicts(server, stage, calls) if not verdict.allowed] == [], stage
+    # The staging job's registry login and the manifest's push (the one call of the push this test makes through ECR).
+    assert {"ecr:GetAuthorizationToken", "ecr:PutImage"} <= {call["action"] for call in calls_of(server, "staging")}
+
 
 def test_a_gate_refusal_is_liftoffs_exit_code_and_changes_nothing(server, tmp_path):
     before = parameters(server, "production")
@@ -201,6 +267,34 @@ def test_a_gate_refusal_is_liftoffs_exit_code_and_changes_nothing(server, tmp_pa
     after = sorted(ledger(server, "production"), key=lambda entry: entry["sk"])
     assert len(after) == entries + 1
     assert (after[-1]["gate"], after[-1]["to_version"], after[-1]["result"]) == ("activate", "2.0.0", "refused")
+
+
+def test_the_staging_role_may_not_release_to_production(server, tmp_path):
+    before, entries = parameters(server, "production"), len(ledger(server, "production"))
+    code, out, summary, err = step(server, tmp_path, "release.sh", "stage", "--stage", "production", "--version", FIRST,
+                                   as_role="staging")
+    assert code == 4, err
+    principal = deploy_roles.session_principal(server["roles"]["staging"].arn)
+    # release.cli: "access denied: PRINCIPAL may not call ACTION on RESOURCE (CODE)", in the job summary's message row.
+    denial = re.search(rf"access denied: {re.escape(principal)} may not call (\S+) on (\S+) \((\w+)\)", summary)
+    assert denial, (summary, err)
+    action, resource, _ = denial.groups()
+    # The first production stack it reads (the stage's data stack, for its ledger) is refused, before anything changed.
+    stack = f"arn:aws:cloudformation:us-east-1:{local_aws.EMULATED_ACCOUNT}:stack/production-{{}}/{PLACEHOLDER_ID}"
+    assert (action, resource) == ("cloudformation:DescribeStacks", stack.format("data"))
+    # The gate itself, had the step got that far: the staging role's UpdateStack on production's service stack.
+    with pytest.raises(ClientError) as update:
+        role_session(server, "staging").client("cloudformation").update_stack(
+            StackName="production-service", UsePreviousTemplate=True,
+            Parameters=[{"ParameterKey": "StagedImageTag", "ParameterValue": FIRST}])
+    assert client_error_text(update.value) == (
+        f"access denied: {principal} may not call cloudformation:UpdateStack on {stack.format('service')} (AccessDenied)")
+    assert parameters(server, "production") == before and len(ledger(server, "production")) == entries
+    # The emulator refused both, recorded them, and the verdict denies them too.
+    refused = [call for call in calls_of(server, "staging") if not call["allowed"]]
+    assert [(call["action"], call["resources"]) for call in refused] == [
+        (action, [resource]), ("cloudformation:UpdateStack", [stack.format("service")])]
+    assert [verdict.decision for verdict in verdicts(server, "staging", refused)] == [IMPLICITLY_DENIED] * 2
 
 
 def test_bad_input_exits_2_naming_the_value(server, tmp_path):
