@@ -371,15 +371,34 @@ def release_walk(deployed: LocalStage, *, first: str, target: str, runtime: Emul
                 f"versions {', '.join(f'{v} x{n}' for v, n in summary.versions.items()) or 'none'}")
 
 
+IAM_CALLS_FILE = "iam-calls.json"
+
+
 def account_for_calls(deployed: LocalStage) -> None:
-    """Say what the operator's `liftoff` called as the emulator recorded it, held to liftoff-<stage>-operator
-    (local/moto_iam.py); a refused call already stopped the walk with liftoff's exit 4, this says none slipped by."""
+    """Say what each principal called as the emulator recorded it, held to its own policies (local/moto_iam.py): the
+    operator's `liftoff` (liftoff-<stage>-operator), and on real tasks their task and execution roles. A refused
+    `liftoff` call already stopped the walk (exit 4); a refused call of anyone else fails it here."""
     operator = deployed.operator.client("sts").get_caller_identity()["Arn"]
     calls = moto_iam.recorded_calls(deployed.emulator.endpoint)
+    # Kept for the verdict (local/iam_verdict.py judges them against the synthesized policy with a real evaluator).
+    (deployed.assembly / IAM_CALLS_FILE).write_text(json.dumps([c for c in calls if c["principal"] == operator], indent=1))
     line, refused = moto_iam.summary(calls, operator)
-    log(f"IAM enforced by the emulator (local/moto_iam.py): liftoff ran as {line}")
+    log(f"IAM enforced by the emulator (local/moto_iam.py): liftoff ran as {line}; the calls are in "
+        f"{deployed.assembly.name}/{IAM_CALLS_FILE}")
+    # Each task assumes its roles in its own session: one line per role.
+    by_role = [{**c, "principal": _role_of(c["principal"])} for c in calls if c["principal"] != operator]
+    for role in sorted({c["principal"] for c in by_role}):
+        others, their_refused = moto_iam.summary(by_role, role)
+        refused += their_refused
+        log(f"  and {others}")
     if refused:
-        raise DeployError("calls the operator's policy refused: " + ", ".join(f"{c['action']} on {c['resources'][0]}" for c in refused))
+        raise DeployError("calls their principal's policy refused: " + "; ".join(
+            f"{c['principal']}: {c['action']} on {c['resources'][0]}" for c in refused[:10]))
+
+
+def _role_of(principal: str) -> str:
+    """An assumed role's session ARN without the session (arn:aws:sts::A:assumed-role/ROLE), anything else as it is."""
+    return principal.rsplit("/", 1)[0] if ":assumed-role/" in principal else principal
 
 
 def print_hosts(hosts: StageHosts) -> None:

@@ -21,6 +21,10 @@ four CloudFormation hooks with ones that pass every property moto's own ECS API 
 
 What ECS then does with a deployment (tasks, target registrations, rollout state) moto does not do; the
 ECS stand-in does it.
+
+One more attribute moto gets wrong where IAM sees it: `Fn::GetAtt LogGroup.Arn` is the group's ARN followed by `:*`
+on AWS (the form a policy needs to cover the group's streams; CDK grants `logs:CreateLogStream`/`PutLogEvents` on it);
+moto gave the bare group ARN, so an execution role held to its policy (local/moto_iam.py) could write no log stream.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from typing import Any
 from moto.cloudformation import parsing
 from moto.core.utils import pascal_to_camelcase, utcnow
 from moto.ecs import models as ecs_models
+from moto.logs import models as logs_models
 from moto.moto_api._internal import mock_random
 
 # CloudFormation property -> RegisterTaskDefinition keyword (moto's backend).
@@ -155,8 +160,18 @@ def _resource_diff_with_services(self, other_template, parameters=None):
     return actions
 
 
+def _log_group_attribute(self, attribute_name: str) -> str:
+    if attribute_name == "Arn":
+        return f"{self.arn}:*"  # as CloudFormation answers it
+    return _moto_log_group_attribute(self, attribute_name)
+
+
+_moto_log_group_attribute = logs_models.LogGroup.get_cfn_attribute
+
+
 def install() -> None:
     """Replace moto's ECS CloudFormation hooks in this process (the emulator's moto_server calls this at start)."""
+    logs_models.LogGroup.get_cfn_attribute = _log_group_attribute
     parsing.ResourceMap.build_resource_diff = _resource_diff_with_services
     ecs_models.TaskDefinition.create_from_cloudformation_json = classmethod(_create_task_definition)
     ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(_update_task_definition)

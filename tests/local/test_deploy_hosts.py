@@ -2,12 +2,16 @@
 without Docker, one line says so and the control-plane walk runs as before."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 
+from local.aws import EMULATED_ACCOUNT, FAKE_ENVIRONMENT
+from local.deploy import IAM_CALLS_FILE
 from local.emulator import free_port
+from local.iam_verdict import Policies, Synthesized, judge
 from tests.helpers.synth import REPO
 
 FIRST, TARGET = "1.0.0", "1.1.0"
@@ -76,3 +80,11 @@ def test_without_docker_the_walk_says_so_in_one_line_and_stays_control_plane(shi
     # The walk's liftoff ran as the stage's operator, held to liftoff-production-operator, and nothing was refused.
     assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
                      r"arn:aws:iam::\d+:user/liftoff-production-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)
+    # The verdict agrees: a real IAM evaluator (iam-simulate) allows every call the operator made, under the
+    # synthesized liftoff-production-operator policy, conditions and resource ARNs included.
+    calls = json.loads((tmp_path / "adapted" / IAM_CALLS_FILE).read_text())
+    synthesized = Synthesized(shipped.templates, account=EMULATED_ACCOUNT, region=FAKE_ENVIRONMENT["AWS_REGION"])
+    principal = calls[0]["principal"]
+    verdicts = judge(calls, {principal: Policies(principal, (synthesized.managed_policy("liftoff-production-operator"),))})
+    assert {v.action for v in verdicts} >= {"cloudformation:UpdateStack", "dynamodb:PutItem", "cloudformation:DescribeStacks"}
+    assert [(v.action, v.resource, v.decision, v.reason) for v in verdicts if not v.allowed] == []

@@ -18,10 +18,11 @@ import uuid
 import pytest
 
 from config import parse_config
-from local import images
+from local import images, moto_iam
 from local.aws import EMULATED_ACCOUNT, FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.ecs_stage import StageTasks, TasksRuntime
 from local.load import LoadRun
+from local.principals import operator_session
 from release import cli as release_cli
 from release import decisions as d
 from tests.helpers.box_world import running_emulator, wait_until
@@ -68,9 +69,12 @@ def world(docker_daemon, box_image, release_images, staging_config, tmp_path_fac
 
 
 def runtime(world) -> TasksRuntime:
+    # liftoff runs as the stage's operator, held to liftoff-staging-operator by the emulator (local/moto_iam.py).
+    if "operator" not in world:
+        world["operator"] = operator_session(world["session"], "staging")
     return TasksRuntime(tasks=world["tasks"], service_stack=world["deployed"].stack_names["service"],
                         registry_stack=world["deployed"].stack_names["registry"], region=FAKE_ENVIRONMENT["AWS_REGION"],
-                        session=world["session"])
+                        session=world["operator"], stand_in_session=world["session"])
 
 
 def liftoff(world, *argv: str) -> tuple[int, str]:
@@ -186,10 +190,14 @@ def test_a_task_whose_secret_cannot_be_read_never_starts_and_status_shows_ecss_r
         app = docker_daemon.run("ps", "--quiet", "--filter", f"label=liftoff.ecs.task={victim}", "--filter", "name=-app").stdout.split()[0]
         docker_daemon.run("kill", app)
 
-        def failed_start():
-            return [task for task in service_tasks(world) if task["lastStatus"] == "STOPPED" and task["stopCode"] == "TaskFailedToStart"]
+        def failed_start_and_victim_stopped():
+            # Both, as status will read them: the victim's other containers may stop after the replacement failed.
+            tasks = service_tasks(world)
+            stopped = {task["taskArn"].rsplit("/", 1)[-1] for task in tasks if task["lastStatus"] == "STOPPED"}
+            failed = [task for task in tasks if task["lastStatus"] == "STOPPED" and task["stopCode"] == "TaskFailedToStart"]
+            return failed if victim in stopped else []
 
-        (failed, *_) = wait_until(failed_start, 60, "a replacement failed to start")
+        (failed, *_) = wait_until(failed_start_and_victim_stopped, 90, "a replacement failed to start and the victim stopped")
         assert failed["stoppedReason"].startswith("ResourceInitializationError: unable to pull secrets or registry auth")
         assert "marked deleted" in failed["stoppedReason"]
         # No container of it ever started: DescribeTasks lists each of the task definition's, stopped without an exit code.
@@ -211,6 +219,11 @@ def test_liftoff_migrate_runs_the_migrate_task_for_real_against_the_database_and
     assert code == 0, out
     started = re.search(r"one-off task ([0-9a-f]+) \((\S+-migrate):\d+\) started", out)
     assert started, out
+    # The operator registered and ran the one-off task itself, every call allowed by its policy.
+    operator = world["operator"].client("sts").get_caller_identity()["Arn"]
+    calls = [c for c in moto_iam.recorded_calls(world["session"].endpoint_url) if c["principal"] == operator]
+    assert {"ecs:RegisterTaskDefinition", "ecs:RunTask", "ecs:DeregisterTaskDefinition"} <= {c["action"] for c in calls}
+    assert [c for c in calls if not c["allowed"]] == []
     # Its log stream, as the awslogs driver names it, holds what the container wrote (shipped when it stopped).
     logs = world["session"].client("logs")
     group = world["tasks"].outputs()["LogGroupName"]

@@ -13,6 +13,7 @@ import pytest
 
 from local import boxes
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
+from local.principals import operator_session
 from local.run_command import BoxesRuntime, RunCommandRefused
 from release import decisions as d
 from release.cli import main
@@ -45,9 +46,11 @@ def hosts(docker_daemon, box_image, release_images, emulator, production):
 
 @pytest.fixture(scope="module")
 def runtime(hosts, production, emulator):
+    # liftoff runs as the stage's operator, held to liftoff-production-operator by the emulator (local/moto_iam.py).
+    harness = EndpointSession(fake_session(), emulator.endpoint)
     return BoxesRuntime(hosts=hosts, service_stack=production.stack_names["service"],
                         registry_stack=production.stack_names["registry"], region=FAKE_ENVIRONMENT["AWS_REGION"],
-                        session=EndpointSession(fake_session(), emulator.endpoint))
+                        session=operator_session(harness, "production"), stand_in_session=harness)
 
 
 def liftoff(runtime, *argv: str):
