@@ -7,6 +7,7 @@ import pytest
 
 from config import operator_policy_name
 from components.release_permissions import ECR_PUSH_ACTIONS
+from tests.helpers.synth import REPO
 
 STAGES = ("staging", "production")
 # IAM's quota for a customer managed policy, whitespace not counted.
@@ -58,3 +59,14 @@ def test_the_policy_fits_iams_size_quota(shipped, stage):
     # The template's form (intrinsics for partition, account) is longer than the document IAM stores.
     document = json.dumps(operator_policy(shipped, stage)["PolicyDocument"], separators=(",", ":"))
     assert len(document) < MANAGED_POLICY_MAX_CHARACTERS
+
+
+def test_security_md_lists_every_statement_and_action_the_operators_get(shipped):
+    # The per-principal table is the reviewed record of what a person may do: it must name what the policy grants.
+    text = (REPO / "docs" / "security.md").read_text()
+    section = text[text.index("### People who run `liftoff`"):text.index("### GitHub deploy roles")]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    for statement in operator_policy(shipped, "staging")["PolicyDocument"]["Statement"]:
+        [row] = [line for line in rows if statement["Sid"] in line.split("|")[1]]
+        for action in actions(statement):
+            assert action.split(":", 1)[1] in row, f"{statement['Sid']}: {action} not in docs/security.md"

@@ -222,7 +222,7 @@ def test_liftoff_migrate_runs_the_migrate_task_for_real_against_the_database_and
     # The operator registered and ran the one-off task itself, every call allowed by its policy.
     operator = world["operator"].client("sts").get_caller_identity()["Arn"]
     calls = [c for c in moto_iam.recorded_calls(world["session"].endpoint_url) if c["principal"] == operator]
-    assert {"ecs:RegisterTaskDefinition", "ecs:RunTask", "ecs:DeregisterTaskDefinition"} <= {c["action"] for c in calls}
+    assert {"ecs:RegisterTaskDefinition", "ecs:RunTask", "ecs:DeregisterTaskDefinition", "logs:GetLogEvents"} <= {c["action"] for c in calls}
     assert [c for c in calls if not c["allowed"]] == []
     # Its log stream, as the awslogs driver names it, holds what the container wrote (shipped when it stopped).
     logs = world["session"].client("logs")
