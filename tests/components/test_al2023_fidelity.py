@@ -182,13 +182,8 @@ class ShellScript:
             depth = 1
             while depth:
                 c = self.text[self.pos]
-                if c == "$":
-                    self._dollar()
-                elif c == '"':
-                    self.pos += 1
-                    self._double_quoted()
-                elif c == "'":
-                    self.pos = self.text.index("'", self.pos + 1) + 1
+                if self._skip_quoted_or_substituted(c):
+                    pass
                 elif c == "\\":
                     self.pos += 2
                 else:
@@ -236,16 +231,22 @@ class ShellScript:
         """`[[ ... ]]`: operands, not commands (its regexes may hold `(`, `|`); substitutions still run."""
         while not (self.text.startswith("]]", self.pos) and self.text[self.pos - 1] in " \t"):
             c = self.text[self.pos]
-            if c == "$":
-                self._dollar()
-            elif c == '"':
-                self.pos += 1
-                self._double_quoted()
-            elif c == "'":
-                self.pos = self.text.index("'", self.pos + 1) + 1
-            else:
+            if not self._skip_quoted_or_substituted(c):
                 self.pos += 2 if c == "\\" else 1
         self.pos += 2
+
+    def _skip_quoted_or_substituted(self, c: str) -> bool:
+        """A substitution or a quoted string starting at pos (its first character `c`) skipped; False for anything else."""
+        if c == "$":
+            self._dollar()
+        elif c == '"':
+            self.pos += 1
+            self._double_quoted()
+        elif c == "'":
+            self.pos = self.text.index("'", self.pos + 1) + 1
+        else:
+            return False
+        return True
 
     def _case(self) -> None:
         """After `case`: the subject up to `in`, then each `pattern)` and its commands up to `;;` or `esac`."""
