@@ -59,6 +59,24 @@ def test_a_failed_pull_reports_dockers_own_reason_in_one_line(host: Host) -> Non
     assert (end["staged"], end["staged_present"], end["active"]) == ("1.1.0", False, "1.0.0")
 
 
+def test_a_refused_call_fails_the_gate_with_the_denial_in_its_reason(host: Host) -> None:
+    # What IAM says when the host role may not log in to the registry (the emulator's words are AWS's: local/moto_iam.py).
+    reporting(host)
+    host.running("1.0.0")
+    denial = ("An error occurred (AccessDeniedException) when calling the GetAuthorizationToken operation: User: "
+              "arn:aws:sts::123456789012:assumed-role/production-service-Ec2HostRole-X/i-0aaaaaaaaaaaaaaa1 is not "
+              "authorized to perform: ecr:GetAuthorizationToken because no identity-based policy allows the "
+              "ecr:GetAuthorizationToken action")
+    (host.state / "ecr_login_refused").write_text(f"\n{denial}\n")
+    result = host.run("liftoff-stage", "1.1.0")
+    assert result.returncode == 1
+    assert denial in result.stderr  # the unit's event lines (the journal)
+    end = report_history(host)[-1]
+    assert end["last_gate"]["result"] == "failed"
+    assert end["last_gate"]["reason"].endswith(denial) and "ECR login" in end["last_gate"]["reason"]
+    assert host.calls("systemctl") == [] and ["docker", "pull"] not in [c[:2] for c in host.calls("docker")]
+
+
 def test_a_report_that_cannot_be_written_never_fails_a_gate_that_succeeded(host: Host) -> None:
     reporting(host)
     host.running("1.0.0")
