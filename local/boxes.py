@@ -260,8 +260,19 @@ def nested_daemon_config(instance_id: str) -> str:
 
 # --- boxes -------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class InstanceProfile:
+    """What a box's metadata service answers at iam/security-credentials/ROLE: the role's credentials for this instance."""
+
+    role: str
+    access_key_id: str
+    secret_access_key: str
+    token: str
+    expiration: str  # ISO 8601, UTC
+
+
 def boot_box(daemon: Daemon, world: BoxWorld, *, image: str, instance_id: str, local_ipv4: str, user_data: bytes,
-             availability_zone: str, state_dir: Path) -> Box:
+             availability_zone: str, state_dir: Path, profile: InstanceProfile | None = None) -> Box:
     """Create the box for one instance, give it its user data and metadata, start it (not waiting)."""
     container = daemon.run(
         "create", "--name", f"{world.name}-{instance_id}", "--label", f"liftoff.harness={world.name}",
@@ -270,7 +281,10 @@ def boot_box(daemon: Daemon, world: BoxWorld, *, image: str, instance_id: str, l
     world.boxes[instance_id] = box
     world.record(state_dir)
     instance = {"instance_id": instance_id, "region": world.region, "availability_zone": availability_zone,
-                "local_ipv4": local_ipv4, "role": "liftoff-host"}
+                "local_ipv4": local_ipv4, "role": profile.role if profile else "liftoff-host"}
+    if profile is not None:  # without one, the harness's identity (a box no stack launched: the box tests' own)
+        instance["credentials"] = {"AccessKeyId": profile.access_key_id, "SecretAccessKey": profile.secret_access_key,
+                                   "Token": profile.token, "Expiration": profile.expiration}
     files = {
         "etc/liftoff-box/instance.json": (json.dumps(instance).encode(), 0o644),
         "etc/liftoff-box/dnsmasq.conf": (dnsmasq_config(world).encode(), 0o644),

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from local import boxes, lb
+from local.aws import EMULATED_ACCOUNT
 from local.alarms import AlarmStandIn, start_release_alarms
 from local.docker import Daemon
 from local.emulator import free_port
@@ -47,6 +48,8 @@ from local.runtime import EmulatedRuntime
 from release import decisions as d
 
 GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", "liftoff-activate"))
+HOST_ROLE_LOGICAL_ID = "Ec2HostRole"  # components/ec2_service.py's role, under CDK's hash
+HOST_CREDENTIALS_SECONDS = 12 * 3600
 FOLLOW_INTERVAL_SECONDS = 0.5
 Say = Callable[[str], None]
 
@@ -90,6 +93,7 @@ class StageHosts:
         self.alarms: AlarmStandIn | None = None
         self._host_environment: dict[str, str] | None = None
         self._lock = threading.Lock()  # one gate command at a time on the stage, as the host lock would
+        self._host_role: str | None = None
 
     # --- what the emulator recorded ------------------------------------------------------------
 
@@ -279,7 +283,8 @@ class StageHosts:
                     boxes.boot_box(self.daemon, world, image=self.box_image, instance_id=instance["InstanceId"],
                                    local_ipv4=instance.get("PrivateIpAddress", ""), user_data=user_data,
                                    availability_zone=instance.get("Placement", {}).get("AvailabilityZone", f"{world.region}a"),
-                                   state_dir=self.state_dir)
+                                   state_dir=self.state_dir,
+                                   profile=self.instance_profile(instance["InstanceId"]))
             self.targets("register", joining)
             for instance in joining:
                 boxes.wait_signalled(self.daemon, world.boxes[instance])
@@ -293,6 +298,24 @@ class StageHosts:
             raise boxes.BoxError(f"new host(s) {', '.join(missing)} never became healthy in the load balancer stand-in")
         event.added.update(healthy_at)
 
+    def instance_profile(self, instance_id: str) -> boxes.InstanceProfile:
+        """The credentials a host's metadata service hands out: the launch template's instance profile's role, assumed
+        for the instance as EC2 does (the session is named after it), so the emulator holds the host's scripts to that
+        role's policies (local/moto_iam.py). Assumed for 12 hours: longer than any box world of a test or a walk."""
+        if self._host_role is None:
+            pages = self.session.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=self.service_stack)
+            roles = [r["PhysicalResourceId"] for page in pages for r in page["StackResourceSummaries"]
+                     if r.get("ResourceType") == "AWS::IAM::Role" and r["LogicalResourceId"].startswith(HOST_ROLE_LOGICAL_ID)]
+            if len(roles) != 1:
+                raise boxes.BoxError(f"{self.service_stack} has {len(roles)} host role(s) ({HOST_ROLE_LOGICAL_ID}...); expected one")
+            self._host_role = roles[0]
+        arn = f"arn:aws:iam::{EMULATED_ACCOUNT}:role/{self._host_role}"
+        credentials = self.session.client("sts").assume_role(RoleArn=arn, RoleSessionName=instance_id,
+                                                             DurationSeconds=HOST_CREDENTIALS_SECONDS)["Credentials"]
+        return boxes.InstanceProfile(role=self._host_role, access_key_id=credentials["AccessKeyId"],
+                                     secret_access_key=credentials["SecretAccessKey"], token=credentials["SessionToken"],
+                                     expiration=credentials["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ"))
+
     def boot(self) -> dict[str, float]:
         """Boot a box per instance of the group (all at once, as a group launches), wait for each signal;
         return seconds from boot to signal per instance."""
@@ -304,7 +327,8 @@ class StageHosts:
             boxes.boot_box(self.daemon, world, image=self.box_image, instance_id=instance["InstanceId"],
                            local_ipv4=instance.get("PrivateIpAddress", ""), user_data=user_data,
                            availability_zone=instance.get("Placement", {}).get("AvailabilityZone", f"{world.region}a"),
-                           state_dir=self.state_dir)
+                           state_dir=self.state_dir,
+                           profile=self.instance_profile(instance["InstanceId"]))
             started[instance["InstanceId"]] = time.monotonic()
         seconds = {}
         for instance_id, began in started.items():

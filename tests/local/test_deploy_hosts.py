@@ -30,6 +30,9 @@ def test_production_walk_runs_on_booted_hosts_with_timings_per_host(shipped, tmp
     assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
     assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
                      r"arn:aws:iam::\d+:user/liftoff-production-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)
+    # The hosts called AWS as the instance profile's role (their metadata service hands out its credentials), held to it.
+    assert re.search(r"and arn:aws:sts::\d+:assumed-role/production-service-Ec2HostRole\S+: [1-9]\d* call\(s\), "
+                     r"[1-9]\d* action\(s\), 0 refused", out), out[-3000:]
     booted = re.findall(r"host (i-[0-9a-f]+) signalled SUCCESS (\d+\.\d) s after boot", out)
     assert len(booted) == 2
     hosts = [instance for instance, _ in booted]
