@@ -28,6 +28,9 @@ def test_staging_walk_runs_on_real_tasks_with_no_failed_request_and_leaves_nothi
     assert result.returncode == 0, out[-5000:] + result.stderr[-2000:]
     assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
                      r"arn:aws:iam::\d+:user/liftoff-staging-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)
+    # The tasks' execution role (image pull, secrets, log streams) was held to its synthesized policy too.
+    assert re.search(r"and arn:aws:sts::\d+:assumed-role/staging-service-EcsTaskExecutionRole\S+: [1-9]\d* call\(s\), "
+                     r"[1-9]\d* action\(s\), 0 refused", out), out[-3000:]
     # The first deployment ran the task definition as a real task, then the walk moved it blue/green and back.
     assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:1\): runs \S+:{FIRST}", out), out[-4000:]
     assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:2\): runs \S+:{TARGET}", out), out[-4000:]
