@@ -150,8 +150,8 @@ def statement_applies(statement: dict, action: str, resource: str) -> bool:
 
 def decide(documents: list[dict], action: str, resources: list[str]) -> tuple[bool, str]:
     """Allowed unless a Deny applies; allowed only if an Allow applies to every resource. With the reason AWS gives."""
+    statements = [s for document in documents for s in _values(document.get("Statement", []))]
     for resource in resources:
-        statements = [s for document in documents for s in _values(document.get("Statement", []))]
         # A Deny scoped to ARNs cannot be applied to a call whose resource is not known: the verdict judges those.
         if any(s.get("Effect") == "Deny" and statement_applies(s, action, resource)
                and (resource != "*" or "*" in _values(s.get("Resource", "*"))) for s in statements):
