@@ -148,17 +148,18 @@ def statement_applies(statement: dict, action: str, resource: str) -> bool:
     return True
 
 
-def decide(documents: list[dict], action: str, resources: list[str]) -> tuple[bool, str]:
-    """Allowed unless a Deny applies; allowed only if an Allow applies to every resource. With the reason AWS gives."""
+def decide(documents: list[dict], action: str, resources: list[str]) -> tuple[bool, str, str]:
+    """Allowed unless a Deny applies; allowed only if an Allow applies to every resource. With the reason AWS gives
+    and the resource refused ("" when allowed)."""
     statements = [s for document in documents for s in _values(document.get("Statement", []))]
     for resource in resources:
         # A Deny scoped to ARNs cannot be applied to a call whose resource is not known: the verdict judges those.
         if any(s.get("Effect") == "Deny" and statement_applies(s, action, resource)
                and (resource != "*" or "*" in _values(s.get("Resource", "*"))) for s in statements):
-            return False, f"with an explicit deny in an identity-based policy (resource {resource})"
+            return False, f"with an explicit deny in an identity-based policy (resource {resource})", resource
         if not any(s.get("Effect") == "Allow" and statement_applies(s, action, resource) for s in statements):
-            return False, f"because no identity-based policy allows the {action} action"
-    return True, ""
+            return False, f"because no identity-based policy allows the {action} action", resource
+    return True, "", ""
 
 
 def _document(policy: Any) -> dict:
@@ -237,14 +238,14 @@ def install(calls: CallLog = CALLS) -> None:
             resources = ["*"]
         if resources == ["*"] and resource != "*":  # moto knows it (S3's bucket and key)
             resources = [resource]
-        allowed, reason = True, ""
+        allowed, reason, refused_on = True, "", ""
         if action != "sts:GetCallerIdentity":  # AWS answers it whatever the policies say
             documents = [_document(policy) for policy in request._access_key.collect_policies()]
-            allowed, reason = decide(documents, action, resources)
+            allowed, reason, refused_on = decide(documents, action, resources)
         calls.add({"principal": principal, "action": action, "region": region, "account": self.current_account,
                    "params": params, "resources": resources, "allowed": allowed})
         if not allowed:
-            raise refusal(principal, action, resources[0], reason, json_protocol=_speaks_json(self.headers))
+            raise refusal(principal, action, refused_on, reason, json_protocol=_speaks_json(self.headers))
 
     authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate_and_authorize
 

@@ -24,9 +24,10 @@ def document(*statements: dict) -> dict:
 
 def test_an_allow_must_name_the_action_and_the_resource():
     policy = document({"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "arn:aws:dynamodb:*:*:table/staging-data-*"})
-    assert moto_iam.decide([policy], "dynamodb:PutItem", [LEDGER]) == (True, "")
-    allowed, reason = moto_iam.decide([policy], "dynamodb:PutItem", [LEDGER.replace("staging", "production")])
+    assert moto_iam.decide([policy], "dynamodb:PutItem", [LEDGER]) == (True, "", "")
+    allowed, reason, refused_on = moto_iam.decide([policy], "dynamodb:PutItem", [LEDGER.replace("staging", "production")])
     assert not allowed and reason == "because no identity-based policy allows the dynamodb:PutItem action"
+    assert refused_on == LEDGER.replace("staging", "production")
     assert not moto_iam.decide([policy], "dynamodb:DeleteItem", [LEDGER])[0]
 
 
@@ -39,16 +40,23 @@ def test_actions_match_without_case_and_with_wildcards_arns_with_case():
 def test_an_explicit_deny_wins_over_any_allow():
     policies = [document({"Effect": "Allow", "Action": "*", "Resource": "*"}),
                 document({"Effect": "Deny", "Action": "dynamodb:*", "Resource": LEDGER})]
-    allowed, reason = moto_iam.decide(policies, "dynamodb:PutItem", [LEDGER])
-    assert not allowed and reason.startswith("with an explicit deny")
+    allowed, reason, refused_on = moto_iam.decide(policies, "dynamodb:PutItem", [LEDGER])
+    assert not allowed and reason.startswith("with an explicit deny") and refused_on == LEDGER
 
 
 def test_an_unknown_resource_is_judged_on_the_action_and_a_scoped_deny_left_to_the_verdict():
     scoped = document({"Effect": "Allow", "Action": "ssm:GetCommandInvocation", "Resource": "arn:aws:ssm:*:*:document/x"},
                       {"Effect": "Deny", "Action": "ssm:GetCommandInvocation", "Resource": "arn:aws:ssm:*:*:document/y"})
-    assert moto_iam.decide([scoped], "ssm:GetCommandInvocation", ["*"]) == (True, "")
+    assert moto_iam.decide([scoped], "ssm:GetCommandInvocation", ["*"]) == (True, "", "")
     assert not moto_iam.decide([document({"Effect": "Deny", "Action": "ssm:*", "Resource": "*"}), scoped],
                                "ssm:GetCommandInvocation", ["*"])[0]
+
+
+def test_a_call_on_two_resources_names_the_one_refused():
+    service = "arn:aws:ecs:r:a:service/c/s"
+    deployment = "arn:aws:ecs:r:a:service-deployment/c/s/d"
+    policy = document({"Effect": "Allow", "Action": "ecs:StopServiceDeployment", "Resource": deployment})
+    assert moto_iam.decide([policy], "ecs:StopServiceDeployment", [deployment, service])[::2] == (False, service)
 
 
 def test_not_action_and_not_resource():
