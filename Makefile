@@ -29,9 +29,10 @@ node_modules/.installed: package.json package-lock.json
 synth: setup
 	npx cdk synth --quiet
 
-# Two pytest-xdist workers: the Docker tests on one (one daemon, one build of each image, one box world at a
-# time), the rest on the other (tests/conftest.py groups them). PYTEST_WORKERS=0 runs everything in one process.
-PYTEST_WORKERS ?= 2
+# Three pytest-xdist workers on one Docker daemon (one build of each image): each Docker module's world is its own
+# (names, ports, networks), so worlds that mostly wait on real processes overlap, the costliest first; the CPU-bound
+# rest fills the workers after them (tests/conftest.py makes the units). PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 3
 PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 test: setup

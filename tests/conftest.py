@@ -3,11 +3,16 @@
 Markers set here, at collection, so nobody maintains a list: a test that needs Docker (the
 `docker_daemon` fixture, directly or through another fixture) is `docker`; one that deploys stacks
 into moto or starts it (the `emulated_aws` fixture, or a module that uses `local.emulator`, the
-moto_server process) is `emulator`. `make check`, the fast lane, runs neither. For pytest-xdist (`make test` runs two workers with `--dist loadgroup`), work
-units are made here too: every module with a Docker test joins one `docker` unit (one worker owns the
-daemon, the image builds and the box worlds, one at a time) and goes first, as the longest; a module
-with a module- or class-scoped fixture is one unit (its world starts once); any other test is a unit
-of its own, so the workers share those evenly. Session fixtures (the synthesis) run once per worker.
+moto_server process) is `emulator`. `make check`, the fast lane, runs neither.
+
+For pytest-xdist (`make test` runs three workers with `--dist loadgroup`), work units are made here
+too: a module's tests that use a module- or class-scoped fixture are one unit (its world starts once,
+on one worker); any other test is a unit of its own. Every box world, task world and emulator is named and
+ported for itself, so units run side by side on one Docker daemon (tests/helpers/docker_fixtures.py:
+one daemon and one build of each image for the whole run). The Docker units go first, the costliest
+first (a module's `pytest.mark.cost(minutes=...)`, measured, says what it costs alone): they mostly
+wait on real processes, so they overlap, and the CPU-bound rest fills the workers after them. Session
+fixtures (the synthesis) run once per worker.
 
 xdist 3.8's own loadgroup cannot see these units under pytest 9 (it renames `item._nodeid`, which
 pytest 9 no longer reads): each worker writes the units it collected to a file, and the scheduler
@@ -16,37 +21,32 @@ below (`XdistUnits`) reads them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.docker_fixtures import stop_the_runs_daemon
 from tests.helpers.synth import Synthesis, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
-
-DOCKER_GROUP = "docker"
-
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     needs_docker = [item for item in items if "docker_daemon" in getattr(item, "fixturenames", ())]
     docker_modules = {item.path for item in needs_docker}
-    shared_modules = {item.path for item in items if _uses_fixture_wider_than_a_test(item)}
     for item in needs_docker:
         item.add_marker(pytest.mark.docker)
     for item in items:
         if "emulated_aws" in getattr(item, "fixturenames", ()) or _starts_the_emulator(item):
             item.add_marker(pytest.mark.emulator)
     for item in items:
-        if item.path in docker_modules:
-            item.add_marker(pytest.mark.xdist_group(DOCKER_GROUP))
-        elif item.path in shared_modules:
+        if _uses_fixture_wider_than_a_test(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
     # Stable: the order inside each module is kept.
-    items.sort(key=lambda item: item.path not in docker_modules)
+    order = {item.nodeid: index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (item.path not in docker_modules, -_cost_minutes(item), order[item.nodeid]))
     workerinput = getattr(config, "workerinput", None)
     if workerinput and UNITS_DIR_KEY in workerinput:
         units = {item.nodeid: next((mark.args[0] for mark in item.iter_markers("xdist_group")), item.nodeid) for item in items}
@@ -54,6 +54,11 @@ def pytest_collection_modifyitems(config, items):
         partial = written.with_suffix(".partial")
         partial.write_text(json.dumps(units))
         partial.replace(written)
+
+
+def _cost_minutes(item) -> float:
+    mark = item.get_closest_marker("cost")
+    return float(mark.kwargs["minutes"]) if mark else 0.0
 
 
 UNITS_DIR_KEY = "liftoff_units_dir"
@@ -67,6 +72,12 @@ def pytest_configure(config):
     moto_models.install()
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(XdistUnits(config), "liftoff-xdist-units")
+
+
+def pytest_unconfigure(config):
+    # The controller of an xdist run: the workers share one Docker daemon, stopped only once all of them are done.
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        stop_the_runs_daemon()
 
 
 class XdistUnits:

@@ -1,17 +1,25 @@
-"""pytest fixtures for real containers: one Docker daemon and one build of each image per session.
+"""pytest fixtures for real containers: one Docker daemon and one build of each image per run.
 
-- `docker_daemon` (session): the machine's daemon if one answers, else one started for the session
-  and stopped (by its pid) at the end; a machine without Docker fails these tests with the install
-  hint (README's test prerequisites), never skips them.
+- `docker_daemon` (session): the machine's daemon if one answers, else one started for the run and
+  stopped (by its pid) at the end; a machine without Docker fails these tests with the install hint
+  (README's test prerequisites), never skips them. Under pytest-xdist every worker shares that one
+  daemon: the first worker to need it starts it (under a lock), and the controller stops it when the
+  whole run ends (`stop_the_runs_daemon`), since a worker that finishes early must not pull it from
+  under the others.
 - `service_image` (session): `service/Dockerfile` built for real (local.images: the registry's base if
   it can be pulled, else one made from the Debian archive; `LIFTOFF_PYTHON_BASE=auto|registry|local`).
 - `release_images` (session): {"1.0.0": image, "1.1.0": image}, the built image as two releases with
   their own digests.
 - `box_image` (session): the host box image (local/box/).
+Images are tagged by their inputs, so a worker that finds one built by another reuses it; the builds
+take the same lock, so two workers never build (or mmdebstrap) the same thing at once.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -22,30 +30,56 @@ RELEASES = ("1.0.0", "1.1.0")
 STATE_DIR = REPO / ".local" / "test-docker"
 
 
+@contextmanager
+def _held(name: str) -> Iterator[None]:
+    """An exclusive lock between the processes of this run (xdist workers), released when the holder exits."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 @pytest.fixture(scope="session")
-def docker_daemon():
-    daemon = docker.connect_or_start(STATE_DIR)
+def docker_daemon(request):
+    with _held("daemon"):
+        daemon = docker.connect_or_start(STATE_DIR)
     try:
         yield daemon
     finally:
-        docker.stop(daemon)
+        if not _xdist_worker(request.config):
+            docker.stop(daemon)
+
+
+def stop_the_runs_daemon() -> None:
+    """The controller's part: stop the daemon a worker started for this run, by the pid dockerd recorded."""
+    pid = docker.recorded_daemon(STATE_DIR)
+    if pid is not None:
+        docker.stop(docker.Daemon(host=docker.DEFAULT_HOST, pid=pid))
 
 
 @pytest.fixture(scope="session")
 def python_base_image(docker_daemon) -> str:
-    return images.python_base(docker_daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda _: None)
+    with _held("images"):
+        return images.python_base(docker_daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda _: None)
 
 
 @pytest.fixture(scope="session")
 def service_image(docker_daemon, python_base_image) -> str:
-    return images.build_service_image(docker_daemon, python_base_image)
+    with _held("images"):
+        return images.build_service_image(docker_daemon, python_base_image)
 
 
 @pytest.fixture(scope="session")
 def release_images(docker_daemon, service_image) -> dict[str, str]:
-    return {version: images.release_image(docker_daemon, service_image, version) for version in RELEASES}
+    with _held("images"):
+        return {version: images.release_image(docker_daemon, service_image, version) for version in RELEASES}
 
 
 @pytest.fixture(scope="session")
 def box_image(docker_daemon) -> str:
-    return images.box_image(docker_daemon)
+    with _held("images"):
+        return images.box_image(docker_daemon)

@@ -8,11 +8,15 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from local.aws import EMULATED_ACCOUNT, FAKE_ENVIRONMENT
 from local.deploy import IAM_CALLS_FILE
 from local.emulator import free_port
 from local.iam_verdict import Policies, Synthesized, judge
 from tests.helpers.synth import REPO
+
+pytestmark = pytest.mark.cost(minutes=5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 FIRST, TARGET = "1.0.0", "1.1.0"
 

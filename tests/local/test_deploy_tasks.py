@@ -11,7 +11,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.synth import REPO, cdk_context
+
+pytestmark = pytest.mark.cost(minutes=4)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 FIRST, TARGET = "1.0.0", "1.1.0"
 

@@ -29,6 +29,8 @@ from tests.helpers.box_world import running_emulator, wait_until
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import cdk_context
 
+pytestmark = pytest.mark.cost(minutes=4)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 FIRST, TARGET = "1.0.0", "1.1.0"
 LOAD_RATE = 20.0
 

@@ -18,6 +18,8 @@ from local.load import LoadRun
 from tests.helpers.box_world import Watch, booted_hosts, deployed, running_emulator, wait_until
 from tests.helpers.synth import REPO
 
+pytestmark = pytest.mark.cost(minutes=7)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 STATE_DIR = REPO / ".local" / "test-boxes-faults"
 WARMING = "1.2.0-warmup"
 WARM_UP_SECONDS = 20

@@ -21,6 +21,8 @@ from release.ledger import Ledger
 from tests.helpers.box_world import booted_hosts, deployed, running_emulator
 from tests.helpers.synth import CDK_JSON, REPO
 
+pytestmark = pytest.mark.cost(minutes=2)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 STATE_DIR = REPO / ".local" / "test-boxes-migrate"
 CONTRACT = "0003_require_note_title"
 

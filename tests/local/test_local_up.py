@@ -29,6 +29,8 @@ from local.load import LoadRun
 from tests.helpers.box_world import wait_until
 from tests.helpers.synth import CDK_JSON, REPO, cdk_context
 
+pytestmark = pytest.mark.cost(minutes=5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 FIRST, TARGET = "1.0.0", "1.1.0"
 LOAD_RATE = 10.0
 # Booting hosts share the machine's 2 cores with the load: an answer slower than this counts as failed.
