@@ -32,6 +32,7 @@ from tests.helpers.synth import Synthesis, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
 
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     needs_docker = [item for item in items if "docker_daemon" in getattr(item, "fixturenames", ())]
@@ -45,8 +46,7 @@ def pytest_collection_modifyitems(config, items):
         if _uses_fixture_wider_than_a_test(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
     # Stable: the order inside each module is kept.
-    order = {item.nodeid: index for index, item in enumerate(items)}
-    items.sort(key=lambda item: (item.path not in docker_modules, -_cost_minutes(item), order[item.nodeid]))
+    items.sort(key=lambda item: (item.path not in docker_modules, -_cost_minutes(item)))
     workerinput = getattr(config, "workerinput", None)
     if workerinput and UNITS_DIR_KEY in workerinput:
         units = {item.nodeid: next((mark.args[0] for mark in item.iter_markers("xdist_group")), item.nodeid) for item in items}

@@ -39,10 +39,6 @@ def _held(name: str) -> Iterator[None]:
         yield
 
 
-def _xdist_worker(config) -> bool:
-    return hasattr(config, "workerinput")
-
-
 @pytest.fixture(scope="session")
 def docker_daemon(request):
     with _held("daemon"):
@@ -50,7 +46,7 @@ def docker_daemon(request):
     try:
         yield daemon
     finally:
-        if not _xdist_worker(request.config):
+        if not hasattr(request.config, "workerinput"):  # an xdist worker leaves it to the controller
             docker.stop(daemon)
 
 

@@ -219,9 +219,10 @@ def test_a_host_whose_activate_gate_was_killed_is_converged_by_activate_of_the_v
     activating.start()
     # The second host's gate, killed (SIGKILL: no trap runs) once its new slot's container runs.
     # Or the activation ended first (the canary host held 1.1.0 back, say): then what it said is the failure.
-    wait_until(lambda: f"liftoff-app-{idle}" in running_containers(hosts, second) or not activating.is_alive(), 300,
-               "the second host's gate never started its slot")
-    assert activating.is_alive(), f"liftoff activate ended before the second host's gate started its slot: {outcome['run']}"
+    seen = wait_until(lambda: "slot started" if f"liftoff-app-{idle}" in running_containers(hosts, second)
+                      else "activate ended" if not activating.is_alive() else None,
+                      300, "the second host's gate never started its slot")
+    assert seen == "slot started", f"liftoff activate ended before the second host's gate started its slot: {outcome['run']}"
     pid = on_host(hosts, second, "pgrep", "-o", "-f", "/opt/liftoff/bin/liftoff-activate 1.1.0")
     on_host(hosts, second, "kill", "-KILL", pid)
     activating.join(600)
