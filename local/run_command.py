@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from local import boxes
+from local.docker import DockerError
 from local.runtime import EmulatedRuntime
 from release.schema_aws import SchemaAdapter
 
@@ -58,15 +59,22 @@ class RunCommandStandIn:
         return commands
 
     def run_on(self, instances: list[str], document: str, parameters: dict[str, list[str]], *,
-               timeout: float) -> dict[str, tuple[int, str, str]]:
+               timeout: float) -> dict[str, tuple[int | None, str, str]]:
         """One command sent to several instances: each host's agent runs it at once, independently of the others.
         A parameter SSM refuses is refused before any host runs anything, as SSM refuses the whole command."""
         script = "\n".join(["set -e", *self.render(document, parameters)])
 
-        def on_host(instance: str) -> tuple[int, str, str]:
+        def on_host(instance: str) -> tuple[int | None, str, str]:
             self.runs.append((instance, document, parameters))
-            result = boxes.run_on_box(self.hosts.daemon, self.hosts.world.boxes[instance], "bash", "-c", script, timeout=timeout)
-            return result.returncode, result.stdout + result.stderr, f"host {instance} (Run Command stand-in, document {document})"
+            where = f"host {instance} (Run Command stand-in, document {document})"
+            try:
+                result = boxes.run_on_box(self.hosts.daemon, self.hosts.world.boxes[instance], "bash", "-c", script,
+                                          timeout=timeout)
+            except DockerError:
+                # The wait ran out, as the real adapter's does: no exit code, and the command goes on on the host
+                # (docker exec's process outlives its client, as an SSM invocation outlives whoever polls it).
+                return None, "", where
+            return result.returncode, result.stdout + result.stderr, where
 
         with ThreadPoolExecutor(max_workers=max(1, len(instances)), thread_name_prefix="run-command") as pool:
             return dict(zip(instances, pool.map(on_host, instances)))
