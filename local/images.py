@@ -31,6 +31,14 @@ REGISTRY_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 BASE_CHOICES = ("auto", "registry", "local")
 SUITE = "bookworm"
 PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+# The Python base is pushed to every box world's registry and pulled by every box, so its bytes are paid for per
+# host: made as Debian's own slim images are (no documentation, manual pages or translations; the copyright files
+# kept), and merged-/usr set up by mmdebstrap's hook instead of the usrmerge package, which brings perl (~50 MB).
+SLIM_OPTIONS = (
+    "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+    *(f"--dpkgopt=path-exclude=/usr/share/{folder}/*" for folder in ("doc", "man", "groff", "info", "lintian", "locale")),
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+)
 # What an AL2023 host gets from dnf in user data (docker, jq, cfn-bootstrap; haproxy and socat for slots) or has by default (curl, the
 # AWS CLI, systemd, iproute), plus what the stand-ins need: dnsmasq (the box's DNS), python3 (IMDS),
 # postgresql and docker-registry (the RDS and ECR stand-in containers run from this same image).
@@ -57,9 +65,9 @@ class ImageError(DockerError):
     """An image could not be made; the message names the step and shows its output."""
 
 
-def rootfs_tar(name: str, packages: tuple[str, ...], *, cache_dir: Path = CACHE_DIR) -> Path:
-    """A Debian root filesystem with `packages`, made once by mmdebstrap and cached by its package list."""
-    key = hashlib.sha256(" ".join((SUITE, *packages)).encode() + CA_HOOK.encode()).hexdigest()[:12]
+def rootfs_tar(name: str, packages: tuple[str, ...], *, options: tuple[str, ...] = (), cache_dir: Path = CACHE_DIR) -> Path:
+    """A Debian root filesystem with `packages`, made once by mmdebstrap and cached by its package list and options."""
+    key = hashlib.sha256(" ".join((SUITE, *packages, *options)).encode() + CA_HOOK.encode()).hexdigest()[:12]
     tar = cache_dir / f"{name}-{SUITE}-{key}.tar"
     if tar.exists():
         return tar
@@ -72,7 +80,7 @@ def rootfs_tar(name: str, packages: tuple[str, ...], *, cache_dir: Path = CACHE_
         hook.chmod(0o755)
         partial = Path(scratch) / tar.name
         result = subprocess.run(
-            ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(packages)}",
+            ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(packages)}", *options,
              f"--customize-hook={hook}", SUITE, str(partial)],
             capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
@@ -96,8 +104,9 @@ def has_image(daemon: Daemon, image: str) -> bool:
     return daemon.run("image", "inspect", image, check=False, timeout=30).returncode == 0
 
 
-def imported_rootfs(daemon: Daemon, name: str, packages: tuple[str, ...], *, cache_dir: Path = CACHE_DIR) -> str:
-    tar = rootfs_tar(name, packages, cache_dir=cache_dir)
+def imported_rootfs(daemon: Daemon, name: str, packages: tuple[str, ...], *, options: tuple[str, ...] = (),
+                    cache_dir: Path = CACHE_DIR) -> str:
+    tar = rootfs_tar(name, packages, options=options, cache_dir=cache_dir)
     image = f"liftoff/{name}:{tar.stem.rsplit('-', 1)[-1]}"
     if not has_image(daemon, image):
         daemon.run("import", "--change", 'CMD ["/bin/bash"]', str(tar), image, timeout=600)
@@ -116,7 +125,7 @@ def python_base(daemon: Daemon, choice: str = "auto", *, say: Say = print, cache
         if choice == "registry":
             raise ImageError(f"cannot pull {REGISTRY_PYTHON_IMAGE}: {reason}")
         say(f"{REGISTRY_PYTHON_IMAGE} cannot be pulled ({reason}); using a Python base made from the Debian archive")
-    return imported_rootfs(daemon, "python-base", PYTHON_PACKAGES, cache_dir=cache_dir)
+    return imported_rootfs(daemon, "python-base", PYTHON_PACKAGES, options=SLIM_OPTIONS, cache_dir=cache_dir)
 
 
 def schema_build_args() -> list[str]:

@@ -40,6 +40,17 @@ def test_an_unknown_base_choice_is_refused(docker_daemon):
         images.python_base(docker_daemon, "pypi")
 
 
+def test_the_python_base_every_host_pulls_carries_no_documentation_translations_or_perl(docker_daemon, python_base_image):
+    # Whichever base `auto` chose: the registry's slim image is made this way too.
+    listed = docker_daemon.run(
+        "run", "--rm", "--entrypoint", "sh", python_base_image, "-c",
+        "find /usr/share/man /usr/share/locale -type f ! -name locale.alias 2>/dev/null | head -3; "
+        "find /usr/share/doc -type f ! -name copyright | head -3; "
+        "for package in usrmerge perl-modules-5.36 libperl5.36; do dpkg -s $package >/dev/null 2>&1 && echo $package; done; "
+        "echo end", timeout=120)
+    assert listed.stdout.split() == ["end"], listed.stdout
+
+
 def test_the_endpoint_proxy_refuses_a_taken_port(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
