@@ -140,6 +140,7 @@ class Host:
             "LIFTOFF_CONFIG_DIR": str(self.config),
             "LIFTOFF_RUN_DIR": str(self.root / "run" / "liftoff"),
             "LIFTOFF_LOCK_FILE": str(self.root / "run" / "lock" / "liftoff.lock"),
+            "LIFTOFF_LOG_STREAMS_DIR": str(self.root / "run" / "liftoff-log-streams"),
             "LIFTOFF_HEALTH_POLL_SECONDS": "0.1",
             "FAKE_STATE": str(self.state),
             **extra,
@@ -639,15 +640,37 @@ def test_a_crash_reaches_the_log_group_with_systemds_verdict(host: Host) -> None
     assert put[put.index("--log-stream-name") + 1] == f"{INSTANCE_ID}/liftoff-app.service"
 
 
+def _logs_calls(host: Host) -> list[str]:
+    return [c[2] for c in host.calls("aws") if c[1] == "logs"]
+
+
 def test_an_existing_stream_is_reused_and_a_logs_outage_is_reported(host: Host) -> None:
     host.running("1.2.0")
     (host.state / "log_stream_exists").touch()
     assert host.run("liftoff-unit-event", "started").returncode == 0
+    assert _logs_calls(host) == ["create-log-stream", "put-log-events"]
     (host.state / "logs_fail").touch()
     failed = host.run("liftoff-unit-event", "started")
     # Non-zero for the journal; the unit's "-" prefix keeps the service running regardless.
     assert failed.returncode != 0
-    assert len(_put_events(host)) == 2
+    # The remembered stream's line was refused: made again (in case it was deleted) and tried once more.
+    assert _logs_calls(host)[2:] == ["put-log-events", "create-log-stream", "put-log-events"]
+
+
+def test_a_stream_is_made_once_then_each_line_is_one_call(host: Host) -> None:
+    host.running("1.2.0")
+    for event in ("started", "stopped", "started"):
+        assert host.run("liftoff-unit-event", event).returncode == 0
+    assert _logs_calls(host) == ["create-log-stream", "put-log-events", "put-log-events", "put-log-events"]
+    assert [e["message"].split()[1] for e in _put_events(host)] == ["started", "stopped", "started"]
+
+
+def test_a_stream_made_before_a_reboot_is_made_again_after_it(host: Host) -> None:
+    host.running("1.2.0")
+    assert host.run("liftoff-unit-event", "started").returncode == 0
+    shutil.rmtree(host.root / "run" / "liftoff-log-streams")  # /run is a tmpfs: a reboot empties it
+    assert host.run("liftoff-unit-event", "started").returncode == 0
+    assert _logs_calls(host) == ["create-log-stream", "put-log-events"] * 2
 
 
 def test_unit_event_takes_only_started_or_stopped(host: Host) -> None:

@@ -7,6 +7,8 @@ LIFTOFF_RUN_DIR="${LIFTOFF_RUN_DIR:-/run/liftoff}"
 # Not under LIFTOFF_RUN_DIR: systemd deletes the unit's RuntimeDirectory on every
 # restart, which would pull a held lock file out from under us.
 LIFTOFF_LOCK_FILE="${LIFTOFF_LOCK_FILE:-/run/lock/liftoff.lock}"
+# The log streams this boot has made (put_event_line); not under a unit's RuntimeDirectory either, for the same reason.
+LIFTOFF_LOG_STREAMS_DIR="${LIFTOFF_LOG_STREAMS_DIR:-/run/liftoff-log-streams}"
 LIFTOFF_IMDS_URL="${LIFTOFF_IMDS_URL:-http://169.254.169.254}"
 LIFTOFF_HEALTH_POLL_SECONDS="${LIFTOFF_HEALTH_POLL_SECONDS:-2}"
 # shellcheck disable=SC2034  # used by the scripts that source this file
@@ -626,15 +628,23 @@ report_not_written() {
     return 0
 }
 
-# One line into the stage's log group (the stream is made on first use); non-zero when CloudWatch refuses.
+# One line into the stage's log group; non-zero when CloudWatch refuses. The stream is made on its first use after a
+# boot and remembered under /run: each later line is one CLI call, not two (a unit's ExecStartPost holds its
+# start, so this is half a second less per slot start). A remembered stream that is gone is made again.
 put_event_line() {
-    local stream="$1" message="$2" events
-    aws logs create-log-stream --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
-        --log-stream-name "$stream" >/dev/null 2>&1 || true
+    local stream="$1" message="$2" events made
+    made="$LIFTOFF_LOG_STREAMS_DIR/${stream//\//%}"
     events="$(jq -nc --arg message "$message" --argjson timestamp "$(date +%s%3N)" \
         '[{timestamp: $timestamp, message: $message}]')"
+    if [[ -e "$made" ]] && aws logs put-log-events --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
+        --log-stream-name "$stream" --log-events "$events" >/dev/null 2>&1; then
+        return 0
+    fi
+    aws logs create-log-stream --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
+        --log-stream-name "$stream" >/dev/null 2>&1 || true
     aws logs put-log-events --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
-        --log-stream-name "$stream" --log-events "$events" >/dev/null
+        --log-stream-name "$stream" --log-events "$events" >/dev/null || return
+    { mkdir -p "${made%/*}" && : >"$made"; } 2>/dev/null || true
 }
 
 record_gate() {
