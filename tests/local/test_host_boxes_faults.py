@@ -22,7 +22,7 @@ pytestmark = pytest.mark.cost(minutes=7)  # alone, on 2 cores: the costliest sta
 
 STATE_DIR = REPO / ".local" / "test-boxes-faults"
 WARMING = "1.2.0-warmup"
-WARM_UP_SECONDS = 20
+WARM_UP_SECONDS = 10
 
 
 @pytest.fixture(scope="module")

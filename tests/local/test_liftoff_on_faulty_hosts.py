@@ -40,7 +40,7 @@ pytestmark = pytest.mark.cost(minutes=8)  # alone, on 2 cores: the costliest sta
 
 STATE_DIR = REPO / ".local" / "test-liftoff-faulty-hosts"
 WARMING = "1.2.0-warmup"
-WARM_UP_SECONDS = 20
+WARM_UP_SECONDS = 10
 
 
 # --- the world (the fixture shapes of test_host_boxes_faults.py) ----------------------------------

@@ -1,4 +1,5 @@
-"""`make local-up` is a living world: from a clean shell with only the printed export line, liftoff drives the
+"""`make local-up` is a living world: it runs `make deploy`'s release walk on booted hosts (asserted here: the
+suite runs that walk on hosts once) and keeps the world; from a clean shell with only the printed export line, liftoff drives the
 real hosts; the group replaces a killed host; raising desired_count and running `up` again adds a host. On the ecs
 stage the service's tasks keep running the same way, and a killed supervisor leaves none behind.
 
@@ -94,6 +95,51 @@ def test_up_prints_the_load_balancer_a_curl_and_a_watch_line_and_the_supervisor_
         assert json.loads(response.read())["version"] == FIRST
     state = supervisor_state(session)
     assert len(state["hosts"]) == 2 and set(state["targets"].values()) == {"healthy"}
+
+
+def test_up_walks_the_release_on_the_booted_hosts_with_timings_per_host(session):
+    # `up` runs `make deploy`'s walk (local/deploy.py's run) and keeps the world: the walk is asserted here, once.
+    out = session["up"]
+    assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
+                     r"arn:aws:iam::\d+:user/liftoff-production-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)
+    # The hosts called AWS as the instance profile's role (their metadata service hands out its credentials), held to it.
+    assert re.search(r"and arn:aws:sts::\d+:assumed-role/production-service-Ec2HostRole\S+: [1-9]\d* call\(s\), "
+                     r"[1-9]\d* action\(s\), 0 refused", out), out[-3000:]
+    booted = re.findall(r"host (i-[0-9a-f]+) signalled SUCCESS (\d+\.\d) s after boot", out)
+    assert len(booted) == 2
+    hosts = [instance for instance, _ in booted]
+    for instance in hosts:
+        # Booted on the first release, switched host by host to the target, then rolled back.
+        assert re.search(rf"host {instance} \(.*\): active {FIRST}, answers /version with {FIRST}", out)
+        assert re.search(rf"host {instance}: stage {TARGET} -> exit 0 in \d+\.\d s", out)
+        assert re.search(rf"host {instance}: activate {TARGET} -> exit 0 in \d+\.\d s", out)
+        assert re.search(rf"host {instance} \(.*\): active {TARGET}, answers /version with {TARGET}", out)
+        assert re.search(rf"host {instance}: activate {FIRST} -> exit 0 in \d+\.\d s", out)
+    # In waves: the first host is the fleet's canary, its gate run alone (Run Command) before the stack moves;
+    # then the association, a quarter of the fleet at a time (one of two), finds it already active.
+    canary = re.search(rf"host (i-[0-9a-f]+): activate {TARGET} \(Run Command, 1 host\(s\)\) -> exit 0", out)
+    assert canary and canary.group(1) == hosts[0], out[-4000:]
+    activations = re.findall(rf"host (i-[0-9a-f]+): activate {TARGET} -> exit 0", out)
+    assert activations == hosts and out.index(canary.group(0)) < out.index(f"host {hosts[0]}: activate {TARGET} -> exit 0")
+    assert f"activate {TARGET}: 2 host(s), MaxConcurrency 25%," in out
+    # The rollback right after is to the version both hosts hold warm: one wave, both flipped at once through
+    # Run Command before the stack moves; the association then finds each already there (100%, one wave).
+    assert f"every host holds {FIRST} warm: all 2 flip at once (Run Command), then the stack follows" in out
+    flips = re.findall(rf"host (i-[0-9a-f]+): activate {FIRST} \(Run Command, 2 host\(s\)\) -> exit 0", out)
+    assert sorted(flips) == sorted(hosts), out[-4000:]
+    assert f"activate {FIRST}: 2 host(s), MaxConcurrency 100%," in out
+    assert out.index(f"every host serves {FIRST} again") < out.index(f"activate {FIRST}: 2 host(s), MaxConcurrency 100%,")
+    # Verified from each host's own report (no stand-in: the boxes wrote them), and by the load balancer stand-in.
+    assert f"verified: every host in service (2) reports {TARGET} active and ready; 2 target(s) healthy" in out
+    assert f"verified: every host in service (2) reports {FIRST} active and ready; 2 target(s) healthy" in out
+    # Steady load through the load balancer stand-in during each step: with two hosts, each drained
+    # before it restarts, no request fails.
+    for step, first_seen in ((f"stage {TARGET}", FIRST), (f"activate {TARGET}", FIRST), ("rollback", TARGET)):
+        line = re.search(rf"liftoff {step}: sent (\d+), failed (\d+), longest gap (\d+\.\d+) s, versions (.*)$", out, re.M)
+        assert line, f"no load line for {step}"
+        assert int(line.group(1)) > 0 and int(line.group(2)) == 0, line.group(0)
+        assert first_seen in line.group(4)
+    assert "the hosts were real" in out and "removing the hosts" not in out  # `up` keeps them for the supervisor
 
 
 def test_a_second_shell_stages_activates_rolls_back_and_reads_the_hosts(session):
