@@ -29,10 +29,11 @@ node_modules/.installed: package.json package-lock.json
 synth: setup
 	npx cdk synth --quiet
 
-# Three pytest-xdist workers on one Docker daemon (one build of each image): each Docker module's world is its own
-# (names, ports, networks), so worlds that mostly wait on real processes overlap, the costliest first; the CPU-bound
-# rest fills the workers after them (tests/conftest.py makes the units). PYTEST_WORKERS=0 runs everything in one process.
-PYTEST_WORKERS ?= 3
+# Four pytest-xdist workers on one Docker daemon (one build of each image): each Docker module's world is its own
+# (names, ports, networks), so three workers run the worlds side by side, the costliest first, while the fourth runs
+# the short CPU-bound tests in the time the worlds spend waiting; all four share what is left (tests/conftest.py
+# makes the units and schedules them). PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 4
 PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 test: setup

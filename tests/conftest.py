@@ -5,14 +5,17 @@ Markers set here, at collection, so nobody maintains a list: a test that needs D
 into moto or starts it (the `emulated_aws` fixture, or a module that uses `local.emulator`, the
 moto_server process) is `emulator`. `make check`, the fast lane, runs neither.
 
-For pytest-xdist (`make test` runs three workers with `--dist loadgroup`), work units are made here
+For pytest-xdist (`make test` runs four workers with `--dist loadgroup`), work units are made here
 too: a module's tests that use a module- or class-scoped fixture are one unit (its world starts once,
 on one worker); any other test is a unit of its own. Every box world, task world and emulator is named and
 ported for itself, so units run side by side on one Docker daemon (tests/helpers/docker_fixtures.py:
 one daemon and one build of each image for the whole run). The Docker units go first, the costliest
 first (a module's `pytest.mark.cost(minutes=...)`, measured, says what it costs alone): they mostly
-wait on real processes, so they overlap, and the CPU-bound rest fills the workers after them. Session
-fixtures (the synthesis) run once per worker.
+wait on real processes, so they overlap. With four workers or more the last one is the short lane: it
+takes the short, CPU-bound units from the start, using the cores while the worlds wait; then every worker
+takes what is left. A worker about to finish a Docker test never has the next Docker unit committed to it
+(another worker may be free first): tests/helpers/scheduling.py decides. Session fixtures (the synthesis) run
+once per worker.
 
 xdist 3.8's own loadgroup cannot see these units under pytest 9 (it renames `item._nodeid`, which
 pytest 9 no longer reads): each worker writes the units it collected to a file, and the scheduler
@@ -28,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.docker_fixtures import stop_the_runs_daemon
+from tests.helpers.scheduling import is_the_short_lane, next_unit
 from tests.helpers.synth import Synthesis, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
@@ -50,9 +54,10 @@ def pytest_collection_modifyitems(config, items):
     workerinput = getattr(config, "workerinput", None)
     if workerinput and UNITS_DIR_KEY in workerinput:
         units = {item.nodeid: next((mark.args[0] for mark in item.iter_markers("xdist_group")), item.nodeid) for item in items}
+        docker_units = sorted({units[item.nodeid] for item in needs_docker})
         written = Path(workerinput[UNITS_DIR_KEY]) / f"{workerinput['workerid']}.json"
         partial = written.with_suffix(".partial")
-        partial.write_text(json.dumps(units))
+        partial.write_text(json.dumps({"units": units, "docker": docker_units}))
         partial.replace(written)
 
 
@@ -102,13 +107,26 @@ class XdistUnits:
 
         class UnitScheduling(LoadScopeScheduling):
             units: dict[str, str] | None = None
+            docker_units: frozenset[str] = frozenset()
 
             def _split_scope(self, nodeid: str) -> str:
                 # Called once every worker has collected (and so written its file).
                 if self.units is None:
                     found = sorted(plugin.directory.glob("*.json")) if plugin.directory else []
-                    self.units = json.loads(found[0].read_text()) if found else {}
+                    written = json.loads(found[0].read_text()) if found else {}
+                    self.units, self.docker_units = written.get("units", {}), frozenset(written.get("docker", ()))
                 return self.units.get(nodeid, nodeid)
+
+            def _assign_work_unit(self, node) -> None:
+                unit = next_unit(self.workqueue, self.docker_units, holds_a_docker_test=self._holds_a_docker_test(node),
+                                 short_lane=is_the_short_lane(node.workerinput.get("workerid", ""),
+                                                              int(node.workerinput.get("workercount", 0))))
+                self.workqueue.move_to_end(unit, last=False)
+                super()._assign_work_unit(node)
+
+            def _holds_a_docker_test(self, node) -> bool:
+                return any(scope in self.docker_units and not all(done.values())
+                           for scope, done in self.assigned_work.get(node, {}).items())
 
         return UnitScheduling(config, log)
 

@@ -1,0 +1,26 @@
+"""Which work unit an xdist worker gets next (tests/conftest.py's scheduler asks this)."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Set
+
+# With this many workers or more, the last one is the short lane.
+SHORT_LANE_FROM_WORKERS = 4
+
+
+def is_the_short_lane(worker_id: str, worker_count: int) -> bool:
+    """The last worker of four or more takes the short, CPU-bound units first: the Docker units mostly wait on their
+    worlds (sleeps, health checks, bakes), and this lane uses the cores meanwhile."""
+    return worker_count >= SHORT_LANE_FROM_WORKERS and worker_id == f"gw{worker_count - 1}"
+
+
+def next_unit(queue: Iterable[str], docker_units: Set[str], *, holds_a_docker_test: bool, short_lane: bool) -> str:
+    """The queue's head (the costliest Docker unit first), except for the short lane, or a worker whose last held
+    test is a Docker test: xdist hands a worker its next unit as its last held test starts (pytest needs the next
+    item to end a module's fixtures), so a Docker unit given then would wait minutes, committed, while another
+    worker frees up first. Those get the first short unit, while there is one."""
+    queue = list(queue)
+    if holds_a_docker_test or short_lane:
+        short = next((unit for unit in queue if unit not in docker_units), None)
+        if short is not None:
+            return short
+    return queue[0]
