@@ -41,7 +41,7 @@ def test_an_unknown_base_choice_is_refused(docker_daemon):
 
 
 def test_the_python_base_every_host_pulls_carries_no_documentation_translations_or_perl(docker_daemon, python_base_image):
-    # Whichever base `auto` chose: the registry's slim image is made this way too.
+    # Whichever base `auto` chose (here, with no public registry reachable, the one made from the Debian archive).
     listed = docker_daemon.run(
         "run", "--rm", "--entrypoint", "sh", python_base_image, "-c",
         "find /usr/share/man /usr/share/locale -type f ! -name locale.alias 2>/dev/null | head -3; "

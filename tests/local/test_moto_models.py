@@ -4,6 +4,7 @@ import json
 import boto3
 import pytest
 from moto import mock_aws
+from moto.cloudformation.models import Stack
 
 from local import moto_models
 
@@ -116,17 +117,15 @@ def test_a_count_and_image_change_together_move_the_service_to_the_new_revision(
     assert image == "registry/repo:2.0.0"
 
 
-
 def test_a_json_template_is_read_as_json_and_a_yaml_one_still_as_yaml(monkeypatch):
-    from moto.cloudformation.models import Stack
-
     template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "on", "Count": 1.5}}}}
     yaml_text = "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n    Properties:\n      TopicName: !Ref Name\n"
     assert Stack.parse_template(yaml_text) == {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": {"Ref": "Name"}}}}}
-    # JSON never reaches PyYAML's pure-Python loader (the cost this avoids): it would fail the parse here.
+
     def no_yaml(*_args, **_kwargs):
         raise AssertionError("a JSON template went to PyYAML")
 
+    # JSON never reaches PyYAML's pure-Python loader (the cost this avoids): it would fail the parse here.
     monkeypatch.setattr(moto_models.yaml, "load", no_yaml)
     assert Stack.parse_template(json.dumps(template)) == template
