@@ -632,18 +632,18 @@ report_not_written() {
 # boot and remembered under /run: each later line is one CLI call, not two (a unit's ExecStartPost holds its
 # start, so this is half a second less per slot start). A remembered stream that is gone is made again.
 put_event_line() {
-    local stream="$1" message="$2" events made put
+    local stream="$1" message="$2" events made
     made="$LIFTOFF_LOG_STREAMS_DIR/${stream//\//%}"
     events="$(jq -nc --arg message "$message" --argjson timestamp "$(date +%s%3N)" \
         '[{timestamp: $timestamp, message: $message}]')"
-    put=(aws logs put-log-events --region "$AWS_REGION" --log-group-name "$LOG_GROUP" --log-stream-name "$stream"
-        --log-events "$events")
-    if [[ -e "$made" ]] && "${put[@]}" >/dev/null 2>&1; then
+    if [[ -e "$made" ]] && aws logs put-log-events --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
+        --log-stream-name "$stream" --log-events "$events" >/dev/null 2>&1; then
         return 0
     fi
     aws logs create-log-stream --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
         --log-stream-name "$stream" >/dev/null 2>&1 || true
-    "${put[@]}" >/dev/null || return
+    aws logs put-log-events --region "$AWS_REGION" --log-group-name "$LOG_GROUP" \
+        --log-stream-name "$stream" --log-events "$events" >/dev/null || return
     { mkdir -p "${made%/*}" && : >"$made"; } 2>/dev/null || true
 }
 
