@@ -29,6 +29,11 @@ moto gave the bare group ARN, so an execution role held to its policy (local/mot
 And one cost: moto parses every template it is given (CreateStack, UpdateStack, change sets, GetTemplateSummary) with
 PyYAML's pure-Python loader first, JSON being YAML, and falls back to `json.loads`; CDK writes JSON, and our service
 template took ~0.3 CPU-s a parse. Templates are now read as JSON first, the same dict, and YAML still as YAML.
+
+And another: each EC2 backend (every region of every test's fresh moto) made an `Ami`, with a snapshot and a volume,
+for each of the ~1,230 ECS-optimized AMIs of its region, ~0.2 CPU-s a backend. liftoff's ECS mode is Fargate and its
+hosts boot Amazon Linux 2023 (the `latest_amis` list, which the SSM parameters name, stays), so no stack of ours can
+name one; they are not loaded. moto's generic default AMIs stay too.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from moto.cloudformation import models as cloudformation_models
 from moto.cloudformation import parsing
 from moto.cloudformation import responses as cloudformation_responses
 from moto.core.utils import pascal_to_camelcase, utcnow
+from moto.ec2.models import amis as ec2_amis
 from moto.ecs import models as ecs_models
 from moto.logs import models as logs_models
 from moto.moto_api._internal import mock_random
@@ -177,6 +183,16 @@ def _log_group_attribute(self, attribute_name: str) -> str:
 _moto_log_group_attribute = logs_models.LogGroup.get_cfn_attribute
 
 
+ECS_OPTIMIZED_AMIS = "ec2/resources/ecs/optimized_amis/"
+_moto_load_resource = ec2_amis.load_resource
+
+
+def _resource_without_ecs_optimized_amis(filename: str) -> Any:
+    if filename.startswith(ECS_OPTIMIZED_AMIS):
+        return []
+    return _moto_load_resource(filename)
+
+
 class JsonFirstYaml:
     """PyYAML, as moto's CloudFormation modules use it, but a template that is JSON is read as JSON."""
 
@@ -202,3 +218,4 @@ def install() -> None:
     ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(_update_task_definition)
     ecs_models.Service.create_from_cloudformation_json = classmethod(_create_service)
     ecs_models.Service.update_from_cloudformation_json = classmethod(_update_service)
+    ec2_amis.load_resource = _resource_without_ecs_optimized_amis

@@ -129,3 +129,17 @@ def test_a_json_template_is_read_as_json_and_a_yaml_one_still_as_yaml(monkeypatc
     # JSON never reaches PyYAML's pure-Python loader (the cost this avoids): it would fail the parse here.
     monkeypatch.setattr(moto_models.yaml, "load", no_yaml)
     assert Stack.parse_template(json.dumps(template)) == template
+
+
+def test_the_al2023_image_the_hosts_boot_exists_and_the_ecs_optimized_ones_are_not_made():
+    moto_models.install()
+    with mock_aws():
+        ssm, ec2 = boto3.client("ssm", region_name="eu-west-1"), boto3.client("ec2", region_name="eu-west-1")
+        for architecture in ("x86_64", "arm64"):
+            image_id = ssm.get_parameter(
+                Name=f"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{architecture}")["Parameter"]["Value"]
+            [image] = ec2.describe_images(ImageIds=[image_id])["Images"]
+            assert image["Architecture"] == architecture and image["Name"].startswith("al2023-ami-")
+        owned_by_amazon = ec2.describe_images(Owners=["amazon"])["Images"]
+        assert owned_by_amazon, "moto's default and latest AMIs are still there"
+        assert not [image for image in owned_by_amazon if "ecs" in image["Name"].lower()]
