@@ -81,6 +81,7 @@ def ec2_instance_architectures(instance_type: str) -> tuple[str, ...]:
 POSTGRES_ENGINE_VERSION = "17.6"
 
 
+@lru_cache(maxsize=None)  # every stage's config check asks again; the data is cfn-lint's installed files
 def rds_postgres_instance_classes(region: str | None, engine_version: str = POSTGRES_ENGINE_VERSION) -> frozenset[str]:
     """RDS for PostgreSQL instance classes (without the db. prefix) that `engine_version` runs on in
     `region` (in any region when None): cfn-lint's two rules on them, E3025 (per region) and E3062
