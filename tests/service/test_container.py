@@ -111,9 +111,11 @@ def test_the_root_filesystem_was_read_only_throughout(without_database, docker_d
 
 def test_dockers_healthcheck_reports_healthy_without_a_database(without_database, docker_daemon,
                                                                 service_image):
-    probe = image_config(docker_daemon, service_image)["Healthcheck"]["Test"]
-    assert "/healthz" in " ".join(probe), probe
-    # The image's own HEALTHCHECK (first probe after its 10 s interval), unchanged.
+    healthcheck = image_config(docker_daemon, service_image)["Healthcheck"]
+    assert "/healthz" in " ".join(healthcheck["Test"]), healthcheck
+    # Each probe starts Python: every 30 s (nanoseconds), Docker's default.
+    assert healthcheck["Interval"] == 30 * 10**9, healthcheck
+    # The image's own HEALTHCHECK (first probe after its interval), unchanged.
     health = wait_until(lambda: (without_database.state().get("Health") or {}).get("Status") == "healthy"
                         and without_database.state()["Health"], deadline_seconds=60,
                         what="docker to report the container healthy", interval=0.5)
