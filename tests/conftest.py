@@ -23,7 +23,9 @@ below (`XdistUnits`) reads them.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -166,8 +168,21 @@ def _uses_fixture_wider_than_a_test(item) -> bool:
 
 @pytest.fixture(scope="session")
 def shipped(tmp_path_factory) -> Synthesis:
-    """The app as shipped in cdk.json."""
-    return synthesize(cdk_context(), tmp_path_factory.mktemp("cdk.out"))
+    """The app as shipped in cdk.json: synthesized once per run, the workers sharing it (tests only read it). A synth
+    costs ~15 CPU-s (the app, and the jsii kernel it starts); a worker that only deploys the assembly starts no kernel."""
+    run_directory = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_directory = run_directory.parent  # the run's own directory, above each worker's
+    outdir, templates = run_directory / "shipped.cdk.out", run_directory / "shipped.templates.json"
+    with open(run_directory / "shipped.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if templates.exists():
+            return Synthesis(outdir=outdir, templates=json.loads(templates.read_text()))
+        synthesis = synthesize(cdk_context(), outdir)
+        partial = templates.with_suffix(".partial")
+        partial.write_text(json.dumps(synthesis.templates))
+        partial.replace(templates)
+        return synthesis
 
 
 @pytest.fixture(scope="session")
