@@ -96,7 +96,7 @@ def _history_rows(output: str) -> list[list[str]]:
 def test_make_deploy_walks_stage_activate_rollback_and_prints_the_ledger(shipped, tmp_path):
     """`make deploy` (minus the synth: the session's assembly is passed in), as a user runs it."""
     state = tmp_path / "state"
-    # No Docker (a DOCKER_HOST nobody answers): the control-plane walk; tests/local/test_deploy_tasks.py runs the real tasks.
+    # No Docker (a DOCKER_HOST nobody answers): the control-plane walk; tests/local/test_local_up.py runs the real tasks.
     result = subprocess.run([sys.executable, "-m", "local", "deploy", "--assembly", str(shipped.outdir),
                              "--adapted", str(tmp_path / "adapted"), "--state-dir", str(state)],
                             cwd=REPO, capture_output=True, text=True, timeout=180,

@@ -1,52 +1,53 @@
-"""`make deploy STAGE=staging` with Docker: the ecs stage's tasks run for real (the ECS stand-in) and the release
-walk moves them, blue/green, under steady load; nothing stays behind.
+"""`make deploy`'s tasks world (local/deploy.py `real_tasks`) is removed whenever it is not kept: after a walk that
+failed, even under `make local-up` (which keeps a world only after a walk that ended well), and after any walk of
+`make deploy`. The walk itself, on real tasks, is asserted once, where `make local-up` runs it
+(tests/local/test_local_up.py): the two run the same `local.deploy.run`, and `up` keeps the world.
 
-The assembly is the shipped one with a 60 s bake (ECS's shortest: one minute), so each verified activation waits
-one minute for the previous tasks to go, as on AWS, instead of five."""
+Here the world starts as the walk finds it (the emulator, the stage deployed, the ECR and RDS stand-ins, the load
+balancer stand-in, the service's first task running), then the walk fails at once."""
 from __future__ import annotations
-
-import copy
-import os
-import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.helpers.synth import REPO, cdk_context
+from config import load_config
+from local import deploy
+from local.assembly import StageStacks
+from local.aws import FAKE_ENVIRONMENT
+from tests.helpers.box_world import running_emulator
+from tests.helpers.emulated_stage import deploy_stage
+from tests.helpers.synth import CDK_JSON
 
-pytestmark = pytest.mark.cost(minutes=4)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+pytestmark = pytest.mark.cost(minutes=2)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 FIRST, TARGET = "1.0.0", "1.1.0"
 
 
-def test_staging_walk_runs_on_real_tasks_with_no_failed_request_and_leaves_nothing(synth_variant, tmp_path, docker_daemon,
-                                                                                   box_image, service_image):
-    context = copy.deepcopy(cdk_context()["liftoff"])
-    context["stages"]["staging"]["bake_seconds"] = 60
-    assembly = synth_variant(context).outdir
-    result = subprocess.run([sys.executable, "-m", "local", "deploy", "--stage", "staging", "--assembly", str(assembly),
-                             "--adapted", str(tmp_path / "adapted"), "--state-dir", str(tmp_path / "state")],
-                            cwd=REPO, capture_output=True, text=True, timeout=1200, env={**os.environ, "DOCKER_HOST": docker_daemon.host})
-    out = result.stdout
-    assert result.returncode == 0, out[-5000:] + result.stderr[-2000:]
-    assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
-                     r"arn:aws:iam::\d+:user/liftoff-staging-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)
-    # The tasks' execution role (image pull, secrets, log streams) was held to its synthesized policy too.
-    assert re.search(r"and arn:aws:sts::\d+:assumed-role/staging-service-EcsTaskExecutionRole\S+: [1-9]\d* call\(s\), "
-                     r"[1-9]\d* action\(s\), 0 refused", out), out[-3000:]
-    # The first deployment ran the task definition as a real task, then the walk moved it blue/green and back.
-    assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:1\): runs \S+:{FIRST}", out), out[-4000:]
-    assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:2\): runs \S+:{TARGET}", out), out[-4000:]
-    assert "blue/green deployment of" in out and "100% of production traffic on" in out
-    assert f"verified: 1 task(s) run {TARGET}" in out and f"verified: 1 task(s) run {FIRST}" in out
-    for step, first_seen in ((f"stage {TARGET}", FIRST), (f"activate {TARGET}", FIRST), ("rollback", TARGET)):
-        line = re.search(rf"liftoff {step}: sent (\d+), failed (\d+), longest gap (\d+\.\d+) s, versions (.*)$", out, re.M)
-        assert line, f"no load line for {step}"
-        assert int(line.group(1)) > 0 and int(line.group(2)) == 0, line.group(0)
-        assert first_seen in line.group(4)
-    assert "the tasks were real" in out
-    world = re.search(r"starting the world (liftoff-staging-\d+):", out).group(1)
-    assert docker_daemon.run("ps", "--all", "--quiet", "--filter", f"label=liftoff.harness={world}").stdout.split() == []
-    assert docker_daemon.run("network", "ls", "--quiet", "--filter", f"label=liftoff.harness={world}").stdout.split() == []
-    assert docker_daemon.run("volume", "ls", "--quiet", "--filter", f"label=liftoff.harness={world}").stdout.split() == []
+class WalkFailed(Exception):
+    pass
+
+
+def test_a_walk_that_fails_leaves_nothing_of_the_tasks_world_even_when_up_asked_to_keep_it(
+        emulator_assembly, tmp_path, tmp_path_factory, docker_daemon, box_image, release_images, monkeypatch):
+    stage = load_config(CDK_JSON).stage("staging")
+    monkeypatch.setenv("DOCKER_HOST", docker_daemon.host)
+    with running_emulator(tmp_path_factory) as emulator:
+        for name, value in FAKE_ENVIRONMENT.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+        deploy_stage(emulator_assembly, stage, image_tag=FIRST)
+        deployed = deploy.LocalStage(stage=stage, emulator=emulator, stacks=StageStacks.of(stage), assembly=emulator_assembly)
+        seen = {}
+        with pytest.raises(WalkFailed):
+            with deploy.real_tasks(deployed, [FIRST, TARGET], keep=True, state_dir=tmp_path) as tasks:
+                assert tasks is not None, "Docker answers here: the tasks run for real"
+                seen["world"] = tasks.name
+                seen["containers"] = docker_daemon.run("ps", "--quiet", "--filter", f"label=liftoff.harness={tasks.name}").stdout.split()
+                raise WalkFailed("the release walk failed")
+    world = seen["world"]
+    # The world was running: the stand-ins and at least one task (its app and the pause container holding its network).
+    assert len(seen["containers"]) >= 4, seen["containers"]
+    for kind in ("ps", "network", "volume"):
+        listed = docker_daemon.run(*(["ps", "--all"] if kind == "ps" else [kind, "ls"]), "--quiet",
+                                   "--filter", f"label=liftoff.harness={world}").stdout.split()
+        assert listed == [], f"{kind} left behind by {world}: {listed}"
+    assert not (tmp_path / "boxes.json").exists(), "no world is recorded for `make local-down` to find"

@@ -1,7 +1,8 @@
 """`make local-up` is a living world: it runs `make deploy`'s release walk on booted hosts (asserted here: the
 suite runs that walk on hosts once) and keeps the world; from a clean shell with only the printed export line, liftoff drives the
 real hosts; the group replaces a killed host; raising desired_count and running `up` again adds a host. On the ecs
-stage the service's tasks keep running the same way, and a killed supervisor leaves none behind.
+stage `up` runs the walk on real tasks (asserted here too), the service's tasks keep running the same way, and a
+killed supervisor leaves none behind.
 
 One ec2 world for the ec2 tests (booting it is minutes); they run in order, each on what the one before left, as a
 user's session does. The ecs stage is one test with one `up`/`down` cycle of its own (its walk alone is minutes).
@@ -262,6 +263,26 @@ def test_local_down_stops_everything_and_says_so_when_run_again(session, docker_
     assert "stopped" not in again.stdout
 
 
+def assert_the_walk_ran_on_real_tasks(out: str) -> None:
+    """`up` runs `make deploy`'s walk (local/deploy.py's run) on the ecs stage's real tasks: asserted here, once."""
+    assert re.search(r"IAM enforced by the emulator \(local/moto_iam.py\): liftoff ran as "
+                     r"arn:aws:iam::\d+:user/liftoff-staging-operator: [1-9]\d* call\(s\), [1-9]\d* action\(s\), 0 refused", out)
+    # The tasks' execution role (image pull, secrets, log streams) was held to its synthesized policy too.
+    assert re.search(r"and arn:aws:sts::\d+:assumed-role/staging-service-EcsTaskExecutionRole\S+: [1-9]\d* call\(s\), "
+                     r"[1-9]\d* action\(s\), 0 refused", out), out[-3000:]
+    # The first deployment ran the task definition as a real task, then the walk moved it blue/green and back.
+    assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:1\): runs \S+:{FIRST}", out), out[-4000:]
+    assert re.search(rf"task [0-9a-f]{{12}} \([0-9.]+, \S+:2\): runs \S+:{TARGET}", out), out[-4000:]
+    assert "blue/green deployment of" in out and "100% of production traffic on" in out
+    assert f"verified: 1 task(s) run {TARGET}" in out and f"verified: 1 task(s) run {FIRST}" in out
+    for step, first_seen in ((f"stage {TARGET}", FIRST), (f"activate {TARGET}", FIRST), ("rollback", TARGET)):
+        line = re.search(rf"liftoff {step}: sent (\d+), failed (\d+), longest gap (\d+\.\d+) s, versions (.*)$", out, re.M)
+        assert line, f"no load line for {step}"
+        assert int(line.group(1)) > 0 and int(line.group(2)) == 0, line.group(0)
+        assert first_seen in line.group(4)
+    assert "the tasks were real" in out
+
+
 def test_local_up_staging_keeps_the_tasks_running_and_a_killed_supervisor_leaves_none_behind(synth_variant, tmp_path,
                                                                                             docker_daemon, box_image,
                                                                                             service_image):
@@ -274,6 +295,7 @@ def test_local_up_staging_keeps_the_tasks_running_and_a_killed_supervisor_leaves
     try:
         up = local("up", session, "--assembly", assembly)
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
+        assert_the_walk_ran_on_real_tasks(up.stdout)
         session["exports"] = next(line.strip() for line in up.stdout.splitlines() if line.strip().startswith("export "))
         assert "LIFTOFF_RUNTIME=local.runtime:emulator_tasks" in session["exports"], session["exports"]
         balancer = re.search(r"^load balancer: (http://127\.0\.0\.1:\d+)$", up.stdout, re.M).group(1)

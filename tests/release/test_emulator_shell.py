@@ -21,7 +21,7 @@ TARGET = "1.1.0"  # service/VERSION: staged by the walk, the first release activ
 def test_the_printed_lines_release_by_hand_from_a_fresh_shell(shipped, tmp_path):
     state = tmp_path / "state"
     # No Docker (a DOCKER_HOST nobody answers): the control-plane stand-in this test reads; with Docker the staging walk
-    # runs on real tasks (tests/local/test_deploy_tasks.py).
+    # runs on real tasks (tests/local/test_local_up.py).
     up = subprocess.run([sys.executable, "-m", "local", "up", "--assembly", str(shipped.outdir), "--adapted",
                          str(tmp_path / "adapted"), "--state-dir", str(state)],
                         cwd=REPO, capture_output=True, text=True, timeout=180,
