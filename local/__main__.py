@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from config import ConfigError, load_config
-from local import boxes, docker, images
+from local import botocore_data, boxes, docker, images
 from local import deploy as flow
 from local import emulator as emulators
 from local import supervisor as supervisors
@@ -35,6 +35,7 @@ def _raise_on_signal(signum, _frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    botocore_data.share_one_loader()  # a session per emulator client: each would parse botocore's JSON again
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("deploy", "up", "down"))
     parser.add_argument("--stage", default="staging")

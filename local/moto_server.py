@@ -15,10 +15,14 @@ import os
 import threading
 from typing import Any, Callable, Iterable
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import run_simple
+from local import botocore_data
 
-from local import moto_iam, moto_live, moto_models
+botocore_data.share_one_loader()  # before moto, whose modules make sessions as they import
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app  # noqa: E402
+from werkzeug.serving import run_simple  # noqa: E402
+
+from local import moto_iam, moto_live, moto_models  # noqa: E402
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_"
 

@@ -71,33 +71,15 @@ def _cost_minutes(item) -> float:
 UNITS_DIR_KEY = "liftoff_units_dir"
 
 
-def share_botocores_data() -> None:
-    """One botocore data loader for every session this test process makes.
-
-    botocore keeps the JSON it loads (the endpoints, each service's model) in its session's loader, and a session is
-    made per `liftoff` run, per deploy helper, per test: each parsed ~0.1 CPU-s of the same files again (a fifth of
-    test_cli.py's time, profiled). The files do not change while the tests run; a `liftoff` started as its own
-    process still loads its own, as on a laptop."""
-    import botocore.loaders
-    import botocore.session
-
-    made: dict[object, botocore.loaders.Loader] = {}
-
-    def shared_loader(search_path_string=None):
-        if search_path_string not in made:
-            made[search_path_string] = botocore.loaders.create_loader(search_path_string)
-        return made[search_path_string]
-
-    botocore.session.create_loader = shared_loader
-
-
 def pytest_configure(config):
     # The in-process moto (`mock_aws`) gets the same ECS CloudFormation models as the emulator's moto_server, in every
     # test process, whatever runs first.
-    from local import moto_models
+    from local import botocore_data, moto_models
 
     moto_models.install()
-    share_botocores_data()
+    # Sessions are made per `liftoff` run, per deploy helper, per test: a fifth of test_cli.py's time was botocore
+    # parsing the same JSON again (profiled).
+    botocore_data.share_one_loader()
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(XdistUnits(config), "liftoff-xdist-units")
 
