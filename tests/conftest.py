@@ -23,7 +23,6 @@ below (`XdistUnits`) reads them.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.docker_fixtures import stop_the_runs_daemon
+from tests.helpers.docker_fixtures import held, stop_the_runs_daemon
 from tests.helpers.scheduling import is_the_short_lane, next_unit
 from tests.helpers.synth import Synthesis, cdk_context, synthesize
 
@@ -156,8 +155,7 @@ def shipped(tmp_path_factory) -> Synthesis:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         run_directory = run_directory.parent  # the run's own directory, above each worker's
     outdir, templates = run_directory / "shipped.cdk.out", run_directory / "shipped.templates.json"
-    with open(run_directory / "shipped.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with held("shipped"):
         if templates.exists():
             return Synthesis(outdir=outdir, templates=json.loads(templates.read_text()))
         synthesis = synthesize(cdk_context(), outdir)

@@ -31,7 +31,7 @@ STATE_DIR = REPO / ".local" / "test-docker"
 
 
 @contextmanager
-def _held(name: str) -> Iterator[None]:
+def held(name: str) -> Iterator[None]:
     """An exclusive lock between the processes of this run (xdist workers), released when the holder exits."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     with open(STATE_DIR / f"{name}.lock", "w") as lock:
@@ -41,7 +41,7 @@ def _held(name: str) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def docker_daemon(request):
-    with _held("daemon"):
+    with held("daemon"):
         daemon = docker.connect_or_start(STATE_DIR)
     try:
         yield daemon
@@ -59,23 +59,23 @@ def stop_the_runs_daemon() -> None:
 
 @pytest.fixture(scope="session")
 def python_base_image(docker_daemon) -> str:
-    with _held("images"):
+    with held("images"):
         return images.python_base(docker_daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda _: None)
 
 
 @pytest.fixture(scope="session")
 def service_image(docker_daemon, python_base_image) -> str:
-    with _held("images"):
+    with held("images"):
         return images.build_service_image(docker_daemon, python_base_image)
 
 
 @pytest.fixture(scope="session")
 def release_images(docker_daemon, service_image) -> dict[str, str]:
-    with _held("images"):
+    with held("images"):
         return {version: images.release_image(docker_daemon, service_image, version) for version in RELEASES}
 
 
 @pytest.fixture(scope="session")
 def box_image(docker_daemon) -> str:
-    with _held("images"):
+    with held("images"):
         return images.box_image(docker_daemon)
