@@ -1,9 +1,10 @@
 """`liftoff` itself on the host boxes under faults (issue 22's "Done when", as the release tool sees it).
 
-tests/local/test_host_boxes_faults.py drives the host scripts directly; here the release tool drives them
-(`release.cli.main` with `local.hosts.HostsRuntime` as its adapter, as `make deploy`'s walk does): the State
-Manager stand-in runs each gate on the hosts when the stack's parameter changes, and the tool judges from the
-reports the hosts write. One emulator and one 2-host box world for the module (production: ec2, activation:
+The release tool drives the host scripts (`release.cli.main` with `local.hosts.HostsRuntime` as its adapter, as
+`make deploy`'s walk does): the State Manager stand-in runs each gate on the hosts when the stack's parameter
+changes, and the tool judges from the reports the hosts write. Each fault is shown once, here: besides what
+liftoff says and records, each test asserts what the failing host itself reports and runs (the host scripts'
+own paths without liftoff are in tests/local/test_host_boxes_faults.py). One emulator and one 2-host box world for the module (production: ec2, activation:
 slots), steady load through the load balancer stand-in where a switch happens. The tests run in order:
 
   stage 1.1.0 on a full disk -> stage again after the repair; activate 1.1.0 with one host's gate killed ->
@@ -156,6 +157,11 @@ def test_stage_on_a_full_disk_fails_naming_the_host_and_stage_again_after_the_re
     assert f"{box.instance_id}: stage gate of 1.1.0 failed" in err and "no space left on device" in err, err
     assert "nothing switched: 1.0.0 is still active" in err
     assert doc["result"] == d.RESULT_FAILED and box.instance_id in doc["verification"]["message"]
+    # The host's own report: the failed gate with Docker's reason, and what Docker holds (1.1.0 is not there).
+    found = hosts.reports()[box.instance_id]
+    assert (found["last_gate"]["gate"], found["last_gate"]["result"]) == ("stage", "failed"), found
+    assert "no space left on device" in found["last_gate"]["reason"], found
+    assert (found["staged"], found["staged_present"], found["active"], found["ready"]) == ("1.1.0", False, "1.0.0", True)
     (entry, *_) = ledger(runtime, production).entries()
     assert (entry.gate, entry.to_version, entry.result) == ("stage", "1.1.0", d.RESULT_FAILED)
     assert "no space left on device" in entry.detail and box.instance_id in entry.detail
@@ -188,6 +194,10 @@ def test_stage_with_the_registry_unreachable_fails_naming_the_host_and_succeeds_
     assert f"{box.instance_id}: stage gate of {WARMING} failed" in err, err
     reason = doc["verification"]["message"]
     assert "dkr.ecr" in reason and ("timeout" in reason or "connect" in reason), reason
+    # The host reports the failed gate in ECR's name (not the stand-in registry's), and what Docker holds.
+    found = hosts.reports()[box.instance_id]
+    assert found["last_gate"]["result"] == "failed" and hosts.world.registry_host not in found["last_gate"]["reason"]
+    assert (found["staged"], found["staged_present"]) == (WARMING, False) and hosts.serving_version(box) == "1.0.0"
     entry = ledger(runtime, production).entries()[0]
     assert (entry.gate, entry.to_version, entry.result) == ("stage", WARMING, d.RESULT_FAILED)
     assert stack_parameters(runtime, production)[d.IMAGE_TAG] == "1.0.0"
@@ -259,15 +269,23 @@ def test_a_host_whose_activate_gate_was_killed_is_converged_by_activate_of_the_v
 # --- no flip before ready -------------------------------------------------------------------------
 
 
-def test_a_warming_release_activated_by_liftoff_takes_no_request_before_it_is_ready(runtime, hosts, production):
+def test_a_warming_release_activated_by_liftoff_takes_no_request_before_it_is_ready(runtime, hosts, production,
+                                                                                   state_manager):
     code, _, err = liftoff(runtime, "stage", WARMING)
     assert code == 0, err
+    runs_before, commands_before = len(state_manager.runs), len(runtime.command_runs)
     with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", WARMING)
         time.sleep(1)
         load.stop()
     assert code == 0, err
+    # On each host the gate that switched it (the canary host's through Run Command, then the association's on the
+    # other) waited for readiness, not liveness (which came within a second or two).
+    gates = runtime.command_runs[commands_before:] + [run for run in state_manager.runs[runs_before:] if run.gate == "activate"]
+    waited = {gate.instance_id for gate in gates if f"waiting for {WARMING} in slot" in gate.output
+              and f"{WARMING} is ready in slot" in gate.output and gate.seconds >= WARM_UP_SECONDS - 2}
+    assert waited == {box.instance_id for box in hosts.hosts}, [(gate, gate.output) for gate in gates]
     whole = load.summary()
     assert whole.sent > 100 and whole.failed == 0, whole.outcomes
     assert set(whole.versions) == {"1.1.0", WARMING}
@@ -319,6 +337,11 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
     assert stack_parameters(runtime, production)[d.IMAGE_TAG] == WARMING
     # What runs is what liftoff said: no host switched, and status reads the same from the hosts.
     assert {hosts.serving_version(box) for box in hosts.hosts} == {WARMING}
+    # The canary host's failed gate left nothing running beside what serves, and its report says so.
+    assert running_containers(hosts, first) == {f"liftoff-app-{active_slot(hosts, first)}"}
+    found = hosts.reports()[first.instance_id]
+    assert (found["last_gate"]["result"], found["last_gate"]["version"], found["active"], found["warm"]) == (
+        "failed", "1.0.0", WARMING, ""), found
     code, status, err = liftoff(runtime, "status")
     assert code == 0, err
     # (Whether it answered ready is as of its last report: one written while the database was down says not ready.)
@@ -427,8 +450,10 @@ def test_status_after_a_reboot_and_after_a_killed_host_tells_each_hosts_truth(ru
     code, doc, err = liftoff(runtime, "status")
     assert code == 0, err
     reports = {report["instance"]: report for report in doc["host_reports"]}
-    # Nothing warm survived the reboot, and status does not claim it did.
+    # Nothing warm survived the reboot (nor its retire timer), and status does not claim it did; the last gate did.
     assert (reports[rebooted.instance_id]["active"], reports[rebooted.instance_id]["warm"]) == (active, "")
+    after = hosts.reports()[rebooted.instance_id]
+    assert (after["ready"], after["warm_until"], after["last_gate"]) == (True, "", before[rebooted.instance_id]["last_gate"])
     assert doc["warm"] is None or rebooted.instance_id not in doc["warm"]["hosts"], doc["warm"]
     assert "a rollback to it now is a traffic flip on each host" not in err, err
 

@@ -1,5 +1,5 @@
 """The slow-starting test release (local/images.py, `warm_up_seconds`): live at once, ready only after its
-warm-up — what the host gate must never flip to early (tests/local/test_host_boxes_faults.py)."""
+warm-up — what the host gate must never flip to early (tests/local/test_liftoff_on_faulty_hosts.py)."""
 from __future__ import annotations
 
 from container_harness import Containers, database_env
