@@ -66,6 +66,19 @@ def ref(tag: str) -> str:
     return f"{REPOSITORY_URI}:{tag}"
 
 
+@dataclass(frozen=True)
+class AwsRequest:
+    operation: str  # as AWS names it: PutLogEvents
+    parameters: dict
+    via: str  # "curl" (signed by curl) or "cli"
+
+
+CLI_OPERATIONS = {("logs", "put-log-events"): "PutLogEvents", ("logs", "create-log-stream"): "CreateLogStream",
+                  ("ssm", "put-parameter"): "PutParameter"}
+CLI_PARAMETERS = {"--log-group-name": "logGroupName", "--log-stream-name": "logStreamName", "--log-events": "logEvents",
+                  "--name": "Name", "--value": "Value", "--type": "Type", "--overwrite": "Overwrite"}
+
+
 @dataclass
 class Host:
     """A fake host: config dir, stand-in state and the environment the scripts run with."""
@@ -155,6 +168,23 @@ class Host:
             return []
         rows = [line.split("\t") for line in log.read_text().splitlines()]
         return [r for r in rows if program is None or r[0] == program]
+
+    def requests(self, operation: str | None = None) -> list[AwsRequest]:
+        """The small AWS calls the scripts made (a log line, a log stream, a host report), signed by curl or made
+        with the CLI where curl cannot sign: each as AWS sees it, in order."""
+        made = []
+        for call in self.calls():
+            if call[0] == "curl" and "--aws-sigv4" in call:
+                target = next(h for h in call if h.startswith("X-Amz-Target: ")).removeprefix("X-Amz-Target: ")
+                made.append(AwsRequest(target.split(".")[1], json.loads(call[call.index("--data-binary") + 1]), "curl"))
+            elif call[0] == "aws" and tuple(call[1:3]) in CLI_OPERATIONS:
+                flags = {arg: call[i + 1] if i + 1 < len(call) and not call[i + 1].startswith("--") else True
+                         for i, arg in enumerate(call) if arg.startswith("--")}
+                parameters = {CLI_PARAMETERS[flag]: value for flag, value in flags.items() if flag in CLI_PARAMETERS}
+                if "logEvents" in parameters:
+                    parameters["logEvents"] = json.loads(parameters["logEvents"])
+                made.append(AwsRequest(CLI_OPERATIONS[tuple(call[1:3])], parameters, "cli"))
+        return [request for request in made if operation is None or request.operation == operation]
 
     def called(self, *prefix: str) -> bool:
         return any(c[: len(prefix)] == list(prefix) for c in self.calls())
@@ -611,9 +641,16 @@ def test_db_env_refuses_a_secret_without_username_and_password(host: Host) -> No
 # --- unit events in CloudWatch -----------------------------------------------------
 
 
+@pytest.fixture(params=["curl", "cli"])
+def signing(request, host: Host) -> str:
+    """Both ways a host makes its small AWS calls: curl signs them, or (a curl built without AWS auth) the CLI."""
+    if request.param == "cli":
+        (host.state / "curl_cannot_sign").touch()
+    return request.param
+
+
 def _put_events(host: Host) -> list[dict]:
-    calls = [c for c in host.calls("aws") if c[1:3] == ["logs", "put-log-events"]]
-    return [json.loads(c[c.index("--log-events") + 1])[0] for c in calls]
+    return [request.parameters["logEvents"][0] for request in host.requests("PutLogEvents")]
 
 
 def test_unit_reports_its_starts_and_stops_without_failing_on_them() -> None:
@@ -623,7 +660,7 @@ def test_unit_reports_its_starts_and_stops_without_failing_on_them() -> None:
     assert s["ExecStopPost"] == ["-/opt/liftoff/bin/liftoff-unit-event stopped"]
 
 
-def test_a_crash_reaches_the_log_group_with_systemds_verdict(host: Host) -> None:
+def test_a_crash_reaches_the_log_group_with_systemds_verdict(host: Host, signing: str) -> None:
     host.running("1.2.0")
     env_crash = {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "3"}
     stopped = host.run("liftoff-unit-event", "stopped", env=env_crash)
@@ -635,42 +672,57 @@ def test_a_crash_reaches_the_log_group_with_systemds_verdict(host: Host) -> None
         "liftoff-app started version=1.2.0",
     ]
     assert all(isinstance(e["timestamp"], int) and e["timestamp"] > 1_600_000_000_000 for e in events)
-    put = next(c for c in host.calls("aws") if c[1:3] == ["logs", "put-log-events"])
-    assert put[put.index("--log-group-name") + 1] == "/liftoff/app"
-    assert put[put.index("--log-stream-name") + 1] == f"{INSTANCE_ID}/liftoff-app.service"
+    put = host.requests("PutLogEvents")[0]
+    assert (put.parameters["logGroupName"], put.parameters["logStreamName"]) == ("/liftoff/app", f"{INSTANCE_ID}/liftoff-app.service")
+    assert {request.via for request in host.requests()} == {signing}
+
+
+def test_curl_signs_with_the_instance_roles_credentials_which_never_reach_a_command_line(host: Host) -> None:
+    host.running("1.2.0")
+    assert host.run("liftoff-unit-event", "started").returncode == 0
+    signed = [call for call in host.calls("curl") if "--aws-sigv4" in call]
+    assert [call[call.index("--aws-sigv4") + 1] for call in signed] == ["aws:amz:eu-west-1:logs"] * 2
+    assert {call[-1] for call in signed} == {"https://logs.eu-west-1.amazonaws.com/"}
+    assert all("Content-Type: application/x-amz-json-1.1" in call for call in signed)
+    # The keys IMDS handed out went to curl on its standard input, and nowhere else.
+    (config, *_) = [call for call in host.calls() if call[0] == "curl-config"]
+    assert 'user = "ASIAFAKEHOSTKEY:fake/host+secret"' in config and 'header = "X-Amz-Security-Token: fake-session-token"' in config
+    assert not [call for call in host.calls() if call[0] != "curl-config" and any("fake/host+secret" in arg for arg in call)]
 
 
 def _logs_calls(host: Host) -> list[str]:
-    return [c[2] for c in host.calls("aws") if c[1] == "logs"]
+    return [request.operation for request in host.requests() if request.operation != "PutParameter"]
 
 
-def test_an_existing_stream_is_reused_and_a_logs_outage_is_reported(host: Host) -> None:
+def test_an_existing_stream_is_reused_and_a_logs_outage_is_reported(host: Host, signing: str) -> None:
     host.running("1.2.0")
     (host.state / "log_stream_exists").touch()
     assert host.run("liftoff-unit-event", "started").returncode == 0
-    assert _logs_calls(host) == ["create-log-stream", "put-log-events"]
+    assert _logs_calls(host) == ["CreateLogStream", "PutLogEvents"]
     (host.state / "logs_fail").touch()
     failed = host.run("liftoff-unit-event", "started")
     # Non-zero for the journal; the unit's "-" prefix keeps the service running regardless.
     assert failed.returncode != 0
     # The remembered stream's line was refused: made again (in case it was deleted) and tried once more.
-    assert _logs_calls(host)[2:] == ["put-log-events", "create-log-stream", "put-log-events"]
+    assert _logs_calls(host)[2:] == ["PutLogEvents", "CreateLogStream", "PutLogEvents"]
+    if signing == "curl":
+        assert "ServiceUnavailableException: The service is unavailable" in failed.stderr, failed.stderr
 
 
-def test_a_stream_is_made_once_then_each_line_is_one_call(host: Host) -> None:
+def test_a_stream_is_made_once_then_each_line_is_one_call(host: Host, signing: str) -> None:
     host.running("1.2.0")
     for event in ("started", "stopped", "started"):
         assert host.run("liftoff-unit-event", event).returncode == 0
-    assert _logs_calls(host) == ["create-log-stream", "put-log-events", "put-log-events", "put-log-events"]
+    assert _logs_calls(host) == ["CreateLogStream", "PutLogEvents", "PutLogEvents", "PutLogEvents"]
     assert [e["message"].split()[1] for e in _put_events(host)] == ["started", "stopped", "started"]
 
 
-def test_a_stream_made_before_a_reboot_is_made_again_after_it(host: Host) -> None:
+def test_a_stream_made_before_a_reboot_is_made_again_after_it(host: Host, signing: str) -> None:
     host.running("1.2.0")
     assert host.run("liftoff-unit-event", "started").returncode == 0
     shutil.rmtree(host.root / "run" / "liftoff-log-streams")  # /run is a tmpfs: a reboot empties it
     assert host.run("liftoff-unit-event", "started").returncode == 0
-    assert _logs_calls(host) == ["create-log-stream", "put-log-events"] * 2
+    assert _logs_calls(host) == ["CreateLogStream", "PutLogEvents"] * 2
 
 
 def test_unit_event_takes_only_started_or_stopped(host: Host) -> None:

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.components.test_ec2_host import INSTANCE_ID, OTHER_INSTANCE_ID, Host, host, ref  # noqa: F401  (fixture)
+from tests.components.test_ec2_host import INSTANCE_ID, OTHER_INSTANCE_ID, Host, host, ref, signing  # noqa: F401  (fixtures)
 
 REPORT_PATH = "/liftoff/liftoff-production-service/hosts/"
 THIRD_INSTANCE_ID = "i-0ccccccccccccccc3"
@@ -25,7 +25,7 @@ def report_history(host: Host, instance: str = INSTANCE_ID) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_stage_reports_running_then_succeeded_with_what_docker_holds(host: Host) -> None:
+def test_stage_reports_running_then_succeeded_with_what_docker_holds(host: Host, signing: str) -> None:
     reporting(host)
     host.running("1.0.0")
     result = host.run("liftoff-stage", "1.1.0")
@@ -39,8 +39,9 @@ def test_stage_reports_running_then_succeeded_with_what_docker_holds(host: Host)
     assert (end["active"], end["active_slot"], end["ready"]) == ("1.0.0", "", True)
     assert (end["staged"], end["staged_present"]) == ("1.1.0", True)
     assert (end["warm"], end["warm_until"]) == ("", "")
-    put = [call for call in host.calls("aws") if call[1:3] == ["ssm", "put-parameter"]][-1]
-    assert put[put.index("--name") + 1] == f"{REPORT_PATH}{INSTANCE_ID}" and "--overwrite" in put
+    put = host.requests("PutParameter")[-1]
+    assert (put.parameters["Name"], put.parameters["Type"], put.parameters["Overwrite"], put.via) == (
+        f"{REPORT_PATH}{INSTANCE_ID}", "String", True, signing)
     assert len(json.dumps(end)) < 4096
 
 
@@ -77,7 +78,7 @@ def test_a_refused_call_fails_the_gate_with_the_denial_in_its_reason(host: Host)
     assert host.calls("systemctl") == [] and ["docker", "pull"] not in [c[:2] for c in host.calls("docker")]
 
 
-def test_a_report_that_cannot_be_written_never_fails_a_gate_that_succeeded(host: Host) -> None:
+def test_a_report_that_cannot_be_written_never_fails_a_gate_that_succeeded(host: Host, signing: str) -> None:
     reporting(host)
     host.running("1.0.0")
     (host.state / "ssm_put_fails").write_text("An error occurred (AccessDeniedException) when calling the PutParameter operation\n")
@@ -85,9 +86,9 @@ def test_a_report_that_cannot_be_written_never_fails_a_gate_that_succeeded(host:
     assert result.returncode == 0, result.stderr
     assert "WARNING: the host report" in result.stderr and "AccessDeniedException" in result.stderr
     # ... and the instance's liftoff-host-report stream in the log group says so.
-    events = [call for call in host.calls("aws") if call[1:3] == ["logs", "put-log-events"]]
-    assert events and all(call[call.index("--log-stream-name") + 1] == f"{INSTANCE_ID}/liftoff-host-report" for call in events)
-    assert "AccessDeniedException" in events[-1][events[-1].index("--log-events") + 1]
+    events = host.requests("PutLogEvents")
+    assert events and all(event.parameters["logStreamName"] == f"{INSTANCE_ID}/liftoff-host-report" for event in events)
+    assert "AccessDeniedException" in events[-1].parameters["logEvents"][0]["message"]
 
 
 def test_activate_reports_its_result_and_the_version_that_really_runs(host: Host) -> None:
@@ -106,7 +107,7 @@ def test_activate_reports_its_result_and_the_version_that_really_runs(host: Host
 def test_no_report_path_no_report(host: Host) -> None:
     host.running("1.0.0")
     assert host.run("liftoff-stage", "1.1.0").returncode == 0
-    assert not any(call[1:3] == ["ssm", "put-parameter"] for call in host.calls("aws"))
+    assert host.requests("PutParameter") == []
 
 
 def test_a_report_path_must_be_a_path(host: Host) -> None:

@@ -7,6 +7,8 @@ the shipped synthesis, the real release images 1.0.0 and 1.1.0 pushed, both host
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 import time
 
 import pytest
@@ -277,6 +279,27 @@ def test_container_output_and_unit_events_reach_the_stage_log_group(hosts):
                           for event in logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]]
     assert any('"logger": "liftoff.migrate"' in message for message in container_messages)
     assert any('"logger": "gunicorn.error"' in message for message in container_messages)
+
+
+def test_a_host_signs_its_event_lines_and_reports_with_curl_under_its_roles_policy(hosts):
+    box = hosts.hosts[0]
+    group = hosts.host_environment()["LOG_GROUP"]
+    stream = f"{box.instance_id}/liftoff-slot@a.service"
+
+    def aws_json(target: str, body: dict) -> subprocess.CompletedProcess:
+        # The host scripts' own function, which has nothing to fall back on: curl signs, or it fails.
+        script = ". /opt/liftoff/bin/liftoff-common.sh && load_config && aws_json logs " + shlex.join([target, json.dumps(body)])
+        return boxes.run_on_box(hosts.daemon, box, "bash", "-c", script, timeout=60)
+
+    line = {"logGroupName": group, "logStreamName": stream, "logEvents": [{"timestamp": int(time.time() * 1000), "message": "signed by curl"}]}
+    put = aws_json("Logs_20140328.PutLogEvents", line)
+    assert put.returncode == 0, put.stderr
+    events = hosts.session.client("logs").get_log_events(logGroupName=group, logStreamName=stream)["events"]
+    assert "signed by curl" in [event["message"] for event in events]
+    # The emulator holds a curl-signed call to the instance role's policy, as it holds the CLI's.
+    refused = aws_json("Logs_20140328.DeleteLogGroup", {"logGroupName": group})
+    assert refused.returncode == 1 and "AccessDenied" in refused.stderr and "logs:DeleteLogGroup" in refused.stderr, refused.stderr
+    assert group in [g["logGroupName"] for g in hosts.session.client("logs").describe_log_groups()["logGroups"]]
 
 
 def test_each_release_has_its_own_digest_in_the_registry_and_the_emulated_ecr(hosts, production):
