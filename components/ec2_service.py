@@ -14,10 +14,11 @@ tracking moves the group between desired_count and max_count; see docs/scaling.m
 """
 from __future__ import annotations
 
-import base64
 import gzip
+import hashlib
 import io
 import tarfile
+import tempfile
 from pathlib import Path
 
 import jsii
@@ -29,6 +30,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
@@ -84,6 +86,22 @@ def host_files_archive() -> bytes:
             info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = len(data), mode, 0, 0, 0, "root", "root"
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+# EC2 refuses user data over 16 KB (before base64); the host files are several times that, so they travel as an
+# asset in the bootstrap bucket and user data copies them down.
+USER_DATA_LIMIT_BYTES = 16 * 1024
+
+
+def host_files_archive_path() -> Path:
+    """The archive as a file for the asset (named by its content: a synth reuses it, a change makes a new one)."""
+    archive = host_files_archive()
+    path = Path(tempfile.gettempdir()) / f"liftoff-host-files-{hashlib.sha256(archive).hexdigest()[:16]}.tgz"
+    if not path.exists() or path.read_bytes() != archive:
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(archive)
+        partial.replace(path)
+    return path
 
 
 def gate_document(*, description: str, script: str, timeout_seconds: int) -> dict:
@@ -182,6 +200,11 @@ class Ec2Service(Construct):
         db_secret.grant_read(role)
         active_tag_parameter.grant_read(role)
         self.log_group.grant_write(role)
+        host_files = s3_assets.Asset(self, "HostFiles", path=str(host_files_archive_path()))
+        # This one object, not the bootstrap bucket (the asset's own grant_read is every object in it).
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[host_files.bucket.arn_for_objects(host_files.s3_object_key)])
+        )
         # Host reports: one SSM parameter per instance under this path, written by the host scripts and read
         # by the release tool (and by a booting host, to join the version its peers serve).
         self.host_report_path = f"/liftoff/{Stack.of(self).stack_name}/hosts/"
@@ -307,9 +330,7 @@ class Ec2Service(Construct):
         user_data.add_commands(
             "set -euo pipefail",
             f"dnf install -y {packages}",
-            "base64 -d > /tmp/liftoff-host.tgz <<'ARCHIVE'",
-            base64.b64encode(host_files_archive()).decode(),
-            "ARCHIVE",
+            f"aws s3 cp --region {region} --only-show-errors {host_files.s3_object_url} /tmp/liftoff-host.tgz",
             "tar -xzf /tmp/liftoff-host.tgz -C / && rm /tmp/liftoff-host.tgz",
             "install -d -m 0755 /etc/liftoff",
             "cat > /etc/liftoff/host.env <<'HOSTENV'",
@@ -317,6 +338,10 @@ class Ec2Service(Construct):
             "HOSTENV",
             "/opt/liftoff/bin/liftoff-boot",
         )
+        rendered = len(user_data.render().encode())
+        if rendered > USER_DATA_LIMIT_BYTES:
+            raise ValueError(f"the hosts' user data is {rendered} bytes; EC2 takes at most {USER_DATA_LIMIT_BYTES} "
+                             "(before base64): move what it carries into the host files asset")
 
         # Per host: a pull, the drain, the old container's stop, health waits for the new and, on failure,
         # the old version, and the canary (slots, unless its share is 0).

@@ -9,9 +9,11 @@ import hashlib
 import json
 import secrets
 import string
-from typing import Mapping
+from pathlib import Path
+from typing import Iterable, Mapping
 
 import boto3
+from botocore.exceptions import ClientError
 
 from local.assembly import BOOTSTRAP_VERSION_SSM_NAME
 
@@ -91,6 +93,32 @@ def _generated_secret_string(generate: dict) -> str:
 def mark_bootstrapped(session: boto3.Session) -> None:
     """What `cdk bootstrap` leaves that the templates read: the SSM parameter behind BootstrapVersion."""
     session.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION_SSM_NAME, Value=BOOTSTRAP_VERSION, Type="String", Overwrite=True)
+
+
+def publish_file_assets(session: boto3.Session, assembly: Path, stack_names: Iterable[str]) -> list[str]:
+    """What `cdk deploy` publishes before it deploys, for a deploy that skips the CLI: each stack's file assets (the
+    host files the hosts' user data copies down) into the bootstrap bucket, which is made if missing. Returns the
+    s3:// URLs written."""
+    account = session.client("sts").get_caller_identity()["Account"]
+    s3, written = session.client("s3"), []
+    for stack in stack_names:
+        manifest = json.loads((assembly / f"{stack}.assets.json").read_text())
+        for asset in manifest.get("files", {}).values():
+            source = asset["source"]
+            if source.get("packaging", "file") != "file" or source["path"].endswith(".template.json"):
+                continue  # the templates themselves go to CloudFormation directly
+            for destination in asset["destinations"].values():
+                bucket = destination["bucketName"].replace("${AWS::AccountId}", account).replace(
+                    "${AWS::Region}", session.region_name).replace("${AWS::Partition}", "aws")
+                try:
+                    s3.head_bucket(Bucket=bucket)
+                except ClientError:
+                    where = {} if session.region_name == "us-east-1" else {
+                        "CreateBucketConfiguration": {"LocationConstraint": session.region_name}}
+                    s3.create_bucket(Bucket=bucket, **where)
+                s3.put_object(Bucket=bucket, Key=destination["objectKey"], Body=(assembly / source["path"]).read_bytes())
+                written.append(f"s3://{bucket}/{destination['objectKey']}")
+    return written
 
 
 # moto keeps manifests but no blobs (it has no GetDownloadUrlForLayer); the emulator keeps each image's config

@@ -103,7 +103,9 @@ class BoxWorld:
 def make_pki(directory: Path, region: str) -> Path:
     """A CA for this world and one server certificate for the AWS endpoint and registry names."""
     directory.mkdir(parents=True, exist_ok=True)
-    names = [f"*.{region}.amazonaws.com", f"*.ecr.{region}.amazonaws.com", f"*.dkr.ecr.{region}.amazonaws.com"]
+    # S3's names too (the host files asset user data copies down): virtual-hosted buckets, regional and global.
+    names = [f"*.{region}.amazonaws.com", f"*.ecr.{region}.amazonaws.com", f"*.dkr.ecr.{region}.amazonaws.com",
+             f"*.s3.{region}.amazonaws.com", "s3.amazonaws.com", "*.s3.amazonaws.com"]
 
     def openssl(*arguments: str) -> None:
         result = subprocess.run(["openssl", *arguments], cwd=directory, capture_output=True, text=True, stdin=subprocess.DEVNULL)

@@ -15,8 +15,6 @@ fidelity") has the table.
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import re
 import shlex
@@ -24,13 +22,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from local.images import BOX_PACKAGES
+from tests.helpers.synth import host_files_in_assembly
 
 REPO = Path(__file__).resolve().parents[2]
 RECORD = REPO / "components" / "al2023_packages.json"
@@ -397,15 +395,10 @@ def rendered_user_data(launch_template: dict) -> str:
     return "".join(part if isinstance(part, str) else "CFNTOKEN" for part in parts)
 
 
-def host_sources(template: dict) -> HostSources:
+def host_sources(template: dict, outdir: Path) -> HostSources:
     (launch_template,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::EC2::LaunchTemplate"]
     user_data = rendered_user_data(launch_template)
-    archive = re.search(r"<<'ARCHIVE'\n(.*?)\nARCHIVE\n", user_data, re.S)
-    assert archive, "user data carries no host files archive (<<'ARCHIVE' ... ARCHIVE)"
-    files = {}
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive.group(1))), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            files[member.name] = tar.extractfile(member).read()
+    files = host_files_in_assembly(outdir, template)
     run_commands = {
         name: [line for step in r["Properties"]["Content"]["mainSteps"] for line in step["inputs"]["runCommand"]]
         for name, r in template["Resources"].items() if r["Type"] == "AWS::SSM::Document"
@@ -506,8 +499,8 @@ def template(shipped) -> dict:
 
 
 @pytest.fixture(scope="module")
-def sources(template) -> HostSources:
-    return host_sources(template)
+def sources(template, shipped) -> HostSources:
+    return host_sources(template, shipped.outdir)
 
 
 @pytest.fixture(scope="module")

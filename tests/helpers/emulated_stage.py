@@ -98,6 +98,7 @@ def deploy_stage(
     session = boto3.Session(region_name=region)
     stacks = StageStacks.of(stage)
     aws.mark_bootstrapped(session)
+    aws.publish_file_assets(session, Path(assembly), stacks.in_order)
     templates = read_templates(Path(assembly), stacks.in_order)
     secret_arns = aws.create_secrets(session, secrets_to_create(templates))
     aws.create_alarms(session, alarms_to_create(templates))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +40,14 @@ def synthesize(context: dict, outdir: Path) -> Synthesis:
     build(app, parse_config(context[CONTEXT_KEY]))
     assembly = app.synth()
     return Synthesis(outdir=outdir, templates={stack.stack_name: stack.template for stack in assembly.stacks})
+
+
+HOST_FILES_OBJECT = re.compile(r"s3://cdk-[^/\"]+/([0-9a-f]{64})\.tgz")
+
+
+def host_files_in_assembly(outdir: Path, template: dict) -> dict[str, bytes]:
+    """The host files the hosts' user data copies down ({path: contents}), read from the asset it names."""
+    (launch_template,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::EC2::LaunchTemplate"]
+    (digest,) = HOST_FILES_OBJECT.findall(json.dumps(launch_template))
+    with tarfile.open(outdir / f"asset.{digest}.tgz", mode="r:gz") as tar:
+        return {member.name: tar.extractfile(member).read() for member in tar.getmembers()}

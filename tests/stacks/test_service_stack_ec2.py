@@ -1,7 +1,6 @@
 """EC2 mode (the shipped `production` stage): hosts run the active version from a systemd unit."""
 from __future__ import annotations
 
-import base64
 import copy
 import io
 import json
@@ -15,7 +14,7 @@ from aws_cdk.assertions import Match
 
 from components.ec2_service import HOST_FILES, host_files_archive
 from config import RELEASE_TAG_PATTERN, Canary
-from tests.helpers.synth import cdk_context
+from tests.helpers.synth import cdk_context, host_files_in_assembly, synthesize
 
 STACK = "production-service"
 
@@ -110,11 +109,34 @@ def test_host_role_is_limited_to_what_the_host_needs(shipped):
         "cloudformation:SignalResource",
         "ssm:PutParameter", "ssm:GetParametersByPath",
         "autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingGroups",
+        "s3:GetObject",
     }
+    (host_files,) = [s for s in statements if s["Action"] == "s3:GetObject"]
+    # The host files' one object in the bootstrap bucket, not the bucket.
+    assert json.dumps(host_files["Resource"]).count(".tgz") == 1 and "/*" not in json.dumps(host_files["Resource"])
     wildcard = [s for s in statements if s["Resource"] == "*"]
     assert {a for s in wildcard for a in s["Action"]} == {
         "ecr:GetAuthorizationToken", "elasticloadbalancing:DescribeTargetHealth",
         "autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingGroups"}
+
+
+def test_user_data_fits_ec2s_16_kb_and_copies_the_host_files_from_their_asset(shipped):
+    template = shipped.templates[STACK]
+    user_data = rendered_user_data(template)
+    # EC2 refuses more than 16 KB before base64 (each token here stands for a name far shorter than the margin).
+    assert len(user_data.encode()) < 16 * 1024 - 512, len(user_data.encode())
+    assert "\naws s3 cp --region CFNTOKEN --only-show-errors CFNTOKEN /tmp/liftoff-host.tgz\n" in user_data, user_data
+    assert "\ntar -xzf /tmp/liftoff-host.tgz -C / && rm /tmp/liftoff-host.tgz\n" in user_data
+    # ... from the bootstrap bucket, the object the assembly's asset is published to.
+    assert host_files_in_assembly(shipped.outdir, template)["opt/liftoff/bin/liftoff-boot"] == (HOST_FILES / "bin" / "liftoff-boot").read_bytes()
+
+
+def test_user_data_over_ec2s_limit_is_refused_at_synth(monkeypatch, tmp_path):
+    from components import ec2_service
+
+    monkeypatch.setattr(ec2_service, "USER_DATA_LIMIT_BYTES", 1024)
+    with pytest.raises(ValueError, match=r"the hosts' user data is \d+ bytes; EC2 takes at most 1024"):
+        synthesize(cdk_context(), tmp_path)
 
 
 def test_hosts_write_their_reports_only_under_the_stacks_report_path(shipped):
@@ -188,11 +210,9 @@ def test_active_tag_lives_in_ssm_for_new_hosts(shipped):
     assert user_data.rstrip().endswith("/opt/liftoff/bin/liftoff-boot")
 
 
-def test_user_data_carries_the_repository_host_files_and_no_secret(shipped):
+def test_user_data_copies_the_repository_host_files_and_carries_no_secret(shipped):
     user_data = rendered_user_data(shipped.templates[STACK])
-    archive = re.search(r"<<'ARCHIVE'\n(.*)\nARCHIVE", user_data, re.S).group(1)
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive)), mode="r:gz") as tar:
-        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    members = host_files_in_assembly(shipped.outdir, shipped.templates[STACK])
     for unit in ("liftoff-app.service", "liftoff-slot@.service", "liftoff-proxy.service", "liftoff-report.service"):
         assert members[f"etc/systemd/system/{unit}"] == (HOST_FILES / unit).read_bytes()
     for script in (HOST_FILES / "bin").iterdir():
