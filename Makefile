@@ -29,12 +29,11 @@ node_modules/.installed: package.json package-lock.json
 synth: setup
 	npx cdk synth --quiet
 
-# Five pytest-xdist workers on one Docker daemon (one build of each image): each Docker module's world is its own
-# (names, ports, networks), so four workers run the worlds side by side, the costliest first, while the fifth runs
-# the short CPU-bound tests in the time the worlds spend waiting; all five share what is left (tests/conftest.py
-# makes the units and schedules them). Four worlds at once since the hosts' AWS calls got cheap: with three, the
-# run's length was its three Docker lanes end to end, not the cores' work. PYTEST_WORKERS=0 runs everything in one process.
-PYTEST_WORKERS ?= 5
+# Four pytest-xdist workers on one Docker daemon (one build of each image): each Docker module's world is its own
+# (names, ports, networks), so three workers run the worlds side by side, the costliest first, while the fourth runs
+# the short CPU-bound tests in the time the worlds spend waiting; all four share what is left (tests/conftest.py
+# makes the units and schedules them). PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 4
 PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 test: setup
