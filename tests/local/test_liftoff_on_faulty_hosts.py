@@ -354,7 +354,13 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
 
     # The database is back: the same verb switches the fleet, its canary host first (the other host: the first one's
     # last report, written while the database was down, says not ready). The first host's failure from the outage is
-    # not this switch's verdict: liftoff waits for its gate to run again.
+    # not this switch's verdict: liftoff waits for its gate to run again. The canary must be a host whose last report
+    # says ready; the other host's may have been written during the outage too (a gate's late report, under load:
+    # seen once), and then liftoff rightly takes no canary. So that host reports again (liftoff-report, as at a
+    # restart) until its report says what it holds now: ready.
+    other = hosts.hosts[1]
+    wait_until(lambda: on_host(hosts, other, "/opt/liftoff/bin/liftoff-report") is not None
+               and hosts.reports()[other.instance_id]["ready"], 120, f"{other.instance_id} never reported ready again")
     with LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", "1.0.0")
