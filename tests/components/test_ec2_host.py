@@ -691,6 +691,25 @@ def test_curl_signs_with_the_instance_roles_credentials_which_never_reach_a_comm
     assert not [call for call in host.calls() if call[0] != "curl-config" and any("fake/host+secret" in arg for arg in call)]
 
 
+def test_a_throttled_call_is_tried_again_as_the_cli_would(host: Host) -> None:
+    host.running("1.2.0")
+    (host.state / "aws_throttled").write_text("2")
+    result = host.run("liftoff-unit-event", "started", env={"LIFTOFF_AWS_RETRY_SECONDS": "0"})
+    assert result.returncode == 0, result.stderr
+    # The stream's creation throttled twice, made at the third attempt; then the line.
+    assert [request.operation for request in host.requests()] == ["CreateLogStream"] * 3 + ["PutLogEvents"]
+    assert [e["message"] for e in _put_events(host)] == ["liftoff-app started version=1.2.0"]
+
+
+def test_a_call_still_failing_after_three_attempts_fails_with_aws_reason(host: Host) -> None:
+    host.running("1.2.0")
+    (host.state / "aws_unavailable").touch()
+    result = host.run("liftoff-unit-event", "started", env={"LIFTOFF_AWS_RETRY_SECONDS": "0"})
+    assert result.returncode != 0
+    assert "ServiceUnavailableException: try again later" in result.stderr, result.stderr
+    assert [request.operation for request in host.requests()] == ["CreateLogStream"] * 3 + ["PutLogEvents"] * 3
+
+
 def _logs_calls(host: Host) -> list[str]:
     return [request.operation for request in host.requests() if request.operation != "PutParameter"]
 

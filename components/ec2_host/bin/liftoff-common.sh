@@ -11,6 +11,8 @@ LIFTOFF_LOCK_FILE="${LIFTOFF_LOCK_FILE:-/run/lock/liftoff.lock}"
 LIFTOFF_LOG_STREAMS_DIR="${LIFTOFF_LOG_STREAMS_DIR:-/run/liftoff-log-streams}"
 LIFTOFF_IMDS_URL="${LIFTOFF_IMDS_URL:-http://169.254.169.254}"
 LIFTOFF_HEALTH_POLL_SECONDS="${LIFTOFF_HEALTH_POLL_SECONDS:-2}"
+# The first wait before an AWS call signed by curl is tried again (aws_json); the second is twice that.
+LIFTOFF_AWS_RETRY_SECONDS="${LIFTOFF_AWS_RETRY_SECONDS:-1}"
 # shellcheck disable=SC2034  # used by the scripts that source this file
 LIFTOFF_UNIT="liftoff-app.service"
 
@@ -284,33 +286,41 @@ imds_read() {
 CURL_CANNOT_SIGN=3
 
 # aws_json SERVICE TARGET BODY: AWS's JSON answer on stdout; non-zero with AWS's error ("Type: message") on stderr;
-# CURL_CANNOT_SIGN when this curl cannot sign a request.
+# CURL_CANNOT_SIGN when this curl cannot sign a request. As the CLI does, a call that could not connect, or was
+# answered 5xx or throttled (a fleet's hosts reporting at once), is tried again: three attempts in all.
 aws_json() {
-    local service="$1" target="$2" body="$3" token role credentials domain answer status code=0
+    local service="$1" target="$2" body="$3" token role credentials domain answer status code attempt
     token="$(imds_token)" && role="$(imds_read "$token" iam/security-credentials/)" &&
         credentials="$(imds_read "$token" "iam/security-credentials/$role")" || return 1
     # The partition's DNS suffix (amazonaws.com, amazonaws.com.cn, ...), as EC2 tells its instances.
     domain="$(imds_read "$token" services/domain 2>/dev/null)" || domain=amazonaws.com
     answer="$(mktemp)"
-    # The role's keys go to curl on its standard input, never on a command line other users of the host can read.
-    status="$(jq -r '"user = \"\(.AccessKeyId):\(.SecretAccessKey)\"", "header = \"X-Amz-Security-Token: \(.Token)\""' \
-        <<<"$credentials" | curl -sS --max-time 10 --config - --aws-sigv4 "aws:amz:$AWS_REGION:$service" \
-        -H "Content-Type: application/x-amz-json-1.1" -H "X-Amz-Target: $target" --data-binary "$body" \
-        -o "$answer" -w '%{http_code}' "https://$service.$AWS_REGION.$domain/")" || code=$?
-    case "$code" in
-        0) ;;
+    for attempt in 1 2 3; do
+        code=0
+        # The role's keys go to curl on its standard input, never on a command line other users of the host can read.
+        status="$(jq -r '"user = \"\(.AccessKeyId):\(.SecretAccessKey)\"", "header = \"X-Amz-Security-Token: \(.Token)\""' \
+            <<<"$credentials" | curl -sS --max-time 10 --config - --aws-sigv4 "aws:amz:$AWS_REGION:$service" \
+            -H "Content-Type: application/x-amz-json-1.1" -H "X-Amz-Target: $target" --data-binary "$body" \
+            -o "$answer" -w '%{http_code}' "https://$service.$AWS_REGION.$domain/")" || code=$?
         # Unknown option (older curl), or libcurl built without AWS auth: nothing was sent.
-        2 | 4 | 48) rm -f "$answer"; return "$CURL_CANNOT_SIGN" ;;
-        *) rm -f "$answer"; return 1 ;;
-    esac
-    if [[ "$status" != 2?? ]]; then
+        case "$code" in 2 | 4 | 48) rm -f "$answer"; return "$CURL_CANNOT_SIGN" ;; esac
+        if [[ $code -eq 0 && "$status" == 2?? ]]; then
+            cat "$answer"
+            rm -f "$answer"
+            return 0
+        fi
+        if [[ $code -eq 0 && "$status" != 5?? && "$status" != 429 ]] &&
+            ! grep -qE 'Throttl|TooManyUpdates|RequestLimitExceeded' "$answer" 2>/dev/null; then
+            break
+        fi
+        [[ $attempt -eq 3 ]] || sleep "$((attempt * LIFTOFF_AWS_RETRY_SECONDS))"
+    done
+    if [[ $code -eq 0 ]]; then
         jq -r --arg status "$status" '"\((.__type // "HTTP \($status)") | sub(".*#"; "")): \(.message // .Message // "")"' \
             "$answer" >&2 2>/dev/null || echo "HTTP $status from $service" >&2
-        rm -f "$answer"
-        return 1
     fi
-    cat "$answer"
     rm -f "$answer"
+    return 1
 }
 
 # --- activation: slots ------------------------------------------------------------------------
