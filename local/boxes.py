@@ -20,7 +20,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import socket
 import ssl
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from local import processes
+from local import ports, processes
 from local.docker import Daemon, DockerError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -346,11 +345,9 @@ def active_tag(daemon: Daemon, box: Box) -> str:
 
 def _start_endpoint_proxy(gateway: str, emulator_port: int, pki: Path, log: Path, *, port: int = 443,
                           health_file: Path | None = None) -> subprocess.Popen:
-    with socket.socket() as probe:
-        try:
-            probe.bind((gateway, port))
-        except OSError as error:
-            raise BoxError(f"port {port} on the boxes' gateway {gateway} is taken ({error}); stop what listens there") from None
+    taken = ports.listener_error(gateway, port)
+    if taken is not None:
+        raise BoxError(f"port {port} on the boxes' gateway {gateway} is taken ({taken}); stop what listens there")
     with open(log, "wb") as log_file:
         proxy = subprocess.Popen(
             [sys.executable, "-m", "local.endpoints", "--bind", gateway, "--port", str(port),

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from local import processes
+from local import ports, processes
 
 HOST = "127.0.0.1"
 # Clients use the name, not the address: moto derives the S3 bucket of a TemplateURL from the host.
@@ -55,14 +55,11 @@ def free_port() -> int:
 
 
 def check_port_free(port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            raise EmulatorError(
-                f"port {port} on {HOST} is already in use; stop what listens there or pick another port "
-                f"(LOCAL_PORT=<port>, or leave it unset for a free one)"
-            ) from None
+    if ports.listener_error(HOST, port) is not None:
+        raise EmulatorError(
+            f"port {port} on {HOST} is already in use; stop what listens there or pick another port "
+            f"(LOCAL_PORT=<port>, or leave it unset for a free one)"
+        )
 
 
 def answers(port: int) -> bool:

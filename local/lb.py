@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from local import processes
+from local import ports, processes
 from local.follower import Follower
 
 HAPROXY = "haproxy"
@@ -136,13 +136,9 @@ class LoadBalancer:
         return f"http://127.0.0.1:{self.listen_port}"
 
     def start(self) -> None:
-        with socket.socket() as probe:
-            # As HAProxy binds (SO_REUSEADDR): only a listener makes the port taken, not the last one's closed connections.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", self.listen_port))
-            except OSError as error:
-                raise LoadBalancerError(f"port {self.listen_port} on 127.0.0.1 is taken ({error}); pick another") from None
+        taken = ports.listener_error("127.0.0.1", self.listen_port)
+        if taken is not None:
+            raise LoadBalancerError(f"port {self.listen_port} on 127.0.0.1 is taken ({taken}); pick another")
         self.config.parent.mkdir(parents=True, exist_ok=True)
         self.config.write_text(haproxy_config(self.settings, listen_port=self.listen_port, admin_socket=self.admin_socket))
         with open(self.log, "wb") as log:
