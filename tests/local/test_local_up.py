@@ -287,7 +287,9 @@ def test_local_up_staging_keeps_the_tasks_running_and_a_killed_supervisor_leaves
                                                                                             docker_daemon, box_image,
                                                                                             service_image):
     context = copy.deepcopy(cdk_context()["liftoff"])
-    context["stages"]["staging"]["bake_seconds"] = 60  # the walk's two verified switches wait one bake each (ECS's shortest)
+    # No bake: each of the walk's verified switches would wait it out (ECS verifies once the previous tasks are gone), and
+    # the bake window itself (a rollback inside it is a flip) is tests/local/test_ecs_stage.py's.
+    context["stages"]["staging"]["bake_seconds"] = 0
     assembly = str(synth_variant(context).outdir)
     stage = load_config(CDK_JSON).stage("staging")
     session = {"state": tmp_path / "state", "adapted": tmp_path / "adapted", "docker_host": docker_daemon.host, "stage": "staging"}
