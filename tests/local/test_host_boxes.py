@@ -2,7 +2,7 @@
 pull the real image from a real registry, and the gate scripts switch versions on them.
 
 One emulator (moto_server) and one box world per module: production (ec2, two hosts) deployed from
-the shipped synthesis, the real release images 1.0.0 and 1.1.0 pushed, both hosts booted.
+the shipped synthesis (but for a shorter host canary: tests/conftest.py's `box_world`), the real release images 1.0.0 and 1.1.0 pushed, both hosts booted.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def emulator(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def production(emulator, emulator_assembly):
-    with deployed(emulator, emulator_assembly) as stage:
+def production(emulator, box_world):
+    with deployed(emulator, box_world.outdir) as stage:
         yield stage
 
 

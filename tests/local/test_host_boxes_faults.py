@@ -6,7 +6,8 @@ The faults `liftoff` drives the hosts through (a full disk, the registry or the 
 release ready only after a warm-up, a reboot, a killed host) are in tests/local/test_liftoff_on_faulty_hosts.py,
 which asserts what each host reports there too: one world per fault, not two.
 
-One emulator and one box world for the module (production: ec2, two hosts, activation: slots), with
+One emulator and one box world for the module (production: ec2, two hosts, activation: slots; tests/conftest.py's
+`box_world`, the shipped stage with a shorter host canary), with
 the real releases 1.0.0 and 1.1.0 and a slow starter (live at once, ready after WARM_UP_SECONDS).
 The tests run in order and each leaves both hosts serving 1.0.0 (from either slot), nothing warm beside it.
 """
@@ -36,8 +37,8 @@ def emulator(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def production(emulator, emulator_assembly):
-    with deployed(emulator, emulator_assembly) as stage:
+def production(emulator, box_world):
+    with deployed(emulator, box_world.outdir) as stage:
         yield stage
 
 

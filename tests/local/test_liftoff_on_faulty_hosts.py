@@ -4,8 +4,9 @@ The release tool drives the host scripts (`release.cli.main` with `local.hosts.H
 `make deploy`'s walk does): the State Manager stand-in runs each gate on the hosts when the stack's parameter
 changes, and the tool judges from the reports the hosts write. Each fault is shown once, here: besides what
 liftoff says and records, each test asserts what the failing host itself reports and runs (the host scripts'
-own paths without liftoff are in tests/local/test_host_boxes_faults.py). One emulator and one 2-host box world for the module (production: ec2, activation:
-slots), steady load through the load balancer stand-in where a switch happens. The tests run in order:
+own paths without liftoff are in tests/local/test_host_boxes_faults.py). One emulator and one 2-host box world for
+the module (production: ec2, activation: slots; tests/conftest.py's `box_world`, the shipped stage with a shorter host
+canary), steady load through the load balancer stand-in where a switch happens. The tests run in order:
 
   stage 1.1.0 on a full disk -> stage again after the repair; activate 1.1.0 with one host's gate killed ->
   activate 1.1.0 again converges it; stage WARMING with the registry down -> again after the repair;
@@ -54,8 +55,8 @@ def emulator(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def production(emulator, emulator_assembly):
-    with deployed(emulator, emulator_assembly) as stage:
+def production(emulator, box_world):
+    with deployed(emulator, box_world.outdir) as stage:
         yield stage
 
 
@@ -223,7 +224,7 @@ def test_a_host_whose_activate_gate_was_killed_is_converged_by_activate_of_the_v
 
     def first_activate() -> None:
         # Verification waits a bounded time: the killed gate's own last report says "running" forever. The same bound
-        # is the fleet's canary host's whole gate (its 20 s canary included), which takes over 30 s on loaded cores.
+        # is the fleet's canary host's whole gate (its canary included), which takes over 30 s on loaded cores.
         outcome["run"] = liftoff(runtime, "activate", "1.1.0", "--verify-timeout", "120")
 
     activating = threading.Thread(target=first_activate)
