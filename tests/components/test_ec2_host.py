@@ -131,6 +131,15 @@ class Host:
     def unhealthy(self, *tags: str) -> None:
         (self.state / "unhealthy_tags").write_text("".join(f"{t}\n" for t in tags))
 
+    def crash_looping(self, *tags: str) -> None:
+        """Each tag's container exits at every start: it never answers, and systemd keeps restarting its unit."""
+        self.unhealthy(*tags)
+        (self.state / "crash_looping_tags").write_text("".join(f"{t}\n" for t in tags))
+
+    def restarted_before(self, count: int) -> None:
+        """systemd's NRestarts for the unit before the gate runs (earlier crashes, long since over)."""
+        (self.state / "nrestarts").write_text(f"{count}\n")
+
     def behind_load_balancer(self, *healthy_others: str) -> None:
         self.host_env(TARGET_GROUP_ARN=TG_ARN)
         targets = [INSTANCE_ID, *healthy_others]
@@ -462,6 +471,29 @@ def test_activate_rolls_back_when_health_never_comes(host: Host) -> None:
     assert result.returncode == 1
     assert host.restarts() == ["1.1.0", "1.0.0"]
     assert host.active() == "IMAGE_TAG=1.0.0\n"
+    assert "1.0.0 is serving again" in result.stderr
+
+
+def test_activate_gives_up_on_a_container_that_keeps_exiting_without_waiting_out_the_health_timeout(host: Host) -> None:
+    host.running("1.0.0")
+    host.crash_looping("1.1.0")
+    # Long enough that only the crash limit can end the wait with this message (the timeout says "within 30s").
+    host.host_env(HEALTH_TIMEOUT_SECONDS="30")
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 1
+    assert "ERROR: 1.1.0 exited 3 times in a row without answering on /healthz" in result.stderr, result.stderr
+    assert host.restarts() == ["1.1.0", "1.0.0"]
+    assert host.active() == "IMAGE_TAG=1.0.0\n"
+    assert "1.0.0 is serving again" in result.stderr
+
+
+def test_restarts_from_before_the_gate_do_not_count_against_the_new_version(host: Host) -> None:
+    host.running("1.0.0")
+    host.restarted_before(7)
+    host.unhealthy("1.1.0")  # never answers, but its unit is not restarting
+    result = host.run("liftoff-activate", "1.1.0")
+    assert result.returncode == 1
+    assert "ERROR: 1.1.0 did not answer on /healthz within 1s" in result.stderr, result.stderr
     assert "1.0.0 is serving again" in result.stderr
 
 

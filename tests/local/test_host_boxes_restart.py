@@ -66,4 +66,7 @@ def test_a_release_that_never_gets_healthy_is_rolled_back_on_the_host(host):
     result = boxes.run_on_box(host.daemon, host.hosts[0], "/opt/liftoff/bin/liftoff-activate", BROKEN)
     assert result.returncode == 1, result.stderr
     assert f"activation of {BROKEN} failed and was rolled back; the old version 1.0.0 is serving again" in result.stderr
+    # Its container exits at every start: the gate gave up once systemd had restarted it 3 times, not after the
+    # whole health wait (the host served nothing meanwhile: one container, restarted in place).
+    assert f"ERROR: {BROKEN} exited 3 times in a row without answering on /healthz" in result.stderr, result.stderr
     assert host.serving_version(host.hosts[0]) == "1.0.0"

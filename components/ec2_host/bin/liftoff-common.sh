@@ -218,11 +218,36 @@ wait_healthy() {
     wait_port_healthy "$CONTAINER_PORT"
 }
 
+# A new version whose container keeps exiting will not answer: a gate waiting on it gives up once systemd has
+# restarted its unit CRASH_LIMIT times (RestartSec apart), as ECS's deployment circuit breaker gives up after
+# three failed tasks, rather than after the whole HEALTH_TIMEOUT_SECONDS.
+CRASH_LIMIT=3
+
+# How many times systemd has restarted UNIT (Restart=always) since it was last started by hand.
+unit_restarts() {
+    local count
+    count="$(systemctl show --property NRestarts --value "$1" 2>/dev/null)" || count=""
+    [[ "$count" =~ ^[0-9]+$ ]] || count=0
+    printf '%s' "$count"
+}
+
+# `wait_port_healthy PORT [UNIT]`: 0 once PORT answers HEALTH_CHECK_PATH; 1 after HEALTH_TIMEOUT_SECONDS, or as
+# soon as UNIT's container has exited CRASH_LIMIT times. WAIT_FAILURE says which, after the version's tag.
+# shellcheck disable=SC2034  # WAIT_FAILURE is read by the gate scripts that source this file
 wait_port_healthy() {
-    local port="$1" deadline=$((${EPOCHREALTIME//[!0-9]/} + HEALTH_TIMEOUT_SECONDS * 1000000))
+    local port="$1" unit="${2:-}" deadline=$((${EPOCHREALTIME//[!0-9]/} + HEALTH_TIMEOUT_SECONDS * 1000000)) first=0 exits
+    WAIT_FAILURE="did not answer on $HEALTH_CHECK_PATH within ${HEALTH_TIMEOUT_SECONDS}s"
+    [[ -z "$unit" ]] || first="$(unit_restarts "$unit")"
     while true; do
         if port_healthy_once "$port"; then
             return 0
+        fi
+        if [[ -n "$unit" ]]; then
+            exits=$(($(unit_restarts "$unit") - first))
+            if [[ $exits -ge $CRASH_LIMIT ]]; then
+                WAIT_FAILURE="exited $exits times in a row without answering on $HEALTH_CHECK_PATH (systemd restarted $unit each time)"
+                return 1
+            fi
         fi
         if [[ ${EPOCHREALTIME//[!0-9]/} -ge $deadline ]]; then
             return 1
