@@ -23,7 +23,6 @@ below (`XdistUnits`) reads them.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ import pytest
 
 from tests.helpers.docker_fixtures import held, stop_the_runs_daemon
 from tests.helpers.scheduling import is_the_short_lane, next_unit
-from tests.helpers.synth import Synthesis, cdk_context, synthesize
+from tests.helpers.synth import Synthesis, box_world_context, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
 
@@ -155,22 +154,11 @@ def shipped(tmp_path_factory) -> Synthesis:
     return _synthesized_once_per_run(tmp_path_factory, "shipped", cdk_context())
 
 
-# The host boxes' worlds run the shipped stages with a shorter host canary: every activation where another version
-# serves holds each wave for canary_seconds (20 s as shipped), some twenty waves a run. 10 s at 10 % of a host's
-# requests still gives the judge its minimum under the tests' loads (20-40 requests/s through the load balancer);
-# the canary's timing and judging are tests/components/test_ec2_host_canary.py's.
-BOX_WORLD_CANARY_SECONDS = 10
-
-
 @pytest.fixture(scope="session")
 def box_world(tmp_path_factory) -> Synthesis:
-    """The assembly the host boxes' worlds deploy (the shipped app but for BOX_WORLD_CANARY_SECONDS on production),
-    synthesized once per run. liftoff itself may go on reading the shipped cdk.json: only the hosts read canary_seconds
-    (their user data's environment), the release tool only whether a canary runs."""
-    context = cdk_context()
-    liftoff = copy.deepcopy(context["liftoff"])
-    liftoff["stages"]["production"]["canary_seconds"] = BOX_WORLD_CANARY_SECONDS
-    return _synthesized_once_per_run(tmp_path_factory, "box-world", {**context, "liftoff": liftoff})
+    """The assembly the host boxes' worlds deploy (tests/helpers/synth.py `box_world_context`: the shipped app with a
+    shorter host canary), synthesized once per run."""
+    return _synthesized_once_per_run(tmp_path_factory, "box-world", box_world_context())
 
 
 def _synthesized_once_per_run(tmp_path_factory, name: str, context: dict) -> Synthesis:

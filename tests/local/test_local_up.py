@@ -4,7 +4,8 @@ real hosts; the group replaces a killed host; raising desired_count and running 
 stage `up` runs the walk on real tasks (asserted here too), the service's tasks keep running the same way, and a
 killed supervisor leaves none behind.
 
-One ec2 world for the ec2 tests (booting it is minutes); they run in order, each on what the one before left, as a
+One ec2 world for the ec2 tests (booting it is minutes; the shipped stages with the box worlds' shorter host canary,
+tests/helpers/synth.py `box_world_context`); they run in order, each on what the one before left, as a
 user's session does. The ecs stage is one test with one `up`/`down` cycle of its own (its walk alone is minutes).
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from local import supervisor as supervisors
 from local.aws import EndpointSession, fake_session
 from local.load import LoadRun
 from tests.helpers.box_world import wait_until
-from tests.helpers.synth import CDK_JSON, REPO, cdk_context
+from tests.helpers.synth import CDK_JSON, REPO, box_world_context, cdk_context
 
 pytestmark = pytest.mark.cost(minutes=5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
@@ -68,10 +69,10 @@ def serves(address: str, timeout: float = 2.0) -> str:
 
 
 @pytest.fixture(scope="module")
-def session(shipped, tmp_path_factory, docker_daemon, box_image, service_image):
+def session(box_world, tmp_path_factory, docker_daemon, box_image, service_image):
     root = tmp_path_factory.mktemp("local-up")
     session = {"state": root / "state", "adapted": root / "adapted", "docker_host": docker_daemon.host, "root": root}
-    up = local("up", session, "--assembly", str(shipped.outdir))
+    up = local("up", session, "--assembly", str(box_world.outdir))
     try:
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
         session["up"] = up.stdout
@@ -199,7 +200,7 @@ def test_the_group_replaces_a_killed_host_with_one_on_the_active_version(session
     assert new in status.stdout and victim not in status.stdout.split("last releases:")[0], status.stdout
 
 
-def test_a_killed_supervisor_comes_back_with_up_on_the_same_load_balancer(session, shipped):
+def test_a_killed_supervisor_comes_back_with_up_on_the_same_load_balancer(session, box_world):
     record = supervisors.recorded(session["state"])
     # Killed between gate runs (a run cut short is rightly run again by the next supervisor).
     wait_until(lambda: all(association["status"] != "InProgress"
@@ -209,7 +210,7 @@ def test_a_killed_supervisor_comes_back_with_up_on_the_same_load_balancer(sessio
     wait_until(lambda: not supervisors.is_ours(record), 30, "the supervisor to die")
     with pytest.raises(OSError):
         supervisor_state(session)  # a second shell's liftoff now refuses (tests/local/test_runtime.py)
-    again = local("up", session, "--assembly", str(shipped.outdir))
+    again = local("up", session, "--assembly", str(box_world.outdir))
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-3000:]
     assert "the supervisor is not running (killed, or the machine restarted): starting it again" in again.stdout
     restarted = supervisors.recorded(session["state"])
@@ -226,7 +227,7 @@ def test_a_killed_supervisor_comes_back_with_up_on_the_same_load_balancer(sessio
 
 
 def test_raising_desired_count_and_up_again_adds_a_host_on_the_active_version(session, synth_variant):
-    context = cdk_context()["liftoff"]
+    context = box_world_context()["liftoff"]
     stages = context["stages"]
     production = {**stages["production"], "desired_count": 3}
     variant = synth_variant({**context, "stages": {**stages, "production": production}})
