@@ -18,7 +18,7 @@ from local.hosts import StageHosts, StateManagerStandIn
 from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
 from tests.helpers.synth import REPO
 
-pytestmark = pytest.mark.cost(minutes=5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+pytestmark = pytest.mark.cost(minutes=3.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 STATE_DIR = REPO / ".local" / "test-boxes"
 BROKEN = "1.9.9-broken"

@@ -23,7 +23,7 @@ from local.load import LoadRun
 from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
 from tests.helpers.synth import REPO
 
-pytestmark = pytest.mark.cost(minutes=4)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+pytestmark = pytest.mark.cost(minutes=2.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 STATE_DIR = REPO / ".local" / "test-boxes-faults"
 WARMING = "1.2.0-warmup"

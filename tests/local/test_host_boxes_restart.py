@@ -12,7 +12,7 @@ from local.hosts import StageHosts
 from tests.helpers.box_world import booted_hosts, deployed, running_emulator
 from tests.helpers.synth import REPO, cdk_context, synthesize
 
-pytestmark = pytest.mark.cost(minutes=2.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+pytestmark = pytest.mark.cost(minutes=1.7)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 STATE_DIR = REPO / ".local" / "test-boxes-restart"
 BROKEN = "1.9.9-broken"

@@ -38,7 +38,7 @@ from release.ledger import Ledger
 from tests.helpers.box_world import Watch, booted_hosts, deployed, running_emulator, wait_until
 from tests.helpers.synth import CDK_JSON, REPO
 
-pytestmark = pytest.mark.cost(minutes=8)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+pytestmark = pytest.mark.cost(minutes=5.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 STATE_DIR = REPO / ".local" / "test-liftoff-faulty-hosts"
 WARMING = "1.2.0-warmup"

@@ -32,7 +32,7 @@ from local.load import LoadRun
 from tests.helpers.box_world import wait_until
 from tests.helpers.synth import CDK_JSON, REPO, box_world_context, cdk_context
 
-pytestmark = pytest.mark.cost(minutes=5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+pytestmark = pytest.mark.cost(minutes=3.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 FIRST, TARGET = "1.0.0", "1.1.0"
 LOAD_RATE = 10.0
@@ -284,6 +284,7 @@ def assert_the_walk_ran_on_real_tasks(out: str) -> None:
     assert "the tasks were real" in out
 
 
+@pytest.mark.cost(minutes=2)  # a unit of its own (no module world), measured alone: the ec2 world's mark is the module's
 def test_local_up_staging_keeps_the_tasks_running_and_a_killed_supervisor_leaves_none_behind(synth_variant, tmp_path,
                                                                                             docker_daemon, box_image,
                                                                                             service_image):
