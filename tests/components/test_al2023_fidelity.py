@@ -467,8 +467,11 @@ def aws_cli_commands(sources: HostSources) -> set[str]:
     """`service operation` (`service wait waiter`) of each AWS CLI call the hosts make."""
     calls = set()
     for command in all_commands(sources)[0]:
-        if command.words[0] == "aws":
-            words = [w for w in command.words[1:] if not w.startswith("-")]
+        words = command.words
+        if words[0] == "aws_call":  # `aws_call SERVICE TARGET BODY CLI_WORDS...`: the CLI's where curl cannot sign
+            words = ["aws", *words[4:]]
+        if words[0] == "aws" and "\x00" not in words[1]:  # not aws_call's own `aws "$@"`
+            words = [w for w in words[1:] if not w.startswith("-")]
             calls.add(" ".join(words[:3] if words[1] == "wait" else words[:2]))
     return calls
 

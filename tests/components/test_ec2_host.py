@@ -74,9 +74,12 @@ class AwsRequest:
 
 
 CLI_OPERATIONS = {("logs", "put-log-events"): "PutLogEvents", ("logs", "create-log-stream"): "CreateLogStream",
-                  ("ssm", "put-parameter"): "PutParameter"}
+                  ("ssm", "put-parameter"): "PutParameter", ("ssm", "get-parameter"): "GetParameter",
+                  ("ssm", "get-parameters-by-path"): "GetParametersByPath",
+                  ("secretsmanager", "get-secret-value"): "GetSecretValue", ("ecr", "get-authorization-token"): "GetAuthorizationToken"}
 CLI_PARAMETERS = {"--log-group-name": "logGroupName", "--log-stream-name": "logStreamName", "--log-events": "logEvents",
-                  "--name": "Name", "--value": "Value", "--type": "Type", "--overwrite": "Overwrite"}
+                  "--name": "Name", "--value": "Value", "--type": "Type", "--overwrite": "Overwrite", "--secret-id": "SecretId",
+                  "--path": "Path", "--recursive": "Recursive"}
 
 
 @dataclass
@@ -179,8 +182,8 @@ class Host:
         return [r for r in rows if program is None or r[0] == program]
 
     def requests(self, operation: str | None = None) -> list[AwsRequest]:
-        """The small AWS calls the scripts made (a log line, a log stream, a host report), signed by curl or made
-        with the CLI where curl cannot sign: each as AWS sees it, in order."""
+        """The small AWS calls the scripts made (a log line, a log stream, a host report, a parameter, the secret),
+        signed by curl or made with the CLI where curl cannot sign: each as AWS sees it, in order."""
         made = []
         for call in self.calls():
             if call[0] == "curl" and "--aws-sigv4" in call:
@@ -411,11 +414,11 @@ def test_missing_host_config_key_is_named(host: Host) -> None:
 # --- stage ------------------------------------------------------------------------
 
 
-def test_stage_logs_in_to_ecr_and_pulls_without_restarting(host: Host) -> None:
+def test_stage_logs_in_to_ecr_and_pulls_without_restarting(host: Host, signing: str) -> None:
     host.running("1.0.0")
     result = host.run("liftoff-stage", "1.1.0")
     assert result.returncode == 0, result.stderr
-    assert host.called("aws", "ecr", "get-login-password", "--region", "eu-west-1")
+    assert [(asked.parameters, asked.via) for asked in host.requests("GetAuthorizationToken")] == [({}, signing)]
     assert ["docker", "login", "--username", "AWS", "--password-stdin", REGISTRY] in host.calls("docker")
     assert (host.state / "docker_login_stdin").read_text().strip() == "fake-ecr-password"
     assert host.index_of("docker", "login") < host.index_of("docker", "pull")
@@ -613,14 +616,12 @@ def test_activate_reports_when_the_load_balancer_never_takes_it_back(host: Host)
 # --- boot and the secret ---------------------------------------------------------------
 
 
-def test_boot_starts_the_tag_recorded_in_ssm(host: Host) -> None:
+def test_boot_starts_the_tag_recorded_in_ssm(host: Host, signing: str) -> None:
     (host.state / "ssm_active_tag").write_text("1.3.0\n")
     result = host.run("liftoff-boot")
     assert result.returncode == 0, result.stderr
-    assert [
-        "aws", "ssm", "get-parameter", "--region", "eu-west-1",
-        "--name", "/liftoff/active-image-tag", "--query", "Parameter.Value", "--output", "text",
-    ] in host.calls("aws")
+    (asked,) = host.requests("GetParameter")
+    assert (asked.parameters, asked.via) == ({"Name": "/liftoff/active-image-tag"}, signing)
     assert host.active() == "IMAGE_TAG=1.3.0\n"
     assert host.index_of("systemctl", "enable", "--now", "docker.service") < host.index_of("docker", "pull")
     assert ["docker", "pull", "--quiet", ref("1.3.0")] in host.calls("docker")
@@ -637,7 +638,7 @@ def test_boot_refuses_a_mutable_tag_in_ssm(host: Host) -> None:
     assert host.calls("systemctl") == [] and host.calls("docker") == []
 
 
-def test_db_env_writes_credentials_root_only_and_literally(host: Host) -> None:
+def test_db_env_writes_credentials_root_only_and_literally(host: Host, signing: str) -> None:
     password = "p@ss w0rd$HOME\"'`"
     (host.state / "secret_string").write_text(
         json.dumps({"username": "liftoff", "password": password, "engine": "postgres"})
@@ -653,13 +654,13 @@ def test_db_env_writes_credentials_root_only_and_literally(host: Host) -> None:
     # Read by the container's own user through the bind mount; the directory keeps the host's users out.
     assert stat.S_IMODE(db_password.stat().st_mode) == 0o444
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    # Nothing else is written: the secret's answer stays in memory until these two files.
     assert sorted(path.name for path in run_dir.iterdir()) == ["db-password", "db.env"]
-    assert [
-        "aws", "secretsmanager", "get-secret-value", "--region", "eu-west-1",
-        "--secret-id", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:liftoff-db-AbCdEf",
-        "--query", "SecretString", "--output", "text",
-    ] in host.calls("aws")
+    (asked,) = host.requests("GetSecretValue")
+    assert asked.parameters == {"SecretId": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:liftoff-db-AbCdEf"}
+    assert asked.via == signing
     assert password not in result.stderr + result.stdout
+    assert password not in (host.state / "calls.log").read_text()  # never on a command line
 
 
 def test_db_env_refuses_a_secret_without_username_and_password(host: Host) -> None:

@@ -60,15 +60,14 @@ def test_a_failed_pull_reports_dockers_own_reason_in_one_line(host: Host) -> Non
     assert (end["staged"], end["staged_present"], end["active"]) == ("1.1.0", False, "1.0.0")
 
 
-def test_a_refused_call_fails_the_gate_with_the_denial_in_its_reason(host: Host) -> None:
+def test_a_refused_call_fails_the_gate_with_the_denial_in_its_reason(host: Host, signing: str) -> None:
     # What IAM says when the host role may not log in to the registry (the emulator's words are AWS's: local/moto_iam.py).
     reporting(host)
     host.running("1.0.0")
-    denial = ("An error occurred (AccessDeniedException) when calling the GetAuthorizationToken operation: User: "
-              "arn:aws:sts::123456789012:assumed-role/production-service-Ec2HostRole-X/i-0aaaaaaaaaaaaaaa1 is not "
+    denial = ("User: arn:aws:sts::123456789012:assumed-role/production-service-Ec2HostRole-X/i-0aaaaaaaaaaaaaaa1 is not "
               "authorized to perform: ecr:GetAuthorizationToken because no identity-based policy allows the "
               "ecr:GetAuthorizationToken action")
-    (host.state / "ecr_login_refused").write_text(f"\n{denial}\n")
+    (host.state / "ecr_login_refused").write_text(denial)
     result = host.run("liftoff-stage", "1.1.0")
     assert result.returncode == 1
     assert denial in result.stderr  # the unit's event lines (the journal)
@@ -128,8 +127,11 @@ def peers(host: Host, reports: dict[str, dict], in_service: list[str]) -> None:
         (host.state / "ssm" / f"{REPORT_PATH}{instance}".replace("/", "%")).write_text(json.dumps({"instance": instance, **report}))
 
 
-def test_a_replacement_boots_the_version_every_ready_peer_serves_not_the_parameter(host: Host) -> None:
+@pytest.mark.parametrize("page_size", [None, 1], ids=["one page", "a page a report"])
+def test_a_replacement_boots_the_version_every_ready_peer_serves_not_the_parameter(host: Host, page_size) -> None:
     reporting(host)
+    if page_size:  # SSM answers GetParametersByPath in pages (10 parameters at most): every page is read
+        (host.state / "ssm_page_size").write_text(f"{page_size}\n")
     (host.state / "ssm_active_tag").write_text("1.1.0\n")  # an activation of 1.1.0 ended unverified
     peers(host, {OTHER_INSTANCE_ID: {"active": "1.0.0", "ready": True},
                  THIRD_INSTANCE_ID: {"active": "1.0.0", "ready": True},
@@ -143,6 +145,10 @@ def test_a_replacement_boots_the_version_every_ready_peer_serves_not_the_paramet
     end = report_history(host)[-1]
     assert end["last_gate"]["gate"] == "boot" and end["last_gate"]["version"] == "1.0.0"
     assert end["last_gate"]["result"] == "succeeded" and end["active"] == "1.0.0"
+    # Each page asked for once, from the first to the last (the peers' reports and this host's own).
+    stored = len(list((host.state / "ssm").iterdir()))
+    tokens = [page.parameters.get("NextToken") for page in host.requests("GetParametersByPath")]
+    assert tokens == ([None] if page_size is None else [None, *map(str, range(1, stored))]), tokens
 
 
 @pytest.mark.parametrize("reports, why", [

@@ -157,13 +157,19 @@ image_ref() {
     printf '%s:%s' "$REPOSITORY_URI" "$1"
 }
 
+# The registry's password for `docker login` (what `aws ecr get-login-password` prints), in a pipe only.
+ecr_password() {
+    aws_call ecr AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken '{}' ecr get-authorization-token |
+        jq -er '.authorizationData[0].authorizationToken' | base64 -d | cut -d: -f2-
+}
+
 # A failed login or pull dies with the tool's own last line ("no space left on device", "i/o timeout",
 # ...): it is the reason the gate's report gives.
 ecr_login() {
     local registry="${REPOSITORY_URI%%/*}" errors why
     log "logging in to $registry"
     errors="$(mktemp)"
-    if ! aws ecr get-login-password --region "$AWS_REGION" 2>"$errors" |
+    if ! ecr_password 2>"$errors" |
         docker login --username AWS --password-stdin "$registry" >/dev/null 2>>"$errors"; then
         why="$(last_line "$errors")"
         rm -f "$errors"
@@ -303,48 +309,87 @@ imds_read() {
 }
 
 # --- small AWS calls, signed by curl -----------------------------------------------------------------
-# An event line (every slot start and stop, which waits for it in ExecStartPost) and a host report (every gate) are
-# one small JSON request each. The AWS CLI spends ~0.6 CPU-s starting up for each (measured in a host box); curl
+# An event line (every slot start and stop, which waits for it in ExecStartPost), a host report (every gate), the
+# database secret (every slot start), the registry's token (every pull) and a boot's parameters are one small JSON
+# request each. The AWS CLI spends ~0.6 CPU-s starting up for each (measured in a host box); curl
 # signs the same request (SigV4, with the instance role's credentials from IMDS, as the CLI gets them) in
 # milliseconds. --aws-sigv4 needs curl 7.75 or later built with AWS auth: where this host's curl cannot sign, the
 # caller makes the call with the CLI instead.
 CURL_CANNOT_SIGN=3
 
+# `aws_call SERVICE TARGET BODY CLI_WORDS...`: the call signed by curl (aws_json) or, where this curl cannot sign,
+# the same call through the CLI (`aws CLI_WORDS... --region --output json`, whose answer has the API's shape).
+aws_call() {
+    local service="$1" target="$2" body="$3" code=0
+    shift 3
+    aws_json "$service" "$target" "$body" || code=$?
+    [[ $code -eq $CURL_CANNOT_SIGN ]] || return "$code"
+    aws "$@" --region "$AWS_REGION" --output json
+}
+
+# An SSM parameter's value.
+parameter_value() {
+    aws_call ssm AmazonSSM.GetParameter "$(jq -nc --arg name "$1" '{Name: $name}')" ssm get-parameter --name "$1" |
+        jq -er '.Parameter.Value'
+}
+
+# Every SSM parameter under PATH (recursive), as one JSON array: page by page, as the CLI pages by itself.
+parameters_under() {
+    local path="$1" page next="" all='[]' code
+    while true; do
+        code=0
+        page="$(aws_json ssm AmazonSSM.GetParametersByPath "$(jq -nc --arg path "$path" --arg next "$next" \
+            '{Path: $path, Recursive: true} + (if $next == "" then {} else {NextToken: $next} end)')")" || code=$?
+        if [[ $code -eq $CURL_CANNOT_SIGN ]]; then
+            aws ssm get-parameters-by-path --region "$AWS_REGION" --path "$path" --recursive --output json |
+                jq -c '.Parameters'
+            return
+        fi
+        [[ $code -eq 0 ]] || return "$code"
+        all="$(jq -c --argjson all "$all" '$all + .Parameters' <<<"$page")" || return 1
+        next="$(jq -r '.NextToken // ""' <<<"$page")" || return 1
+        [[ -n "$next" ]] || break
+    done
+    printf '%s\n' "$all"
+}
+
 # aws_json SERVICE TARGET BODY: AWS's JSON answer on stdout; non-zero with AWS's error ("Type: message") on stderr;
 # CURL_CANNOT_SIGN when this curl cannot sign a request. As the CLI does, a call that could not connect, or was
 # answered 5xx or throttled (a fleet's hosts reporting at once), is tried again: three attempts in all.
 aws_json() {
-    local service="$1" target="$2" body="$3" token role credentials domain answer status code attempt
+    local service="$1" target="$2" body="$3" token role credentials domain host response status code attempt
     token="$(imds_token)" && role="$(imds_read "$token" iam/security-credentials/)" &&
         credentials="$(imds_read "$token" "iam/security-credentials/$role")" || return 1
     # The partition's DNS suffix (amazonaws.com, amazonaws.com.cn, ...), as EC2 tells its instances.
     domain="$(imds_read "$token" services/domain 2>/dev/null)" || domain=amazonaws.com
-    answer="$(mktemp)"
+    # The API's host is named after the service, but for ECR's (the registry itself is <account>.dkr.ecr).
+    case "$service" in ecr) host="api.ecr.$AWS_REGION.$domain" ;; *) host="$service.$AWS_REGION.$domain" ;; esac
     for attempt in 1 2 3; do
         code=0
-        # The role's keys go to curl on its standard input, never on a command line other users of the host can read.
-        status="$(jq -r '"user = \"\(.AccessKeyId):\(.SecretAccessKey)\"", "header = \"X-Amz-Security-Token: \(.Token)\""' \
+        # The role's keys go to curl on its standard input, never on a command line other users of the host can read;
+        # the answer (a secret, a registry token) stays in memory: the status follows it on a line of its own.
+        response="$(jq -r '"user = \"\(.AccessKeyId):\(.SecretAccessKey)\"", "header = \"X-Amz-Security-Token: \(.Token)\""' \
             <<<"$credentials" | curl -sS --max-time 10 --config - --aws-sigv4 "aws:amz:$AWS_REGION:$service" \
             -H "Content-Type: application/x-amz-json-1.1" -H "X-Amz-Target: $target" --data-binary "$body" \
-            -o "$answer" -w '%{http_code}' "https://$service.$AWS_REGION.$domain/")" || code=$?
+            -o - -w '\n%{http_code}' "https://$host/")" || code=$?
         # Unknown option (older curl), or libcurl built without AWS auth: nothing was sent.
-        case "$code" in 2 | 4 | 48) rm -f "$answer"; return "$CURL_CANNOT_SIGN" ;; esac
+        case "$code" in 2 | 4 | 48) return "$CURL_CANNOT_SIGN" ;; esac
+        status="${response##*$'\n'}"
+        response="${response%$'\n'*}"
         if [[ $code -eq 0 && "$status" == 2?? ]]; then
-            cat "$answer"
-            rm -f "$answer"
+            printf '%s\n' "$response"
             return 0
         fi
         if [[ $code -eq 0 && "$status" != 5?? && "$status" != 429 ]] &&
-            ! grep -qE 'Throttl|TooManyUpdates|RequestLimitExceeded' "$answer" 2>/dev/null; then
+            ! grep -qE 'Throttl|TooManyUpdates|RequestLimitExceeded' <<<"$response"; then
             break
         fi
         [[ $attempt -eq 3 ]] || sleep "$((attempt * LIFTOFF_AWS_RETRY_SECONDS))"
     done
     if [[ $code -eq 0 ]]; then
         jq -r --arg status "$status" '"\((.__type // "HTTP \($status)") | sub(".*#"; "")): \(.message // .Message // "")"' \
-            "$answer" >&2 2>/dev/null || echo "HTTP $status from $service" >&2
+            <<<"$response" >&2 2>/dev/null || echo "HTTP $status from $service" >&2
     fi
-    rm -f "$answer"
     return 1
 }
 
@@ -723,30 +768,23 @@ put_event_line() {
     { mkdir -p "${made%/*}" && : >"$made"; } 2>/dev/null || true
 }
 
-# Each of these: signed by curl where it can, else the CLI (aws_json).
+# Each of these: signed by curl where it can, else the CLI (aws_call).
 put_parameter() {
-    local name="$1" value="$2" code=0
-    aws_json ssm AmazonSSM.PutParameter "$(jq -nc --arg name "$name" --arg value "$value" \
-        '{Name: $name, Value: $value, Type: "String", Overwrite: true}')" || code=$?
-    [[ $code -eq $CURL_CANNOT_SIGN ]] || return "$code"
-    aws ssm put-parameter --region "$AWS_REGION" --name "$name" --type String --overwrite --value "$value"
+    aws_call ssm AmazonSSM.PutParameter "$(jq -nc --arg name "$1" --arg value "$2" \
+        '{Name: $name, Value: $value, Type: "String", Overwrite: true}')" \
+        ssm put-parameter --name "$1" --type String --overwrite --value "$2"
 }
 
 create_log_stream() {
-    local stream="$1" code=0
-    aws_json logs Logs_20140328.CreateLogStream "$(jq -nc --arg group "$LOG_GROUP" --arg stream "$stream" \
-        '{logGroupName: $group, logStreamName: $stream}')" || code=$?
-    [[ $code -eq $CURL_CANNOT_SIGN ]] || return "$code"
-    aws logs create-log-stream --region "$AWS_REGION" --log-group-name "$LOG_GROUP" --log-stream-name "$stream"
+    aws_call logs Logs_20140328.CreateLogStream "$(jq -nc --arg group "$LOG_GROUP" --arg stream "$1" \
+        '{logGroupName: $group, logStreamName: $stream}')" \
+        logs create-log-stream --log-group-name "$LOG_GROUP" --log-stream-name "$1"
 }
 
 put_log_events() {
-    local stream="$1" events="$2" code=0
-    aws_json logs Logs_20140328.PutLogEvents "$(jq -nc --arg group "$LOG_GROUP" --arg stream "$stream" \
-        --argjson events "$events" '{logGroupName: $group, logStreamName: $stream, logEvents: $events}')" || code=$?
-    [[ $code -eq $CURL_CANNOT_SIGN ]] || return "$code"
-    aws logs put-log-events --region "$AWS_REGION" --log-group-name "$LOG_GROUP" --log-stream-name "$stream" \
-        --log-events "$events"
+    aws_call logs Logs_20140328.PutLogEvents "$(jq -nc --arg group "$LOG_GROUP" --arg stream "$1" \
+        --argjson events "$2" '{logGroupName: $group, logStreamName: $stream, logEvents: $events}')" \
+        logs put-log-events --log-group-name "$LOG_GROUP" --log-stream-name "$1" --log-events "$2"
 }
 
 record_gate() {
