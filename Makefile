@@ -26,6 +26,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# The CLI's usage telemetry stays off for a synth, as in the local harness (local/deploy.py QUIET_CDK_CLI).
+synth: export CDK_DISABLE_CLI_TELEMETRY := true
 synth: setup
 	npx cdk synth --quiet
 

@@ -98,16 +98,21 @@ def docker_host() -> str:
     return os.environ.get("DOCKER_HOST") or docker.DEFAULT_HOST
 
 
+# The CDK CLI as the harness runs it: no version check and no usage telemetry (CLI 2.1100 and later send both to
+# AWS at each command; the local world talks to loopback only), jsii quiet about the Node.js version.
+QUIET_CDK_CLI = {"CDK_DISABLE_VERSION_CHECK": "1", "CDK_DISABLE_CLI_TELEMETRY": "true",
+                 "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+
+
 def cli_environment(emulator: Emulator) -> dict[str, str]:
     """The environment for the CDK CLI and boto3: fake credentials, every AWS call to the emulator."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     environment.update(aws.FAKE_ENVIRONMENT)
     environment["AWS_ENDPOINT_URL"] = emulator.endpoint
-    environment["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+    environment.update(QUIET_CDK_CLI)
     # Never fall back to a user's real configuration files.
     environment["AWS_CONFIG_FILE"] = os.devnull
     environment["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    environment["CDK_DISABLE_VERSION_CHECK"] = "1"
     return environment
 
 
@@ -122,7 +127,7 @@ def run_cdk(arguments: list[str], emulator: Emulator, *, what: str) -> None:
 
 def synthesize() -> Path:
     result = subprocess.run(["npx", "--no-install", "cdk", "synth", "--quiet"], cwd=REPO, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_DISABLE_VERSION_CHECK": "1"},
+                            env={**os.environ, **QUIET_CDK_CLI},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
         raise DeployError(f"npx cdk synth failed (exit {result.returncode}):\n" + "\n".join(result.stdout.splitlines()[-25:]))

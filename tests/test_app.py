@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 
+from local.deploy import QUIET_CDK_CLI
 from tests.helpers.synth import CDK_JSON, REPO
 
 
@@ -18,7 +19,7 @@ def cli_synth(tmp_path, desired_count_text: str) -> tuple[subprocess.CompletedPr
     text = json.dumps(document, indent=1).replace('"desired_count": 2,', f'"desired_count": {desired_count_text},')
     assert desired_count_text in text
     (tmp_path / "cdk.json").write_text(text)
-    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    env = {**os.environ, **QUIET_CDK_CLI}
     env.pop("LIFTOFF_WARNINGS_SHOWN", None)
     synth = subprocess.run([str(REPO / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--output", str(tmp_path / "cdk.out")],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
