@@ -117,7 +117,8 @@ def cli_environment(emulator: Emulator) -> dict[str, str]:
 
 
 def run_cdk(arguments: list[str], emulator: Emulator, *, what: str) -> None:
-    command = ["npx", "--no-install", "cdk", *arguments]
+    # No notices either: fetching them starts with a connectivity check against the internet.
+    command = ["npx", "--no-install", "cdk", *arguments, "--no-notices"]
     result = subprocess.run(command, cwd=REPO, env=cli_environment(emulator), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
@@ -126,7 +127,7 @@ def run_cdk(arguments: list[str], emulator: Emulator, *, what: str) -> None:
 
 
 def synthesize() -> Path:
-    result = subprocess.run(["npx", "--no-install", "cdk", "synth", "--quiet"], cwd=REPO, stdin=subprocess.DEVNULL,
+    result = subprocess.run(["npx", "--no-install", "cdk", "synth", "--quiet", "--no-notices"], cwd=REPO, stdin=subprocess.DEVNULL,
                             env={**os.environ, **QUIET_CDK_CLI},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:

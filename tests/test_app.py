@@ -21,7 +21,7 @@ def cli_synth(tmp_path, desired_count_text: str) -> tuple[subprocess.CompletedPr
     (tmp_path / "cdk.json").write_text(text)
     env = {**os.environ, **QUIET_CDK_CLI}
     env.pop("LIFTOFF_WARNINGS_SHOWN", None)
-    synth = subprocess.run([str(REPO / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--output", str(tmp_path / "cdk.out")],
+    synth = subprocess.run([str(REPO / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--no-notices", "--output", str(tmp_path / "cdk.out")],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     config = subprocess.run([sys.executable, "-m", "config", "production"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
                             capture_output=True, text=True, timeout=300)
