@@ -41,9 +41,10 @@ PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dis
 test: setup
 	$(PYTHON) -m pytest $(PYTEST_PARALLEL)
 
-# The fast lane while you work: unit, synth and decision tests (no Docker, no emulator; marked in tests/conftest.py).
+# The fast lane while you work: unit, synth and decision tests (no Docker, no emulator: marked in tests/conftest.py;
+# no install into a fresh virtualenv: marked `installs`).
 check: setup
-	$(PYTHON) -m pytest $(PYTEST_PARALLEL) -m "not docker and not emulator"
+	$(PYTHON) -m pytest $(PYTEST_PARALLEL) -m "not docker and not emulator and not installs"
 
 report: synth
 	$(PYTHON) -m tools.report

@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.synth import REPO
+
+pytestmark = pytest.mark.installs  # a fresh virtualenv from the package registries: `make test`, not `make check`
 
 
 def test_install_gives_a_working_liftoff_without_the_cdk(tmp_path):
