@@ -1,7 +1,6 @@
 """Synthesis helpers shared by the test modules."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -29,10 +28,9 @@ BOX_WORLD_CANARY_SECONDS = 10
 
 def box_world_context() -> dict:
     """cdk.json's context with production's host canary at BOX_WORLD_CANARY_SECONDS (tests/conftest.py `box_world`)."""
-    context = cdk_context()
-    liftoff = copy.deepcopy(context["liftoff"])
-    liftoff["stages"]["production"]["canary_seconds"] = BOX_WORLD_CANARY_SECONDS
-    return {**context, "liftoff": liftoff}
+    context = cdk_context()  # read afresh: changing it changes no one else's
+    context["liftoff"]["stages"]["production"]["canary_seconds"] = BOX_WORLD_CANARY_SECONDS
+    return context
 
 
 @dataclass(frozen=True)

@@ -333,19 +333,14 @@ parameter_value() {
         jq -er '.Parameter.Value'
 }
 
-# Every SSM parameter under PATH (recursive), as one JSON array: page by page, as the CLI pages by itself.
+# Every SSM parameter under PATH (recursive), as one JSON array: page by page (the CLI pages by itself and answers
+# all of them with no NextToken).
 parameters_under() {
-    local path="$1" page next="" all='[]' code
+    local path="$1" page next="" all='[]'
     while true; do
-        code=0
-        page="$(aws_json ssm AmazonSSM.GetParametersByPath "$(jq -nc --arg path "$path" --arg next "$next" \
-            '{Path: $path, Recursive: true} + (if $next == "" then {} else {NextToken: $next} end)')")" || code=$?
-        if [[ $code -eq $CURL_CANNOT_SIGN ]]; then
-            aws ssm get-parameters-by-path --region "$AWS_REGION" --path "$path" --recursive --output json |
-                jq -c '.Parameters'
-            return
-        fi
-        [[ $code -eq 0 ]] || return "$code"
+        page="$(aws_call ssm AmazonSSM.GetParametersByPath "$(jq -nc --arg path "$path" --arg next "$next" \
+            '{Path: $path, Recursive: true} + (if $next == "" then {} else {NextToken: $next} end)')" \
+            ssm get-parameters-by-path --path "$path" --recursive)" || return
         all="$(jq -c --argjson all "$all" '$all + .Parameters' <<<"$page")" || return 1
         next="$(jq -r '.NextToken // ""' <<<"$page")" || return 1
         [[ -n "$next" ]] || break
