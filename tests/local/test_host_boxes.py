@@ -16,6 +16,7 @@ import pytest
 from local import boxes, images
 from local.hosts import StageHosts, StateManagerStandIn
 from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
+from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
 from tests.helpers.synth import REPO
 
 pytestmark = pytest.mark.cost(minutes=3.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
@@ -179,7 +180,7 @@ def test_one_host_switches_and_switches_back_under_load_without_a_failed_request
 
     box = hosts.hosts[1]
     port = hosts.host_environment()["CONTAINER_PORT"]
-    with LoadRun(f"http://{box.address}:{port}/version", rate=40, duration=120, allowed=[box.address]) as run:
+    with LoadRun(f"http://{box.address}:{port}/version", rate=40, duration=120, allowed=[box.address], timeout=CLIENT_TIMEOUT_SECONDS) as run:
         time.sleep(1)
         run.mark("forward")
         on_host(hosts, box, "/opt/liftoff/bin/liftoff-activate", "1.1.0")
@@ -190,7 +191,7 @@ def test_one_host_switches_and_switches_back_under_load_without_a_failed_request
         run.stop()
     forward = run.summary(since="forward", until="back")
     whole = run.summary()
-    assert whole.sent > 80 and whole.failed == 0, whole.outcomes
+    assert whole.sent > 80 and whole.failed == 0, (whole.outcomes, failures(run))
     assert {"1.0.0", "1.1.0"} <= set(forward.versions)
     assert hosts.serving_version(box) == "1.0.0"
 
@@ -337,7 +338,7 @@ def test_the_group_stand_in_scales_out_and_drains_each_leaving_host_before_it_st
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        with LoadRun(f"{hosts.balancer.url}/version", rate=30, duration=300) as run:
+        with LoadRun(f"{hosts.balancer.url}/version", rate=30, duration=300, timeout=CLIENT_TIMEOUT_SECONDS) as run:
             time.sleep(1)
             out = hosts.scale_to(3, state_manager=state_manager)
             (new,) = out.added
@@ -362,4 +363,4 @@ def test_the_group_stand_in_scales_out_and_drains_each_leaving_host_before_it_st
     assert began <= drained_at < stopped_at
     assert back.removed[gone] >= hosts.balancer.settings.deregistration_delay_seconds
     whole = run.summary()
-    assert whole.sent > 30 and whole.failed == 0, whole.outcomes
+    assert whole.sent > 30 and whole.failed == 0, (whole.outcomes, failures(run))

@@ -21,6 +21,7 @@ from local import boxes, images
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import LoadRun
 from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
+from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
 from tests.helpers.synth import REPO
 
 pytestmark = pytest.mark.cost(minutes=2.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
@@ -156,14 +157,14 @@ def test_an_interrupted_gate_leaves_no_stray_and_activate_converges_the_host(hos
     # Killed again; activating the version the stack names converges the host without a failed request.
     kill_gate_after_its_start(hosts, box, WARMING)
     port = hosts.host_environment()["CONTAINER_PORT"]
-    with LoadRun(f"http://{box.address}:{port}/version", rate=30, duration=600, allowed=[box.address]) as run:
+    with LoadRun(f"http://{box.address}:{port}/version", rate=30, duration=600, allowed=[box.address], timeout=CLIENT_TIMEOUT_SECONDS) as run:
         time.sleep(1)
         result = activate(hosts, box, WARMING)
         time.sleep(1)
         run.stop()
     assert result.returncode == 0, result.stderr
     whole = run.summary()
-    assert whole.sent > 30 and whole.failed == 0, whole.outcomes
+    assert whole.sent > 30 and whole.failed == 0, (whole.outcomes, failures(run))
     found = report(hosts, box)
     assert (found["active"], found["ready"], found["last_gate"]["result"]) == (WARMING, True, "succeeded")
     back_on_1_0_0(hosts)

@@ -36,6 +36,7 @@ from release import decisions as d
 from release.cli import main
 from release.ledger import Ledger
 from tests.helpers.box_world import Watch, booted_hosts, deployed, running_emulator, wait_until
+from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
 from tests.helpers.synth import CDK_JSON, REPO
 
 pytestmark = pytest.mark.cost(minutes=5.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
@@ -246,7 +247,7 @@ def test_a_host_whose_activate_gate_was_killed_is_converged_by_activate_of_the_v
     assert hosts.serving_version(second) == "1.0.0" and hosts.serving_version(hosts.hosts[0]) == "1.1.0"
 
     # The stack already names 1.1.0: activate re-drives the gate on the hosts, under steady load, nothing failing.
-    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as load:
+    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", "1.1.0")
         time.sleep(1)
@@ -255,7 +256,7 @@ def test_a_host_whose_activate_gate_was_killed_is_converged_by_activate_of_the_v
     assert "nothing to do" not in err and "do not hold it" in err, err
     assert f"{second.instance_id}: serves 1.0.0, not 1.1.0" in err and "asked State Manager to run" in err, err
     whole = load.summary()
-    assert whole.sent > 20 and whole.failed == 0, whole.outcomes
+    assert whole.sent > 20 and whole.failed == 0, (whole.outcomes, failures(load))
     assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
     # What the interrupted gate left (1.1.0 started in the idle slot, never switched to) is not a stray any more: the
     # re-driven gate switched to it once ready, and 1.0.0 beside it is warm with its retirement scheduled.
@@ -275,7 +276,7 @@ def test_a_warming_release_activated_by_liftoff_takes_no_request_before_it_is_re
     code, _, err = liftoff(runtime, "stage", WARMING)
     assert code == 0, err
     runs_before, commands_before = len(state_manager.runs), len(runtime.command_runs)
-    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as load:
+    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", WARMING)
         time.sleep(1)
@@ -288,7 +289,7 @@ def test_a_warming_release_activated_by_liftoff_takes_no_request_before_it_is_re
               and f"{WARMING} is ready in slot" in gate.output and gate.seconds >= WARM_UP_SECONDS - 2}
     assert waited == {box.instance_id for box in hosts.hosts}, [(gate, gate.output) for gate in gates]
     whole = load.summary()
-    assert whole.sent > 100 and whole.failed == 0, whole.outcomes
+    assert whole.sent > 100 and whole.failed == 0, (whole.outcomes, failures(load))
     assert set(whole.versions) == {"1.1.0", WARMING}
     assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
     assert f"verified: every host in service (2) reports {WARMING} active and ready; 2 target(s) healthy" in err
@@ -310,8 +311,8 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
     set_ready_timeout(hosts, first, 10)  # the stack's is 180 s: the outage would outlast nothing
     try:
         with Watch(hosts) as watch, \
-                LoadRun(f"{hosts.balancer.url}/notes", rate=10, duration=600, timeout=10) as notes, \
-                LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as version:
+                LoadRun(f"{hosts.balancer.url}/notes", rate=10, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as notes, \
+                LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as version:
             time.sleep(2)
             hosts.stop_database()
             down_at = time.monotonic()
@@ -350,7 +351,7 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
     # No host left the load balancer; nothing that needs no database failed.
     assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
     whole = version.summary()
-    assert whole.sent > 400 and whole.failed == 0, whole.outcomes
+    assert whole.sent > 400 and whole.failed == 0, (whole.outcomes, failures(version))
     assert notes.summary().sent > 200
 
     # The database is back: the same verb switches the fleet, its canary host first (the other host: the first one's
@@ -362,14 +363,14 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
     other = hosts.hosts[1]
     wait_until(lambda: on_host(hosts, other, "/opt/liftoff/bin/liftoff-report") is not None
                and hosts.reports()[other.instance_id]["ready"], 120, f"{other.instance_id} never reported ready again")
-    with LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600) as load:
+    with LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", "1.0.0")
         time.sleep(1)
         load.stop()
     assert code == 0, err
     assert re.search(r"i-[0-9a-f]+: passed alone, serves 1\.0\.0 ready", err), err
-    assert load.summary().failed == 0, load.summary().outcomes
+    assert load.summary().failed == 0, (load.summary().outcomes, failures(load))
     assert_records_agree(runtime, production, hosts, active="1.0.0", staged="1.0.0",
                          newest=("activate", "1.0.0", d.RESULT_SUCCEEDED))
 
@@ -382,7 +383,7 @@ def test_a_release_answering_5xx_is_held_back_by_the_fleets_canary_host_and_neve
     code, _, err = liftoff(runtime, "stage", ANSWERS_5XX)
     assert code == 0, err
     runs_before, commands_before = len(state_manager.runs), len(runtime.command_runs)
-    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600) as load:
+    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
         time.sleep(2)
         load.mark("command")
         code, doc, err = liftoff(runtime, "activate", ANSWERS_5XX)
@@ -401,7 +402,7 @@ def test_a_release_answering_5xx_is_held_back_by_the_fleets_canary_host_and_neve
     # A few requests for a few seconds: the canary's share until the judge's minimum, nothing like the alarm's minutes.
     during = load.summary(since="command", until="done")
     failed = [record for record in load.records if record.failed]
-    assert 0 < during.failed <= max(20, during.sent // 50), during.outcomes
+    assert 0 < during.failed <= max(20, during.sent // 50), (during.outcomes, failures(load))
     assert max(r.ended for r in failed) - min(r.ended for r in failed) <= 15, [r.ended for r in failed]
     assert {state for _, state in watch.seen} == {"healthy"}, watch.seen
     # The stack, the ledger and the hosts agree on the version that served throughout: the stack never moved, so
@@ -417,13 +418,13 @@ def test_a_release_answering_5xx_is_held_back_by_the_fleets_canary_host_and_neve
     # A good release passes the same canary on each host, with nothing failed.
     code, _, err = liftoff(runtime, "stage", "1.1.0")
     assert code == 0, err
-    with LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600) as load:
+    with LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", "1.1.0")
         time.sleep(1)
         load.stop()
     assert code == 0, err
-    assert load.summary().failed == 0, load.summary().outcomes
+    assert load.summary().failed == 0, (load.summary().outcomes, failures(load))
     # In waves: the canary host alone first, then the stack, a quarter of the fleet at a time.
     assert f"{first.instance_id}: passed alone, serves 1.1.0 ready" in err, err
     assert stack_parameters(runtime, production)[d.ACTIVATE_CONCURRENCY] == d.IN_WAVES

@@ -30,14 +30,13 @@ from local import supervisor as supervisors
 from local.aws import EndpointSession, fake_session
 from local.load import LoadRun
 from tests.helpers.box_world import wait_until
+from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
 from tests.helpers.synth import CDK_JSON, REPO, box_world_context, cdk_context
 
 pytestmark = pytest.mark.cost(minutes=3.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 FIRST, TARGET = "1.0.0", "1.1.0"
 LOAD_RATE = 10.0
-# Booting hosts share the machine's 2 cores with the load: an answer slower than this counts as failed.
-LOAD_TIMEOUT = 5.0
 
 
 def local(command: str, session: dict, *extra: str, timeout: float = 1200) -> subprocess.CompletedProcess:
@@ -155,7 +154,7 @@ def test_a_second_shell_stages_activates_rolls_back_and_reads_the_hosts(session)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     said = migrated.stdout + migrated.stderr
     assert "(SSM Run Command, document" in said and f"migrate of {TARGET} exited 0" in said, said
-    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600, timeout=LOAD_TIMEOUT) as run:
+    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as run:
         try:
             activated = second_shell(session, f".venv/bin/liftoff activate {TARGET} --stage production --yes --no-watch")
         finally:
@@ -163,7 +162,7 @@ def test_a_second_shell_stages_activates_rolls_back_and_reads_the_hosts(session)
     assert activated.returncode == 0, activated.stdout + activated.stderr
     assert f"verified: every host in service (2) reports {TARGET} active and ready" in activated.stdout, activated.stdout
     summary = run.summary()
-    assert summary.sent > 0 and summary.failed == 0, summary
+    assert summary.sent > 0 and summary.failed == 0, (summary, failures(run))
     assert TARGET in summary.versions
     for address in supervisor_state(session)["hosts"].values():
         assert serves(address) == TARGET
@@ -231,7 +230,7 @@ def test_raising_desired_count_and_up_again_adds_a_host_on_the_active_version(se
     stages = context["stages"]
     production = {**stages["production"], "desired_count": 3}
     variant = synth_variant({**context, "stages": {**stages, "production": production}})
-    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600, timeout=LOAD_TIMEOUT) as run:
+    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as run:
         try:
             again = local("up", session, "--assembly", str(variant.outdir))
             assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-3000:]
@@ -243,7 +242,7 @@ def test_raising_desired_count_and_up_again_adds_a_host_on_the_active_version(se
         finally:
             run.stop()
     summary = run.summary()
-    assert summary.sent > 0 and summary.failed == 0, summary
+    assert summary.sent > 0 and summary.failed == 0, (summary, failures(run))
     assert all(serves(address) == FIRST for address in state["hosts"].values())
     # The stack kept its versions: ImageTag was not touched by the update.
     status = second_shell(session, ".venv/bin/liftoff status --stage production")
