@@ -9,10 +9,12 @@ import hashlib
 import json
 import secrets
 import string
+import threading
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.assembly import BOOTSTRAP_VERSION_SSM_NAME
@@ -30,15 +32,39 @@ EMULATED_ACCOUNT = "123456789012"
 BOOTSTRAP_VERSION = "30"
 
 
-class EndpointSession:
+class ReusedClients:
+    """A boto3 Session look-alike that makes each client once (per service and settings) and hands out that one again.
+
+    The harness asks for a client per call (a stand-in's every pass, every helper), thousands a run, and each costs
+    a few ms of CPU to make (a class built from the service model, the endpoint rules parsed). boto3's clients may be
+    shared between threads; its sessions may not, so clients are made under a lock."""
+
+    def __init__(self, session: boto3.Session, **defaults):
+        self._session, self._defaults = session, defaults
+        self._clients: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def region_name(self) -> str:
+        return self._session.region_name
+
+    def client(self, service_name: str, **kwargs):
+        settings = {**self._defaults, **kwargs}
+        key = (service_name, repr(sorted((name, vars(value) if isinstance(value, Config) else value)
+                                         for name, value in settings.items())))
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._session.client(service_name, **settings)
+            return self._clients[key]
+
+
+class EndpointSession(ReusedClients):
     """A boto3 Session look-alike whose every client goes to one endpoint (the emulator), whatever the
     environment says: AWS_ENDPOINT_URL may be unset, and nothing may reach a real account."""
 
     def __init__(self, session: boto3.Session, endpoint_url: str):
-        self._session, self.endpoint_url = session, endpoint_url
-
-    def client(self, service_name: str, **kwargs):
-        return self._session.client(service_name, endpoint_url=self.endpoint_url, **kwargs)
+        super().__init__(session, endpoint_url=endpoint_url)
+        self.endpoint_url = endpoint_url
 
 
 def fake_session() -> boto3.Session:

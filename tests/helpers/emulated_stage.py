@@ -62,7 +62,7 @@ class EmulatedStage:
     repository_name: str
     ledger_table: str
     templates: dict[str, dict] = field(repr=False)
-    session: boto3.Session = field(repr=False)
+    session: aws.ReusedClients = field(repr=False)
 
     def client(self, service_name: str):
         return self.session.client(service_name)
@@ -95,7 +95,7 @@ def deploy_stage(
     region: str = "us-east-1",
     push_tags: tuple[str, ...] | list[str] = (),
 ) -> EmulatedStage:
-    session = boto3.Session(region_name=region)
+    session = aws.ReusedClients(boto3.Session(region_name=region))
     stacks = StageStacks.of(stage)
     aws.mark_bootstrapped(session)
     aws.publish_file_assets(session, Path(assembly), stacks.in_order)
