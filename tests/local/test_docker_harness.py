@@ -10,6 +10,8 @@ import pytest
 from local import boxes, docker, images
 from local.emulator import free_port
 
+pytestmark = pytest.mark.cost(minutes=0.65)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 
 def test_no_docker_command_names_the_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))

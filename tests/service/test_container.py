@@ -16,6 +16,8 @@ import pytest
 from container_harness import Containers, database_env, nowhere_env, password_checking_postgres
 from service_harness import SERVICE_DIR, applied_ids, columns, connect, json_lines, run_migrate, wait_until
 
+pytestmark = pytest.mark.cost(minutes=0.65)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 # The platform's stop timeout (ECS and the EC2 unit): SIGKILL follows it.
 STOP_TIMEOUT_SECONDS = 10
 SERVICE_UID = "10001"

@@ -17,6 +17,8 @@ import pytest
 from container_harness import Containers, database_env, own_postgres
 from service_harness import http_request, wait_until
 
+pytestmark = pytest.mark.cost(minutes=0.75)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 # The target group's health check (components/load_balancer.py): a probe slower than this fails.
 HEALTH_CHECK_TIMEOUT_SECONDS = 3.0
 HEALTH_CHECK_INTERVAL_SECONDS = 1.0
