@@ -24,7 +24,7 @@ from local.assembly import StageStacks, read_templates
 from local.ecs_stage import StageTasks, TasksRuntime
 from local.emulator import Emulator
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
-from local.load import LoadRun
+from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from local.principals import operator_session
 from local.runtime import STAND_IN_NOTE, EmulatedRuntime
 from release import cli as release_cli
@@ -339,7 +339,8 @@ def release_walk(deployed: LocalStage, *, first: str, target: str, runtime: Emul
         if balancer is None:
             liftoff(deployed, runtime, *argv)
             return
-        with LoadRun(f"{balancer.url}/version", rate=WALK_LOAD_RATE, duration=WALK_LOAD_BOUND_SECONDS) as run:
+        with LoadRun(f"{balancer.url}/version", rate=WALK_LOAD_RATE, duration=WALK_LOAD_BOUND_SECONDS,
+                     timeout=PATIENT_CLIENT_SECONDS) as run:
             try:
                 liftoff(deployed, runtime, *argv)
             finally:
@@ -371,7 +372,8 @@ def release_walk(deployed: LocalStage, *, first: str, target: str, runtime: Emul
     account_for_calls(deployed)
     if loads:
         log(f"what clients saw through the load balancer stand-in ({WALK_LOAD_RATE:.0f} requests/s, a new connection each, "
-            "GET /version; `make bench-rollout` measures more):")
+            f"GET /version, failed: refused, reset, 5xx or no answer within {PATIENT_CLIENT_SECONDS:.0f} s; "
+            "`make bench-rollout` measures more):")
         for what, summary in loads:
             log(f"  liftoff {what}: sent {summary.sent}, failed {summary.failed}, longest gap {summary.longest_gap_s:.2f} s, "
                 f"versions {', '.join(f'{v} x{n}' for v, n in summary.versions.items()) or 'none'}")

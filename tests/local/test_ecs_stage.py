@@ -21,12 +21,12 @@ from config import parse_config
 from local import images, moto_iam
 from local.aws import EMULATED_ACCOUNT, FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.ecs_stage import StageTasks, TasksRuntime
-from local.load import LoadRun
+from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from local.principals import operator_session
 from release import cli as release_cli
 from release import decisions as d
 from tests.helpers.box_world import running_emulator, wait_until
-from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
+from tests.helpers.clients import failures
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import cdk_context
 
@@ -146,7 +146,7 @@ def test_a_blue_green_activation_moves_traffic_with_no_failed_request_and_a_roll
     stand_in, controller = world["tasks"].ecs, world["tasks"].controller
     service = world["tasks"].outputs()["EcsServiceName"]
     blue = {address(task) for task in service_tasks(world) if task["lastStatus"] == "RUNNING"}
-    with LoadRun(f"{world['tasks'].balancer.url}/version", rate=LOAD_RATE, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as run:
+    with LoadRun(f"{world['tasks'].balancer.url}/version", rate=LOAD_RATE, duration=600, timeout=PATIENT_CLIENT_SECONDS) as run:
         try:
             code, out = liftoff(world, "stage", TARGET)
             assert code == 0, out
@@ -245,7 +245,7 @@ def test_a_release_that_never_gets_healthy_never_takes_traffic_and_the_circuit_b
     world["tasks"].push({"1.2.0": images.release_image(docker_daemon, service_image, "1.2.0", never_starts=True)})
     outputs = world["tasks"].outputs()
     ecs = world["session"].client("ecs")
-    with LoadRun(f"{world['tasks'].balancer.url}/version", rate=LOAD_RATE, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as run:
+    with LoadRun(f"{world['tasks'].balancer.url}/version", rate=LOAD_RATE, duration=600, timeout=PATIENT_CLIENT_SECONDS) as run:
         try:
             code, out = liftoff(world, "stage", "1.2.0")
             assert code == 0, out

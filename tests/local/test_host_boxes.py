@@ -16,7 +16,7 @@ import pytest
 from local import boxes, images
 from local.hosts import StageHosts, StateManagerStandIn
 from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
-from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
+from tests.helpers.clients import failures
 from tests.helpers.synth import REPO
 
 pytestmark = pytest.mark.cost(minutes=3.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
@@ -176,11 +176,11 @@ def test_a_switch_interrupted_between_its_record_and_the_proxy_is_repaired_by_th
 
 
 def test_one_host_switches_and_switches_back_under_load_without_a_failed_request(hosts):
-    from local.load import LoadRun
+    from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 
     box = hosts.hosts[1]
     port = hosts.host_environment()["CONTAINER_PORT"]
-    with LoadRun(f"http://{box.address}:{port}/version", rate=40, duration=120, allowed=[box.address], timeout=CLIENT_TIMEOUT_SECONDS) as run:
+    with LoadRun(f"http://{box.address}:{port}/version", rate=40, duration=120, allowed=[box.address], timeout=PATIENT_CLIENT_SECONDS) as run:
         time.sleep(1)
         run.mark("forward")
         on_host(hosts, box, "/opt/liftoff/bin/liftoff-activate", "1.1.0")
@@ -318,7 +318,7 @@ def test_the_group_stand_in_scales_out_and_drains_each_leaving_host_before_it_st
     its box stops. No request fails."""
     import threading
 
-    from local.load import LoadRun
+    from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 
     active = production.service_parameters()["ImageTag"]
     state_manager = StateManagerStandIn(hosts, say=lambda _: None)
@@ -338,7 +338,7 @@ def test_the_group_stand_in_scales_out_and_drains_each_leaving_host_before_it_st
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        with LoadRun(f"{hosts.balancer.url}/version", rate=30, duration=300, timeout=CLIENT_TIMEOUT_SECONDS) as run:
+        with LoadRun(f"{hosts.balancer.url}/version", rate=30, duration=300, timeout=PATIENT_CLIENT_SECONDS) as run:
             time.sleep(1)
             out = hosts.scale_to(3, state_manager=state_manager)
             (new,) = out.added

@@ -19,9 +19,9 @@ import pytest
 
 from local import boxes, images
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
-from local.load import LoadRun
+from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
-from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
+from tests.helpers.clients import failures
 from tests.helpers.synth import REPO
 
 pytestmark = pytest.mark.cost(minutes=2.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
@@ -157,7 +157,7 @@ def test_an_interrupted_gate_leaves_no_stray_and_activate_converges_the_host(hos
     # Killed again; activating the version the stack names converges the host without a failed request.
     kill_gate_after_its_start(hosts, box, WARMING)
     port = hosts.host_environment()["CONTAINER_PORT"]
-    with LoadRun(f"http://{box.address}:{port}/version", rate=30, duration=600, allowed=[box.address], timeout=CLIENT_TIMEOUT_SECONDS) as run:
+    with LoadRun(f"http://{box.address}:{port}/version", rate=30, duration=600, allowed=[box.address], timeout=PATIENT_CLIENT_SECONDS) as run:
         time.sleep(1)
         result = activate(hosts, box, WARMING)
         time.sleep(1)

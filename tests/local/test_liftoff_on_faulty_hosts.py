@@ -31,12 +31,12 @@ from bench.rollout import ANSWERS_5XX, harmful_image
 from local import boxes, images
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
-from local.load import LoadRun
+from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from release import decisions as d
 from release.cli import main
 from release.ledger import Ledger
 from tests.helpers.box_world import Watch, booted_hosts, deployed, running_emulator, wait_until
-from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
+from tests.helpers.clients import failures
 from tests.helpers.synth import CDK_JSON, REPO
 
 pytestmark = pytest.mark.cost(minutes=5.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
@@ -247,7 +247,7 @@ def test_a_host_whose_activate_gate_was_killed_is_converged_by_activate_of_the_v
     assert hosts.serving_version(second) == "1.0.0" and hosts.serving_version(hosts.hosts[0]) == "1.1.0"
 
     # The stack already names 1.1.0: activate re-drives the gate on the hosts, under steady load, nothing failing.
-    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
+    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=PATIENT_CLIENT_SECONDS) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", "1.1.0")
         time.sleep(1)
@@ -276,7 +276,7 @@ def test_a_warming_release_activated_by_liftoff_takes_no_request_before_it_is_re
     code, _, err = liftoff(runtime, "stage", WARMING)
     assert code == 0, err
     runs_before, commands_before = len(state_manager.runs), len(runtime.command_runs)
-    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
+    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=PATIENT_CLIENT_SECONDS) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", WARMING)
         time.sleep(1)
@@ -311,8 +311,8 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
     set_ready_timeout(hosts, first, 10)  # the stack's is 180 s: the outage would outlast nothing
     try:
         with Watch(hosts) as watch, \
-                LoadRun(f"{hosts.balancer.url}/notes", rate=10, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as notes, \
-                LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as version:
+                LoadRun(f"{hosts.balancer.url}/notes", rate=10, duration=600, timeout=PATIENT_CLIENT_SECONDS) as notes, \
+                LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=PATIENT_CLIENT_SECONDS) as version:
             time.sleep(2)
             hosts.stop_database()
             down_at = time.monotonic()
@@ -363,7 +363,7 @@ def test_a_database_outage_during_activate_ends_with_liftoffs_result_matching_wh
     other = hosts.hosts[1]
     wait_until(lambda: on_host(hosts, other, "/opt/liftoff/bin/liftoff-report") is not None
                and hosts.reports()[other.instance_id]["ready"], 120, f"{other.instance_id} never reported ready again")
-    with LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
+    with LoadRun(f"{hosts.balancer.url}/version", rate=20, duration=600, timeout=PATIENT_CLIENT_SECONDS) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", "1.0.0")
         time.sleep(1)
@@ -383,7 +383,7 @@ def test_a_release_answering_5xx_is_held_back_by_the_fleets_canary_host_and_neve
     code, _, err = liftoff(runtime, "stage", ANSWERS_5XX)
     assert code == 0, err
     runs_before, commands_before = len(state_manager.runs), len(runtime.command_runs)
-    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
+    with Watch(hosts) as watch, LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600, timeout=PATIENT_CLIENT_SECONDS) as load:
         time.sleep(2)
         load.mark("command")
         code, doc, err = liftoff(runtime, "activate", ANSWERS_5XX)
@@ -418,7 +418,7 @@ def test_a_release_answering_5xx_is_held_back_by_the_fleets_canary_host_and_neve
     # A good release passes the same canary on each host, with nothing failed.
     code, _, err = liftoff(runtime, "stage", "1.1.0")
     assert code == 0, err
-    with LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as load:
+    with LoadRun(f"{hosts.balancer.url}/version", rate=40, duration=600, timeout=PATIENT_CLIENT_SECONDS) as load:
         time.sleep(1)
         code, doc, err = liftoff(runtime, "activate", "1.1.0")
         time.sleep(1)

@@ -28,9 +28,9 @@ from config import load_config
 from local import emulator as emulators
 from local import supervisor as supervisors
 from local.aws import EndpointSession, fake_session
-from local.load import LoadRun
+from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from tests.helpers.box_world import wait_until
-from tests.helpers.clients import CLIENT_TIMEOUT_SECONDS, failures
+from tests.helpers.clients import failures
 from tests.helpers.synth import CDK_JSON, REPO, box_world_context, cdk_context
 
 pytestmark = pytest.mark.cost(minutes=3.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
@@ -154,7 +154,7 @@ def test_a_second_shell_stages_activates_rolls_back_and_reads_the_hosts(session)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     said = migrated.stdout + migrated.stderr
     assert "(SSM Run Command, document" in said and f"migrate of {TARGET} exited 0" in said, said
-    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as run:
+    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600, timeout=PATIENT_CLIENT_SECONDS) as run:
         try:
             activated = second_shell(session, f".venv/bin/liftoff activate {TARGET} --stage production --yes --no-watch")
         finally:
@@ -230,7 +230,7 @@ def test_raising_desired_count_and_up_again_adds_a_host_on_the_active_version(se
     stages = context["stages"]
     production = {**stages["production"], "desired_count": 3}
     variant = synth_variant({**context, "stages": {**stages, "production": production}})
-    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600, timeout=CLIENT_TIMEOUT_SECONDS) as run:
+    with LoadRun(f"{session['balancer']}/version", rate=LOAD_RATE, duration=600, timeout=PATIENT_CLIENT_SECONDS) as run:
         try:
             again = local("up", session, "--assembly", str(variant.outdir))
             assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-3000:]
