@@ -273,6 +273,8 @@ def test_unit_runs_the_active_tag_with_config_and_secrets_from_files() -> None:
     assert "docker.service" in s["Requires"][0] and "docker.service" in s["After"][0]
     assert s["EnvironmentFile"] == ["/etc/liftoff/host.env", "/etc/liftoff/active.env"]
     assert s["ExecStartPre"][0] == "/opt/liftoff/bin/liftoff-db-env"
+    # What a crash, a reboot or a start stopped mid-way leaves would hold the names the start needs.
+    assert s["ExecStartPre"][1] == "-/usr/bin/docker rm --force liftoff-app liftoff-migrate"
     # The schema is migrated (expand only) by the version itself before it serves.
     migrate = s["ExecStartPre"][2]
     assert migrate.startswith("/usr/bin/docker run --rm --name liftoff-migrate")
@@ -319,6 +321,8 @@ def test_slot_unit_runs_its_slot_on_loopback_with_its_own_credentials() -> None:
     assert "--publish 127.0.0.1:${SLOT_PORT}:${CONTAINER_PORT}" in run
     assert "--memory ${CONTAINER_MEMORY_MIB}m" in run
     assert "--name liftoff-app-%i" in run and "/run/liftoff-slot-%i/db-password" in run
+    assert s["ExecStartPre"][1] == "-/usr/bin/docker rm --force liftoff-app-%i liftoff-migrate-%i"
+    assert s["ExecStartPre"][2].startswith("/usr/bin/docker run --rm --name liftoff-migrate-%i ")
     assert s["ExecStop"] == ["/usr/bin/docker stop --time ${STOP_TIMEOUT_SECONDS} liftoff-app-%i"]
 
 

@@ -113,6 +113,10 @@ def test_stage_pulls_the_image_and_changes_nothing_else(hosts, production):
 
 def test_activate_starts_beside_the_old_version_flips_and_keeps_it_warm(hosts):
     before = {box.instance_id: app_container(hosts, box) for box in hosts.hosts}
+    # What a start of slot b stopped mid-way left on one host (a `docker run --rm` killed between create and start:
+    # a created container --rm never removes); the slot's next start must not fail on its name.
+    first = hosts.hosts[0]
+    on_host(hosts, first, "docker", "create", "--name", "liftoff-migrate-b", f"{hosts.host_environment()['REPOSITORY_URI']}:1.0.0", "migrate")
     runs = hosts.run_gate("activate", "1.1.0")
     assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]
     for run in runs:
@@ -129,6 +133,7 @@ def test_activate_starts_beside_the_old_version_flips_and_keeps_it_warm(hosts):
         assert running_containers(hosts, box) == {"liftoff-app-a", "liftoff-app-b"}
         assert app_container(hosts, box, "a") == before[box.instance_id]
         assert on_host(hosts, box, "systemctl", "is-active", "liftoff-retire-a.timer") == "active"
+    assert "liftoff-migrate-b" not in on_host(hosts, first, "docker", "ps", "--all", "--format", "{{.Names}}").split()
     # Back inside the bake window: a flip to the warm container, nothing pulled or started.
     runs = hosts.run_gate("activate", "1.0.0")
     assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]

@@ -9,7 +9,7 @@ import pytest
 from config import parse_config
 from local import boxes, images
 from local.hosts import StageHosts
-from tests.helpers.box_world import booted_hosts, deployed, running_emulator
+from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
 from tests.helpers.synth import REPO, cdk_context, synthesize
 
 pytestmark = pytest.mark.cost(minutes=1.7)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
@@ -65,8 +65,20 @@ def test_a_switch_restarts_the_container_in_place_and_back(host):
 def test_a_release_that_never_gets_healthy_is_rolled_back_on_the_host(host):
     result = boxes.run_on_box(host.daemon, host.hosts[0], "/opt/liftoff/bin/liftoff-activate", BROKEN)
     assert result.returncode == 1, result.stderr
-    assert f"activation of {BROKEN} failed and was rolled back; the old version 1.0.0 is serving again" in result.stderr
+    assert f"activation of {BROKEN} failed and was rolled back; the old version 1.0.0 is serving again" in result.stderr, \
+        result.stderr
     # Its container exits at every start: the gate gave up once systemd had restarted it 3 times, not after the
     # whole health wait (the host served nothing meanwhile: one container, restarted in place).
     assert f"ERROR: {BROKEN} exited 3 times in a row without answering on /healthz" in result.stderr, result.stderr
     assert host.serving_version(host.hosts[0]) == "1.0.0"
+
+
+def test_a_migrate_container_left_by_a_start_stopped_mid_way_does_not_hold_the_next_start(host):
+    """A `docker run --rm` killed between create and start (systemd stopping the unit during its migrate, as a
+    rollback's restart does while the bad release starts) leaves a created container that --rm never removes;
+    its name held, every later start of the unit failed until someone removed it by hand."""
+    image = f"{host.host_environment()['REPOSITORY_URI']}:1.0.0"
+    on_host(host, "docker", "create", "--name", "liftoff-migrate", image, "migrate")
+    on_host(host, "systemctl", "restart", "liftoff-app.service")
+    wait_until(lambda: host.serving_version(host.hosts[0]) == "1.0.0", 60, "1.0.0 did not serve after the restart")
+    assert "liftoff-migrate" not in on_host(host, "docker", "ps", "--all", "--format", "{{.Names}}").split()
