@@ -11,8 +11,10 @@
 - `release_images` (session): {"1.0.0": image, "1.1.0": image}, the built image as two releases with
   their own digests.
 - `box_image` (session): the host box image (local/box/).
-Images are tagged by their inputs, so a worker that finds one built by another reuses it; the builds
-take the same lock, so two workers never build (or mmdebstrap) the same thing at once.
+Images are tagged by their inputs, so a worker that finds one built by another reuses it. Each line of
+images has its own lock (the service's: base, build, releases; the box's), so two workers never build (or
+mmdebstrap) the same thing at once, while a worker that needs only the service image (the ECS worlds) never
+waits for the box's root filesystem, and on a fresh machine the two mmdebstraps run side by side.
 """
 from __future__ import annotations
 
@@ -59,23 +61,23 @@ def stop_the_runs_daemon() -> None:
 
 @pytest.fixture(scope="session")
 def python_base_image(docker_daemon) -> str:
-    with held("images"):
+    with held("service-images"):
         return images.python_base(docker_daemon, os.environ.get("LIFTOFF_PYTHON_BASE", "auto"), say=lambda _: None)
 
 
 @pytest.fixture(scope="session")
 def service_image(docker_daemon, python_base_image) -> str:
-    with held("images"):
+    with held("service-images"):
         return images.build_service_image(docker_daemon, python_base_image)
 
 
 @pytest.fixture(scope="session")
 def release_images(docker_daemon, service_image) -> dict[str, str]:
-    with held("images"):
+    with held("service-images"):
         return {version: images.release_image(docker_daemon, service_image, version) for version in RELEASES}
 
 
 @pytest.fixture(scope="session")
 def box_image(docker_daemon) -> str:
-    with held("images"):
+    with held("box-image"):
         return images.box_image(docker_daemon)

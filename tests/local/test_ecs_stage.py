@@ -45,8 +45,10 @@ def staging_config(synth_variant):
     return variant, parse_config(context).stage("staging")
 
 
+# release_images before box_image: on a fresh machine this world (among the first to start) builds the service's
+# images while a box world's worker makes the box root filesystem (tests/helpers/docker_fixtures.py).
 @pytest.fixture(scope="module")
-def world(docker_daemon, box_image, release_images, staging_config, tmp_path_factory):
+def world(docker_daemon, release_images, box_image, staging_config, tmp_path_factory):
     variant, stage = staging_config
     with running_emulator(tmp_path_factory) as emulator, pytest.MonkeyPatch.context() as patch:
         for name, value in FAKE_ENVIRONMENT.items():
