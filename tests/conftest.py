@@ -7,7 +7,8 @@ moto_server process) is `emulator`. `make check`, the fast lane, runs neither.
 
 For pytest-xdist (`make test` runs four workers with `--dist loadgroup`), work units are made here
 too: a module's tests that use a module- or class-scoped fixture are one unit (its world starts once,
-on one worker); any other test is a unit of its own. Every box world, task world and emulator is named and
+on one worker), as are a directory's whose modules share a package-scoped world (tests/local/host_boxes_world);
+any other test is a unit of its own. Every box world, task world and emulator is named and
 ported for itself, so units run side by side on one Docker daemon (tests/helpers/docker_fixtures.py:
 one daemon and one build of each image for the whole run). The Docker units go first, the costliest
 first (a module's `pytest.mark.cost(minutes=...)`, measured, says what it costs alone): they mostly
@@ -48,8 +49,9 @@ def pytest_collection_modifyitems(config, items):
         if "emulated_aws" in getattr(item, "fixturenames", ()) or _starts_the_emulator(item):
             item.add_marker(pytest.mark.emulator)
     for item in items:
-        if _uses_fixture_wider_than_a_test(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+        unit = _work_unit(item)
+        if unit is not None:
+            item.add_marker(pytest.mark.xdist_group(unit))
     # Stable: the order inside each module is kept.
     items.sort(key=lambda item: (item.path not in docker_modules, -_cost_minutes(item)))
     workerinput = getattr(config, "workerinput", None)
@@ -141,10 +143,16 @@ def _starts_the_emulator(item) -> bool:
                                       for value in vars(module).values())
 
 
-def _uses_fixture_wider_than_a_test(item) -> bool:
+def _work_unit(item) -> str | None:
+    """The tests that share a world run as one unit: a package-scoped fixture's directory (tests/local/host_boxes_world:
+    modules sharing one world), else the module of a module- or class-scoped one; None: a unit of its own."""
     definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    return any(definition.scope in ("module", "class", "package")
-               for definitions_of_name in definitions.values() for definition in definitions_of_name)
+    scopes = {definition.scope: definition for definitions_of_name in definitions.values() for definition in definitions_of_name}
+    if "package" in scopes:
+        return scopes["package"].baseid
+    if "module" in scopes or "class" in scopes:
+        return item.nodeid.split("::", 1)[0]
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """liftoff-migrate, the host side of `liftoff migrate` on an ec2 stage, with the stand-in commands of
-test_ec2_host.py (docker, aws) first on PATH. The real run on a host box: tests/local/test_host_migrate.py."""
+test_ec2_host.py (docker, aws) first on PATH. The real run on a host box: tests/local/host_boxes_world/test_host_migrate.py."""
 from __future__ import annotations
 
 import json

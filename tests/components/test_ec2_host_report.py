@@ -1,7 +1,7 @@
 """The host report (docs/release-flow.md): what a host really holds, written as one SSM parameter per
 instance at the start and the end of every gate, and how a booting host chooses its version from its
 peers' reports. The host scripts run for real with the stand-ins of tests/components/fakes/ (the
-restart mode; the two slots' reports are read on the host boxes, tests/local/test_host_boxes_faults.py).
+restart mode; the two slots' reports are read on the host boxes, tests/local/host_boxes_world/test_host_boxes_faults.py).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The release tool drives the host scripts (`release.cli.main` with `local.hosts.H
 `make deploy`'s walk does): the State Manager stand-in runs each gate on the hosts when the stack's parameter
 changes, and the tool judges from the reports the hosts write. Each fault is shown once, here: besides what
 liftoff says and records, each test asserts what the failing host itself reports and runs (the host scripts'
-own paths without liftoff are in tests/local/test_host_boxes_faults.py). One emulator and one 2-host box world for
+own paths without liftoff are in tests/local/host_boxes_world/test_host_boxes_faults.py). One emulator and one 2-host box world for
 the module (production: ec2, activation: slots; tests/conftest.py's `box_world`, the shipped stage with a shorter host
 canary), steady load through the load balancer stand-in where a switch happens. The tests run in order:
 
@@ -46,7 +46,7 @@ WARMING = "1.2.0-warmup"
 WARM_UP_SECONDS = 10
 
 
-# --- the world (the fixture shapes of test_host_boxes_faults.py) ----------------------------------
+# --- the world (the fixture shapes of tests/local/host_boxes_world/conftest.py) ---------------
 
 
 @pytest.fixture(scope="module")

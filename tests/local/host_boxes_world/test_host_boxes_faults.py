@@ -6,10 +6,9 @@ The faults `liftoff` drives the hosts through (a full disk, the registry or the 
 release ready only after a warm-up, a reboot, a killed host) are in tests/local/test_liftoff_on_faulty_hosts.py,
 which asserts what each host reports there too: one world per fault, not two.
 
-One emulator and one box world for the module (production: ec2, two hosts, activation: slots; tests/conftest.py's
-`box_world`, the shipped stage with a shorter host canary), with
-the real releases 1.0.0 and 1.1.0 and a slow starter (live at once, ready after WARM_UP_SECONDS).
-The tests run in order and each leaves both hosts serving 1.0.0 (from either slot), nothing warm beside it.
+The world is this directory's (conftest.py: production, two hosts, the real releases 1.0.0 and 1.1.0 and a slow
+starter, WARMING). The tests run in order and each leaves both hosts serving 1.0.0 (from either slot), nothing warm
+beside it.
 """
 from __future__ import annotations
 
@@ -17,39 +16,16 @@ import time
 
 import pytest
 
-from local import boxes, images
+from local import boxes
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import PATIENT_CLIENT_SECONDS, LoadRun
-from tests.helpers.box_world import booted_hosts, deployed, running_emulator, wait_until
+from tests.helpers.box_world import wait_until
 from tests.helpers.clients import failures
-from tests.helpers.synth import REPO
+from tests.local.host_boxes_world import WARMING
 
-pytestmark = pytest.mark.cost(minutes=2.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
-
-STATE_DIR = REPO / ".local" / "test-boxes-faults"
-WARMING = "1.2.0-warmup"
-WARM_UP_SECONDS = 10
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    with running_emulator(tmp_path_factory) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def production(emulator, box_world):
-    with deployed(emulator, box_world.outdir) as stage:
-        yield stage
-
-
-@pytest.fixture(scope="module")
-def hosts(docker_daemon, box_image, service_image, release_images, emulator, production):
-    warming = images.release_image(docker_daemon, service_image, WARMING, warm_up_seconds=WARM_UP_SECONDS)
-    with booted_hosts(daemon=docker_daemon, box_image=box_image, emulator=emulator, production=production,
-                      state_dir=STATE_DIR, prefix="lf", releases={**release_images, WARMING: warming}) as stage_hosts:
-        yield stage_hosts
-
+# This directory's work unit alone, on 2 cores (the world, this module and test_host_migrate.py): the costliest start
+# first (tests/conftest.py).
+pytestmark = pytest.mark.cost(minutes=3)
 
 def on_host(hosts: StageHosts, box: boxes.Box, *command: str, timeout: float = 300) -> str:
     result = boxes.run_on_box(hosts.daemon, box, *command, timeout=timeout)

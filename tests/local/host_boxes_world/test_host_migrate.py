@@ -3,6 +3,8 @@ template's user data) in moto_server, the real release images in a real registry
 PostgreSQL. The release tool sends the stack's migrate document to one host through the Run Command
 stand-in (local/run_command.py), the host's `liftoff-migrate` runs the image's `migrate` against the
 database, and the tool records what it printed. Labels are read from the real registry's config blobs.
+
+The world is this directory's (conftest.py), after test_host_boxes_faults.py's tests: the hosts serve 1.0.0.
 """
 from __future__ import annotations
 
@@ -18,32 +20,11 @@ from local.run_command import BoxesRuntime, RunCommandRefused
 from release import decisions as d
 from release.cli import main
 from release.ledger import Ledger
-from tests.helpers.box_world import booted_hosts, deployed, running_emulator
-from tests.helpers.synth import CDK_JSON, REPO
+from tests.helpers.synth import CDK_JSON
 
-pytestmark = pytest.mark.cost(minutes=2)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+pytestmark = pytest.mark.cost(minutes=3)  # this directory's work unit's (test_host_boxes_faults.py says)
 
-STATE_DIR = REPO / ".local" / "test-boxes-migrate"
 CONTRACT = "0003_require_note_title"
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    with running_emulator(tmp_path_factory) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def production(emulator, emulator_assembly):
-    with deployed(emulator, emulator_assembly) as stage:
-        yield stage
-
-
-@pytest.fixture(scope="module")
-def hosts(docker_daemon, box_image, release_images, emulator, production):
-    with booted_hosts(daemon=docker_daemon, box_image=box_image, emulator=emulator, production=production,
-                      state_dir=STATE_DIR, prefix="lm", releases=release_images, load_balancer=False) as stage_hosts:
-        yield stage_hosts
 
 
 @pytest.fixture(scope="module")
