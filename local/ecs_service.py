@@ -323,21 +323,21 @@ class EcsStandIn:
         ecs = self._client("ecs")
         arns = ecs.list_services(cluster=self.cluster).get("serviceArns", [])
         described = ecs.describe_services(cluster=self.cluster, services=arns)["services"] if arns else []
+        active = [service for service in described if service.get("status") == "ACTIVE"]
         with self._lock:
+            # Every watched task's containers read at once; an essential container's exit stops its task (and ships its logs).
+            self.runner.observe_all([*self.one_offs.values(),
+                                     *(item.task for service in active if service["serviceName"] in self.services
+                                       for item in list(self.services[service["serviceName"]].tasks.values()))])
             for task_id, task in list(self.one_offs.items()):
-                self.runner.observe(task)  # an essential container's exit stops it (and ships its logs)
                 if stopped_long_ago(task):
                     del self.one_offs[task_id]
-            for service in described:
-                if service.get("status") != "ACTIVE":
-                    continue
+            for service in active:
                 state = self.services.setdefault(service["serviceName"], ServiceState(name=service["serviceName"], arn=service["serviceArn"]))
                 state.settings = service
                 self._follow(state, service)
 
     def _follow(self, state: ServiceState, service: dict) -> None:
-        for item in list(state.tasks.values()):
-            self.runner.observe(item.task)
         self._note_launches(state)
         self._deregister_stopped(state)
         self._register_running(state)

@@ -559,17 +559,36 @@ class TaskRunner:
     def observe(self, task: Task) -> None:
         """Bring the task's record up to what its containers do: exits, health; an essential exit stops the task;
         the task role's credentials renewed before they expire."""
-        if task.last_status != "RUNNING":
-            return
+        self.observe_all([task])
+
+    def observe_all(self, tasks: list[Task]) -> None:
+        """`observe` for each of `tasks`, their containers' states read in one `docker inspect` (not one per container:
+        each is a CLI run and a daemon call, every pass of the stand-in)."""
+        running = [task for task in tasks if task.last_status == "RUNNING"]
+        states = self._states([container["id"] for task in running for name, container in list(task.containers.items())
+                               if name != NAMESPACE])
+        for task in running:
+            self._observe(task, states)
+
+    def _states(self, container_ids: list[str]) -> dict[str, dict]:
+        """Each container's `.State` by its id; a container docker no longer knows is left out."""
+        if not container_ids:
+            return {}
+        result = self.world.daemon.run("inspect", "--format", "{{.Id}} {{json .State}}", *container_ids, check=False)
+        states = {}
+        for line in result.stdout.splitlines():
+            identifier, _, state = line.partition(" ")
+            if state:
+                states[identifier] = json.loads(state)
+        return states
+
+    def _observe(self, task: Task, states: dict[str, dict]) -> None:
         self._refresh_task_role(task)
         healths, essential_exit = [], None
         for name, container in list(task.containers.items()):
             if name == NAMESPACE:
                 continue
-            try:
-                state = self._state(container["id"])
-            except DockerError:
-                state = {"Status": "dead", "ExitCode": 137}
+            state = states.get(container["id"], {"Status": "dead", "ExitCode": 137})
             if state["Status"] in ("exited", "dead") and container["status"] != "STOPPED":
                 with task.lock:
                     container["status"], container["exit_code"] = "STOPPED", state.get("ExitCode")

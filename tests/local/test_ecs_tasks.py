@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import json
 import shlex
+import subprocess
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -374,6 +375,45 @@ def test_without_an_execution_role_the_agent_signs_with_the_runners_own_credenti
     assert task.execution_role is None
     runner._agent_client(task, "logs")
     assert session.signed_with[-1] == ("logs", None)
+
+
+class InspectingDaemon:
+    """Answers `docker inspect --format '{{.Id}} {{json .State}}' ID...` from `states` (an unknown id is left out, and
+    the exit is 1, as docker does), recording each call."""
+
+    def __init__(self, states: dict[str, dict]):
+        self.states, self.calls = states, []
+
+    def run(self, *arguments, check=True, timeout=None):
+        self.calls.append(arguments)
+        known = [identifier for identifier in arguments[3:] if identifier in self.states]
+        stdout = "".join(f"{identifier} {json.dumps(self.states[identifier])}\n" for identifier in known)
+        return subprocess.CompletedProcess(arguments, 0 if len(known) == len(arguments) - 3 else 1, stdout, "")
+
+
+def running_task(containers: dict[str, tuple[str, bool]]) -> Task:
+    task = new_task()
+    task.last_status = "RUNNING"
+    task.containers = {NAMESPACE: {"id": "pause", "essential": False, "status": "RUNNING"},
+                       **{name: {"id": identifier, "essential": essential, "status": "RUNNING"}
+                          for name, (identifier, essential) in containers.items()}}
+    return task
+
+
+def test_one_docker_inspect_reads_the_containers_of_every_watched_task():
+    healthy = {"Status": "running", "Health": {"Status": "healthy"}}
+    daemon = InspectingDaemon({"app-1": healthy, "app-2": healthy})
+    world = World(daemon=daemon, name="w", network="n", registry_host="127.0.0.1:1", pause_image="pause")
+    runner = TaskRunner(world, session=None, account="123456789012", region="us-east-1", cluster="c", say=lambda _: None)
+    first, second = running_task({"app": ("app-1", True), "migrate": ("migrate-1", False)}), running_task({"app": ("app-2", True)})
+    starting = new_task()
+    runner.observe_all([first, second, starting])
+    # The pause container (the task's network) and a task still starting are not read.
+    assert daemon.calls == [("inspect", "--format", "{{.Id}} {{json .State}}", "app-1", "migrate-1", "app-2")]
+    assert first.health_status == second.health_status == "HEALTHY"
+    # A container docker no longer knows has stopped, as if killed.
+    assert (first.containers["migrate"]["status"], first.containers["migrate"]["exit_code"]) == ("STOPPED", 137)
+    assert first.desired_status == "RUNNING"  # not essential: the task goes on
 
 
 # --- real tasks (Docker) ---------------------------------------------------------------------------
