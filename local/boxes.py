@@ -25,7 +25,10 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -197,16 +200,30 @@ def stop_world(daemon: Daemon, world: BoxWorld, state_dir: Path) -> None:
 MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
 
 
-def push_images(daemon: Daemon, world: BoxWorld, session, repository: str, images: dict[str, str]) -> dict[str, str]:
+# What `docker push` sent, kept by local image id: the manifest and the compressed blobs it names. Docker compresses
+# every layer again for each registry it has not pushed to (a few CPU-seconds per release per world), so once one
+# world's registry holds an image, the others get the same bytes through the registry API (as `crane copy` does):
+# the same manifest, hence the same digest.
+PUSHED_CACHE = REPO / ".cache" / "pushed-images"
+
+
+def push_images(daemon: Daemon, world: BoxWorld, session, repository: str, images: dict[str, str],
+                *, cache_dir: Path = PUSHED_CACHE) -> dict[str, str]:
     """Push each `version -> local image` to the world's ECR stand-in and record its manifest in the emulator's ECR
     (with a scan started, as scan-on-push does); return each version's digest."""
     ecr = session.client("ecr")
     digests = {}
     for version, image in images.items():
-        reference = f"{world.registry_host}/{repository}:{version}"
-        daemon.run("tag", image, reference)
-        daemon.run("push", "--quiet", reference, timeout=600)
-        daemon.run("rmi", reference, check=False)
+        image_id = daemon.run("image", "inspect", "--format", "{{.Id}}", image).stdout.strip().removeprefix("sha256:")
+        kept = cache_dir / "manifests" / f"{image_id}.json"
+        if kept.exists():
+            upload_image(world, repository, version, json.loads(kept.read_text()), cache_dir / "blobs")
+        else:
+            reference = f"{world.registry_host}/{repository}:{version}"
+            daemon.run("tag", image, reference)
+            daemon.run("push", "--quiet", reference, timeout=600)
+            daemon.run("rmi", reference, check=False)
+            keep_pushed(world, repository, version, kept, cache_dir / "blobs")
         manifest, media_type = registry_manifest(world, repository, version)
         recorded = ecr.put_image(repositoryName=repository, imageTag=version, imageManifest=manifest,
                                  imageManifestMediaType=media_type)["image"]
@@ -216,6 +233,61 @@ def push_images(daemon: Daemon, world: BoxWorld, session, repository: str, image
             pass  # the same image under another tag: its scan has started already
         digests[version] = recorded["imageId"]["imageDigest"]
     return digests
+
+
+def _manifest_blobs(manifest: dict) -> list[str]:
+    return [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+
+
+def keep_pushed(world: BoxWorld, repository: str, tag: str, kept: Path, blobs: Path) -> None:
+    """What the registry now serves for `repository:tag`, into the cache: each blob, then the manifest that names them
+    (written last, each whole before it is renamed into place, so a reader never finds a manifest without its blobs)."""
+    manifest, media_type = registry_manifest(world, repository, tag)
+    blobs.mkdir(parents=True, exist_ok=True)
+    for digest in _manifest_blobs(json.loads(manifest)):
+        path = blobs / digest.replace(":", "-")
+        if not path.exists():
+            partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+            partial.write_bytes(registry_blob(world, repository, digest))
+            partial.replace(path)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    partial = kept.with_name(f"{kept.name}.{uuid.uuid4().hex}.partial")
+    partial.write_text(json.dumps({"manifest": manifest, "media_type": media_type}))
+    partial.replace(kept)
+
+
+def upload_image(world: BoxWorld, repository: str, tag: str, kept: dict, blobs: Path) -> None:
+    """The distribution API's push of a kept image: each blob the registry lacks (a monolithic upload: POST, then PUT
+    with its digest), then the manifest under `tag`."""
+    for digest in _manifest_blobs(json.loads(kept["manifest"])):
+        if _registry_call(world, "HEAD", f"/v2/{repository}/blobs/{digest}", expect=(200, 404)) == 200:
+            continue
+        location = _registry_call(world, "POST", f"/v2/{repository}/blobs/uploads/", expect=(202,), header="Location")
+        location = location if location.startswith("/") else urllib.parse.urlsplit(location)._replace(scheme="", netloc="").geturl()
+        separator = "&" if "?" in location else "?"
+        _registry_call(world, "PUT", f"{location}{separator}digest={urllib.parse.quote(digest)}", expect=(201,),
+                       body=(blobs / digest.replace(":", "-")).read_bytes(), content_type="application/octet-stream")
+    _registry_call(world, "PUT", f"/v2/{repository}/manifests/{tag}", expect=(201,), body=kept["manifest"].encode(),
+                   content_type=kept["media_type"])
+
+
+def _registry_call(world: BoxWorld, method: str, path: str, *, expect: tuple[int, ...], body: bytes | None = None,
+                   content_type: str | None = None, header: str | None = None):
+    """One call to the world's registry; its status (or the named response header), or BoxError naming the call."""
+    request = urllib.request.Request(f"https://{world.registry_host}{path}", data=body, method=method,
+                                     headers={"Content-Type": content_type} if content_type else {})
+    try:
+        with urllib.request.urlopen(request, context=_registry_tls(world), timeout=120) as response:
+            status, headers = response.status, response.headers
+    except urllib.error.HTTPError as error:
+        status, headers = error.code, error.headers
+        detail = error.read().decode(errors="replace")[:300]
+    else:
+        detail = ""
+    if status not in expect:
+        raise BoxError(f"the ECR stand-in ({world.name}-ecr) answered {method} {path.split('?')[0]} with {status}, not "
+                       f"{' or '.join(map(str, expect))}: {detail}")
+    return headers.get(header, "") if header else status
 
 
 def registry_manifest(world: BoxWorld, repository: str, tag: str) -> tuple[str, str]:
@@ -230,11 +302,15 @@ def registry_blob(world: BoxWorld, repository: str, digest: str) -> bytes:
         return response.read()
 
 
-def _registry_get(world: BoxWorld, path: str, headers: dict[str, str]):
+def _registry_tls(world: BoxWorld) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(Path(world.pki_dir) / "ca.crt"))
     context.check_hostname = False  # the certificate names the ECR host; we reach it on loopback
+    return context
+
+
+def _registry_get(world: BoxWorld, path: str, headers: dict[str, str]):
     return urllib.request.urlopen(urllib.request.Request(f"https://{world.registry_host}{path}", headers=headers),
-                                  context=context, timeout=30)
+                                  context=_registry_tls(world), timeout=30)
 
 
 def dnsmasq_config(world: BoxWorld) -> str:

@@ -1,6 +1,8 @@
 """The container harness's failure paths: a clear error, and nothing left behind."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import uuid
@@ -112,3 +114,63 @@ def test_user_data_runs_only_once_the_metadata_service_and_dns_answer(docker_dae
     # ... and the box's AWS CLI finds the instance profile's credentials through it.
     found = boxes.run_on_box(docker_daemon, box, "aws", "configure", "list", timeout=60)
     assert found.returncode == 0 and "iam-role" in found.stdout, found.stdout + found.stderr
+
+
+class RecordingEcr:
+    """The emulated ECR's side of a push, recorded (the registry is the subject here)."""
+
+    class exceptions:
+        LimitExceededException = type("LimitExceededException", (Exception,), {})
+
+    def __init__(self):
+        self.images: dict[tuple[str, str], str] = {}
+
+    def client(self, service: str):
+        return self
+
+    def put_image(self, *, repositoryName, imageTag, imageManifest, imageManifestMediaType):
+        self.images[repositoryName, imageTag] = imageManifest
+        return {"image": {"imageId": {"imageDigest": "sha256:" + hashlib.sha256(imageManifest.encode()).hexdigest()}}}
+
+    def start_image_scan(self, **_):
+        pass
+
+
+class RecordingDaemon:
+    """The run's daemon, noting each docker command it is asked for."""
+
+    def __init__(self, daemon: docker.Daemon):
+        self.daemon, self.commands = daemon, []
+
+    def run(self, *arguments: str, **options):
+        self.commands.append(arguments[0])
+        return self.daemon.run(*arguments, **options)
+
+
+def test_an_image_docker_pushed_once_goes_to_another_repository_as_the_same_manifest_and_blobs(
+        docker_daemon, bare_world, release_images, tmp_path):
+    ecr, cache, image = RecordingEcr(), tmp_path / "pushed", release_images["1.0.0"]
+    daemon = RecordingDaemon(docker_daemon)
+    first = boxes.push_images(daemon, bare_world, ecr, "first", {"1.0.0": image}, cache_dir=cache)
+    assert "push" in daemon.commands and len(list((cache / "manifests").glob("*.json"))) == 1
+    daemon.commands.clear()
+    second = boxes.push_images(daemon, bare_world, ecr, "second", {"1.0.0": image}, cache_dir=cache)
+    assert "push" not in daemon.commands  # the kept blobs went up through the registry API
+    assert second == first and ecr.images["second", "1.0.0"] == ecr.images["first", "1.0.0"]
+    # What a host pulls from the second repository is the image itself.
+    pulled = f"{bare_world.registry_host}/second:1.0.0"
+    docker_daemon.run("pull", "--quiet", pulled, timeout=300)
+    try:
+        inspect = ("image", "inspect", "--format", "{{.Id}}")
+        assert docker_daemon.run(*inspect, pulled).stdout == docker_daemon.run(*inspect, image).stdout
+    finally:
+        docker_daemon.run("rmi", pulled, check=False)
+
+
+def test_a_registry_that_refuses_an_upload_fails_naming_the_call(docker_daemon, bare_world, release_images, tmp_path):
+    kept = {"manifest": json.dumps({"config": {"digest": "sha256:" + "0" * 64}, "layers": []}),
+            "media_type": boxes.MANIFEST_TYPES[0]}
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / ("sha256-" + "0" * 64)).write_bytes(b"not what the digest says")
+    with pytest.raises(boxes.BoxError, match=rf"the ECR stand-in \({bare_world.name}-ecr\) answered PUT /v2/r/blobs/uploads/.* with 400"):
+        boxes.upload_image(bare_world, "r", "1.0.0", kept, tmp_path / "blobs")
