@@ -116,10 +116,14 @@ def cli_environment(emulator: Emulator) -> dict[str, str]:
     return environment
 
 
+def cdk_command(*arguments: str) -> list[str]:
+    """The pinned CDK CLI with `arguments`, and no notices: fetching them starts with a connectivity check against the
+    internet."""
+    return ["npx", "--no-install", "cdk", *arguments, "--no-notices"]
+
+
 def run_cdk(arguments: list[str], emulator: Emulator, *, what: str) -> None:
-    # No notices either: fetching them starts with a connectivity check against the internet.
-    command = ["npx", "--no-install", "cdk", *arguments, "--no-notices"]
-    result = subprocess.run(command, cwd=REPO, env=cli_environment(emulator), stdin=subprocess.DEVNULL,
+    result = subprocess.run(cdk_command(*arguments), cwd=REPO, env=cli_environment(emulator), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
         tail = "\n".join(result.stdout.splitlines()[-25:])
@@ -127,7 +131,7 @@ def run_cdk(arguments: list[str], emulator: Emulator, *, what: str) -> None:
 
 
 def synthesize() -> Path:
-    result = subprocess.run(["npx", "--no-install", "cdk", "synth", "--quiet", "--no-notices"], cwd=REPO, stdin=subprocess.DEVNULL,
+    result = subprocess.run(cdk_command("synth", "--quiet"), cwd=REPO, stdin=subprocess.DEVNULL,
                             env={**os.environ, **QUIET_CDK_CLI},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
