@@ -218,13 +218,13 @@ def push_images(daemon: Daemon, world: BoxWorld, session, repository: str, image
         kept = cache_dir / "manifests" / f"{image_id}.json"
         if kept.exists():
             upload_image(world, repository, version, json.loads(kept.read_text()), cache_dir / "blobs")
+            manifest, media_type = registry_manifest(world, repository, version)
         else:
             reference = f"{world.registry_host}/{repository}:{version}"
             daemon.run("tag", image, reference)
             daemon.run("push", "--quiet", reference, timeout=600)
             daemon.run("rmi", reference, check=False)
-            keep_pushed(world, repository, version, kept, cache_dir / "blobs")
-        manifest, media_type = registry_manifest(world, repository, version)
+            manifest, media_type = keep_pushed(world, repository, version, kept, cache_dir / "blobs")
         recorded = ecr.put_image(repositoryName=repository, imageTag=version, imageManifest=manifest,
                                  imageManifestMediaType=media_type)["image"]
         try:
@@ -239,13 +239,18 @@ def _manifest_blobs(manifest: dict) -> list[str]:
     return [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
 
 
-def keep_pushed(world: BoxWorld, repository: str, tag: str, kept: Path, blobs: Path) -> None:
+def _kept_blob(blobs: Path, digest: str) -> Path:
+    return blobs / digest.replace(":", "-")
+
+
+def keep_pushed(world: BoxWorld, repository: str, tag: str, kept: Path, blobs: Path) -> tuple[str, str]:
     """What the registry now serves for `repository:tag`, into the cache: each blob, then the manifest that names them
-    (written last, each whole before it is renamed into place, so a reader never finds a manifest without its blobs)."""
+    (written last, each whole before it is renamed into place, so a reader never finds a manifest without its blobs).
+    Returns the manifest and its media type, as `registry_manifest` does."""
     manifest, media_type = registry_manifest(world, repository, tag)
     blobs.mkdir(parents=True, exist_ok=True)
     for digest in _manifest_blobs(json.loads(manifest)):
-        path = blobs / digest.replace(":", "-")
+        path = _kept_blob(blobs, digest)
         if not path.exists():
             partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
             partial.write_bytes(registry_blob(world, repository, digest))
@@ -254,6 +259,7 @@ def keep_pushed(world: BoxWorld, repository: str, tag: str, kept: Path, blobs: P
     partial = kept.with_name(f"{kept.name}.{uuid.uuid4().hex}.partial")
     partial.write_text(json.dumps({"manifest": manifest, "media_type": media_type}))
     partial.replace(kept)
+    return manifest, media_type
 
 
 def upload_image(world: BoxWorld, repository: str, tag: str, kept: dict, blobs: Path) -> None:
@@ -266,7 +272,7 @@ def upload_image(world: BoxWorld, repository: str, tag: str, kept: dict, blobs: 
         location = location if location.startswith("/") else urllib.parse.urlsplit(location)._replace(scheme="", netloc="").geturl()
         separator = "&" if "?" in location else "?"
         _registry_call(world, "PUT", f"{location}{separator}digest={urllib.parse.quote(digest)}", expect=(201,),
-                       body=(blobs / digest.replace(":", "-")).read_bytes(), content_type="application/octet-stream")
+                       body=_kept_blob(blobs, digest).read_bytes(), content_type="application/octet-stream")
     _registry_call(world, "PUT", f"/v2/{repository}/manifests/{tag}", expect=(201,), body=kept["manifest"].encode(),
                    content_type=kept["media_type"])
 
