@@ -594,6 +594,7 @@ def run(stage: StageConfig, emulator: Emulator, *, source: Path | None = None, t
                                        region=aws.FAKE_ENVIRONMENT["AWS_REGION"], session=deployed.operator,
                                        stand_in_session=deployed.clients)
                 release_walk(deployed, first=first, target=target_version, runtime=runtime, hosts=hosts)
+                state_manager.settle()
                 deployed.real_hosts = True
                 deployed.hosts = [(box.instance_id, box.container, box.address) for box in hosts.hosts]
                 deployed.box_image = hosts.box_image

@@ -77,8 +77,9 @@ class GroupStandIn:
         self.replaced.append((instance, why))
 
     def _match_record(self, suspended: set[str]) -> None:
-        """New instances first, then the ones that left: when both change at once (moto replaces every instance of a
-        group whose stack update touches it) the old hosts serve until the new ones are in service."""
+        """New instances first, then the ones that left: when both change at once (a stack update that changes what the
+        instances launch from or into replaces every one: local/moto_models.py) the old hosts serve until the new ones
+        are in service."""
         listed = {instance["InstanceId"] for instance in self.hosts.group().get("Instances", [])}
         boxed = set(self.hosts.world.boxes)
         joining = [] if "Launch" in suspended else sorted(listed - boxed)

@@ -572,6 +572,13 @@ class StateManagerStandIn:
     def stop(self) -> None:
         self._follower.stop()
 
+    def settle(self) -> list[GateRun]:
+        """Stop following, then run what the stack asks that has not run yet: State Manager applies an association
+        after the update that changed it, so a change made just before the stop (a rollback's stack update, which the
+        follower may not have polled yet) runs now instead of being dropped."""
+        self.stop()
+        return self.apply_once()
+
 
 def join_gates(hosts: StageHosts, state_manager: StateManagerStandIn, instance_ids: list[str]) -> list[GateRun]:
     """State Manager on instances that joined the group: each association's last tag (stage, then activate) runs

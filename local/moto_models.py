@@ -22,6 +22,10 @@ four CloudFormation hooks with ones that pass every property moto's own ECS API 
 What ECS then does with a deployment (tasks, target registrations, rollout state) moto does not do; the
 ECS stand-in does it.
 
+An Auto Scaling group: moto replaces it whenever a stack update touches it (a new group at MinSize, every instance
+new); CloudFormation updates it in place, keeping an absent DesiredCapacity, unless what the instances launch from or
+into changed (the rolling update then replaces each instance; here, at once, as moto did).
+
 One more attribute moto gets wrong where IAM sees it: `Fn::GetAtt LogGroup.Arn` is the group's ARN followed by `:*`
 on AWS (the form a policy needs to cover the group's streams; CDK grants `logs:CreateLogStream`/`PutLogEvents` on it);
 moto gave the bare group ARN, so an execution role held to its policy (local/moto_iam.py) could write no log stream.
@@ -41,6 +45,7 @@ import json
 from typing import Any
 
 import yaml
+from moto.autoscaling import models as autoscaling_models
 from moto.cloudformation import models as cloudformation_models
 from moto.cloudformation import parsing
 from moto.cloudformation import responses as cloudformation_responses
@@ -154,6 +159,48 @@ def _update_service(cls, original_resource, new_resource_name, cloudformation_js
     return service
 
 
+# What makes an update policy's rolling update (ours: AutoScalingRollingUpdate) replace a group's instances; any other
+# change CloudFormation makes to the group in place.
+GROUP_INSTANCE_PROPERTIES = ("LaunchTemplate", "LaunchConfigurationName", "MixedInstancesPolicy", "VPCZoneIdentifier")
+_moto_update_group = autoscaling_models.FakeAutoScalingGroup.update_from_cloudformation_json.__func__
+
+
+def _update_auto_scaling_group(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    """In place, as CloudFormation updates a group: its instances stay, and a DesiredCapacity the template does not
+    name stays where the autoscaler (or anyone) set it, lifted to a raised MinSize or lowered to a lowered MaxSize.
+    A change to what the instances are launched from keeps moto's replacement (a new group, every instance new): the
+    rolling update replaces every instance too, one batch at a time."""
+    properties = cloudformation_json["Properties"]
+    if _group_instances_change(original_resource, properties):
+        return _moto_update_group(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name)
+    backend = autoscaling_models.autoscaling_backends[account_id][region_name]
+
+    def number(key: str) -> int | None:
+        return int(properties[key]) if key in properties else None
+
+    return backend.update_auto_scaling_group(
+        name=original_resource.name, availability_zones=properties.get("AvailabilityZones", []),
+        desired_capacity=number("DesiredCapacity"), max_size=number("MaxSize"), min_size=number("MinSize"),
+        launch_config_name=properties.get("LaunchConfigurationName"), launch_template=properties.get("LaunchTemplate", {}),
+        vpc_zone_identifier=",".join(properties.get("VPCZoneIdentifier", [])) or None,
+        health_check_period=number("HealthCheckGracePeriod"), health_check_type=properties.get("HealthCheckType"),
+        new_instances_protected_from_scale_in=properties.get("NewInstancesProtectedFromScaleIn"),
+        mixed_instances_policy=properties.get("MixedInstancesPolicy"))
+
+
+def _group_instances_change(group, properties: dict) -> bool:
+    launch_template = properties.get("LaunchTemplate") or {}
+    template = group.ec2_launch_template
+    now = {"LaunchTemplate": {"id": getattr(template, "id", None), "version": group.provided_launch_template_version},
+           "LaunchConfigurationName": getattr(group, "launch_configuration_name", None), "MixedInstancesPolicy": group.mixed_instances_policy or None,
+           "VPCZoneIdentifier": sorted(filter(None, (group.vpc_zone_identifier or "").split(",")))}
+    then = {"LaunchTemplate": {"id": launch_template.get("LaunchTemplateId"), "version": launch_template.get("Version")},
+            "LaunchConfigurationName": properties.get("LaunchConfigurationName"),
+            "MixedInstancesPolicy": properties.get("MixedInstancesPolicy") or None,
+            "VPCZoneIdentifier": sorted(properties.get("VPCZoneIdentifier", []))}
+    return any(now[key] != then[key] for key in GROUP_INSTANCE_PROPERTIES)
+
+
 _original_resource_diff = parsing.ResourceMap.build_resource_diff
 
 
@@ -219,3 +266,4 @@ def install() -> None:
     ecs_models.Service.create_from_cloudformation_json = classmethod(_create_service)
     ecs_models.Service.update_from_cloudformation_json = classmethod(_update_service)
     ec2_amis.load_resource = _resource_without_ecs_optimized_amis
+    autoscaling_models.FakeAutoScalingGroup.update_from_cloudformation_json = classmethod(_update_auto_scaling_group)

@@ -143,3 +143,78 @@ def test_the_al2023_image_the_hosts_boot_exists_and_the_ecs_optimized_ones_are_n
         owned_by_amazon = ec2.describe_images(Owners=["amazon"])["Images"]
         assert owned_by_amazon, "moto's default and latest AMIs are still there"
         assert not [image for image in owned_by_amazon if "ecs" in image["Name"].lower()]
+
+
+def group_template(*, minimum: int, maximum: int, subnet: str = "SubnetA", desired: int | None = None) -> str:
+    """A group launched from a launch template, as ours is (a rolling update policy, no DesiredCapacity with scaling)."""
+    sizes = {"MinSize": str(minimum), "MaxSize": str(maximum), **({"DesiredCapacity": str(desired)} if desired else {})}
+    return json.dumps({"Resources": {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
+        **{name: {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": cidr, "AvailabilityZone": zone}}
+           for name, cidr, zone in (("SubnetA", "10.0.0.0/24", "us-east-1a"), ("SubnetB", "10.0.1.0/24", "us-east-1b"))},
+        "Template": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {
+            "ImageId": "ami-12c6146b", "InstanceType": "t3.micro"}}},
+        "Hosts": {"Type": "AWS::AutoScaling::AutoScalingGroup",
+                  "UpdatePolicy": {"AutoScalingRollingUpdate": {"MaxBatchSize": 1, "MinInstancesInService": minimum}},
+                  "Properties": {**sizes, "VPCZoneIdentifier": [{"Ref": subnet}],
+                                 "LaunchTemplate": {"LaunchTemplateId": {"Ref": "Template"},
+                                                    "Version": {"Fn::GetAtt": ["Template", "LatestVersionNumber"]}}}},
+    }, "Outputs": {"Group": {"Value": {"Ref": "Hosts"}}}})
+
+
+@pytest.fixture
+def group_stack():
+    moto_models.install()
+    with mock_aws():
+        cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+        autoscaling = boto3.client("autoscaling", region_name="us-east-1")
+        cloudformation.create_stack(StackName="hosts", TemplateBody=group_template(minimum=2, maximum=5))
+
+        def group() -> dict:
+            (name,) = [o["OutputValue"] for o in cloudformation.describe_stacks(StackName="hosts")["Stacks"][0]["Outputs"]]
+            (found,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+            return found
+
+        def update(**kwargs) -> None:
+            cloudformation.update_stack(StackName="hosts", TemplateBody=group_template(**kwargs))
+
+        yield autoscaling, group, update
+
+
+def instances(group: dict) -> set[str]:
+    return {instance["InstanceId"] for instance in group["Instances"]}
+
+
+def test_a_size_change_updates_the_group_in_place_and_keeps_a_desired_capacity_the_template_does_not_name(group_stack):
+    autoscaling, group, update = group_stack
+    before = group()
+    autoscaling.set_desired_capacity(AutoScalingGroupName=before["AutoScalingGroupName"], DesiredCapacity=4)
+    kept = instances(group())
+    update(minimum=3, maximum=6)
+    after = group()
+    assert after["AutoScalingGroupName"] == before["AutoScalingGroupName"]
+    assert (after["MinSize"], after["DesiredCapacity"], after["MaxSize"]) == (3, 4, 6)
+    assert instances(after) == kept and len(kept) == 4
+
+
+def test_a_raised_floor_lifts_the_desired_capacity_and_adds_instances_beside_the_running_ones(group_stack):
+    _, group, update = group_stack
+    kept = instances(group())
+    update(minimum=3, maximum=5)
+    after = group()
+    assert after["DesiredCapacity"] == 3 and kept < instances(after) and len(instances(after)) == 3
+
+
+def test_a_named_desired_capacity_is_set_by_the_update(group_stack):
+    _, group, update = group_stack
+    update(minimum=2, maximum=5, desired=3)
+    assert group()["DesiredCapacity"] == 3
+
+
+def test_moving_the_group_to_other_subnets_still_replaces_every_instance(group_stack):
+    """What the instances launch from or into changed: the rolling update replaces each (moto: a new group)."""
+    _, group, update = group_stack
+    kept = instances(group())
+    update(minimum=2, maximum=5, subnet="SubnetB")
+    after = group()
+    assert len(instances(after)) == 2 and not instances(after) & kept

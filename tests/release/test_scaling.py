@@ -222,9 +222,6 @@ def status(emulated, config_file, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="moto replaces an Auto Scaling group on a stack update (a new group, at its MinSize) "
-                   "instead of updating it in place; the template side (no DesiredCapacity, only MinSize changes) is pinned "
-                   "in tests/stacks/test_scaling.py")
 def test_a_floor_deploy_keeps_the_count_the_autoscaler_chose(scaling_production, synth_variant):
     """cdk.json's desired_count 2 -> 3 while the autoscaler has the group at 4: the update leaves 4."""
     outputs = scaling_production.service_outputs
