@@ -24,7 +24,8 @@ ECS stand-in does it.
 
 An Auto Scaling group: moto replaces it whenever a stack update touches it (a new group at MinSize, every instance
 new); CloudFormation updates it in place, keeping an absent DesiredCapacity, unless what the instances launch from or
-into changed (the rolling update then replaces each instance; here, at once, as moto did).
+into changed (the rolling update then replaces each instance; here, at once, as moto did) or its load balancers did
+(moto's in-place update has no field for them: replaced too).
 
 One more attribute moto gets wrong where IAM sees it: `Fn::GetAtt LogGroup.Arn` is the group's ARN followed by `:*`
 on AWS (the form a policy needs to cover the group's streams; CDK grants `logs:CreateLogStream`/`PutLogEvents` on it);
@@ -159,19 +160,20 @@ def _update_service(cls, original_resource, new_resource_name, cloudformation_js
     return service
 
 
-# What makes an update policy's rolling update (ours: AutoScalingRollingUpdate) replace a group's instances; any other
-# change CloudFormation makes to the group in place.
-GROUP_INSTANCE_PROPERTIES = ("LaunchTemplate", "LaunchConfigurationName", "MixedInstancesPolicy", "VPCZoneIdentifier")
+# What makes an update policy's rolling update (ours: AutoScalingRollingUpdate) replace a group's instances, and what
+# moto's in-place update cannot carry (its load balancers): a change to any of these keeps moto's replacement.
+GROUP_REPLACING_PROPERTIES = ("LaunchTemplate", "LaunchConfigurationName", "MixedInstancesPolicy", "VPCZoneIdentifier",
+                              "TargetGroupARNs", "LoadBalancerNames")
 _moto_update_group = autoscaling_models.FakeAutoScalingGroup.update_from_cloudformation_json.__func__
 
 
 def _update_auto_scaling_group(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
     """In place, as CloudFormation updates a group: its instances stay, and a DesiredCapacity the template does not
     name stays where the autoscaler (or anyone) set it, lifted to a raised MinSize or lowered to a lowered MaxSize.
-    A change to what the instances are launched from keeps moto's replacement (a new group, every instance new): the
-    rolling update replaces every instance too, one batch at a time."""
+    A change to what the instances are launched from or into keeps moto's replacement (a new group, every instance
+    new): the rolling update replaces every instance too, one batch at a time."""
     properties = cloudformation_json["Properties"]
-    if _group_instances_change(original_resource, properties):
+    if _replaces_the_group(original_resource, properties):
         return _moto_update_group(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name)
     backend = autoscaling_models.autoscaling_backends[account_id][region_name]
 
@@ -188,17 +190,21 @@ def _update_auto_scaling_group(cls, original_resource, new_resource_name, cloudf
         mixed_instances_policy=properties.get("MixedInstancesPolicy"))
 
 
-def _group_instances_change(group, properties: dict) -> bool:
+def _replaces_the_group(group, properties: dict) -> bool:
     launch_template = properties.get("LaunchTemplate") or {}
     template = group.ec2_launch_template
     now = {"LaunchTemplate": {"id": getattr(template, "id", None), "version": group.provided_launch_template_version},
-           "LaunchConfigurationName": getattr(group, "launch_configuration_name", None), "MixedInstancesPolicy": group.mixed_instances_policy or None,
-           "VPCZoneIdentifier": sorted(filter(None, (group.vpc_zone_identifier or "").split(",")))}
+           "LaunchConfigurationName": getattr(group, "launch_configuration_name", None),
+           "MixedInstancesPolicy": group.mixed_instances_policy or None,
+           "VPCZoneIdentifier": sorted(filter(None, (group.vpc_zone_identifier or "").split(","))),
+           "TargetGroupARNs": sorted(group.target_group_arns), "LoadBalancerNames": sorted(group.load_balancer_names)}
     then = {"LaunchTemplate": {"id": launch_template.get("LaunchTemplateId"), "version": launch_template.get("Version")},
             "LaunchConfigurationName": properties.get("LaunchConfigurationName"),
             "MixedInstancesPolicy": properties.get("MixedInstancesPolicy") or None,
-            "VPCZoneIdentifier": sorted(properties.get("VPCZoneIdentifier", []))}
-    return any(now[key] != then[key] for key in GROUP_INSTANCE_PROPERTIES)
+            "VPCZoneIdentifier": sorted(properties.get("VPCZoneIdentifier", [])),
+            "TargetGroupARNs": sorted(properties.get("TargetGroupARNs", [])),
+            "LoadBalancerNames": sorted(properties.get("LoadBalancerNames", []))}
+    return any(now[key] != then[key] for key in GROUP_REPLACING_PROPERTIES)
 
 
 _original_resource_diff = parsing.ResourceMap.build_resource_diff
