@@ -160,10 +160,6 @@ def _update_service(cls, original_resource, new_resource_name, cloudformation_js
     return service
 
 
-# What makes an update policy's rolling update (ours: AutoScalingRollingUpdate) replace a group's instances, and what
-# moto's in-place update cannot carry (its load balancers): a change to any of these keeps moto's replacement.
-GROUP_REPLACING_PROPERTIES = ("LaunchTemplate", "LaunchConfigurationName", "MixedInstancesPolicy", "VPCZoneIdentifier",
-                              "TargetGroupARNs", "LoadBalancerNames")
 _moto_update_group = autoscaling_models.FakeAutoScalingGroup.update_from_cloudformation_json.__func__
 
 
@@ -191,6 +187,8 @@ def _update_auto_scaling_group(cls, original_resource, new_resource_name, cloudf
 
 
 def _replaces_the_group(group, properties: dict) -> bool:
+    """What makes an update policy's rolling update (ours: AutoScalingRollingUpdate) replace a group's instances, and
+    what moto's in-place update cannot carry (its load balancers), as the group has them and as the template asks."""
     launch_template = properties.get("LaunchTemplate") or {}
     template = group.ec2_launch_template
     now = {"LaunchTemplate": {"id": getattr(template, "id", None), "version": group.provided_launch_template_version},
@@ -204,7 +202,7 @@ def _replaces_the_group(group, properties: dict) -> bool:
             "VPCZoneIdentifier": sorted(properties.get("VPCZoneIdentifier", [])),
             "TargetGroupARNs": sorted(properties.get("TargetGroupARNs", [])),
             "LoadBalancerNames": sorted(properties.get("LoadBalancerNames", []))}
-    return any(now[key] != then[key] for key in GROUP_REPLACING_PROPERTIES)
+    return now != then
 
 
 _original_resource_diff = parsing.ResourceMap.build_resource_diff
