@@ -42,6 +42,15 @@ class AtomicDynamoDB:
             return list(self._app(environ, start_response))
 
 
+def list_moto_modules_once() -> None:
+    """moto's dispatcher lists its own package directory (a listdir and ~150 isdir calls) on every request to find
+    the service a host names; the list never changes while the server runs (~6 % of an emulator's CPU, profiled)."""
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m local.moto_server")
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -50,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     moto_models.install()
     moto_live.install()
     moto_iam.install()
+    list_moto_modules_once()
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto_server does: the URLs moto hands out name it
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, moto_iam.CallsEndpoint(moto_live.PublishEndpoint(AtomicDynamoDB(app))), threaded=True, request_handler=MotoRequestHandler)

@@ -1,6 +1,8 @@
-"""The emulator's DynamoDB keeps AWS's rule: of writers racing on one condition, exactly one wins."""
+"""The emulator's DynamoDB keeps AWS's rule: of writers racing on one condition, exactly one wins; and the server's
+dispatcher lists moto's services once, not per request."""
 from __future__ import annotations
 
+import os
 import threading
 
 import boto3
@@ -9,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local import emulator as emulators
-from local.moto_server import AtomicDynamoDB
+from local.moto_server import AtomicDynamoDB, list_moto_modules_once
 
 WRITERS = 8
 ROUNDS = 25
@@ -91,3 +93,15 @@ def test_the_middleware_runs_dynamodb_calls_one_at_a_time():
 def test_other_services_keep_their_threads():
     # The same racy app, called as another service: nothing serializes it, so several "win".
     assert _race_through(AtomicDynamoDB(RacyTable()), "AmazonSSM.PutParameter").count("won") > 1
+
+
+def test_the_dispatcher_lists_motos_services_once_and_the_same_ones(monkeypatch):
+    from moto import backends
+
+    listed = tuple(backends.list_of_moto_modules())
+    monkeypatch.setattr(backends, "list_of_moto_modules", backends.list_of_moto_modules)  # put back after the test
+    list_moto_modules_once()
+    with monkeypatch.context() as no_listing:
+        no_listing.setattr(os, "listdir", lambda *_: pytest.fail("moto's package directory was listed again"))
+        assert "ecs" in backends.list_of_moto_modules()
+        assert tuple(backends.list_of_moto_modules()) == listed
