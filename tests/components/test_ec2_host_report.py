@@ -183,3 +183,18 @@ def test_liftoff_report_writes_what_it_finds_and_keeps_the_last_gate(host: Host)
     found = report_history(host)[-1]
     assert found["last_gate"] == gate
     assert (found["active"], found["ready"], found["staged"], found["staged_present"]) == ("1.0.0", False, "1.1.0", False)
+
+
+def test_records_cut_short_or_not_json_are_reported_as_null_and_the_report_is_still_written(host: Host) -> None:
+    """A power cut can leave the last gate's record or the canary's verdict half written: the report says null for
+    that one (it never guesses) and keeps the rest of what the host holds."""
+    reporting(host)
+    host.running("1.0.0")
+    (host.config / "last-gate.json").write_text('{"gate": "stage", "version": "1.1')
+    (host.config / "canary.json").write_text("not json\n")
+    assert host.run("liftoff-report").returncode == 0
+    found = report_history(host)[-1]
+    assert (found["last_gate"], found["canary"], found["active"]) == (None, None, "1.0.0")
+    (host.config / "canary.json").write_text('{"version": "1.1.0", "verdict": "good"}\n')
+    assert host.run("liftoff-report").returncode == 0
+    assert report_history(host)[-1]["canary"] == {"version": "1.1.0", "verdict": "good"}
