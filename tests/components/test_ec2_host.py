@@ -728,6 +728,31 @@ def test_curl_signs_with_the_instance_roles_credentials_which_never_reach_a_comm
     assert not [call for call in host.calls() if call[0] != "curl-config" and any("fake/host+secret" in arg for arg in call)]
 
 
+def credentials_config(credentials: str, path: str = "/usr/bin:/bin") -> str:
+    script = f'. "{BIN / "liftoff-common.sh"}"; credentials_config "$1"'
+    return subprocess.run([shutil.which("bash"), "-c", script, "credentials", credentials], capture_output=True, text=True, check=True,
+                          env={"PATH": path}).stdout
+
+
+@pytest.mark.parametrize("credentials", [
+    '{"Code": "Success", "AccessKeyId": "ASIAKEY", "SecretAccessKey": "se/cr+et", "Token": "to+k/en=="}',
+    '{"AccessKeyId":"ASIAKEY","SecretAccessKey":"se/cr+et","Token":"to+k/en==","Expiration":"2026-12-05T12:00:00Z"}',
+], ids=["as IMDS writes them", "compact"])
+def test_the_roles_keys_are_read_without_jq_as_imds_writes_them(credentials: str, tmp_path: Path) -> None:
+    # No jq on the PATH: bash reads them itself (each jq run costs ~15 ms of CPU, and every AWS call needs the keys).
+    no_jq = tmp_path / "bin"
+    no_jq.mkdir()
+    for tool in ("cat", "dirname", "mkdir", "date"):
+        (no_jq / tool).symlink_to(shutil.which(tool))
+    assert credentials_config(credentials, path=str(no_jq)) == \
+        'user = "ASIAKEY:se/cr+et"\nheader = "X-Amz-Security-Token: to+k/en=="\n'
+
+
+def test_keys_written_with_json_escapes_are_read_by_jq() -> None:
+    escaped = '{"AccessKeyId": "ASIAKEY", "SecretAccessKey": "se\\/cr+et", "Token": "to\\u002bken"}'
+    assert credentials_config(escaped) == 'user = "ASIAKEY:se/cr+et"\nheader = "X-Amz-Security-Token: to+ken"\n'
+
+
 def test_a_throttled_call_is_tried_again_as_the_cli_would(host: Host) -> None:
     host.running("1.2.0")
     (host.state / "aws_throttled").write_text("2")
