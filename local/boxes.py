@@ -408,7 +408,7 @@ def wait_signalled(daemon: Daemon, box: Box, *, timeout: float = BOOT_TIMEOUT_SE
         if time.monotonic() > deadline:
             raise BoxError(f"host {box.instance_id} did not signal within {timeout:.0f} s (CloudFormation would fail "
                            f"the Auto Scaling group's creation); its user data output so far:\n{boot_output(daemon, box)}")
-        time.sleep(1)  # the exec ended early (the box's systemd not up to run it yet): ask again
+        time.sleep(1)  # the in-box wait counts whole seconds, or its exec failed: wait out what is left
 
 
 # Run in the box by wait_signalled: the signal once there is one, else why the user data never ran (if it did not),
