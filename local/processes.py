@@ -56,6 +56,15 @@ def command_line(pid: int) -> bytes:
         return b""
 
 
+def start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks after boot (/proc's stat, field 22), None when it is gone: with the pid,
+    it names one process, however its command line reads."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def reap(pid: int) -> None:
     try:
         os.waitpid(pid, 0)

@@ -81,6 +81,10 @@ def pytest_configure(config):
     # Sessions are made per `liftoff` run, per deploy helper, per test: a fifth of test_cli.py's time was botocore
     # parsing the same JSON again (profiled).
     botocore_data.share_one_loader()
+    # A run starts some thirty emulators: each forks from one prepared server instead of importing moto afresh.
+    from local import emulator
+
+    emulator.start_warm()
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(XdistUnits(config), "liftoff-xdist-units")
 
