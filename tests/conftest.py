@@ -28,12 +28,13 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.docker_fixtures import held, stop_the_runs_daemon
-from tests.helpers.scheduling import is_the_short_lane, next_unit
+from tests.helpers.scheduling import is_the_short_lane, next_unit, unit_minutes
 from tests.helpers.synth import Synthesis, box_world_context, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
@@ -48,12 +49,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "emulated_aws" in getattr(item, "fixturenames", ()) or _starts_the_emulator(item):
             item.add_marker(pytest.mark.emulator)
+    grouped = set()
     for item in items:
         unit = _work_unit(item)
         if unit is not None:
             item.add_marker(pytest.mark.xdist_group(unit))
+            grouped.add(item.nodeid)
+    tests_in_module = Counter(item.path for item in items)
+    minutes = {item.nodeid: _cost_minutes(item, one_unit=item.nodeid in grouped, tests_in_module=tests_in_module[item.path])
+               for item in items}
     # Stable: the order inside each module is kept.
-    items.sort(key=lambda item: (item.path not in docker_modules, -_cost_minutes(item)))
+    items.sort(key=lambda item: (item.path not in docker_modules, -minutes[item.nodeid]))
     workerinput = getattr(config, "workerinput", None)
     if workerinput and UNITS_DIR_KEY in workerinput:
         units = {item.nodeid: next((mark.args[0] for mark in item.iter_markers("xdist_group")), item.nodeid) for item in items}
@@ -64,9 +70,11 @@ def pytest_collection_modifyitems(config, items):
         partial.replace(written)
 
 
-def _cost_minutes(item) -> float:
-    mark = item.get_closest_marker("cost")
-    return float(mark.kwargs["minutes"]) if mark else 0.0
+def _cost_minutes(item, *, one_unit: bool, tests_in_module: int) -> float:
+    test_mark = next((float(mark.kwargs["minutes"]) for mark in item.own_markers if mark.name == "cost"), None)
+    module_mark = item.get_closest_marker("cost")
+    return unit_minutes(test_mark=test_mark, module_mark=float(module_mark.kwargs["minutes"]) if module_mark else None,
+                        one_unit=one_unit, tests_in_module=tests_in_module)
 
 
 UNITS_DIR_KEY = "liftoff_units_dir"

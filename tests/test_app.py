@@ -2,6 +2,8 @@
 synth prints a protected stage's plain-HTTP warning once."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -10,6 +12,8 @@ import sys
 
 from local.deploy import QUIET_CDK_CLI
 from tests.helpers.synth import CDK_JSON, REPO
+
+pytestmark = pytest.mark.cost(minutes=0.2)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 
 def cli_synth(tmp_path, desired_count_text: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:

@@ -1,7 +1,7 @@
 """make test's scheduling decision (tests/helpers/scheduling.py): which unit a worker gets next."""
 from __future__ import annotations
 
-from tests.helpers.scheduling import is_the_short_lane, next_unit
+from tests.helpers.scheduling import is_the_short_lane, next_unit, unit_minutes
 
 QUEUE = ["tests/local/test_faulty.py", "tests/local/test_boxes.py", "tests/test_config.py::test_a", "tests/test_app.py::test_b"]
 DOCKER = {"tests/local/test_faulty.py", "tests/local/test_boxes.py"}
@@ -24,3 +24,10 @@ def test_the_short_lane_takes_short_units_while_there_are_some_then_the_rest():
 def test_the_last_of_four_workers_or_more_is_the_short_lane():
     assert is_the_short_lane("gw3", 4) and is_the_short_lane("gw5", 6)
     assert not is_the_short_lane("gw2", 4) and not is_the_short_lane("gw2", 3) and not is_the_short_lane("gw0", 1)
+
+
+def test_a_units_minutes_are_its_own_mark_its_modules_or_a_share_of_them():
+    assert unit_minutes(test_mark=2.0, module_mark=3.5, one_unit=True, tests_in_module=8) == 2.0
+    assert unit_minutes(test_mark=None, module_mark=3.5, one_unit=True, tests_in_module=8) == 3.5
+    assert unit_minutes(test_mark=None, module_mark=0.75, one_unit=False, tests_in_module=3) == 0.25
+    assert unit_minutes(test_mark=None, module_mark=None, one_unit=False, tests_in_module=3) == 0.0

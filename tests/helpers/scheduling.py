@@ -24,3 +24,14 @@ def next_unit(queue: Iterable[str], docker_units: Set[str], *, holds_a_docker_te
         if short is not None:
             return short
     return queue[0]
+
+
+def unit_minutes(*, test_mark: float | None, module_mark: float | None, one_unit: bool, tests_in_module: int) -> float:
+    """What a test's unit costs, for the queue's order (the costliest first, Docker units before the rest): the test's
+    own `cost` mark; else its module's, which is what the module costs alone, so shared among its tests when each is
+    a unit of its own (nine short Docker tests are not nine units of the whole module's minutes); 0 unmarked."""
+    if test_mark is not None:
+        return test_mark
+    if module_mark is None:
+        return 0.0
+    return module_mark if one_unit else module_mark / max(1, tests_in_module)

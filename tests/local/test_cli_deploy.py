@@ -26,6 +26,8 @@ from local.emulator import free_port
 from release.ledger import Ledger
 from tests.helpers.synth import CDK_JSON, REPO, cdk_context
 
+pytestmark = pytest.mark.cost(minutes=0.6)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 FIRST, TARGET = "1.0.0", "1.1.0"  # service/releases.json and service/VERSION
 
 

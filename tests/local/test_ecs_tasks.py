@@ -26,6 +26,8 @@ from local.task_credentials import RELATIVE_URI_VARIABLE, relative_uri
 from tests.helpers import local_registry
 from tests.helpers.box_world import wait_until
 
+pytestmark = pytest.mark.cost(minutes=0.3)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/repo/name:1.2.3"
 LOCAL_IMAGE = "127.0.0.1:5000/repo:1"
 DB_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:staging/db-AbCdEf"

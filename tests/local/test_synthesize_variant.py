@@ -9,6 +9,8 @@ import pytest
 from config import load_config
 from local.deploy import DeployError, synthesize_variant
 
+pytestmark = pytest.mark.cost(minutes=0.2)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 
 def test_a_variant_is_synthesized_with_its_own_config(tmp_path):
     outdir = synthesize_variant({"production": {"activation": "restart"}}, tmp_path / "variant")

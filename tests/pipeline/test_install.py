@@ -9,7 +9,9 @@ import pytest
 
 from tests.helpers.synth import REPO
 
-pytestmark = pytest.mark.installs  # a fresh virtualenv from the package registries: `make test`, not `make check`
+# installs: a fresh virtualenv from the package registries (`make test`, not `make check`); cost: alone, on 2 cores,
+# the costliest start first (tests/conftest.py)
+pytestmark = [pytest.mark.installs, pytest.mark.cost(minutes=0.35)]
 
 
 def test_install_gives_a_working_liftoff_without_the_cdk(tmp_path):

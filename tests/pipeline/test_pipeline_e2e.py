@@ -43,6 +43,8 @@ from tests.helpers import deploy_roles, local_registry
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON, REPO
 
+pytestmark = pytest.mark.cost(minutes=0.5)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 PIPELINE = REPO / "pipeline"
 FIRST, RELEASE = "1.0.0", "1.4.2"
 HOST_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[platform.machine()]

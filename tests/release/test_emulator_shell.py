@@ -7,6 +7,8 @@ in `env -i bash` (no variable of this process leaks in), then `python -m local d
 """
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -14,6 +16,8 @@ import sys
 from local import emulator as emulators
 from local.emulator import free_port
 from tests.helpers.synth import REPO
+
+pytestmark = pytest.mark.cost(minutes=0.3)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 TARGET = "1.1.0"  # service/VERSION: staged by the walk, the first release active
 

@@ -23,6 +23,8 @@ from tests.helpers.emulator_fixtures import DEMO_RELEASE_TAGS
 from tests.helpers.synth import CDK_JSON, REPO
 from tests.release.test_interruptions import Served, stop
 
+pytestmark = pytest.mark.cost(minutes=0.7)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 LEASE = "3"
 UNHEALTHY = "local.runtime:emulator_unhealthy"
 

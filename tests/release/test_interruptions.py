@@ -31,6 +31,8 @@ from tests.helpers.emulated_stage import EmulatedStage, deploy_stage
 from tests.helpers.emulator_fixtures import DEMO_RELEASE_TAGS
 from tests.helpers.synth import CDK_JSON, REPO
 
+pytestmark = pytest.mark.cost(minutes=0.9)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
+
 LEASE = "3"
 
 

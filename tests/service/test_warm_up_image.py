@@ -2,9 +2,13 @@
 warm-up — what the host gate must never flip to early (tests/local/test_liftoff_on_faulty_hosts.py)."""
 from __future__ import annotations
 
+import pytest
+
 from container_harness import Containers, database_env
 from local import images
 from service_harness import wait_until
+
+pytestmark = pytest.mark.cost(minutes=0.2)  # alone, on 2 cores: the costliest start first (tests/conftest.py)
 
 WARM_UP_SECONDS = 6
 
