@@ -57,10 +57,12 @@ def command_line(pid: int) -> bytes:
 
 
 def start_time(pid: int) -> int | None:
-    """When the process started, in clock ticks after boot (/proc's stat, field 22), None when it is gone: with the pid,
-    it names one process, however its command line reads."""
+    """When the process started, in clock ticks after boot (/proc's stat, field 22), None when it is gone or a zombie
+    (no parent has reaped it yet; as `alive` says, it runs no more): with the pid, it names one process, however its
+    command line reads."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
 
