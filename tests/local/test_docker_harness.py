@@ -84,12 +84,14 @@ def boot(docker_daemon, world, box_image, tmp_path, user_data: str) -> boxes.Box
                           user_data=user_data.encode(), availability_zone="us-east-1a", state_dir=tmp_path)
 
 
+@pytest.mark.cost(minutes=0.45)  # each a unit of its own: what it takes in a run (images built)
 def test_a_host_that_never_signals_fails_with_its_output_and_leaves_nothing(docker_daemon, box_image, bare_world, tmp_path):
     box = boot(docker_daemon, bare_world, box_image, tmp_path, "#!/bin/bash\necho 'user data ran, no signal'\n")
     with pytest.raises(boxes.BoxError, match=rf"host {box.instance_id} did not signal within 20 s(.|\n)*user data ran, no signal"):
         boxes.wait_signalled(docker_daemon, box, timeout=20)
 
 
+@pytest.mark.cost(minutes=0.15)  # each a unit of its own: what it takes in a run (images built)
 def test_a_host_whose_user_data_fails_signals_failure_with_its_output(docker_daemon, box_image, bare_world, tmp_path):
     user_data = ("#!/bin/bash\nfunction exitTrap(){\nexitCode=$?\n"
                  "/opt/aws/bin/cfn-signal --stack s --resource Hosts --region us-east-1 -e $exitCode\n}\ntrap exitTrap EXIT\n"
@@ -99,6 +101,7 @@ def test_a_host_whose_user_data_fails_signals_failure_with_its_output(docker_dae
         boxes.wait_signalled(docker_daemon, box, timeout=120)
 
 
+@pytest.mark.cost(minutes=0.2)  # each a unit of its own: what it takes in a run (images built)
 def test_user_data_runs_only_once_the_metadata_service_and_dns_answer(docker_daemon, box_image, bare_world, tmp_path):
     # The user data's very first commands, each tried once with a short timeout (no retry): on a box whose
     # cloud-init stand-in started it before its IMDS or DNS answered, one of them fails and the box signals FAILURE.
@@ -147,6 +150,7 @@ class RecordingDaemon:
         return self.daemon.run(*arguments, **options)
 
 
+@pytest.mark.cost(minutes=0.2)  # each a unit of its own: what it takes in a run (images built)
 def test_an_image_docker_pushed_once_goes_to_another_repository_as_the_same_manifest_and_blobs(
         docker_daemon, bare_world, release_images, tmp_path):
     ecr, cache, image = RecordingEcr(), tmp_path / "pushed", release_images["1.0.0"]
@@ -167,6 +171,7 @@ def test_an_image_docker_pushed_once_goes_to_another_repository_as_the_same_mani
         docker_daemon.run("rmi", pulled, check=False)
 
 
+@pytest.mark.cost(minutes=0.1)  # each a unit of its own: what it takes in a run (images built)
 def test_a_registry_that_refuses_an_upload_fails_naming_the_call(docker_daemon, bare_world, release_images, tmp_path):
     kept = {"manifest": json.dumps({"config": {"digest": "sha256:" + "0" * 64}, "layers": []}),
             "media_type": boxes.MANIFEST_TYPES[0]}
