@@ -11,8 +11,9 @@ on one worker), as are a directory's whose modules share a package-scoped world 
 any other test is a unit of its own. Every box world, task world and emulator is named and
 ported for itself, so units run side by side on one Docker daemon (tests/helpers/docker_fixtures.py:
 one daemon and one build of each image for the whole run). The Docker units go first, the costliest
-first (a module's `pytest.mark.cost(minutes=...)`, measured, says what it costs alone): they mostly
-wait on real processes, so they overlap. With four workers or more the last one is the short lane: it
+first (a module's `pytest.mark.cost(minutes=...)`, measured, says what it costs alone, shared among its tests
+where each is a unit of its own; a test's own mark is its own): they mostly wait on real processes, so they
+overlap. The rest follow, the costliest first too. With four workers or more the last one is the short lane: it
 takes the short, CPU-bound units from the start, using the cores while the worlds wait; then every worker
 takes what is left. A worker about to finish a Docker test never has the next Docker unit committed to it
 (another worker may be free first): tests/helpers/scheduling.py decides. Session fixtures (the synthesis) run
