@@ -37,14 +37,7 @@ def alive(pid: int) -> bool:
             return False
     except ChildProcessError:
         pass  # not our child (started by an earlier `make local-up`): ask the kernel instead
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return start_time(pid) is not None
 
 
 def command_line(pid: int) -> bytes:
