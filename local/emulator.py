@@ -132,7 +132,7 @@ def _launch(port: int, log: Path, command: list[str] | None) -> _Launched:
         forked.start()
         # A kill of the pid, not of its group: the child may not have made its session yet; moto starts no children.
         return _Launched(pid=forked.pid, exit_status=lambda: forked.exitcode, end=lambda: (forked.kill(), forked.join()))
-    with open(log, "wb") as log_file:
+    with open(log, "ab") as log_file:  # made empty by _start_on, as for a warm start
         # Its own session: a Ctrl-C in the terminal reaches us, and we stop it in order.
         process = subprocess.Popen(command or moto_server_command(port), stdout=log_file, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT)
