@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +77,12 @@ class AwsRequest:
 CLI_OPERATIONS = {("logs", "put-log-events"): "PutLogEvents", ("logs", "create-log-stream"): "CreateLogStream",
                   ("ssm", "put-parameter"): "PutParameter", ("ssm", "get-parameter"): "GetParameter",
                   ("ssm", "get-parameters-by-path"): "GetParametersByPath",
-                  ("secretsmanager", "get-secret-value"): "GetSecretValue", ("ecr", "get-authorization-token"): "GetAuthorizationToken"}
-CLI_PARAMETERS = {"--log-group-name": "logGroupName", "--log-stream-name": "logStreamName", "--log-events": "logEvents",
+                  ("secretsmanager", "get-secret-value"): "GetSecretValue", ("ecr", "get-authorization-token"): "GetAuthorizationToken",
+                  ("autoscaling", "describe-auto-scaling-instances"): "DescribeAutoScalingInstances",
+                  ("autoscaling", "describe-auto-scaling-groups"): "DescribeAutoScalingGroups"}
+# The query APIs' (Auto Scaling's) parameters as their form names: the one list item the scripts pass is member 1.
+CLI_PARAMETERS = {"--instance-ids": "InstanceIds.member.1", "--auto-scaling-group-names": "AutoScalingGroupNames.member.1",
+                  "--log-group-name": "logGroupName", "--log-stream-name": "logStreamName", "--log-events": "logEvents",
                   "--name": "Name", "--value": "Value", "--type": "Type", "--overwrite": "Overwrite", "--secret-id": "SecretId",
                   "--path": "Path", "--recursive": "Recursive"}
 
@@ -187,8 +192,14 @@ class Host:
         made = []
         for call in self.calls():
             if call[0] == "curl" and "--aws-sigv4" in call:
-                target = next(h for h in call if h.startswith("X-Amz-Target: ")).removeprefix("X-Amz-Target: ")
-                made.append(AwsRequest(target.split(".")[1], json.loads(call[call.index("--data-binary") + 1]), "curl"))
+                body = call[call.index("--data-binary") + 1]
+                target = next((h for h in call if h.startswith("X-Amz-Target: ")), None)
+                if target is None:  # a query API: the action and its parameters in a form
+                    form = dict(urllib.parse.parse_qsl(body, strict_parsing=True))
+                    assert form.pop("Version") == "2011-01-01", body
+                    made.append(AwsRequest(form.pop("Action"), form, "curl"))
+                else:
+                    made.append(AwsRequest(target.removeprefix("X-Amz-Target: ").split(".")[1], json.loads(body), "curl"))
             elif call[0] == "aws" and tuple(call[1:3]) in CLI_OPERATIONS:
                 flags = {arg: call[i + 1] if i + 1 < len(call) and not call[i + 1].startswith("--") else True
                          for i, arg in enumerate(call) if arg.startswith("--")}

@@ -119,9 +119,10 @@ def test_a_report_path_must_be_a_path(host: Host) -> None:
 # --- boot: the version the fleet serves ------------------------------------------------------
 
 
-def peers(host: Host, reports: dict[str, dict], in_service: list[str]) -> None:
+def peers(host: Host, reports: dict[str, dict], in_service: list[str], leaving: tuple[str, ...] = ()) -> None:
     (host.state / "asg_name").write_text("liftoff-production-hosts\n")
-    (host.state / "asg_in_service.json").write_text(json.dumps([INSTANCE_ID, *in_service]))
+    members = [(instance, "InService") for instance in (INSTANCE_ID, *in_service)] + [(instance, "Terminating") for instance in leaving]
+    (host.state / "asg_instances.json").write_text(json.dumps([{"InstanceId": i, "LifecycleState": state} for i, state in members]))
     (host.state / "ssm").mkdir(exist_ok=True)
     for instance, report in reports.items():
         (host.state / "ssm" / f"{REPORT_PATH}{instance}".replace("/", "%")).write_text(json.dumps({"instance": instance, **report}))
@@ -136,11 +137,17 @@ def test_a_replacement_boots_the_version_every_ready_peer_serves_not_the_paramet
     peers(host, {OTHER_INSTANCE_ID: {"active": "1.0.0", "ready": True},
                  THIRD_INSTANCE_ID: {"active": "1.0.0", "ready": True},
                  # a terminated host's report stays behind; not in service, it does not count
-                 "i-0ddddddddddddddd4": {"active": "1.1.0", "ready": True}},
-          in_service=[OTHER_INSTANCE_ID, THIRD_INSTANCE_ID])
+                 "i-0ddddddddddddddd4": {"active": "1.1.0", "ready": True},
+                 # nor does one leaving the group
+                 "i-0fffffffffffffff6": {"active": "1.1.0", "ready": True}},
+          in_service=[OTHER_INSTANCE_ID, THIRD_INSTANCE_ID], leaving=("i-0fffffffffffffff6",))
     result = host.run("liftoff-boot")
     assert result.returncode == 0, result.stderr
     assert "every ready peer serves 1.0.0, not 1.1.0" in result.stderr
+    # The group, then its members, asked of Auto Scaling (its query API, signed by curl, unless curl cannot sign).
+    assert [(r.operation, r.parameters, r.via) for r in host.requests() if r.operation.startswith("DescribeAutoScaling")] == [
+        ("DescribeAutoScalingInstances", {"InstanceIds.member.1": INSTANCE_ID}, signing),
+        ("DescribeAutoScalingGroups", {"AutoScalingGroupNames.member.1": "liftoff-production-hosts"}, signing)]
     assert host.active() == "IMAGE_TAG=1.0.0\n" and host.restarts() == ["1.0.0"]
     end = report_history(host)[-1]
     assert end["last_gate"]["gate"] == "boot" and end["last_gate"]["version"] == "1.0.0"
@@ -167,6 +174,17 @@ def test_otherwise_boot_follows_the_parameter(host: Host, reports: dict, why: st
     result = host.run("liftoff-boot")
     assert result.returncode == 0, result.stderr
     assert why in result.stderr and host.active() == "IMAGE_TAG=1.1.0\n"
+
+
+def test_a_host_in_no_group_boots_the_parameter(host: Host, signing) -> None:
+    reporting(host)
+    (host.state / "ssm_active_tag").write_text("1.1.0\n")
+    peers(host, {OTHER_INSTANCE_ID: {"active": "1.0.0", "ready": True}}, in_service=[OTHER_INSTANCE_ID])
+    (host.state / "asg_name").unlink()  # Auto Scaling knows no such instance
+    result = host.run("liftoff-boot")
+    assert result.returncode == 0, result.stderr
+    assert "no ready peer reports a version" in result.stderr and host.active() == "IMAGE_TAG=1.1.0\n"
+    assert [r.operation for r in host.requests() if r.operation.startswith("DescribeAutoScaling")] == ["DescribeAutoScalingInstances"]
 
 
 def test_liftoff_report_writes_what_it_finds_and_keeps_the_last_gate(host: Host) -> None:

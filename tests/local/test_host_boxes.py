@@ -309,6 +309,20 @@ def test_a_host_signs_its_event_lines_and_reports_with_curl_under_its_roles_poli
     assert group in [g["logGroupName"] for g in hosts.session.client("logs").describe_log_groups()["logGroups"]]
 
 
+def test_a_host_reads_its_group_and_the_in_service_peers_from_auto_scalings_xml_signed_by_curl(hosts):
+    box = hosts.hosts[0]
+    # The host scripts' own functions; with `aws` made to fail, curl's signed query (and its XML, read in bash) is
+    # the only way they can answer.
+    script = (". /opt/liftoff/bin/liftoff-common.sh && load_config && aws() { echo 'the CLI was called' >&2; return 99; } && "
+              f"group=$(group_of_instance {box.instance_id}) && echo \"$group\" && in_service_instances \"$group\"")
+    read = boxes.run_on_box(hosts.daemon, box, "bash", "-c", script, timeout=60)
+    assert read.returncode == 0, read.stderr
+    group_name, peers = read.stdout.splitlines()
+    groups = hosts.session.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])["AutoScalingGroups"]
+    in_service = [i["InstanceId"] for i in groups[0]["Instances"] if i["LifecycleState"] == "InService"]
+    assert sorted(json.loads(peers)) == sorted(in_service) and box.instance_id in in_service
+
+
 def test_each_release_has_its_own_digest_in_the_registry_and_the_emulated_ecr(hosts, production):
     details = production.client("ecr").describe_images(repositoryName=production.repository_name)["imageDetails"]
     by_tag = {tag: detail["imageDigest"] for detail in details for tag in detail.get("imageTags", [])}

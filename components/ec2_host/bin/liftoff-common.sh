@@ -310,8 +310,8 @@ imds_read() {
 
 # --- small AWS calls, signed by curl -----------------------------------------------------------------
 # An event line (every slot start and stop, which waits for it in ExecStartPost), a host report (every gate), the
-# database secret (every slot start), the registry's token (every pull) and a boot's parameters are one small JSON
-# request each. The AWS CLI spends ~0.6 CPU-s starting up for each (measured in a host box); curl
+# database secret (every slot start), the registry's token (every pull), a boot's parameters and its Auto Scaling
+# group are one small request each. The AWS CLI spends ~0.6 CPU-s starting up for each (measured in a host box); curl
 # signs the same request (SigV4, with the instance role's credentials from IMDS, as the CLI gets them) in
 # milliseconds. --aws-sigv4 needs curl 7.75 or later built with AWS auth: where this host's curl cannot sign, the
 # caller makes the call with the CLI instead.
@@ -363,10 +363,46 @@ credentials_config() {
 }
 
 # aws_json SERVICE TARGET BODY: AWS's JSON answer on stdout; non-zero with AWS's error ("Type: message") on stderr;
-# CURL_CANNOT_SIGN when this curl cannot sign a request. As the CLI does, a call that could not connect, or was
-# answered 5xx or throttled (a fleet's hosts reporting at once), is tried again: three attempts in all.
+# CURL_CANNOT_SIGN when this curl cannot sign a request.
 aws_json() {
-    local service="$1" target="$2" body="$3" token role credentials domain host response status code attempt
+    aws_signed "$1" "application/x-amz-json-1.1" "$3" "X-Amz-Target: $2"
+}
+
+# aws_query SERVICE VERSION ACTION NAME=VALUE...: the XML answer of a query-protocol API (Auto Scaling's) on stdout,
+# as aws_json answers (the values are URL-encoded here).
+aws_query() {
+    local service="$1" body="Action=$3&Version=$2" pair
+    shift 3
+    for pair in "$@"; do
+        body+="&${pair%%=*}=$(url_encoded "${pair#*=}")"
+    done
+    aws_signed "$service" "application/x-www-form-urlencoded; charset=utf-8" "$body"
+}
+
+# Byte by byte (LC_ALL=C), as SigV4 and the API read it.
+url_encoded() {
+    local LC_ALL=C text="$1" encoded="" char
+    while [[ -n "$text" ]]; do
+        char="${text:0:1}" text="${text:1}"
+        case "$char" in
+        [A-Za-z0-9._~-]) encoded+="$char" ;;
+        *) encoded+="$(printf '%%%02X' "'$char")" ;;
+        esac
+    done
+    printf '%s' "$encoded"
+}
+
+# The text of an XML element's content (AWS's query APIs answer in XML): its five escapes undone.
+xml_text() {
+    sed -e 's/&lt;/</g' -e 's/&gt;/>/g' -e "s/&apos;/'/g" -e 's/&quot;/"/g' -e 's/&amp;/\&/g'
+}
+
+# aws_signed SERVICE CONTENT_TYPE BODY [HEADER]: the request both protocols make. As the CLI does, a call that could
+# not connect, or was answered 5xx or throttled (a fleet's hosts reporting at once), is tried again: three attempts.
+aws_signed() {
+    local service="$1" content_type="$2" body="$3" token role credentials domain host response status code attempt
+    local -a extra=()
+    [[ -z "${4:-}" ]] || extra=(-H "$4")
     token="$(imds_token)" && role="$(imds_read "$token" iam/security-credentials/)" &&
         credentials="$(imds_read "$token" "iam/security-credentials/$role")" || return 1
     # The partition's DNS suffix (amazonaws.com, amazonaws.com.cn, ...), as EC2 tells its instances.
@@ -378,7 +414,7 @@ aws_json() {
         # The role's keys go to curl on its standard input, never on a command line other users of the host can read;
         # the answer (a secret, a registry token) stays in memory: the status follows it on a line of its own.
         response="$(credentials_config "$credentials" | curl -sS --max-time 10 --config - --aws-sigv4 "aws:amz:$AWS_REGION:$service" \
-            -H "Content-Type: application/x-amz-json-1.1" -H "X-Amz-Target: $target" --data-binary "$body" \
+            -H "Content-Type: $content_type" "${extra[@]}" --data-binary "$body" \
             -o - -w '\n%{http_code}' "https://$host/")" || code=$?
         # Unknown option (older curl), or libcurl built without AWS auth: nothing was sent.
         case "$code" in 2 | 4 | 48) return "$CURL_CANNOT_SIGN" ;; esac
@@ -395,10 +431,57 @@ aws_json() {
         [[ $attempt -eq 3 ]] || sleep "$((attempt * LIFTOFF_AWS_RETRY_SECONDS))"
     done
     if [[ $code -eq 0 ]]; then
-        jq -r --arg status "$status" '"\((.__type // "HTTP \($status)") | sub(".*#"; "")): \(.message // .Message // "")"' \
-            <<<"$response" >&2 2>/dev/null || echo "HTTP $status from $service" >&2
+        aws_error "$status" "$response" >&2 || echo "HTTP $status from $service" >&2
     fi
     return 1
+}
+
+# "Type: message" from AWS's error answer: JSON ({"__type", "message"}) or XML (<Code>, <Message>).
+aws_error() {
+    local status="$1" response="$2" type message
+    if [[ "$response" == "<"* ]]; then
+        response="$(tr -d '\n' <<<"$response")"
+        type="$(sed -n 's/.*<Code>\([^<]*\)<\/Code>.*/\1/p' <<<"$response" | xml_text)"
+        message="$(sed -n 's/.*<Message>\([^<]*\)<\/Message>.*/\1/p' <<<"$response" | xml_text)"
+        printf '%s: %s\n' "${type:-HTTP $status}" "$message"
+    else
+        jq -r --arg status "$status" '"\((.__type // "HTTP \($status)") | sub(".*#"; "")): \(.message // .Message // "")"' \
+            <<<"$response" 2>/dev/null
+    fi
+}
+
+# The Auto Scaling group INSTANCE belongs to ("" when none).
+group_of_instance() {
+    local answer code=0
+    answer="$(aws_query autoscaling 2011-01-01 DescribeAutoScalingInstances "InstanceIds.member.1=$1")" || code=$?
+    if [[ $code -eq $CURL_CANNOT_SIGN ]]; then
+        answer="$(aws autoscaling describe-auto-scaling-instances --region "$AWS_REGION" --instance-ids "$1" \
+            --query 'AutoScalingInstances[0].AutoScalingGroupName' --output text)" || return 1
+        [[ "$answer" == None ]] || printf '%s\n' "$answer"
+        return 0
+    fi
+    [[ $code -eq 0 ]] || return "$code"
+    # One instance asked for: one group name at most.
+    tr -d '\n' <<<"$answer" | sed -n 's/.*<AutoScalingGroupName>\([^<]*\)<\/AutoScalingGroupName>.*/\1/p' | xml_text
+}
+
+# The InService instances of Auto Scaling group GROUP, as a JSON array of their ids.
+in_service_instances() {
+    local answer code=0 ids="" id
+    answer="$(aws_query autoscaling 2011-01-01 DescribeAutoScalingGroups "AutoScalingGroupNames.member.1=$1")" || code=$?
+    if [[ $code -eq $CURL_CANNOT_SIGN ]]; then
+        aws autoscaling describe-auto-scaling-groups --region "$AWS_REGION" --auto-scaling-group-names "$1" \
+            --query "AutoScalingGroups[0].Instances[?LifecycleState=='InService'].InstanceId" --output json
+        return
+    fi
+    [[ $code -eq 0 ]] || return "$code"
+    # A <member> each: an instance's holds its InstanceId and LifecycleState (and no list); no other member of the
+    # answer has an InstanceId. Instance ids are i- and hex digits: nothing to escape in JSON.
+    while read -r id; do
+        ids+="${ids:+,}\"$id\""
+    done < <(tr -d '\n' <<<"$answer" | sed 's/<member>/\n/g' |
+        sed -n '/<LifecycleState>InService<\/LifecycleState>/s/.*<InstanceId>\([^<]*\)<\/InstanceId>.*/\1/p')
+    printf '[%s]\n' "$ids"
 }
 
 # --- activation: slots ------------------------------------------------------------------------
