@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.docker_fixtures import held, stop_the_runs_daemon
-from tests.helpers.scheduling import is_the_short_lane, next_unit, unit_minutes
+from tests.helpers.scheduling import SHORT_LANE_NICENESS, is_the_short_lane, next_unit, unit_minutes
 from tests.helpers.synth import Synthesis, box_world_context, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
@@ -87,6 +87,11 @@ def pytest_configure(config):
     from local import botocore_data, moto_models
 
     moto_models.install()
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and is_the_short_lane(workerinput.get("workerid", ""), int(workerinput.get("workercount", 0))):
+        # The Docker lanes are the run's critical path: the short lane (and what it starts, its emulators included)
+        # yields the cores to them and takes what they leave while their worlds wait.
+        os.nice(SHORT_LANE_NICENESS)
     # Sessions are made per `liftoff` run, per deploy helper, per test: a fifth of test_cli.py's time was botocore
     # parsing the same JSON again (profiled).
     botocore_data.share_one_loader()

@@ -5,6 +5,8 @@ from collections.abc import Iterable, Set
 
 # With this many workers or more, the last one is the short lane.
 SHORT_LANE_FROM_WORKERS = 4
+# How much the short lane yields to the Docker lanes (Linux's nice: 5 weighs a third of 0 when both want a core).
+SHORT_LANE_NICENESS = 5
 
 
 def is_the_short_lane(worker_id: str, worker_count: int) -> bool:
