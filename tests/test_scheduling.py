@@ -21,9 +21,10 @@ def test_the_short_lane_takes_short_units_while_there_are_some_then_the_rest():
     assert next_unit(QUEUE[:2], DOCKER, holds_a_docker_test=True, short_lane=False) == "tests/local/test_faulty.py"
 
 
-def test_the_last_of_four_workers_or_more_is_the_short_lane():
-    assert is_the_short_lane("gw3", 4) and is_the_short_lane("gw5", 6)
+def test_the_workers_after_three_docker_lanes_are_short_lanes_from_four_workers_on():
+    assert is_the_short_lane("gw3", 4) and is_the_short_lane("gw3", 5) and is_the_short_lane("gw4", 5)
     assert not is_the_short_lane("gw2", 4) and not is_the_short_lane("gw2", 3) and not is_the_short_lane("gw0", 1)
+    assert not is_the_short_lane("gw5", 5) and not is_the_short_lane("master", 4)
 
 
 def test_a_units_minutes_are_its_own_mark_its_modules_or_a_share_of_them():

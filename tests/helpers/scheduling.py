@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Set
 
-# With this many workers or more, the last one is the short lane.
-SHORT_LANE_FROM_WORKERS = 4
-# How much the short lane yields to the Docker lanes (Linux's nice: 5 weighs a third of 0 when both want a core).
+# The first workers are the Docker lanes; with this many workers or more, those after them are short lanes.
+DOCKER_LANES = 3
+SHORT_LANE_FROM_WORKERS = DOCKER_LANES + 1
+# How much a short lane yields to the Docker lanes (Linux's nice: 5 weighs a third of 0 when both want a core).
 SHORT_LANE_NICENESS = 5
 
 
 def is_the_short_lane(worker_id: str, worker_count: int) -> bool:
-    """The last worker of four or more takes the short, CPU-bound units first: the Docker units mostly wait on their
-    worlds (sleeps, health checks, bakes), and this lane uses the cores meanwhile."""
-    return worker_count >= SHORT_LANE_FROM_WORKERS and worker_id == f"gw{worker_count - 1}"
+    """Each worker after the Docker lanes (of four or more) takes the short, CPU-bound units first: the Docker units
+    mostly wait on their worlds (sleeps, health checks, bakes), and the short lanes use the cores meanwhile."""
+    index = worker_id.removeprefix("gw")
+    return worker_count >= SHORT_LANE_FROM_WORKERS and index.isdigit() and DOCKER_LANES <= int(index) < worker_count
 
 
 def next_unit(queue: Iterable[str], docker_units: Set[str], *, holds_a_docker_test: bool, short_lane: bool) -> str:
