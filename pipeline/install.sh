@@ -11,7 +11,9 @@ for package in boto3 cfn-lint moto; do
     pin="$(grep -E "^${package}([<>=!~ ]|$)" requirements.txt)" || die "$EXIT_USAGE" "requirements.txt pins no $package"
     pins+=("$pin")
 done
-python3 -m pip install --quiet --disable-pip-version-check "${pins[@]}"
+# --no-compile: a job imports a small part of these (boto3's, and config's data files of cfn-lint and moto);
+# Python compiles what it imports when it first does, not all of moto's and cfn-lint's modules up front.
+python3 -m pip install --quiet --disable-pip-version-check --no-compile "${pins[@]}"
 # setuptools leaves a build/ directory behind in the checkout; remove it unless it was there before.
 [[ -e build ]] && had_build=1 || had_build=0
 python3 -m pip install --quiet --disable-pip-version-check --no-deps .
