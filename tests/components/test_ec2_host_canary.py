@@ -221,13 +221,15 @@ def test_a_slower_canary_is_held_back(world):
 def test_a_good_canary_takes_its_share_and_passes(world):
     good = Slot()
     old, proxy = world(good, CANARY_SECONDS="5")
-    load = Load(proxy.port)
+    # Four clients: a loaded machine slows each, and the canary is judged only from its 10th request (else "not judged").
+    loads = [Load(proxy.port) for _ in range(4)]
     run = proxy.shell('if run_canary b 1.1.0; then echo PASSED; else echo "HELD: $CANARY_VERDICT"; fi')
-    load.stop()
+    for load in loads:
+        load.stop()
     assert "PASSED" in run.stdout, run.stdout + run.stderr
     share = good.answered / (good.answered + old.answered)
     assert 0.04 <= share <= 0.2  # about the 10 % asked
-    assert set(load.codes) == {200}
+    assert {code for load in loads for code in load.codes} == {200}
     assert json.loads((proxy.dir / "canary.json").read_text())["verdict"] == "good"
     # The caller routes next: until then the proxy still splits, and route_to_slot gives b all of it.
     proxy.shell("route_to_slot b")
