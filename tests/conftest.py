@@ -14,8 +14,8 @@ one daemon and one build of each image for the whole run). The Docker units go f
 first (a module's `pytest.mark.cost(minutes=...)`, measured, says what it costs alone, shared among its tests
 where each is a unit of its own; a test's own mark is its own): they mostly wait on real processes, so they
 overlap. The rest follow, the costliest first too. With four workers or more those after the first three are short lanes: they
-take the short, CPU-bound units from the start, using the cores while the worlds wait, at a lower priority
-(nice 5: the worlds are the run's critical path); then every worker takes what is left. A worker about to finish a Docker test never has the next Docker unit committed to it
+take the short, CPU-bound units from the start, using the cores while the worlds wait; then every worker
+takes what is left. A worker about to finish a Docker test never has the next Docker unit committed to it
 (another worker may be free first): tests/helpers/scheduling.py decides. Session fixtures (the synthesis) run
 once per worker.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.docker_fixtures import held, stop_the_runs_daemon
-from tests.helpers.scheduling import SHORT_LANE_NICENESS, is_the_short_lane, next_unit, unit_minutes
+from tests.helpers.scheduling import is_the_short_lane, next_unit, unit_minutes
 from tests.helpers.synth import Synthesis, box_world_context, cdk_context, synthesize
 
 pytest_plugins = ["tests.helpers.emulator_fixtures", "tests.helpers.docker_fixtures"]
@@ -87,11 +87,6 @@ def pytest_configure(config):
     from local import botocore_data, moto_models
 
     moto_models.install()
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput and is_the_short_lane(workerinput.get("workerid", ""), int(workerinput.get("workercount", 0))):
-        # The Docker lanes are the run's critical path: the short lane (and what it starts, its emulators included)
-        # yields the cores to them and takes what they leave while their worlds wait.
-        os.nice(SHORT_LANE_NICENESS)
     # Sessions are made per `liftoff` run, per deploy helper, per test: a fifth of test_cli.py's time was botocore
     # parsing the same JSON again (profiled).
     botocore_data.share_one_loader()

@@ -6,8 +6,6 @@ from collections.abc import Iterable, Set
 # The first workers are the Docker lanes; with this many workers or more, those after them are short lanes.
 DOCKER_LANES = 3
 SHORT_LANE_FROM_WORKERS = DOCKER_LANES + 1
-# How much a short lane yields to the Docker lanes (Linux's nice: 5 weighs a third of 0 when both want a core).
-SHORT_LANE_NICENESS = 5
 
 
 def is_the_short_lane(worker_id: str, worker_count: int) -> bool:
