@@ -13,9 +13,9 @@ ported for itself, so units run side by side on one Docker daemon (tests/helpers
 one daemon and one build of each image for the whole run). The Docker units go first, the costliest
 first (a module's `pytest.mark.cost(minutes=...)`, measured, says what it costs alone, shared among its tests
 where each is a unit of its own; a test's own mark is its own): they mostly wait on real processes, so they
-overlap. The rest follow, the costliest first too. With four workers or more those after the first three are short lanes: they
-take the short, CPU-bound units from the start, using the cores while the worlds wait; then every worker
-takes what is left. A worker about to finish a Docker test never has the next Docker unit committed to it
+overlap. The rest follow, the costliest first too. With four workers or more those after the first three
+are short lanes: they take the short, CPU-bound units from the start, using the cores while the worlds wait;
+then every worker takes what is left. A worker about to finish a Docker test never has the next Docker unit committed to it
 (another worker may be free first): tests/helpers/scheduling.py decides. Session fixtures (the synthesis) run
 once per worker.
 

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Set
 
-# The first workers are the Docker lanes; with this many workers or more, those after them are short lanes.
+# The first workers are the Docker lanes; any after them are short lanes.
 DOCKER_LANES = 3
-SHORT_LANE_FROM_WORKERS = DOCKER_LANES + 1
 
 
 def is_the_short_lane(worker_id: str, worker_count: int) -> bool:
     """Each worker after the Docker lanes (of four or more) takes the short, CPU-bound units first: the Docker units
     mostly wait on their worlds (sleeps, health checks, bakes), and the short lanes use the cores meanwhile."""
     index = worker_id.removeprefix("gw")
-    return worker_count >= SHORT_LANE_FROM_WORKERS and index.isdigit() and DOCKER_LANES <= int(index) < worker_count
+    return index.isdigit() and DOCKER_LANES <= int(index) < worker_count
 
 
 def next_unit(queue: Iterable[str], docker_units: Set[str], *, holds_a_docker_test: bool, short_lane: bool) -> str:
