@@ -45,6 +45,7 @@ def cfn_lint_data(extension: str, file: str) -> Any:
     return _package_data("cfn-lint", "cfnlint", "data", "schemas", "extensions", extension, file)
 
 
+@lru_cache(maxsize=None)  # asked for every stage at every read of the config; the installed data does not change
 def ec2_instance_types(region: str | None) -> frozenset[str]:
     """EC2 instance types offered in `region` (every region's when None), as cfn-lint ships them."""
     data = {name: value["enum"] for name, value in cfn_lint_data("aws_ec2_instance", "instancetype_enum.json").items()
@@ -102,6 +103,7 @@ def rds_postgres_instance_classes(region: str | None, engine_version: str = POST
     return frozenset(c.removeprefix("db.") for c in classes)
 
 
+@lru_cache(maxsize=None)
 def known_regions() -> tuple[str, ...]:
     data = cfn_lint_data("aws_ec2_instance", "instancetype_enum.json")
     return tuple(sorted(name for name, value in data.items() if isinstance(value, Mapping) and value.get("enum")))
