@@ -89,8 +89,10 @@ class EmulatedRuntime(runtime.EmulatedRuntime):
     """
 
     def __init__(self, emulated: EmulatedStage, *, healthy: bool = True):
+        # The stage's clients, made once per test: a test runs the CLI several times, each run a new runtime, and a
+        # client costs ~10 ms of CPU to make (a CLI process on AWS makes each once anyway).
         super().__init__(service_stack=emulated.stack_names["service"], registry_stack=emulated.stack_names["registry"],
-                         region=emulated.region, healthy=healthy)
+                         region=emulated.region, session=emulated.session, healthy=healthy)
         self.emulated = emulated
 
 
