@@ -23,7 +23,7 @@ from local.adapter import adapt_assembly, alarms_to_create, secrets_to_create
 from local.assembly import StageStacks, read_templates
 from local.ecs_stage import StageTasks, TasksRuntime
 from local.emulator import Emulator
-from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
+from local.hosts import WOKEN_FOLLOW_INTERVAL_SECONDS, HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from local.principals import operator_session
 from local.runtime import STAND_IN_NOTE, EmulatedRuntime
@@ -549,7 +549,8 @@ def real_hosts(deployed: LocalStage, releases: list[str], *, keep: bool = False,
             # As on AWS, where the stack's creation ends with the hosts in service: every target healthy first.
             hosts.wait_in_service()
         print_hosts(hosts)
-        state_manager = StateManagerStandIn(hosts, say=lambda line: log(line))
+        # The walk changes the stack through HostsRuntime, which wakes the follower.
+        state_manager = StateManagerStandIn(hosts, say=lambda line: log(line), interval=WOKEN_FOLLOW_INTERVAL_SECONDS)
         with step("the stage and activate associations' first run on every host (as their creation does on AWS)"):
             state_manager.start()
         yield hosts, state_manager

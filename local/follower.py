@@ -2,7 +2,8 @@
 stand-in each follow what the emulator holds with one.
 
 A follower runs its step once in the caller (so what the step sets up exists when `start` returns, and a
-first failure raises there), then on its own thread every `interval` seconds until `stop`. A step that
+first failure raises there), then on its own thread every `interval` seconds until `stop`, or at once when
+`wake` says what it follows has changed (a change made in this process need not wait for the next poll). A step that
 raises later is said in one line and the loop goes on: a transient emulator or socket error must not end
 a follower that a whole walk relies on.
 """
@@ -19,6 +20,7 @@ class Follower:
                  stop_timeout: float = 10.0):
         self.name, self.step, self.interval, self.say, self.stop_timeout = name, step, interval, say, stop_timeout
         self._stop = threading.Event()
+        self._woken = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -29,15 +31,24 @@ class Follower:
     def stop(self) -> None:
         """Stops after the step in progress (waited for up to `stop_timeout`: a gate run may take minutes)."""
         self._stop.set()
+        self._woken.set()
         if self._thread is not None:
             self._thread.join(timeout=self.stop_timeout)
+
+    def wake(self) -> None:
+        """The next step now; during a step, one more right after it (the change may have come too late for it)."""
+        self._woken.set()
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def _follow(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._woken.wait(self.interval)
+            self._woken.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.step()
             except Exception as error:

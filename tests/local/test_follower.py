@@ -46,3 +46,49 @@ def test_a_first_step_that_fails_raises_from_start_and_starts_no_thread():
         follower.start()
     assert not follower.running
     follower.stop()  # stopping what never started is harmless
+
+
+def test_wake_runs_the_next_step_now_instead_of_after_the_interval():
+    stepped = threading.Semaphore(0)
+    follower = Follower("State Manager stand-in", stepped.release, interval=3600)
+    follower.start()
+    assert stepped.acquire(timeout=1)  # the first step, in the caller
+    assert not stepped.acquire(timeout=0.3)  # an hour to the next poll
+    follower.wake()
+    assert stepped.acquire(timeout=10), "a woken follower waited for its interval"
+    assert not stepped.acquire(timeout=0.3)  # one wake, one step
+    follower.stop()
+    assert not follower.running
+
+
+def test_a_wake_during_a_step_runs_one_more_step_after_it():
+    # The change may have come after the step read what it follows: it must not wait for the next poll.
+    in_step, release = threading.Event(), threading.Event()
+    steps = []
+
+    def step():
+        steps.append(time.monotonic())
+        if len(steps) == 2:
+            in_step.set()
+            release.wait(10)
+
+    follower = Follower("State Manager stand-in", step, interval=3600)
+    follower.start()
+    follower.wake()
+    assert in_step.wait(10)
+    follower.wake()  # during the second step
+    release.set()
+    deadline = time.monotonic() + 10
+    while len(steps) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    follower.stop()
+    assert len(steps) == 3
+
+
+def test_stop_ends_a_follower_waiting_out_a_long_interval_at_once():
+    follower = Follower("State Manager stand-in", lambda: None, interval=3600)
+    follower.start()
+    began = time.monotonic()
+    follower.stop()
+    assert not follower.running
+    assert time.monotonic() - began < 5

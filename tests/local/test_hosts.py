@@ -3,9 +3,10 @@ tests/local/test_host_boxes.py and tests/local/test_local_up.py)."""
 from __future__ import annotations
 
 import json
+import time
 
 from local import hosts as hosts_module
-from local.hosts import GateRun, StateManagerStandIn
+from local.hosts import GateRun, HostsRuntime, StateManagerStandIn
 
 TEMPLATE = {"Resources": {"Activate": {"Type": "AWS::SSM::Association",
                                        "Properties": {"Parameters": {"ImageTag": [{"Ref": "ImageTag"}]}, "MaxConcurrency": "100%"}}}}
@@ -22,6 +23,9 @@ class FakeStack:
 
     def get_template(self, StackName: str, TemplateStage: str) -> dict:  # noqa: N803
         return {"TemplateBody": json.dumps(TEMPLATE)}
+
+    def update_stack(self, StackName: str, Parameters: list[dict], **_) -> None:  # noqa: N803
+        self.parameters.update({p["ParameterKey"]: p["ParameterValue"] for p in Parameters if "ParameterValue" in p})
 
 
 class FakeHosts:
@@ -51,3 +55,23 @@ def test_settle_runs_a_change_the_follower_has_not_polled_yet_and_stops_followin
     assert not state_manager._follower.running
     assert "  activate 1.1.0: 1 host(s), MaxConcurrency 100%" in [line.rsplit(",", 1)[0] for line in said]
     assert state_manager.settle() == []  # nothing left to run: nothing runs twice
+
+
+def test_a_stack_change_through_the_runtime_runs_its_gate_without_waiting_for_the_poll():
+    stack = FakeStack(StagedImageTag="1.0.0", ImageTag="1.0.0")
+    hosts = FakeHosts(stack)
+    state_manager = StateManagerStandIn(hosts, say=lambda _: None, interval=3600)  # it would poll again in an hour
+    state_manager.start()
+    session = type("Session", (), {"client": lambda _self, _name, **_settings: stack})()
+    runtime = HostsRuntime(hosts=hosts, state_manager=state_manager, service_stack=hosts.service_stack,
+                           registry_stack="production-registry", session=session)
+    try:
+        runtime.update_parameters(hosts.service_stack, [{"ParameterKey": "ImageTag", "ParameterValue": "1.1.0"},
+                                                        {"ParameterKey": "StagedImageTag", "UsePreviousValue": True}])
+        deadline = time.monotonic() + 10
+        while hosts.ran[-1] != ("activate", "1.1.0", "100%") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert hosts.ran[-1] == ("activate", "1.1.0", "100%")
+        assert state_manager.status["activate"] == {"tag": "1.1.0", "status": "Success"}
+    finally:
+        state_manager.stop()

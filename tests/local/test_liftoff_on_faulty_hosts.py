@@ -30,7 +30,7 @@ import pytest
 from bench.rollout import ANSWERS_5XX, harmful_image
 from local import boxes, images
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
-from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
+from local.hosts import WOKEN_FOLLOW_INTERVAL_SECONDS, HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from release import decisions as d
 from release.cli import main
@@ -74,7 +74,7 @@ def hosts(docker_daemon, box_image, service_image, release_images, emulator, pro
 @pytest.fixture(scope="module")
 def state_manager(hosts):
     """The associations, as on AWS: each gate runs on the hosts whenever the stack's parameter changes."""
-    following = StateManagerStandIn(hosts, say=lambda _: None)
+    following = StateManagerStandIn(hosts, say=lambda _: None, interval=WOKEN_FOLLOW_INTERVAL_SECONDS)  # the runtime wakes it
     following.start()
     try:
         yield following
