@@ -8,6 +8,7 @@ import time
 import pytest
 
 from local.follower import Follower
+from tests.helpers.box_world import wait_until
 
 
 def test_the_first_step_runs_in_the_caller_and_the_rest_go_on_past_an_error_until_stopped():
@@ -78,9 +79,7 @@ def test_a_wake_during_a_step_runs_one_more_step_after_it():
     assert in_step.wait(10)
     follower.wake()  # during the second step
     release.set()
-    deadline = time.monotonic() + 10
-    while len(steps) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(steps) >= 3, 10, "a third step after the wake during the second", interval=0.01)
     follower.stop()
     assert len(steps) == 3
 

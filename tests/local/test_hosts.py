@@ -3,10 +3,10 @@ tests/local/test_host_boxes.py and tests/local/test_local_up.py)."""
 from __future__ import annotations
 
 import json
-import time
 
 from local import hosts as hosts_module
 from local.hosts import GateRun, HostsRuntime, StateManagerStandIn
+from tests.helpers.box_world import wait_until
 
 TEMPLATE = {"Resources": {"Activate": {"Type": "AWS::SSM::Association",
                                        "Properties": {"Parameters": {"ImageTag": [{"Ref": "ImageTag"}]}, "MaxConcurrency": "100%"}}}}
@@ -68,10 +68,7 @@ def test_a_stack_change_through_the_runtime_runs_its_gate_without_waiting_for_th
     try:
         runtime.update_parameters(hosts.service_stack, [{"ParameterKey": "ImageTag", "ParameterValue": "1.1.0"},
                                                         {"ParameterKey": "StagedImageTag", "UsePreviousValue": True}])
-        deadline = time.monotonic() + 10
-        while hosts.ran[-1] != ("activate", "1.1.0", "100%") and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert hosts.ran[-1] == ("activate", "1.1.0", "100%")
+        wait_until(lambda: hosts.ran[-1] == ("activate", "1.1.0", "100%"), 10, "the activate gate of 1.1.0", interval=0.01)
         assert state_manager.status["activate"] == {"tag": "1.1.0", "status": "Success"}
     finally:
         state_manager.stop()
