@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import http.client
 import io
+import ipaddress
 import json
 import ssl
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -140,7 +142,7 @@ def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, re
     started: list[tuple[str, str]] = []
     proxy: subprocess.Popen | None = None
     try:
-        network = daemon.run("network", "create", "--label", f"liftoff.harness={name}", f"{name}-net").stdout.strip()
+        network = _network_with_a_configured_subnet(daemon, name)
         started.append(("network", network))
         gateway = _inspect(daemon, network, "{{(index .IPAM.Config 0).Gateway}}")
         health_file = state_dir / f"{name}-target-health.json"
@@ -354,14 +356,20 @@ class InstanceProfile:
     expiration: str  # ISO 8601, UTC
 
 
+# Boxes of one world may be created from several threads (a scale-out launches its hosts together).
+_ADDRESSES = threading.Lock()
+
+
 def boot_box(daemon: Daemon, world: BoxWorld, *, image: str, instance_id: str, local_ipv4: str, user_data: bytes,
              availability_zone: str, state_dir: Path, profile: InstanceProfile | None = None) -> Box:
     """Create the box for one instance, give it its user data and metadata, start it (not waiting)."""
-    container = daemon.run(
-        "create", "--name", f"{world.name}-{instance_id}", "--label", f"liftoff.harness={world.name}",
-        "--hostname", instance_id, "--network", world.network, *BOX_RUN_OPTIONS, image).stdout.strip()
-    box = Box(instance_id=instance_id, container=container, address="", local_ipv4=local_ipv4)
-    world.boxes[instance_id] = box
+    with _ADDRESSES:  # the address is the box's from here: another box created meanwhile must not take it
+        address = _free_address(daemon, world)
+        container = daemon.run(
+            "create", "--name", f"{world.name}-{instance_id}", "--label", f"liftoff.harness={world.name}",
+            "--hostname", instance_id, "--network", world.network, "--ip", address, *BOX_RUN_OPTIONS, image).stdout.strip()
+        box = Box(instance_id=instance_id, container=container, address=address, local_ipv4=local_ipv4)
+        world.boxes[instance_id] = box
     world.record(state_dir)
     instance = {"instance_id": instance_id, "region": world.region, "availability_zone": availability_zone,
                 "local_ipv4": local_ipv4, "role": profile.role if profile else "liftoff-host"}
@@ -380,6 +388,17 @@ def boot_box(daemon: Daemon, world: BoxWorld, *, image: str, instance_id: str, l
     box.address = _address(daemon, container, world.network)
     world.record(state_dir)
     return box
+
+
+def _free_address(daemon: Daemon, world: BoxWorld) -> str:
+    """An address of the box's own on the world's network, which it keeps across a reboot (a restart), as an instance
+    keeps its private IP: left to Docker, a restarted container takes the next free address, and the load balancer
+    stand-in and the harness would lose it once another box had come or gone. Taken from the top of the subnet down,
+    away from the stand-ins' dynamic addresses at the bottom."""
+    subnet = ipaddress.ip_network(_inspect(daemon, world.network, "{{(index .IPAM.Config 0).Subnet}}"))
+    listed = _inspect(daemon, world.network, "{{range .Containers}}{{.IPv4Address}} {{end}}").split()
+    taken = {world.gateway, *(box.address for box in world.boxes.values()), *(entry.split("/")[0] for entry in listed)}
+    return next(str(host) for host in reversed(list(subnet.hosts())) if str(host) not in taken)
 
 
 def wait_signalled(daemon: Daemon, box: Box, *, timeout: float = BOOT_TIMEOUT_SECONDS) -> dict:
@@ -488,6 +507,22 @@ def _wait(check: Callable[[], bool], timeout: float, failure: str, details: Call
         if time.monotonic() > deadline:
             raise BoxError(f"{failure} within {timeout:.0f} s:\n{details()[-2000:]}")
         time.sleep(0.2)
+
+
+def _network_with_a_configured_subnet(daemon: Daemon, name: str) -> str:
+    """The world's network, its subnet configured rather than only allocated, so that a box may ask for an address of
+    its own (Docker takes `--ip` only on such a network): the subnet and gateway are the ones Docker picks from its
+    free pools for a network of this name, asked for again by value (a configured subnet shows its gateway only when
+    one was given). Another run's network may take them in between: then ask again."""
+    labels = ("--label", f"liftoff.harness={name}")
+    for _ in range(5):
+        probe = daemon.run("network", "create", *labels, f"{name}-net").stdout.strip()
+        subnet, gateway = _inspect(daemon, probe, "{{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}}").split()
+        daemon.run("network", "rm", probe)
+        created = daemon.run("network", "create", *labels, "--subnet", subnet, "--gateway", gateway, f"{name}-net", check=False)
+        if created.returncode == 0:
+            return created.stdout.strip()
+    raise BoxError(f"no subnet for {name}-net: Docker's last answer: {created.stderr.strip()[-500:]}")
 
 
 def _inspect(daemon: Daemon, network: str, template: str) -> str:
