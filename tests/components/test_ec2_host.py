@@ -118,7 +118,7 @@ class Host:
             "HEALTH_TIMEOUT_SECONDS": "1",
             "ACTIVE_TAG_PARAMETER": "/liftoff/active-image-tag",
             # These stand-ins model one container restarted in place; the two slots run for real
-            # on the host boxes (tests/local/test_host_boxes.py).
+            # on the host boxes (tests/local/host_boxes_world/test_host_gates.py).
             "ACTIVATION": "restart",
             "CONTAINER_MEMORY_MIB": "512",
         }

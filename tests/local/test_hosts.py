@@ -1,5 +1,5 @@
 """local/hosts.py's State Manager stand-in, with the stack and the hosts faked (the boxes run it for real in
-tests/local/test_host_boxes.py and tests/local/test_local_up.py)."""
+tests/local/host_boxes_world/ and tests/local/test_local_up.py)."""
 from __future__ import annotations
 
 import json

@@ -6,9 +6,8 @@ The faults `liftoff` drives the hosts through (a full disk, the registry or the 
 release ready only after a warm-up, a reboot, a killed host) are in tests/local/test_liftoff_on_faulty_hosts.py,
 which asserts what each host reports there too: one world per fault, not two.
 
-The world is this directory's (conftest.py: production, two hosts, the real releases 1.0.0 and 1.1.0 and a slow
-starter, WARMING). The tests run in order and each leaves both hosts serving 1.0.0 (from either slot), nothing warm
-beside it.
+The world is this directory's (conftest.py), as test_host_boot.py found it: fresh hosts (it only reads them). The tests
+run in order and each leaves both hosts serving 1.0.0 (from either slot), nothing warm beside it.
 """
 from __future__ import annotations
 
@@ -21,47 +20,15 @@ from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from tests.helpers.box_world import wait_until
 from tests.helpers.clients import failures
-from tests.local.host_boxes_world import WARMING
+from tests.local.host_boxes_world import UNIT_MINUTES, WARMING
+from tests.local.host_boxes_world.host_reads import (activate, active_slot, back_on_1_0_0, idle_slot, on_host,
+                                                   running_containers)
 
-# This directory's work unit alone, on 2 cores (the world, this module and test_host_migrate.py): the costliest start
-# first (tests/conftest.py).
-pytestmark = pytest.mark.cost(minutes=3)
-
-def on_host(hosts: StageHosts, box: boxes.Box, *command: str, timeout: float = 300) -> str:
-    result = boxes.run_on_box(hosts.daemon, box, *command, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(command)} on {box.instance_id}: {result.stdout}{result.stderr}"
-    return result.stdout.strip()
-
-
-def activate(hosts: StageHosts, box: boxes.Box, tag: str):
-    return boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", tag, timeout=600)
-
-
-def running_containers(hosts: StageHosts, box: boxes.Box) -> set[str]:
-    return set(on_host(hosts, box, "docker", "ps", "--format", "{{.Names}}").split())
+pytestmark = pytest.mark.cost(minutes=UNIT_MINUTES)
 
 
 def report(hosts: StageHosts, box: boxes.Box) -> dict:
     return hosts.reports()[box.instance_id]
-
-
-def active_slot(hosts: StageHosts, box: boxes.Box) -> str:
-    return on_host(hosts, box, "cat", "/etc/liftoff/active-slot")
-
-
-def idle_slot(hosts: StageHosts, box: boxes.Box) -> str:
-    return "b" if active_slot(hosts, box) == "a" else "a"
-
-
-def back_on_1_0_0(hosts: StageHosts) -> None:
-    """Both hosts serve 1.0.0 again (from either slot), with nothing warm beside it, and are in service."""
-    for box in hosts.hosts:
-        result = activate(hosts, box, "1.0.0")
-        assert result.returncode == 0, result.stderr
-        on_host(hosts, box, "/opt/liftoff/bin/liftoff-retire", idle_slot(hosts, box))
-        assert hosts.serving_version(box) == "1.0.0"
-        assert running_containers(hosts, box) == {f"liftoff-app-{active_slot(hosts, box)}"}
-    hosts.wait_in_service()
 
 
 # --- reports ---------------------------------------------------------------------------------

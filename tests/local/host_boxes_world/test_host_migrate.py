@@ -4,7 +4,7 @@ PostgreSQL. The release tool sends the stack's migrate document to one host thro
 stand-in (local/run_command.py), the host's `liftoff-migrate` runs the image's `migrate` against the
 database, and the tool records what it printed. Labels are read from the real registry's config blobs.
 
-The world is this directory's (conftest.py), after test_host_boxes_faults.py's tests: the hosts serve 1.0.0.
+The world is this directory's (conftest.py), after the other modules' tests: the hosts serve 1.0.0, nothing warm.
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from release import decisions as d
 from release.cli import main
 from release.ledger import Ledger
 from tests.helpers.synth import CDK_JSON
+from tests.local.host_boxes_world import UNIT_MINUTES
 
-pytestmark = pytest.mark.cost(minutes=3)  # this directory's work unit's (test_host_boxes_faults.py says)
+pytestmark = pytest.mark.cost(minutes=UNIT_MINUTES)
 
 CONTRACT = "0003_require_note_title"
 
