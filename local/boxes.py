@@ -398,7 +398,8 @@ def _free_address(daemon: Daemon, world: BoxWorld) -> str:
     subnet = ipaddress.ip_network(_inspect(daemon, world.network, "{{(index .IPAM.Config 0).Subnet}}"))
     listed = _inspect(daemon, world.network, "{{range .Containers}}{{.IPv4Address}} {{end}}").split()
     taken = {world.gateway, *(box.address for box in world.boxes.values()), *(entry.split("/")[0] for entry in listed)}
-    return next(str(host) for host in reversed(list(subnet.hosts())) if str(host) not in taken)
+    highest, network = int(subnet.broadcast_address) - 1, int(subnet.network_address)
+    return next(address for address in (str(ipaddress.ip_address(n)) for n in range(highest, network, -1)) if address not in taken)
 
 
 def wait_signalled(daemon: Daemon, box: Box, *, timeout: float = BOOT_TIMEOUT_SECONDS) -> dict:
