@@ -36,3 +36,16 @@ def test_an_address_attached_or_held_by_a_box_not_yet_started_is_not_taken_again
     # .254 is attached (a box running); .253 is a box created and not started yet (not attached, but its own).
     daemon = NetworkOnly("192.168.16.0/20", attached=["192.168.16.2", "192.168.31.254"])
     assert boxes._free_address(daemon, world({"i-created": "192.168.31.253"})) == "192.168.31.252"
+
+
+def test_a_worlds_certificates_are_p256_and_the_endpoint_certificate_chains_to_its_ca(tmp_path):
+    pki = boxes.make_pki(tmp_path / "pki", "eu-west-1")
+    for key in ("ca.key", "endpoints.key"):
+        shown = subprocess.run(["openssl", "pkey", "-in", str(pki / key), "-noout", "-text"], capture_output=True, text=True, check=True)
+        assert "prime256v1" in shown.stdout, shown.stdout[:200]
+    verified = subprocess.run(["openssl", "verify", "-CAfile", str(pki / "ca.crt"), str(pki / "endpoints.crt")],
+                              capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
+    names = subprocess.run(["openssl", "x509", "-in", str(pki / "endpoints.crt"), "-noout", "-ext", "subjectAltName"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "DNS:*.dkr.ecr.eu-west-1.amazonaws.com" in names and "DNS:*.eu-west-1.amazonaws.com" in names
