@@ -147,9 +147,8 @@ def start_world(daemon: Daemon, *, name: str, image: str, emulator_port: int, re
     started: list[tuple[str, str]] = []
     proxy: subprocess.Popen | None = None
     try:
-        network = _network_with_a_configured_subnet(daemon, name)
+        network, gateway = _network_with_a_configured_subnet(daemon, name)
         started.append(("network", network))
-        gateway = _inspect(daemon, network, "{{(index .IPAM.Config 0).Gateway}}")
         health_file = state_dir / f"{name}-target-health.json"
         proxy = _start_endpoint_proxy(gateway, emulator_port, pki, state_dir / f"{name}-endpoints.log", health_file=health_file)
         registry = daemon.run(
@@ -515,11 +514,11 @@ def _wait(check: Callable[[], bool], timeout: float, failure: str, details: Call
         time.sleep(0.2)
 
 
-def _network_with_a_configured_subnet(daemon: Daemon, name: str) -> str:
-    """The world's network, its subnet configured rather than only allocated, so that a box may ask for an address of
-    its own (Docker takes `--ip` only on such a network): the subnet and gateway are the ones Docker picks from its
-    free pools for a network of this name, asked for again by value (a configured subnet shows its gateway only when
-    one was given). Another run's network may take them in between: then ask again."""
+def _network_with_a_configured_subnet(daemon: Daemon, name: str) -> tuple[str, str]:
+    """The world's network and its gateway, its subnet configured rather than only allocated, so that a box may ask
+    for an address of its own (Docker takes `--ip` only on such a network): the subnet and gateway are the ones Docker
+    picks from its free pools for a network of this name, asked for again by value. Another run's network may take
+    them in between: then ask again."""
     labels = ("--label", f"liftoff.harness={name}")
     for _ in range(5):
         probe = daemon.run("network", "create", *labels, f"{name}-net").stdout.strip()
@@ -527,7 +526,7 @@ def _network_with_a_configured_subnet(daemon: Daemon, name: str) -> str:
         daemon.run("network", "rm", probe)
         created = daemon.run("network", "create", *labels, "--subnet", subnet, "--gateway", gateway, f"{name}-net", check=False)
         if created.returncode == 0:
-            return created.stdout.strip()
+            return created.stdout.strip(), gateway
     raise BoxError(f"no subnet for {name}-net: Docker's last answer: {created.stderr.strip()[-500:]}")
 
 

@@ -1,8 +1,9 @@
 """One box world for a test module: moto_server, a stage deployed into it, and real host boxes.
 
-The box suites (tests/local/test_host_*.py, test_liftoff_on_faulty_hosts.py) each boot one world per
-module and only differ in the releases they push, how many hosts boot and whether the load balancer
-stand-in runs; the pieces are here once, as context managers a module's fixtures wrap.
+The box suites (tests/local/host_boxes_world/, test_host_boxes_restart.py, test_liftoff_on_faulty_hosts.py) each
+boot one world and only differ in the releases they push, how many hosts boot and whether the load balancer
+stand-in runs; the pieces are here once, as context managers a module's fixtures wrap, with what the tests read
+off a host.
 """
 from __future__ import annotations
 
@@ -16,11 +17,46 @@ from typing import Callable, Iterator, Mapping
 import pytest
 
 from config import load_config
+from local import boxes
 from local import emulator as emulators
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.hosts import StageHosts
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON
+
+
+def on_host(hosts: StageHosts, box: boxes.Box, *command: str, timeout: float = 300) -> str:
+    """`command` on the host; fails the test with its output unless it exits 0."""
+    result = boxes.run_on_box(hosts.daemon, box, *command, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(command)} on {box.instance_id}: {result.stdout}{result.stderr}"
+    return result.stdout.strip()
+
+
+def activate(hosts: StageHosts, box: boxes.Box, tag: str):
+    """The host's own activate gate, its exit code and output left to the caller."""
+    return boxes.run_on_box(hosts.daemon, box, "/opt/liftoff/bin/liftoff-activate", tag, timeout=600)
+
+
+def active_slot(hosts: StageHosts, box: boxes.Box) -> str:
+    return on_host(hosts, box, "cat", "/etc/liftoff/active-slot")
+
+
+def other_slot(slot: str) -> str:
+    return "b" if slot == "a" else "a"
+
+
+def idle_slot(hosts: StageHosts, box: boxes.Box) -> str:
+    return other_slot(active_slot(hosts, box))
+
+
+def app_container(hosts: StageHosts, box: boxes.Box, slot: str | None = None) -> str:
+    """The container of `slot` (the active one by default); the shipped production stage runs two slots."""
+    name = f"liftoff-app-{slot or active_slot(hosts, box)}"
+    return on_host(hosts, box, "docker", "inspect", "--format", "{{.Id}}", name)
+
+
+def running_containers(hosts: StageHosts, box: boxes.Box) -> set[str]:
+    return set(on_host(hosts, box, "docker", "ps", "--format", "{{.Names}}").split())
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.5):

@@ -35,7 +35,8 @@ from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from release import decisions as d
 from release.cli import main
 from release.ledger import Ledger
-from tests.helpers.box_world import Watch, booted_hosts, deployed, running_emulator, wait_until
+from tests.helpers.box_world import (Watch, active_slot, booted_hosts, deployed, on_host, running_containers, running_emulator,
+                                    wait_until)
 from tests.helpers.clients import failures
 from tests.helpers.synth import CDK_JSON, REPO
 
@@ -128,20 +129,6 @@ def assert_records_agree(runtime: HostsRuntime, production, hosts: StageHosts, *
         found = reports[box.instance_id]
         assert (found["active"], found["ready"]) == (active, True), found
         assert hosts.serving_version(box) == active
-
-
-def on_host(hosts: StageHosts, box: boxes.Box, *command: str, timeout: float = 300) -> str:
-    result = boxes.run_on_box(hosts.daemon, box, *command, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(command)} on {box.instance_id}: {result.stdout}{result.stderr}"
-    return result.stdout.strip()
-
-
-def running_containers(hosts: StageHosts, box: boxes.Box) -> set[str]:
-    return set(on_host(hosts, box, "docker", "ps", "--format", "{{.Names}}").split())
-
-
-def active_slot(hosts: StageHosts, box: boxes.Box) -> str:
-    return on_host(hosts, box, "cat", "/etc/liftoff/active-slot")
 
 
 # --- stage under faults ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 from local import boxes
 from tests.local.host_boxes_world import UNIT_MINUTES
-from tests.local.host_boxes_world.host_reads import active_slot, app_container, on_host, running_containers
+from tests.helpers.box_world import active_slot, app_container, on_host, running_containers
 
 pytestmark = pytest.mark.cost(minutes=UNIT_MINUTES)
 

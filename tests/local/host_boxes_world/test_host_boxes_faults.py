@@ -18,11 +18,9 @@ import pytest
 from local import boxes
 from local.hosts import HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import PATIENT_CLIENT_SECONDS, LoadRun
-from tests.helpers.box_world import wait_until
+from tests.helpers.box_world import activate, active_slot, idle_slot, on_host, running_containers, wait_until
 from tests.helpers.clients import failures
-from tests.local.host_boxes_world import UNIT_MINUTES, WARMING
-from tests.local.host_boxes_world.host_reads import (activate, active_slot, back_on_1_0_0, idle_slot, on_host,
-                                                   running_containers)
+from tests.local.host_boxes_world import UNIT_MINUTES, WARMING, back_on_1_0_0
 
 pytestmark = pytest.mark.cost(minutes=UNIT_MINUTES)
 

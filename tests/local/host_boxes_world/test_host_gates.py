@@ -16,11 +16,9 @@ import pytest
 
 from local import boxes
 from local.hosts import StageHosts, StateManagerStandIn
-from tests.helpers.box_world import wait_until
+from tests.helpers.box_world import active_slot, app_container, on_host, other_slot, running_containers, wait_until
 from tests.helpers.clients import failures
-from tests.local.host_boxes_world import BROKEN, UNIT_MINUTES
-from tests.local.host_boxes_world.host_reads import (active_slot, app_container, back_on_1_0_0, on_host, other_slot,
-                                                   running_containers)
+from tests.local.host_boxes_world import BROKEN, UNIT_MINUTES, back_on_1_0_0
 
 pytestmark = pytest.mark.cost(minutes=UNIT_MINUTES)
 
@@ -174,7 +172,8 @@ def test_state_manager_stand_in_runs_a_changed_gate_one_host_at_a_time(hosts, pr
     # What the associations last ran differs from what the stack names (moto, as CloudFormation, refuses an update
     # that changes nothing: test_host_boxes_faults.py may have left these very tags).
     state_manager.status = {"stage": {"tag": "1.0.0", "status": "Success"}, "activate": {"tag": "1.0.0", "status": "Success"}}
-    if (production.service_parameters()["ImageTag"], production.service_parameters()["StagedImageTag"]) != ("1.0.0", "1.1.0"):
+    named = production.service_parameters()
+    if (named["ImageTag"], named["StagedImageTag"]) != ("1.0.0", "1.1.0"):
         production.update_service(image_tag="1.0.0", staged_image_tag="1.1.0")
     runs = state_manager.apply_once()
     assert [(run.gate, run.tag, run.exit_code) for run in runs] == [("stage", "1.1.0", 0)] * 2
@@ -199,8 +198,7 @@ def test_a_rebooted_host_comes_back_on_the_active_version_without_rerunning_user
     hosts.daemon.run("restart", "--time", "60", box.container, timeout=120)
     # The same address, as an instance keeps its private IP, though boxes have come and gone since this one booted
     # (test_host_boxes_faults.py's replacement): the load balancer stand-in and the harness reach it where they did.
-    networks = hosts.daemon.run("inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", box.container)
-    assert networks.stdout.strip() == box.address
+    assert boxes._address(hosts.daemon, box.container, hosts.world.network) == box.address
     wait_until(lambda: hosts.serving_version(box) == "1.0.0", 120, f"{box.instance_id} did not serve 1.0.0 after a reboot")
     log = on_host(hosts, box, "cat", "/var/log/cloud-init-output.log")
     assert log.count("liftoff-boot: active tag from") == 1
