@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# CDK's built-in CloudFormation validator (a WASM engine, on by default since 2.27x) costs ~9 CPU-s to start in every
+# process that synthesizes and ~0.5 s a synth: some forty processes a run (pytest workers, `cdk synth`, app.py
+# variants), all inheriting this. It runs once, strict, on the shipped app (tests/test_cfn_lint.py), beside the real
+# cfn-lint over every template; every other synth only reads what the app builds.
+os.environ.setdefault("CDK_VALIDATION", "false")
 
 REPO = Path(__file__).resolve().parents[2]
 CDK_JSON = REPO / "cdk.json"
