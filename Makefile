@@ -36,10 +36,6 @@ synth: setup
 # the short CPU-bound tests in the time the worlds spend waiting; all four share what is left (tests/conftest.py
 # makes the units and schedules them). PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 4
-# Bytecode is written for the checkout's own modules even where the environment says not to (PYTHONDONTWRITEBYTECODE=1
-# on some CI machines): a test run starts hundreds of Python processes (liftoff, app.py, `python -m local`), each of
-# which would compile release/, local/ and the rest afresh, and every worker would rewrite every test module again.
-test check: export PYTHONDONTWRITEBYTECODE :=
 PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 test: setup
