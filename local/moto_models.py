@@ -39,10 +39,15 @@ And another: each EC2 backend (every region of every test's fresh moto) made an 
 for each of the ~1,230 ECS-optimized AMIs of its region, ~0.2 CPU-s a backend. liftoff's ECS mode is Fargate and its
 hosts boot Amazon Linux 2023 (the `latest_amis` list, which the SSM parameters name, stays), so no stack of ours can
 name one; they are not loaded. moto's generic default AMIs stay too.
+
+And a third: every KMS key moto makes gets an RSA 2048 private key at once, a symmetric one too (EC2 makes one for
+encrypted volumes, our hosts' disks, in each fresh backend), 0.05-0.5 CPU-s each here; only Sign, Verify and
+GetPublicKey of an asymmetric key use it. It is made when first used: the same key, later.
 """
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import yaml
@@ -53,6 +58,8 @@ from moto.cloudformation import responses as cloudformation_responses
 from moto.core.utils import pascal_to_camelcase, utcnow
 from moto.ec2.models import amis as ec2_amis
 from moto.ecs import models as ecs_models
+from moto.kms import models as kms_models
+from moto.kms import utils as kms_utils
 from moto.logs import models as logs_models
 from moto.moto_api._internal import mock_random
 
@@ -260,6 +267,21 @@ class JsonFirstYaml:
         return yaml.load(stream, Loader=Loader)
 
 
+class PrivateKeyWhenUsed:
+    """moto's private key for a KMS key (kms/utils.py `generate_private_key`), made the first time it is used."""
+
+    def __init__(self, key_spec: str) -> None:
+        self._key_spec = key_spec
+        self._key: Any = None
+        self._making = threading.Lock()  # moto_server answers from threads: one key, however many ask first
+
+    def __getattr__(self, name: str) -> Any:
+        with self._making:
+            if self._key is None:
+                self._key = kms_utils.generate_private_key(self._key_spec)
+        return getattr(self._key, name)
+
+
 def install() -> None:
     """Replace moto's ECS CloudFormation hooks in this process (the emulator's moto_server calls this at start)."""
     cloudformation_models.yaml = cloudformation_responses.yaml = JsonFirstYaml()
@@ -271,3 +293,4 @@ def install() -> None:
     ecs_models.Service.update_from_cloudformation_json = classmethod(_update_service)
     ec2_amis.load_resource = _resource_without_ecs_optimized_amis
     autoscaling_models.FakeAutoScalingGroup.update_from_cloudformation_json = classmethod(_update_auto_scaling_group)
+    kms_models.generate_private_key = PrivateKeyWhenUsed

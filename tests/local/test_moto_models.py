@@ -3,8 +3,10 @@ import json
 
 import boto3
 import pytest
+from cryptography.hazmat.primitives import serialization
 from moto import mock_aws
 from moto.cloudformation.models import Stack
+from moto.kms import utils as kms_utils
 
 from local import moto_models
 
@@ -218,3 +220,24 @@ def test_moving_the_group_to_other_subnets_still_replaces_every_instance(group_s
     update(minimum=2, maximum=5, subnet="SubnetB")
     after = group()
     assert len(instances(after)) == 2 and not instances(after) & kept
+
+
+def test_a_kms_keys_private_key_is_made_when_first_used_and_signs_and_verifies(monkeypatch):
+    moto_models.install()
+    made = []  # the RSA keys moto's KMS generates, by size
+    generate = kms_utils.rsa.generate_private_key
+    monkeypatch.setattr(kms_utils.rsa, "generate_private_key",
+                        lambda public_exponent, key_size, **kwargs: made.append(key_size) or generate(public_exponent, key_size, **kwargs))
+    with mock_aws():
+        kms = boto3.client("kms", region_name="eu-west-1")
+        symmetric = kms.create_key()["KeyMetadata"]["KeyId"]
+        ciphertext = kms.encrypt(KeyId=symmetric, Plaintext=b"secret")["CiphertextBlob"]
+        assert kms.decrypt(CiphertextBlob=ciphertext)["Plaintext"] == b"secret"
+        signing = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        assert made == []  # neither key has made its private key yet
+        signature = kms.sign(KeyId=signing, Message=b"release", SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]
+        assert made == [2048]
+        assert kms.verify(KeyId=signing, Message=b"release", Signature=signature,
+                          SigningAlgorithm="RSASSA_PSS_SHA_256")["SignatureValid"]
+        public = serialization.load_der_public_key(kms.get_public_key(KeyId=signing)["PublicKey"])
+        assert public.key_size == 2048 and made == [2048]  # the same key, made once
