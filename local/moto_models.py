@@ -276,6 +276,8 @@ class PrivateKeyWhenUsed:
         self._making = threading.Lock()  # moto_server answers from threads: one key, however many ask first
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy's and pickle's probes (and this object's own fields) are never the key's
+            raise AttributeError(name)
         with self._making:
             if self._key is None:
                 self._key = kms_utils.generate_private_key(self._key_spec)
