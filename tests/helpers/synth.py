@@ -49,14 +49,30 @@ class Synthesis:
         return Template.from_json(self.templates[stack_name])
 
 
-def synthesize(context: dict, outdir: Path) -> Synthesis:
-    """Build the app exactly as app.py does, with the given context, and write the cloud assembly."""
+# The flag that makes the validator's findings errors (`cdk synth` only warns of them by default).
+VALIDATE_AGAINST_DEFAULT_RULES = "@aws-cdk/core:validateAgainstDefaultRules"
+
+
+def cdk_app(context: dict, outdir: Path, *, validated: bool = False):
+    """A CDK app with `context`, writing to `outdir`. `validated`: CDK's own CloudFormation validator runs at its synth
+    with its findings as errors; registered by hand, the plugin runs although CDK_VALIDATION=false (above)."""
     import aws_cdk as cdk
 
+    if validated:
+        context = {**context, VALIDATE_AGAINST_DEFAULT_RULES: True}
+    app = cdk.App(outdir=str(outdir), context=context)
+    if validated:
+        cdk.Validations.of(app).add_plugins(cdk.CloudFormationValidatePlugin())
+    return app
+
+
+def synthesize(context: dict, outdir: Path, *, validated: bool = False) -> Synthesis:
+    """Build the app exactly as app.py does, with the given context, and write the cloud assembly (`validated`: see
+    `cdk_app`; a finding then fails the synth, naming it)."""
     from app import build
     from config import CONTEXT_KEY, parse_config
 
-    app = cdk.App(outdir=str(outdir), context=context)
+    app = cdk_app(context, outdir, validated=validated)
     build(app, parse_config(context[CONTEXT_KEY]))
     assembly = app.synth()
     return Synthesis(outdir=outdir, templates={stack.stack_name: stack.template for stack in assembly.stacks})
