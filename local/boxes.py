@@ -402,8 +402,11 @@ def _free_address(daemon: Daemon, world: BoxWorld) -> str:
     subnet = ipaddress.ip_network(_inspect(daemon, world.network, "{{(index .IPAM.Config 0).Subnet}}"))
     listed = _inspect(daemon, world.network, "{{range .Containers}}{{.IPv4Address}} {{end}}").split()
     taken = {world.gateway, *(box.address for box in world.boxes.values()), *(entry.split("/")[0] for entry in listed)}
-    highest, network = int(subnet.broadcast_address) - 1, int(subnet.network_address)
-    return next(address for address in (str(ipaddress.ip_address(n)) for n in range(highest, network, -1)) if address not in taken)
+    for number in range(int(subnet.broadcast_address) - 1, int(subnet.network_address), -1):
+        address = str(ipaddress.ip_address(number))
+        if address not in taken:
+            return address
+    raise BoxError(f"no free address left on {world.network} ({subnet})")
 
 
 def wait_signalled(daemon: Daemon, box: Box, *, timeout: float = BOOT_TIMEOUT_SECONDS) -> dict:

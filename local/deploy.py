@@ -34,6 +34,7 @@ SYNTH_DIR = REPO / "cdk.out"
 ADAPTED_DIR = REPO / "cdk.local.out"
 STATE_DIR = REPO / ".local"
 CONFIG_FILE = REPO / "cdk.json"
+CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"
 API_DIR = REPO / "service" / "liftoff_service" / "api"
 VERSION_FILE = REPO / "service" / "VERSION"
 
@@ -114,9 +115,6 @@ def cli_environment(emulator: Emulator) -> dict[str, str]:
     environment["AWS_CONFIG_FILE"] = os.devnull
     environment["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     return environment
-
-
-CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"
 
 
 def cdk_command(*arguments: str) -> list[str]:
