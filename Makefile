@@ -31,20 +31,24 @@ synth: export CDK_DISABLE_CLI_TELEMETRY := true
 synth: setup
 	npx cdk synth --quiet
 
-# Four pytest-xdist workers on one Docker daemon (one build of each image): each Docker module's world is its own
-# (names, ports, networks), so three workers run the worlds side by side, the costliest first, while the fourth runs
-# the short CPU-bound tests in the time the worlds spend waiting; all four share what is left (tests/conftest.py
-# makes the units and schedules them). PYTEST_WORKERS=0 runs everything in one process.
-PYTEST_WORKERS ?= 4
-PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+# Five pytest-xdist workers on one Docker daemon (one build of each image): each Docker module's world is its own
+# (names, ports, networks), so three workers run the worlds side by side, the costliest first, while the other two run
+# the short CPU-bound tests in the time the worlds spend waiting (with one, both cores still sat idle for about a
+# minute of a run: README's Tests); all five share what is left (tests/conftest.py makes the units and schedules them).
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 5
+# `make check` waits on nothing, so a worker more than the cores only adds its own start (collection, a jsii kernel,
+# the fixtures each worker makes for itself): two.
+CHECK_WORKERS ?= 2
+xdist = $(if $(filter 0,$(1)),,-n $(1) --dist loadgroup --no-loadscope-reorder)
 
 test: setup
-	$(PYTHON) -m pytest $(PYTEST_PARALLEL)
+	$(PYTHON) -m pytest $(call xdist,$(PYTEST_WORKERS))
 
 # The fast lane while you work: unit, synth and decision tests (no Docker, no emulator: marked in tests/conftest.py;
 # no install into a fresh virtualenv: marked `installs`).
 check: setup
-	$(PYTHON) -m pytest $(PYTEST_PARALLEL) -m "not docker and not emulator and not installs"
+	$(PYTHON) -m pytest $(call xdist,$(CHECK_WORKERS)) -m "not docker and not emulator and not installs"
 
 report: synth
 	$(PYTHON) -m tools.report

@@ -5,7 +5,7 @@ Markers set here, at collection, so nobody maintains a list: a test that needs D
 into moto or starts it (the `emulated_aws` fixture, or a module that uses `local.emulator`, the
 moto_server process) is `emulator`. `make check`, the fast lane, runs neither.
 
-For pytest-xdist (`make test` runs four workers with `--dist loadgroup`), work units are made here
+For pytest-xdist (`make test` runs five workers with `--dist loadgroup`), work units are made here
 too: a module's tests that use a module- or class-scoped fixture are one unit (its world starts once,
 on one worker), as are a directory's whose modules share a package-scoped world (tests/local/host_boxes_world);
 any other test is a unit of its own. Every box world, task world and emulator is named and
