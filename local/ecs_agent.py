@@ -2,7 +2,7 @@
 brought back and done.
 
 Every `interval` seconds (one Follower) the agent posts the stand-in's snapshot (tasks, service deployments and
-revisions, target states: `EcsStandIn.snapshot`) to the emulator's `local.moto_live.PUBLISH_PATH`, and gets back
+revisions, target states: `EcsStandIn.snapshot`) to the emulator's `PUBLISH_PATH` (local/moto_live.py), and gets back
 the requests callers made since: StopServiceDeployment (handed to the stand-in's scheduler) and RunTask (the task
 started at once; the next publication, sent straight away, names it so the caller's RunTask can answer). `stop`
 withdraws the publication, so the cluster reads as moto's again instead of going stale.
@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from local.ecs_service import EcsStandIn
 from local.follower import Follower
-from local.moto_live import PUBLISH_PATH
+
+if TYPE_CHECKING:
+    from local.ecs_service import EcsStandIn
 
 Say = Callable[[str], None]
+# The agent's end of the contract lives here, not in local/moto_live.py, which imports moto's ECS and EC2 models (~0.8
+# CPU-s): every `python -m local` process and supervisor imports the agent, and none of them runs moto.
+PUBLISH_PATH = "/_liftoff/ecs/publish"
 TIMEOUT_SECONDS = 10.0
 
 

@@ -26,9 +26,6 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
-from moto.core import authorization
-from moto.core.exceptions import AccessDeniedError, JsonRESTError
-
 from local.aws import FAKE_ENVIRONMENT
 
 HARNESS_ACCESS_KEY = FAKE_ENVIRONMENT["AWS_ACCESS_KEY_ID"]
@@ -87,6 +84,9 @@ class CallsEndpoint:
 def refusal(principal: str, action: str, resource: str, reason: str, *, json_protocol: bool) -> Exception:
     """AWS's sentence for a refused call, with the resource when the call has one, in the call's protocol:
     JSON services answer AccessDeniedException, query services AccessDenied."""
+    # moto is imported where the server needs it: `python -m local` reads the calls' summary from here and runs no moto.
+    from moto.core.exceptions import AccessDeniedError, JsonRESTError
+
     on = f" on resource: {resource}" if resource != "*" else ""
     message = f"User: {principal} is not authorized to perform: {action}{on} {reason}"
     if json_protocol:
@@ -210,6 +210,7 @@ def _resource_deriver() -> Callable[..., list[str]]:
 def install(calls: CallLog = CALLS) -> None:
     """Enforce IAM from the first call on, for every caller but the harness (moto_server calls this at start)."""
     from moto import settings
+    from moto.core import authorization
     from moto.iam.access_control import IAMRequest
 
     resource_arns = _resource_deriver()
