@@ -82,6 +82,11 @@ UNITS_DIR_KEY = "liftoff_units_dir"
 
 
 def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist") and getattr(config.option, "numprocesses", None) \
+            and not hasattr(config, "workerinput"):
+        # The controller of an xdist run runs no test: it schedules, and needs neither moto nor an emulator (~1.5 CPU-s).
+        config.pluginmanager.register(XdistUnits(config), "liftoff-xdist-units")
+        return
     # The in-process moto (`mock_aws`) gets the same ECS CloudFormation models as the emulator's moto_server, in every
     # test process, whatever runs first.
     from local import botocore_data, moto_models
@@ -94,8 +99,6 @@ def pytest_configure(config):
     from local import emulator
 
     emulator.start_warm()
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(XdistUnits(config), "liftoff-xdist-units")
 
 
 def pytest_unconfigure(config):
