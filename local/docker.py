@@ -1,16 +1,22 @@
 """Docker for the local harness: the machine's daemon when one answers, else one we start and stop by pid.
 
 The harness (image builds, the ECR stand-in, host boxes, the load balancer's backends) talks to one
-daemon through the `docker` CLI. `connect_or_start` uses a daemon that already answers on the socket
+daemon through the `docker` CLI, but for the reads its followers repeat every second or two (a container's state):
+`containers` asks the Engine API on the daemon's socket, as the CLI's `docker inspect` does, without starting the
+CLI each time (~28 ms of CPU a run; some 700 reads in a test run). `connect_or_start` uses a daemon that already answers on the socket
 (it is not ours: we never stop it) or starts Debian's `dockerd` with a pid file under the state
 directory; `stop` ends only a daemon this module started, by that pid.
 """
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
+import socket
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +59,54 @@ class Daemon:
             raise DockerError(f"`{' '.join(command[:6])}` exited {result.returncode}: {stderr.strip()[-2000:]}")
         return result
 
+    def containers(self, *names: str, timeout: float = 30) -> dict[str, dict]:
+        """What `docker inspect NAME...` shows of each container (its `State`, `NetworkSettings`, ...), by the name or
+        id asked for; a container the daemon does not know is left out."""
+        if self.host.startswith("unix://"):
+            return self._containers_by_api(names, timeout)
+        return self._containers_by_cli(names, timeout)
+
+    def _containers_by_api(self, names: tuple[str, ...], timeout: float) -> dict[str, dict]:
+        found = {}
+        connection = _UnixHTTPConnection(self.host.removeprefix("unix://"), timeout)
+        try:
+            for name in names:
+                try:
+                    connection.request("GET", f"/containers/{urllib.parse.quote(name, safe='')}/json")
+                    response = connection.getresponse()
+                    body = response.read()
+                except OSError as error:
+                    raise DockerError(f"the Docker daemon at {self.host} did not answer an inspect of {name}: {error}") from None
+                if response.status == 200:
+                    found[name] = json.loads(body)
+                elif response.status != 404:
+                    raise DockerError(f"inspect of {name} at {self.host}: HTTP {response.status}: {body.decode(errors='replace')[:500]}")
+        finally:
+            connection.close()
+        return found
+
+    def _containers_by_cli(self, names: tuple[str, ...], timeout: float) -> dict[str, dict]:
+        # One run for all: docker prints the ones it knows (and exits 1 if any is unknown), each matched back here.
+        shown = self.run("inspect", "--type", "container", *names, check=False, timeout=timeout)
+        listed = json.loads(shown.stdout or "[]")
+        return {name: container for name in names for container in listed
+                if name == container["Name"].lstrip("/") or container["Id"].startswith(name)}
+
     def answers(self) -> bool:
         return self.run("version", "--format", "{{.Server.Version}}", check=False, timeout=10).returncode == 0
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP on the daemon's Unix socket (one connection, kept for a batch of reads)."""
+
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
 
 
 def connect_or_start(state_dir: Path, *, host: str | None = None) -> Daemon:

@@ -552,7 +552,10 @@ class TaskRunner:
                 time.sleep(self.poll_seconds)
 
     def _state(self, container_id: str) -> dict:
-        return json.loads(self.world.daemon.run("inspect", "--format", "{{json .State}}", container_id).stdout)
+        shown = self.world.daemon.containers(container_id)
+        if container_id not in shown:
+            raise DockerError(f"container {container_id} is gone")
+        return shown[container_id]["State"]
 
     # --- watching and stopping ------------------------------------------------------------------
 
@@ -562,8 +565,8 @@ class TaskRunner:
         self.observe_all([task])
 
     def observe_all(self, tasks: list[Task]) -> None:
-        """`observe` for each of `tasks`, their containers' states read in one `docker inspect` (not one per container:
-        each is a CLI run and a daemon call, every pass of the stand-in)."""
+        """`observe` for each of `tasks`, their containers' states read in one batch (`Daemon.containers`) every pass of
+        the stand-in."""
         running = [task for task in tasks if task.last_status == "RUNNING"]
         states = self._states([container["id"] for task in running for name, container in list(task.containers.items())
                                if name != NAMESPACE])
@@ -574,13 +577,7 @@ class TaskRunner:
         """Each container's `.State` by its id; a container docker no longer knows is left out."""
         if not container_ids:
             return {}
-        result = self.world.daemon.run("inspect", "--format", "{{.Id}} {{json .State}}", *container_ids, check=False)
-        states = {}
-        for line in result.stdout.splitlines():
-            identifier, _, state = line.partition(" ")
-            if state:
-                states[identifier] = json.loads(state)
-        return states
+        return {identifier: container["State"] for identifier, container in self.world.daemon.containers(*container_ids).items()}
 
     def _observe(self, task: Task, states: dict[str, dict]) -> None:
         self._refresh_task_role(task)

@@ -56,8 +56,10 @@ class GroupStandIn:
         elb_checks = group.get("HealthCheckType") == "ELB"
         states = self.hosts.controller.states() if self.hosts.controller is not None else {}
         failing = []
-        for instance, box in list(self.hosts.world.boxes.items()):
-            if not self.hosts.box_running(box):
+        members = list(self.hosts.world.boxes.items())
+        running = self.hosts.boxes_running([box for _, box in members])
+        for instance, box in members:
+            if box not in running:
                 failing.append((instance, "its box stopped (EC2 status checks failed)"))
             elif elb_checks and states.get(instance) == "unhealthy" and self.monotonic() - self.launched[instance] >= grace:
                 failing.append((instance, f"the load balancer finds it unhealthy, past the {grace:.0f} s grace period"))

@@ -394,8 +394,12 @@ class StageHosts:
                     60, "the RDS stand-in did not accept connections again", lambda: "")
 
     def box_running(self, box: boxes.Box) -> bool:
-        shown = self.daemon.run("inspect", "--format", "{{.State.Running}}", box.container, check=False, timeout=30)
-        return shown.stdout.strip() == "true"
+        return self.boxes_running([box]) == [box]
+
+    def boxes_running(self, boxes_: list[boxes.Box]) -> list[boxes.Box]:
+        """Those of `boxes_` whose container runs, read in one batch from the daemon."""
+        shown = self.daemon.containers(*(box.container for box in boxes_))
+        return [box for box in boxes_ if shown.get(box.container, {}).get("State", {}).get("Running") is True]
 
     def reports(self) -> dict[str, dict]:
         """The host reports the hosts wrote to the emulator's SSM (HostReportPath<instance-id>)."""

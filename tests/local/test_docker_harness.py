@@ -183,3 +183,31 @@ def test_a_registry_that_refuses_an_upload_fails_naming_the_call(docker_daemon, 
     (tmp_path / "blobs" / ("sha256-" + "0" * 64)).write_bytes(b"not what the digest says")
     with pytest.raises(boxes.BoxError, match=rf"the ECR stand-in \({bare_world.name}-ecr\) answered PUT /v2/r/blobs/uploads/.* with 400"):
         boxes.upload_image(bare_world, "r", "1.0.0", kept, tmp_path / "blobs")
+
+
+def test_a_daemon_whose_socket_is_gone_fails_an_inspect_naming_it(tmp_path):
+    gone = docker.Daemon(host=f"unix://{tmp_path}/docker.sock")
+    with pytest.raises(docker.DockerError, match=rf"the Docker daemon at unix://{tmp_path}/docker.sock did not answer an inspect of box"):
+        gone.containers("box")
+
+
+def test_the_engine_api_read_shows_what_docker_inspect_shows(docker_daemon, box_image):
+    name = f"liftoff-inspect-{uuid.uuid4().hex[:6]}"
+    running, created, absent = f"{name}-running", f"{name}-created", f"{name}-absent"
+    docker_daemon.run("run", "--detach", "--name", running, "--entrypoint", "sleep", box_image, "300")
+    docker_daemon.run("create", "--name", created, "--entrypoint", "sleep", box_image, "300")
+    try:
+        found = docker_daemon.containers(running, created, absent)
+        assert set(found) == {running, created}
+        assert found[running]["State"]["Running"] is True and found[created]["State"]["Running"] is False
+        for each in (running, created):
+            cli = json.loads(docker_daemon.run("inspect", each).stdout)[0]
+            assert (found[each]["Id"], found[each]["Name"], found[each]["State"]["Status"]) == (cli["Id"], cli["Name"], cli["State"]["Status"])
+        # A daemon on another kind of host is read through the CLI, to the same answer (an id prefix asked for too).
+        short = found[running]["Id"][:12]
+        by_cli = docker_daemon._containers_by_cli((running, created, absent, short), 30)
+        assert set(by_cli) == {running, created, short}
+        assert by_cli[short]["Id"] == by_cli[running]["Id"] == found[running]["Id"]
+        assert by_cli[created]["State"]["Status"] == found[created]["State"]["Status"] == "created"
+    finally:
+        docker_daemon.run("rm", "--force", running, created, check=False)

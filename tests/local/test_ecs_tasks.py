@@ -10,7 +10,6 @@ import copy
 import dataclasses
 import json
 import shlex
-import subprocess
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -380,17 +379,16 @@ def test_without_an_execution_role_the_agent_signs_with_the_runners_own_credenti
 
 
 class InspectingDaemon:
-    """Answers `docker inspect --format '{{.Id}} {{json .State}}' ID...` from `states` (an unknown id is left out, and
-    the exit is 1, as docker does), recording each call."""
+    """Answers `Daemon.containers(ID...)` from `states` (an unknown id is left out, as the daemon's 404), recording
+    each batch."""
 
     def __init__(self, states: dict[str, dict]):
         self.states, self.calls = states, []
 
-    def run(self, *arguments, check=True, timeout=None):
-        self.calls.append(arguments)
-        known = [identifier for identifier in arguments[3:] if identifier in self.states]
-        stdout = "".join(f"{identifier} {json.dumps(self.states[identifier])}\n" for identifier in known)
-        return subprocess.CompletedProcess(arguments, 0 if len(known) == len(arguments) - 3 else 1, stdout, "")
+    def containers(self, *identifiers, timeout=30):
+        self.calls.append(identifiers)
+        return {identifier: {"Id": identifier, "State": self.states[identifier]} for identifier in identifiers
+                if identifier in self.states}
 
 
 def running_task(containers: dict[str, tuple[str, bool]]) -> Task:
@@ -402,7 +400,7 @@ def running_task(containers: dict[str, tuple[str, bool]]) -> Task:
     return task
 
 
-def test_one_docker_inspect_reads_the_containers_of_every_watched_task():
+def test_one_batch_reads_the_containers_of_every_watched_task():
     healthy = {"Status": "running", "Health": {"Status": "healthy"}}
     daemon = InspectingDaemon({"app-1": healthy, "app-2": healthy})
     world = World(daemon=daemon, name="w", network="n", registry_host="127.0.0.1:1", pause_image="pause")
@@ -411,7 +409,7 @@ def test_one_docker_inspect_reads_the_containers_of_every_watched_task():
     starting = new_task()
     runner.observe_all([first, second, starting])
     # The pause container (the task's network) and a task still starting are not read.
-    assert daemon.calls == [("inspect", "--format", "{{.Id}} {{json .State}}", "app-1", "migrate-1", "app-2")]
+    assert daemon.calls == [("app-1", "migrate-1", "app-2")]
     assert first.health_status == second.health_status == "HEALTHY"
     # A container docker no longer knows has stopped, as if killed.
     assert (first.containers["migrate"]["status"], first.containers["migrate"]["exit_code"]) == ("STOPPED", 137)

@@ -32,8 +32,8 @@ class FakeHosts:
     def listed(self) -> list[str]:
         return sorted(instance["InstanceId"] for instance in self.group()["Instances"])
 
-    def box_running(self, box: Box) -> bool:
-        return box.instance_id not in self.stopped
+    def boxes_running(self, boxes: list[Box]) -> list[Box]:
+        return [box for box in boxes if box.instance_id not in self.stopped]
 
     def targets(self, verb: str, instances: list[str]) -> None:
         self.registrations.append((verb, instances))
