@@ -211,3 +211,30 @@ def test_the_engine_api_read_shows_what_docker_inspect_shows(docker_daemon, box_
         assert by_cli[created]["State"]["Status"] == found[created]["State"]["Status"] == "created"
     finally:
         docker_daemon.run("rm", "--force", running, created, check=False)
+
+
+def test_an_exec_through_the_engine_api_answers_as_the_cli_does(docker_daemon, box_image):
+    running, stopped = f"liftoff-exec-{uuid.uuid4().hex[:6]}", f"liftoff-exec-{uuid.uuid4().hex[:6]}-stopped"
+    docker_daemon.run("run", "--detach", "--name", running, "--entrypoint", "sleep", box_image, "300")
+    docker_daemon.run("create", "--name", stopped, "--entrypoint", "sleep", box_image, "300")
+    script = "printf 'out %s\\n' \"$1\"; printf 'err\\n' >&2; head -c 100000 /dev/zero | tr '\\0' x; exit 3"
+    try:
+        by_api = docker_daemon.run("exec", running, "bash", "-c", script, "-", "a b", check=False)
+        by_cli = docker_daemon._cli(["docker", "exec", running, "bash", "-c", script, "-", "a b"], input=None, timeout=60, text=True)
+        assert (by_api.returncode, by_api.stdout, by_api.stderr) == (by_cli.returncode, by_cli.stdout, by_cli.stderr)
+        assert by_api.returncode == 3 and by_api.stdout.startswith("out a b\n") and len(by_api.stdout) == 8 + 100000
+        assert docker_daemon.run("exec", running, "true").returncode == 0
+        with pytest.raises(docker.DockerError, match=r"`docker exec .*` exited 3: err"):
+            docker_daemon.run("exec", running, "bash", "-c", script)
+        # What the daemon refuses is the CLI's exit 1, with the daemon's own words.
+        not_running = docker_daemon.run("exec", stopped, "true", check=False)
+        assert not_running.returncode == 1 and f"is not running" in not_running.stderr, not_running
+        absent = docker_daemon.run("exec", f"{running}-absent", "true", check=False)
+        assert absent.returncode == 1 and "No such container" in absent.stderr, absent
+        # The timeout bounds the whole call.
+        with pytest.raises(docker.DockerError, match=r"did not finish within 1 s"):
+            docker_daemon.run("exec", running, "sleep", "5", timeout=1)
+        # Bytes when asked for, as from the CLI.
+        assert docker_daemon.run("exec", running, "printf", "\\377", text=False).stdout == b"\xff"
+    finally:
+        docker_daemon.run("rm", "--force", running, stopped, check=False)
