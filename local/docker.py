@@ -1,9 +1,10 @@
 """Docker for the local harness: the machine's daemon when one answers, else one we start and stop by pid.
 
 The harness (image builds, the ECR stand-in, host boxes, the load balancer's backends) talks to one
-daemon through the `docker` CLI, but for the reads its followers repeat every second or two (a container's state):
-`containers` asks the Engine API on the daemon's socket, as the CLI's `docker inspect` does, without starting the
-CLI each time (~28 ms of CPU a run; some 700 reads in a test run). `connect_or_start` uses a daemon that already answers on the socket
+daemon through the `docker` CLI, but for the two calls it repeats by the hundred (a container's state, which its
+followers read every second or two, and a plain `docker exec`) it asks the Engine API on the daemon's socket, as the
+CLI itself does, without starting the CLI (~28 ms of CPU each): `containers`, and `run("exec", ...)`.
+`connect_or_start` uses a daemon that already answers on the socket
 (it is not ours: we never stop it) or starts Debian's `dockerd` with a pid file under the state
 directory; `stop` ends only a daemon this module started, by that pid.
 """
