@@ -82,11 +82,12 @@ class Daemon:
         try:
             status, body = self._request("POST", f"/containers/{urllib.parse.quote(container, safe='')}/exec",
                                          {"AttachStdout": True, "AttachStderr": True, "Cmd": command}, deadline)
-            if status == 201:
-                identifier = json.loads(body)["Id"]
-                status, body = self._request("POST", f"/exec/{identifier}/start", {"Detach": False, "Tty": False}, deadline)
-            if status not in (200, 201):
-                return _completed(args, 1, b"", b"Error response from daemon: " + _daemon_message(body).encode(), text)
+            if status != 201:
+                return _refused(args, body, text)
+            identifier = json.loads(body)["Id"]
+            status, body = self._request("POST", f"/exec/{identifier}/start", {"Detach": False, "Tty": False}, deadline)
+            if status != 200:
+                return _refused(args, body, text)
             stdout, stderr = _demultiplexed(body)
             _, shown = self._request("GET", f"/exec/{identifier}/json", None, max(deadline, time.monotonic() + 10))
         except TimeoutError:
@@ -163,11 +164,13 @@ def _completed(args: list[str], code: int, stdout: bytes, stderr: bytes, text: b
     return subprocess.CompletedProcess(args, code, stdout, stderr)
 
 
-def _daemon_message(body: bytes) -> str:
+def _refused(args: list[str], body: bytes, text: bool) -> subprocess.CompletedProcess:
+    """The daemon's refusal as the CLI shows it: exit 1, "Error response from daemon: <its message>"."""
     try:
-        return json.loads(body)["message"]
+        message = json.loads(body)["message"]
     except (ValueError, KeyError, TypeError):
-        return body.decode(errors="replace").strip()
+        message = body.decode(errors="replace").strip()
+    return _completed(args, 1, b"", f"Error response from daemon: {message}".encode(), text)
 
 
 def _demultiplexed(stream: bytes) -> tuple[bytes, bytes]:

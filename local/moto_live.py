@@ -33,6 +33,7 @@ from moto.ecs.exceptions import ECSException, InvalidParameterException
 from moto.elbv2 import responses as elbv2_responses
 
 from local.ecs_agent import PUBLISH_PATH
+
 STALE_SECONDS = 30.0
 RUN_TASK_WAIT_SECONDS = 10.0  # the stand-in's agent collects requests several times a second
 RUN_TASK_MAX_COUNT = 10  # as ECS: RunTask starts 1 to 10 tasks
