@@ -6,8 +6,9 @@ The service image is `service/Dockerfile`, built unchanged with `--build-arg PYT
   trusting this machine's extra CA certificates so pip inside the build passes a TLS-intercepting proxy;
 - `auto` (the default): `registry` when the pull works, else `local`, saying so in one line.
 
-Root filesystems made with mmdebstrap are cached as tar files under `.cache/images/` (keyed by their
-package list), so only the first run on a machine pays for them (about 30 s and 60 s).
+Root filesystems made with mmdebstrap become images tagged by what they are made from (suite, packages, options):
+a daemon that has one never needs it made again, whichever checkout asks, so only the first run on a machine pays for
+them (a minute or two). The tar files mmdebstrap writes are kept under the checkout's `.cache/images/` too.
 """
 from __future__ import annotations
 
@@ -65,10 +66,14 @@ class ImageError(DockerError):
     """An image could not be made; the message names the step and shows its output."""
 
 
+def rootfs_key(packages: tuple[str, ...], options: tuple[str, ...] = ()) -> str:
+    """What a root filesystem is made from (suite, packages, options, the CA hook), as a short digest."""
+    return hashlib.sha256(" ".join((SUITE, *packages, *options)).encode() + CA_HOOK.encode()).hexdigest()[:12]
+
+
 def rootfs_tar(name: str, packages: tuple[str, ...], *, options: tuple[str, ...] = (), cache_dir: Path = CACHE_DIR) -> Path:
     """A Debian root filesystem with `packages`, made once by mmdebstrap and cached by its package list and options."""
-    key = hashlib.sha256(" ".join((SUITE, *packages, *options)).encode() + CA_HOOK.encode()).hexdigest()[:12]
-    tar = cache_dir / f"{name}-{SUITE}-{key}.tar"
+    tar = cache_dir / f"{name}-{SUITE}-{rootfs_key(packages, options)}.tar"
     if tar.exists():
         return tar
     if shutil.which("mmdebstrap") is None:
@@ -106,9 +111,12 @@ def has_image(daemon: Daemon, image: str) -> bool:
 
 def imported_rootfs(daemon: Daemon, name: str, packages: tuple[str, ...], *, options: tuple[str, ...] = (),
                     cache_dir: Path = CACHE_DIR) -> str:
-    tar = rootfs_tar(name, packages, options=options, cache_dir=cache_dir)
-    image = f"liftoff/{name}:{tar.stem.rsplit('-', 1)[-1]}"
+    """The root filesystem as an image, tagged by what it is made from. The daemon's images outlive a checkout (another
+    clone, an earlier run made it): only an image the daemon lacks needs the tar, which mmdebstrap makes once per
+    checkout (~1 GB for the box, a minute or two of downloads and CPU)."""
+    image = f"liftoff/{name}:{rootfs_key(packages, options)}"
     if not has_image(daemon, image):
+        tar = rootfs_tar(name, packages, options=options, cache_dir=cache_dir)
         daemon.run("import", "--change", 'CMD ["/bin/bash"]', str(tar), image, timeout=600)
     return image
 

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
 import uuid
 
 import pytest
@@ -27,6 +28,37 @@ def test_a_daemon_named_by_docker_host_that_does_not_answer_is_not_replaced(tmp_
     with pytest.raises(docker.DockerError, match=rf"DOCKER_HOST=tcp://127.0.0.1:{port} does not answer"):
         docker.connect_or_start(tmp_path, host=f"tcp://127.0.0.1:{port}")
     assert not (tmp_path / "dockerd.pid").exists()
+
+
+class ImageStore:
+    """A daemon that has the images in `present`, noting what it is asked to import."""
+
+    def __init__(self, present: set[str]):
+        self.present, self.imported = present, []
+
+    def run(self, *arguments: str, **_):
+        if arguments[:2] == ("image", "inspect"):
+            return subprocess.CompletedProcess(arguments, 0 if arguments[2] in self.present else 1, "", "")
+        assert arguments[0] == "import", arguments
+        self.imported.append((arguments[-2], arguments[-1]))
+        return subprocess.CompletedProcess(arguments, 0, "", "")
+
+
+def test_a_root_filesystem_the_daemon_has_is_not_made_again_in_a_new_checkout(tmp_path, monkeypatch):
+    monkeypatch.setattr(images.shutil, "which", lambda _: None)  # mmdebstrap would be needed to make the tar
+    tag = f"liftoff/box-rootfs:{images.rootfs_key(images.BOX_PACKAGES)}"
+    daemon = ImageStore({tag})
+    assert images.imported_rootfs(daemon, "box-rootfs", images.BOX_PACKAGES, cache_dir=tmp_path) == tag
+    assert daemon.imported == [] and list(tmp_path.iterdir()) == []
+    # A daemon without it imports the cached tar; with neither, the error names what to install.
+    tar = tmp_path / f"box-rootfs-{images.SUITE}-{images.rootfs_key(images.BOX_PACKAGES)}.tar"
+    tar.write_bytes(b"")
+    daemon = ImageStore(set())
+    assert images.imported_rootfs(daemon, "box-rootfs", images.BOX_PACKAGES, cache_dir=tmp_path) == tag
+    assert daemon.imported == [(str(tar), tag)]
+    tar.unlink()
+    with pytest.raises(images.ImageError, match=r"no cached box-rootfs-bookworm-\w+\.tar and no mmdebstrap to make it"):
+        images.imported_rootfs(ImageStore(set()), "box-rootfs", images.BOX_PACKAGES, cache_dir=tmp_path)
 
 
 def test_a_found_daemon_is_never_stopped(docker_daemon):
@@ -228,7 +260,7 @@ def test_an_exec_through_the_engine_api_answers_as_the_cli_does(docker_daemon, b
             docker_daemon.run("exec", running, "bash", "-c", script)
         # What the daemon refuses is the CLI's exit 1, with the daemon's own words.
         not_running = docker_daemon.run("exec", stopped, "true", check=False)
-        assert not_running.returncode == 1 and f"is not running" in not_running.stderr, not_running
+        assert not_running.returncode == 1 and "is not running" in not_running.stderr, not_running
         absent = docker_daemon.run("exec", f"{running}-absent", "true", check=False)
         assert absent.returncode == 1 and "No such container" in absent.stderr, absent
         # The timeout bounds the whole call.
