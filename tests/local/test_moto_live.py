@@ -47,8 +47,13 @@ class RecordedStandIn:
         return self.published
 
     def request_stop(self, arn: str, stop_type: str = "ROLLBACK") -> None:
-        if arn.endswith("/done"):
-            raise ValueError(f"service deployment {arn} is SUCCESSFUL")
+        # As local/ecs_service.py's: the deployment reads as requested from the stand-in's next publication on (the
+        # agent publishes again at once after acting on the request).
+        for deployment in self.published["deployments"]:
+            if deployment["serviceDeploymentArn"] == arn:
+                if deployment["status"] not in ("PENDING", "IN_PROGRESS"):
+                    raise ValueError(f"service deployment {arn} is {deployment['status']}")
+                deployment["status"] = "ROLLBACK_REQUESTED" if stop_type == "ROLLBACK" else "STOP_REQUESTED"
         self.stops.append((arn, stop_type))
 
     def run_one_off(self, definition_arn: str, *, group: str, started_by: str = "") -> StartedTask:
@@ -182,6 +187,9 @@ def test_stop_service_deployment_reads_as_requested_at_once_and_reaches_the_stan
     while not live.stops and time.monotonic() < deadline:
         time.sleep(0.05)
     assert live.stops == [(arn, "ROLLBACK")]
+    # And from then on, from the stand-in's own publications (the agent publishes several times a second).
+    time.sleep(3 * EcsAgent.interval)
+    assert adapter.ecs_deployment_status(arn) == "ROLLBACK_REQUESTED"
 
 
 def test_stopping_a_finished_or_unknown_deployment_is_refused_as_ecs_refuses_it(world, live):
