@@ -129,22 +129,16 @@ class Daemon:
         return self._containers_by_cli(names, timeout)
 
     def _containers_by_api(self, names: tuple[str, ...], timeout: float) -> dict[str, dict]:
-        found = {}
-        connection = _UnixHTTPConnection(self.host.removeprefix("unix://"), timeout)
-        try:
-            for name in names:
-                try:
-                    connection.request("GET", f"/containers/{urllib.parse.quote(name, safe='')}/json")
-                    response = connection.getresponse()
-                    body = response.read()
-                except OSError as error:
-                    raise DockerError(f"the Docker daemon at {self.host} did not answer an inspect of {name}: {error}") from None
-                if response.status == 200:
-                    found[name] = json.loads(body)
-                elif response.status != 404:
-                    raise DockerError(f"inspect of {name} at {self.host}: HTTP {response.status}: {body.decode(errors='replace')[:500]}")
-        finally:
-            connection.close()
+        found, deadline = {}, time.monotonic() + timeout
+        for name in names:
+            try:
+                status, body = self._request("GET", f"/containers/{urllib.parse.quote(name, safe='')}/json", None, deadline)
+            except OSError as error:  # TimeoutError past the deadline included
+                raise DockerError(f"the Docker daemon at {self.host} did not answer an inspect of {name}: {error}") from None
+            if status == 200:
+                found[name] = json.loads(body)
+            elif status != 404:
+                raise DockerError(f"inspect of {name} at {self.host}: HTTP {status}: {body.decode(errors='replace')[:500]}")
         return found
 
     def _containers_by_cli(self, names: tuple[str, ...], timeout: float) -> dict[str, dict]:
@@ -186,7 +180,7 @@ def _demultiplexed(stream: bytes) -> tuple[bytes, bytes]:
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP on the daemon's Unix socket (one connection, kept for a batch of reads)."""
+    """HTTP on the daemon's Unix socket."""
 
     def __init__(self, path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)
