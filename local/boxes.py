@@ -428,7 +428,7 @@ def wait_signalled(daemon: Daemon, box: Box, *, timeout: float = BOOT_TIMEOUT_SE
                 raise BoxError(f"host {box.instance_id} signalled {signal_sent['status']} (user data exited "
                                f"{signal_sent['exit_code']}); its user data output:\n{boot_output(daemon, box)}")
             return signal_sent
-        if not daemon.containers(box.container).get(box.container, {}).get("State", {}).get("Running"):
+        if box.container not in daemon.running(box.container):
             raise BoxError(f"host {box.instance_id} stopped before it signalled; its log:\n"
                            + daemon.run("logs", "--tail", "30", box.container, check=False).stdout)
         if time.monotonic() > deadline:

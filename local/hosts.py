@@ -398,8 +398,8 @@ class StageHosts:
 
     def boxes_running(self, boxes_: list[boxes.Box]) -> list[boxes.Box]:
         """Those of `boxes_` whose container runs, read in one batch from the daemon."""
-        shown = self.daemon.containers(*(box.container for box in boxes_))
-        return [box for box in boxes_ if shown.get(box.container, {}).get("State", {}).get("Running") is True]
+        running = self.daemon.running(*(box.container for box in boxes_))
+        return [box for box in boxes_ if box.container in running]
 
     def reports(self) -> dict[str, dict]:
         """The host reports the hosts wrote to the emulator's SSM (HostReportPath<instance-id>)."""

@@ -232,6 +232,7 @@ def test_the_engine_api_read_shows_what_docker_inspect_shows(docker_daemon, box_
         found = docker_daemon.containers(running, created, absent)
         assert set(found) == {running, created}
         assert found[running]["State"]["Running"] is True and found[created]["State"]["Running"] is False
+        assert docker_daemon.running(running, created, absent) == {running}
         for each in (running, created):
             cli = json.loads(docker_daemon.run("inspect", each).stdout)[0]
             assert (found[each]["Id"], found[each]["Name"], found[each]["State"]["Status"]) == (cli["Id"], cli["Name"], cli["State"]["Status"])
