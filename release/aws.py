@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from release.decisions import Image, Stack
+from release.ecs_aws import deployment_status, read_deployments, stop_with_rollback
 from release.ledger import Ledger
 from release.schema_aws import SchemaAdapter
 
@@ -199,19 +200,13 @@ class Aws(SchemaAdapter):
                 "stopped_tasks": newest_stopped(stopped)}
 
     def ecs_deployments(self, cluster: str, service: str) -> list:
-        """ECS service deployments in progress (blue/green, canary, linear), see release.ecs_deployments."""
-        from release.ecs_deployments import read_deployments
-
+        """ECS service deployments in progress (blue/green, canary, linear), see release/ecs_deployments.py."""
         return read_deployments(self.client("ecs"), cluster, service)
 
     def stop_ecs_deployment(self, arn: str) -> None:
-        from release.ecs_deployments import stop_with_rollback
-
         stop_with_rollback(self.client("ecs"), arn)
 
     def ecs_deployment_status(self, arn: str) -> str:
-        from release.ecs_deployments import deployment_status
-
         return deployment_status(self.client("ecs"), arn)
 
     def target_health(self, target_group_arn: str) -> list[dict]:

@@ -29,6 +29,7 @@ from release import schema_flow
 from release import runtime as runtimes
 from release import scale_in
 from release import scaling
+from release import scaling_aws
 from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
 from release.context import Abort, Context, client_error_text, raise_on_signal, signal_of
 from release.flow import host_truths, run_release, run_unlock, running_now
@@ -211,7 +212,7 @@ def cmd_status(ctx: Context) -> dict:
     running = running_now(ctx, stack)
     lock = ledger.read_lock()
     back = d.rollback_target(entries, active)
-    fleet = scaling.read(ctx.aws, running["compute"], stack.outputs)
+    fleet = scaling_aws.read(ctx.aws, running["compute"], stack.outputs)
     fleet_notes = scaling.notes(fleet, configured_floor=ctx.stage.desired_count, configured_ceiling=ctx.stage.ceiling,
                                 configured_scales=ctx.stage.scales)
     result = {

@@ -3,7 +3,7 @@
 An ec2 stage's numbers come from EC2 Auto Scaling (the group's MinSize/MaxSize/DesiredCapacity, its
 target-tracking policies and scaling activities); an ecs stage's from Application Auto Scaling (the
 service's scalable target, policies and activities) and ECS (the service's desired and running counts).
-The functions above `read` are pure and tested directly; `read` is the thin boto3 adapter.
+Pure and tested directly; release/scaling_aws.py reads the answers through boto3.
 
 Scaling is not a release: nothing here changes anything. The floor is `desired_count` in cdk.json,
 the ceiling `max_count`; between them the autoscaler decides (docs/scaling.md).
@@ -64,13 +64,13 @@ def policy_summary(policy: Mapping) -> str | None:
     return f"{metric} {target:g}" if isinstance(target, (int, float)) else metric
 
 
-def _policies(policies: Iterable[Mapping]) -> tuple[str, ...]:
+def tracking_policies(policies: Iterable[Mapping]) -> tuple[str, ...]:
     return tuple(summary for summary in map(policy_summary, policies) if summary)
 
 
 def ec2_fleet(group: Mapping, policies: Iterable[Mapping], activities: Iterable[Mapping]) -> Fleet:
     """From DescribeAutoScalingGroups' group, DescribePolicies and DescribeScalingActivities."""
-    tracked = _policies(policies)
+    tracked = tracking_policies(policies)
     desired = int(group.get("DesiredCapacity", 0))
     running = sum(1 for i in group.get("Instances", []) if i.get("LifecycleState") == "InService")
     # Without a policy the group's MaxSize is the spare a launch-template roll uses, not a ceiling.
@@ -87,7 +87,7 @@ def ecs_fleet(service: Mapping, target: Mapping | None, policies: Iterable[Mappi
         return Fleet(compute="ecs", floor=desired, ceiling=desired, desired=desired, running=running, policies=(),
                      last_activity=None)
     return Fleet(compute="ecs", floor=int(target["MinCapacity"]), ceiling=int(target["MaxCapacity"]), desired=desired,
-                 running=running, policies=_policies(policies), last_activity=last_activity(activities))
+                 running=running, policies=tracking_policies(policies), last_activity=last_activity(activities))
 
 
 def notes(fleet: Fleet, *, configured_floor: int, configured_ceiling: int, configured_scales: bool) -> list[str]:
@@ -130,32 +130,3 @@ def lines(fleet: Fleet, found_notes: Iterable[str] = ()) -> list[str]:
 
 def as_json(fleet: Fleet, found_notes: Iterable[str] = ()) -> dict:
     return {**asdict(fleet), "scales": fleet.scales, "notes": list(found_notes)}
-
-
-# --- the boto3 adapter -----------------------------------------------------------------------------
-
-def read(aws, compute: str, outputs: Mapping[str, str]) -> Fleet:
-    """Read the stage's fleet through `aws.client(...)` (release.aws.Aws or a stand-in runtime)."""
-    if compute == "ec2":
-        name = outputs["AutoScalingGroupName"]
-        autoscaling = aws.client("autoscaling")
-        groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
-        if not groups:
-            return Fleet(compute="ec2", floor=0, ceiling=0, desired=0, running=0, policies=(), last_activity=None)
-        policies = autoscaling.describe_policies(AutoScalingGroupName=name).get("ScalingPolicies", [])
-        activities = (autoscaling.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=ACTIVITIES_READ)
-                      .get("Activities", []) if _policies(policies) else [])
-        return ec2_fleet(groups[0], policies, activities)
-    cluster, service_name = outputs["ClusterName"], outputs["EcsServiceName"]
-    services = aws.client("ecs").describe_services(cluster=cluster, services=[service_name])["services"]
-    service = services[0] if services else {}
-    resource = f"service/{cluster}/{service.get('serviceName', service_name)}"
-    scaling = aws.client("application-autoscaling")
-    targets = scaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource],
-                                                ScalableDimension=ECS_DIMENSION).get("ScalableTargets", [])
-    if not targets:
-        return ecs_fleet(service, None, (), ())
-    scope = dict(ServiceNamespace="ecs", ResourceId=resource, ScalableDimension=ECS_DIMENSION)
-    policies = scaling.describe_scaling_policies(**scope).get("ScalingPolicies", [])
-    activities = scaling.describe_scaling_activities(**scope, MaxResults=ACTIVITIES_READ).get("ScalingActivities", [])
-    return ecs_fleet(service, targets[0], policies, activities)

@@ -20,6 +20,7 @@ import pytest
 from botocore.stub import Stubber
 
 from release import decisions as d
+from release import ecs_aws
 from release import ecs_deployments as e
 from tests.release.helpers import EmulatedRuntime
 
@@ -131,9 +132,9 @@ def test_the_adapter_reads_deployments_and_stops_with_rollback_as_the_api_define
         stub.add_response("stop_service_deployment", {"serviceDeploymentArn": ARN}, {"serviceDeploymentArn": ARN, "stopType": "ROLLBACK"})
         stub.add_response("describe_service_deployments", {"serviceDeployments": [{"serviceDeploymentArn": ARN, "status": "ROLLBACK_SUCCESSFUL"}]},
                           {"serviceDeploymentArns": [ARN]})
-        (read,) = e.read_deployments(ecs, "c", "s")
-        e.stop_with_rollback(ecs, ARN)
-        assert e.deployment_status(ecs, ARN) == "ROLLBACK_SUCCESSFUL"
+        (read,) = ecs_aws.read_deployments(ecs, "c", "s")
+        ecs_aws.stop_with_rollback(ecs, ARN)
+        assert ecs_aws.deployment_status(ecs, ARN) == "ROLLBACK_SUCCESSFUL"
         stub.assert_no_pending_responses()
     assert read == deployment(old=("1.0.0", 1), new=("1.1.0", 1))
 

@@ -16,6 +16,7 @@ import pytest
 
 from config import parse_config
 from release import scaling
+from release import scaling_aws
 from release.aws import Aws
 from release.cli import main
 from tests.helpers.emulated_stage import deploy_stage
@@ -145,12 +146,12 @@ def track_cpu(group_name: str) -> None:
 
 def test_the_adapter_reads_an_ec2_groups_floor_ceiling_and_count(scaling_production):
     outputs = scaling_production.service_outputs
-    fleet = scaling.read(Aws(region=scaling_production.region), "ec2", outputs)
+    fleet = scaling_aws.read(Aws(region=scaling_production.region), "ec2", outputs)
     # As created: no DesiredCapacity in the template, so the group starts at its floor.
     assert (fleet.floor, fleet.desired, fleet.scales) == (2, 2, False)
     track_cpu(outputs["AutoScalingGroupName"])
     boto3.client("autoscaling").set_desired_capacity(AutoScalingGroupName=outputs["AutoScalingGroupName"], DesiredCapacity=4)
-    fleet = scaling.read(Aws(region=scaling_production.region), "ec2", outputs)
+    fleet = scaling_aws.read(Aws(region=scaling_production.region), "ec2", outputs)
     assert (fleet.floor, fleet.ceiling, fleet.desired, fleet.policies) == (2, 5, 4, ("ASGAverageCPUUtilization 60",))
 
 
@@ -182,7 +183,7 @@ def test_a_capacity_change_is_the_last_scaling_activity(scaling_production):
     outputs = scaling_production.service_outputs
     track_cpu(outputs["AutoScalingGroupName"])
     boto3.client("autoscaling").set_desired_capacity(AutoScalingGroupName=outputs["AutoScalingGroupName"], DesiredCapacity=4)
-    fleet = scaling.read(Aws(region=scaling_production.region), "ec2", outputs)
+    fleet = scaling_aws.read(Aws(region=scaling_production.region), "ec2", outputs)
     assert fleet.last_activity is not None
 
 
@@ -201,7 +202,7 @@ def test_the_adapter_reads_an_ecs_services_scalable_target(emulated_aws, scaling
                               TargetTrackingScalingPolicyConfiguration={
                                   "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"},
                                   "TargetValue": 60.0})
-    fleet = scaling.read(Aws(region=staging.region), "ecs", outputs)
+    fleet = scaling_aws.read(Aws(region=staging.region), "ecs", outputs)
     assert (fleet.floor, fleet.ceiling, fleet.scales) == (1, 4, True)
 
 
