@@ -142,7 +142,7 @@ def start_release_alarms(balancer: LoadBalancer, controller: Controller, cloudwa
                          say: Say = print) -> "AlarmStandIn | None":
     """The stack's release alarms (its DeploymentAlarmNames output) evaluated on what `balancer` counts, started;
     None when the stack names none."""
-    from release import bake
+    from release.pure import bake
 
     names = list(bake.alarm_names(outputs))
     if not names:

@@ -18,7 +18,7 @@ import json
 import urllib.request
 
 from local.runtime import EmulatedRuntime, RealTaskReads
-from release.schema_aws import SchemaAdapter
+from release.adapters.schema_aws import SchemaAdapter
 
 
 class ControlError(RuntimeError):

@@ -45,7 +45,7 @@ from local.emulator import free_port
 from local.follower import Follower
 from local.run_command import RunCommandStandIn
 from local.runtime import EmulatedRuntime
-from release import decisions as d
+from release.pure import decisions as d
 
 GATES = (("stage", "StagedImageTag", "liftoff-stage"), ("activate", "ImageTag", "liftoff-activate"))
 HOST_ROLE_LOGICAL_ID = "Ec2HostRole"  # components/ec2_service.py's role, under CDK's hash

@@ -4,7 +4,7 @@ moto's ECS runs no task and keeps no service deployment: its ListTasks knows onl
 never stops), ListServiceDeployments is not implemented, and DescribeTargetHealth reports whatever was registered
 as healthy. The ECS stand-in (local/ecs_service.py) runs a cluster's services on real containers; its agent
 (local/ecs_agent.py) publishes what it observes to moto_server several times a second, on `PUBLISH_PATH`, and
-takes back what callers asked ECS to do. So the release tool's real adapter (release/aws.py), or the AWS CLI,
+takes back what callers asked ECS to do. So the release tool's real adapter (release/adapters/aws.py), or the AWS CLI,
 reads a living cluster through the calls it makes on AWS, from any shell:
 
 - ListTasks, DescribeTasks: the stand-in's tasks (ECS keeps a stopped task for about an hour; the stand-in too);

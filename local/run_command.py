@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from local import boxes
 from local.docker import DockerError
 from local.runtime import EmulatedRuntime
-from release.schema_aws import SchemaAdapter
+from release.adapters.schema_aws import SchemaAdapter
 
 if TYPE_CHECKING:  # local.hosts runs the fleet's canary through this stand-in
     from local.hosts import StageHosts

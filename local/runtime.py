@@ -1,4 +1,4 @@
-"""The emulator's stand-in for what really runs: a `release.aws.Aws` that reports the version the stack recorded.
+"""The emulator's stand-in for what really runs: a `release.adapters.aws.Aws` that reports the version the stack recorded.
 
 moto registers a stack update but runs nothing: no ECS task starts, no load balancer checks a target,
 no SSM association executes (moto has no association API at all). So the release tool's real
@@ -23,7 +23,7 @@ On AWS these answers come from ECS, the target group and State Manager; here the
 stack's own record, so an emulated activation always "runs" what it set. Every decision the tool
 makes on top of them is its own.
 
-The seam: `liftoff` run from any shell loads the factory `LIFTOFF_RUNTIME` names (`release.runtime`):
+The seam: `liftoff` run from any shell loads the factory `LIFTOFF_RUNTIME` names (`release.adapters.runtime`):
 `local.runtime:emulator` (or `local.runtime:emulator_unhealthy`) builds this adapter, and refuses unless
 AWS_ENDPOINT_URL is a loopback address; `shell_exports` is the line `make local-up` prints. The release tool
 knows none of these names. `local.runtime:emulator_hosts` is for an ec2 stage whose hosts are real boxes
@@ -45,15 +45,15 @@ import boto3
 
 from config import StageConfig
 from local.aws import FAKE_ENVIRONMENT, EndpointSession
-from release.aws import Aws
-from release.runtime import RUNTIME_VARIABLE, RuntimeRefused
+from release.adapters.aws import Aws
+from release.adapters.runtime import RUNTIME_VARIABLE, RuntimeRefused
 
 # Said wherever the stand-in's answers are shown, so nobody mistakes them for a real rollout.
 STAND_IN_NOTE = ("tasks, hosts, target health and SSM associations are the emulator's stand-in "
                  "(local/runtime.py): they report the version the stack recorded as active; nothing runs")
 
 
-# Labels every host report the stand-in makes up (release.fleet shows it wherever a verdict uses it).
+# Labels every host report the stand-in makes up (release.pure.fleet shows it wherever a verdict uses it).
 REPORT_STAND_IN = "made up by local/runtime.py from the stack's record: no host runs here"
 
 CONTROL_VARIABLE = "LIFTOFF_LOCAL_CONTROL"  # the kept world's supervisor API (local/control.py)
@@ -75,7 +75,7 @@ def shell_exports(endpoint: str, *, control_url: str = "", compute: str = "ec2")
     return "export " + " ".join(f"{key}={value}" for key, value in values.items())
 
 
-# --- the factories LIFTOFF_RUNTIME names (release.runtime calls them) ------------------------------
+# --- the factories LIFTOFF_RUNTIME names (release.adapters.runtime calls them) ------------------------------
 
 def emulator(*, stage: StageConfig, region: str | None, environ: Mapping[str, str]) -> "EmulatedRuntime":
     """The stand-in, targets healthy."""
@@ -252,7 +252,7 @@ class EmulatedRuntime(Aws):
             return None  # an image pushed without labels declares no schema contract
 
     def run_one_off(self, outputs, **_kwargs):
-        from release.schema_aws import OneOffError
+        from release.adapters.schema_aws import OneOffError
 
         raise OneOffError("the emulator runs no one-off task or Run Command (moto records run_task/send_command and runs "
                           "nothing); `liftoff migrate` runs for real only where a runner stands in (docs/local-emulator.md)")

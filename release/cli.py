@@ -1,7 +1,7 @@
 """`liftoff`: pass the release gates of a stage safely (stage -> activate -> rollback), with boto3 only.
 
 This module parses arguments and prints; what a release does, in order, with the lock held, is
-`release.flow`. `main(argv)` returns the exit code instead of exiting, so `make deploy` and the
+`release.flows.flow`. `main(argv)` returns the exit code instead of exiting, so `make deploy` and the
 tests can call it; `run()` is the console script (it installs the signal handlers).
 """
 from __future__ import annotations
@@ -21,19 +21,19 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError
                                  NoRegionError, PartialCredentialsError, ReadTimeoutError)
 
 from config import ConfigError, load_config
-from release import bake
-from release import decisions as d
-from release import ecs_rollback
-from release import fleet as reports
-from release import schema_flow
-from release import runtime as runtimes
-from release import scale_in
-from release import scaling
-from release import scaling_aws
-from release.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
-from release.context import Abort, Context, client_error_text, raise_on_signal, signal_of
-from release.flow import host_truths, run_release, run_unlock, running_now
-from release.lease import describe_lock
+from release.pure import bake
+from release.pure import decisions as d
+from release.pure import fleet as reports
+from release.pure import scale_in
+from release.pure import scaling
+from release.adapters import runtime as runtimes
+from release.adapters import scaling_aws
+from release.adapters.aws import Aws, MissingOutput, StackNotFound, healthy_and_unhealthy
+from release.flows import ecs_rollback
+from release.flows import schema_flow
+from release.flows.context import Abort, Context, client_error_text, raise_on_signal, signal_of
+from release.flows.flow import host_truths, run_release, run_unlock, running_now
+from release.flows.lease import describe_lock
 
 EXIT_CODES = """\
 exit codes (and what runs on the hosts / tasks afterwards):

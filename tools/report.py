@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from release import decisions as d
+from release.pure import decisions as d
 
 HOURS_PER_MONTH = 730
 

@@ -23,7 +23,7 @@ from local import deploy as flow
 from local import emulator as emulators
 from local.adapter import UNMODELLED_OUTPUT_PLACEHOLDER
 from local.emulator import free_port
-from release.ledger import Ledger
+from release.adapters.ledger import Ledger
 from tests.helpers.synth import CDK_JSON, REPO, cdk_context
 
 pytestmark = pytest.mark.cost(minutes=0.6)  # alone, on 2 cores: the costliest start first (tests/conftest.py)

@@ -23,8 +23,8 @@ from local.aws import EMULATED_ACCOUNT, FAKE_ENVIRONMENT, EndpointSession, fake_
 from local.ecs_stage import StageTasks, TasksRuntime
 from local.load import PATIENT_CLIENT_SECONDS, LoadRun
 from local.principals import operator_session
+from release.pure import decisions as d
 from release import cli as release_cli
-from release import decisions as d
 from tests.helpers.box_world import running_emulator, wait_until
 from tests.helpers.clients import failures
 from tests.helpers.emulated_stage import deploy_stage

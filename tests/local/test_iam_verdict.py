@@ -464,7 +464,7 @@ def test_the_host_calls_its_scripts_make_are_allowed(world, policies):
 
 
 def test_the_release_verbs_calls_are_allowed_for_each_deploy_role(world, policies):
-    """What `liftoff` calls on each stage (release/aws.py, release/ledger.py, release/schema_aws.py), as the stage's
+    """What `liftoff` calls on each stage (release/adapters/aws.py, release/adapters/ledger.py, release/adapters/schema_aws.py), as the stage's
     GitHub deploy role: every one allowed, PassRole for the migrate task included."""
     staging, production = deploy_session("staging"), deploy_session("production")
     repository = world.ref("staging-registry", logical_id(world, "staging-registry", "AWS::ECR::Repository"))

@@ -32,9 +32,9 @@ from local import boxes, images
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.hosts import WOKEN_FOLLOW_INTERVAL_SECONDS, HostsRuntime, StageHosts, StateManagerStandIn
 from local.load import PATIENT_CLIENT_SECONDS, LoadRun
-from release import decisions as d
+from release.pure import decisions as d
+from release.adapters.ledger import Ledger
 from release.cli import main
-from release.ledger import Ledger
 from tests.helpers.box_world import (Watch, active_slot, booted_hosts, deployed, on_host, running_containers, running_emulator,
                                     wait_until)
 from tests.helpers.clients import failures

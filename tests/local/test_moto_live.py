@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 from local import emulator as emulators
 from local.ecs_agent import EcsAgent
 from local.moto_live import LiveClusters, ServerException, described_tasks, listed_tasks
-from release import ecs_deployments as e
-from release.aws import Aws
+from release.pure import ecs_deployments as e
+from release.adapters.aws import Aws
 
 REGION, ACCOUNT, CLUSTER, SERVICE = "us-east-1", "123456789012", "live", "web"
 NOW = 1_790_000_000.0

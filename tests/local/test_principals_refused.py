@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from local import aws, emulator
 from local.iam_verdict import Synthesized
 from local.principals import operator_session
-from release.context import client_error_text
+from release.flows.context import client_error_text
 
 ACCOUNT, REGION = aws.EMULATED_ACCOUNT, aws.FAKE_ENVIRONMENT["AWS_REGION"]
 STAGING_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:staging-data/DatabaseSecret-AbCdEf"

@@ -61,7 +61,7 @@ def test_host_reports_are_the_real_ones_first_and_a_labelled_stand_in_for_the_re
     import json
 
     from local.runtime import REPORT_STAND_IN
-    from release import fleet
+    from release.pure import fleet
 
     deploy_emulated_stage("staging", image_tag="1.0.0", push_tags=("1.0.0",))
     production = deploy_emulated_stage("production", image_tag="1.0.0")
@@ -98,7 +98,7 @@ def test_the_factories_refuse_a_real_endpoint_and_the_export_line_names_one():
 
     from config import load_config
     from local import runtime as local_runtime
-    from release.runtime import RuntimeRefused
+    from release.adapters.runtime import RuntimeRefused
     from tests.helpers.synth import CDK_JSON
 
     stage = load_config(CDK_JSON).stage("staging")
@@ -127,8 +127,8 @@ def test_the_kept_world_runtimes_refuse_without_a_supervisor_that_answers_for_th
     from local import runtime as local_runtime
     from local.control import SupervisedRuntime, SupervisedTasksRuntime
     from local.emulator import free_port
-    from release.aws import Aws
-    from release.runtime import RuntimeRefused
+    from release.adapters.aws import Aws
+    from release.adapters.runtime import RuntimeRefused
     from tests.helpers.synth import CDK_JSON
 
     stage = load_config(CDK_JSON).stage("production")

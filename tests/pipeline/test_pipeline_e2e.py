@@ -38,7 +38,7 @@ from local import aws as local_aws
 from local import emulator as emulators
 from local import moto_iam
 from local.iam_verdict import IMPLICITLY_DENIED, PLACEHOLDER_ID, Synthesized, judge
-from release.context import client_error_text
+from release.flows.context import client_error_text
 from tests.helpers import deploy_roles, local_registry
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON, REPO

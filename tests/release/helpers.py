@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, replace
 
 from local import runtime
+from release.adapters.ledger import Ledger
 from release.cli import main
-from release.ledger import Ledger
 from tests.helpers.emulated_stage import EmulatedStage
 from tests.helpers.synth import CDK_JSON
 

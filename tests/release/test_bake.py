@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from release import bake
-from release import decisions as d
+from release.pure import bake
+from release.pure import decisions as d
 from tests.release.helpers import EmulatedRuntime, FakeTime, ReleaseStage
 
 FIRING = [{"name": "production-service-Http5xx-ABC", "reason": "Threshold Crossed: 1 datapoint [12.5] was greater than the threshold (1.0)"}]

@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-from release import decisions as d
-from release.aws import Aws
+from release.pure import decisions as d
+from release.adapters.aws import Aws
 from tests.helpers.synth import REPO
-from release.ledger import Ledger
+from release.adapters.ledger import Ledger
 from tests.release.helpers import Busy, EmulatedRuntime, FakeTime, RollsBack, Tty
 
 RELEASE = ("stage", "activate", "rollback")
@@ -537,7 +537,7 @@ class TestLockVerbs:
         orphan = ledger.start(d.Entry(release_id="other", gate="activate", from_version="1.0.0", to_version="1.1.0",
                                       who=OTHER_JOB, started_at="2026-01-01T00:00:00.000Z"), "staging")
         hold_lock(released_staging)
-        from release.ledger import entry_key
+        from release.adapters.ledger import entry_key
         ledger.heartbeat("other", record_version="v1", at="x", epoch=0, entry_key=entry_key(orphan))
         released_staging.emulated.update_service(image_tag="1.1.0", staged_image_tag="1.1.0")
         run = released_staging.run("unlock", stdin=Tty("y\n"))
@@ -681,7 +681,7 @@ def test_help_documents_the_exit_codes():
 
 @pytest.mark.xfail(strict=True, reason="moto has no SSM association API: the real adapter cannot read the ec2 stage's "
                    "activate association (its id is an emulator placeholder); the stand-in runtime covers the walk "
-                   "(tests/local/test_runtime.py) and verify_ec2 is tested directly in test_decisions.py")
+                   "(tests/local/test_runtime.py) and verify_ec2 is tested directly in pure/test_decisions.py")
 def test_an_ec2_stage_reports_its_hosts(deploy_emulated_stage):
     deploy_emulated_stage("staging", image_tag="1.0.0", push_tags=("1.0.0",))
     production = deploy_emulated_stage("production", image_tag="1.0.0")

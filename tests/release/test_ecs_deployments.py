@@ -1,4 +1,4 @@
-"""release/ecs_deployments.py and release/ecs_rollback.py: the fast rollback during an ECS bake.
+"""release/pure/ecs_deployments.py and release/flows/ecs_rollback.py: the fast rollback during an ECS bake.
 
 moto (5.2.5) has no ECS service deployments API (ListServiceDeployments, DescribeServiceDeployments,
 DescribeServiceRevisions, StopServiceDeployment raise NotImplementedError), so:
@@ -19,9 +19,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from release import decisions as d
-from release import ecs_aws
-from release import ecs_deployments as e
+from release.pure import decisions as d
+from release.pure import ecs_deployments as e
+from release.adapters import ecs_aws
 from tests.release.helpers import EmulatedRuntime
 
 T0 = datetime(2026, 11, 28, 5, 0, tzinfo=timezone.utc)
@@ -205,7 +205,7 @@ def test_without_a_deployment_in_progress_the_ordinary_rollback_runs(released_st
 def test_an_interrupted_wait_after_the_stop_says_the_traffic_still_moves_back(released_staging):
     import signal
 
-    from release.flow import Interrupted
+    from release.flows.flow import Interrupted
 
     assert released_staging.run("stage", "1.1.0").code == 0
     assert released_staging.run("activate", "1.1.0", "--yes").code == 0

@@ -16,7 +16,7 @@ import pytest
 from config import load_config
 from local import emulator as emulators
 from local.faultproxy import FaultProxy
-from release import decisions as d
+from release.pure import decisions as d
 from release.cli import main
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.emulator_fixtures import DEMO_RELEASE_TAGS

@@ -1,5 +1,5 @@
-"""The release verbs judge an ec2 stage from what each host reports it holds (release/fleet.py decides,
-release/flow.py acts), on the emulated production stage.
+"""The release verbs judge an ec2 stage from what each host reports it holds (release/pure/fleet.py decides,
+release/flows/flow.py acts), on the emulated production stage.
 
 The emulator runs no host: `Reporting` is the stand-in runtime (local/runtime.py) on a stack that has the
 HostReportPath output (added here where the deployed template does not have it yet), and the tests play
@@ -16,8 +16,8 @@ import json
 
 import pytest
 
-from release import decisions as d
-from release import fleet
+from release.pure import decisions as d
+from release.pure import fleet
 from tests.release.helpers import EmulatedRuntime, FakeTime, ReleaseStage
 
 

@@ -25,8 +25,8 @@ import pytest
 
 from config import load_config
 from local import emulator as emulators
-from release import decisions as d
-from release.ledger import Ledger
+from release.pure import decisions as d
+from release.adapters.ledger import Ledger
 from tests.helpers.emulated_stage import EmulatedStage, deploy_stage
 from tests.helpers.emulator_fixtures import DEMO_RELEASE_TAGS
 from tests.helpers.synth import CDK_JSON, REPO

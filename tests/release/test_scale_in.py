@@ -1,14 +1,14 @@
 """An ec2 activation holds scale-in off its hosts: `activate`/`rollback` suspend the group's Terminate and
-AZRebalance for the update and resume what they suspended on every way out (release/scale_in.py decides,
-release/flow.py acts). Against moto's Auto Scaling, which keeps and reports SuspendedProcesses."""
+AZRebalance for the update and resume what they suspended on every way out (release/pure/scale_in.py decides,
+release/flows/flow.py acts). Against moto's Auto Scaling, which keeps and reports SuspendedProcesses."""
 from __future__ import annotations
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from release import decisions as d
-from release import scale_in
-from release.ledger import entry_key
+from release.pure import decisions as d
+from release.pure import scale_in
+from release.adapters.ledger import entry_key
 from tests.release.helpers import EmulatedRuntime, FakeTime, ReleaseStage, RollsBack
 
 PROCESSES = {"Terminate", "AZRebalance"}

@@ -15,9 +15,9 @@ import boto3
 import pytest
 
 from config import parse_config
-from release import scaling
-from release import scaling_aws
-from release.aws import Aws
+from release.pure import scaling
+from release.adapters import scaling_aws
+from release.adapters.aws import Aws
 from release.cli import main
 from tests.helpers.emulated_stage import deploy_stage
 from tests.helpers.synth import CDK_JSON, cdk_context

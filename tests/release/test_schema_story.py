@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from release import decisions as d
-from release.schema_aws import OneOff
+from release.pure import decisions as d
+from release.adapters.schema_aws import OneOff
 from tests.helpers.synth import CDK_JSON
 from tests.release.helpers import EmulatedRuntime, ReleaseStage
 
@@ -236,7 +236,7 @@ def test_migrate_asks_before_it_runs_and_changes_nothing_unconfirmed(stage):
 
 
 def test_the_gate_refuses_when_the_labels_cannot_be_read_and_the_stage_has_a_schema(stage):
-    from release.schema_aws import LabelsUnreadable
+    from release.adapters.schema_aws import LabelsUnreadable
 
     release_stage, run, runtime, database = stage
     assert run("migrate", "--version", "1.0.0", "--yes").code == 0

@@ -223,7 +223,7 @@ def test_the_migrate_grant_matches_the_family_the_service_stack_really_synthesiz
 
     granted = arn(statements(cd.templates["liftoff-github"], "staging")["RunMigrateTask"]["Resource"])
     [definition] = resources(cd.templates["staging-service"], "AWS::ECS::TaskDefinition").values()
-    migrate_family = f"{definition['Properties']['Family']}-migrate"  # what release/schema_aws.py registers
+    migrate_family = f"{definition['Properties']['Family']}-migrate"  # what release/adapters/schema_aws.py registers
     assert fnmatch(f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:task-definition/{migrate_family}:3", granted), granted
     assert not fnmatch(f"arn:${{AWS::Partition}}:ecs:eu-west-1:{ACCOUNT}:task-definition/{definition['Properties']['Family']}:3",
                        granted), "the service's own family must not be runnable by the role"

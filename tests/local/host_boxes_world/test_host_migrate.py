@@ -17,9 +17,9 @@ from local import boxes
 from local.aws import FAKE_ENVIRONMENT, EndpointSession, fake_session
 from local.principals import operator_session
 from local.run_command import BoxesRuntime, RunCommandRefused
-from release import decisions as d
+from release.pure import decisions as d
+from release.adapters.ledger import Ledger
 from release.cli import main
-from release.ledger import Ledger
 from tests.helpers.synth import CDK_JSON
 from tests.local.host_boxes_world import UNIT_MINUTES
 

@@ -1,4 +1,4 @@
-"""The adapter's two host-report calls (release/aws.py): every report under the path, across pages, by
+"""The adapter's two host-report calls (release/adapters/aws.py): every report under the path, across pages, by
 instance id; an unreadable one marked; a re-drive is one StartAssociationsOnce."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import boto3
 from botocore.stub import Stubber
 
-from release.aws import Aws
+from release.adapters.aws import Aws
 
 PATH = "/liftoff/production-service/hosts/"
 

@@ -1,6 +1,6 @@
 """`liftoff rollback` and `liftoff status` on an ECS stage with a baking strategy (blue_green, canary, linear).
 
-The decisions are in `release.ecs_deployments`; this module gathers the facts through the adapter,
+The decisions are in `release.pure.ecs_deployments`; this module gathers the facts through the adapter,
 asks, acts, and says what it did. It takes no lock: it changes no stack parameter, and the release
 that holds the lock (the `liftoff activate` whose deployment is baking) is the one that sees its stack
 update fail and records that. It records its own ledger entry.
@@ -10,12 +10,12 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from release import decisions as d
-from release import ecs_deployments as e
-from release.aws import MissingOutput
-from release.context import Abort, Context, Shielded, confirm, signal_of
-from release.flow import run_release
-from release.ledger import new_release_id
+from release.pure import decisions as d
+from release.pure import ecs_deployments as e
+from release.adapters.aws import MissingOutput
+from release.adapters.ledger import new_release_id
+from release.flows.context import Abort, Context, Shielded, confirm, signal_of
+from release.flows.flow import run_release
 
 
 def _service(ctx: Context, stack: d.Stack) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""Thin boto3 adapters: AWS responses in, plain `release.decisions` data out. No decisions here.
+"""Thin boto3 adapters: AWS responses in, plain `release.pure.decisions` data out. No decisions here.
 
 Clients are created on first use, never at import, so tests can start moto first and a missing
 region or credential surfaces as a clear error at the call that needs it.
@@ -16,10 +16,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from release.decisions import Image, Stack
-from release.ecs_aws import deployment_status, read_deployments, stop_with_rollback
-from release.ledger import Ledger
-from release.schema_aws import SchemaAdapter
+from release.pure.decisions import Image, Stack
+from release.adapters.ecs_aws import deployment_status, read_deployments, stop_with_rollback
+from release.adapters.ledger import Ledger
+from release.adapters.schema_aws import SchemaAdapter
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 # Per call: AWS's describe/update calls answer in well under a second; 10 s means the endpoint is not answering.
@@ -200,7 +200,7 @@ class Aws(SchemaAdapter):
                 "stopped_tasks": newest_stopped(stopped)}
 
     def ecs_deployments(self, cluster: str, service: str) -> list:
-        """ECS service deployments in progress (blue/green, canary, linear), see release/ecs_deployments.py."""
+        """ECS service deployments in progress (blue/green, canary, linear), see release/pure/ecs_deployments.py."""
         return read_deployments(self.client("ecs"), cluster, service)
 
     def stop_ecs_deployment(self, arn: str) -> None:

@@ -3,7 +3,7 @@
 An ec2 stage's numbers come from EC2 Auto Scaling (the group's MinSize/MaxSize/DesiredCapacity, its
 target-tracking policies and scaling activities); an ecs stage's from Application Auto Scaling (the
 service's scalable target, policies and activities) and ECS (the service's desired and running counts).
-Pure and tested directly; release/scaling_aws.py reads the answers through boto3.
+Pure and tested directly; release/adapters/scaling_aws.py reads the answers through boto3.
 
 Scaling is not a release: nothing here changes anything. The floor is `desired_count` in cdk.json,
 the ceiling `max_count`; between them the autoscaler decides (docs/scaling.md).

@@ -1,11 +1,11 @@
-"""Pure decisions from the hosts' own reports (release/fleet.py): verified only when every in-service host
+"""Pure decisions from the hosts' own reports (release/pure/fleet.py): verified only when every in-service host
 holds what the stack asks; a failed host gate is final and named; a report that is missing or unreadable
 is never taken for agreement."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from release import fleet as f
+from release.pure import fleet as f
 
 
 def report(instance, **values):

@@ -13,7 +13,7 @@ the deployment is stopped, the parameter still names the version that no longer 
 rollback` then sets it to the version that serves, through the ordinary rollback (a new deployment of
 the version already serving). docs/release-flow.md describes both, and what only a real account shows.
 
-Pure decisions only, tested directly; release/ecs_aws.py reads and stops the deployments through boto3.
+Pure decisions only, tested directly; release/adapters/ecs_aws.py reads and stops the deployments through boto3.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from release import decisions as d
+from release.pure import decisions as d
 
 # A deployment ECS is still working on; ListServiceDeployments filters on these.
 ACTIVE_STATUSES = ("PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS")

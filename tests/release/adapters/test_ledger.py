@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from components.release_ledger import EXPIRY_ATTRIBUTE, PARTITION_KEY, SORT_KEY
-from release import decisions as d
-from release.ledger import Ledger, LockHeld
+from release.pure import decisions as d
+from release.adapters.ledger import Ledger, LockHeld
 
 NOW = 1_800_000_000
 ME, YOU = "arn:aws:sts::000000000000:assumed-role/ci/a", "arn:aws:sts::000000000000:assumed-role/ci/b"

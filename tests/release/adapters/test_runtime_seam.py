@@ -1,4 +1,4 @@
-"""release/runtime.py: LIFTOFF_RUNTIME names a factory; the release tool loads it by name and knows none."""
+"""release/adapters/runtime.py: LIFTOFF_RUNTIME names a factory; the release tool loads it by name and knows none."""
 from __future__ import annotations
 
 import sys
@@ -7,8 +7,8 @@ import types
 import pytest
 
 from config import load_config
-from release.aws import Aws
-from release.runtime import RuntimeRefused, adapter
+from release.adapters.aws import Aws
+from release.adapters.runtime import RuntimeRefused, adapter
 from tests.helpers.synth import CDK_JSON
 
 STAGE = load_config(CDK_JSON).stage("staging")
@@ -44,7 +44,7 @@ def test_a_named_factory_is_called_with_the_stage_region_and_environment(plugin)
     ("no_such_module_here:factory", "cannot import no_such_module_here"),
     ("liftoff_test_plugin:missing", "liftoff_test_plugin has no factory 'missing'"),
     ("liftoff_test_plugin:not_callable", "liftoff_test_plugin has no factory 'not_callable'"),
-    ("liftoff_test_plugin:wrong", "the factory returned object, not a release.aws.Aws"),
+    ("liftoff_test_plugin:wrong", "the factory returned object, not a release.adapters.aws.Aws"),
 ])
 def test_a_value_that_names_no_usable_factory_is_refused_naming_it(plugin, value, says):
     with pytest.raises(RuntimeRefused) as refused:

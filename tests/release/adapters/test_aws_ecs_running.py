@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import boto3
 from botocore.stub import Stubber
 
-from release.aws import STOPPED_TASKS_SHOWN, Aws
+from release.adapters.aws import STOPPED_TASKS_SHOWN, Aws
 
 CLUSTER, SERVICE = "c", "s"
 DEFINITION = "arn:aws:ecs:us-east-1:123456789012:task-definition/app:2"

@@ -1,14 +1,14 @@
 """The thin boto3 adapter for `liftoff status`'s scaling view: EC2 Auto Scaling, Application Auto Scaling and ECS
-answers in, release/scaling.py's `Fleet` out. Reads only."""
+answers in, release/pure/scaling.py's `Fleet` out. Reads only."""
 from __future__ import annotations
 
 from typing import Mapping
 
-from release.scaling import ACTIVITIES_READ, ECS_DIMENSION, Fleet, ec2_fleet, ecs_fleet, tracking_policies
+from release.pure.scaling import ACTIVITIES_READ, ECS_DIMENSION, Fleet, ec2_fleet, ecs_fleet, tracking_policies
 
 
 def read(aws, compute: str, outputs: Mapping[str, str]) -> Fleet:
-    """Read the stage's fleet through `aws.client(...)` (release.aws.Aws or a stand-in runtime)."""
+    """Read the stage's fleet through `aws.client(...)` (release.adapters.aws.Aws or a stand-in runtime)."""
     if compute == "ec2":
         name = outputs["AutoScalingGroupName"]
         autoscaling = aws.client("autoscaling")

@@ -1,6 +1,6 @@
 """The stage's lock as a lease, held by one run: taking it (free, or over a dead holder), renewing it from
 a heartbeat thread, proving it right before a write (the fence), releasing it, and closing the entry a
-dead run left open. The ledger's conditional writes (`release.ledger`) are what make each step safe.
+dead run left open. The ledger's conditional writes (`release.adapters.ledger`) are what make each step safe.
 
 A waiter that finds the lock held watches its record version for one lease on its own monotonic clock:
 renewed means the holder is alive (refused, exit 3), unchanged means it is gone (taken over). A waiter
@@ -14,10 +14,10 @@ from dataclasses import replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from release import decisions as d
-from release.aws import StackNotFound
-from release.context import Context
-from release.ledger import Ledger, LockHeld, entry_key, new_record_version
+from release.pure import decisions as d
+from release.adapters.aws import StackNotFound
+from release.adapters.ledger import Ledger, LockHeld, entry_key, new_record_version
+from release.flows.context import Context
 
 
 class LockCollision(Exception):

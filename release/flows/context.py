@@ -2,7 +2,7 @@
 adapter, streams, clocks), how a verb stops (`Abort`, signals), the one-write ledger record, the
 confirmation prompt and the text of an AWS error.
 
-`release.lease`, `release.flow` and `release.schema_flow` import this module; it imports none of them.
+`release.flows.lease`, `release.flows.flow` and `release.flows.schema_flow` import this module; it imports none of them.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Callable, TextIO
 from botocore.exceptions import ClientError
 
 from config import StageConfig
-from release import decisions as d
-from release.aws import Aws
-from release.ledger import Ledger
+from release.pure import decisions as d
+from release.adapters.aws import Aws
+from release.adapters.ledger import Ledger
 
 
 class Abort(Exception):

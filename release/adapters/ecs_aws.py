@@ -1,10 +1,10 @@
 """The thin boto3 adapter for ECS's own deployments (ListServiceDeployments, DescribeServiceDeployments,
-DescribeServiceRevisions, StopServiceDeployment): AWS's answers in, release/ecs_deployments.py's plain data out."""
+DescribeServiceRevisions, StopServiceDeployment): AWS's answers in, release/pure/ecs_deployments.py's plain data out."""
 from __future__ import annotations
 
 from typing import Any
 
-from release.ecs_deployments import ACTIVE_STATUSES, Revision, ServiceDeployment, image_tag
+from release.pure.ecs_deployments import ACTIVE_STATUSES, Revision, ServiceDeployment, image_tag
 
 
 def read_deployments(ecs_client: Any, cluster: str, service: str) -> list[ServiceDeployment]:

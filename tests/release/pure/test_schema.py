@@ -1,4 +1,4 @@
-"""release/schema.py: the pure schema decisions, tested directly (no AWS, no clock, no database)."""
+"""release/pure/schema.py: the pure schema decisions, tested directly (no AWS, no clock, no database)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 import pytest
 
 from config import RollbackWindow
-from release import decisions as d
-from release import schema as s
+from release.pure import decisions as d
+from release.pure import schema as s
 
 LABELS_1_2_0 = {
     s.LABEL_RELEASE: "1.2.0", s.LABEL_HEAD: "0003_require_note_title",

@@ -1,4 +1,4 @@
-"""release/schema_aws.py, the real adapter, on the staging stage deployed in moto: what moto honours is
+"""release/adapters/schema_aws.py, the real adapter, on the staging stage deployed in moto: what moto honours is
 asserted; what it cannot show (the config blob download) is xfail(strict=True), listed in docs/local-emulator.md.
 The ECS one-off that really runs and reports its output: tests/local/test_ecs_stage.py (the emulator's RunTask
 answered by the ECS stand-in)."""
@@ -8,9 +8,9 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from local import aws as local_aws
-from release.aws import Aws
-from release.schema import SchemaState
-from release.schema_aws import SEND_COMMAND_MAX_INSTANCES
+from release.pure.schema import SchemaState
+from release.adapters.aws import Aws
+from release.adapters.schema_aws import SEND_COMMAND_MAX_INSTANCES
 
 FIRST_COMMAND, SECOND_COMMAND = "11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000"
 LABELS = {"io.liftoff.release": "1.2.0", "io.liftoff.schema.head": "0003_x", "io.liftoff.schema.requires": "0002_y",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from release import decisions as d
+from release.pure import decisions as d
 
 NOW = 1_800_000_000
 

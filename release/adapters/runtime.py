@@ -1,8 +1,8 @@
 """The seam through which something other than AWS answers "what runs": `LIFTOFF_RUNTIME` names a factory.
 
-Unset, `liftoff` talks to AWS (`release.aws.Aws`). Set to `module:callable` (e.g. the local harness's
+Unset, `liftoff` talks to AWS (`release.adapters.aws.Aws`). Set to `module:callable` (e.g. the local harness's
 `local.runtime:emulator`), the CLI imports that module and calls
-`callable(stage=StageConfig, region=str | None, environ=Mapping)`, which returns a `release.aws.Aws`
+`callable(stage=StageConfig, region=str | None, environ=Mapping)`, which returns a `release.adapters.aws.Aws`
 (or a subclass) or raises `RuntimeRefused` saying why it will not run here. The release tool knows
 nothing about the runtimes that plug in: which endpoints one accepts, and what it stands in for, are
 the factory's own business.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 from config import StageConfig
-from release.aws import Aws
+from release.adapters.aws import Aws
 
 RUNTIME_VARIABLE = "LIFTOFF_RUNTIME"
 _FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
@@ -42,7 +42,7 @@ def adapter(stage: StageConfig, region: str | None, environ: Mapping[str, str]) 
     module_name, factory_name = value.split(":")
     # A console-script `liftoff` has the installed packages on its path, not the checkout's harness folders
     # (local/ is not installed): look next to release/ as well, after everything installed.
-    checkout = str(Path(__file__).resolve().parents[1])
+    checkout = str(Path(__file__).resolve().parents[2])
     if checkout not in sys.path:
         sys.path.append(checkout)
     try:
@@ -56,5 +56,5 @@ def adapter(stage: StageConfig, region: str | None, environ: Mapping[str, str]) 
                              "use the export line `make local-up` printed, or unset it for AWS")
     made = factory(stage=stage, region=region, environ=environ)
     if not isinstance(made, Aws):
-        raise RuntimeRefused(f"{RUNTIME_VARIABLE}={value}: the factory returned {type(made).__name__}, not a release.aws.Aws")
+        raise RuntimeRefused(f"{RUNTIME_VARIABLE}={value}: the factory returned {type(made).__name__}, not a release.adapters.aws.Aws")
     return made

@@ -1,8 +1,8 @@
 """What a release does, in order, with the stage's lock held: the lease and its heartbeat, the gates on
 fresh reads, the switch, the wait, the verification, and the truth when any of it is interrupted.
 
-`release.cli` parses arguments and prints; this module decides nothing itself (`release.decisions`
-does) and calls AWS only through the adapter (`release.aws`).
+`release.cli` parses arguments and prints; this module decides nothing itself (`release.pure.decisions`
+does) and calls AWS only through the adapter (`release.adapters.aws`).
 
 Order of a release (`run_release`):
   1. the tag's form is checked (no AWS needed);
@@ -32,16 +32,16 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from release import bake
-from release import fleet
-from release import scale_in
-from release import decisions as d
-from release import schema_flow
-from release.aws import MissingOutput, healthy_and_unhealthy
-from release.context import (Abort, Context, Deferred, Interrupted, Shielded, WaitTimedOut, client_error_text, confirm,
-                             error_text, raise_on_signal, record, signal_of)
-from release.lease import Lease, LeaseLost, LockCollision, acquire, close_orphan, describe_lock
-from release.ledger import Ledger, new_release_id
+from release.pure import bake
+from release.pure import decisions as d
+from release.pure import fleet
+from release.pure import scale_in
+from release.adapters.aws import MissingOutput, healthy_and_unhealthy
+from release.adapters.ledger import Ledger, new_release_id
+from release.flows import schema_flow
+from release.flows.context import (Abort, Context, Deferred, Interrupted, Shielded, WaitTimedOut, client_error_text, confirm,
+                                   error_text, raise_on_signal, record, signal_of)
+from release.flows.lease import Lease, LeaseLost, LockCollision, acquire, close_orphan, describe_lock
 
 # How long a read-back follows an accepted update still in progress before saying "unknown".
 SETTLE_SECONDS = 60.0

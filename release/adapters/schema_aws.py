@@ -1,6 +1,6 @@
 """Thin boto3 adapters for schema-aware releases: image labels, the stage's recorded schema state, one-off migrate runs.
 
-`SchemaAdapter` is mixed into `release.aws.Aws` (it uses its `client()`, timeouts and retries); no decisions here.
+`SchemaAdapter` is mixed into `release.adapters.aws.Aws` (it uses its `client()`, timeouts and retries); no decisions here.
 
 - Labels: ECR's `BatchGetImage` gives the manifest (an index or list: its first image; the labels are the same
   for every platform of one build); the image's config blob, fetched through `GetDownloadUrlForLayer` (a
@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable
 
-from release.schema import SchemaState
+from release.pure.schema import SchemaState
 
 MANIFEST_TYPES = [
     "application/vnd.docker.distribution.manifest.v2+json",

@@ -7,7 +7,7 @@ stack update, and resume them on every way out. Only what this run suspended is 
 operator had suspended before stays suspended. What a run suspended is written into its ledger entry
 (`NOTE`) before the suspension, so the release that takes over the lock of a killed run resumes it.
 
-The functions here are pure and tested directly; `release.flow` calls the adapter (`release.aws`).
+The functions here are pure and tested directly; `release.flows.flow` calls the adapter (`release.adapters.aws`).
 """
 from __future__ import annotations
 

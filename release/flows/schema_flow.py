@@ -1,8 +1,8 @@
 """Schema-aware releases, in order, with the stage's lock held: `liftoff migrate`, the schema gate of
 `activate`/`rollback`, and the schema marks of `liftoff versions`.
 
-Decisions are `release.schema`'s; AWS calls go through the adapter (`release.schema_aws`, mixed into
-`release.aws.Aws`); the lock, the lease and the ledger entries are `release.flow`'s.
+Decisions are `release.pure.schema`'s; AWS calls go through the adapter (`release.adapters.schema_aws`, mixed into
+`release.adapters.aws.Aws`); the lock, the lease and the ledger entries are `release.flows.flow`'s.
 
 `liftoff migrate --stage S [--version X]`:
   1. the lock is taken (a live holder: refused and recorded, as for every release verb);
@@ -21,14 +21,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from release import decisions as d
-from release import schema as s
-from release.aws import MissingOutput
-from release.context import Abort, Context, Shielded, error_text, record
-from release.context import confirm as ask
-from release.lease import LockCollision, acquire, close_orphan
-from release.ledger import Ledger, new_release_id
-from release.schema_aws import LabelsUnreadable, OneOffError
+from release.pure import decisions as d
+from release.pure import schema as s
+from release.adapters.aws import MissingOutput
+from release.adapters.ledger import Ledger, new_release_id
+from release.adapters.schema_aws import LabelsUnreadable, OneOffError
+from release.flows.context import Abort, Context, Shielded, error_text, record
+from release.flows.context import confirm as ask
+from release.flows.lease import LockCollision, acquire, close_orphan
 
 GATE = "migrate"
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from release.decisions import RESULT_IN_PROGRESS, Entry, Lock
+from release.pure.decisions import RESULT_IN_PROGRESS, Entry, Lock
 
 LOCK_KEY = {"pk": {"S": "LOCK"}, "sk": {"S": "LOCK"}}
 COUNTER_KEY = {"pk": {"S": "SEQ"}, "sk": {"S": "SEQ"}}

@@ -1,7 +1,7 @@
 """Pure release decisions: no AWS, no clock, no I/O. Everything AWS-shaped arrives as plain data.
 
 Each gate is a function from the facts (images, stack, lock, ledger) to a Decision. The CLI gathers
-the facts through `release.aws`, asks here, and only then changes anything, so a refusal can never
+the facts through `release.adapters.aws`, asks here, and only then changes anything, so a refusal can never
 have changed anything.
 """
 from __future__ import annotations

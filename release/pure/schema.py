@@ -1,7 +1,7 @@
 """Pure schema decisions: which versions can run on a stage's schema, which contract steps may run now.
 
 No AWS, no clock, no I/O: the image labels, the stage's recorded schema state, the stack's parameters
-and the ledger arrive as plain data (`release.schema_aws` reads them), and `now` is passed in.
+and the ledger arrive as plain data (`release.adapters.schema_aws` reads them), and `now` is passed in.
 
 - An image declares its schema contract as labels (service/liftoff_service/schema.py writes them at
   build): its release, the newest migration it ships, the oldest schema it runs against (its newest
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Mapping, Sequence
 
-from release import bake, decisions as d
+from release.pure import bake, decisions as d
 
 LABEL_RELEASE = "io.liftoff.release"
 LABEL_HEAD = "io.liftoff.schema.head"
