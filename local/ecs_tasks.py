@@ -552,10 +552,10 @@ class TaskRunner:
                 time.sleep(self.poll_seconds)
 
     def _state(self, container_id: str) -> dict:
-        shown = self.world.daemon.containers(container_id)
-        if container_id not in shown:
+        states = self._states([container_id])
+        if container_id not in states:
             raise DockerError(f"container {container_id} is gone")
-        return shown[container_id]["State"]
+        return states[container_id]
 
     # --- watching and stopping ------------------------------------------------------------------
 
